@@ -1,0 +1,115 @@
+"""Save and load a trained model (and its input standardiser) as one pickle-free ``.npz``.
+
+Layout: ``layer_sizes`` (int64), ``activation``/``dtype``/``standardizer_mode`` (numpy
+unicode scalars; mode "" means no standardiser), ``dropout`` (float64), ``W1..Wk`` and
+``b1..bk`` in the model's dtype, and ``standardizer_mean``/``standardizer_std``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sweeper.core.network import MLP, check_dtype
+from sweeper.data.preprocessing import Standardizer
+
+_META = ("layer_sizes", "activation", "dtype", "dropout", "standardizer_mode")
+_STATS = ("standardizer_mean", "standardizer_std")
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: MLP, standardizer: Standardizer | None = None
+) -> Path:
+    """Write the checkpoint atomically and return its path (``.npz`` appended if missing)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    # Any: numpy 2 stubs give savez a bool allow_pickle keyword that a dict of arrays clashes with.
+    arrays: dict[str, Any] = {
+        "layer_sizes": np.asarray(model.layer_sizes, dtype=np.int64),
+        "activation": np.asarray(model.activation, dtype=np.str_),
+        "dtype": np.asarray(model.dtype.name, dtype=np.str_),
+        "dropout": np.asarray(model.dropout, dtype=np.float64),
+        "standardizer_mode": np.asarray(
+            "" if standardizer is None else standardizer.mode, dtype=np.str_
+        ),
+        "standardizer_mean": np.asarray(np.empty(0) if standardizer is None else standardizer.mean),
+        "standardizer_std": np.asarray(np.empty(0) if standardizer is None else standardizer.std),
+    }
+    for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True), start=1):
+        arrays[f"W{i}"] = w
+        arrays[f"b{i}"] = b
+    # Written beside the target and renamed, so parallel readers never see a partial file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[MLP, Standardizer | None]:
+    """Load a checkpoint, refusing any whose arrays disagree with its stored architecture."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+
+    def need(name: str) -> np.ndarray:
+        if name not in arrays:
+            raise ValueError(f"{path}: missing array {name!r}")
+        return arrays[name]
+
+    for name in _META + _STATS:
+        need(name)
+    sizes = need("layer_sizes")
+    if sizes.ndim != 1 or len(sizes) < 2 or not np.issubdtype(sizes.dtype, np.integer):
+        raise ValueError(f"{path}: array 'layer_sizes' is malformed: {sizes!r}")
+    n_layers = len(sizes) - 1
+    try:
+        dtype = check_dtype(str(need("dtype")))
+    except ValueError as exc:
+        raise ValueError(f"{path}: array 'dtype': {exc}") from None
+    expected = set(_META + _STATS)
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
+    for i in range(1, n_layers + 1):
+        fan_in, fan_out = int(sizes[i - 1]), int(sizes[i])
+        shapes: tuple[tuple[str, tuple[int, ...]], ...] = (
+            (f"W{i}", (fan_in, fan_out)),
+            (f"b{i}", (fan_out,)),
+        )
+        for name, shape in shapes:
+            arr = need(name)
+            if arr.shape != shape:
+                raise ValueError(f"{path}: array {name!r} has shape {arr.shape}, expected {shape}")
+            if arr.dtype != dtype:
+                raise ValueError(f"{path}: array {name!r} has dtype {arr.dtype}, expected {dtype}")
+            expected.add(name)
+            (weights if name[0] == "W" else biases).append(arr)
+    unexpected = sorted(set(arrays) - expected)
+    if unexpected:
+        raise ValueError(
+            f"{path}: unexpected arrays {unexpected} for {n_layers} layers (layer_sizes "
+            f"{sizes.tolist()})"
+        )
+    try:
+        model = MLP.from_parameters(
+            weights, biases, str(need("activation")), dtype, float(need("dropout"))
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    mode = str(need("standardizer_mode"))
+    if mode in ("feature", "channel"):
+        for name in _STATS:
+            if need(name).shape != (int(sizes[0]),):
+                raise ValueError(
+                    f"{path}: array {name!r} has shape {need(name).shape}, expected "
+                    f"({int(sizes[0])},) for standardizer mode {mode!r}"
+                )
+    standardizer = (
+        Standardizer(mode, need("standardizer_mean"), need("standardizer_std")) if mode else None
+    )
+    return model, standardizer

@@ -1,0 +1,238 @@
+"""Typed configuration: the schema Hydra validates every composed run against.
+
+Each config group in ``conf/`` fills one of these dataclasses. Types and choices (enums) are
+checked by OmegaConf while Hydra composes; value ranges are checked in ``__post_init__``,
+which runs when :func:`to_experiment_config` turns the composed config into objects, so a bad
+value fails before any training starts and the message names the key and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+SCHEMA_NAME = "sweeper_schema"
+
+
+class ConfigError(ValueError):
+    """A composed config that cannot run; the message names the key, the value and the rule."""
+
+
+def _require(ok: bool, key: str, value: object, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {rule}")
+
+
+class DatasetName(Enum):
+    digits = "digits"
+    mnist = "mnist"
+    kmnist = "kmnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+    notmnist = "notmnist"
+
+
+class Normalization(Enum):
+    feature = "feature"
+    sample = "sample"
+    channel = "channel"
+    none = "none"
+
+
+class ActivationName(Enum):
+    sigmoid = "sigmoid"
+    tanh = "tanh"
+    relu = "relu"
+    leaky_relu = "leaky_relu"
+    identity = "identity"
+
+
+class InitName(Enum):
+    auto = "auto"
+    xavier = "xavier"
+    he = "he"
+
+
+class RegularizerName(Enum):
+    none = "none"
+    l1 = "l1"
+    l2 = "l2"
+    dropout = "dropout"
+
+
+class OptimizerName(Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    nesterov = "nesterov"
+    adam = "adam"
+
+
+class MomentumForm(Enum):
+    classic = "classic"
+    ema = "ema"
+
+
+class Dtype(Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+@dataclass
+class DatasetConfig:
+    name: DatasetName = DatasetName.digits
+    data_dir: str | None = None
+    normalization: Normalization = Normalization.feature
+    val_fraction: float = 0.2
+    max_train_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.val_fraction < 1.0, "dataset.val_fraction", self.val_fraction,
+                 "must be in (0, 1)")
+        if self.max_train_samples is not None:
+            _require(self.max_train_samples > 0, "dataset.max_train_samples",
+                     self.max_train_samples, "must be a positive count or null")
+
+
+@dataclass
+class ActivationConfig:
+    name: ActivationName = ActivationName.tanh
+    # auto: Xavier/Glorot for sigmoid/tanh/identity, He for the ReLU family.
+    init: InitName = InitName.auto
+
+
+@dataclass
+class RegularizerConfig:
+    name: RegularizerName = RegularizerName.none
+    lam: float = 0.0
+    p: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.lam >= 0.0, "regularizer.lam", self.lam, "must be >= 0")
+        _require(0.0 <= self.p < 1.0, "regularizer.p", self.p, "dropout p must be in [0, 1)")
+
+    @property
+    def l1(self) -> float:
+        return self.lam if self.name is RegularizerName.l1 else 0.0
+
+    @property
+    def l2(self) -> float:
+        return self.lam if self.name is RegularizerName.l2 else 0.0
+
+    @property
+    def dropout(self) -> float:
+        return self.p if self.name is RegularizerName.dropout else 0.0
+
+
+@dataclass
+class TopologyConfig:
+    hidden: list[int] = field(default_factory=lambda: [64])
+
+    def __post_init__(self) -> None:
+        _require(all(h > 0 for h in self.hidden), "topology.hidden", list(self.hidden),
+                 "every hidden layer needs at least one unit")
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = OptimizerName.momentum
+    lr: float = 0.05
+    momentum: float = 0.9
+    # classic: v = m*v - lr*g; w += v.  ema: v = m*v + (1-m)*g; w -= lr*v.
+    form: MomentumForm = MomentumForm.classic
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0.0, "optimizer.lr", self.lr, "must be > 0")
+        _require(0.0 <= self.momentum < 1.0, "optimizer.momentum", self.momentum,
+                 "must be in [0, 1)")
+        _require(0.0 <= self.beta1 < 1.0, "optimizer.beta1", self.beta1, "must be in [0, 1)")
+        _require(0.0 <= self.beta2 < 1.0, "optimizer.beta2", self.beta2, "must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    # null disables early stopping.
+    patience: int | None = 5
+    dtype: Dtype = Dtype.float32
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
+        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be >= 1")
+        if self.patience is not None:
+            _require(self.patience >= 1, "train.patience", self.patience, "must be >= 1 or null")
+
+
+@dataclass
+class GradCheckConfig:
+    enabled: bool = True
+    eps: float = 1e-2
+    tol: float = 1e-4
+    samples: int = 5
+
+    def __post_init__(self) -> None:
+        _require(self.eps > 0.0, "gradcheck.eps", self.eps, "must be > 0")
+        _require(self.tol > 0.0, "gradcheck.tol", self.tol, "must be > 0")
+        _require(self.samples >= 1, "gradcheck.samples", self.samples, "must be >= 1")
+
+
+@dataclass
+class TrackingConfig:
+    # null: $MLFLOW_TRACKING_URI if set, else a SQLite store in ./mlruns.
+    uri: str | None = None
+    experiment: str = "sweeper"
+
+
+@dataclass
+class ExperimentConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gradcheck: GradCheckConfig = field(default_factory=GradCheckConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Make the schema available to ``conf/config.yaml``'s defaults list."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
+
+
+def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
+    """Validate a composed run config and return it as objects."""
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(str(err).splitlines()[0]) from None
+    assert isinstance(obj, ExperimentConfig)
+    return obj
+
+
+def flat_params(cfg: DictConfig) -> dict[str, Any]:
+    """The composed run config as ``{"optimizer.lr": 0.05, ...}``, the ``hydra`` node left out."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert isinstance(container, dict)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}{key}.", value)
+        else:
+            flat[prefix[:-1]] = node
+
+    walk("", {k: v for k, v in container.items() if k != "hydra"})
+    return flat

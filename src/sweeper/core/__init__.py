@@ -1,0 +1,52 @@
+"""NumPy neural-network core: activations, MLP, losses, optimisers, training, grad checks."""
+
+from .activations import ACTIVATION_NAMES, ACTIVATIONS, DERIVATIVES
+from .gradcheck import GradCheckRow, check_gradients, max_relative_error, rows_to_records
+from .initializers import INIT_SCHEMES, default_init, init_weights
+from .losses import cross_entropy, log_softmax, one_hot, softmax, softmax_cross_entropy
+from .network import MLP
+from .optimizers import (
+    MOMENTUM_FORMS,
+    OPTIMIZER_NAMES,
+    SGD,
+    Adam,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    make_optimizer,
+)
+from .regularizers import add_penalty_gradients, penalty
+from .training import EpochMetrics, TrainingDiverged, TrainResult, train
+
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATION_NAMES",
+    "DERIVATIVES",
+    "INIT_SCHEMES",
+    "MLP",
+    "MOMENTUM_FORMS",
+    "OPTIMIZER_NAMES",
+    "SGD",
+    "Adam",
+    "EpochMetrics",
+    "GradCheckRow",
+    "Momentum",
+    "Nesterov",
+    "Optimizer",
+    "TrainResult",
+    "TrainingDiverged",
+    "add_penalty_gradients",
+    "check_gradients",
+    "cross_entropy",
+    "default_init",
+    "init_weights",
+    "log_softmax",
+    "make_optimizer",
+    "max_relative_error",
+    "one_hot",
+    "penalty",
+    "rows_to_records",
+    "softmax",
+    "softmax_cross_entropy",
+    "train",
+]

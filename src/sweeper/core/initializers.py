@@ -1,0 +1,48 @@
+"""Weight initialisation schemes.
+
+Weights are drawn in float64 and then cast, so a float32 and a float64 model built from
+the same seed hold the same weights up to rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+INIT_SCHEMES = ("xavier", "he")
+
+_DEFAULTS = {
+    "sigmoid": "xavier",
+    "tanh": "xavier",
+    "identity": "xavier",
+    "relu": "he",
+    "leaky_relu": "he",
+}
+
+
+def default_init(activation: str) -> str:
+    """Glorot suits saturating/linear units, He suits rectifiers (half the units are off)."""
+    try:
+        return _DEFAULTS[activation]
+    except KeyError:
+        raise ValueError(
+            f"activation={activation!r} is unknown; allowed: {', '.join(_DEFAULTS)}"
+        ) from None
+
+
+def init_weights(
+    fan_in: int,
+    fan_out: int,
+    scheme: str,
+    rng: np.random.Generator,
+    dtype: DTypeLike = np.float32,
+) -> np.ndarray:
+    """Weight matrix of shape (fan_in, fan_out): Glorot uniform or He normal."""
+    if scheme == "xavier":
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+    elif scheme == "he":
+        w = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+    else:
+        raise ValueError(f"init={scheme!r} is unknown; allowed: {', '.join(INIT_SCHEMES)}")
+    return w.astype(dtype)

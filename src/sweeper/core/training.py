@@ -1,0 +1,127 @@
+"""Minibatch training loop with early stopping and divergence detection."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .losses import one_hot
+from .network import MLP
+from .optimizers import Optimizer
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochMetrics]
+    best_epoch: int
+    best_model: MLP
+    epochs_run: int
+    stop_reason: str
+
+
+class TrainingDiverged(RuntimeError):  # noqa: N818 (name fixed by the public API)
+    def __init__(self, epoch: int, loss: float, history: list[EpochMetrics]) -> None:
+        super().__init__(f"diverged at epoch {epoch} (loss={loss})")
+        self.epoch = epoch
+        self.loss = loss
+        self.history = history
+
+
+def train(
+    model: MLP,
+    optimizer: Optimizer,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    patience: int | None = None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    seed: int = 0,
+    callback: Callable[[EpochMetrics], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place and return the history and a copy of the best model.
+
+    Labels are integers. Reported losses are the mean cross-entropy on the full sets
+    without the penalty, so runs with different regularisers compare. The best model is
+    the one with the lowest validation loss; with ``patience`` set, training stops once the
+    validation loss has not improved for that many epochs.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 or None, got {patience}")
+    # Converted once so no minibatch pays for a dtype conversion.
+    x_train = np.asarray(x_train, dtype=model.dtype)
+    x_val = np.asarray(x_val, dtype=model.dtype)
+    y_train = np.asarray(y_train)
+    y_val = np.asarray(y_val)
+    if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+        raise ValueError(
+            f"x/y lengths differ: train {len(x_train)}/{len(y_train)}, "
+            f"val {len(x_val)}/{len(y_val)}"
+        )
+    y_train_onehot = one_hot(y_train, model.n_classes, dtype=model.dtype)
+    shuffle_rng = np.random.default_rng(seed)
+    # A separate stream, so switching dropout on does not change the shuffling order.
+    dropout_rng = np.random.default_rng([seed, 1]) if model.dropout > 0 else None
+    params = model.parameters()
+    n = len(x_train)
+
+    history: list[EpochMetrics] = []
+    best_loss = math.inf
+    best_epoch = 0
+    best_model = model.copy()
+    stop_reason = "max_epochs"
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        # Overflow on the way to divergence is expected and reported as TrainingDiverged,
+        # so numpy's warnings would only be noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            order = shuffle_rng.permutation(n)
+            for i in range(0, n, batch_size):
+                idx = order[i : i + batch_size]
+                loss, grads_w, grads_b = model.loss_and_gradients(
+                    x_train[idx], y_train_onehot[idx], l1=l1, l2=l2, rng=dropout_rng
+                )
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(epoch, loss, history)
+                optimizer.update(params, [*grads_w, *grads_b])
+            train_loss, train_acc = model.evaluate(x_train, y_train)
+            val_loss, val_acc = model.evaluate(x_val, y_val)
+        for value in (train_loss, val_loss):
+            if not math.isfinite(value):
+                raise TrainingDiverged(epoch, value, history)
+        metrics = EpochMetrics(
+            epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start
+        )
+        history.append(metrics)
+        if callback is not None:
+            callback(metrics)
+        if val_loss < best_loss:
+            best_loss = val_loss
+            best_epoch = epoch
+            best_model = model.copy()
+        elif patience is not None and epoch - best_epoch >= patience:
+            stop_reason = "early_stopping"
+            break
+    return TrainResult(history, best_epoch, best_model, len(history), stop_reason)

@@ -1,0 +1,160 @@
+"""The dataset registry and ``load_dataset``: raw files to standardised train/val/test arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from sweeper.data.cifar import load_cifar10_split
+from sweeper.data.digits import load_digits_split
+from sweeper.data.errors import DatasetError, MissingDataError
+from sweeper.data.idx import IDX_FILES, load_idx_split
+from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
+from sweeper.data.preprocessing import (
+    Standardizer,
+    fit_standardizer,
+    flatten,
+    stratified_split,
+    stratified_subset,
+)
+
+# (data_dir, "train" | "test", n_classes) -> (images (n, ...) uint8, labels (n,) int64)
+RawLoader = Callable[[Path, str, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to read one dataset; ``files`` tells users what to download into ``data_dir``."""
+
+    load: RawLoader
+    files: str
+    n_classes: int = 10
+    needs_data_dir: bool = True
+
+
+def _load_digits(data_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    return load_digits_split(split, n_classes)
+
+
+def _npz_or_idx(load_npz: RawLoader, npz_file: str) -> RawLoader:
+    """Read the npz release when ``npz_file`` is in the directory, the IDX files otherwise."""
+
+    def load(data_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        if (data_dir / npz_file).is_file():
+            return load_npz(data_dir, split, n_classes)
+        return load_idx_split(data_dir, split, n_classes)
+
+    return load
+
+
+_IDX_NAMES = ", ".join(f"{name}[.gz]" for pair in IDX_FILES.values() for name in pair)
+_KMNIST_NPZ_NAMES = ", ".join(name for pair in KMNIST_FILES.values() for name in pair)
+
+DATASETS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(_load_digits, files="", needs_data_dir=False),
+    "mnist": DatasetSpec(load_idx_split, files=_IDX_NAMES),
+    "kmnist": DatasetSpec(
+        _npz_or_idx(load_kmnist_split, KMNIST_FILES["train"][0]),
+        files=f"{_KMNIST_NPZ_NAMES} (or {_IDX_NAMES})",
+    ),
+    "fashion_mnist": DatasetSpec(load_idx_split, files=_IDX_NAMES),
+    "cifar10": DatasetSpec(
+        load_cifar10_split,
+        files="data_batch_1..data_batch_5, test_batch (or cifar-10-batches-py/ holding them)",
+    ),
+    "notmnist": DatasetSpec(
+        _npz_or_idx(load_notmnist_split, NOTMNIST_FILE), files=f"{NOTMNIST_FILE} (or {_IDX_NAMES})"
+    ),
+}
+
+
+@dataclass
+class Dataset:
+    """Flattened, standardised splits; ``standardizer`` was fitted on ``x_train`` only."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    image_shape: tuple[int, ...]
+    standardizer: Standardizer
+
+
+def _data_dir(name: str, spec: DatasetSpec, data_dir: str | Path | None) -> Path:
+    files = spec.files
+    if data_dir is None:
+        if spec.needs_data_dir:
+            raise MissingDataError(
+                f"dataset {name!r} is read from files ({files}): download them and set"
+                " dataset.data_dir=... to the directory that holds them"
+            )
+        return Path()
+    path = Path(data_dir).expanduser()
+    if spec.needs_data_dir and not path.is_dir():
+        raise MissingDataError(
+            f"data directory {path} for dataset {name!r} does not exist: download {files}"
+            " and put them there, or set dataset.data_dir=... to the directory that holds them"
+        )
+    return path
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    normalization: str = "feature",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    dtype: DTypeLike = np.float32,
+    max_train_samples: int | None = None,
+) -> Dataset:
+    """Load ``name`` and return seeded, stratified train/val splits and the untouched test set.
+
+    ``max_train_samples`` keeps a stratified subset of the training data before the
+    validation split. Statistics for ``normalization`` come from the training split alone.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(f"dtype must be a floating-point type, got {np.dtype(dtype)}")
+    if max_train_samples is not None and max_train_samples < 1:
+        raise ValueError(f"max_train_samples must be positive, got {max_train_samples}")
+    spec = DATASETS[name]
+    directory = _data_dir(name, spec, data_dir)
+    images, labels = spec.load(directory, "train", spec.n_classes)
+    test_images, y_test = spec.load(directory, "test", spec.n_classes)
+    image_shape = images.shape[1:]
+    if test_images.shape[1:] != image_shape:
+        raise DatasetError(
+            f"{directory}: training images are {image_shape} but test images are"
+            f" {test_images.shape[1:]}"
+        )
+
+    if max_train_samples is not None and max_train_samples < len(labels):
+        kept = stratified_subset(labels, max_train_samples, seed)
+        images, labels = images[kept], labels[kept]
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+
+    x_train = flatten(images[train_idx]).astype(dtype)
+    channels = image_shape[0] if len(image_shape) == 3 else 1
+    standardizer = fit_standardizer(x_train, normalization, channels)
+    return Dataset(
+        name=name,
+        x_train=standardizer.transform(x_train),
+        y_train=labels[train_idx],
+        x_val=standardizer.transform(flatten(images[val_idx]).astype(dtype)),
+        y_val=labels[val_idx],
+        x_test=standardizer.transform(flatten(test_images).astype(dtype)),
+        y_test=y_test,
+        n_classes=spec.n_classes,
+        image_shape=image_shape,
+        standardizer=standardizer,
+    )

@@ -1,0 +1,56 @@
+"""Data errors, and the checks shared by every file format that raise them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DATA_DIR_HINT = "or set dataset.data_dir=... to the directory that holds it"
+
+
+class DatasetError(ValueError):
+    """A data file is missing, malformed or inconsistent; the message names the file."""
+
+
+class MissingDataError(DatasetError):
+    """An expected data directory or file does not exist."""
+
+
+def find_file(directory: Path, *names: str) -> Path:
+    """Return ``directory / name`` for the first of ``names`` that exists.
+
+    ``names`` are the accepted spellings of one file (e.g. plain and gzipped), so the error
+    lists all of them.
+    """
+    for name in names:
+        path = directory / name
+        if path.is_file():
+            return path
+    alternatives = f" (or {', '.join(names[1:])})" if len(names) > 1 else ""
+    if not directory.is_dir():
+        raise MissingDataError(
+            f"data directory {directory} does not exist: download {names[0]}{alternatives}"
+            f" and put it there, {DATA_DIR_HINT}"
+        )
+    raise MissingDataError(
+        f"missing {directory / names[0]}{alternatives}: download it and put it in {directory},"
+        f" {DATA_DIR_HINT}"
+    )
+
+
+def check_labelled(images: np.ndarray, labels: np.ndarray, source: str, n_classes: int) -> None:
+    """Raise DatasetError unless ``images`` and ``labels`` from ``source`` pair up."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(
+            f"{source}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"
+        )
+    if len(images) != len(labels):
+        raise DatasetError(f"{source}: {len(images)} images but {len(labels)} labels")
+    if len(labels) == 0:
+        raise DatasetError(f"{source}: no samples")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= n_classes:
+        raise DatasetError(
+            f"{source}: labels range over {low}..{high}, expected 0..{n_classes - 1}"
+        )

@@ -1,0 +1,107 @@
+"""Preprocessing: flattening, z-score standardisation, stratified splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NORMALIZATIONS = ("feature", "sample", "channel", "none")
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Z-score statistics fitted on the training split only.
+
+    ``mean`` and ``std`` have one entry per flattened feature for the ``feature`` and
+    ``channel`` modes (per-channel statistics are repeated over that channel's pixels), so
+    both modes share one transform; ``sample`` and ``none`` keep no statistics.
+    """
+
+    mode: str
+    mean: np.ndarray
+    std: np.ndarray
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        if self.mode == "none":
+            return x
+        if self.mode == "sample":
+            mean = x.mean(axis=1, keepdims=True)
+            std = x.std(axis=1, keepdims=True)
+            return (x - mean) / np.where(std > 0, std, 1.0).astype(x.dtype)
+        return (x - self.mean.astype(x.dtype)) / self.std.astype(x.dtype)
+
+
+def flatten(images: np.ndarray) -> np.ndarray:
+    """``(n, ...)`` images as ``(n, d)`` rows; channel-first images stay channel-major."""
+    return images.reshape(len(images), -1)
+
+
+def _nonzero(std: np.ndarray) -> np.ndarray:
+    # A constant feature (e.g. an always-black border pixel) is centred but left unscaled.
+    return np.where(std > 0, std, 1.0)
+
+
+def fit_standardizer(x_train: np.ndarray, mode: str, channels: int = 1) -> Standardizer:
+    """Fit ``mode`` statistics on flattened training rows ``x_train`` of shape ``(n, d)``.
+
+    ``channels`` matters for ``channel`` mode only: the rows hold ``channels`` consecutive
+    blocks of ``d // channels`` pixels.
+    """
+    if mode not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown normalization {mode!r}; choose one of {', '.join(NORMALIZATIONS)}"
+        )
+    no_stats = np.empty(0)
+    if mode in ("sample", "none"):
+        return Standardizer(mode, no_stats, no_stats)
+    if mode == "feature":
+        mean = x_train.mean(axis=0, dtype=np.float64)
+        std = x_train.std(axis=0, dtype=np.float64)
+        return Standardizer(mode, mean, _nonzero(std))
+    n_features = x_train.shape[1]
+    if channels < 1 or n_features % channels:
+        raise ValueError(f"{n_features} features cannot be split into {channels} channels")
+    per_channel = x_train.reshape(len(x_train), channels, n_features // channels)
+    mean = per_channel.mean(axis=(0, 2), dtype=np.float64)
+    std = _nonzero(per_channel.std(axis=(0, 2), dtype=np.float64))
+    pixels = n_features // channels
+    return Standardizer(mode, np.repeat(mean, pixels), np.repeat(std, pixels))
+
+
+def stratified_subset(labels: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n_samples`` samples drawn per class in proportion to its size.
+
+    Quotas are rounded by largest remainder, so exactly ``n_samples`` are drawn.
+    """
+    n = len(labels)
+    if not 0 <= n_samples <= n:
+        raise ValueError(f"cannot draw {n_samples} samples from {n}")
+    _, class_of, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    quotas = counts * (n_samples / n)
+    taken = np.floor(quotas).astype(np.int64)
+    shortfall = n_samples - int(taken.sum())
+    # Stable sort keeps the tie-break between equal remainders deterministic.
+    taken[np.argsort(taken - quotas, kind="stable")[:shortfall]] += 1
+
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(n)
+    # Group the shuffled samples by class; each class's first `taken` samples are drawn.
+    grouped = shuffled[np.argsort(class_of[shuffled], kind="stable")]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank_in_class = np.arange(n) - np.repeat(starts, counts)
+    drawn = grouped[rank_in_class < np.repeat(taken, counts)]
+    return np.sort(drawn)
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train_idx, val_idx)`` with ``val_fraction`` of every class in validation."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    val_idx = stratified_subset(labels, round(len(labels) * val_fraction), seed)
+    in_train = np.ones(len(labels), dtype=bool)
+    in_train[val_idx] = False
+    return np.flatnonzero(in_train), val_idx

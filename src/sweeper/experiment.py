@@ -1,0 +1,166 @@
+"""One run of the study, from a validated config to files on disk; no Hydra, no MLflow.
+
+Data, network, gradient check, training, test evaluation, checkpoint and curves. The caller
+decides where the per-epoch metrics and the files go (the Hydra app sends them to MLflow).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sweeper.checkpoint import save_checkpoint
+from sweeper.config import ExperimentConfig, InitName, RegularizerName
+from sweeper.core.gradcheck import GradCheckRow, check_gradients, rows_to_records
+from sweeper.core.losses import one_hot
+from sweeper.core.network import MLP
+from sweeper.core.optimizers import make_optimizer
+from sweeper.core.training import EpochMetrics, TrainResult, train
+from sweeper.data import Dataset, load_dataset
+from sweeper.plots import save_curves
+
+CHECKPOINT_FILE = "best_model.npz"
+GRADCHECK_FILE = "gradcheck.csv"
+
+
+@dataclass
+class ExperimentResult:
+    training: TrainResult
+    test_loss: float
+    test_acc: float
+    train_seconds: float
+    gradcheck: list[GradCheckRow]
+    gradcheck_csv: Path | None
+    figures: list[Path]
+    checkpoint: Path
+
+    def summary_metrics(self) -> dict[str, float]:
+        best = self.training.history[self.training.best_epoch - 1]
+        metrics = {
+            "test_loss": self.test_loss,
+            "test_acc": self.test_acc,
+            "best_epoch": float(self.training.best_epoch),
+            "epochs_run": float(self.training.epochs_run),
+            "train_seconds": self.train_seconds,
+            "best_train_loss": best.train_loss,
+            "best_train_acc": best.train_acc,
+            "best_val_loss": best.val_loss,
+            "best_val_acc": best.val_acc,
+        }
+        if self.gradcheck:
+            metrics["gradcheck_max_abs_diff"] = max(r.abs_diff for r in self.gradcheck)
+            metrics["gradcheck_passed"] = float(all(r.passed for r in self.gradcheck))
+        return metrics
+
+
+def build_model(config: ExperimentConfig, dataset: Dataset) -> MLP:
+    sizes = [dataset.x_train.shape[1], *config.topology.hidden, dataset.n_classes]
+    init = None if config.activation.init is InitName.auto else config.activation.init.value
+    return MLP(
+        sizes,
+        activation=config.activation.name.value,
+        init=init,
+        seed=config.seed,
+        dtype=np.dtype(config.train.dtype.value),
+        dropout=config.regularizer.dropout,
+    )
+
+
+def gradient_check(config: ExperimentConfig, model: MLP, dataset: Dataset) -> list[GradCheckRow]:
+    """The studies' check on the untrained network, a few training samples, in float64."""
+    n = config.gradcheck.samples
+    x = dataset.x_train[:n].astype(np.float64)
+    y = one_hot(dataset.y_train[:n], dataset.n_classes, dtype=np.float64)
+    reg = config.regularizer
+    return check_gradients(
+        model,
+        x,
+        y,
+        eps=config.gradcheck.eps,
+        tol=config.gradcheck.tol,
+        seed=config.seed,
+        l1=reg.l1,
+        l2=reg.l2,
+        dropout_seed=config.seed if reg.name is RegularizerName.dropout else None,
+    )
+
+
+def write_gradcheck_csv(rows: list[GradCheckRow], path: Path) -> Path:
+    records = rows_to_records(rows)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(records)
+    return path
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out_dir: Path,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> ExperimentResult:
+    """Train one network as ``config`` says, writing its files to ``out_dir``.
+
+    Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
+    caller can record why the run failed; metrics sent to ``on_epoch`` before that stay.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = np.dtype(config.train.dtype.value)
+    dataset = load_dataset(
+        config.dataset.name.value,
+        config.dataset.data_dir,
+        normalization=config.dataset.normalization.value,
+        val_fraction=config.dataset.val_fraction,
+        seed=config.seed,
+        dtype=dtype,
+        max_train_samples=config.dataset.max_train_samples,
+    )
+    model = build_model(config, dataset)
+
+    rows: list[GradCheckRow] = []
+    gradcheck_csv = None
+    if config.gradcheck.enabled:
+        rows = gradient_check(config, model, dataset)
+        gradcheck_csv = write_gradcheck_csv(rows, out_dir / GRADCHECK_FILE)
+
+    opt = config.optimizer
+    optimizer = make_optimizer(
+        opt.name.value, opt.lr, momentum=opt.momentum, form=opt.form.value,
+        beta1=opt.beta1, beta2=opt.beta2,
+    )
+    start = time.perf_counter()
+    training = train(
+        model,
+        optimizer,
+        dataset.x_train,
+        dataset.y_train,
+        dataset.x_val,
+        dataset.y_val,
+        epochs=config.train.epochs,
+        batch_size=config.train.batch_size,
+        patience=config.train.patience,
+        l1=config.regularizer.l1,
+        l2=config.regularizer.l2,
+        seed=config.seed,
+        callback=on_epoch,
+    )
+    train_seconds = time.perf_counter() - start
+    test_loss, test_acc = training.best_model.evaluate(dataset.x_test, dataset.y_test)
+
+    checkpoint = save_checkpoint(out_dir / CHECKPOINT_FILE, training.best_model,
+                                 dataset.standardizer)
+    return ExperimentResult(
+        training=training,
+        test_loss=float(test_loss),
+        test_acc=float(test_acc),
+        train_seconds=train_seconds,
+        gradcheck=rows,
+        gradcheck_csv=gradcheck_csv,
+        figures=save_curves(training.history, training.best_epoch, out_dir),
+        checkpoint=checkpoint,
+    )

@@ -1,0 +1,51 @@
+"""Helpers for tests that run the real command line and read the MLflow store it wrote."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+# Few epochs and no BLAS oversubscription: the CLI tests check records, not accuracy.
+FAST = ["train.epochs=3", "train.patience=null"]
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def store_uri(cwd: Path) -> str:
+    return f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+
+
+def all_runs(cwd: Path, experiment: str = "sweeper") -> list[Run]:
+    client = MlflowClient(store_uri(cwd))
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r} in {store_uri(cwd)}"
+    return list(client.search_runs([exp.experiment_id], max_results=1000))
+
+
+def child_runs(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if r.data.tags.get("kind") != "sweep"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """An empty working directory: the CLI's default store lands in ./mlruns inside it."""
+    return tmp_path

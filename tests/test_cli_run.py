@@ -1,0 +1,102 @@
+"""End to end: one run of the real command line on the embedded digits, read back from MLflow."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib.image
+import mlflow.pyfunc
+import numpy as np
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import FAST, all_runs, run_cli, store_uri
+from sweeper.checkpoint import load_checkpoint
+from sweeper.data import load_dataset
+
+
+def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> None:
+    proc = run_cli([*FAST, "activation=relu"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "test_acc=" in proc.stdout
+
+    (run,) = all_runs(workdir)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["activation.name"] == "relu"
+    assert params["optimizer.lr"] == "0.05"
+    assert params["topology.hidden"] == "[64]"
+    assert params["dataset.name"] == "digits"
+    assert run.data.tags["status"] == "FINISHED"
+    assert run.data.tags["reason"] == "max_epochs"
+    assert run.data.tags["overrides"] == "train.epochs=3 train.patience=null activation=relu"
+    assert len(run.data.tags["git_commit"]) > 0
+
+    client = MlflowClient(store_uri(workdir))
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2, 3]
+    metrics = run.data.metrics
+    assert metrics["epochs_run"] == 3
+    assert 1 <= metrics["best_epoch"] <= 3
+    assert metrics["train_seconds"] > 0
+    assert 0.85 < metrics["test_acc"] <= 1.0
+    assert metrics["gradcheck_passed"] == 1.0
+
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                      dst_path=str(workdir / "dl"),
+                                                      tracking_uri=store_uri(workdir)))
+    config = OmegaConf.load(local / "config.yaml")
+    assert config.activation.name == "relu"
+
+    for name in ("loss.png", "accuracy.png"):
+        image = matplotlib.image.imread(local / "plots" / name)
+        assert image.shape[0] > 100 and image.shape[1] > 100
+
+    with (local / "gradcheck.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    assert {"parameter", "e_plus", "e_minus", "numerical", "backprop", "abs_diff",
+            "passed"} <= set(rows[0])
+    assert all(r["passed"] == "True" for r in rows)
+
+    model, standardizer = load_checkpoint(local / "checkpoint" / "best_model.npz")
+    data = load_dataset("digits")
+    assert model.layer_sizes == [64, 64, 10]
+    test_acc = float(np.mean(model.predict(data.x_test) == data.y_test))
+    assert test_acc == metrics["test_acc"]
+
+    # The logged model takes raw images, as a user holds them, and returns classes.
+    mlflow.set_tracking_uri(store_uri(workdir))
+    served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    raw = standardizer_inverse(data.x_test, standardizer).reshape(-1, 8, 8)
+    assert np.array_equal(served.predict(raw), model.predict(data.x_test))
+
+
+def standardizer_inverse(x: np.ndarray, standardizer) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return x * standardizer.std + standardizer.mean
+
+
+def test_divergence_is_recorded_as_failed_with_its_reason(workdir: Path) -> None:
+    proc = run_cli([*FAST, "optimizer.lr=1e6", "activation=relu"], workdir)
+    assert proc.returncode == 1
+    assert "diverged at epoch 1" in proc.stdout
+    (run,) = all_runs(workdir)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["reason"].startswith("diverged at epoch 1 (loss=")
+
+
+def test_an_invalid_value_fails_before_anything_runs(workdir: Path) -> None:
+    proc = run_cli(["optimizer.lr=-0.1"], workdir)
+    assert proc.returncode == 1
+    assert "optimizer.lr=-0.1" in proc.stderr
+    assert "must be > 0" in proc.stderr
+    assert not (workdir / "mlruns" / "mlflow.db").exists()
+
+
+def test_a_wrong_type_names_the_key(workdir: Path) -> None:
+    proc = run_cli(["train.batch_size=many"], workdir)
+    assert proc.returncode == 1
+    assert "train.batch_size" in proc.stderr
+    assert "many" in proc.stderr

@@ -1,0 +1,94 @@
+"""End to end: sweeps through the real command line, the joblib launcher and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+
+QUICK = [*FAST, "gradcheck.enabled=false"]
+
+
+def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -> None:
+    proc = run_cli(["-m", "activation=sigmoid,tanh,relu", *FAST], workdir)
+    assert proc.returncode == 0, proc.stderr
+
+    runs = all_runs(workdir)
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    children = child_runs(runs)
+    assert len(children) == 3
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["runs"] == 3
+    sweep_id = parent.data.tags["sweep_id"]
+    assert {c.data.params["activation.name"] for c in children} == {"sigmoid", "tanh", "relu"}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["sweep_id"] == sweep_id
+        assert child.data.metrics["epochs_run"] == 3
+
+    # What the person at the terminal sees: progress with an ETA, then the summary.
+    assert "[3/3 done] 0 failed" in proc.stdout
+    assert "ETA" in proc.stdout
+    assert proc.stdout.count("val_acc=") == 3
+    assert "| # | run | status | val_acc | test_acc | epochs | seconds |" in proc.stdout
+    assert f"make report SWEEP={sweep_id}" in proc.stdout
+    assert "mlflow ui --backend-store-uri" in proc.stdout
+
+
+def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
+    proc = run_cli(["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK], workdir)
+    assert proc.returncode == 1
+    assert "1 run(s) failed" in proc.stderr
+    assert "diverged at epoch" in proc.stderr
+
+    children = {r.data.params["optimizer.lr"]: r for r in child_runs(all_runs(workdir))}
+    assert children["0.05"].info.status == "FINISHED"
+    assert children["1000000.0"].info.status == "FAILED"
+    assert children["1000000.0"].data.tags["reason"].startswith("diverged at epoch")
+    (parent,) = [r for r in all_runs(workdir) if r.data.tags.get("kind") == "sweep"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics["failed_runs"] == 1
+
+
+def test_invalid_values_in_a_sweep_fail_before_any_run(workdir: Path) -> None:
+    proc = run_cli(["-m", "optimizer.lr=0.1,-1", "regularizer.p=0.5,1.5", *QUICK], workdir)
+    assert proc.returncode == 1
+    assert "optimizer.lr=-1.0 is invalid: must be > 0" in proc.stderr
+    assert "regularizer.p=1.5 is invalid" in proc.stderr
+    assert "nothing was run" in proc.stderr
+    assert not (workdir / "mlruns").exists()
+
+
+def test_unknown_group_option_lists_the_choices(workdir: Path) -> None:
+    proc = run_cli(["-m", "activation=tanh,softsign", *QUICK], workdir)
+    assert proc.returncode == 1
+    assert "softsign" in proc.stderr
+    assert "leaky_relu" in proc.stderr
+
+
+def test_sixteen_runs_with_four_workers_all_land(workdir: Path) -> None:
+    proc = run_cli(["-m", "seed=range(16)", "hydra.launcher.n_jobs=4", "train.epochs=1", *QUICK],
+                   workdir)
+    assert proc.returncode == 0, proc.stderr
+    children = child_runs(all_runs(workdir))
+    assert len(children) == 16
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert sorted(int(c.data.params["seed"]) for c in children) == list(range(16))
+
+
+def test_metrics_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
+    def sweep_metrics(n_jobs: int, experiment: str) -> dict[str, list[float]]:
+        proc = run_cli(["-m", "activation=tanh,relu", f"hydra.launcher.n_jobs={n_jobs}",
+                        f"tracking.experiment={experiment}", *QUICK], workdir)
+        assert proc.returncode == 0, proc.stderr
+        client = MlflowClient(store_uri(workdir))
+        out = {}
+        for run in child_runs(all_runs(workdir, experiment)):
+            history = client.get_metric_history(run.info.run_id, "val_loss")
+            out[run.data.params["activation.name"]] = [m.value for m in history]
+        return out
+
+    assert sweep_metrics(1, "one_worker") == sweep_metrics(2, "two_workers")

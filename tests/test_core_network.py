@@ -1,0 +1,137 @@
+"""MLP construction, forward pass, gradients' shapes and dtypes, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sweeper.core import MLP, one_hot
+
+SIZES = {"softmax_regression": [6, 4], "one_hidden": [6, 5, 4], "three_hidden": [6, 8, 7, 5, 4]}
+
+
+def _data(n: int = 10, d: int = 6, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, k, n)
+
+
+@pytest.mark.parametrize("sizes", SIZES.values(), ids=SIZES.keys())
+def test_topology(sizes: list[int]) -> None:
+    m = MLP(sizes)
+    assert m.layer_sizes == sizes
+    assert [w.shape for w in m.weights] == list(zip(sizes[:-1], sizes[1:], strict=True))
+    assert [b.shape for b in m.biases] == [(s,) for s in sizes[1:]]
+    assert all(not b.any() for b in m.biases)
+    x, labels = _data()
+    p = m.forward(x)
+    assert p.shape == (10, 4)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(m.predict_proba(x), p)
+    np.testing.assert_array_equal(m.predict(x), p.argmax(axis=1))
+    params = m.parameters()
+    assert len(params) == 2 * (len(sizes) - 1)
+    assert params[0] is m.weights[0] and params[-1] is m.biases[-1]
+
+
+@pytest.mark.parametrize("sizes", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_dtype_preserved(sizes: list[int], dtype: type, dropout: float) -> None:
+    m = MLP(sizes, activation="leaky_relu", dtype=dtype, dropout=dropout)
+    x, labels = _data()
+    y = one_hot(labels, 4, dtype=np.float64)  # a float64 target must not promote anything
+    loss, gw, gb = m.loss_and_gradients(x, y, l1=0.01, l2=0.01, rng=np.random.default_rng(0))
+    assert isinstance(loss, float)
+    assert all(p.dtype == dtype for p in m.parameters())
+    assert all(g.dtype == dtype for g in gw + gb)
+    assert [g.shape for g in gw] == [w.shape for w in m.weights]
+    assert [g.shape for g in gb] == [b.shape for b in m.biases]
+    assert m.forward(x).dtype == dtype
+
+
+def test_same_seed_same_weights_and_dtypes_agree() -> None:
+    a, b, c = MLP([6, 5, 4], seed=3), MLP([6, 5, 4], seed=3), MLP([6, 5, 4], seed=4)
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])
+    assert not np.array_equal(a.weights[0], c.weights[0])
+    d = MLP([6, 5, 4], seed=3, dtype=np.float64)
+    np.testing.assert_array_equal(d.weights[0].astype(np.float32), a.weights[0])
+
+
+def test_init_default_and_override() -> None:
+    assert MLP([4, 3, 2], activation="relu").init == "he"
+    assert MLP([4, 3, 2], activation="tanh").init == "xavier"
+    assert MLP([4, 3, 2], activation="relu", init="xavier").init == "xavier"
+
+
+def test_dropout_only_with_rng_and_reproducible() -> None:
+    m = MLP([6, 20, 4], dropout=0.5)
+    x, labels = _data()
+    y = one_hot(labels, 4)
+    plain = MLP([6, 20, 4], dropout=0.0).loss_and_gradients(x, y)[0]
+    assert m.loss_and_gradients(x, y)[0] == plain
+    first = m.loss_and_gradients(x, y, rng=np.random.default_rng(5))
+    again = m.loss_and_gradients(x, y, rng=np.random.default_rng(5))
+    other = m.loss_and_gradients(x, y, rng=np.random.default_rng(6))
+    assert first[0] == again[0] != plain
+    np.testing.assert_array_equal(first[1][0], again[1][0])
+    assert other[0] != first[0]
+
+
+def test_loss_is_cross_entropy_plus_penalty() -> None:
+    m = MLP([6, 5, 4], dtype=np.float64)
+    x, labels = _data()
+    y = one_hot(labels, 4, dtype=np.float64)
+    p = m.forward(x)
+    ce = -np.mean(np.log(p[np.arange(10), labels]))
+    l1, l2 = 0.01, 0.1
+    pen = sum(l1 * np.abs(w).sum() + l2 / 2 * (w**2).sum() for w in m.weights)
+    assert m.loss_and_gradients(x, y)[0] == pytest.approx(ce)
+    assert m.loss_and_gradients(x, y, l1=l1, l2=l2)[0] == pytest.approx(ce + pen)
+    loss, acc = m.evaluate(x, labels, batch_size=3)
+    assert loss == pytest.approx(ce)
+    assert acc == np.mean(p.argmax(axis=1) == labels)
+
+
+def test_copy_and_astype_are_independent() -> None:
+    m = MLP([6, 5, 4], activation="sigmoid", dropout=0.2)
+    c = m.copy()
+    assert (c.layer_sizes, c.activation, c.dropout, c.dtype) == (
+        m.layer_sizes,
+        m.activation,
+        m.dropout,
+        m.dtype,
+    )
+    c.weights[0][0, 0] += 1
+    assert c.weights[0][0, 0] != m.weights[0][0, 0]
+    d = m.astype(np.float64)
+    assert d.dtype == np.float64 and all(p.dtype == np.float64 for p in d.parameters())
+    x, _ = _data()
+    np.testing.assert_allclose(d.forward(x), m.forward(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"layer_sizes": [5]}, "layer_sizes"),
+        ({"layer_sizes": [5, 0, 3]}, "layer_sizes"),
+        ({"layer_sizes": [5, 2.5, 3]}, "layer_sizes"),
+        ({"layer_sizes": [5, 3], "activation": "softplus"}, "activation='softplus'"),
+        ({"layer_sizes": [5, 3], "dropout": 1.0}, "dropout"),
+        ({"layer_sizes": [5, 3], "dropout": -0.1}, "dropout"),
+        ({"layer_sizes": [5, 3], "dtype": np.int32}, "dtype"),
+        ({"layer_sizes": [5, 3], "init": "zeros"}, "init='zeros'"),
+    ],
+)
+def test_invalid_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        MLP(**kwargs)
+
+
+def test_invalid_inputs() -> None:
+    m = MLP([6, 4])
+    with pytest.raises(ValueError, match="x must have shape"):
+        m.forward(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="y_onehot"):
+        m.loss_and_gradients(np.zeros((3, 6)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="l2"):
+        m.loss_and_gradients(np.zeros((3, 6)), np.zeros((3, 4)), l2=-1)

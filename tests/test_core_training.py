@@ -1,0 +1,147 @@
+"""The training loop: learning, history, callbacks, early stopping, determinism, divergence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sweeper.core import (
+    MLP,
+    SGD,
+    EpochMetrics,
+    TrainingDiverged,
+    make_optimizer,
+    train,
+)
+
+
+def _blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three well separated Gaussian blobs in 5 dimensions."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[3, 0, 0, 0, 0], [0, 3, 0, 0, 0], [0, 0, 3, 0, 0]], dtype=float)
+    labels = rng.integers(0, 3, n)
+    return (centres[labels] + rng.normal(size=(n, 5))).astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x, y = _blobs(300, 0)
+    xv, yv = _blobs(100, 1)
+    return x, y, xv, yv
+
+
+def test_learns_separable_problem(data: tuple) -> None:
+    x, y, xv, yv = data
+    model = MLP([5, 8, 3], activation="tanh")
+    calls: list[EpochMetrics] = []
+    result = train(
+        model, make_optimizer("momentum", 0.05), x, y, xv, yv,
+        epochs=15, batch_size=32, callback=calls.append,
+    )  # fmt: skip
+    assert result.epochs_run == 15 == len(result.history)
+    assert result.stop_reason == "max_epochs"
+    assert [m.epoch for m in calls] == list(range(1, 16))
+    assert calls == result.history
+    last = result.history[-1]
+    assert last.train_acc > 0.95 and last.val_acc > 0.95
+    assert last.train_loss < result.history[0].train_loss
+    assert all(m.seconds >= 0 for m in result.history)
+    best = min(result.history, key=lambda m: m.val_loss)
+    assert result.best_epoch == best.epoch
+    assert result.best_model.evaluate(xv, yv)[0] == pytest.approx(best.val_loss)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_kept_through_training(data: tuple, dtype: type) -> None:
+    x, y, xv, yv = data
+    model = MLP([5, 4, 3], activation="relu", dtype=dtype, dropout=0.2)
+    result = train(
+        model, make_optimizer("adam", 0.01), x.astype(np.float64), y, xv, yv,
+        epochs=2, batch_size=50, l1=1e-4, l2=1e-3,
+    )  # fmt: skip
+    assert all(p.dtype == dtype for p in model.parameters())
+    assert all(p.dtype == dtype for p in result.best_model.parameters())
+
+
+def test_last_partial_batch_is_used(data: tuple) -> None:
+    x, y, xv, yv = data
+    seen: list[int] = []
+
+    class Recorder(SGD):
+        def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+            seen.append(1)
+            super().update(params, grads)
+
+    train(MLP([5, 3]), Recorder(0.1), x, y, xv, yv, epochs=2, batch_size=128)
+    assert len(seen) == 2 * 3  # 300 = 128 + 128 + 44
+
+
+def test_early_stopping_returns_best_weights(data: tuple) -> None:
+    x, y, xv, yv = data
+    # Noisy labels and a large model: the validation loss soon starts to rise.
+    rng = np.random.default_rng(3)
+    y_noisy = np.where(rng.random(len(y)) < 0.4, rng.integers(0, 3, len(y)), y)
+    model = MLP([5, 64, 64, 3], activation="relu")
+    result = train(
+        model, make_optimizer("adam", 0.02), x, y_noisy, xv, yv,
+        epochs=200, batch_size=16, patience=3,
+    )  # fmt: skip
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs_run == result.best_epoch + 3 == len(result.history)
+    losses = [m.val_loss for m in result.history]
+    assert result.history[result.best_epoch - 1].val_loss == min(losses)
+    assert result.best_model.evaluate(xv, yv)[0] == min(losses)
+    # The model passed in carries the last weights, not the best ones.
+    assert model.evaluate(xv, yv)[0] == losses[-1] > min(losses)
+
+
+def test_bit_identical_with_same_seed(data: tuple) -> None:
+    x, y, xv, yv = data
+
+    def run(seed: int) -> tuple[list[EpochMetrics], MLP]:
+        model = MLP([5, 6, 3], activation="sigmoid", seed=seed, dropout=0.3)
+        result = train(
+            model, make_optimizer("nesterov", 0.1), x, y, xv, yv,
+            epochs=3, batch_size=20, l2=1e-3, seed=seed,
+        )  # fmt: skip
+        return result.history, model
+
+    (h1, m1), (h2, m2), (h3, m3) = run(0), run(0), run(1)
+    strip = [(m.train_loss, m.train_acc, m.val_loss, m.val_acc) for m in h1]
+    assert strip == [(m.train_loss, m.train_acc, m.val_loss, m.val_acc) for m in h2]
+    for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
+        assert np.array_equal(p, q)
+    assert not np.array_equal(m1.weights[0], m3.weights[0])
+    assert h1[-1].val_loss != h3[-1].val_loss
+
+
+def test_shuffle_seed_alone_changes_the_run(data: tuple) -> None:
+    x, y, xv, yv = data
+    runs = [
+        train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, epochs=1, batch_size=10, seed=s).history
+        for s in (0, 1)
+    ]
+    assert runs[0][0].train_loss != runs[1][0].train_loss
+
+
+def test_divergence_raises(data: tuple) -> None:
+    x, y, xv, yv = data
+    model = MLP([5, 32, 32, 3], activation="relu")
+    with pytest.raises(TrainingDiverged, match=r"^diverged at epoch \d+ \(loss=") as info:
+        train(model, make_optimizer("sgd", 1e3), x * 100, y, xv, yv, epochs=50, batch_size=10)
+    err = info.value
+    assert str(err) == f"diverged at epoch {err.epoch} (loss={err.loss})"
+    assert not np.isfinite(err.loss)
+    assert len(err.history) == err.epoch - 1
+    assert isinstance(err, RuntimeError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"patience": 0}, "patience")],
+)
+def test_invalid_training_arguments(data: tuple, kwargs: dict, match: str) -> None:
+    x, y, xv, yv = data
+    options = {"epochs": 1, "batch_size": 10, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, **options)

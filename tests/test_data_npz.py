@@ -1,0 +1,97 @@
+"""KMNIST and notMNIST npz archives, written with np.savez as the real releases are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeper.data import DatasetError, load_dataset
+from sweeper.data.npz import load_kmnist_split, load_notmnist_split, read_npz_arrays
+
+
+def images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+def write_kmnist(directory: Path, n_train: int = 50, n_test: int = 20) -> None:
+    np.savez(directory / "kmnist-train-imgs.npz", images(n_train))
+    np.savez(directory / "kmnist-train-labels.npz", (np.arange(n_train) % 10).astype(np.uint8))
+    np.savez(directory / "kmnist-test-imgs.npz", images(n_test, 1))
+    np.savez(directory / "kmnist-test-labels.npz", (np.arange(n_test) % 10).astype(np.uint8))
+
+
+def write_notmnist(directory: Path, **overrides: np.ndarray) -> Path:
+    arrays = {
+        "x_train": images(50),
+        "y_train": np.arange(50) % 10,
+        "x_test": images(20, 1),
+        "y_test": np.arange(20) % 10,
+    }
+    arrays.update(overrides)
+    path = directory / "notmnist.npz"
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def test_kmnist_split_loads(tmp_path: Path) -> None:
+    write_kmnist(tmp_path)
+    x, y = load_kmnist_split(tmp_path, "train", 10)
+    assert x.shape == (50, 28, 28)
+    assert x.dtype == np.uint8
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, np.arange(50) % 10)
+
+
+def test_kmnist_dataset_prefers_npz(tmp_path: Path) -> None:
+    write_kmnist(tmp_path)
+    data = load_dataset("kmnist", tmp_path)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (40, 10, 20)
+    assert data.x_test.shape == (20, 784)
+
+
+def test_notmnist_loads(tmp_path: Path) -> None:
+    write_notmnist(tmp_path)
+    x, y = load_notmnist_split(tmp_path, "test", 10)
+    assert x.shape == (20, 28, 28)
+    np.testing.assert_array_equal(y, np.arange(20) % 10)
+    assert load_dataset("notmnist", tmp_path).image_shape == (28, 28)
+
+
+def test_missing_key_names_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "notmnist.npz"
+    np.savez(path, x_train=images(5), y_train=np.arange(5))
+    with pytest.raises(DatasetError, match=f"{path}: no array under key 'x_test'"):
+        load_notmnist_split(tmp_path, "test", 10)
+
+
+def test_object_array_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kmnist-train-imgs.npz"
+    np.savez(path, arr_0=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(DatasetError, match=f"{path}: key 'arr_0' refused"):
+        read_npz_arrays(path, "arr_0")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("x_train", images(50).astype(np.float32), "float32"),
+        ("x_train", np.zeros((50, 32, 32), np.uint8), r"\(50, 32, 32\)"),
+        ("y_train", np.arange(49) % 10, "50 images but 49 labels"),
+        ("y_train", np.arange(50), r"labels range over 0\.\.49"),
+        ("y_train", np.zeros(50), "1-D integer"),
+    ],
+)
+def test_bad_arrays_are_refused(tmp_path: Path, key: str, value: np.ndarray, match: str) -> None:
+    path = write_notmnist(tmp_path, **{key: value})
+    with pytest.raises(DatasetError, match=match) as info:
+        load_notmnist_split(tmp_path, "train", 10)
+    assert str(path) in str(info.value)
+
+
+def test_not_an_archive(tmp_path: Path) -> None:
+    path = tmp_path / "notmnist.npz"
+    path.write_bytes(b"garbage, not a zip file")
+    with pytest.raises(DatasetError, match=str(path)):
+        load_notmnist_split(tmp_path, "train", 10)
