@@ -4,6 +4,7 @@
 a user holds them (raw pixels) and returns class labels.
 """
 
+import warnings
 from typing import Any
 
 import mlflow
@@ -26,4 +27,6 @@ class CheckpointModel(PythonModel):
         return self.model.predict(x)
 
 
+# MLflow warns at every load that predict has no type hints; see predict for why.
+warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
 mlflow.models.set_model(CheckpointModel())

@@ -20,12 +20,12 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from sweeper import served_model
 from sweeper.core.training import EpochMetrics
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
-PARENT_RUN_TAG = "mlflow.parentRunId"
+# Logged as code (MLflow "models from code"), so loading a model never unpickles an object.
+SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -128,7 +128,7 @@ class RunLogger:
     def log_model(self, checkpoint: Path) -> None:
         mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(Path(served_model.__file__)),
+            python_model=str(SERVED_MODEL_CODE),
             artifacts={"checkpoint": str(checkpoint)},
             # Listed by hand: inferring them would load the model in a subprocess per run.
             pip_requirements=["numpy", "mlflow", "sweeper"],
