@@ -35,11 +35,21 @@ from sweeper.report.tables import Configuration, noise_verdict
 SWEEP = ["-m", "activation=tanh,relu", "optimizer.lr=0.05,1e6", "seed=0,1", *FAST]
 KEYS = ("activation.name", "optimizer.lr")
 FIGURES = ("validation_curves", "test_accuracy", "best_run_curves", "confusion_matrix")
-FOUR_DECIMALS = {"train acc": "best_train_acc", "train loss": "best_train_loss",
-                 "val acc": "best_val_acc", "val loss": "best_val_loss", "test acc": "test_acc"}
+FOUR_DECIMALS = {
+    "train acc": "best_train_acc",
+    "train loss": "best_train_loss",
+    "val acc": "best_val_acc",
+    "val loss": "best_val_loss",
+    "test acc": "test_acc",
+}
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
 
 
 @dataclass
@@ -60,14 +70,21 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
     assert proc.returncode == 1, proc.stderr  # the diverged runs
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(workdir)}
-    report = subprocess.run([sys.executable, "-m", "sweeper.report"], cwd=elsewhere, env=env,
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "sweeper.report"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     runs = all_runs(workdir)
     (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
     sweep_id = parent.data.tags["sweep_id"]
-    return Reported(workdir, report.stdout, elsewhere / "reports" / sweep_id, sweep_id,
-                    child_runs(runs))
+    return Reported(
+        workdir, report.stdout, elsewhere / "reports" / sweep_id, sweep_id, child_runs(runs)
+    )
 
 
 def markdown_tables(text: str) -> list[list[dict[str, str]]]:
@@ -103,17 +120,18 @@ def test_printed_table_aggregates_seeds_to_mean_and_std(reported: Reported) -> N
     table = markdown_tables(reported.stdout)[0]
     expected = groups(reported.children)
     finished = {k: v for k, v in expected.items() if finished_values(v, "best_val_loss")}
-    order = sorted(finished, key=lambda k: statistics.mean(
-        finished_values(finished[k], "best_val_loss")))
-    assert [(row["activation.name"], row["optimizer.lr"]) for row in table[:len(order)]] == order
+    order = sorted(
+        finished, key=lambda k: statistics.mean(finished_values(finished[k], "best_val_loss"))
+    )
+    assert [(row["activation.name"], row["optimizer.lr"]) for row in table[: len(order)]] == order
     assert table[0]["#"] == "1 (best)"
-    for row in table[:len(order)]:
+    for row in table[: len(order)]:
         runs = finished[(row["activation.name"], row["optimizer.lr"])]
         assert row["n"] == "2"
         assert row["status"] == "FINISHED"
         for column, key in FOUR_DECIMALS.items():
             assert row[column] == mean_std(finished_values(runs, key)), column
-    (failed,) = table[len(order):]
+    (failed,) = table[len(order) :]
     assert (failed["activation.name"], failed["optimizer.lr"]) == ("relu", "1000000.0")
     assert failed["n"] == "0"
     assert failed["status"].startswith("2 FAILED: diverged at epoch")
@@ -131,10 +149,16 @@ def test_constant_params_are_listed_once_above_the_table(reported: Reported) -> 
 
 
 def test_best_against_runner_up_is_judged_against_seed_noise(reported: Reported) -> None:
-    finished = {k: finished_values(v, "best_val_acc") for k, v in groups(reported.children).items()
-                if finished_values(v, "best_val_acc")}
-    losses = {k: statistics.mean(finished_values(v, "best_val_loss"))
-              for k, v in groups(reported.children).items() if k in finished}
+    finished = {
+        k: finished_values(v, "best_val_acc")
+        for k, v in groups(reported.children).items()
+        if finished_values(v, "best_val_acc")
+    }
+    losses = {
+        k: statistics.mean(finished_values(v, "best_val_loss"))
+        for k, v in groups(reported.children).items()
+        if k in finished
+    }
     best, runner_up = sorted(finished, key=losses.__getitem__)[:2]
     a, b = finished[best], finished[runner_up]
     gap = statistics.mean(a) - statistics.mean(b)
@@ -146,13 +170,15 @@ def test_best_against_runner_up_is_judged_against_seed_noise(reported: Reported)
 
 
 def test_pivot_crosses_the_two_keys_with_test_accuracy(reported: Reported) -> None:
-    pivot = next(t for t in markdown_tables(reported.stdout)
-                 if "activation.name \\ optimizer.lr" in t[0])
+    pivot = next(
+        t for t in markdown_tables(reported.stdout) if "activation.name \\ optimizer.lr" in t[0]
+    )
     cells = {row["activation.name \\ optimizer.lr"]: row for row in pivot}
     expected = groups(reported.children)
     assert set(cells) == {"relu", "tanh"}
-    assert cells["tanh"]["0.05"] == mean_std(finished_values(expected[("tanh", "0.05")],
-                                                             "test_acc"))
+    assert cells["tanh"]["0.05"] == mean_std(
+        finished_values(expected[("tanh", "0.05")], "test_acc")
+    )
     assert cells["relu"]["1000000.0"].startswith("2 FAILED")
 
 
@@ -198,14 +224,17 @@ def test_confusion_matrix_of_the_best_run_reproduces_its_test_accuracy(
 ) -> None:
     finished = [r for r in reported.children if r.info.status == "FINISHED"]
     by_config = groups(finished)
-    best_config = min(by_config.values(), key=lambda runs: statistics.mean(
-        r.data.metrics["best_val_loss"] for r in runs))
+    best_config = min(
+        by_config.values(),
+        key=lambda runs: statistics.mean(r.data.metrics["best_val_loss"] for r in runs),
+    )
     best = min(best_config, key=lambda r: r.data.metrics["best_val_loss"])
     markdown = (reported.directory / "report.md").read_text()
     assert f"({best.info.run_id})" in markdown
     client = MlflowClient(store_uri(reported.workdir))
-    checkpoint = client.download_artifacts(best.info.run_id, "checkpoint/best_model.npz",
-                                           str(tmp_path))
+    checkpoint = client.download_artifacts(
+        best.info.run_id, "checkpoint/best_model.npz", str(tmp_path)
+    )
     matrix = confusion_on_test_set(Path(checkpoint), best.data.params)
     assert matrix.sum() == 359  # the embedded digits' test split
     assert matrix.trace() / matrix.sum() == pytest.approx(best.data.metrics["test_acc"], abs=1e-9)
@@ -216,19 +245,44 @@ def test_confusion_matrix_of_the_best_run_reproduces_its_test_accuracy(
     assert list(gradcheck_table[0]) == header.split(",")
 
 
-def test_unknown_sweep_names_the_latest(reported: Reported, capsys: pytest.CaptureFixture[str],
-                                        tmp_path: Path) -> None:
-    code = report_main(["--sweep", "no-such-sweep", "--tracking-uri",
-                        store_uri(reported.workdir), "--out", str(tmp_path)])
+def test_unknown_sweep_names_the_latest(
+    reported: Reported, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = report_main(
+        [
+            "--sweep",
+            "no-such-sweep",
+            "--tracking-uri",
+            store_uri(reported.workdir),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
-    assert f"no sweep 'no-such-sweep' in experiment 'sweeper'; the latest are: " \
-           f"{reported.sweep_id}" in err
+    assert (
+        f"no sweep 'no-such-sweep' in experiment 'sweeper'; the latest are: "
+        f"{reported.sweep_id}" in err
+    )
+
+
+def test_a_missing_store_is_reported_not_created(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no MLflow store at sqlite:///"):
+        build_report(store_uri(tmp_path), out_dir=tmp_path / "reports")
+    assert not (tmp_path / "mlruns").exists()
 
 
 def record(config_hash: str, status: str, start_time: int, **metrics: float) -> RunRecord:
-    return RunRecord(run_id=f"{config_hash}-{start_time}", name="", status=status, reason="",
-                     start_time=start_time, config_hash=config_hash, params={}, metrics=metrics)
+    return RunRecord(
+        run_id=f"{config_hash}-{start_time}",
+        name="",
+        status=status,
+        reason="",
+        start_time=start_time,
+        config_hash=config_hash,
+        params={},
+        metrics=metrics,
+    )
 
 
 def test_a_resumed_configuration_keeps_its_newest_finished_run() -> None:
@@ -236,14 +290,15 @@ def test_a_resumed_configuration_keeps_its_newest_finished_run() -> None:
     resumed = record("a", "FINISHED", 2)
     killed_after = record("a", "KILLED", 3)
     only_failed_old, only_failed_new = record("b", "FAILED", 1), record("b", "KILLED", 4)
-    kept = latest_per_config([old_failed, resumed, killed_after, only_failed_old,
-                              only_failed_new])
+    kept = latest_per_config([old_failed, resumed, killed_after, only_failed_old, only_failed_new])
     assert kept == [resumed, only_failed_new]
 
 
 def configuration(val_accs: list[float]) -> Configuration:
-    runs = [record(f"h{i}", "FINISHED", i, best_val_acc=v, best_val_loss=1 - v)
-            for i, v in enumerate(val_accs)]
+    runs = [
+        record(f"h{i}", "FINISHED", i, best_val_acc=v, best_val_loss=1 - v)
+        for i, v in enumerate(val_accs)
+    ]
     return Configuration({"activation.name": "x"}, runs)
 
 
@@ -266,8 +321,11 @@ def test_latest_sweep_is_the_newest_parent_run(tmp_path: Path) -> None:
     client = MlflowClient(uri)
     experiment = client.create_experiment("study", (tmp_path / "artifacts").as_uri())
     for sweep_id, start in (("older", 1_000), ("newer", 2_000)):
-        client.create_run(experiment, start_time=start,
-                          tags={"kind": "sweep", "sweep_id": sweep_id, "overrides": ""})
+        client.create_run(
+            experiment,
+            start_time=start,
+            tags={"kind": "sweep", "sweep_id": sweep_id, "overrides": ""},
+        )
     assert find_sweep(client, "study", None).sweep_id == "newer"
     assert find_sweep(client, "study", "older").sweep_id == "older"
     with pytest.raises(ReportError, match="experiment 'sweeper' in the store"):
@@ -285,9 +343,24 @@ def mlflow_ui(uri: str, log: Path) -> Iterator[str]:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     with log.open("w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "ui",
+                "--backend-store-uri",
+                uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     address = f"http://127.0.0.1:{port}"
     try:
@@ -311,16 +384,19 @@ def mlflow_ui(uri: str, log: Path) -> Iterator[str]:
             server.wait()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(),
-                    reason="needs Debian's chromium at /usr/bin/chromium (make browser)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
+)
 def test_mlflow_ui_and_report_in_a_browser(reported: Reported, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     client = MlflowClient(store_uri(reported.workdir))
     experiment = client.get_experiment_by_name("sweeper")
     assert experiment is not None
-    with mlflow_ui(store_uri(reported.workdir), tmp_path / "ui.log") as address, \
-            sync_playwright() as playwright:
+    with (
+        mlflow_ui(store_uri(reported.workdir), tmp_path / "ui.log") as address,
+        sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
@@ -330,8 +406,9 @@ def test_mlflow_ui_and_report_in_a_browser(reported: Reported, tmp_path: Path) -
         link.wait_for()
         assert f"/experiments/{experiment.experiment_id}" in (link.get_attribute("href") or "")
 
-        page.goto(f"{address}/#/experiments/{experiment.experiment_id}/runs"
-                  "?workflowType=machine_learning")
+        page.goto(
+            f"{address}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+        )
         parent = page.get_by_role("row").filter(has_text=f"sweep {reported.sweep_id}").first
         parent.locator('[col-id="attributes.`Run Name`"] button').click()  # show the children
         for child in reported.children:
@@ -349,7 +426,8 @@ def test_mlflow_ui_and_report_in_a_browser(reported: Reported, tmp_path: Path) -
         assert rows.count() == len(groups(reported.children))
         assert "1 (best)" in rows.first.inner_text()
         loaded = page.eval_on_selector_all(
-            "img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
+            "img", "images => images.map(i => i.complete ? i.naturalWidth : 0)"
+        )
         assert len(loaded) == len(FIGURES) and all(width > 0 for width in loaded)
         page.screenshot(path=tmp_path / "report.png", full_page=True)
         browser.close()

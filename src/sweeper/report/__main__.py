@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sweep", help="the sweep id (default: the latest sweep)")
     parser.add_argument("--experiment", default="sweeper", help="MLflow experiment name")
-    parser.add_argument("--tracking-uri",
-                        help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)"
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="reports directory")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -30,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"# Sweep {report.sweep.sweep_id}\n\n{report.summary}")
-    print(f"Report written to {report.directory}/ ({len(report.files)} files) "
-          f"in {time.perf_counter() - start:.1f}s")
+    print(
+        f"Report written to {report.directory}/ ({len(report.files)} files) "
+        f"in {time.perf_counter() - start:.1f}s"
+    )
     return 0
 
 

@@ -34,7 +34,8 @@ def confusion_on_test_set(checkpoint: Path, params: Mapping[str, str]) -> np.nda
     name = _param(params, "dataset.name")
     if name is None:
         raise ValueError("the run has no dataset.name param")
-    data = load_dataset(name, _param(params, "dataset.data_dir"), normalization="none",
-                        dtype=model.dtype)
+    data = load_dataset(
+        name, _param(params, "dataset.data_dir"), normalization="none", dtype=model.dtype
+    )
     x = data.x_test if standardizer is None else standardizer.transform(data.x_test)
     return confusion_matrix(data.y_test, model.predict(x), data.n_classes)

@@ -35,7 +35,7 @@ Block = Heading | Text | Table | Image
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; }
 tr.best { background: #e6f4e6; font-weight: bold; }
 code { background: #f4f4f4; padding: 0 0.2em; }

@@ -54,16 +54,23 @@ def validation_curves(
         for config_label, runs in curves.items():
             epochs, values = mean_curve([run[metric] for run in runs])
             if config_label == best:
-                ax.plot(epochs, values, linewidth=2.5, color="black", zorder=3,
-                        label=f"{config_label} (best)")
+                ax.plot(
+                    epochs,
+                    values,
+                    linewidth=2.5,
+                    color="black",
+                    zorder=3,
+                    label=f"{config_label} (best)",
+                )
             elif named:
                 ax.plot(epochs, values, linewidth=1.2, label=config_label)
             else:
                 ax.plot(epochs, values, linewidth=0.8, color="tab:blue", alpha=0.3)
         ax.set_title(title + (" (mean over seeds)" if repeats else ""))
         _epoch_axis(ax)
-    losses = np.concatenate([np.asarray(line.get_ydata(), dtype=float)
-                             for line in axes[0].get_lines()])
+    losses = np.concatenate(
+        [np.asarray(line.get_ydata(), dtype=float) for line in axes[0].get_lines()]
+    )
     losses = losses[np.isfinite(losses)]
     # One unstable configuration's loss would flatten every other line to zero.
     if len(losses) and losses.min() > 0 and losses.max() / losses.min() > LOG_SCALE_RATIO:
@@ -77,12 +84,17 @@ def train_vs_validation(curves: Mapping[str, Curve], best_epoch: int, title: str
     fig = Figure(figsize=(11, 4), layout="constrained")
     fig.suptitle(title)
     axes = fig.subplots(1, 2)
-    for (metric, name), ax in zip((("loss", "cross-entropy"), ("acc", "accuracy")), axes,
-                                  strict=True):
+    for (metric, name), ax in zip(
+        (("loss", "cross-entropy"), ("acc", "accuracy")), axes, strict=True
+    ):
         for split in ("train", "val"):
             points = curves[f"{split}_{metric}"]
-            ax.plot([e for e, _ in points], [v for _, v in points], marker=".",
-                    label="train" if split == "train" else "validation")
+            ax.plot(
+                [e for e, _ in points],
+                [v for _, v in points],
+                marker=".",
+                label="train" if split == "train" else "validation",
+            )
         ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
         ax.set_ylabel(name)
         _epoch_axis(ax)
@@ -124,8 +136,15 @@ def confusion_figure(matrix: np.ndarray, title: str) -> Figure:
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     if n <= 20:
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize="small",
-                    color="white" if fractions[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="white" if fractions[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.set_xlabel("predicted class")

@@ -55,6 +55,14 @@ class RunRecord:
 Curve = list[tuple[int, float]]
 
 
+def open_store(uri: str) -> MlflowClient:
+    """A client on ``uri``; a SQLite store must already exist (MLflow would create an empty
+    one, and the report would then say nothing useful)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
+    return MlflowClient(uri)
+
+
 def _quoted(value: str) -> str:
     if "'" in value:
         raise ReportError(f"a sweep id cannot contain a quote: {value!r}")
@@ -79,8 +87,10 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
         if sweep_id is None:
             raise ReportError(f"experiment {experiment!r} holds no sweep: run make sweep first")
         recent = client.search_runs(
-            [exp.experiment_id], "tags.kind = 'sweep'",
-            order_by=["attributes.start_time DESC"], max_results=5,
+            [exp.experiment_id],
+            "tags.kind = 'sweep'",
+            order_by=["attributes.start_time DESC"],
+            max_results=5,
         )
         names = ", ".join(r.data.tags["sweep_id"] for r in recent) or "none"
         raise ReportError(
@@ -115,8 +125,10 @@ def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
     token = None
     while True:
         page = client.search_runs(
-            [sweep.experiment_id], f"tags.sweep_id = {_quoted(sweep.sweep_id)}",
-            max_results=PAGE_SIZE, page_token=token,
+            [sweep.experiment_id],
+            f"tags.sweep_id = {_quoted(sweep.sweep_id)}",
+            max_results=PAGE_SIZE,
+            page_token=token,
         )
         records += [_record(r) for r in page if r.data.tags.get("kind") != "sweep"]
         token = page.token
@@ -134,7 +146,8 @@ def latest_per_config(records: Iterable[RunRecord]) -> list[RunRecord]:
     for record in records:
         current = kept.get(record.config_hash)
         if current is None or (record.finished, record.start_time) > (
-            current.finished, current.start_time
+            current.finished,
+            current.start_time,
         ):
             kept[record.config_hash] = record
     return sorted(kept.values(), key=lambda r: r.start_time)

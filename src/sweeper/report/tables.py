@@ -151,8 +151,9 @@ def configurations(records: Sequence[RunRecord], keys: Sequence[str]) -> list[Co
     groups: dict[tuple[str, ...], list[RunRecord]] = {}
     for r in records:
         groups.setdefault(tuple(r.params.get(k, "") for k in keys), []).append(r)
-    configs = [Configuration(dict(zip(keys, values, strict=True)), runs)
-               for values, runs in groups.items()]
+    configs = [
+        Configuration(dict(zip(keys, values, strict=True)), runs) for values, runs in groups.items()
+    ]
 
     def mean_val_loss(config: Configuration) -> float | None:
         stat = config.stat(SORT_METRIC)
@@ -177,18 +178,27 @@ def configurations_table(configs: Sequence[Configuration], keys: Sequence[str]) 
     rows = []
     for i, config in enumerate(configs):
         stats = [config.stat(key) for _, key, _ in METRIC_COLUMNS]
-        cells = [s.format(d) if s else "" for s, (_, _, d) in zip(stats, METRIC_COLUMNS,
-                                                                   strict=True)]
+        cells = [
+            s.format(d) if s else "" for s, (_, _, d) in zip(stats, METRIC_COLUMNS, strict=True)
+        ]
         ranked = bool(config.finished)
-        rows.append([_rank_cell(i, ranked), *config.params.values(),
-                     str(len(config.finished)), *cells, config.status])
+        rows.append(
+            [
+                _rank_cell(i, ranked),
+                *config.params.values(),
+                str(len(config.finished)),
+                *cells,
+                config.status,
+            ]
+        )
     return Table(headers, rows, best=0 if configs and configs[0].finished else None)
 
 
 def sorted_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
-    finished_first = sorted(records, key=lambda r: not r.finished)
-    return sorted(finished_first, key=lambda r: _sort_key(r.metrics.get(SORT_METRIC)
-                                                          if r.finished else None))
+    """Finished runs by validation loss, then the others in the order they started."""
+    return sorted(
+        records, key=lambda r: _sort_key(r.metrics.get(SORT_METRIC) if r.finished else None)
+    )
 
 
 def runs_table(records: Sequence[RunRecord], keys: Sequence[str]) -> Table:
@@ -196,10 +206,19 @@ def runs_table(records: Sequence[RunRecord], keys: Sequence[str]) -> Table:
     headers = ["#", *keys, *(column for column, _, _ in METRIC_COLUMNS), "status", "run id"]
     rows = []
     for i, r in enumerate(records):
-        cells = [f"{r.metrics[key]:.{d}f}" if r.finished and key in r.metrics else ""
-                 for _, key, d in METRIC_COLUMNS]
-        rows.append([_rank_cell(i, r.finished), *(r.params.get(k, "") for k in keys), *cells,
-                     _status([r]), r.run_id])
+        cells = [
+            f"{r.metrics[key]:.{d}f}" if r.finished and key in r.metrics else ""
+            for _, key, d in METRIC_COLUMNS
+        ]
+        rows.append(
+            [
+                _rank_cell(i, r.finished),
+                *(r.params.get(k, "") for k in keys),
+                *cells,
+                _status([r]),
+                r.run_id,
+            ]
+        )
     best = 0 if records and records[0].finished else None
     return Table(headers, rows, best=best)
 
@@ -239,8 +258,12 @@ def pivot_table(configs: Sequence[Configuration], rows_key: str, columns_key: st
     for rv in row_values:
         cells = [rv]
         for cv in column_values:
-            runs = [r for c in configs if c.params[rows_key] == rv
-                    and c.params[columns_key] == cv for r in c.runs]
+            runs = [
+                r
+                for c in configs
+                if c.params[rows_key] == rv and c.params[columns_key] == cv
+                for r in c.runs
+            ]
             accs = [r.metrics["test_acc"] for r in runs if r.finished and "test_acc" in r.metrics]
             if accs:
                 cells.append(Stat.of(accs).format(4))
@@ -254,8 +277,10 @@ def noise_verdict(best: Configuration, runner_up: Configuration, keys: Sequence[
     """Whether the best configuration's lead in validation accuracy exceeds seed noise."""
     a, b = best.stat("best_val_acc"), runner_up.stat("best_val_acc")
     assert a is not None and b is not None
-    head = (f"Best `{label(best.params, keys)}` vs runner-up `{label(runner_up.params, keys)}`: "
-            f"val acc {a.format(4)} (n={a.n}) vs {b.format(4)} (n={b.n}); ")
+    head = (
+        f"Best `{label(best.params, keys)}` vs runner-up `{label(runner_up.params, keys)}`: "
+        f"val acc {a.format(4)} (n={a.n}) vs {b.format(4)} (n={b.n}); "
+    )
     if a.n < 2 or b.n < 2:
         return head + "the seed-to-seed noise needs at least 2 finished seeds of each."
     gap = a.mean - b.mean
@@ -273,10 +298,19 @@ def write_runs_csv(records: Sequence[RunRecord], keys: Sequence[str], path: Path
     """Every run, one row each, values as MLflow holds them (full precision)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run_id", "run_name", "status", "reason", "config_hash", *keys,
-                         *CSV_METRICS])
+        writer.writerow(
+            ["run_id", "run_name", "status", "reason", "config_hash", *keys, *CSV_METRICS]
+        )
         for r in records:
-            writer.writerow([r.run_id, r.name, r.status, r.reason, r.config_hash,
-                             *(r.params.get(k, "") for k in keys),
-                             *(repr(r.metrics[k]) if k in r.metrics else "" for k in CSV_METRICS)])
+            writer.writerow(
+                [
+                    r.run_id,
+                    r.name,
+                    r.status,
+                    r.reason,
+                    r.config_hash,
+                    *(r.params.get(k, "") for k in keys),
+                    *(repr(r.metrics[k]) if k in r.metrics else "" for k in CSV_METRICS),
+                ]
+            )
     return path
