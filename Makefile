@@ -25,10 +25,12 @@ run: install  ## one run of the default config on the embedded digits
 sweep: install  ## a parallel sweep (OVERRIDES=...) tracked in mlruns/
 	$(PY) -m sweeper -m $(OVERRIDES) $(ARGS)
 
+# loadfile: a test module runs on one worker, so a module-scoped fixture (a shared sweep)
+# is built once. (xdist 3.8's loadgroup does not group under pytest 9.)
 test: install  ## the fast test suite (lint and types included)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: install data  ## tests on real Fashion-MNIST (minutes)
 	$(PY) -m pytest -q -m slow
