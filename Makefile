@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # The default sweep: compare the hidden activations on the embedded digits.
-SWEEP ?= activation=sigmoid,tanh,relu
+OVERRIDES ?= activation=sigmoid,tanh,relu
 ARGS ?=
 STORE ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 PORT ?= 5000
 
-.PHONY: install run sweep test test-slow lint data ui clean
+.PHONY: install run sweep test test-slow lint data ui clean report browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,15 @@ install: $(STAMP)  ## create .venv and install sweeper with its dev tools
 run: install  ## one run of the default config on the embedded digits
 	$(PY) -m sweeper $(ARGS)
 
-sweep: install  ## a parallel sweep (SWEEP=...) tracked in mlruns/
-	$(PY) -m sweeper -m $(SWEEP) $(ARGS)
+sweep: install  ## a parallel sweep (OVERRIDES=...) tracked in mlruns/
+	$(PY) -m sweeper -m $(OVERRIDES) $(ARGS)
 
+# loadfile: a test module runs on one worker, so a module-scoped fixture (a shared sweep)
+# is built once. (xdist 3.8's loadgroup does not group under pytest 9.)
 test: install  ## the fast test suite (lint and types included)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: install data  ## tests on real Fashion-MNIST (minutes)
 	$(PY) -m pytest -q -m slow
@@ -45,6 +47,19 @@ data:  ## real Fashion-MNIST from Debian, in /usr/share/datasets/fashion-mnist
 ui: install  ## browse the runs in the MLflow UI (loopback only)
 	@echo "MLflow UI on http://127.0.0.1:$(PORT) (store: $(STORE))"
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+
+# --- report (issue 4) ---
+# The sweep to report (default: the latest) and its MLflow experiment.
+SWEEP ?=
+EXPERIMENT ?= sweeper
+
+report: install  ## tables and figures of a sweep (SWEEP=<id>, EXPERIMENT=...) in reports/
+	$(PY) -m sweeper.report --experiment $(EXPERIMENT) $(if $(SWEEP),--sweep $(SWEEP))
+
+browser:  ## Debian's chromium, for the browser test of the MLflow UI and report.html
+	@test -x /usr/bin/chromium || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+# --- end report ---
 
 clean:  ## remove run outputs and caches (keeps mlruns/ and .venv)
 	rm -rf outputs multirun reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The command line of ``make report``: the latest sweep unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from sweeper.report.build import build_report
+from sweeper.report.runs import ReportError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeper.report",
+        description="Compare the runs of a sweep: a Markdown table here, and report.md, "
+        "runs.csv and a self-contained report.html in OUT/<sweep id>/.",
+    )
+    parser.add_argument("--sweep", help="the sweep id (default: the latest sweep)")
+    parser.add_argument("--experiment", default="sweeper", help="MLflow experiment name")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="reports directory")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        report = build_report(args.tracking_uri, args.experiment, args.sweep or None, args.out)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"# Sweep {report.sweep.sweep_id}\n\n{report.summary}")
+    print(
+        f"Report written to {report.directory}/ ({len(report.files)} files) "
+        f"in {time.perf_counter() - start:.1f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

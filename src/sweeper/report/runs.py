@@ -1,0 +1,180 @@
+"""Everything the report asks MLflow: which sweep, its runs, their curves and artifacts.
+
+Only MLflow's client API is used, so the report works against any tracking URI, a tracking
+server included. One ``search_runs`` query returns every run of a sweep with its params,
+tags and final metrics; per-epoch curves need one call per run and metric, made in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+PAGE_SIZE = 1000
+# Metric-history calls wait on the store (a server, or SQLite); threads overlap the waits.
+HISTORY_THREADS = 8
+
+
+class ReportError(Exception):
+    """Why no report can be made, in words a person can act on."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    sweep_id: str
+    experiment_id: str
+    parent_run_id: str
+    overrides: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One child run of a sweep as the report needs it: MLflow's values, unconverted."""
+
+    run_id: str
+    name: str
+    status: str  # MLflow's run status: FINISHED, FAILED, KILLED or RUNNING
+    reason: str
+    start_time: int
+    config_hash: str
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
+
+
+# (epoch, value) pairs of one metric, in epoch order.
+Curve = list[tuple[int, float]]
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on ``uri``; a SQLite store must already exist (MLflow would create an empty
+    one, and the report would then say nothing useful)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
+    return MlflowClient(uri)
+
+
+def _quoted(value: str) -> str:
+    if "'" in value:
+        raise ReportError(f"a sweep id cannot contain a quote: {value!r}")
+    return f"'{value}'"
+
+
+def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> Sweep:
+    """The sweep named ``sweep_id``, or the newest one in ``experiment``."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ReportError(
+            f"no experiment {experiment!r} in the store {client.tracking_uri}: run a sweep "
+            "first (make sweep), or name another with EXPERIMENT=... / --experiment"
+        )
+    query = "tags.kind = 'sweep'"
+    if sweep_id is not None:
+        query += f" AND tags.sweep_id = {_quoted(sweep_id)}"
+    found = client.search_runs(
+        [exp.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not found:
+        if sweep_id is None:
+            raise ReportError(f"experiment {experiment!r} holds no sweep: run make sweep first")
+        recent = client.search_runs(
+            [exp.experiment_id],
+            "tags.kind = 'sweep'",
+            order_by=["attributes.start_time DESC"],
+            max_results=5,
+        )
+        names = ", ".join(r.data.tags["sweep_id"] for r in recent) or "none"
+        raise ReportError(
+            f"no sweep {sweep_id!r} in experiment {experiment!r}; the latest are: {names}"
+        )
+    parent = found[0]
+    return Sweep(
+        sweep_id=parent.data.tags["sweep_id"],
+        experiment_id=exp.experiment_id,
+        parent_run_id=parent.info.run_id,
+        overrides=parent.data.tags.get("overrides", ""),
+    )
+
+
+def _record(run: Run) -> RunRecord:
+    tags = run.data.tags
+    return RunRecord(
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id,
+        status=run.info.status,
+        reason=tags.get("reason", ""),
+        start_time=run.info.start_time,
+        config_hash=tags.get("config_hash", run.info.run_id),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+    )
+
+
+def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
+    """Every child run tagged with the sweep's id, resumed ones included."""
+    records: list[RunRecord] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [sweep.experiment_id],
+            f"tags.sweep_id = {_quoted(sweep.sweep_id)}",
+            max_results=PAGE_SIZE,
+            page_token=token,
+        )
+        records += [_record(r) for r in page if r.data.tags.get("kind") != "sweep"]
+        token = page.token
+        if not token:
+            return records
+
+
+def latest_per_config(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """One run per configuration: the newest finished one, else the newest.
+
+    A resumed sweep reruns the configurations that failed or were killed under the original
+    sweep id, so one configuration can hold an old failed run and a newer finished one.
+    """
+    kept: dict[str, RunRecord] = {}
+    for record in records:
+        current = kept.get(record.config_hash)
+        if current is None or (record.finished, record.start_time) > (
+            current.finished,
+            current.start_time,
+        ):
+            kept[record.config_hash] = record
+    return sorted(kept.values(), key=lambda r: r.start_time)
+
+
+def metric_curves(
+    client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]
+) -> dict[str, dict[str, Curve]]:
+    """``{run_id: {key: [(epoch, value), ...]}}`` for every run and metric key."""
+    pairs = [(run_id, key) for run_id in run_ids for key in keys]
+
+    def fetch(pair: tuple[str, str]) -> Curve:
+        history = client.get_metric_history(*pair)
+        return sorted((m.step, m.value) for m in history)
+
+    with ThreadPoolExecutor(HISTORY_THREADS) as pool:
+        curves = list(pool.map(fetch, pairs))
+    result: dict[str, dict[str, Curve]] = {run_id: {} for run_id in run_ids}
+    for (run_id, key), curve in zip(pairs, curves, strict=True):
+        result[run_id][key] = curve
+    return result
+
+
+def download_artifact(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path | None:
+    """The run's artifact at ``path`` copied under ``dst``, or None if the run has none."""
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(client.download_artifacts(run_id, path, str(dst)))
+    except (MlflowException, OSError):
+        return None

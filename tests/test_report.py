@@ -1,0 +1,447 @@
+"""`make report` end to end: a real sweep with repeats and a failure, reported from MLflow."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from sweeper.report.__main__ import main as report_main
+from sweeper.report.build import build_report
+from sweeper.report.confusion import confusion_on_test_set
+from sweeper.report.runs import ReportError, RunRecord, find_sweep, latest_per_config
+from sweeper.report.tables import Configuration, noise_verdict
+
+# Two keys, two seeds each; relu at lr=1e6 diverges, so two runs fail with a reason.
+SWEEP = ["-m", "activation=tanh,relu", "optimizer.lr=0.05,1e6", "seed=0,1", *FAST]
+KEYS = ("activation.name", "optimizer.lr")
+FIGURES = ("validation_curves", "test_accuracy", "best_run_curves", "confusion_matrix")
+FOUR_DECIMALS = {
+    "train acc": "best_train_acc",
+    "train loss": "best_train_loss",
+    "val acc": "best_val_acc",
+    "val loss": "best_val_loss",
+    "test acc": "test_acc",
+}
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+
+
+@dataclass
+class Reported:
+    workdir: Path
+    stdout: str
+    directory: Path
+    sweep_id: str
+    children: list[Run]
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
+    """One sweep shared by the tests, reported from another directory through the
+    tracking URI."""
+    workdir = tmp_path_factory.mktemp("sweep")
+    proc = run_cli(SWEEP, workdir)
+    assert proc.returncode == 1, proc.stderr  # the diverged runs
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(workdir)}
+    report = subprocess.run(
+        [sys.executable, "-m", "sweeper.report"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr
+    runs = all_runs(workdir)
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    sweep_id = parent.data.tags["sweep_id"]
+    return Reported(
+        workdir, report.stdout, elsewhere / "reports" / sweep_id, sweep_id, child_runs(runs)
+    )
+
+
+def markdown_tables(text: str) -> list[list[dict[str, str]]]:
+    """Every Markdown table in ``text`` as rows of {header: cell}."""
+    tables, block = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+            continue
+        if block:
+            header, _, *rows = block
+            tables.append([dict(zip(header, row, strict=True)) for row in rows])
+            block = []
+    return tables
+
+
+def groups(children: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    out: dict[tuple[str, str], list[Run]] = {}
+    for run in children:
+        out.setdefault((run.data.params[KEYS[0]], run.data.params[KEYS[1]]), []).append(run)
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def finished_values(runs: list[Run], key: str) -> list[float]:
+    return [r.data.metrics[key] for r in runs if r.info.status == "FINISHED"]
+
+
+def test_printed_table_aggregates_seeds_to_mean_and_std(reported: Reported) -> None:
+    table = markdown_tables(reported.stdout)[0]
+    expected = groups(reported.children)
+    finished = {k: v for k, v in expected.items() if finished_values(v, "best_val_loss")}
+    order = sorted(
+        finished, key=lambda k: statistics.mean(finished_values(finished[k], "best_val_loss"))
+    )
+    assert [(row["activation.name"], row["optimizer.lr"]) for row in table[: len(order)]] == order
+    assert table[0]["#"] == "1 (best)"
+    for row in table[: len(order)]:
+        runs = finished[(row["activation.name"], row["optimizer.lr"])]
+        assert row["n"] == "2"
+        assert row["status"] == "FINISHED"
+        for column, key in FOUR_DECIMALS.items():
+            assert row[column] == mean_std(finished_values(runs, key)), column
+    (failed,) = table[len(order) :]
+    assert (failed["activation.name"], failed["optimizer.lr"]) == ("relu", "1000000.0")
+    assert failed["n"] == "0"
+    assert failed["status"].startswith("2 FAILED: diverged at epoch")
+    assert "seed" not in table[0]
+
+
+def test_constant_params_are_listed_once_above_the_table(reported: Reported) -> None:
+    intro, table_start = reported.stdout.split("\n| # |", 1)
+    constants = re.search(r"Constant params: (.*)\.", intro)
+    assert constants is not None
+    assert "`train.epochs=3`" in constants.group(1)
+    assert "`dataset.name=digits`" in constants.group(1)
+    assert "activation.name" not in constants.group(1)
+    assert "train.epochs" not in table_start.splitlines()[0]
+
+
+def test_best_against_runner_up_is_judged_against_seed_noise(reported: Reported) -> None:
+    finished = {
+        k: finished_values(v, "best_val_acc")
+        for k, v in groups(reported.children).items()
+        if finished_values(v, "best_val_acc")
+    }
+    losses = {
+        k: statistics.mean(finished_values(v, "best_val_loss"))
+        for k, v in groups(reported.children).items()
+        if k in finished
+    }
+    best, runner_up = sorted(finished, key=losses.__getitem__)[:2]
+    a, b = finished[best], finished[runner_up]
+    gap = statistics.mean(a) - statistics.mean(b)
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    verdict = "exceeds" if abs(gap) > 2 * se else "does not exceed"
+    line = next(x for x in reported.stdout.splitlines() if x.startswith("Best `"))
+    assert f"activation.name={best[0]} optimizer.lr={best[1]}` vs runner-up" in line
+    assert f"the gap {gap:+.4f} {verdict} the seed-to-seed noise" in line
+
+
+def test_pivot_crosses_the_two_keys_with_test_accuracy(reported: Reported) -> None:
+    pivot = next(
+        t for t in markdown_tables(reported.stdout) if "activation.name \\ optimizer.lr" in t[0]
+    )
+    cells = {row["activation.name \\ optimizer.lr"]: row for row in pivot}
+    expected = groups(reported.children)
+    assert set(cells) == {"relu", "tanh"}
+    assert cells["tanh"]["0.05"] == mean_std(
+        finished_values(expected[("tanh", "0.05")], "test_acc")
+    )
+    assert cells["relu"]["1000000.0"].startswith("2 FAILED")
+
+
+def test_runs_csv_holds_every_run_as_mlflow_has_it(reported: Reported) -> None:
+    with (reported.directory / "runs.csv").open() as f:
+        rows = {row["run_id"]: row for row in csv.DictReader(f)}
+    assert len(rows) == len(reported.children) == 8
+    for run in reported.children:
+        row = rows[run.info.run_id]
+        assert row["status"] == run.info.status
+        assert row["reason"] == run.data.tags["reason"]
+        for key in (*KEYS, "seed"):
+            assert row[key] == run.data.params[key]
+        for key, value in run.data.metrics.items():
+            if key in row:
+                assert float(row[key]) == value, key
+    failed = [r for r in rows.values() if r["status"] == "FAILED"]
+    assert len(failed) == 2
+    assert all(r["reason"].startswith("diverged at epoch") and r["test_acc"] == "" for r in failed)
+
+
+def test_report_files_and_self_contained_html(reported: Reported) -> None:
+    directory = reported.directory
+    markdown = (directory / "report.md").read_text()
+    for name in FIGURES:
+        path = directory / "figures" / f"{name}.png"
+        with Image.open(path) as image:
+            image.verify()
+            assert image.format == "PNG"
+        assert f"(figures/{name}.png)" in markdown
+    page = (directory / "report.html").read_text()
+    sources = re.findall(r'<img alt="[^"]*" src="([^"]*)"', page)
+    assert len(sources) == len(FIGURES)
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table>" in page and 'class="best"' in page
+    assert f"Report written to reports/{reported.sweep_id}/" in reported.stdout
+
+
+def test_confusion_matrix_of_the_best_run_reproduces_its_test_accuracy(
+    reported: Reported, tmp_path: Path
+) -> None:
+    finished = [r for r in reported.children if r.info.status == "FINISHED"]
+    by_config = groups(finished)
+    best_config = min(
+        by_config.values(),
+        key=lambda runs: statistics.mean(r.data.metrics["best_val_loss"] for r in runs),
+    )
+    best = min(best_config, key=lambda r: r.data.metrics["best_val_loss"])
+    markdown = (reported.directory / "report.md").read_text()
+    assert f"({best.info.run_id})" in markdown
+    client = MlflowClient(store_uri(reported.workdir))
+    checkpoint = client.download_artifacts(
+        best.info.run_id, "checkpoint/best_model.npz", str(tmp_path)
+    )
+    matrix = confusion_on_test_set(Path(checkpoint), best.data.params)
+    assert matrix.sum() == 359  # the embedded digits' test split
+    assert matrix.trace() / matrix.sum() == pytest.approx(best.data.metrics["test_acc"], abs=1e-9)
+    gradcheck = client.download_artifacts(best.info.run_id, "gradcheck.csv", str(tmp_path))
+    header, *rows = Path(gradcheck).read_text().splitlines()
+    gradcheck_table = next(t for t in markdown_tables(markdown) if "abs_diff" in t[0])
+    assert len(gradcheck_table) == len(rows)
+    assert list(gradcheck_table[0]) == header.split(",")
+
+
+def test_unknown_sweep_names_the_latest(
+    reported: Reported, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = report_main(
+        [
+            "--sweep",
+            "no-such-sweep",
+            "--tracking-uri",
+            store_uri(reported.workdir),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert (
+        f"no sweep 'no-such-sweep' in experiment 'sweeper'; the latest are: "
+        f"{reported.sweep_id}" in err
+    )
+
+
+def test_a_missing_store_is_reported_not_created(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no MLflow store at sqlite:///"):
+        build_report(store_uri(tmp_path), out_dir=tmp_path / "reports")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def record(config_hash: str, status: str, start_time: int, **metrics: float) -> RunRecord:
+    return RunRecord(
+        run_id=f"{config_hash}-{start_time}",
+        name="",
+        status=status,
+        reason="",
+        start_time=start_time,
+        config_hash=config_hash,
+        params={},
+        metrics=metrics,
+    )
+
+
+def test_a_resumed_configuration_keeps_its_newest_finished_run() -> None:
+    old_failed = record("a", "FAILED", 1)
+    resumed = record("a", "FINISHED", 2)
+    killed_after = record("a", "KILLED", 3)
+    only_failed_old, only_failed_new = record("b", "FAILED", 1), record("b", "KILLED", 4)
+    kept = latest_per_config([old_failed, resumed, killed_after, only_failed_old, only_failed_new])
+    assert kept == [resumed, only_failed_new]
+
+
+def configuration(val_accs: list[float]) -> Configuration:
+    runs = [
+        record(f"h{i}", "FINISHED", i, best_val_acc=v, best_val_loss=1 - v)
+        for i, v in enumerate(val_accs)
+    ]
+    return Configuration({"activation.name": "x"}, runs)
+
+
+@pytest.mark.parametrize(
+    ("best", "runner_up", "expected"),
+    [
+        ([0.90, 0.91, 0.92], [0.80, 0.81, 0.82], "the gap +0.1000 exceeds the seed-to-seed noise"),
+        ([0.90, 0.95], [0.91, 0.93], "the gap +0.0050 does not exceed the seed-to-seed noise"),
+        ([0.95], [0.90, 0.91], "needs at least 2 finished seeds of each"),
+    ],
+)
+def test_noise_verdict_rule(best: list[float], runner_up: list[float], expected: str) -> None:
+    verdict = noise_verdict(configuration(best), configuration(runner_up), ["activation.name"])
+    assert expected in verdict
+
+
+def test_latest_sweep_is_the_newest_parent_run(tmp_path: Path) -> None:
+    uri = store_uri(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("study", (tmp_path / "artifacts").as_uri())
+    for sweep_id, start in (("older", 1_000), ("newer", 2_000)):
+        client.create_run(
+            experiment,
+            start_time=start,
+            tags={"kind": "sweep", "sweep_id": sweep_id, "overrides": ""},
+        )
+    assert find_sweep(client, "study", None).sweep_id == "newer"
+    assert find_sweep(client, "study", "older").sweep_id == "older"
+    with pytest.raises(ReportError, match="experiment 'sweeper' in the store"):
+        find_sweep(client, "sweeper", None)
+    with pytest.raises(ReportError, match="has no runs yet"):
+        build_report(uri, "study", out_dir=tmp_path / "reports")
+
+
+@contextmanager
+def mlflow_ui(uri: str, log: Path) -> Iterator[str]:
+    """``mlflow ui`` on a free loopback port; stopped, workers included, on the way out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "ui",
+                "--backend-store-uri",
+                uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, f"mlflow ui exited:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{address}/health", timeout=5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, f"mlflow ui never answered:\n{log.read_text()}"
+                time.sleep(1)
+        yield address
+    finally:
+        # Its own session: the signal reaches the server's workers too.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
+)
+def test_mlflow_ui_and_report_in_a_browser(reported: Reported, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    client = MlflowClient(store_uri(reported.workdir))
+    experiment = client.get_experiment_by_name("sweeper")
+    assert experiment is not None
+    with (
+        mlflow_ui(store_uri(reported.workdir), tmp_path / "ui.log") as address,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+
+        page.goto(f"{address}/#/experiments")
+        link = page.get_by_role("link", name="sweeper", exact=True).first
+        link.wait_for()
+        assert f"/experiments/{experiment.experiment_id}" in (link.get_attribute("href") or "")
+
+        page.goto(
+            f"{address}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+        )
+        parent = page.get_by_role("row").filter(has_text=f"sweep {reported.sweep_id}").first
+        parent.locator('[col-id="attributes.`Run Name`"] button').click()  # show the children
+        for child in reported.children:
+            page.locator(f'a[href$="/runs/{child.info.run_id}"]').first.wait_for()
+        page.screenshot(path=tmp_path / "mlflow_runs.png")
+
+        page.locator('label:has(input[name="runs-view-mode"][value="CHART"])').click()
+        page.get_by_placeholder("Search metric charts").fill("val_acc")
+        page.get_by_text("val_acc", exact=True).wait_for()
+        page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for()
+        page.screenshot(path=tmp_path / "mlflow_chart.png")
+
+        page.goto((reported.directory / "report.html").as_uri())
+        rows = page.locator("table").first.locator("tbody tr")
+        assert rows.count() == len(groups(reported.children))
+        assert "1 (best)" in rows.first.inner_text()
+        loaded = page.eval_on_selector_all(
+            "img", "images => images.map(i => i.complete ? i.naturalWidth : 0)"
+        )
+        assert len(loaded) == len(FIGURES) and all(width > 0 for width in loaded)
+        page.screenshot(path=tmp_path / "report.png", full_page=True)
+        browser.close()
+
+
+@pytest.mark.slow
+def test_report_over_two_hundred_runs(tmp_path: Path) -> None:
+    from fake_store import fill_fake_sweep
+
+    uri = store_uri(tmp_path)
+    n = fill_fake_sweep(uri, "fake")
+    start = time.perf_counter()
+    report = build_report(uri, sweep_id="fake", out_dir=tmp_path / "reports")
+    print(f"report of {n} runs in {time.perf_counter() - start:.1f}s")
+    with (report.directory / "runs.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == n == 200
+    assert len(markdown_tables(report.summary)[0]) == 20  # 4 activations x 5 learning rates
