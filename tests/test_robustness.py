@@ -119,7 +119,7 @@ def test_a_killed_worker_fails_its_run_and_resume_completes_the_sweep(workdir: P
 
     proc = run_cli([*QUICK_THEN_LONG, "resume=true"], workdir)
     assert proc.returncode == 0, proc.stderr
-    assert f"{len(finished)} of 4 runs already FINISHED there are skipped" in proc.stdout
+    assert f"skipping {len(finished)} of 4 runs, FINISHED there already" in proc.stdout
     children = child_runs(all_runs(workdir))
     assert {r.data.tags["config_hash"] for r in children if r.info.status == "FINISHED"} \
         == {r.data.tags["config_hash"] for r in children}
@@ -136,7 +136,7 @@ def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
 
     again = run_cli(["-m", "optimizer.lr=0.05,1e6,0.1", "activation=relu", *QUICK,
                      "resume=true"], workdir)
-    assert "1 of 3 runs already FINISHED there are skipped" in again.stdout
+    assert "skipping 1 of 3 runs, FINISHED there already" in again.stdout
     assert "2 finished" not in again.stdout and "1 finished, 1 failed" in again.stdout
 
     lrs = sorted(r.data.params["optimizer.lr"] for r in child_runs(all_runs(workdir)))

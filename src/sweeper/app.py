@@ -33,7 +33,7 @@ from sweeper.config import (
 from sweeper.experiment import run_experiment
 from sweeper.outcome import RunOutcome
 from sweeper.progress import describe
-from sweeper.sweep import SweepInfo, stop_running_sweep
+from sweeper.sweep import SweepInfo, stop_running_sweep, verbose_errors
 from sweeper.tracking import (
     failure_reason,
     prepare_store,
@@ -56,11 +56,6 @@ def blas_threads(n_jobs: int | None, cores: int | None = None) -> int:
         return cores
     workers = min(joblib.effective_n_jobs(n_jobs), cores)
     return max(1, cores // workers)
-
-
-def verbose_errors() -> bool:
-    """Whether the user asked for tracebacks, the way Hydra is asked."""
-    return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 def execute_run(

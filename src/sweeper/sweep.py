@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import traceback
@@ -31,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
 from sweeper.progress import ProgressMonitor, summary_table, varying_overrides
 from sweeper.tracking import (
+    ResumePoint,
     close_unfinished_runs,
     end_sweep_run,
     failure_reason,
@@ -45,6 +47,11 @@ from sweeper.tracking import (
 SWEEP_FILE = "sweep.json"
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
+
+
+def verbose_errors() -> bool:
+    """Whether the user asked for tracebacks, the way Hydra is asked."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 @dataclass
@@ -140,7 +147,7 @@ class SweepCallback(Callback):
             print(err, file=sys.stderr, flush=True)
             raise SystemExit(1) from None
         except Exception as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            if verbose_errors():
                 traceback.print_exc()
             print(f"Error: the sweep could not start: {failure_reason(err)}", file=sys.stderr,
                   flush=True)
@@ -159,9 +166,9 @@ class SweepCallback(Callback):
         uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = prepare_store(uri, config.tracking.experiment)
         sweep_dir = Path(config.hydra.sweep.dir)
-        task_overrides = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
+        kept = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
+        self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
         overrides = " ".join(config.hydra.overrides.task)
-        self._resume_command = f"python -m sweeper -m {' '.join(task_overrides)} resume=true"
         resumed = find_resumable_sweep(uri, experiment_id, hashes) if config.resume else None
         if resumed is None:
             if config.resume:
@@ -170,16 +177,7 @@ class SweepCallback(Callback):
             parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides)
             self._info = SweepInfo(sweep_dir.name, uri, experiment_id, parent)
         else:
-            done = sorted(resumed.finished_hashes.intersection(hashes))
-            self._skipped = sum(h in resumed.finished_hashes for h in hashes)
-            print(f"Resuming sweep {resumed.sweep_id}: {self._skipped} of {len(hashes)} runs "
-                  "already FINISHED there are skipped", flush=True)
-            if self._skipped == len(hashes):
-                print("Nothing left to run.", flush=True)
-                raise SystemExit(0)
-            reopen_sweep_run(uri, resumed.parent_run_id, overrides)
-            self._info = SweepInfo(resumed.sweep_id, uri, experiment_id,
-                                   resumed.parent_run_id, done)
+            self._info = self._resume(resumed, hashes, uri, experiment_id, overrides)
         self._info.save(sweep_dir)
         total = len(jobs) - self._skipped if jobs is not None else config.hydra.sweeper.get(
             "n_trials")
@@ -187,6 +185,20 @@ class SweepCallback(Callback):
               f"tracking to {uri}", flush=True)
         self._monitor = ProgressMonitor(sweep_dir, total, self._keys).start()
         _running = self
+
+    def _resume(self, resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str,
+                overrides: str) -> SweepInfo:
+        """Continue ``resumed``: its FINISHED configurations are skipped, the others run as
+        children of its parent run, under its sweep_id."""
+        self._skipped = sum(h in resumed.finished_hashes for h in hashes)
+        print(f"Resuming sweep {resumed.sweep_id}: skipping {self._skipped} of {len(hashes)} "
+              "runs, FINISHED there already", flush=True)
+        if self._skipped == len(hashes):
+            print("Nothing left to run.", flush=True)
+            raise SystemExit(0)
+        reopen_sweep_run(uri, resumed.parent_run_id, overrides)
+        done = sorted(resumed.finished_hashes.intersection(hashes))
+        return SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _running
