@@ -15,11 +15,16 @@ from mlflow.tracking import MlflowClient
 FAST = ["train.epochs=3", "train.patience=null"]
 
 
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
+    return full_env
+
+
 def run_cli(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env.update(env or {})
+    full_env = cli_env(env)
     return subprocess.run(
         [sys.executable, "-m", "sweeper", *args],
         cwd=cwd,

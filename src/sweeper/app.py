@@ -2,16 +2,16 @@
 
 Hydra composes the config and, with ``-m``, hands each run of the sweep to the joblib
 launcher; this task function validates it, runs it (``sweeper.experiment``) and records it in
-MLflow (``sweeper.tracking``).
+MLflow (``sweeper.tracking``). :func:`cli` around it turns Ctrl-C and a broken sweep into
+closed records, a short message and an exit status.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
-from sweeper.config import ExperimentConfig, flat_params, register_configs, to_experiment_config
+from sweeper.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_hash,
+    flat_params,
+    register_configs,
+    to_experiment_config,
+)
 from sweeper.experiment import run_experiment
 from sweeper.outcome import RunOutcome
 from sweeper.progress import describe
-from sweeper.sweep import SweepInfo
+from sweeper.sweep import SweepInfo, stop_running_sweep, verbose_errors
 from sweeper.tracking import (
     failure_reason,
     prepare_store,
@@ -36,6 +43,8 @@ from sweeper.tracking import (
 )
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 register_configs()
 
@@ -47,11 +56,6 @@ def blas_threads(n_jobs: int | None, cores: int | None = None) -> int:
         return cores
     workers = min(joblib.effective_n_jobs(n_jobs), cores)
     return max(1, cores // workers)
-
-
-def config_hash(params: dict[str, Any]) -> str:
-    """Identifies a composed configuration, whatever the order of its overrides."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def execute_run(
@@ -70,6 +74,8 @@ def execute_run(
         "overrides": " ".join(overrides),
         "job": job,
         "config_hash": config_hash(params),
+        # The process that trains it, to find (or kill) a worker from the store.
+        "pid": os.getpid(),
     }
     try:
         with tracked_run(
@@ -92,6 +98,8 @@ def execute_run(
             run.log_model(result.checkpoint)
             run.set_tags({"status": "FINISHED", "reason": result.training.stop_reason})
     except Exception as err:
+        if verbose_errors():
+            traceback.print_exc()
         return RunOutcome(job, overrides, "FAILED", failure_reason(err),
                           time.perf_counter() - start, run_id)
     return RunOutcome(job, overrides, "FINISHED", result.training.stop_reason,
@@ -100,13 +108,26 @@ def execute_run(
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
-    config = to_experiment_config(cfg)
     hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        config = to_experiment_config(cfg)
+    except ConfigError as err:
+        # A sweep validated every run before launching; this is a single run's bad value.
+        if verbose_errors():
+            raise
+        print(f"Error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
     out_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
-    multirun = hc.mode == RunMode.MULTIRUN
+    params = flat_params(cfg)
     if multirun:
         sweep = SweepInfo.load(Path(hc.sweep.dir))
+        if config_hash(params) in sweep.done_hashes:
+            # resume=true: the resumed sweep FINISHED this configuration. Hydra's basic
+            # sweeper launches the whole product of the overrides and a callback cannot take
+            # jobs out of it, so the job ends here, before any MLflow run or training.
+            return
         job = int(hc.job.num)
         threads = blas_threads(hc.launcher.get("n_jobs"))
     else:
@@ -117,7 +138,7 @@ def main(cfg: DictConfig) -> None:
         threads = blas_threads(None)
 
     with threadpool_limits(limits=threads):
-        outcome = execute_run(config, flat_params(cfg), out_dir, job, overrides, sweep)
+        outcome = execute_run(config, params, out_dir, job, overrides, sweep)
     outcome.save(out_dir)
 
     if not multirun:
@@ -125,3 +146,22 @@ def main(cfg: DictConfig) -> None:
         print(f"Browse: {ui_command(sweep.tracking_uri)}", flush=True)
         if outcome.failed:
             sys.exit(1)
+
+
+def cli() -> None:
+    """``python -m sweeper``: :func:`main`, with Ctrl-C and a broken sweep closed cleanly."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Each run in progress was marked KILLED by its own worker, or is marked here.
+        stop_running_sweep(interrupted=True)
+        print("Interrupted.", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exit_:
+        # Hydra reports an exception from the launcher (such as a worker killed) and exits;
+        # the exception it reported is the context of its SystemExit.
+        stop_running_sweep(interrupted=False, cause=exit_.__context__)
+        raise
+    except Exception as err:  # only with HYDRA_FULL_ERROR=1 does Hydra let it through
+        stop_running_sweep(interrupted=False, cause=err)
+        raise

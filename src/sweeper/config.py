@@ -8,6 +8,8 @@ value fails before any training starts and the message names the key and the val
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -17,6 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 SCHEMA_NAME = "sweeper_schema"
+# Keys that say where or how a run is recorded, not what it computes: two configs differing
+# only in these are the same configuration, so resume=true treats them as done.
+NOT_HASHED = ("resume", "tracking.")
 
 
 class ConfigError(ValueError):
@@ -201,6 +206,11 @@ class ExperimentConfig:
     gradcheck: GradCheckConfig = field(default_factory=GradCheckConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
+    # With -m: run only the planned configurations the resumed sweep has not FINISHED.
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.seed >= 0, "seed", self.seed, "must be >= 0")
 
 
 def register_configs() -> None:
@@ -236,3 +246,10 @@ def flat_params(cfg: DictConfig) -> dict[str, Any]:
 
     walk("", {k: v for k, v in container.items() if k != "hydra"})
     return flat
+
+
+def config_hash(params: dict[str, Any]) -> str:
+    """Identifies a composed configuration (``flat_params``), whatever the order of its
+    overrides; the keys in NOT_HASHED are left out."""
+    kept = {k: v for k, v in params.items() if not k.startswith(NOT_HASHED)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,17 +1,23 @@
 """The sweep as a whole, around Hydra's multirun: check, announce, follow, summarise.
 
 Before any worker starts, :class:`SweepCallback` composes and validates every planned run,
-creates the MLflow store and the sweep's parent run, and leaves the parent's id in the sweep
-directory for the workers. While they run it prints progress; at the end a summary, and the
-process exits non-zero if any run failed.
+creates the MLflow store and the sweep's parent run (or, with ``resume=true``, finds the sweep
+to continue), and leaves what the workers need in the sweep directory. While they run it prints
+progress; at the end a summary, and the process exits non-zero if any run failed. If the
+launcher gives up (Ctrl-C, a worker killed), :func:`stop_running_sweep` closes the records.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +29,29 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeper.config import ConfigError, to_experiment_config
+from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
 from sweeper.progress import ProgressMonitor, summary_table, varying_overrides
 from sweeper.tracking import (
+    ResumePoint,
+    close_unfinished_runs,
     end_sweep_run,
+    failure_reason,
+    find_resumable_sweep,
     prepare_store,
+    reopen_sweep_run,
     resolve_tracking_uri,
     start_sweep_run,
     ui_command,
 )
 
 SWEEP_FILE = "sweep.json"
+# Hydra's own error lines that name its internals rather than the user's mistake.
+_NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
+
+
+def verbose_errors() -> bool:
+    """Whether the user asked for tracebacks, the way Hydra is asked."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 @dataclass
@@ -42,6 +60,8 @@ class SweepInfo:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
+    # config_hash of the planned runs that the resumed sweep already FINISHED.
+    done_hashes: list[str] = field(default_factory=list)
 
     def save(self, sweep_dir: Path) -> None:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -64,15 +84,36 @@ def planned_jobs(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> None:
-    """Compose and validate every run; raise one ConfigError listing every invalid one."""
+def error_summary(err: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line errors on one line: what, the value, the choices."""
+    text = str(err)
+    if isinstance(err.__cause__, OmegaConfBaseException):
+        # Hydra says which override failed; OmegaConf, in the cause, says why.
+        text += "\n" + str(err.__cause__)
+    summary = ""
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line.startswith(_NOISE[-1]):
+            break
+        if not line or line.startswith(_NOISE):
+            continue
+        separator = " " if not summary or summary.endswith(":") else "; "
+        summary = f"{summary}{separator}{line}" if summary else line
+    return summary
+
+
+def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[str]:
+    """Compose and validate every run and return each one's config_hash; raise one ConfigError
+    listing every invalid run."""
     problems: dict[str, list[str]] = {}
+    hashes = []
     for job in jobs:
         try:
-            to_experiment_config(compose(config_name=config_name, overrides=list(job)))
+            cfg = compose(config_name=config_name, overrides=list(job))
+            to_experiment_config(cfg)
+            hashes.append(config_hash(flat_params(cfg)))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
-            message = str(err).strip().splitlines()[0]
-            problems.setdefault(message, []).append(" ".join(job) or "(defaults)")
+            problems.setdefault(error_summary(err), []).append(" ".join(job) or "(defaults)")
     if problems:
         lines = [f"{sum(map(len, problems.values()))} of {len(jobs)} runs are invalid; "
                  "nothing was run:"]
@@ -80,6 +121,7 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> None:
             lines.append(f"  {message}  (in: {'; '.join(bad_jobs[:3])}"
                          f"{' ...' if len(bad_jobs) > 3 else ''})")
         raise ConfigError("\n".join(lines))
+    return hashes
 
 
 class SweepCallback(Callback):
@@ -87,37 +129,88 @@ class SweepCallback(Callback):
         self._monitor: ProgressMonitor | None = None
         self._info: SweepInfo | None = None
         self._keys: set[str] | None = None
+        self._jobs: list[list[str]] | None = None
+        self._skipped = 0
+        self._resume_command = ""
 
     def __getstate__(self) -> dict[str, Any]:
         # Hydra ships its callbacks to the workers; the monitor thread stays in this process.
-        return {"_monitor": None, "_info": None, "_keys": None}
+        return {"_monitor": None, "_info": None, "_keys": None, "_jobs": None, "_skipped": 0,
+                "_resume_command": ""}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns an exception in a callback into a warning and launches the jobs anyway;
+        # SystemExit is the one way to stop the sweep here.
+        try:
+            self._start(config, kwargs["config_name"])
+        except ConfigError as err:
+            print(err, file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        except Exception as err:
+            if verbose_errors():
+                traceback.print_exc()
+            print(f"Error: the sweep could not start: {failure_reason(err)}", file=sys.stderr,
+                  flush=True)
+            raise SystemExit(1) from None
+
+    def _start(self, config: DictConfig, config_name: str) -> None:
+        global _running
         jobs = planned_jobs(config)
+        hashes: list[str] = []
         if jobs is not None:
-            validate_jobs(kwargs["config_name"], jobs)
+            hashes = validate_jobs(config_name, jobs)
             self._keys = varying_overrides(jobs)
+        elif config.resume:
+            raise ConfigError("resume=true needs Hydra's basic sweeper, which plans every run")
+        self._jobs = jobs
         uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = prepare_store(uri, config.tracking.experiment)
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_id = sweep_dir.name
+        kept = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
+        self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
         overrides = " ".join(config.hydra.overrides.task)
-        parent = start_sweep_run(uri, experiment_id, sweep_id, overrides)
-        self._info = SweepInfo(sweep_id, uri, experiment_id, parent)
+        resumed = find_resumable_sweep(uri, experiment_id, hashes) if config.resume else None
+        if resumed is None:
+            if config.resume:
+                print("resume=true: no sweep in the store ran any of these configurations; "
+                      "starting a new sweep", flush=True)
+            parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides)
+            self._info = SweepInfo(sweep_dir.name, uri, experiment_id, parent)
+        else:
+            self._info = self._resume(resumed, hashes, uri, experiment_id, overrides)
         self._info.save(sweep_dir)
-        total = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
-        print(f"Sweep {sweep_id}: {total if total is not None else '?'} runs, "
+        total = len(jobs) - self._skipped if jobs is not None else config.hydra.sweeper.get(
+            "n_trials")
+        print(f"Sweep {self._info.sweep_id}: {total if total is not None else '?'} runs, "
               f"tracking to {uri}", flush=True)
         self._monitor = ProgressMonitor(sweep_dir, total, self._keys).start()
+        _running = self
+
+    def _resume(self, resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str,
+                overrides: str) -> SweepInfo:
+        """Continue ``resumed``: its FINISHED configurations are skipped, the others run as
+        children of its parent run, under its sweep_id."""
+        self._skipped = sum(h in resumed.finished_hashes for h in hashes)
+        print(f"Resuming sweep {resumed.sweep_id}: skipping {self._skipped} of {len(hashes)} "
+              "runs, FINISHED there already", flush=True)
+        if self._skipped == len(hashes):
+            print("Nothing left to run.", flush=True)
+            raise SystemExit(0)
+        reopen_sweep_run(uri, resumed.parent_run_id, overrides)
+        done = sorted(resumed.finished_hashes.intersection(hashes))
+        return SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _running
+        _running = None
         assert self._monitor is not None and self._info is not None
         outcomes = self._monitor.stop()
         failed = [o for o in outcomes if o.failed]
-        end_sweep_run(self._info.tracking_uri, self._info.parent_run_id, len(outcomes),
-                      len(failed))
+        end_sweep_run(self._info.tracking_uri, self._info.parent_run_id,
+                      self._skipped + len(outcomes), len(failed))
+        skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
         print(f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
-              f"{len(failed)} failed\n")
+              f"{len(failed)} failed{skipped}\n")
         print(summary_table(outcomes, self._keys))
         print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
         print(f"Report:  make report SWEEP={self._info.sweep_id}", flush=True)
@@ -128,3 +221,47 @@ class SweepCallback(Callback):
             print(f"\n{len(failed)} run(s) failed:\n{reasons}", file=sys.stderr, flush=True)
             raise SystemExit(1)
 
+    def stop(self, interrupted: bool, cause: BaseException | None) -> None:
+        """The launcher gave up: keep what finished, close the runs it cut short, and say
+        what did not run and how to complete it."""
+        assert self._monitor is not None and self._info is not None
+        info = self._info
+        outcomes = self._monitor.stop()
+        if interrupted:
+            status, reason = "KILLED", "interrupted (Ctrl-C)"
+        elif isinstance(cause, BrokenProcessPool):
+            status, reason = "FAILED", "worker process died"
+        else:
+            status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
+        cut_short = close_unfinished_runs(info.tracking_uri, info.experiment_id,
+                                          info.parent_run_id, status, reason)
+        n_planned = len(self._jobs) - self._skipped if self._jobs is not None else None
+        end_sweep_run(info.tracking_uri, info.parent_run_id, self._skipped + len(outcomes),
+                      sum(o.failed for o in outcomes) + len(cut_short), status)
+        finished = sum(not o.failed for o in outcomes)
+        unfinished = f"{n_planned - len(outcomes)}" if n_planned is not None else "the other"
+        lines = [
+            f"\nSweep {info.sweep_id} stopped ({reason}): {finished} run(s) finished and kept, "
+            f"{len(outcomes) - finished} failed, {unfinished} not run or cut short "
+            f"(the runs in progress are marked {status}).",
+        ]
+        lines += [f"  {status}: {name}" for name in cut_short]
+        lines.append(f"Complete it with:  {self._resume_command}")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+# The sweep whose jobs are running in this process, for stop_running_sweep.
+_running: SweepCallback | None = None
+
+
+def stop_running_sweep(interrupted: bool, cause: BaseException | None = None) -> bool:
+    """Close the records of the sweep whose launcher stopped early (Ctrl-C: ``interrupted``;
+    else ``cause``, e.g. a killed worker's BrokenProcessPool). False if no sweep was running."""
+    global _running
+    sweep, _running = _running, None
+    if sweep is None:
+        return False
+    # A second Ctrl-C must not cut the bookkeeping short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sweep.stop(interrupted, cause)
+    return True

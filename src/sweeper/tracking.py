@@ -7,17 +7,21 @@ points elsewhere, a tracking server included.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sqlite3
 import subprocess
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlparse
 
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from sweeper.core.training import EpochMetrics
@@ -26,6 +30,38 @@ DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
 # Logged as code (MLflow "models from code"), so loading a model never unpickles an object.
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
+# Several processes (a sweep's workers, or two sweeps) write one SQLite file. MLflow waits
+# 20 s for the lock, but SQLite answers "database is locked" at once when a transaction that
+# read must turn into a writer after another wrote; the transaction was rolled back, so
+# repeating the call is safe. Waits double from LOCK_RETRY_FIRST_WAIT, LOCK_RETRIES times.
+LOCK_RETRIES = 8
+LOCK_RETRY_FIRST_WAIT = 0.05
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def retry_on(*messages: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Call the function again, with growing waits, while it fails with one of ``messages``."""
+
+    def decorate(func: Callable[P, T]) -> Callable[P, T]:
+        @wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            for attempt in range(LOCK_RETRIES):
+                try:
+                    return func(*args, **kwargs)
+                except Exception as err:
+                    if not any(message in str(err) for message in messages):
+                        raise
+                    time.sleep(LOCK_RETRY_FIRST_WAIT * 2**attempt)
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+retry_when_locked = retry_on("database is locked")
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -43,22 +79,42 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///"))
 
 
+@retry_when_locked
 def prepare_store(uri: str, experiment_name: str) -> str:
     """Create the store's schema and the experiment; return the experiment id.
 
-    Called once in the parent process before any worker starts: MLflow creates the SQLite
-    schema on first use, and several processes doing that at once race.
+    Called once in the parent process before any worker starts: MLflow creates (and migrates)
+    the SQLite schema on first use, and several processes doing that at once race, so sweeps
+    started together take turns here, holding a lock file beside the database.
     """
     db_path = _sqlite_path(uri)
-    artifact_location = None
-    if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+    if db_path is None:
+        return _find_or_create_experiment(MlflowClient(uri), experiment_name, None)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(uri)
+        _use_write_ahead_log(db_path)
         artifact_location = (db_path.parent / "artifacts" / experiment_name).as_uri()
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(experiment_name)
+        return _find_or_create_experiment(client, experiment_name, artifact_location)
+
+
+def _find_or_create_experiment(
+    client: MlflowClient, name: str, artifact_location: str | None
+) -> str:
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
-    return str(client.create_experiment(experiment_name, artifact_location=artifact_location))
+    return str(client.create_experiment(name, artifact_location=artifact_location))
+
+
+def _use_write_ahead_log(db_path: Path) -> None:
+    """Switch the SQLite file to WAL journaling (a property of the file, kept once set), so
+    readers never block the writer and a writer killed mid-transaction leaves nothing half
+    written."""
+    with sqlite3.connect(db_path, timeout=20) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
 
 
 @cache
@@ -77,6 +133,7 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
+@retry_when_locked
 def start_sweep_run(uri: str, experiment_id: str, sweep_id: str, overrides: str) -> str:
     run = MlflowClient(uri).create_run(
         experiment_id,
@@ -87,12 +144,90 @@ def start_sweep_run(uri: str, experiment_id: str, sweep_id: str, overrides: str)
     return str(run.info.run_id)
 
 
-def end_sweep_run(uri: str, run_id: str, n_runs: int, n_failed: int) -> None:
+@retry_when_locked
+def reopen_sweep_run(uri: str, run_id: str, overrides: str) -> None:
+    """Mark a resumed sweep's parent run RUNNING again, noting the resuming command."""
+    client = MlflowClient(uri)
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    client.set_tag(run_id, "resumed_with", overrides)
+
+
+@retry_when_locked
+def end_sweep_run(
+    uri: str, run_id: str, n_runs: int, n_failed: int, status: str | None = None
+) -> None:
+    """Log the sweep's counts and end its parent run: ``status``, else FAILED if any failed."""
     client = MlflowClient(uri)
     client.log_metric(run_id, "runs", n_runs)
     client.log_metric(run_id, "failed_runs", n_failed)
-    status = RunStatus.FAILED if n_failed else RunStatus.FINISHED
-    client.set_terminated(run_id, RunStatus.to_string(status))
+    if status is None:
+        status = RunStatus.to_string(RunStatus.FAILED if n_failed else RunStatus.FINISHED)
+    client.set_terminated(run_id, status)
+
+
+def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000,
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The sweep a ``resume=true`` command continues, and the configurations it finished."""
+
+    sweep_id: str
+    parent_run_id: str
+    finished_hashes: frozenset[str]
+
+
+@retry_when_locked
+def find_resumable_sweep(
+    uri: str, experiment_id: str, planned_hashes: Collection[str]
+) -> ResumePoint | None:
+    """The newest sweep of the experiment that ran any of the planned configurations (matched
+    by their ``config_hash`` tag), with the hashes it FINISHED; None if there is none."""
+    client = MlflowClient(uri)
+    planned = set(planned_hashes)
+    overlapping = [
+        run for run in _search_all(client, experiment_id, "")
+        if run.data.tags.get("config_hash") in planned and "mlflow.parentRunId" in run.data.tags
+    ]
+    if not overlapping:
+        return None
+    newest = max(overlapping, key=lambda run: run.info.start_time)
+    sweep_id = newest.data.tags["sweep_id"]
+    parent_run_id = newest.data.tags["mlflow.parentRunId"]
+    finished = frozenset(
+        run.data.tags["config_hash"] for run in overlapping
+        if run.data.tags.get("mlflow.parentRunId") == parent_run_id
+        and run.info.status == RunStatus.to_string(RunStatus.FINISHED)
+    )
+    return ResumePoint(sweep_id, parent_run_id, finished)
+
+
+@retry_when_locked
+def close_unfinished_runs(
+    uri: str, experiment_id: str, parent_run_id: str, status: str, reason: str
+) -> list[str]:
+    """End every child of the sweep still RUNNING (its process is gone) with ``status`` and
+    ``reason``; return their names. Their metrics logged so far stay."""
+    client = MlflowClient(uri)
+    running = _search_all(
+        client,
+        experiment_id,
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in running:
+        client.set_tag(run.info.run_id, "status", status)
+        client.set_tag(run.info.run_id, "reason", reason)
+        client.set_terminated(run.info.run_id, status)
+    return [run.info.run_name or run.info.run_id for run in running]
 
 
 class RunLogger:
@@ -101,9 +236,11 @@ class RunLogger:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
 
+    @retry_when_locked
     def log_params(self, params: Mapping[str, Any]) -> None:
         mlflow.log_params({k: ("null" if v is None else v) for k, v in params.items()})
 
+    @retry_when_locked
     def log_epoch(self, metrics: EpochMetrics) -> None:
         mlflow.log_metrics(
             {
@@ -115,16 +252,20 @@ class RunLogger:
             step=metrics.epoch,
         )
 
+    @retry_when_locked
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         mlflow.log_metrics(dict(metrics))
 
+    @retry_when_locked
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         mlflow.set_tags(dict(tags))
 
+    @retry_when_locked
     def log_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
         for path in paths:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    @retry_when_locked
     def log_model(self, checkpoint: Path) -> None:
         mlflow.pyfunc.log_model(
             name="model",
@@ -152,22 +293,25 @@ def tracked_run(
     """An active MLflow run; it ends FINISHED, KILLED on Ctrl-C, or FAILED with its reason
     tagged if the block raises."""
     mlflow.set_tracking_uri(uri)
-    run = mlflow.start_run(
+    run = retry_when_locked(mlflow.start_run)(
         experiment_id=experiment_id,
         run_name=run_name,
         parent_run_id=parent_run_id,
         tags={**tags, "git_commit": git_commit()},
     )
+    logger = RunLogger(run.info.run_id)
+    end_run = retry_when_locked(mlflow.end_run)
     try:
-        yield RunLogger(run.info.run_id)
+        yield logger
     except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        logger.set_tags({"status": "KILLED", "reason": "interrupted (Ctrl-C)"})
+        end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as err:
-        mlflow.set_tags({"status": "FAILED", "reason": failure_reason(err)})
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        logger.set_tags({"status": "FAILED", "reason": failure_reason(err)})
+        end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
-    mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
 def ui_command(uri: str) -> str:

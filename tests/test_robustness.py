@@ -1,0 +1,283 @@
+"""Nothing lost, every error clear: interruption, killed workers, resume, concurrent sweeps,
+bad data and untrusted files, through the real command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from sweeper import tracking
+from sweeper.config import config_hash
+from test_data_cifar import RunsCommand, batch, write_cifar, write_pickle
+from test_data_idx import write_idx, write_mnist_like
+
+QUICK = [*FAST, "gradcheck.enabled=false"]
+# Two quick runs, then two that train long enough to be cut short.
+QUICK_THEN_LONG = ["-m", "train.epochs=1,300", "seed=0,1", "train.batch_size=8",
+                   "train.patience=null", "gradcheck.enabled=false", "hydra.launcher.n_jobs=2"]
+
+
+class Sweep:
+    """A CLI sweep running in its own process group, as a terminal's foreground job."""
+
+    def __init__(self, args: list[str], cwd: Path, name: str = "sweep") -> None:
+        self.cwd = cwd
+        self.stdout = cwd / f"{name}.out"
+        self.stderr = cwd / f"{name}.err"
+        with self.stdout.open("w") as out, self.stderr.open("w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=cwd,
+                                         env=cli_env(), stdout=out, stderr=err,
+                                         start_new_session=True)
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.proc.poll() is None, self.stderr.read_text()
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.2)
+
+    def store_ready(self) -> bool:
+        # The parent prepares the store before it writes sweep.json; opening the store earlier
+        # would race it creating the schema.
+        return any(self.cwd.glob("multirun/*/sweep.json"))
+
+    def outcomes(self) -> int:
+        return len(list(self.cwd.glob("multirun/*/*/outcome.json")))
+
+    def running_children(self) -> list[Run]:
+        if not self.store_ready():
+            return []
+        return [r for r in child_runs(all_runs(self.cwd)) if r.info.status == "RUNNING"]
+
+    def finish(self, timeout: float = 240) -> tuple[int, str]:
+        rc = self.proc.wait(timeout)
+        return rc, self.stderr.read_text()
+
+
+def statuses(cwd: Path) -> dict[str, str]:
+    return {r.data.tags["overrides"]: r.info.status for r in child_runs(all_runs(cwd))}
+
+
+def parent_run(cwd: Path) -> Run:
+    (parent,) = [r for r in all_runs(cwd) if r.data.tags.get("kind") == "sweep"]
+    return parent
+
+
+def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir: Path) -> None:
+    sweep = Sweep(QUICK_THEN_LONG, workdir)
+    sweep.wait_until(lambda: sweep.outcomes() >= 1 and len(sweep.running_children()) >= 1)
+    os.killpg(sweep.proc.pid, signal.SIGINT)
+    rc, stderr = sweep.finish()
+
+    assert rc == 130
+    assert "Traceback" not in stderr
+    assert "interrupted (Ctrl-C)" in stderr
+    assert "resume=true" in stderr
+    runs = child_runs(all_runs(workdir))
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) >= 1
+    for run in finished:
+        assert run.data.params["train.epochs"] == "1"
+        assert run.data.metrics["epochs_run"] == 1
+    cut_short = [r for r in runs if r.info.status != "FINISHED"]
+    assert len(cut_short) >= 1
+    assert {r.info.status for r in cut_short} == {"KILLED"}
+    assert {r.data.tags["reason"] for r in cut_short} == {"interrupted (Ctrl-C)"}
+    assert parent_run(workdir).info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_run_and_resume_completes_the_sweep(workdir: Path) -> None:
+    sweep = Sweep(QUICK_THEN_LONG, workdir)
+    sweep.wait_until(lambda: any(r.data.params.get("train.epochs") == "300"
+                                 for r in sweep.running_children()))
+    (victim,) = [r for r in sweep.running_children() if r.data.params["train.epochs"] == "300"][:1]
+    os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)
+    rc, stderr = sweep.finish()
+
+    assert rc == 1
+    assert "worker process died" in stderr
+    assert "resume=true" in stderr
+    runs = {r.info.run_id: r for r in child_runs(all_runs(workdir))}
+    assert runs[victim.info.run_id].info.status == "FAILED"
+    assert runs[victim.info.run_id].data.tags["reason"] == "worker process died"
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs.values())
+    finished = {r.data.tags["config_hash"] for r in runs.values() if r.info.status == "FINISHED"}
+    assert parent_run(workdir).info.status == "FAILED"
+
+    proc = run_cli([*QUICK_THEN_LONG, "resume=true"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipping {len(finished)} of 4 runs, FINISHED there already" in proc.stdout
+    children = child_runs(all_runs(workdir))
+    assert {r.data.tags["config_hash"] for r in children if r.info.status == "FINISHED"} \
+        == {r.data.tags["config_hash"] for r in children}
+    assert len({r.data.tags["config_hash"] for r in children}) == 4
+    (parent,) = [r for r in all_runs(workdir) if r.data.tags.get("kind") == "sweep"]
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+
+
+def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
+    first = run_cli(["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK], workdir)
+    assert first.returncode == 1  # lr=1e6 diverges
+    original = parent_run(workdir)
+
+    again = run_cli(["-m", "optimizer.lr=0.05,1e6,0.1", "activation=relu", *QUICK,
+                     "resume=true"], workdir)
+    assert "skipping 1 of 3 runs, FINISHED there already" in again.stdout
+    assert "2 finished" not in again.stdout and "1 finished, 1 failed" in again.stdout
+
+    lrs = sorted(r.data.params["optimizer.lr"] for r in child_runs(all_runs(workdir)))
+    assert lrs == ["0.05", "0.1", "1000000.0", "1000000.0"]  # the FINISHED 0.05 is not redone
+    assert parent_run(workdir).info.run_id == original.info.run_id
+    for child in child_runs(all_runs(workdir)):
+        assert child.data.tags["sweep_id"] == original.data.tags["sweep_id"]
+        assert child.data.tags["mlflow.parentRunId"] == original.info.run_id
+
+    nothing_left = run_cli(["-m", "optimizer.lr=0.05", "activation=relu", *QUICK,
+                            "resume=true"], workdir)
+    assert nothing_left.returncode == 0
+    assert "Nothing left to run" in nothing_left.stdout
+    assert len(child_runs(all_runs(workdir))) == 4
+
+
+@pytest.mark.slow
+def test_two_sweeps_into_one_store_at_once_lose_nothing(workdir: Path) -> None:
+    common = ["seed=range(6)", "train.epochs=2", "gradcheck.enabled=false",
+              "hydra.launcher.n_jobs=2"]
+    sweeps = [Sweep(["-m", *common, f"activation={act}", f"hydra.sweep.dir=multirun/{act}"],
+                    workdir, act) for act in ("tanh", "relu")]
+    for sweep in sweeps:
+        rc, stderr = sweep.finish(timeout=600)
+        assert rc == 0, stderr
+        assert "database is locked" not in stderr
+    children = child_runs(all_runs(workdir))
+    assert len(children) == 12
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert sorted((c.data.params["activation.name"], c.data.params["seed"]) for c in children) \
+        == sorted((a, str(s)) for a in ("tanh", "relu") for s in range(6))
+    client = MlflowClient(store_uri(workdir))
+    for child in children:
+        assert len(client.get_metric_history(child.info.run_id, "val_loss")) == 2
+    assert sorted(r.info.status for r in all_runs(workdir)
+                  if r.data.tags.get("kind") == "sweep") == ["FINISHED", "FINISHED"]
+
+
+def test_a_wrong_type_in_one_run_of_a_sweep_stops_every_run(workdir: Path) -> None:
+    proc = run_cli(["-m", "train.batch_size=16,a", *QUICK], workdir)
+    assert proc.returncode == 1
+    assert "train.batch_size=a" in proc.stderr
+    assert "could not be converted to Integer" in proc.stderr
+    assert "1 of 2 runs are invalid; nothing was run" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (workdir / "mlruns").exists()
+
+
+def test_data_errors_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    bad_magic, bad_labels, short = tmp_path / "magic", tmp_path / "labels", tmp_path / "short"
+    for directory in (bad_magic, bad_labels, short):
+        write_mnist_like(directory)
+    (bad_magic / "train-images-idx3-ubyte").write_bytes(b"\x01\x00\x08\x03" + bytes(12))
+    write_idx(bad_labels / "t10k-labels-idx1-ubyte", np.full(30, 12))
+    write_idx(short / "train-labels-idx1-ubyte", np.arange(99) % 10)
+    missing = tmp_path / "nowhere"
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    dirs = ",".join(str(d) for d in (bad_magic, bad_labels, short, missing))
+    proc = run_cli(["-m", "dataset=mnist", f"dataset.data_dir={dirs}", *QUICK], workdir)
+
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    reasons = {r.data.params["dataset.data_dir"]: r.data.tags["reason"]
+               for r in child_runs(all_runs(workdir))}
+    assert f"{bad_magic / 'train-images-idx3-ubyte'}" in reasons[str(bad_magic)]
+    assert "magic" in reasons[str(bad_magic)]
+    assert "labels range over 12..12, expected 0..9" in reasons[str(bad_labels)]
+    assert "100 images but 99 labels" in reasons[str(short)]
+    assert f"data directory {missing} " in reasons[str(missing)]
+    for reason in reasons.values():
+        assert "\n" not in reason
+        assert reason in proc.stderr  # the list of failures at the end names each problem
+
+
+def test_full_error_shows_the_traceback(tmp_path: Path) -> None:
+    proc = run_cli(["dataset=mnist", f"dataset.data_dir={tmp_path / 'nowhere'}", *QUICK],
+                   tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr
+    assert "MissingDataError" in proc.stderr
+
+
+def test_a_crafted_cifar_pickle_cannot_run_code_through_the_cli(tmp_path: Path) -> None:
+    data_dir, marker = tmp_path / "cifar", tmp_path / "pwned"
+    write_cifar(data_dir)
+    content = batch(20)
+    content[b"data"] = RunsCommand(f"touch {marker}")
+    write_pickle(data_dir / "data_batch_3", content)
+    proc = run_cli(["dataset=cifar10", f"dataset.data_dir={data_dir}", *QUICK], tmp_path)
+
+    assert proc.returncode == 1
+    assert not marker.exists()
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["reason"].startswith(f"refusing to unpickle {data_dir / 'data_batch_3'}")
+    assert "system" in run.data.tags["reason"]
+
+
+def test_config_hash_ignores_where_a_run_is_recorded() -> None:
+    base = {"optimizer.lr": 0.05, "seed": 0, "resume": False, "tracking.experiment": "a",
+            "tracking.uri": None}
+    moved = {**base, "resume": True, "tracking.experiment": "b", "tracking.uri": "sqlite:///x"}
+    assert config_hash(moved) == config_hash(base)
+    assert config_hash(dict(reversed(base.items()))) == config_hash(base)
+    assert config_hash({**base, "optimizer.lr": 0.1}) != config_hash(base)
+    assert config_hash({**base, "seed": 1}) != config_hash(base)
+
+
+def test_store_calls_are_retried_while_the_database_is_locked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracking, "LOCK_RETRY_FIRST_WAIT", 0.0)
+    calls = []
+
+    @tracking.retry_when_locked
+    def flaky(fails: int) -> str:
+        calls.append(1)
+        if len(calls) <= fails:
+            raise sqlite3.OperationalError("database is locked")
+        return "written"
+
+    assert flaky(tracking.LOCK_RETRIES) == "written"
+    assert len(calls) == tracking.LOCK_RETRIES + 1
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        flaky(tracking.LOCK_RETRIES + 1)
+
+    @tracking.retry_when_locked
+    def broken() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: runs")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        broken()
+    assert len(calls) == 1
+
+
+def test_the_ui_listens_on_loopback_only() -> None:
+    assert tracking.ui_command("sqlite:///x/mlflow.db").endswith("--host 127.0.0.1")
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    (ui_line,) = [line for line in makefile.splitlines() if "mlflow ui" in line]
+    assert "--host 127.0.0.1" in ui_line
