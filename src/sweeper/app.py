@@ -99,7 +99,8 @@ def execute_run(
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
+    """Run one configuration; the returned objective is what the Optuna sweeper minimises."""
     config = to_experiment_config(cfg)
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
@@ -125,3 +126,4 @@ def main(cfg: DictConfig) -> None:
         print(f"Browse: {ui_command(sweep.tracking_uri)}", flush=True)
         if outcome.failed:
             sys.exit(1)
+    return outcome.objective
