@@ -2,7 +2,7 @@
 
 Each preset runs once with a single epoch into one shared store, in an MLflow experiment of
 its own, and the store must hold the sweep the preset promises: its number of runs and the
-values it varies.
+values it varies. The three largest sweeps are marked slow (`make test-slow`).
 """
 
 from __future__ import annotations
@@ -34,11 +34,20 @@ def sweep(store_dir: Path, experiment: str, args: list[str]) -> list[Run]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = child_runs(all_runs(store_dir, experiment))
     assert all(r.info.status == "FINISHED" for r in runs)
+    # The progress line knows the sweep's size, from the preset's params or Optuna's n_trials.
+    assert f"[{len(runs)}/{len(runs)} done] 0 failed" in proc.stdout
     return runs
 
 
 def values(runs: list[Run], *keys: str) -> list[tuple[str, ...]]:
     return sorted(tuple(r.data.params[k] for k in keys) for r in runs)
+
+
+def optuna_best_value(store_dir: Path, runs: list[Run]) -> float:
+    """The best value the Optuna sweeper recorded for the sweep these runs belong to."""
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    results = store_dir / "multirun" / sweep_id / "optimization_results.yaml"
+    return float(yaml.safe_load(results.read_text())["best_value"])
 
 
 def test_every_preset_is_a_global_sweep_and_is_listed_by_help(store_dir: Path) -> None:
@@ -84,6 +93,7 @@ def test_momentum_compares_five_optimizers(store_dir: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_regularization_sweeps_l1_and_l2_at_four_strengths(store_dir: Path) -> None:
     runs = sweep(store_dir, "regularization", NO_GRADCHECK)
     assert values(runs, "regularizer.name", "regularizer.lam") == sorted(
@@ -103,6 +113,7 @@ def test_activation_sweeps_four_activations(store_dir: Path) -> None:
                                                ("tanh",)]
 
 
+@pytest.mark.slow
 def test_topology_sweeps_widths_and_two_layers(store_dir: Path) -> None:
     runs = sweep(store_dir, "topology", NO_GRADCHECK)
     assert sorted(r.data.params["topology.hidden"] for r in runs) == sorted(
@@ -115,6 +126,7 @@ def test_baseline_compares_softmax_regression_with_one_hidden_layer(store_dir: P
     assert values(runs, "topology.hidden") == [("[128]",), ("[]",)]
 
 
+@pytest.mark.slow
 def test_early_stopping_sweeps_patience_and_stops_no_later_than_patience_allows(
     store_dir: Path,
 ) -> None:
@@ -145,8 +157,7 @@ def test_search_runs_its_trials_and_optuna_gets_the_best_val_loss(store_dir: Pat
     runs = sweep(store_dir, "search", ["train.epochs=2", "hydra.sweeper.n_trials=4"])
     assert len(runs) == 4
     assert {r.data.params["activation.name"] for r in runs} == {"relu"}
-    (results,) = (store_dir / "multirun").glob("*/optimization_results.yaml")
-    best_value = yaml.safe_load(results.read_text())["best_value"]
+    best_value = optuna_best_value(store_dir, runs)
     assert best_value == pytest.approx(min(r.data.metrics["best_val_loss"] for r in runs))
 
 
@@ -159,7 +170,4 @@ def test_search_goes_on_past_diverged_trials(store_dir: Path) -> None:
     runs = child_runs(all_runs(store_dir, "diverging_search"))
     assert len(runs) == 3
     assert all(r.data.tags["reason"].startswith("diverged at epoch") for r in runs)
-    results = store_dir / "multirun"
-    best = [yaml.safe_load(p.read_text())["best_value"]
-            for p in results.glob("*/optimization_results.yaml")]
-    assert math.inf in best
+    assert optuna_best_value(store_dir, runs) == math.inf
