@@ -9,7 +9,7 @@ ARGS ?=
 STORE ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 PORT ?= 5000
 
-.PHONY: install run sweep test test-slow lint data ui clean report browser
+.PHONY: install run sweep test test-slow lint data ui clean report browser study
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,3 +64,15 @@ browser:  ## Debian's chromium, for the browser test of the MLflow UI and report
 clean:  ## remove run outputs and caches (keeps mlruns/ and .venv)
 	rm -rf outputs multirun reports .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# --- study presets (experiments/) ---
+# Every question of the MLP study as one sweep each; seeds composes with a question.
+DATASET ?= digits
+STUDY ?= gradcheck learning_rate momentum regularization dropout activation topology baseline \
+	early_stopping [activation,seeds] search
+
+study: install  ## every preset of experiments/ on DATASET (digits: minutes; fashion_mnist: hours)
+	@set -f; status=0; for preset in $(STUDY); do \
+		echo "== +experiment=$$preset dataset=$(DATASET)"; \
+		$(PY) -m sweeper -m "+experiment=$$preset" dataset=$(DATASET) $(ARGS) || status=1; \
+	done; exit $$status

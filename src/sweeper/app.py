@@ -8,6 +8,7 @@ closed records, a short message and an exit status.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -107,7 +108,8 @@ def execute_run(
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
+    """Run one configuration; the returned objective is what the Optuna sweeper minimises."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
@@ -127,7 +129,8 @@ def main(cfg: DictConfig) -> None:
             # resume=true: the resumed sweep FINISHED this configuration. Hydra's basic
             # sweeper launches the whole product of the overrides and a callback cannot take
             # jobs out of it, so the job ends here, before any MLflow run or training.
-            return
+            # Only the basic sweeper resumes, and it ignores the returned objective.
+            return math.inf
         job = int(hc.job.num)
         threads = blas_threads(hc.launcher.get("n_jobs"))
     else:
@@ -146,6 +149,7 @@ def main(cfg: DictConfig) -> None:
         print(f"Browse: {ui_command(sweep.tracking_uri)}", flush=True)
         if outcome.failed:
             sys.exit(1)
+    return outcome.objective
 
 
 def cli() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,14 @@ class RunOutcome:
     @property
     def failed(self) -> bool:
         return self.status != "FINISHED"
+
+    @property
+    def objective(self) -> float:
+        """What a hyperparameter search minimises: the best validation loss. A failed run
+        scores +inf, so a diverged trial ranks last and the search goes on."""
+        if self.failed:
+            return math.inf
+        return self.metrics.get("best_val_loss", math.inf)
 
     def save(self, directory: Path) -> Path:
         path = directory / OUTCOME_FILE
