@@ -9,6 +9,7 @@ process exits non-zero if any run failed.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +35,8 @@ from sweeper.tracking import (
 )
 
 SWEEP_FILE = "sweep.json"
+# The workers' shared, memory-mapped copy of the prepared data; removed when the sweep ends.
+DATASET_CACHE = "dataset-cache"
 
 
 @dataclass
@@ -113,6 +116,7 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         assert self._monitor is not None and self._info is not None
         outcomes = self._monitor.stop()
+        shutil.rmtree(Path(config.hydra.sweep.dir) / DATASET_CACHE, ignore_errors=True)
         failed = [o for o in outcomes if o.failed]
         end_sweep_run(self._info.tracking_uri, self._info.parent_run_id, len(outcomes),
                       len(failed))
