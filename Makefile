@@ -49,3 +49,13 @@ ui: install  ## browse the runs in the MLflow UI (loopback only)
 clean:  ## remove run outputs and caches (keeps mlruns/ and .venv)
 	rm -rf outputs multirun reports .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# --- benchmarks (issue 6) ---
+.PHONY: bench
+BENCH_FLAGS := $(if $(QUICK),--quick)
+
+bench: install data  ## core throughput, sweep scaling, shared-memory benchmarks (QUICK=1: smoke run)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/core_throughput.py $(BENCH_FLAGS)
+	$(PY) bench/sweep_scaling.py $(BENCH_FLAGS)
+	$(PY) bench/shared_memory.py $(BENCH_FLAGS)

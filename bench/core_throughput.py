@@ -118,9 +118,11 @@ class Torch(Contender):
         return float(np.mean(predicted == y))
 
 
-def available_contenders() -> list[type[Contender]]:
+def available_contenders(wanted: list[str]) -> list[type[Contender]]:
     contenders: list[type[Contender]] = [Sweeper]
     for module, cls in (("sklearn", Sklearn), ("torch", Torch)):
+        if module not in wanted:
+            continue
         try:
             __import__(module)
         except ImportError:
@@ -208,13 +210,16 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--activations", nargs="+", default=["tanh", "relu"])
     parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument(
+        "--against", nargs="*", default=["sklearn", "torch"], choices=["sklearn", "torch"]
+    )
     parser.add_argument("--quick", action="store_true", help="2 epochs, 6,000 samples, float32")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.dtypes, args.activations = 2, ["float32"], ["tanh"]
         args.max_train_samples = args.max_train_samples or 6000
 
-    contenders = available_contenders()
+    contenders = available_contenders(args.against)
     names = [c.name for c in contenders]
     print("## Core throughput\n")
     print(describe_machine())
