@@ -274,7 +274,8 @@ def main() -> None:
                         + [f"{rates[name][0] / limit:.0%}" for name in names]
                     )
                     accuracy_rows.append(key + [f"{rates[name][1]:.4f}" for name in names])
-                    print(f"  done: {' '.join(key)}", flush=True)
+                    done = ", ".join(f"{name} {rates[name][0]:,.0f}/s" for name in names)
+                    print(f"  {' '.join(key)}: {done}", flush=True)
 
     others = [f"sweeper/{name}" for name in names if name != "sweeper"]
     print("\nSamples per second (median over epochs) and sweeper's ratio to each:\n")

@@ -14,18 +14,34 @@ def load_average() -> str:
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
+def _owner(library_path: str) -> str:
+    """Which package ships a shared library: numpy.libs/..., torch/lib/..."""
+    parts = library_path.split(os.sep)
+    return "/".join(parts[-3:-1] if parts[-2] == "lib" else parts[-2:-1]) + "/" + parts[-1]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_machine() -> str:
     """A few lines: CPU, cores, load, numpy and the BLAS/OpenMP libraries it and others use."""
     lines = [
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-        f" (nproc), {load_average()}",
+        f"machine: {cpu_model()}, {os.cpu_count()} cores (nproc), {load_average()}",
         f"python {platform.python_version()}, numpy {np.__version__}",
     ]
     for lib in threadpool_info():
         arch = f" {lib['architecture']}" if lib.get("architecture") else ""
         lines.append(
             f"  {lib['user_api']}: {lib['internal_api']} {lib.get('version') or ''}{arch}"
-            f" ({os.path.basename(lib['filepath'])})"
+            f" ({_owner(lib['filepath'])})"
         )
     return "\n".join(lines)
 
