@@ -76,3 +76,13 @@ study: install  ## every preset of experiments/ on DATASET (digits: minutes; fas
 		echo "== +experiment=$$preset dataset=$(DATASET)"; \
 		$(PY) -m sweeper -m "+experiment=$$preset" dataset=$(DATASET) $(ARGS) || status=1; \
 	done; exit $$status
+
+# --- benchmarks (issue 6) ---
+.PHONY: bench
+BENCH_FLAGS := $(if $(QUICK),--quick)
+
+bench: install data  ## core throughput, sweep scaling, shared-memory benchmarks (QUICK=1: smoke run)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/core_throughput.py $(BENCH_FLAGS)
+	$(PY) bench/sweep_scaling.py $(BENCH_FLAGS)
+	$(PY) bench/shared_memory.py $(BENCH_FLAGS)

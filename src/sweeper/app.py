@@ -34,7 +34,7 @@ from sweeper.config import (
 from sweeper.experiment import run_experiment
 from sweeper.outcome import RunOutcome
 from sweeper.progress import describe
-from sweeper.sweep import SweepInfo, stop_running_sweep, verbose_errors
+from sweeper.sweep import DATASET_CACHE, SweepInfo, stop_running_sweep, verbose_errors
 from sweeper.tracking import (
     failure_reason,
     prepare_store,
@@ -66,6 +66,7 @@ def execute_run(
     job: int,
     overrides: list[str],
     sweep: SweepInfo,
+    dataset_cache: Path | None = None,
 ) -> RunOutcome:
     """Run one configuration inside an MLflow run; a failure is recorded, not raised."""
     start = time.perf_counter()
@@ -89,7 +90,9 @@ def execute_run(
             run_id = run.run_id
             run.log_params(params)
             run.log_files([out_dir / ".hydra" / "config.yaml"])
-            result = run_experiment(config, out_dir, on_epoch=run.log_epoch)
+            result = run_experiment(
+                config, out_dir, on_epoch=run.log_epoch, dataset_cache=dataset_cache
+            )
             metrics = result.summary_metrics()
             run.log_metrics(metrics)
             if result.gradcheck_csv is not None:
@@ -133,15 +136,17 @@ def main(cfg: DictConfig) -> float:
             return math.inf
         job = int(hc.job.num)
         threads = blas_threads(hc.launcher.get("n_jobs"))
+        dataset_cache: Path | None = Path(hc.sweep.dir) / DATASET_CACHE
     else:
         uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = prepare_store(uri, config.tracking.experiment)
         sweep = SweepInfo(out_dir.name, uri, experiment_id, parent_run_id="")
         job = 0
         threads = blas_threads(None)
+        dataset_cache = None
 
     with threadpool_limits(limits=threads):
-        outcome = execute_run(config, params, out_dir, job, overrides, sweep)
+        outcome = execute_run(config, params, out_dir, job, overrides, sweep, dataset_cache)
     outcome.save(out_dir)
 
     if not multirun:

@@ -10,6 +10,7 @@ import csv
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from sweeper.core.network import MLP
 from sweeper.core.optimizers import make_optimizer
 from sweeper.core.training import EpochMetrics, TrainResult, train
 from sweeper.data import Dataset, load_dataset
+from sweeper.data.cache import load_dataset_cached
 from sweeper.plots import save_curves
 
 CHECKPOINT_FILE = "best_model.npz"
@@ -103,15 +105,20 @@ def run_experiment(
     config: ExperimentConfig,
     out_dir: Path,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    dataset_cache: Path | None = None,
 ) -> ExperimentResult:
     """Train one network as ``config`` says, writing its files to ``out_dir``.
+
+    With ``dataset_cache``, the prepared data is memory-mapped from that directory, shared
+    with every other run that uses it (see ``sweeper.data.cache``).
 
     Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
     caller can record why the run failed; metrics sent to ``on_epoch`` before that stay.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(config.train.dtype.value)
-    dataset = load_dataset(
+    load = load_dataset if dataset_cache is None else partial(load_dataset_cached, dataset_cache)
+    dataset = load(
         config.dataset.name.value,
         config.dataset.data_dir,
         normalization=config.dataset.normalization.value,

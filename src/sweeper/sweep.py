@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
 import traceback
@@ -52,6 +53,10 @@ _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
 def verbose_errors() -> bool:
     """Whether the user asked for tracebacks, the way Hydra is asked."""
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+# The workers' shared, memory-mapped copy of the prepared data; removed when the sweep ends.
+DATASET_CACHE = "dataset-cache"
 
 
 @dataclass
@@ -205,6 +210,7 @@ class SweepCallback(Callback):
         _running = None
         assert self._monitor is not None and self._info is not None
         outcomes = self._monitor.stop()
+        shutil.rmtree(Path(config.hydra.sweep.dir) / DATASET_CACHE, ignore_errors=True)
         failed = [o for o in outcomes if o.failed]
         end_sweep_run(self._info.tracking_uri, self._info.parent_run_id,
                       self._skipped + len(outcomes), len(failed))

@@ -16,7 +16,7 @@ from .optimizers import (
     make_optimizer,
 )
 from .regularizers import add_penalty_gradients, penalty
-from .training import EpochMetrics, TrainingDiverged, TrainResult, train
+from .training import EpochMetrics, TrainingDiverged, TrainResult, train, train_epoch
 
 __all__ = [
     "ACTIVATIONS",
@@ -49,4 +49,5 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
     "train",
+    "train_epoch",
 ]

@@ -41,6 +41,39 @@ class TrainingDiverged(RuntimeError):  # noqa: N818 (name fixed by the public AP
         self.history = history
 
 
+def train_epoch(
+    model: MLP,
+    optimizer: Optimizer,
+    x: np.ndarray,
+    y_onehot: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    *,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    dropout_rng: np.random.Generator | None = None,
+) -> float:
+    """One pass of minibatch steps over the samples of ``x`` in ``order``.
+
+    ``x`` and ``y_onehot`` must already be in the model's dtype. Returns the mean minibatch
+    objective, or the first non-finite one, at which the pass stops.
+    """
+    params = model.parameters()
+    total = 0.0
+    for i in range(0, len(order), batch_size):
+        # Gathering one batch at a time keeps it in cache for the matmul that follows and
+        # never copies the whole (possibly memory-mapped) set.
+        idx = order[i : i + batch_size]
+        loss, grads_w, grads_b = model.loss_and_gradients(
+            x[idx], y_onehot[idx], l1=l1, l2=l2, rng=dropout_rng
+        )
+        if not math.isfinite(loss):
+            return loss
+        optimizer.update(params, [*grads_w, *grads_b])
+        total += loss
+    return total / -(-len(order) // batch_size)
+
+
 def train(
     model: MLP,
     optimizer: Optimizer,
@@ -84,8 +117,6 @@ def train(
     shuffle_rng = np.random.default_rng(seed)
     # A separate stream, so switching dropout on does not change the shuffling order.
     dropout_rng = np.random.default_rng([seed, 1]) if model.dropout > 0 else None
-    params = model.parameters()
-    n = len(x_train)
 
     history: list[EpochMetrics] = []
     best_loss = math.inf
@@ -97,15 +128,13 @@ def train(
         # Overflow on the way to divergence is expected and reported as TrainingDiverged,
         # so numpy's warnings would only be noise.
         with np.errstate(over="ignore", invalid="ignore"):
-            order = shuffle_rng.permutation(n)
-            for i in range(0, n, batch_size):
-                idx = order[i : i + batch_size]
-                loss, grads_w, grads_b = model.loss_and_gradients(
-                    x_train[idx], y_train_onehot[idx], l1=l1, l2=l2, rng=dropout_rng
-                )
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(epoch, loss, history)
-                optimizer.update(params, [*grads_w, *grads_b])
+            order = shuffle_rng.permutation(len(x_train))
+            loss = train_epoch(
+                model, optimizer, x_train, y_train_onehot, order, batch_size,
+                l1=l1, l2=l2, dropout_rng=dropout_rng,
+            )  # fmt: skip
+            if not math.isfinite(loss):
+                raise TrainingDiverged(epoch, loss, history)
             train_loss, train_acc = model.evaluate(x_train, y_train)
             val_loss, val_acc = model.evaluate(x_val, y_val)
         for value in (train_loss, val_loss):

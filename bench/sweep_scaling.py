@@ -1,0 +1,148 @@
+"""Sweep scaling and the cost of tracking.
+
+Scaling: the same 8-run sweep through the real command line with ``hydra.launcher.n_jobs=1``
+(one worker, both cores to its BLAS) and ``n_jobs=2`` (two workers, one BLAS thread each),
+repeats interleaved; the wall time of the whole command, so process start-up, the store and
+the summary are in it.
+
+Tracking: one ~10-second run, in this process, timed as ``run_experiment`` alone (data,
+gradient check, training, test, checkpoint, curves: no MLflow) and as the app's
+``execute_run`` (the same call inside an MLflow run, logging params, every epoch's metrics,
+the files and the model). Same process, interleaved, store created beforehand as a sweep does,
+so the difference is what MLflow logging costs and nothing else (not Python or Hydra start-up).
+
+    python bench/sweep_scaling.py            # the full tables (a few minutes)
+    python bench/sweep_scaling.py --quick    # a smoke run on the embedded digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from machine import describe_machine, load_average, markdown_table
+from omegaconf import OmegaConf
+from threadpoolctl import threadpool_limits
+
+from sweeper.app import CONF_DIR, execute_run
+from sweeper.config import flat_params, to_experiment_config
+from sweeper.experiment import run_experiment
+from sweeper.sweep import SweepInfo
+from sweeper.tracking import prepare_store
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+# 8 runs on one dataset split: activation x learning rate, seed fixed.
+SWEEP = ["activation=tanh,relu", "optimizer.lr=0.005,0.01,0.02,0.05"]
+
+
+def sweep_seconds(workdir: Path, n_jobs: int, overrides: list[str]) -> float:
+    args = ["-m", *overrides, f"hydra.launcher.n_jobs={n_jobs}"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper", *args], cwd=workdir, env=env,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"sweep failed ({' '.join(args)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def scaling(workdir: Path, overrides: list[str], repeats: int) -> list[list[str]]:
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for n_jobs in (1, 2):
+            times[n_jobs].append(sweep_seconds(workdir, n_jobs, overrides))
+            print(f"  n_jobs={n_jobs}: {times[n_jobs][-1]:.1f} s", flush=True)
+    one, two = statistics.median(times[1]), statistics.median(times[2])
+    return [[f"{one:.1f}", f"{two:.1f}", f"{one / two:.2f}", f"{os.getloadavg()[0]:.1f}"]]
+
+
+def tracking_cost(workdir: Path, overrides: list[str], repeats: int) -> list[list[str]]:
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    config = to_experiment_config(cfg)
+    params = flat_params(cfg)
+    uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    sweep = SweepInfo("bench", uri, prepare_store(uri, "bench"), parent_run_id="")
+    times: dict[str, list[float]] = {"plain": [], "tracked": []}
+    with threadpool_limits(limits=1):
+        for i in range(repeats):
+            out = workdir / f"plain-{i}"
+            start = time.perf_counter()
+            run_experiment(config, out)
+            times["plain"].append(time.perf_counter() - start)
+
+            out = workdir / f"tracked-{i}"
+            (out / ".hydra").mkdir(parents=True)
+            OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
+            start = time.perf_counter()
+            outcome = execute_run(config, params, out, i, overrides, sweep)
+            times["tracked"].append(time.perf_counter() - start)
+            if outcome.failed:
+                sys.exit(f"tracked run failed: {outcome.reason}")
+            print(
+                f"  run {i}: plain {times['plain'][-1]:.2f} s,"
+                f" tracked {times['tracked'][-1]:.2f} s",
+                flush=True,
+            )
+    plain, tracked = statistics.median(times["plain"]), statistics.median(times["tracked"])
+    return [
+        [
+            f"{plain:.2f}",
+            f"{tracked:.2f}",
+            f"{tracked - plain:.2f}",
+            f"{(tracked - plain) / plain:+.1%}",
+            f"{min(times['tracked']) - min(times['plain']):.2f}",
+            f"{os.getloadavg()[0]:.1f}",
+        ]
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="digits, 1 repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
+        sweep = ["activation=tanh,relu", "optimizer.lr=0.01", "train.epochs=3"]
+        single = ["train.epochs=5", "train.patience=null"]
+    else:
+        data = [
+            "dataset=fashion_mnist", f"dataset.data_dir={FASHION}",
+            "dataset.max_train_samples=12000", "train.batch_size=128",
+        ]  # fmt: skip
+        sweep = [*SWEEP, *data, "train.epochs=8", "train.patience=null"]
+        single = [*data[:2], "train.batch_size=128", "train.epochs=10", "train.patience=null"]
+
+    print("## Sweep scaling and tracking cost\n")
+    print(describe_machine())
+    with tempfile.TemporaryDirectory(prefix="sweeper-bench-") as tmp:
+        workdir = Path(tmp)
+        print(f"\nsweep: python -m sweeper -m {' '.join(sweep)} hydra.launcher.n_jobs=1|2")
+        rows = scaling(workdir, sweep, args.repeats)
+        print(f"\nWall time of the whole command, median of {args.repeats}:\n")
+        print(markdown_table(["n_jobs=1 (s)", "n_jobs=2 (s)", "speedup", "load (1 min)"], rows))
+
+        print(f"\nrun: {' '.join(single)} (1 BLAS thread, as in a 2-worker sweep)")
+        rows = tracking_cost(workdir, single, args.repeats)
+        print(f"\nOne run, median of {args.repeats}:\n")
+        header = [
+            "run_experiment (s)", "with MLflow (s)", "difference (s)", "tracking cost",
+            "difference of the minima (s)", "load (1 min)",
+        ]  # fmt: skip
+        print(markdown_table(header, rows))
+    print(f"\n{load_average()} at the end")
+
+
+if __name__ == "__main__":
+    main()

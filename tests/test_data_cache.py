@@ -1,0 +1,106 @@
+"""The memory-mapped dataset cache: same data as a direct load, prepared once, race-safe."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeper.data import cache, load_dataset
+from sweeper.data.cache import ARRAYS, load_dataset_cached
+from test_data_cifar import write_cifar
+
+
+def _count_preparations(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Make every preparation append a line to ``log`` (also from forked processes)."""
+    real = cache.load_dataset
+
+    def counting(*args: object, **kwargs: object) -> object:
+        with log.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "load_dataset", counting)
+
+
+def _preparations(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_arrays_as_a_direct_load_memory_mapped_read_only(tmp_path: Path, dtype: type) -> None:
+    options = {"normalization": "channel", "val_fraction": 0.25, "seed": 3, "dtype": dtype}
+    write_cifar(tmp_path / "cifar")
+    direct = load_dataset("cifar10", tmp_path / "cifar", **options)  # type: ignore[arg-type]
+    cached = load_dataset_cached(tmp_path / "cache", "cifar10", tmp_path / "cifar", **options)  # type: ignore[arg-type]
+    for name in ARRAYS:
+        expected, got = getattr(direct, name), getattr(cached, name)
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == expected.dtype
+    assert isinstance(cached.x_train, np.memmap)
+    assert not cached.x_train.flags.writeable
+    assert cached.x_train.dtype == dtype
+    assert (cached.name, cached.n_classes, cached.image_shape) == ("cifar10", 10, (3, 32, 32))
+    assert cached.standardizer.mode == "channel"
+    np.testing.assert_array_equal(cached.standardizer.mean, direct.standardizer.mean)
+    np.testing.assert_array_equal(cached.standardizer.std, direct.standardizer.std)
+
+
+def test_second_load_reads_the_cache_and_other_options_get_their_own_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "prepared.log"
+    _count_preparations(monkeypatch, log)
+    first = load_dataset_cached(tmp_path / "cache", "digits", seed=1)
+    second = load_dataset_cached(tmp_path / "cache", "digits", seed=1)
+    assert _preparations(log) == 1
+    np.testing.assert_array_equal(first.x_train, second.x_train)
+
+    load_dataset_cached(tmp_path / "cache", "digits", seed=2)
+    load_dataset_cached(tmp_path / "cache", "digits", seed=1, dtype=np.float64)
+    assert _preparations(log) == 3
+    entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 3
+
+
+def test_changed_source_files_are_prepared_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "prepared.log"
+    _count_preparations(monkeypatch, log)
+    write_cifar(tmp_path / "cifar", per_batch=20)
+    load_dataset_cached(tmp_path / "cache", "cifar10", tmp_path / "cifar")
+    write_cifar(tmp_path / "cifar", per_batch=30)
+    again = load_dataset_cached(tmp_path / "cache", "cifar10", tmp_path / "cifar")
+    assert _preparations(log) == 2
+    assert len(again.y_train) + len(again.y_val) == 5 * 30
+
+
+def _load_in_worker(cache_dir: Path) -> float:
+    return float(load_dataset_cached(cache_dir, "digits", seed=5).x_train.sum(dtype=np.float64))
+
+
+def test_concurrent_workers_prepare_once_and_share_one_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "prepared.log"
+    _count_preparations(monkeypatch, log)
+    # fork: the workers inherit the counting loader patched in above.
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        sums = pool.map(_load_in_worker, [tmp_path / "cache"] * 8)
+    assert _preparations(log) == 1
+    assert len(set(sums)) == 1
+    expected = load_dataset("digits", seed=5).x_train.sum(dtype=np.float64)
+    assert sums[0] == pytest.approx(expected)
+    names = [p.name for p in (tmp_path / "cache").iterdir()]
+    # One entry and its lock file; no temporary directory left behind.
+    assert len(names) == 2 and sum(n.endswith(".lock") for n in names) == 1
+
+
+def test_unknown_dataset_is_reported_without_touching_the_cache(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        load_dataset_cached(tmp_path / "cache", "nope")
+    assert not (tmp_path / "cache").exists()
