@@ -49,6 +49,16 @@ def blas_threads(n_jobs: int | None, cores: int | None = None) -> int:
     return max(1, cores // workers)
 
 
+def run_threads(launcher: DictConfig) -> int:
+    """BLAS threads for one run of a sweep, from what its launcher gives each run."""
+    if "n_jobs" in launcher:
+        return blas_threads(launcher.n_jobs)
+    if "ray" in launcher:
+        # Ray schedules a run on ray.remote.num_cpus of a node's CPUs (1 unless set).
+        return max(1, int(launcher.ray.remote.get("num_cpus") or 1))
+    return blas_threads(None)
+
+
 def config_hash(params: dict[str, Any]) -> str:
     """Identifies a composed configuration, whatever the order of its overrides."""
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -108,7 +118,7 @@ def main(cfg: DictConfig) -> None:
     if multirun:
         sweep = SweepInfo.load(Path(hc.sweep.dir))
         job = int(hc.job.num)
-        threads = blas_threads(hc.launcher.get("n_jobs"))
+        threads = run_threads(hc.launcher)
     else:
         uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = prepare_store(uri, config.tracking.experiment)
