@@ -9,7 +9,7 @@ ARGS ?=
 STORE ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 PORT ?= 5000
 
-.PHONY: install run sweep test test-slow lint data ui clean report browser study
+.PHONY: install run sweep test test-slow lint data ui clean report browser study install-ray
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,16 @@ test: install  ## the fast test suite (lint and types included)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
-test-slow: install data  ## tests on real Fashion-MNIST (minutes)
+test-slow: install data install-ray  ## tests on real Fashion-MNIST and on a Ray cluster (minutes)
 	$(PY) -m pytest -q -m slow
+
+# Past one machine (docs/scaling.md): the Ray launcher, an optional extra the cluster tests need.
+RAY_STAMP := $(VENV)/.ray-stamp
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,ray]'
+	touch $(RAY_STAMP)
+
+install-ray: $(RAY_STAMP)  ## add the [ray] extra (Hydra's Ray launcher) to .venv
 
 lint: install
 	$(VENV)/bin/ruff check src tests

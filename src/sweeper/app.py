@@ -59,6 +59,16 @@ def blas_threads(n_jobs: int | None, cores: int | None = None) -> int:
     return max(1, cores // workers)
 
 
+def run_threads(launcher: DictConfig) -> int:
+    """BLAS threads for one run of a sweep, from what its launcher gives each run."""
+    if "n_jobs" in launcher:
+        return blas_threads(launcher.n_jobs)
+    if "ray" in launcher:
+        # Ray schedules a run on ray.remote.num_cpus of a node's CPUs (1 unless set).
+        return max(1, int(launcher.ray.remote.get("num_cpus") or 1))
+    return blas_threads(None)
+
+
 def execute_run(
     config: ExperimentConfig,
     params: dict[str, Any],
@@ -135,7 +145,7 @@ def main(cfg: DictConfig) -> float:
             # Only the basic sweeper resumes, and it ignores the returned objective.
             return math.inf
         job = int(hc.job.num)
-        threads = blas_threads(hc.launcher.get("n_jobs"))
+        threads = run_threads(hc.launcher)
         dataset_cache: Path | None = Path(hc.sweep.dir) / DATASET_CACHE
     else:
         uri = resolve_tracking_uri(config.tracking.uri)

@@ -297,7 +297,8 @@ def tracked_run(
         experiment_id=experiment_id,
         run_name=run_name,
         parent_run_id=parent_run_id,
-        tags={**tags, "git_commit": git_commit()},
+        # Strings: a tracking server's REST API rejects other tag values (SQLite converts them).
+        tags={key: str(value) for key, value in {**tags, "git_commit": git_commit()}.items()},
     )
     logger = RunLogger(run.info.run_id)
     end_run = retry_when_locked(mlflow.end_run)

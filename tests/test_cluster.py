@@ -1,0 +1,291 @@
+"""Past one machine: a sweep on a Ray cluster, tracked on an MLflow tracking server.
+
+The cluster and the server run as separate processes bound to 127.0.0.1, joined by address as
+they would be on other machines, and are stopped at teardown even when a test fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from sweeper.checkpoint import load_checkpoint
+from sweeper.data import load_dataset
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
+        reason="needs the [ray] extra: pip install -e '.[ray]' (make test-slow installs it)",
+    ),
+]
+
+BIN = Path(sys.executable).parent
+# 2 activations x 2 seeds; the joblib comparison runs the same four.
+SWEEP = ["activation=tanh,relu", "seed=0,1", *FAST]
+EXPERIMENT = "cluster"
+STARTUP_TIMEOUT = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A service in its own process group, so that stop() ends everything it spawned."""
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 30) -> None:
+    """SIGTERM the service (it shuts down what it started), then its whole process group,
+    SIGKILL what is left."""
+    proc.terminate()
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None and group_alive(proc.pid):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not group_alive(proc.pid):
+                return
+            time.sleep(0.5)
+
+
+Service = tuple[subprocess.Popen[bytes], Path]
+
+
+def wait_until(ready: Callable[[], bool], services: list[Service], what: str) -> None:
+    """Poll ready() until it holds; fail with the logs if a service exits or time runs out."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        for proc, log in services:
+            if proc.poll() is not None:
+                pytest.fail(f"{what}: {proc.args} exited with {proc.returncode}:\n"
+                            f"{log.read_text()[-3000:]}")
+        if ready():
+            return
+        time.sleep(1)
+    logs = "\n".join(log.read_text()[-2000:] for _, log in services)
+    pytest.fail(f"{what} not ready after {STARTUP_TIMEOUT:.0f} s:\n{logs}")
+
+
+@dataclass
+class TrackingServer:
+    uri: str
+    artifacts: Path
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    """`mlflow server` on loopback: SQLite backend, artifacts proxied into <tmp>/artifacts."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    log = root / "server.log"
+    proc = start([str(BIN / "mlflow"), "server",
+                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                  "--artifacts-destination", str(root / "artifacts"),
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], log)
+    uri = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, [(proc, log)], "mlflow server")
+        yield TrackingServer(uri, root / "artifacts")
+    finally:
+        stop(proc)
+
+
+@dataclass
+class RayCluster:
+    address: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    """A one-node Ray cluster with two CPUs and token authentication, bound to loopback.
+
+    A second node cannot join on loopback: Ray then refuses with "Multi-node Ray clusters are
+    not supported on Windows and OSX" (docs/scaling.md).
+    """
+    logs_dir = tmp_path_factory.mktemp("ray_logs")
+    # Ray's unix sockets live under --temp-dir, and their paths must stay under 107 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        # On Linux Ray replaces a loopback node address by the machine's routable one and
+        # listens on every interface; this keeps the whole cluster on 127.0.0.1.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    ray = str(BIN / "ray")
+    services: list[Service] = []
+
+    def nodes_alive() -> int:
+        status = subprocess.run([ray, "status", "--address", address], capture_output=True,
+                                text=True, env={**os.environ, **env}, timeout=60)
+        return status.stdout.count("node_") if status.returncode == 0 else 0
+
+    try:
+        head_log = logs_dir / "head.log"
+        services.append((start([ray, "start", "--head", "--block", "--port", str(port),
+                                "--num-cpus", "2", "--temp-dir", temp_dir,
+                                "--include-dashboard", "false", "--disable-usage-stats"],
+                               head_log, env), head_log))
+        wait_until(lambda: nodes_alive() == 1, services, "ray head")
+        yield RayCluster(address, env)
+    finally:
+        for proc, _ in reversed(services):
+            stop(proc)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@dataclass
+class RaySweep:
+    workdir: Path
+    server: TrackingServer
+    proc: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(tracking_server: TrackingServer, ray_cluster: RayCluster,
+              tmp_path_factory: pytest.TempPathFactory) -> RaySweep:
+    """The four-run sweep on the Ray cluster, tracked on the server."""
+    workdir = tmp_path_factory.mktemp("ray_sweep")
+    proc = run_cli(["-m", "hydra/launcher=ray_cluster",
+                    f"hydra.launcher.ray.init.address={ray_cluster.address}",
+                    f"tracking.experiment={EXPERIMENT}", *SWEEP],
+                   workdir, env={**ray_cluster.env, "MLFLOW_TRACKING_URI": tracking_server.uri},
+                   timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return RaySweep(workdir, tracking_server, proc)
+
+
+def server_runs(server: str) -> list[Run]:
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    return list(client.search_runs([experiment.experiment_id], max_results=100))
+
+
+def run_key(run: Run) -> tuple[str, str]:
+    return run.data.params["activation.name"], run.data.params["seed"]
+
+
+def without_timing(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: value for key, value in metrics.items() if key != "train_seconds"}
+
+
+def own_tags(run: Run) -> set[str]:
+    return {key for key in run.data.tags if not key.startswith("mlflow.")}
+
+
+def val_loss_history(client: MlflowClient, run: Run) -> list[float]:
+    return [m.value for m in client.get_metric_history(run.info.run_id, "val_loss")]
+
+
+def test_four_runs_finish_on_the_cluster_with_artifacts_on_the_server(
+    ray_sweep: RaySweep, tmp_path: Path
+) -> None:
+    assert "[4/4 done] 0 failed" in ray_sweep.proc.stdout
+    server = ray_sweep.server.uri
+    runs = server_runs(server)
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    children = child_runs(runs)
+    assert parent.info.status == "FINISHED"
+    assert sorted(run_key(c) for c in children) == [
+        ("relu", "0"), ("relu", "1"), ("tanh", "0"), ("tanh", "1")]
+
+    client = MlflowClient(server)
+    mlflow.set_tracking_uri(server)
+    data = load_dataset("digits")
+    (sweep_dir,) = (ray_sweep.workdir / "multirun").iterdir()
+    for child in children:
+        run_id = child.info.run_id
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert {a.path for a in client.list_artifacts(run_id)} == {
+            "config.yaml", "gradcheck.csv", "plots", "checkpoint"}
+        assert {a.path for a in client.list_artifacts(run_id, "plots")} == {
+            "plots/loss.png", "plots/accuracy.png"}
+
+        # Proxied artifacts: uploaded through the server into its destination, and read back.
+        assert child.info.artifact_uri.startswith("mlflow-artifacts:")
+        stored = [p for p in ray_sweep.server.artifacts.rglob("best_model.npz")
+                  if run_id in p.parts]
+        assert [p.parent.name for p in stored] == ["checkpoint"]
+        local = sweep_dir / child.data.tags["job"] / "best_model.npz"
+        downloaded = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="checkpoint/best_model.npz",
+            dst_path=str(tmp_path / run_id), tracking_uri=server)
+        assert Path(downloaded).read_bytes() == local.read_bytes()
+
+        # The MLflow model, loaded from the server, predicts what the checkpoint predicts.
+        model, standardizer = load_checkpoint(local)
+        raw = data.x_test * standardizer.std + standardizer.mean
+        served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        assert np.array_equal(served.predict(raw), model.predict(data.x_test))
+
+
+def test_the_cluster_records_what_joblib_records_with_the_same_metrics(
+    ray_sweep: RaySweep, tmp_path: Path
+) -> None:
+    server = ray_sweep.server.uri
+    proc = run_cli(["-m", f"tracking.experiment={EXPERIMENT}", *SWEEP], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    local_client, server_client = MlflowClient(store_uri(tmp_path)), MlflowClient(server)
+    local = {run_key(r): r for r in child_runs(all_runs(tmp_path, EXPERIMENT))}
+    remote = {run_key(r): r for r in child_runs(server_runs(server))}
+    assert len(local) == 4
+    assert remote.keys() == local.keys()
+    for key, run in local.items():
+        on_server = remote[key]
+        assert val_loss_history(server_client, on_server) == val_loss_history(local_client, run)
+        assert on_server.data.params == run.data.params
+        # MLflow's own mlflow.source.git.* guesses come from the worker's entry point (Ray's
+        # default_worker.py, outside the repository); sweeper's tags are what a report reads.
+        assert own_tags(on_server) == own_tags(run)
+        assert on_server.data.tags["mlflow.runName"] == run.data.tags["mlflow.runName"]
+        for tag in ("config_hash", "overrides", "job", "status", "git_commit"):
+            assert on_server.data.tags[tag] == run.data.tags[tag]
+        assert without_timing(on_server.data.metrics) == without_timing(run.data.metrics)
