@@ -20,9 +20,10 @@ def test_help_lists_every_group_and_its_options(workdir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "activation: leaky_relu, relu, sigmoid, tanh" in proc.stdout
     assert "dataset: cifar10, digits, fashion_mnist, kmnist, mnist, notmnist" in proc.stdout
-    assert "optimizer: adam, momentum, nesterov, sgd" in proc.stdout
+    assert "optimizer: adam, momentum, momentum_ema, nesterov, sgd" in proc.stdout
     assert "regularizer: dropout, l1, l2, none" in proc.stdout
     assert "topology: h128, h128x128, h256, h64, softmax_regression" in proc.stdout
+    assert "experiment: activation, baseline, dropout, early_stopping, gradcheck," in proc.stdout
 
 
 def test_cfg_job_prints_the_composed_config_without_running(workdir: Path) -> None:
