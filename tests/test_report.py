@@ -334,6 +334,41 @@ def test_latest_sweep_is_the_newest_parent_run(tmp_path: Path) -> None:
         build_report(uri, "study", out_dir=tmp_path / "reports")
 
 
+def test_single_seed_sweep_lists_runs_and_leaves_out_superseded_ones(tmp_path: Path) -> None:
+    from fake_store import fill_fake_sweep
+
+    uri = store_uri(tmp_path)
+    n = fill_fake_sweep(uri, "one-seed", seeds=1, epochs=3)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sweeper")
+    assert experiment is not None
+    # A run that a resumed sweep replaced: same config_hash, started earlier, failed.
+    replaced = client.create_run(
+        experiment.experiment_id,
+        start_time=0,
+        tags={"sweep_id": "one-seed", "config_hash": "relu-0.05-0", "reason": "killed"},
+    )
+    client.set_terminated(replaced.info.run_id, "FAILED")
+
+    report = build_report(uri, sweep_id="one-seed", out_dir=tmp_path / "reports")
+    assert "1 older run(s) of configurations that were run again (resume) are left out" in (
+        report.summary
+    )
+    table, pivot = markdown_tables(report.summary)
+    assert len(table) == n == 20
+    assert "n" not in table[0] and "seed" not in table[0]
+    assert [row["#"] for row in table[:2]] == ["1 (best)", "2"]
+    # The largest learning rate fails for every activation: last, with the reason.
+    assert [row["status"] for row in table[-4:]] == ["FAILED: diverged at epoch 1 (loss=nan)"] * 4
+    assert all(row["#"] == "-" and row["optimizer.lr"] == "0.2" for row in table[-4:])
+    assert len(pivot) == 4  # activations x learning rates
+    with (report.directory / "runs.csv").open() as f:
+        assert replaced.info.run_id not in {row["run_id"] for row in csv.DictReader(f)}
+    assert "No confusion matrix: the run logged no checkpoint." in (
+        (report.directory / "report.md").read_text()
+    )
+
+
 @contextmanager
 def mlflow_ui(uri: str, log: Path) -> Iterator[str]:
     """``mlflow ui`` on a free loopback port; stopped, workers included, on the way out."""

@@ -177,6 +177,50 @@ class _FigureWriter:
         return blocks
 
 
+def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecord]) -> Text:
+    text = (
+        f"Experiment `{experiment}`, parent run `{sweep.parent_run_id}`, overrides "
+        f"`{sweep.overrides or '(none)'}`: {len(records)} runs ({_counts(records)})."
+    )
+    if every_run > len(records):
+        text += (
+            f" {every_run - len(records)} older run(s) of configurations that were "
+            "run again (resume) are left out."
+        )
+    return Text(text)
+
+
+def _comparison(
+    records: list[RunRecord], varying: list[str], configs: list[Configuration], repeats: bool
+) -> list[Block]:
+    """The constant params, the main table, the noise verdict and the pivot."""
+    keys = [k for k in varying if k != SEED]
+    constants = ", ".join(f"`{k}={v}`" for k, v in constant_params(records, varying).items())
+    blocks: list[Block] = [Text(f"Constant params: {constants or '(none)'}.")]
+    if repeats:
+        blocks += [
+            Heading(
+                "Configurations: mean ± std over seeds (n finished), best validation loss first"
+            ),
+            configurations_table(configs, keys),
+        ]
+        finished = [c for c in configs if c.finished]
+        if len(finished) > 1:
+            blocks.append(Text(noise_verdict(finished[0], finished[1], keys)))
+    else:
+        blocks += [
+            Heading("Runs, best validation loss first"),
+            runs_table(sorted_runs(records), varying),
+        ]
+    crossed = pivot_keys(configs, keys)
+    if crossed is not None:
+        blocks += [
+            Heading(f"Test accuracy: {crossed[0]} x {crossed[1]}"),
+            pivot_table(configs, *crossed),
+        ]
+    return blocks
+
+
 def build_report(
     tracking_uri: str | None = None,
     experiment: str = "sweeper",
@@ -196,39 +240,13 @@ def build_report(
     configs = configurations(records, keys)
     repeats = has_repeats(configs)
     ordered = sorted_runs(records)
-
     directory = out_dir / sweep.sweep_id
     directory.mkdir(parents=True, exist_ok=True)
-    intro = (
-        f"Experiment `{experiment}`, parent run `{sweep.parent_run_id}`, overrides "
-        f"`{sweep.overrides or '(none)'}`: {len(records)} runs ({_counts(records)})."
-    )
-    if len(every_run) > len(records):
-        intro += (
-            f" {len(every_run) - len(records)} older run(s) of configurations that were "
-            "run again (resume) are left out."
-        )
-    constants = ", ".join(f"`{k}={v}`" for k, v in constant_params(records, varying).items())
-    summary: list[Block] = [Text(intro), Text(f"Constant params: {constants or '(none)'}.")]
-    if repeats:
-        summary += [
-            Heading(
-                "Configurations: mean ± std over seeds (n finished), best validation loss first"
-            ),
-            configurations_table(configs, keys),
-        ]
-        finished = [c for c in configs if c.finished]
-        if len(finished) > 1:
-            summary.append(Text(noise_verdict(finished[0], finished[1], keys)))
-    else:
-        summary += [Heading("Runs, best validation loss first"), runs_table(ordered, varying)]
-    crossed = pivot_keys(configs, keys)
-    if crossed is not None:
-        summary += [
-            Heading(f"Test accuracy: {crossed[0]} x {crossed[1]}"),
-            pivot_table(configs, *crossed),
-        ]
 
+    summary = [
+        _intro(experiment, sweep, len(every_run), records),
+        *_comparison(records, varying, configs, repeats),
+    ]
     blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1), *summary]
     if repeats:
         blocks += [Heading("Every run"), runs_table(ordered, varying)]
@@ -236,12 +254,10 @@ def build_report(
         writer = _FigureWriter(client, directory / FIGURES_DIR)
         blocks += writer.blocks(configs, keys, varying, repeats)
 
-    files = [
-        write_runs_csv(ordered, varying, directory / RUNS_CSV),
-        directory / REPORT_MD,
-        directory / REPORT_HTML,
-    ]
-    files[1].write_text(to_markdown(blocks, directory))
-    files[2].write_text(to_html(blocks, f"Sweep {sweep.sweep_id}"))
-    files += [b.path for b in blocks if isinstance(b, Image)]
+    markdown = directory / REPORT_MD
+    markdown.write_text(to_markdown(blocks, directory))
+    page = directory / REPORT_HTML
+    page.write_text(to_html(blocks, f"Sweep {sweep.sweep_id}"))
+    images = [b.path for b in blocks if isinstance(b, Image)]
+    files = [write_runs_csv(ordered, varying, directory / RUNS_CSV), markdown, page, *images]
     return Report(sweep, directory, to_markdown(summary, directory), files)
