@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -67,6 +68,8 @@ def scaling(workdir: Path, overrides: list[str], repeats: int) -> list[list[str]
 
 
 def tracking_cost(workdir: Path, overrides: list[str], repeats: int) -> list[list[str]]:
+    # As sweeper.served_model does in the app: the warning is about predict's signature.
+    warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     config = to_experiment_config(cfg)
