@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +84,6 @@ def stopwatch_calls(owner: object, names: list[str], seconds: list[float]) -> No
 
 
 def tracking_cost(workdir: Path, overrides: list[str], repeats: int) -> list[list[str]]:
-    # As sweeper.served_model does in the app: the warning is about predict's signature.
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     config = to_experiment_config(cfg)
