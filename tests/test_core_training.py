@@ -11,7 +11,9 @@ from sweeper.core import (
     EpochMetrics,
     TrainingDiverged,
     make_optimizer,
+    one_hot,
     train,
+    train_epoch,
 )
 
 
@@ -145,3 +147,40 @@ def test_invalid_training_arguments(data: tuple, kwargs: dict, match: str) -> No
     options = {"epochs": 1, "batch_size": 10, **kwargs}
     with pytest.raises(ValueError, match=match):
         train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, **options)
+
+
+def test_train_epoch_returns_the_mean_minibatch_objective(data: tuple) -> None:
+    x, y, _, _ = data
+    y_onehot = one_hot(y, 3)
+    order = np.random.default_rng(0).permutation(len(x))
+    model, twin = MLP([5, 4, 3], seed=1), MLP([5, 4, 3], seed=1)
+    twin_optimizer = SGD(0.1)
+    losses = []
+    for i in range(0, len(x), 128):
+        idx = order[i : i + 128]
+        loss, grads_w, grads_b = twin.loss_and_gradients(x[idx], y_onehot[idx])
+        losses.append(loss)
+        twin_optimizer.update(twin.parameters(), [*grads_w, *grads_b])
+
+    mean = train_epoch(model, SGD(0.1), x, y_onehot, order, 128)
+    assert mean == pytest.approx(float(np.mean(losses)))
+    for trained, expected in zip(model.parameters(), twin.parameters(), strict=True):
+        np.testing.assert_array_equal(trained, expected)
+
+
+def test_train_epoch_stops_at_the_first_non_finite_loss(data: tuple) -> None:
+    x, y, _, _ = data
+    order = np.arange(len(x))
+    x = x.copy()
+    x[130] = np.nan  # in the second batch of 128
+    updates: list[int] = []
+
+    class Recorder(SGD):
+        def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+            updates.append(1)
+            super().update(params, grads)
+
+    with np.errstate(invalid="ignore"):
+        loss = train_epoch(MLP([5, 3]), Recorder(0.1), x, one_hot(y, 3), order, 128)
+    assert np.isnan(loss)
+    assert len(updates) == 1
