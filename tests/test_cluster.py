@@ -55,8 +55,13 @@ def free_port() -> int:
 def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """A service in its own process group, so that stop() ends everything it spawned."""
     with log.open("wb") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
 
 
 def group_alive(pgid: int) -> bool:
@@ -91,8 +96,9 @@ def wait_until(ready: Callable[[], bool], services: list[Service], what: str) ->
     while time.monotonic() < deadline:
         for proc, log in services:
             if proc.poll() is not None:
-                pytest.fail(f"{what}: {proc.args} exited with {proc.returncode}:\n"
-                            f"{log.read_text()[-3000:]}")
+                pytest.fail(
+                    f"{what}: {proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
         if ready():
             return
         time.sleep(1)
@@ -112,10 +118,23 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracki
     root = tmp_path_factory.mktemp("server")
     port = free_port()
     log = root / "server.log"
-    proc = start([str(BIN / "mlflow"), "server",
-                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                  "--artifacts-destination", str(root / "artifacts"),
-                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], log)
+    proc = start(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        log,
+    )
     uri = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -162,16 +181,41 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
     services: list[Service] = []
 
     def nodes_alive() -> int:
-        status = subprocess.run([ray, "status", "--address", address], capture_output=True,
-                                text=True, env={**os.environ, **env}, timeout=60)
+        status = subprocess.run(
+            [ray, "status", "--address", address],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+        )
         return status.stdout.count("node_") if status.returncode == 0 else 0
 
     try:
         head_log = logs_dir / "head.log"
-        services.append((start([ray, "start", "--head", "--block", "--port", str(port),
-                                "--num-cpus", "2", "--temp-dir", temp_dir,
-                                "--include-dashboard", "false", "--disable-usage-stats"],
-                               head_log, env), head_log))
+        services.append(
+            (
+                start(
+                    [
+                        ray,
+                        "start",
+                        "--head",
+                        "--block",
+                        "--port",
+                        str(port),
+                        "--num-cpus",
+                        "2",
+                        "--temp-dir",
+                        temp_dir,
+                        "--include-dashboard",
+                        "false",
+                        "--disable-usage-stats",
+                    ],
+                    head_log,
+                    env,
+                ),
+                head_log,
+            )
+        )
         wait_until(lambda: nodes_alive() == 1, services, "ray head")
         yield RayCluster(address, env)
     finally:
@@ -188,15 +232,25 @@ class RaySweep:
 
 
 @pytest.fixture(scope="module")
-def ray_sweep(tracking_server: TrackingServer, ray_cluster: RayCluster,
-              tmp_path_factory: pytest.TempPathFactory) -> RaySweep:
+def ray_sweep(
+    tracking_server: TrackingServer,
+    ray_cluster: RayCluster,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> RaySweep:
     """The four-run sweep on the Ray cluster, tracked on the server."""
     workdir = tmp_path_factory.mktemp("ray_sweep")
-    proc = run_cli(["-m", "hydra/launcher=ray_cluster",
-                    f"hydra.launcher.ray.init.address={ray_cluster.address}",
-                    f"tracking.experiment={EXPERIMENT}", *SWEEP],
-                   workdir, env={**ray_cluster.env, "MLFLOW_TRACKING_URI": tracking_server.uri},
-                   timeout=900)
+    proc = run_cli(
+        [
+            "-m",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address={ray_cluster.address}",
+            f"tracking.experiment={EXPERIMENT}",
+            *SWEEP,
+        ],
+        workdir,
+        env={**ray_cluster.env, "MLFLOW_TRACKING_URI": tracking_server.uri},
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return RaySweep(workdir, tracking_server, proc)
 
@@ -234,7 +288,11 @@ def test_four_runs_finish_on_the_cluster_with_artifacts_on_the_server(
     children = child_runs(runs)
     assert parent.info.status == "FINISHED"
     assert sorted(run_key(c) for c in children) == [
-        ("relu", "0"), ("relu", "1"), ("tanh", "0"), ("tanh", "1")]
+        ("relu", "0"),
+        ("relu", "1"),
+        ("tanh", "0"),
+        ("tanh", "1"),
+    ]
 
     client = MlflowClient(server)
     mlflow.set_tracking_uri(server)
@@ -245,19 +303,29 @@ def test_four_runs_finish_on_the_cluster_with_artifacts_on_the_server(
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert {a.path for a in client.list_artifacts(run_id)} == {
-            "config.yaml", "gradcheck.csv", "plots", "checkpoint"}
+            "config.yaml",
+            "gradcheck.csv",
+            "plots",
+            "checkpoint",
+        }
         assert {a.path for a in client.list_artifacts(run_id, "plots")} == {
-            "plots/loss.png", "plots/accuracy.png"}
+            "plots/loss.png",
+            "plots/accuracy.png",
+        }
 
         # Proxied artifacts: uploaded through the server into its destination, and read back.
         assert child.info.artifact_uri.startswith("mlflow-artifacts:")
-        stored = [p for p in ray_sweep.server.artifacts.rglob("best_model.npz")
-                  if run_id in p.parts]
+        stored = [
+            p for p in ray_sweep.server.artifacts.rglob("best_model.npz") if run_id in p.parts
+        ]
         assert [p.parent.name for p in stored] == ["checkpoint"]
         local = sweep_dir / child.data.tags["job"] / "best_model.npz"
         downloaded = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="checkpoint/best_model.npz",
-            dst_path=str(tmp_path / run_id), tracking_uri=server)
+            run_id=run_id,
+            artifact_path="checkpoint/best_model.npz",
+            dst_path=str(tmp_path / run_id),
+            tracking_uri=server,
+        )
         assert Path(downloaded).read_bytes() == local.read_bytes()
 
         # The MLflow model, loaded from the server, predicts what the checkpoint predicts.

@@ -66,6 +66,9 @@ def run_threads(launcher: DictConfig) -> int:
     if "ray" in launcher:
         # Ray schedules a run on ray.remote.num_cpus of a node's CPUs (1 unless set).
         return max(1, int(launcher.ray.remote.get("num_cpus") or 1))
+    if launcher.get("cpus_per_task"):
+        # hydra-submitit-launcher: the CPUs SLURM allocates to each run.
+        return int(launcher.cpus_per_task)
     return blas_threads(None)
 
 
