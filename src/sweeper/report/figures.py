@@ -66,7 +66,7 @@ def validation_curves(
                 ax.plot(epochs, values, linewidth=1.2, label=config_label)
             else:
                 ax.plot(epochs, values, linewidth=0.8, color="tab:blue", alpha=0.3)
-        ax.set_title(title + (" (mean over seeds)" if repeats else ""))
+        ax.set_title(title + (" (mean over the seeds at each epoch)" if repeats else ""))
         _epoch_axis(ax)
     losses = np.concatenate(
         [np.asarray(line.get_ydata(), dtype=float) for line in axes[0].get_lines()]
