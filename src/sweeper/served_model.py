@@ -4,7 +4,6 @@
 a user holds them (raw pixels) and returns class labels.
 """
 
-import warnings
 from typing import Any
 
 import mlflow
@@ -26,7 +25,4 @@ class CheckpointModel(PythonModel):
             x = self.standardizer.transform(x)
         return self.model.predict(x)
 
-
-# MLflow warns at every load that predict has no type hints; see predict for why.
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
 mlflow.models.set_model(CheckpointModel())
