@@ -2,7 +2,7 @@
 
 Each preset runs once with a single epoch into one shared store, in an MLflow experiment of
 its own, and the store must hold the sweep the preset promises: its number of runs and the
-values it varies. The three largest sweeps are marked slow (`make test-slow`).
+values it varies (about 10 to 15 s a preset on two idle cores).
 """
 
 from __future__ import annotations
@@ -93,7 +93,6 @@ def test_momentum_compares_five_optimizers(store_dir: Path) -> None:
     ]
 
 
-@pytest.mark.slow
 def test_regularization_sweeps_l1_and_l2_at_four_strengths(store_dir: Path) -> None:
     runs = sweep(store_dir, "regularization", NO_GRADCHECK)
     assert values(runs, "regularizer.name", "regularizer.lam") == sorted(
@@ -113,7 +112,6 @@ def test_activation_sweeps_four_activations(store_dir: Path) -> None:
                                                ("tanh",)]
 
 
-@pytest.mark.slow
 def test_topology_sweeps_widths_and_two_layers(store_dir: Path) -> None:
     runs = sweep(store_dir, "topology", NO_GRADCHECK)
     assert sorted(r.data.params["topology.hidden"] for r in runs) == sorted(
@@ -126,7 +124,6 @@ def test_baseline_compares_softmax_regression_with_one_hidden_layer(store_dir: P
     assert values(runs, "topology.hidden") == [("[128]",), ("[]",)]
 
 
-@pytest.mark.slow
 def test_early_stopping_sweeps_patience_and_stops_no_later_than_patience_allows(
     store_dir: Path,
 ) -> None:
