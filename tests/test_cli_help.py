@@ -38,8 +38,10 @@ def test_cfg_job_prints_the_composed_config_without_running(workdir: Path) -> No
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("sweeper activation=", {"activation=sigmoid", "activation=tanh", "activation=relu",
-                                 "activation=leaky_relu"}),
+        (
+            "sweeper activation=",
+            {"activation=sigmoid", "activation=tanh", "activation=relu", "activation=leaky_relu"},
+        ),
         ("sweeper optimizer.", {"optimizer.lr=", "optimizer.momentum=", "optimizer.form="}),
     ],
 )

@@ -44,9 +44,11 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
     assert 0.85 < metrics["test_acc"] <= 1.0
     assert metrics["gradcheck_passed"] == 1.0
 
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
-                                                      dst_path=str(workdir / "dl"),
-                                                      tracking_uri=store_uri(workdir)))
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, dst_path=str(workdir / "dl"), tracking_uri=store_uri(workdir)
+        )
+    )
     config = OmegaConf.load(local / "config.yaml")
     assert config.activation.name == "relu"
 
@@ -57,8 +59,9 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
     with (local / "gradcheck.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6
-    assert {"parameter", "e_plus", "e_minus", "numerical", "backprop", "abs_diff",
-            "passed"} <= set(rows[0])
+    assert {"parameter", "e_plus", "e_minus", "numerical", "backprop", "abs_diff", "passed"} <= set(
+        rows[0]
+    )
     assert all(r["passed"] == "True" for r in rows)
 
     model, standardizer = load_checkpoint(local / "checkpoint" / "best_model.npz")

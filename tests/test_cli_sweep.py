@@ -70,8 +70,9 @@ def test_unknown_group_option_lists_the_choices(workdir: Path) -> None:
 
 
 def test_sixteen_runs_with_four_workers_all_land(workdir: Path) -> None:
-    proc = run_cli(["-m", "seed=range(16)", "hydra.launcher.n_jobs=4", "train.epochs=1", *QUICK],
-                   workdir)
+    proc = run_cli(
+        ["-m", "seed=range(16)", "hydra.launcher.n_jobs=4", "train.epochs=1", *QUICK], workdir
+    )
     assert proc.returncode == 0, proc.stderr
     children = child_runs(all_runs(workdir))
     assert len(children) == 16
@@ -81,8 +82,16 @@ def test_sixteen_runs_with_four_workers_all_land(workdir: Path) -> None:
 
 def test_metrics_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
     def sweep_metrics(n_jobs: int, experiment: str) -> dict[str, list[float]]:
-        proc = run_cli(["-m", "activation=tanh,relu", f"hydra.launcher.n_jobs={n_jobs}",
-                        f"tracking.experiment={experiment}", *QUICK], workdir)
+        proc = run_cli(
+            [
+                "-m",
+                "activation=tanh,relu",
+                f"hydra.launcher.n_jobs={n_jobs}",
+                f"tracking.experiment={experiment}",
+                *QUICK,
+            ],
+            workdir,
+        )
         assert proc.returncode == 0, proc.stderr
         client = MlflowClient(store_uri(workdir))
         out = {}

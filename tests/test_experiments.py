@@ -29,8 +29,9 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sweep(store_dir: Path, experiment: str, args: list[str]) -> list[Run]:
     """Run a preset sweep into its own MLflow experiment; return its finished child runs."""
-    proc = run_cli(["-m", f"+experiment={experiment}", f"tracking.experiment={experiment}",
-                    *args], store_dir)
+    proc = run_cli(
+        ["-m", f"+experiment={experiment}", f"tracking.experiment={experiment}", *args], store_dir
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = child_runs(all_runs(store_dir, experiment))
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -64,8 +65,7 @@ def test_gradcheck_checks_each_activation_at_two_eps(store_dir: Path) -> None:
     runs = sweep(store_dir, "gradcheck", TINY)
     assert len(runs) == 8
     assert values(runs, "activation.name", "gradcheck.eps") == sorted(
-        (act, eps) for act in ("sigmoid", "tanh", "relu", "leaky_relu")
-        for eps in ("0.01", "1e-05")
+        (act, eps) for act in ("sigmoid", "tanh", "relu", "leaky_relu") for eps in ("0.01", "1e-05")
     )
     for run in runs:
         assert run.data.params["gradcheck.tol"] == "0.0001"
@@ -77,8 +77,7 @@ def test_gradcheck_checks_each_activation_at_two_eps(store_dir: Path) -> None:
 
 def test_learning_rate_sweeps_five_rates_with_momentum(store_dir: Path) -> None:
     runs = sweep(store_dir, "learning_rate", NO_GRADCHECK)
-    assert values(runs, "optimizer.lr") == [("0.001",), ("0.005",), ("0.01",), ("0.05",),
-                                            ("0.1",)]
+    assert values(runs, "optimizer.lr") == [("0.001",), ("0.005",), ("0.01",), ("0.05",), ("0.1",)]
     assert {r.data.params["optimizer.name"] for r in runs} == {"momentum"}
 
 
@@ -102,14 +101,15 @@ def test_regularization_sweeps_l1_and_l2_at_four_strengths(store_dir: Path) -> N
 
 def test_dropout_sweeps_two_rates(store_dir: Path) -> None:
     runs = sweep(store_dir, "dropout", NO_GRADCHECK)
-    assert values(runs, "regularizer.name", "regularizer.p") == [("dropout", "0.2"),
-                                                                 ("dropout", "0.5")]
+    assert values(runs, "regularizer.name", "regularizer.p") == [
+        ("dropout", "0.2"),
+        ("dropout", "0.5"),
+    ]
 
 
 def test_activation_sweeps_four_activations(store_dir: Path) -> None:
     runs = sweep(store_dir, "activation", NO_GRADCHECK)
-    assert values(runs, "activation.name") == [("leaky_relu",), ("relu",), ("sigmoid",),
-                                               ("tanh",)]
+    assert values(runs, "activation.name") == [("leaky_relu",), ("relu",), ("sigmoid",), ("tanh",)]
 
 
 def test_topology_sweeps_widths_and_two_layers(store_dir: Path) -> None:
@@ -127,8 +127,11 @@ def test_baseline_compares_softmax_regression_with_one_hidden_layer(store_dir: P
 def test_early_stopping_sweeps_patience_and_stops_no_later_than_patience_allows(
     store_dir: Path,
 ) -> None:
-    runs = sweep(store_dir, "early_stopping", ["train.epochs=12", "hydra.launcher.n_jobs=2",
-                                               "gradcheck.enabled=false"])
+    runs = sweep(
+        store_dir,
+        "early_stopping",
+        ["train.epochs=12", "hydra.launcher.n_jobs=2", "gradcheck.enabled=false"],
+    )
     assert values(runs, "train.patience") == [("10",), ("3",), ("5",), ("null",)]
     for run in runs:
         patience = run.data.params["train.patience"]
@@ -141,8 +144,10 @@ def test_early_stopping_sweeps_patience_and_stops_no_later_than_patience_allows(
 
 
 def test_seeds_composes_with_another_preset(store_dir: Path) -> None:
-    proc = run_cli(["-m", "+experiment=[baseline,seeds]", "tracking.experiment=seeds",
-                    *NO_GRADCHECK], store_dir)
+    proc = run_cli(
+        ["-m", "+experiment=[baseline,seeds]", "tracking.experiment=seeds", *NO_GRADCHECK],
+        store_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = child_runs(all_runs(store_dir, "seeds"))
     assert values(runs, "topology.hidden", "seed") == sorted(
@@ -159,9 +164,18 @@ def test_search_runs_its_trials_and_optuna_gets_the_best_val_loss(store_dir: Pat
 
 
 def test_search_goes_on_past_diverged_trials(store_dir: Path) -> None:
-    proc = run_cli(["-m", "+experiment=search", "tracking.experiment=diverging_search",
-                    "optimizer.lr=tag(log, interval(1e4, 1e6))", "hydra.sweeper.n_trials=3",
-                    "hydra.sweeper.study_name=diverging", *TINY], store_dir)
+    proc = run_cli(
+        [
+            "-m",
+            "+experiment=search",
+            "tracking.experiment=diverging_search",
+            "optimizer.lr=tag(log, interval(1e4, 1e6))",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.study_name=diverging",
+            *TINY,
+        ],
+        store_dir,
+    )
     assert proc.returncode == 1
     assert "3 run(s) failed" in proc.stderr
     runs = child_runs(all_runs(store_dir, "diverging_search"))

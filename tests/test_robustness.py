@@ -25,8 +25,15 @@ from test_data_idx import write_idx, write_mnist_like
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 # Two quick runs, then two that train long enough to be cut short.
-QUICK_THEN_LONG = ["-m", "train.epochs=1,300", "seed=0,1", "train.batch_size=8",
-                   "train.patience=null", "gradcheck.enabled=false", "hydra.launcher.n_jobs=2"]
+QUICK_THEN_LONG = [
+    "-m",
+    "train.epochs=1,300",
+    "seed=0,1",
+    "train.batch_size=8",
+    "train.patience=null",
+    "gradcheck.enabled=false",
+    "hydra.launcher.n_jobs=2",
+]
 
 
 class Sweep:
@@ -37,9 +44,14 @@ class Sweep:
         self.stdout = cwd / f"{name}.out"
         self.stderr = cwd / f"{name}.err"
         with self.stdout.open("w") as out, self.stderr.open("w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=cwd,
-                                         env=cli_env(), stdout=out, stderr=err,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sweeper", *args],
+                cwd=cwd,
+                env=cli_env(),
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
@@ -101,8 +113,9 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
 @pytest.mark.slow
 def test_a_killed_worker_fails_its_run_and_resume_completes_the_sweep(workdir: Path) -> None:
     sweep = Sweep(QUICK_THEN_LONG, workdir)
-    sweep.wait_until(lambda: any(r.data.params.get("train.epochs") == "300"
-                                 for r in sweep.running_children()))
+    sweep.wait_until(
+        lambda: any(r.data.params.get("train.epochs") == "300" for r in sweep.running_children())
+    )
     (victim,) = [r for r in sweep.running_children() if r.data.params["train.epochs"] == "300"][:1]
     os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)
     rc, stderr = sweep.finish()
@@ -121,8 +134,9 @@ def test_a_killed_worker_fails_its_run_and_resume_completes_the_sweep(workdir: P
     assert proc.returncode == 0, proc.stderr
     assert f"skipping {len(finished)} of 4 runs, FINISHED there already" in proc.stdout
     children = child_runs(all_runs(workdir))
-    assert {r.data.tags["config_hash"] for r in children if r.info.status == "FINISHED"} \
-        == {r.data.tags["config_hash"] for r in children}
+    assert {r.data.tags["config_hash"] for r in children if r.info.status == "FINISHED"} == {
+        r.data.tags["config_hash"] for r in children
+    }
     assert len({r.data.tags["config_hash"] for r in children}) == 4
     (parent,) = [r for r in all_runs(workdir) if r.data.tags.get("kind") == "sweep"]
     assert parent.info.status == "FINISHED"
@@ -134,8 +148,9 @@ def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
     assert first.returncode == 1  # lr=1e6 diverges
     original = parent_run(workdir)
 
-    again = run_cli(["-m", "optimizer.lr=0.05,1e6,0.1", "activation=relu", *QUICK,
-                     "resume=true"], workdir)
+    again = run_cli(
+        ["-m", "optimizer.lr=0.05,1e6,0.1", "activation=relu", *QUICK, "resume=true"], workdir
+    )
     assert "skipping 1 of 3 runs, FINISHED there already" in again.stdout
     assert "2 finished" not in again.stdout and "1 finished, 1 failed" in again.stdout
 
@@ -146,8 +161,9 @@ def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
         assert child.data.tags["sweep_id"] == original.data.tags["sweep_id"]
         assert child.data.tags["mlflow.parentRunId"] == original.info.run_id
 
-    nothing_left = run_cli(["-m", "optimizer.lr=0.05", "activation=relu", *QUICK,
-                            "resume=true"], workdir)
+    nothing_left = run_cli(
+        ["-m", "optimizer.lr=0.05", "activation=relu", *QUICK, "resume=true"], workdir
+    )
     assert nothing_left.returncode == 0
     assert "Nothing left to run" in nothing_left.stdout
     assert len(child_runs(all_runs(workdir))) == 4
@@ -155,10 +171,16 @@ def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_two_sweeps_into_one_store_at_once_lose_nothing(workdir: Path) -> None:
-    common = ["seed=range(6)", "train.epochs=2", "gradcheck.enabled=false",
-              "hydra.launcher.n_jobs=2"]
-    sweeps = [Sweep(["-m", *common, f"activation={act}", f"hydra.sweep.dir=multirun/{act}"],
-                    workdir, act) for act in ("tanh", "relu")]
+    common = [
+        "seed=range(6)",
+        "train.epochs=2",
+        "gradcheck.enabled=false",
+        "hydra.launcher.n_jobs=2",
+    ]
+    sweeps = [
+        Sweep(["-m", *common, f"activation={act}", f"hydra.sweep.dir=multirun/{act}"], workdir, act)
+        for act in ("tanh", "relu")
+    ]
     for sweep in sweeps:
         rc, stderr = sweep.finish(timeout=600)
         assert rc == 0, stderr
@@ -166,13 +188,15 @@ def test_two_sweeps_into_one_store_at_once_lose_nothing(workdir: Path) -> None:
     children = child_runs(all_runs(workdir))
     assert len(children) == 12
     assert all(c.info.status == "FINISHED" for c in children)
-    assert sorted((c.data.params["activation.name"], c.data.params["seed"]) for c in children) \
-        == sorted((a, str(s)) for a in ("tanh", "relu") for s in range(6))
+    assert sorted(
+        (c.data.params["activation.name"], c.data.params["seed"]) for c in children
+    ) == sorted((a, str(s)) for a in ("tanh", "relu") for s in range(6))
     client = MlflowClient(store_uri(workdir))
     for child in children:
         assert len(client.get_metric_history(child.info.run_id, "val_loss")) == 2
-    assert sorted(r.info.status for r in all_runs(workdir)
-                  if r.data.tags.get("kind") == "sweep") == ["FINISHED", "FINISHED"]
+    assert sorted(
+        r.info.status for r in all_runs(workdir) if r.data.tags.get("kind") == "sweep"
+    ) == ["FINISHED", "FINISHED"]
 
 
 def test_a_wrong_type_in_one_run_of_a_sweep_stops_every_run(workdir: Path) -> None:
@@ -200,8 +224,10 @@ def test_data_errors_are_one_line_naming_the_file(tmp_path: Path) -> None:
 
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
-    reasons = {r.data.params["dataset.data_dir"]: r.data.tags["reason"]
-               for r in child_runs(all_runs(workdir))}
+    reasons = {
+        r.data.params["dataset.data_dir"]: r.data.tags["reason"]
+        for r in child_runs(all_runs(workdir))
+    }
     assert f"{bad_magic / 'train-images-idx3-ubyte'}" in reasons[str(bad_magic)]
     assert "magic" in reasons[str(bad_magic)]
     assert "labels range over 12..12, expected 0..9" in reasons[str(bad_labels)]
@@ -213,8 +239,11 @@ def test_data_errors_are_one_line_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_full_error_shows_the_traceback(tmp_path: Path) -> None:
-    proc = run_cli(["dataset=mnist", f"dataset.data_dir={tmp_path / 'nowhere'}", *QUICK],
-                   tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    proc = run_cli(
+        ["dataset=mnist", f"dataset.data_dir={tmp_path / 'nowhere'}", *QUICK],
+        tmp_path,
+        env={"HYDRA_FULL_ERROR": "1"},
+    )
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr
     assert "MissingDataError" in proc.stderr
@@ -237,8 +266,13 @@ def test_a_crafted_cifar_pickle_cannot_run_code_through_the_cli(tmp_path: Path) 
 
 
 def test_config_hash_ignores_where_a_run_is_recorded() -> None:
-    base = {"optimizer.lr": 0.05, "seed": 0, "resume": False, "tracking.experiment": "a",
-            "tracking.uri": None}
+    base = {
+        "optimizer.lr": 0.05,
+        "seed": 0,
+        "resume": False,
+        "tracking.experiment": "a",
+        "tracking.uri": None,
+    }
     moved = {**base, "resume": True, "tracking.experiment": "b", "tracking.uri": "sqlite:///x"}
     assert config_hash(moved) == config_hash(base)
     assert config_hash(dict(reversed(base.items()))) == config_hash(base)

@@ -117,10 +117,18 @@ def execute_run(
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
-        return RunOutcome(job, overrides, "FAILED", failure_reason(err),
-                          time.perf_counter() - start, run_id)
-    return RunOutcome(job, overrides, "FINISHED", result.training.stop_reason,
-                      time.perf_counter() - start, run_id, metrics)
+        return RunOutcome(
+            job, overrides, "FAILED", failure_reason(err), time.perf_counter() - start, run_id
+        )
+    return RunOutcome(
+        job,
+        overrides,
+        "FINISHED",
+        result.training.stop_reason,
+        time.perf_counter() - start,
+        run_id,
+        metrics,
+    )
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -96,11 +96,19 @@ class DatasetConfig:
     max_train_samples: int | None = None
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.val_fraction < 1.0, "dataset.val_fraction", self.val_fraction,
-                 "must be in (0, 1)")
+        _require(
+            0.0 < self.val_fraction < 1.0,
+            "dataset.val_fraction",
+            self.val_fraction,
+            "must be in (0, 1)",
+        )
         if self.max_train_samples is not None:
-            _require(self.max_train_samples > 0, "dataset.max_train_samples",
-                     self.max_train_samples, "must be a positive count or null")
+            _require(
+                self.max_train_samples > 0,
+                "dataset.max_train_samples",
+                self.max_train_samples,
+                "must be a positive count or null",
+            )
 
 
 @dataclass
@@ -138,8 +146,12 @@ class TopologyConfig:
     hidden: list[int] = field(default_factory=lambda: [64])
 
     def __post_init__(self) -> None:
-        _require(all(h > 0 for h in self.hidden), "topology.hidden", list(self.hidden),
-                 "every hidden layer needs at least one unit")
+        _require(
+            all(h > 0 for h in self.hidden),
+            "topology.hidden",
+            list(self.hidden),
+            "every hidden layer needs at least one unit",
+        )
 
 
 @dataclass
@@ -154,8 +166,9 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         _require(self.lr > 0.0, "optimizer.lr", self.lr, "must be > 0")
-        _require(0.0 <= self.momentum < 1.0, "optimizer.momentum", self.momentum,
-                 "must be in [0, 1)")
+        _require(
+            0.0 <= self.momentum < 1.0, "optimizer.momentum", self.momentum, "must be in [0, 1)"
+        )
         _require(0.0 <= self.beta1 < 1.0, "optimizer.beta1", self.beta1, "must be in [0, 1)")
         _require(0.0 <= self.beta2 < 1.0, "optimizer.beta2", self.beta2, "must be in [0, 1)")
 

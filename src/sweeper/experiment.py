@@ -137,8 +137,12 @@ def run_experiment(
 
     opt = config.optimizer
     optimizer = make_optimizer(
-        opt.name.value, opt.lr, momentum=opt.momentum, form=opt.form.value,
-        beta1=opt.beta1, beta2=opt.beta2,
+        opt.name.value,
+        opt.lr,
+        momentum=opt.momentum,
+        form=opt.form.value,
+        beta1=opt.beta1,
+        beta2=opt.beta2,
     )
     start = time.perf_counter()
     training = train(
@@ -159,8 +163,9 @@ def run_experiment(
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = training.best_model.evaluate(dataset.x_test, dataset.y_test)
 
-    checkpoint = save_checkpoint(out_dir / CHECKPOINT_FILE, training.best_model,
-                                 dataset.standardizer)
+    checkpoint = save_checkpoint(
+        out_dir / CHECKPOINT_FILE, training.best_model, dataset.standardizer
+    )
     return ExperimentResult(
         training=training,
         test_loss=float(test_loss),

@@ -55,8 +55,7 @@ def progress_line(done: int, total: int | None, failed: int, elapsed: float) -> 
     eta = elapsed / done * (total - done) if done else float("nan")
     eta_text = format_duration(eta) if done else "?"
     return (
-        f"[{done}/{total} done] {failed} failed, elapsed {format_duration(elapsed)}, "
-        f"ETA {eta_text}"
+        f"[{done}/{total} done] {failed} failed, elapsed {format_duration(elapsed)}, ETA {eta_text}"
     )
 
 

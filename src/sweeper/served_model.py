@@ -25,4 +25,5 @@ class CheckpointModel(PythonModel):
             x = self.standardizer.transform(x)
         return self.model.predict(x)
 
+
 mlflow.models.set_model(CheckpointModel())

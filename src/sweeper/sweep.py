@@ -120,11 +120,13 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[str]:
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             problems.setdefault(error_summary(err), []).append(" ".join(job) or "(defaults)")
     if problems:
-        lines = [f"{sum(map(len, problems.values()))} of {len(jobs)} runs are invalid; "
-                 "nothing was run:"]
+        lines = [
+            f"{sum(map(len, problems.values()))} of {len(jobs)} runs are invalid; nothing was run:"
+        ]
         for message, bad_jobs in problems.items():
-            lines.append(f"  {message}  (in: {'; '.join(bad_jobs[:3])}"
-                         f"{' ...' if len(bad_jobs) > 3 else ''})")
+            lines.append(
+                f"  {message}  (in: {'; '.join(bad_jobs[:3])}{' ...' if len(bad_jobs) > 3 else ''})"
+            )
         raise ConfigError("\n".join(lines))
     return hashes
 
@@ -140,8 +142,14 @@ class SweepCallback(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         # Hydra ships its callbacks to the workers; the monitor thread stays in this process.
-        return {"_monitor": None, "_info": None, "_keys": None, "_jobs": None, "_skipped": 0,
-                "_resume_command": ""}
+        return {
+            "_monitor": None,
+            "_info": None,
+            "_keys": None,
+            "_jobs": None,
+            "_skipped": 0,
+            "_resume_command": "",
+        }
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns an exception in a callback into a warning and launches the jobs anyway;
@@ -154,8 +162,11 @@ class SweepCallback(Callback):
         except Exception as err:
             if verbose_errors():
                 traceback.print_exc()
-            print(f"Error: the sweep could not start: {failure_reason(err)}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"Error: the sweep could not start: {failure_reason(err)}",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(1) from None
 
     def _start(self, config: DictConfig, config_name: str) -> None:
@@ -177,27 +188,38 @@ class SweepCallback(Callback):
         resumed = find_resumable_sweep(uri, experiment_id, hashes) if config.resume else None
         if resumed is None:
             if config.resume:
-                print("resume=true: no sweep in the store ran any of these configurations; "
-                      "starting a new sweep", flush=True)
+                print(
+                    "resume=true: no sweep in the store ran any of these configurations; "
+                    "starting a new sweep",
+                    flush=True,
+                )
             parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides)
             self._info = SweepInfo(sweep_dir.name, uri, experiment_id, parent)
         else:
             self._info = self._resume(resumed, hashes, uri, experiment_id, overrides)
         self._info.save(sweep_dir)
-        total = len(jobs) - self._skipped if jobs is not None else config.hydra.sweeper.get(
-            "n_trials")
-        print(f"Sweep {self._info.sweep_id}: {total if total is not None else '?'} runs, "
-              f"tracking to {uri}", flush=True)
+        total = (
+            len(jobs) - self._skipped if jobs is not None else config.hydra.sweeper.get("n_trials")
+        )
+        print(
+            f"Sweep {self._info.sweep_id}: {total if total is not None else '?'} runs, "
+            f"tracking to {uri}",
+            flush=True,
+        )
         self._monitor = ProgressMonitor(sweep_dir, total, self._keys).start()
         _running = self
 
-    def _resume(self, resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str,
-                overrides: str) -> SweepInfo:
+    def _resume(
+        self, resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str, overrides: str
+    ) -> SweepInfo:
         """Continue ``resumed``: its FINISHED configurations are skipped, the others run as
         children of its parent run, under its sweep_id."""
         self._skipped = sum(h in resumed.finished_hashes for h in hashes)
-        print(f"Resuming sweep {resumed.sweep_id}: skipping {self._skipped} of {len(hashes)} "
-              "runs, FINISHED there already", flush=True)
+        print(
+            f"Resuming sweep {resumed.sweep_id}: skipping {self._skipped} of {len(hashes)} "
+            "runs, FINISHED there already",
+            flush=True,
+        )
         if self._skipped == len(hashes):
             print("Nothing left to run.", flush=True)
             raise SystemExit(0)
@@ -212,11 +234,17 @@ class SweepCallback(Callback):
         outcomes = self._monitor.stop()
         shutil.rmtree(Path(config.hydra.sweep.dir) / DATASET_CACHE, ignore_errors=True)
         failed = [o for o in outcomes if o.failed]
-        end_sweep_run(self._info.tracking_uri, self._info.parent_run_id,
-                      self._skipped + len(outcomes), len(failed))
+        end_sweep_run(
+            self._info.tracking_uri,
+            self._info.parent_run_id,
+            self._skipped + len(outcomes),
+            len(failed),
+        )
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
-        print(f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
-              f"{len(failed)} failed{skipped}\n")
+        print(
+            f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
+            f"{len(failed)} failed{skipped}\n"
+        )
         print(summary_table(outcomes, self._keys))
         print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
         print(f"Report:  make report SWEEP={self._info.sweep_id}", flush=True)
@@ -239,11 +267,17 @@ class SweepCallback(Callback):
             status, reason = "FAILED", "worker process died"
         else:
             status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
-        cut_short = close_unfinished_runs(info.tracking_uri, info.experiment_id,
-                                          info.parent_run_id, status, reason)
+        cut_short = close_unfinished_runs(
+            info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
+        )
         n_planned = len(self._jobs) - self._skipped if self._jobs is not None else None
-        end_sweep_run(info.tracking_uri, info.parent_run_id, self._skipped + len(outcomes),
-                      sum(o.failed for o in outcomes) + len(cut_short), status)
+        end_sweep_run(
+            info.tracking_uri,
+            info.parent_run_id,
+            self._skipped + len(outcomes),
+            sum(o.failed for o in outcomes) + len(cut_short),
+            status,
+        )
         finished = sum(not o.failed for o in outcomes)
         unfinished = f"{n_planned - len(outcomes)}" if n_planned is not None else "the other"
         lines = [

@@ -138,8 +138,12 @@ def start_sweep_run(uri: str, experiment_id: str, sweep_id: str, overrides: str)
     run = MlflowClient(uri).create_run(
         experiment_id,
         run_name=f"sweep {sweep_id}",
-        tags={"sweep_id": sweep_id, "overrides": overrides, "git_commit": git_commit(),
-              "kind": "sweep"},
+        tags={
+            "sweep_id": sweep_id,
+            "overrides": overrides,
+            "git_commit": git_commit(),
+            "kind": "sweep",
+        },
     )
     return str(run.info.run_id)
 
@@ -169,8 +173,9 @@ def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) ->
     runs: list[Run] = []
     token = None
     while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=1000,
-                                  page_token=token)
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=1000, page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -195,7 +200,8 @@ def find_resumable_sweep(
     client = MlflowClient(uri)
     planned = set(planned_hashes)
     overlapping = [
-        run for run in _search_all(client, experiment_id, "")
+        run
+        for run in _search_all(client, experiment_id, "")
         if run.data.tags.get("config_hash") in planned and "mlflow.parentRunId" in run.data.tags
     ]
     if not overlapping:
@@ -204,7 +210,8 @@ def find_resumable_sweep(
     sweep_id = newest.data.tags["sweep_id"]
     parent_run_id = newest.data.tags["mlflow.parentRunId"]
     finished = frozenset(
-        run.data.tags["config_hash"] for run in overlapping
+        run.data.tags["config_hash"]
+        for run in overlapping
         if run.data.tags.get("mlflow.parentRunId") == parent_run_id
         and run.info.status == RunStatus.to_string(RunStatus.FINISHED)
     )
