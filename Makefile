@@ -89,8 +89,9 @@ study: install  ## every preset of experiments/ on DATASET (digits: minutes; fas
 .PHONY: bench
 BENCH_FLAGS := $(if $(QUICK),--quick)
 
-bench: install data  ## core throughput, sweep scaling, shared-memory benchmarks (QUICK=1: smoke run)
+bench: install data  ## core throughput, sweep scaling, shared memory, report time (QUICK=1: smoke run)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/core_throughput.py $(BENCH_FLAGS)
 	$(PY) bench/sweep_scaling.py $(BENCH_FLAGS)
 	$(PY) bench/shared_memory.py $(BENCH_FLAGS)
+	$(PY) bench/report_time.py $(BENCH_FLAGS)

@@ -1,22 +1,18 @@
 """A store holding a large fake sweep, written through MLflow's client without any training.
 
 Its runs carry the records a real sweep leaves (params, tags, per-epoch and final metrics),
-but no artifacts. ``python tests/fake_store.py [DIR]`` fills one and times the report on it.
+but no artifacts. ``bench/report_time.py`` times the report on one.
 """
 
 from __future__ import annotations
 
 import itertools
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeper.report.build import build_report
 from sweeper.tracking import prepare_store
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
@@ -98,14 +94,3 @@ def fill_fake_sweep(uri: str, sweep_id: str, seeds: int = 10, epochs: int = 10) 
         client.set_terminated(run.info.run_id, RunStatus.to_string(status))
     client.set_terminated(parent.info.run_id, RunStatus.to_string(RunStatus.FAILED))
     return len(grid)
-
-
-if __name__ == "__main__":
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp())
-    store = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    start = time.perf_counter()
-    n = fill_fake_sweep(store, "fake")
-    print(f"filled {n} runs in {time.perf_counter() - start:.1f}s")
-    start = time.perf_counter()
-    report = build_report(store, sweep_id="fake", out_dir=root / "reports")
-    print(f"report of {n} runs in {time.perf_counter() - start:.1f}s: {report.directory}")
