@@ -357,3 +357,22 @@ def test_the_cluster_records_what_joblib_records_with_the_same_metrics(
         for tag in ("config_hash", "overrides", "job", "status", "git_commit"):
             assert on_server.data.tags[tag] == run.data.tags[tag]
         assert without_timing(on_server.data.metrics) == without_timing(run.data.metrics)
+
+
+def test_the_report_reads_the_sweep_back_from_the_server(ray_sweep: RaySweep) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.report", "--experiment", EXPERIMENT],
+        cwd=ray_sweep.workdir,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ray_sweep.server.uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    runs = child_runs(server_runs(ray_sweep.server.uri))
+    (sweep_dir,) = (ray_sweep.workdir / "reports").iterdir()
+    assert sweep_dir.name == runs[0].data.tags["sweep_id"]
+    rows = (sweep_dir / "runs.csv").read_text().splitlines()[1:]
+    assert sorted(row.split(",")[0] for row in rows) == sorted(r.info.run_id for r in runs)
+    # The confusion matrix needs the best run's checkpoint, downloaded through the server.
+    assert (sweep_dir / "figures" / "confusion_matrix.png").stat().st_size > 0
