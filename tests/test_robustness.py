@@ -4,6 +4,7 @@ bad data and untrusted files, through the real command line."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +25,14 @@ from test_data_cifar import RunsCommand, batch, write_cifar, write_pickle
 from test_data_idx import write_idx, write_mnist_like
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
+# Python's own report of an exception raised in a finalizer or weakref callback, which it
+# cannot propagate: a Ctrl-C sent to the whole process group can land inside one, in any of
+# the sweep's processes, outside any code of ours.
+IGNORED_IN_FINALIZER = re.compile(
+    r"Exception ignored in: [^\n]*\n"
+    r"(Traceback \(most recent call last\):\n((  [^\n]*)?\n)*)?"
+    r"KeyboardInterrupt[^\n]*\n"
+)
 # Two quick runs, then two that train long enough to be cut short.
 QUICK_THEN_LONG = [
     "-m",
@@ -94,7 +103,7 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
     rc, stderr = sweep.finish()
 
     assert rc == 130
-    assert "Traceback" not in stderr
+    assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
     assert "interrupted (Ctrl-C)" in stderr
     assert "resume=true" in stderr
     runs = child_runs(all_runs(workdir))
