@@ -46,6 +46,8 @@ from sweeper.tracking import (
 )
 
 SWEEP_FILE = "sweep.json"
+# The workers' shared, memory-mapped copy of the prepared data; removed when the sweep ends.
+DATASET_CACHE = "dataset-cache"
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
 
@@ -53,10 +55,6 @@ _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
 def verbose_errors() -> bool:
     """Whether the user asked for tracebacks, the way Hydra is asked."""
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
-
-
-# The workers' shared, memory-mapped copy of the prepared data; removed when the sweep ends.
-DATASET_CACHE = "dataset-cache"
 
 
 @dataclass
@@ -247,7 +245,10 @@ class SweepCallback(Callback):
         )
         print(summary_table(outcomes, self._keys))
         print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
-        print(f"Report:  make report SWEEP={self._info.sweep_id}", flush=True)
+        experiment = shlex.quote(config.tracking.experiment)
+        print(
+            f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}", flush=True
+        )
         if failed:
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
