@@ -10,14 +10,10 @@ import importlib.util
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +24,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from services import BIN, Service, free_port, mlflow_service, start, stop, wait_until
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
 
@@ -39,71 +36,9 @@ pytestmark = [
     ),
 ]
 
-BIN = Path(sys.executable).parent
 # 2 activations x 2 seeds; the joblib comparison runs the same four.
 SWEEP = ["activation=tanh,relu", "seed=0,1", *FAST]
 EXPERIMENT = "cluster"
-STARTUP_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A service in its own process group, so that stop() ends everything it spawned."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop(proc: subprocess.Popen[bytes], grace: float = 30) -> None:
-    """SIGTERM the service (it shuts down what it started), then its whole process group,
-    SIGKILL what is left."""
-    proc.terminate()
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
-        if sig is not None and group_alive(proc.pid):
-            os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            proc.poll()
-            if not group_alive(proc.pid):
-                return
-            time.sleep(0.5)
-
-
-Service = tuple[subprocess.Popen[bytes], Path]
-
-
-def wait_until(ready: Callable[[], bool], services: list[Service], what: str) -> None:
-    """Poll ready() until it holds; fail with the logs if a service exits or time runs out."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        for proc, log in services:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"{what}: {proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-                )
-        if ready():
-            return
-        time.sleep(1)
-    logs = "\n".join(log.read_text()[-2000:] for _, log in services)
-    pytest.fail(f"{what} not ready after {STARTUP_TIMEOUT:.0f} s:\n{logs}")
 
 
 @dataclass
@@ -116,39 +51,17 @@ class TrackingServer:
 def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
     """`mlflow server` on loopback: SQLite backend, artifacts proxied into <tmp>/artifacts."""
     root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    log = root / "server.log"
-    proc = start(
+    with mlflow_service(
         [
-            str(BIN / "mlflow"),
             "server",
             "--backend-store-uri",
             f"sqlite:///{root / 'mlflow.db'}",
             "--artifacts-destination",
             str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
         ],
-        log,
-    )
-    uri = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_until(healthy, [(proc, log)], "mlflow server")
+        root / "server.log",
+    ) as uri:
         yield TrackingServer(uri, root / "artifacts")
-    finally:
-        stop(proc)
 
 
 @dataclass

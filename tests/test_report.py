@@ -7,15 +7,10 @@ import csv
 import math
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from services import mlflow_service
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report
 from sweeper.report.confusion import confusion_on_test_set
@@ -369,56 +365,6 @@ def test_single_seed_sweep_lists_runs_and_leaves_out_superseded_ones(tmp_path: P
     )
 
 
-@contextmanager
-def mlflow_ui(uri: str, log: Path) -> Iterator[str]:
-    """``mlflow ui`` on a free loopback port; stopped, workers included, on the way out."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "ui",
-                "--backend-store-uri",
-                uri,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    address = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, f"mlflow ui exited:\n{log.read_text()}"
-            try:
-                with urllib.request.urlopen(f"{address}/health", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, f"mlflow ui never answered:\n{log.read_text()}"
-                time.sleep(1)
-        yield address
-    finally:
-        # Its own session: the signal reaches the server's workers too.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
 )
@@ -429,7 +375,9 @@ def test_mlflow_ui_and_report_in_a_browser(reported: Reported, tmp_path: Path) -
     experiment = client.get_experiment_by_name("sweeper")
     assert experiment is not None
     with (
-        mlflow_ui(store_uri(reported.workdir), tmp_path / "ui.log") as address,
+        mlflow_service(
+            ["ui", "--backend-store-uri", store_uri(reported.workdir)], tmp_path / "ui.log"
+        ) as address,
         sync_playwright() as playwright,
     ):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
