@@ -99,10 +99,13 @@ def parent_run(cwd: Path) -> Run:
 def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir: Path) -> None:
     sweep = Sweep(QUICK_THEN_LONG, workdir)
     sweep.wait_until(lambda: sweep.outcomes() >= 1 and len(sweep.running_children()) >= 1)
+    assert list(workdir.glob("multirun/*/dataset-cache"))
     os.killpg(sweep.proc.pid, signal.SIGINT)
     rc, stderr = sweep.finish()
 
     assert rc == 130
+    # The workers' shared copy of the data goes, as when a sweep finishes.
+    assert not list(workdir.glob("multirun/*/dataset-cache"))
     assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
     assert "interrupted (Ctrl-C)" in stderr
     assert "resume=true" in stderr

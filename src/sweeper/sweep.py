@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
+from sweeper.outcome import RunOutcome
 from sweeper.progress import ProgressMonitor, summary_table, varying_overrides
 from sweeper.tracking import (
     ResumePoint,
@@ -46,7 +47,8 @@ from sweeper.tracking import (
 )
 
 SWEEP_FILE = "sweep.json"
-# The workers' shared, memory-mapped copy of the prepared data; removed when the sweep ends.
+# The workers' shared, memory-mapped copy of the prepared data; removed however the sweep
+# ends (finished, interrupted, or a worker killed).
 DATASET_CACHE = "dataset-cache"
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
@@ -225,12 +227,19 @@ class SweepCallback(Callback):
         done = sorted(resumed.finished_hashes.intersection(hashes))
         return SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)
 
+    def _wind_down(self) -> list[RunOutcome]:
+        """However the sweep ends: stop following it, return every outcome, and remove the
+        workers' dataset cache, which nothing reads any more."""
+        assert self._monitor is not None
+        outcomes = self._monitor.stop()
+        shutil.rmtree(self._monitor.sweep_dir / DATASET_CACHE, ignore_errors=True)
+        return outcomes
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _running
         _running = None
         assert self._monitor is not None and self._info is not None
-        outcomes = self._monitor.stop()
-        shutil.rmtree(Path(config.hydra.sweep.dir) / DATASET_CACHE, ignore_errors=True)
+        outcomes = self._wind_down()
         failed = [o for o in outcomes if o.failed]
         end_sweep_run(
             self._info.tracking_uri,
@@ -261,7 +270,7 @@ class SweepCallback(Callback):
         what did not run and how to complete it."""
         assert self._monitor is not None and self._info is not None
         info = self._info
-        outcomes = self._monitor.stop()
+        outcomes = self._wind_down()
         if interrupted:
             status, reason = "KILLED", "interrupted (Ctrl-C)"
         elif isinstance(cause, BrokenProcessPool):
