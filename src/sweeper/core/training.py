@@ -71,7 +71,7 @@ def train_epoch(
             return loss
         optimizer.update(params, [*grads_w, *grads_b])
         total += loss
-    return total / -(-len(order) // batch_size)
+    return total / math.ceil(len(order) / batch_size)
 
 
 def train(
