@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.image
 import mlflow.pyfunc
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -34,9 +35,10 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
     assert len(run.data.tags["git_commit"]) > 0
 
     client = MlflowClient(store_uri(workdir))
-    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "lr")] == [0.05] * 3
     metrics = run.data.metrics
     assert metrics["epochs_run"] == 3
     assert 1 <= metrics["best_epoch"] <= 3
@@ -79,6 +81,15 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
 
 def standardizer_inverse(x: np.ndarray, standardizer) -> np.ndarray:  # type: ignore[no-untyped-def]
     return x * standardizer.std + standardizer.mean
+
+
+def test_a_cosine_schedule_is_logged_as_the_lr_curve(workdir: Path) -> None:
+    proc = run_cli([*FAST, "optimizer.schedule=cosine", "gradcheck.enabled=false"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = all_runs(workdir)
+    assert run.data.params["optimizer.schedule"] == "cosine"
+    rates = MlflowClient(store_uri(workdir)).get_metric_history(run.info.run_id, "lr")
+    assert [m.value for m in rates] == pytest.approx([0.05, 0.0375, 0.0125])
 
 
 def test_divergence_is_recorded_as_failed_with_its_reason(workdir: Path) -> None:

@@ -82,6 +82,11 @@ class MomentumForm(Enum):
     ema = "ema"
 
 
+class LrSchedule(Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 class Dtype(Enum):
     float32 = "float32"
     float64 = "float64"
@@ -163,6 +168,8 @@ class OptimizerConfig:
     form: MomentumForm = MomentumForm.classic
     beta1: float = 0.9
     beta2: float = 0.999
+    # constant, or cosine: lr annealed from `lr` towards 0 over train.epochs.
+    schedule: LrSchedule = LrSchedule.constant
 
     def __post_init__(self) -> None:
         _require(self.lr > 0.0, "optimizer.lr", self.lr, "must be > 0")

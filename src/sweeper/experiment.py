@@ -158,6 +158,7 @@ def run_experiment(
         l1=config.regularizer.l1,
         l2=config.regularizer.l2,
         seed=config.seed,
+        lr_schedule=opt.schedule.value,
         callback=on_epoch,
     )
     train_seconds = time.perf_counter() - start

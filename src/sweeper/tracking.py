@@ -255,6 +255,7 @@ class RunLogger:
                 "train_acc": metrics.train_acc,
                 "val_loss": metrics.val_loss,
                 "val_acc": metrics.val_acc,
+                "lr": metrics.lr,
             },
             step=metrics.epoch,
         )

@@ -16,6 +16,7 @@ from .optimizers import (
     make_optimizer,
 )
 from .regularizers import add_penalty_gradients, penalty
+from .schedules import LR_SCHEDULES, scheduled_lr
 from .training import EpochMetrics, TrainingDiverged, TrainResult, train, train_epoch
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ACTIVATION_NAMES",
     "DERIVATIVES",
     "INIT_SCHEMES",
+    "LR_SCHEDULES",
     "MLP",
     "MOMENTUM_FORMS",
     "OPTIMIZER_NAMES",
@@ -46,6 +48,7 @@ __all__ = [
     "one_hot",
     "penalty",
     "rows_to_records",
+    "scheduled_lr",
     "softmax",
     "softmax_cross_entropy",
     "train",

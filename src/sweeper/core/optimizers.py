@@ -17,6 +17,9 @@ MOMENTUM_FORMS = ("classic", "ema")
 
 
 class Optimizer(Protocol):
+    # Read and set between epochs by a learning-rate schedule.
+    lr: float
+
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None: ...
 
 

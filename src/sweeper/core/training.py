@@ -12,6 +12,7 @@ import numpy as np
 from .losses import one_hot
 from .network import MLP
 from .optimizers import Optimizer
+from .schedules import scheduled_lr
 
 
 @dataclass
@@ -22,6 +23,7 @@ class EpochMetrics:
     val_loss: float
     val_acc: float
     seconds: float
+    lr: float
 
 
 @dataclass
@@ -88,6 +90,7 @@ def train(
     l1: float = 0.0,
     l2: float = 0.0,
     seed: int = 0,
+    lr_schedule: str = "constant",
     callback: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return the history and a copy of the best model.
@@ -95,7 +98,8 @@ def train(
     Labels are integers. Reported losses are the mean cross-entropy on the full sets
     without the penalty, so runs with different regularisers compare. The best model is
     the one with the lowest validation loss; with ``patience`` set, training stops once the
-    validation loss has not improved for that many epochs.
+    validation loss has not improved for that many epochs. ``lr_schedule`` sets the
+    optimiser's rate before each epoch from the rate it was built with (``schedules``).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -123,8 +127,10 @@ def train(
     best_epoch = 0
     best_model = model.copy()
     stop_reason = "max_epochs"
+    base_lr = optimizer.lr
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
+        optimizer.lr = scheduled_lr(lr_schedule, base_lr, epoch, epochs)
         # Overflow on the way to divergence is expected and reported as TrainingDiverged,
         # so numpy's warnings would only be noise.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -141,7 +147,13 @@ def train(
             if not math.isfinite(value):
                 raise TrainingDiverged(epoch, value, history)
         metrics = EpochMetrics(
-            epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - start
+            epoch,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+            time.perf_counter() - start,
+            optimizer.lr,
         )
         history.append(metrics)
         if callback is not None:
