@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import multiprocessing
+import subprocess
+import sys
 
+import joblib
 from omegaconf import OmegaConf
 
 from sweeper.app import blas_threads, run_threads
@@ -12,7 +15,20 @@ from sweeper.app import blas_threads, run_threads
 def test_joblib_workers_share_the_cores() -> None:
     assert blas_threads(2, cores=8) == 4
     assert blas_threads(16, cores=8) == 1
-    assert run_threads(OmegaConf.create({"n_jobs": 1})) == (os.cpu_count() or 1)
+    assert run_threads(OmegaConf.create({"n_jobs": 1})) == joblib.cpu_count()
+
+
+def test_negative_n_jobs_count_back_from_the_cores_as_in_joblib() -> None:
+    assert blas_threads(-1, cores=8) == 1
+    assert blas_threads(-5, cores=8) == 2  # 4 workers
+    assert blas_threads(-100, cores=8) == 8  # at least one worker
+
+
+def test_the_answer_is_the_same_inside_a_jobs_process() -> None:
+    # Each run computes its threads in its own (daemon) process, where joblib would say 1.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(blas_threads, (2, 8)) == 4
+        assert pool.apply(blas_threads, (-1, 8)) == 1
 
 
 def test_a_ray_run_gets_the_cpus_it_reserves() -> None:
@@ -26,5 +42,13 @@ def test_a_slurm_run_gets_the_cpus_allocated_to_it() -> None:
 
 
 def test_a_launcher_that_says_nothing_gets_every_core() -> None:
-    assert run_threads(OmegaConf.create({"cpus_per_task": None})) == (os.cpu_count() or 1)
-    assert run_threads(OmegaConf.create({})) == (os.cpu_count() or 1)
+    assert run_threads(OmegaConf.create({"cpus_per_task": None})) == joblib.cpu_count()
+    assert run_threads(OmegaConf.create({})) == joblib.cpu_count()
+
+
+def test_a_process_pinned_to_one_core_gives_its_run_one_thread() -> None:
+    code = "from sweeper.app import blas_threads; print(blas_threads(1))"
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert pinned.stdout.strip() == "1", pinned.stderr

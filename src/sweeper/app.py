@@ -34,7 +34,13 @@ from sweeper.config import (
 from sweeper.experiment import run_experiment
 from sweeper.outcome import RunOutcome
 from sweeper.progress import describe
-from sweeper.sweep import DATASET_CACHE, SweepInfo, stop_running_sweep, verbose_errors
+from sweeper.sweep import (
+    DATASET_CACHE,
+    EXIT_INTERRUPTED,
+    SweepInfo,
+    stop_running_sweep,
+    verbose_errors,
+)
 from sweeper.tracking import (
     failure_reason,
     prepare_store,
@@ -44,19 +50,20 @@ from sweeper.tracking import (
 )
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-# The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
-EXIT_INTERRUPTED = 130
 
 register_configs()
 
 
 def blas_threads(n_jobs: int | None, cores: int | None = None) -> int:
-    """BLAS threads per run so that workers x threads never exceed the cores."""
-    cores = cores or os.cpu_count() or 1
+    """BLAS threads per run so that workers x threads never exceed the cores this process may
+    use (joblib counts those: CPU affinity, as under ``taskset``, and container quotas)."""
+    cores = cores or joblib.cpu_count()
     if n_jobs is None:
         return cores
-    workers = min(joblib.effective_n_jobs(n_jobs), cores)
-    return max(1, cores // workers)
+    # joblib's meaning, computed here because joblib.effective_n_jobs answers 1 inside a
+    # job's process (it assumes a nested loop there): -1 is every core, -2 all but one.
+    workers = n_jobs if n_jobs > 0 else max(cores + 1 + n_jobs, 1)
+    return max(1, cores // min(workers, cores))
 
 
 def run_threads(launcher: DictConfig) -> int:
@@ -188,7 +195,7 @@ def cli() -> None:
         print("Interrupted.", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as exit_:
-        # Hydra reports an exception from the launcher (such as a worker killed) and exits;
+        # Hydra reports an exception from the launcher (a lost Ray worker, say) and exits;
         # the exception it reported is the context of its SystemExit.
         stop_running_sweep(interrupted=False, cause=exit_.__context__)
         raise

@@ -4,7 +4,8 @@ Before any worker starts, :class:`SweepCallback` composes and validates every pl
 creates the MLflow store and the sweep's parent run (or, with ``resume=true``, finds the sweep
 to continue), and leaves what the workers need in the sweep directory. While they run it prints
 progress; at the end a summary, and the process exits non-zero if any run failed. If the
-launcher gives up (Ctrl-C, a worker killed), :func:`stop_running_sweep` closes the records.
+launcher gives up (Ctrl-C), :func:`stop_running_sweep` closes the records; a job whose process
+died is recorded by :func:`record_dead_job` while the others go on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_
 from sweeper.outcome import RunOutcome
 from sweeper.progress import ProgressMonitor, summary_table, varying_overrides
 from sweeper.tracking import (
+    INTERRUPTED,
     ResumePoint,
     close_unfinished_runs,
     end_sweep_run,
@@ -47,8 +48,10 @@ from sweeper.tracking import (
 )
 
 SWEEP_FILE = "sweep.json"
+# The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT), the sweep's or a job's.
+EXIT_INTERRUPTED = 130
 # The workers' shared, memory-mapped copy of the prepared data; removed however the sweep
-# ends (finished, interrupted, or a worker killed).
+# ends (finished, interrupted, or stopped by an error).
 DATASET_CACHE = "dataset-cache"
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
@@ -262,7 +265,12 @@ class SweepCallback(Callback):
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
             reasons = "\n".join(f"  #{o.job} {' '.join(o.overrides)}: {o.reason}" for o in failed)
-            print(f"\n{len(failed)} run(s) failed:\n{reasons}", file=sys.stderr, flush=True)
+            print(
+                f"\n{len(failed)} run(s) failed:\n{reasons}\n"
+                f"Run them again with:  {self._resume_command}",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(1)
 
     def stop(self, interrupted: bool, cause: BaseException | None) -> None:
@@ -272,14 +280,15 @@ class SweepCallback(Callback):
         info = self._info
         outcomes = self._wind_down()
         if interrupted:
-            status, reason = "KILLED", "interrupted (Ctrl-C)"
-        elif isinstance(cause, BrokenProcessPool):
-            status, reason = "FAILED", "worker process died"
+            status, reason = "KILLED", INTERRUPTED
         else:
             status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
-        cut_short = close_unfinished_runs(
-            info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
-        )
+        cut_short = [
+            run.info.run_name or run.info.run_id
+            for run in close_unfinished_runs(
+                info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
+            )
+        ]
         n_planned = len(self._jobs) - self._skipped if self._jobs is not None else None
         end_sweep_run(
             info.tracking_uri,
@@ -300,13 +309,36 @@ class SweepCallback(Callback):
         print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def record_dead_job(
+    sweep_dir: Path,
+    job_dir: Path,
+    job: int,
+    overrides: list[str],
+    pid: int | None,
+    status: str,
+    reason: str,
+    seconds: float,
+) -> RunOutcome:
+    """A job whose process ``pid`` died before it could record its own end: close its MLflow
+    run (its metrics so far stay) and leave its outcome where the sweep's monitor reads it."""
+    info = SweepInfo.load(sweep_dir)
+    closed = close_unfinished_runs(
+        info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason, pid=pid
+    )
+    run_id = closed[0].info.run_id if closed else None
+    outcome = RunOutcome(job, overrides, status, reason, seconds, run_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    outcome.save(job_dir)
+    return outcome
+
+
 # The sweep whose jobs are running in this process, for stop_running_sweep.
 _running: SweepCallback | None = None
 
 
 def stop_running_sweep(interrupted: bool, cause: BaseException | None = None) -> bool:
     """Close the records of the sweep whose launcher stopped early (Ctrl-C: ``interrupted``;
-    else ``cause``, e.g. a killed worker's BrokenProcessPool). False if no sweep was running."""
+    else ``cause``, what stopped it). False if no sweep was running."""
     global _running
     sweep, _running = _running, None
     if sweep is None:

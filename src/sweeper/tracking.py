@@ -37,6 +37,9 @@ SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 LOCK_RETRIES = 8
 LOCK_RETRY_FIRST_WAIT = 0.05
 
+# The reason a run stopped by Ctrl-C is given, in its tags and in the sweep's summary.
+INTERRUPTED = "interrupted (Ctrl-C)"
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -220,21 +223,26 @@ def find_resumable_sweep(
 
 @retry_when_locked
 def close_unfinished_runs(
-    uri: str, experiment_id: str, parent_run_id: str, status: str, reason: str
-) -> list[str]:
-    """End every child of the sweep still RUNNING (its process is gone) with ``status`` and
-    ``reason``; return their names. Their metrics logged so far stay."""
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    status: str,
+    reason: str,
+    pid: int | None = None,
+) -> list[Run]:
+    """End every child of the sweep still RUNNING (its process is gone), or only the one that
+    process ``pid`` trained, with ``status`` and ``reason``; return them. Their metrics logged
+    so far stay."""
     client = MlflowClient(uri)
-    running = _search_all(
-        client,
-        experiment_id,
-        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
-    )
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    if pid is not None:
+        query += f" and tags.pid = '{pid}'"
+    running = _search_all(client, experiment_id, query)
     for run in running:
         client.set_tag(run.info.run_id, "status", status)
         client.set_tag(run.info.run_id, "reason", reason)
         client.set_terminated(run.info.run_id, status)
-    return [run.info.run_name or run.info.run_id for run in running]
+    return running
 
 
 class RunLogger:
@@ -313,7 +321,7 @@ def tracked_run(
     try:
         yield logger
     except KeyboardInterrupt:
-        logger.set_tags({"status": "KILLED", "reason": "interrupted (Ctrl-C)"})
+        logger.set_tags({"status": "KILLED", "reason": INTERRUPTED})
         end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as err:

@@ -1,0 +1,20 @@
+"""The local launcher's typed settings: a bad value fails while Hydra composes, naming the key.
+
+Hydra imports this module while it scans ``hydra_plugins`` at start-up, before it composes any
+config. (No ``from __future__ import annotations`` here: that scan imports modules without
+registering them, and dataclasses then cannot resolve string annotations.)
+"""
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class LocalLauncherConf:
+    _target_: str = "hydra_plugins.sweeper_launcher.local_launcher.LocalLauncher"
+    # Jobs at a time; -1 is one per core, -2 all cores but one, as in joblib.
+    n_jobs: int = -1
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="sweeper_local", node=LocalLauncherConf)

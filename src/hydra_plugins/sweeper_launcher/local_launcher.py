@@ -1,0 +1,166 @@
+"""sweeper's default launcher (``hydra/launcher=local``): joblib runs a sweep's jobs
+``n_jobs`` at a time on this machine, each job in a process of its own.
+
+Hydra's own joblib launcher runs jobs in loky's pool of reused workers, and loky treats a
+worker that dies (the OOM killer, ``kill -9``) as a broken pool: it kills every other worker
+and the whole sweep stops. Here joblib's threads only wait, and each job trains in a fresh
+process forked from a server that has already imported sweeper (starting one costs
+milliseconds, not an import of numpy and MLflow). A process that dies takes only its own job
+with it: the sweep records that run as FAILED, with the signal that ended it, and goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from joblib import Parallel, delayed
+from omegaconf import DictConfig, open_dict
+
+from sweeper.sweep import EXIT_INTERRUPTED, record_dead_job
+from sweeper.tracking import INTERRUPTED
+
+# The server that forks every job's process imports this first, once.
+_PRELOAD = ["sweeper.app"]
+
+
+def job_dir(sweep_config: DictConfig) -> Path:
+    """Where Hydra puts a job's files, as ``run_job`` computes it."""
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def exit_description(exitcode: int | None) -> str:
+    """How a job's process ended, as a person reads it: ``killed by SIGKILL``, ``exit code 1``."""
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"
+
+
+def _job_process(payload: bytes, results: Connection) -> None:
+    """The job's own process: run the task as Hydra's launchers do, and send back its return."""
+    hydra_context, sweep_config, task_function, singleton_state = cloudpickle.loads(payload)
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    HydraConfig.instance().set_config(sweep_config)
+    try:
+        ret = run_job(
+            hydra_context=hydra_context,
+            config=sweep_config,
+            task_function=task_function,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    except KeyboardInterrupt:
+        # The sweep's own process reports the interruption; a traceback per job is noise.
+        sys.exit(EXIT_INTERRUPTED)
+    results.send_bytes(cloudpickle.dumps(ret))
+
+
+def _run_in_own_process(
+    context: multiprocessing.context.BaseContext, payload: bytes, sweep_config: DictConfig
+) -> JobReturn:
+    """Run one job in a new process and wait for it; if the process dies before it answers,
+    record its run as ended by that death and return that outcome instead."""
+    start = time.perf_counter()
+    receiver, sender = context.Pipe(duplex=False)
+    job = int(sweep_config.hydra.job.num)
+    # daemon: however the sweep's process ends, its jobs' processes end with it.
+    process = context.Process(  # type: ignore[attr-defined]
+        target=_job_process, args=(payload, sender), name=f"sweeper-job-{job}", daemon=True
+    )
+    process.start()
+    sender.close()
+    try:
+        ret: JobReturn = cloudpickle.loads(receiver.recv_bytes())
+        return ret
+    except EOFError:
+        pass  # it died: the OOM killer, kill -9, a crash, Ctrl-C
+    finally:
+        receiver.close()
+        process.join()
+    overrides = list(sweep_config.hydra.overrides.task)
+    if process.exitcode == EXIT_INTERRUPTED:
+        # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
+        status, reason = "KILLED", INTERRUPTED
+    else:
+        status, reason = "FAILED", f"worker process died ({exit_description(process.exitcode)})"
+    outcome = record_dead_job(
+        Path(str(sweep_config.hydra.sweep.dir)),
+        job_dir(sweep_config),
+        job,
+        overrides,
+        process.pid,
+        status,
+        reason,
+        time.perf_counter() - start,
+    )
+    return JobReturn(
+        overrides=overrides,
+        cfg=sweep_config,
+        status=JobStatus.COMPLETED,
+        _return_value=outcome.objective,
+    )
+
+
+class LocalLauncher(Launcher):
+    """Runs ``n_jobs`` jobs at a time on this machine (-1: one per core), each in its own
+    process."""
+
+    def __init__(self, n_jobs: int = -1) -> None:
+        self.n_jobs = n_jobs
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.task_function = task_function
+        self.hydra_context = hydra_context
+
+    def _sweep_config(self, overrides: Sequence[str], job: int) -> DictConfig:
+        """One job's composed config, numbered as Hydra's launchers number them."""
+        assert self.hydra_context is not None and self.config is not None
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(
+            self.config, list(overrides)
+        )
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{job}"
+            sweep_config.hydra.job.num = job
+        return sweep_config
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        assert self.config is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        # forkserver: a job's process starts from a clean, single-threaded server, never
+        # from this process with its threads and open database connections.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        singleton_state = Singleton.get_state()
+
+        def jobs() -> Iterator[Any]:
+            # Composed as joblib asks for the next job, so a long sweep is not held in memory.
+            for i, overrides in enumerate(job_overrides):
+                cfg = self._sweep_config(overrides, initial_job_idx + i)
+                payload = (self.hydra_context, cfg, self.task_function, singleton_state)
+                yield delayed(_run_in_own_process)(context, cloudpickle.dumps(payload), cfg)
+
+        returns: list[JobReturn] = Parallel(n_jobs=self.n_jobs, backend="threading")(jobs())
+        return returns
