@@ -1,9 +1,10 @@
 """Sweep scaling and the cost of tracking.
 
-Scaling: the same 8-run sweep through the real command line with ``hydra.launcher.n_jobs=1``
-(one worker, both cores to its BLAS) and ``n_jobs=2`` (two workers, one BLAS thread each),
-repeats interleaved; the wall time of the whole command, so process start-up, the store and
-the summary are in it.
+Scaling: the same 8-run sweep through the real command line three ways, repeats interleaved:
+on one core (``taskset -c 0``, one run at a time with one BLAS thread), on both cores with
+``hydra.launcher.n_jobs=1`` (one run at a time, both cores to its BLAS) and with ``n_jobs=2``
+(two runs at a time, one BLAS thread each). The wall time of the whole command, so process
+start-up, the store and the summary are in it.
 
 Tracking: one ~10-second run, in this process, timed as ``run_experiment`` alone (data,
 gradient check, training, test, checkpoint, curves: no MLflow) and as the app's
@@ -44,12 +45,20 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 SWEEP = ["activation=tanh,relu", "optimizer.lr=0.005,0.01,0.02,0.05"]
 
 
-def sweep_seconds(workdir: Path, n_jobs: int, overrides: list[str]) -> float:
+# How each contender runs the sweep: (name, command prefix, n_jobs).
+CONTENDERS = [
+    ("1 core", ["taskset", "-c", "0"], 1),
+    ("2 cores, n_jobs=1", [], 1),
+    ("2 cores, n_jobs=2", [], 2),
+]
+
+
+def sweep_seconds(workdir: Path, prefix: list[str], n_jobs: int, overrides: list[str]) -> float:
     args = ["-m", *overrides, f"hydra.launcher.n_jobs={n_jobs}"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "sweeper", *args], cwd=workdir, env=env,
+        [*prefix, sys.executable, "-m", "sweeper", *args], cwd=workdir, env=env,
         capture_output=True, text=True,
     )  # fmt: skip
     seconds = time.perf_counter() - start
@@ -59,13 +68,22 @@ def sweep_seconds(workdir: Path, n_jobs: int, overrides: list[str]) -> float:
 
 
 def scaling(workdir: Path, overrides: list[str], repeats: int) -> list[list[str]]:
-    times: dict[int, list[float]] = {1: [], 2: []}
+    times: dict[str, list[float]] = {name: [] for name, _, _ in CONTENDERS}
     for _ in range(repeats):
-        for n_jobs in (1, 2):
-            times[n_jobs].append(sweep_seconds(workdir, n_jobs, overrides))
-            print(f"  n_jobs={n_jobs}: {times[n_jobs][-1]:.1f} s", flush=True)
-    one, two = statistics.median(times[1]), statistics.median(times[2])
-    return [[f"{one:.1f}", f"{two:.1f}", f"{one / two:.2f}", f"{os.getloadavg()[0]:.1f}"]]
+        for name, prefix, n_jobs in CONTENDERS:
+            times[name].append(sweep_seconds(workdir, prefix, n_jobs, overrides))
+            print(f"  {name}: {times[name][-1]:.1f} s", flush=True)
+    one_core, one_job, two_jobs = (statistics.median(times[name]) for name, _, _ in CONTENDERS)
+    return [
+        [
+            f"{one_core:.1f}",
+            f"{one_job:.1f}",
+            f"{two_jobs:.1f}",
+            f"{one_core / two_jobs:.2f}",
+            f"{one_job / two_jobs:.2f}",
+            f"{os.getloadavg()[0]:.1f}",
+        ]
+    ]
 
 
 def stopwatch_calls(owner: object, names: list[str], seconds: list[float]) -> None:
@@ -159,7 +177,10 @@ def main() -> None:
             print(f"\nsweep: python -m sweeper -m {' '.join(sweep)} hydra.launcher.n_jobs=1|2")
             rows = scaling(workdir, sweep, args.repeats)
             print(f"\nWall time of the whole command, median of {args.repeats}:\n")
-            header = ["n_jobs=1 (s)", "n_jobs=2 (s)", "speedup", "load (1 min)"]
+            header = [
+                "1 core (s)", "2 cores, n_jobs=1 (s)", "2 cores, n_jobs=2 (s)",
+                "speedup 1 -> 2 cores", "speedup n_jobs 1 -> 2", "load (1 min)",
+            ]  # fmt: skip
             print(markdown_table(header, rows))
 
         print(f"\nrun: {' '.join(single)} (1 BLAS thread, as in a 2-worker sweep)")

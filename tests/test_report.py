@@ -25,7 +25,7 @@ from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report
 from sweeper.report.confusion import confusion_on_test_set
 from sweeper.report.runs import ReportError, RunRecord, find_sweep, latest_per_config
-from sweeper.report.tables import Configuration, noise_verdict
+from sweeper.report.tables import Configuration, noise_verdict, param_cell
 
 # Two keys, two seeds each; relu at lr=1e6 diverges, so two runs fail with a reason.
 SWEEP = ["-m", "activation=tanh,relu", "optimizer.lr=0.05,1e6", "seed=0,1", *FAST]
@@ -309,6 +309,13 @@ def configuration(val_accs: list[float]) -> Configuration:
 def test_noise_verdict_rule(best: list[float], runner_up: list[float], expected: str) -> None:
     verdict = noise_verdict(configuration(best), configuration(runner_up), ["activation.name"])
     assert expected in verdict
+
+
+def test_params_an_optuna_search_drew_show_four_significant_digits() -> None:
+    assert param_cell("0.09092050849502302") == "0.09092"
+    assert param_cell("4.311710058685491e-05") == "4.312e-05"
+    for as_logged in ("0.05", "1000000.0", "128", "relu", "[512, 512]", "True", "null", ""):
+        assert param_cell(as_logged) == as_logged
 
 
 def test_latest_sweep_is_the_newest_parent_run(tmp_path: Path) -> None:

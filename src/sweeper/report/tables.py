@@ -100,6 +100,18 @@ def constant_params(records: Sequence[RunRecord], varying: Sequence[str]) -> dic
     return {k: v for k, v in sorted(first.items()) if k not in varying}
 
 
+def param_cell(value: str) -> str:
+    """A param as the tables show it: a float with more than 4 significant digits (as an
+    Optuna search draws them: 0.09092050849502302) to 4, anything else as logged. runs.csv
+    keeps every digit."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    short = f"{number:.4g}"
+    return value if float(short) == number else short
+
+
 def label(params: dict[str, str] | RunRecord, keys: Sequence[str]) -> str:
     values = params.params if isinstance(params, RunRecord) else params
     return " ".join(f"{k}={values.get(k, '')}" for k in keys) or "(defaults)"
@@ -185,7 +197,7 @@ def configurations_table(configs: Sequence[Configuration], keys: Sequence[str]) 
         rows.append(
             [
                 _rank_cell(i, ranked),
-                *config.params.values(),
+                *map(param_cell, config.params.values()),
                 str(len(config.finished)),
                 *cells,
                 config.status,
@@ -213,7 +225,7 @@ def runs_table(records: Sequence[RunRecord], keys: Sequence[str]) -> Table:
         rows.append(
             [
                 _rank_cell(i, r.finished),
-                *(r.params.get(k, "") for k in keys),
+                *(param_cell(r.params.get(k, "")) for k in keys),
                 *cells,
                 _status([r]),
                 r.run_id,
