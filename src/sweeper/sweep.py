@@ -314,7 +314,7 @@ def record_dead_job(
     job_dir: Path,
     job: int,
     overrides: list[str],
-    pid: int | None,
+    pid: int,
     status: str,
     reason: str,
     seconds: float,

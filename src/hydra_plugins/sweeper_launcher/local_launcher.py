@@ -81,6 +81,8 @@ def _run_in_own_process(
         target=_job_process, args=(payload, sender), name=f"sweeper-job-{job}", daemon=True
     )
     process.start()
+    pid = process.pid
+    assert pid is not None  # set by start()
     sender.close()
     try:
         ret: JobReturn = cloudpickle.loads(receiver.recv_bytes())
@@ -101,7 +103,7 @@ def _run_in_own_process(
         job_dir(sweep_config),
         job,
         overrides,
-        process.pid,
+        pid,
         status,
         reason,
         time.perf_counter() - start,

@@ -134,7 +134,7 @@ class _FigureWriter:
                     train_vs_validation(
                         curves[best_run.run_id],
                         int(best_run.metrics["best_epoch"]),
-                        f"best run {best_run.name}",
+                        f"best run: {label(best_run, varying)}",
                     ),
                     self.figures / "best_run_curves.png",
                 ),

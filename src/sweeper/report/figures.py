@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from sweeper.report.runs import Curve
 # Past this many configurations a legend hides the plot: only the best one is named.
 MAX_LEGEND = 12
 MAX_BARS = 40
+# The width of one character of a "small" tick label.
+LABEL_INCHES_PER_CHAR = 0.06
 LOG_SCALE_RATIO = 20.0
 
 
@@ -75,14 +78,16 @@ def validation_curves(
     # One unstable configuration's loss would flatten every other line to zero.
     if len(losses) and losses.min() > 0 and losses.max() / losses.min() > LOG_SCALE_RATIO:
         axes[0].set_yscale("log")
-    axes[1].legend(fontsize="small", loc="lower right")
+    # Below the plots, where a long label (a search's five params) takes the figure's width
+    # instead of squeezing the axes.
+    fig.legend(*axes[1].get_legend_handles_labels(), fontsize="small", loc="outside lower center")
     return fig
 
 
 def train_vs_validation(curves: Mapping[str, Curve], best_epoch: int, title: str) -> Figure:
     """The best run's train and validation loss and accuracy per epoch."""
     fig = Figure(figsize=(11, 4), layout="constrained")
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 110))
     axes = fig.subplots(1, 2)
     for (metric, name), ax in zip(
         (("loss", "cross-entropy"), ("acc", "accuracy")), axes, strict=True
@@ -108,11 +113,14 @@ def accuracy_bars(
     """Test accuracy per configuration, in report order; error bars are one standard deviation
     over seeds. Only the ``MAX_BARS`` best configurations are drawn."""
     shown = min(len(labels), MAX_BARS)
-    fig = Figure(figsize=(9, 1.2 + 0.32 * shown), layout="constrained")
+    # Wide enough for the longest label (a search varies five params) beside 5 inches of bars.
+    width = max(9.0, 5.0 + LABEL_INCHES_PER_CHAR * max(map(len, labels[:shown])))
+    fig = Figure(figsize=(width, 1.2 + 0.32 * shown), layout="constrained")
     ax = fig.subplots()
     y = np.arange(shown)
     errors = None if stds is None else np.nan_to_num(np.asarray(stds[:shown]))
-    ax.barh(y, means[:shown], xerr=errors, capsize=3, color="tab:blue", alpha=0.8)
+    bars = ax.barh(y, means[:shown], xerr=errors, capsize=3, color="tab:blue", alpha=0.8)
+    ax.bar_label(bars, fmt="%.4f", fontsize="x-small", padding=3)
     ax.set_yticks(y, labels[:shown], fontsize="small")
     ax.invert_yaxis()
     low = min(means[:shown])

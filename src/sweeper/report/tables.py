@@ -114,7 +114,7 @@ def param_cell(value: str) -> str:
 
 def label(params: dict[str, str] | RunRecord, keys: Sequence[str]) -> str:
     values = params.params if isinstance(params, RunRecord) else params
-    return " ".join(f"{k}={values.get(k, '')}" for k in keys) or "(defaults)"
+    return " ".join(f"{k}={param_cell(values.get(k, ''))}" for k in keys) or "(defaults)"
 
 
 def _status(records: Sequence[RunRecord]) -> str:
