@@ -159,6 +159,12 @@ def test_search_runs_its_trials_and_optuna_gets_the_best_val_loss(store_dir: Pat
     runs = sweep(store_dir, "search", ["train.epochs=2", "hydra.sweeper.n_trials=4"])
     assert len(runs) == 4
     assert {r.data.params["activation.name"] for r in runs} == {"relu"}
+    # Every trial trains its whole budget on an annealed rate, a tenth held out.
+    for run in runs:
+        assert run.data.params["optimizer.schedule"] == "cosine"
+        assert run.data.params["train.patience"] == "null"
+        assert run.data.params["dataset.val_fraction"] == "0.1"
+        assert run.data.metrics["epochs_run"] == 2
     best_value = optuna_best_value(store_dir, runs)
     assert best_value == pytest.approx(min(r.data.metrics["best_val_loss"] for r in runs))
 
