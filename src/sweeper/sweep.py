@@ -174,6 +174,11 @@ class SweepCallback(Callback):
 
     def _start(self, config: DictConfig, config_name: str) -> None:
         global _running
+        if config.hydra.launcher.get("n_jobs") == 0:
+            # joblib's meaning: -1 one per core, -2 all but one; 0 means nothing.
+            raise ConfigError(
+                "hydra.launcher.n_jobs=0 is invalid: how many runs at a time, -1 for one per core"
+            )
         jobs = planned_jobs(config)
         hashes: list[str] = []
         if jobs is not None:
