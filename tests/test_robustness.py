@@ -3,6 +3,7 @@ bad data and untrusted files, through the real command line."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -310,7 +311,7 @@ def test_store_calls_are_retried_while_the_database_is_locked(
     monkeypatch.setattr(tracking, "LOCK_RETRY_FIRST_WAIT", 0.0)
     calls = []
 
-    @tracking.retry_when_locked
+    @tracking.store_call
     def flaky(fails: int) -> str:
         calls.append(1)
         if len(calls) <= fails:
@@ -323,7 +324,7 @@ def test_store_calls_are_retried_while_the_database_is_locked(
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         flaky(tracking.LOCK_RETRIES + 1)
 
-    @tracking.retry_when_locked
+    @tracking.store_call
     def broken() -> None:
         calls.append(1)
         raise sqlite3.OperationalError("no such table: runs")
@@ -332,6 +333,36 @@ def test_store_calls_are_retried_while_the_database_is_locked(
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         broken()
     assert len(calls) == 1
+
+
+def test_ctrl_c_during_a_store_call_is_raised_once_the_call_is_done() -> None:
+    written = []
+
+    @tracking.store_call
+    def write() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # Ctrl-C arrives here, in the middle of the call
+        written.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        write()
+    assert written == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_mlflows_log_of_a_locked_database_is_dropped_and_other_errors_kept() -> None:
+    # The retried lock would otherwise print a traceback per attempt, in every process.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("mlflow.store.db.utils")
+    log.addHandler(handler)
+    try:
+        for error in ("(sqlite3.OperationalError) database is locked", "no such table: runs"):
+            log.error("SQLAlchemy database error. The following exception is caught.\n%s", error)
+    finally:
+        log.removeHandler(handler)
+    assert [r.getMessage().splitlines()[-1] for r in records] == ["no such table: runs"]
 
 
 def test_the_ui_listens_on_loopback_only() -> None:

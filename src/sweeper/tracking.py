@@ -8,9 +8,12 @@ points elsewhere, a tracking server included.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,27 +47,53 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def retry_on(*messages: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    """Call the function again, with growing waits, while it fails with one of ``messages``."""
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block ends, then raise it. A KeyboardInterrupt inside an
+    MLflow call can leave a SQLite write transaction half done, its lock held, and every later
+    write (the run's own KILLED tag, the sweep's) then waits for a lock that never comes.
+    Signal handlers belong to the main thread; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and callable(previous):
+        previous(signal.SIGINT, None)
 
-    def decorate(func: Callable[P, T]) -> Callable[P, T]:
-        @wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+
+def store_call(func: Callable[P, T]) -> Callable[P, T]:
+    """An MLflow call on a store several processes share: never cut in half by Ctrl-C, and
+    made again, with growing waits, while SQLite answers "database is locked"."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with interrupts_deferred():
             for attempt in range(LOCK_RETRIES):
                 try:
                     return func(*args, **kwargs)
                 except Exception as err:
-                    if not any(message in str(err) for message in messages):
+                    if "database is locked" not in str(err):
                         raise
                     time.sleep(LOCK_RETRY_FIRST_WAIT * 2**attempt)
             return func(*args, **kwargs)
 
-        return wrapper
-
-    return decorate
+    return wrapper
 
 
-retry_when_locked = retry_on("database is locked")
+def _not_a_locked_database(record: logging.LogRecord) -> bool:
+    return "database is locked" not in record.getMessage()
+
+
+# MLflow logs each SQLite "database is locked" with a full traceback before it raises it. The
+# calls here retry those (store_call), and one that still fails raises and is reported
+# as the run's failure, so the log is only a traceback that reads as a crash (several
+# processes writing at once, as when Ctrl-C stops a sweep's runs together, meet it).
+logging.getLogger("mlflow.store.db.utils").addFilter(_not_a_locked_database)
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -82,7 +111,7 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///"))
 
 
-@retry_when_locked
+@store_call
 def prepare_store(uri: str, experiment_name: str) -> str:
     """Create the store's schema and the experiment; return the experiment id.
 
@@ -136,7 +165,7 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
-@retry_when_locked
+@store_call
 def start_sweep_run(uri: str, experiment_id: str, sweep_id: str, overrides: str) -> str:
     run = MlflowClient(uri).create_run(
         experiment_id,
@@ -151,7 +180,7 @@ def start_sweep_run(uri: str, experiment_id: str, sweep_id: str, overrides: str)
     return str(run.info.run_id)
 
 
-@retry_when_locked
+@store_call
 def reopen_sweep_run(uri: str, run_id: str, overrides: str) -> None:
     """Mark a resumed sweep's parent run RUNNING again, noting the resuming command."""
     client = MlflowClient(uri)
@@ -159,7 +188,7 @@ def reopen_sweep_run(uri: str, run_id: str, overrides: str) -> None:
     client.set_tag(run_id, "resumed_with", overrides)
 
 
-@retry_when_locked
+@store_call
 def end_sweep_run(
     uri: str, run_id: str, n_runs: int, n_failed: int, status: str | None = None
 ) -> None:
@@ -194,7 +223,7 @@ class ResumePoint:
     finished_hashes: frozenset[str]
 
 
-@retry_when_locked
+@store_call
 def find_resumable_sweep(
     uri: str, experiment_id: str, planned_hashes: Collection[str]
 ) -> ResumePoint | None:
@@ -221,7 +250,7 @@ def find_resumable_sweep(
     return ResumePoint(sweep_id, parent_run_id, finished)
 
 
-@retry_when_locked
+@store_call
 def close_unfinished_runs(
     uri: str,
     experiment_id: str,
@@ -251,11 +280,11 @@ class RunLogger:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
 
-    @retry_when_locked
+    @store_call
     def log_params(self, params: Mapping[str, Any]) -> None:
         mlflow.log_params({k: ("null" if v is None else v) for k, v in params.items()})
 
-    @retry_when_locked
+    @store_call
     def log_epoch(self, metrics: EpochMetrics) -> None:
         mlflow.log_metrics(
             {
@@ -268,20 +297,20 @@ class RunLogger:
             step=metrics.epoch,
         )
 
-    @retry_when_locked
+    @store_call
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         mlflow.log_metrics(dict(metrics))
 
-    @retry_when_locked
+    @store_call
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         mlflow.set_tags(dict(tags))
 
-    @retry_when_locked
+    @store_call
     def log_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
         for path in paths:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    @retry_when_locked
+    @store_call
     def log_model(self, checkpoint: Path) -> None:
         mlflow.pyfunc.log_model(
             name="model",
@@ -309,7 +338,7 @@ def tracked_run(
     """An active MLflow run; it ends FINISHED, KILLED on Ctrl-C, or FAILED with its reason
     tagged if the block raises."""
     mlflow.set_tracking_uri(uri)
-    run = retry_when_locked(mlflow.start_run)(
+    run = store_call(mlflow.start_run)(
         experiment_id=experiment_id,
         run_name=run_name,
         parent_run_id=parent_run_id,
@@ -317,7 +346,7 @@ def tracked_run(
         tags={key: str(value) for key, value in {**tags, "git_commit": git_commit()}.items()},
     )
     logger = RunLogger(run.info.run_id)
-    end_run = retry_when_locked(mlflow.end_run)
+    end_run = store_call(mlflow.end_run)
     try:
         yield logger
     except KeyboardInterrupt:
