@@ -42,6 +42,18 @@ def test_channel_mode_repeats_one_statistic_per_channel() -> None:
         fit_standardizer(x, "channel", channels=5)
 
 
+def test_statistics_of_a_float32_set_over_many_row_blocks_are_float64_exact() -> None:
+    # 1,000 rows: several blocks of the two-pass statistics and a partial last one.
+    x = np.random.default_rng(1).integers(0, 256, (1000, 12)).astype(np.float32)
+    feature = fit_standardizer(x, "feature")
+    np.testing.assert_allclose(feature.mean, x.mean(axis=0, dtype=np.float64), rtol=1e-12)
+    np.testing.assert_allclose(feature.std, x.std(axis=0, dtype=np.float64), rtol=1e-12)
+    channel = fit_standardizer(x, "channel", channels=3)
+    per_channel = x.reshape(1000, 3, 4).astype(np.float64)
+    np.testing.assert_allclose(channel.mean[::4], per_channel.mean(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(channel.std[::4], per_channel.std(axis=(0, 2)), rtol=1e-12)
+
+
 def test_sample_and_none_modes_keep_no_statistics() -> None:
     x = np.random.default_rng(0).normal(3.0, 2.0, (10, 20)).astype(np.float32)
     sample = fit_standardizer(x, "sample")
