@@ -12,6 +12,7 @@ with it: the sweep records that run as FAILED, with the signal that ended it, an
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import signal
 import sys
 import time
@@ -24,16 +25,41 @@ import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from joblib import Parallel, delayed
 from omegaconf import DictConfig, open_dict
 
+from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 from sweeper.sweep import EXIT_INTERRUPTED, record_dead_job
 from sweeper.tracking import INTERRUPTED
 
-# The server that forks every job's process imports this first, once.
-_PRELOAD = ["sweeper.app"]
+# The server that forks every job's process imports these first, once. MLflow imports its SQL
+# store only when a run first opens the store: preloaded, that is 0.5 s less in every job.
+_PRELOAD = ["sweeper.app", "mlflow.store.tracking.sqlalchemy_store"]
+
+
+def fork_server_context() -> multiprocessing.context.BaseContext:
+    """The context every job's process is started from, its fork server running.
+
+    forkserver: a job's process starts from a clean, single-threaded server, never from the
+    sweep's process with its threads and open database connections. Starting the server
+    returns at once; it imports ``_PRELOAD`` (about 1.5 s) while the caller goes on.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
+class StartForkServer(Callback):
+    """Starts the local launcher's fork server as the sweep starts, so that its imports run
+    while the sweep callback checks the runs and sets up the store, not after."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.launcher.get("_target_") == LocalLauncherConf._target_:
+            fork_server_context()
 
 
 def job_dir(sweep_config: DictConfig) -> Path:
@@ -151,10 +177,7 @@ class LocalLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        # forkserver: a job's process starts from a clean, single-threaded server, never
-        # from this process with its threads and open database connections.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
+        context = fork_server_context()
         singleton_state = Singleton.get_state()
 
         def jobs() -> Iterator[Any]:
