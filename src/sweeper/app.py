@@ -8,6 +8,7 @@ closed records, a short message and an exit status.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -202,3 +203,7 @@ def cli() -> None:
     except Exception as err:  # only with HYDRA_FULL_ERROR=1 does Hydra let it through
         stop_running_sweep(interrupted=False, cause=err)
         raise
+    finally:
+        # Python's exit would first garbage-collect every object that MLflow, SQLAlchemy and
+        # Hydra made (0.45 s after each command); frozen, they are left for the OS to free.
+        gc.freeze()
