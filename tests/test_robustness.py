@@ -104,7 +104,7 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
     os.killpg(sweep.proc.pid, signal.SIGINT)
     rc, stderr = sweep.finish()
 
-    assert rc == 130
+    assert rc == 130, stderr
     # The workers' shared copy of the data goes, as when a sweep finishes.
     assert not list(workdir.glob("multirun/*/dataset-cache"))
     assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
@@ -128,10 +128,16 @@ def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path
     # the other trains and the third waits its turn.
     args = [*QUICK_THEN_LONG[:2], "seed=0,1,2", *QUICK_THEN_LONG[3:]]
     sweep = Sweep(args, workdir)
-    sweep.wait_until(
-        lambda: any(r.data.params.get("train.epochs") == "300" for r in sweep.running_children())
-    )
-    (victim,) = [r for r in sweep.running_children() if r.data.params["train.epochs"] == "300"][:1]
+
+    def long_runs_past_an_epoch() -> list[Run]:
+        return [
+            r
+            for r in sweep.running_children()
+            if r.data.params.get("train.epochs") == "300" and "val_loss" in r.data.metrics
+        ]
+
+    sweep.wait_until(lambda: bool(long_runs_past_an_epoch()))
+    victim = long_runs_past_an_epoch()[0]
     os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)
     rc, stderr = sweep.finish()
     stdout = sweep.stdout.read_text()

@@ -11,11 +11,13 @@ died is recorded by :func:`record_dead_job` while the others go on.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shlex
 import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,6 +55,8 @@ EXIT_INTERRUPTED = 130
 # The workers' shared, memory-mapped copy of the prepared data; removed however the sweep
 # ends (finished, interrupted, or stopped by an error).
 DATASET_CACHE = "dataset-cache"
+# Seconds a stopping sweep waits for its jobs' processes to close their own runs.
+JOB_EXIT_WAIT = 30.0
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
 
@@ -283,11 +287,12 @@ class SweepCallback(Callback):
         what did not run and how to complete it."""
         assert self._monitor is not None and self._info is not None
         info = self._info
-        outcomes = self._wind_down()
         if interrupted:
+            wait_for_job_processes(JOB_EXIT_WAIT)
             status, reason = "KILLED", INTERRUPTED
         else:
             status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
+        outcomes = self._wind_down()
         cut_short = [
             run.info.run_name or run.info.run_id
             for run in close_unfinished_runs(
@@ -312,6 +317,15 @@ class SweepCallback(Callback):
         lines += [f"  {status}: {name}" for name in cut_short]
         lines.append(f"Complete it with:  {self._resume_command}")
         print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def wait_for_job_processes(timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, for the processes this one started for jobs (the
+    local launcher's) to end. On Ctrl-C each closes its own run; the sweep then closes only
+    what they left open, never a run its worker is closing at the same moment."""
+    deadline = time.monotonic() + timeout
+    for process in multiprocessing.active_children():
+        process.join(max(0.0, deadline - time.monotonic()))
 
 
 def record_dead_job(

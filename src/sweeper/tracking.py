@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlparse
 
 import mlflow
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from sweeper.core.training import EpochMetrics
@@ -267,9 +267,11 @@ def close_unfinished_runs(
     if pid is not None:
         query += f" and tags.pid = '{pid}'"
     running = _search_all(client, experiment_id, query)
+    tags = [RunTag("status", status), RunTag("reason", reason)]
     for run in running:
-        client.set_tag(run.info.run_id, "status", status)
-        client.set_tag(run.info.run_id, "reason", reason)
+        # log_batch, not set_tag: when another process tags the run at the same moment (its
+        # own worker on Ctrl-C), MLflow retries log_batch's insert where set_tag's fails.
+        client.log_batch(run.info.run_id, tags=tags)
         client.set_terminated(run.info.run_id, status)
     return running
 
