@@ -4,7 +4,10 @@ Scaling: the same 8-run sweep through the real command line three ways, repeats 
 on one core (``taskset -c 0``, one run at a time with one BLAS thread), on both cores with
 ``hydra.launcher.n_jobs=1`` (one run at a time, both cores to its BLAS) and with ``n_jobs=2``
 (two runs at a time, one BLAS thread each). The wall time of the whole command, so process
-start-up, the store and the summary are in it.
+start-up, the store and the summary are in it; the store exists beforehand, as it does for
+every sweep but a project's first. From the runs' start and end times in the store, the
+script also splits each sweep's time into what one run takes and what comes before the
+first run starts and after the last one ends, which no number of workers shortens.
 
 Tracking: one ~10-second run, in this process, timed as ``run_experiment`` alone (data,
 gradient check, training, test, checkpoint, curves: no MLflow) and as the app's
@@ -12,19 +15,22 @@ gradient check, training, test, checkpoint, curves: no MLflow) and as the app's
 the files and the model). Same process, interleaved, store created beforehand as a sweep does,
 so the difference is what MLflow logging costs and nothing else (not Python or Hydra start-up).
 
-    python bench/sweep_scaling.py            # the full tables (a few minutes)
-    python bench/sweep_scaling.py --quick    # a smoke run on the embedded digits
+    python bench/sweep_scaling.py                 # the full tables (a few minutes)
+    python bench/sweep_scaling.py --epochs 30     # the same sweep with runs 3 times as long
+    python bench/sweep_scaling.py --quick         # a smoke run on the embedded digits
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,37 +59,79 @@ CONTENDERS = [
 ]
 
 
-def sweep_seconds(workdir: Path, prefix: list[str], n_jobs: int, overrides: list[str]) -> float:
+@dataclass
+class SweepTiming:
+    wall: float  # the whole command
+    before_first_run: float  # command start to the first run's start
+    after_last_run: float  # the last run's end to the command's exit
+    per_run: float  # median of the runs' own durations
+
+
+def store_uri(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+
+
+def timed_sweep(workdir: Path, prefix: list[str], n_jobs: int, overrides: list[str]) -> SweepTiming:
     args = ["-m", *overrides, f"hydra.launcher.n_jobs={n_jobs}"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    start = time.perf_counter()
+    start_clock, start = time.time(), time.perf_counter()
     proc = subprocess.run(
         [*prefix, sys.executable, "-m", "sweeper", *args], cwd=workdir, env=env,
         capture_output=True, text=True,
     )  # fmt: skip
-    seconds = time.perf_counter() - start
+    wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"sweep failed ({' '.join(args)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return seconds
+    sweep_id = re.search(r"^Sweep (\S+):", proc.stdout, re.MULTILINE)
+    assert sweep_id is not None, proc.stdout
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.sweep_id = '{sweep_id[1]}' and tags.job != ''",
+        output_format="list",
+    )
+    starts = [r.info.start_time / 1000 for r in runs]
+    ends = [r.info.end_time / 1000 for r in runs]
+    return SweepTiming(
+        wall=wall,
+        before_first_run=min(starts) - start_clock,
+        after_last_run=start_clock + wall - max(ends),
+        per_run=statistics.median(e - s for s, e in zip(starts, ends, strict=True)),
+    )
 
 
-def scaling(workdir: Path, overrides: list[str], repeats: int) -> list[list[str]]:
-    times: dict[str, list[float]] = {name: [] for name, _, _ in CONTENDERS}
+def scaling(workdir: Path, overrides: list[str], repeats: int) -> tuple[list[str], list[list[str]]]:
+    """The speedup table's row, and one row per contender for the table of where the time goes."""
+    prepare_store(store_uri(workdir), "sweeper")
+    mlflow.set_tracking_uri(store_uri(workdir))
+    timings: dict[str, list[SweepTiming]] = {name: [] for name, _, _ in CONTENDERS}
     for _ in range(repeats):
         for name, prefix, n_jobs in CONTENDERS:
-            times[name].append(sweep_seconds(workdir, prefix, n_jobs, overrides))
-            print(f"  {name}: {times[name][-1]:.1f} s", flush=True)
-    one_core, one_job, two_jobs = (statistics.median(times[name]) for name, _, _ in CONTENDERS)
-    return [
-        [
-            f"{one_core:.1f}",
-            f"{one_job:.1f}",
-            f"{two_jobs:.1f}",
-            f"{one_core / two_jobs:.2f}",
-            f"{one_job / two_jobs:.2f}",
-            f"{os.getloadavg()[0]:.1f}",
-        ]
+            timings[name].append(timed_sweep(workdir, prefix, n_jobs, overrides))
+            t = timings[name][-1]
+            print(
+                f"  {name}: {t.wall:.1f} s (first run at {t.before_first_run:.1f} s, one run"
+                f" {t.per_run:.1f} s, {t.after_last_run:.1f} s after the last)",
+                flush=True,
+            )
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(getattr(t, field) for t in timings[name])
+
+    one_core, one_job, two_jobs = (median(name, "wall") for name, _, _ in CONTENDERS)
+    speedups = [
+        f"{one_core:.1f}",
+        f"{one_job:.1f}",
+        f"{two_jobs:.1f}",
+        f"{one_core / two_jobs:.2f}",
+        f"{one_job / two_jobs:.2f}",
+        f"{os.getloadavg()[0]:.1f}",
     ]
+    parts = [
+        [name, *(f"{median(name, f):.1f}" for f in ("wall", "before_first_run", "per_run",
+                                                      "after_last_run"))]
+        for name, _, _ in CONTENDERS
+    ]  # fmt: skip
+    return speedups, parts
 
 
 def stopwatch_calls(owner: object, names: list[str], seconds: list[float]) -> None:
@@ -106,7 +154,7 @@ def tracking_cost(workdir: Path, overrides: list[str], repeats: int) -> list[lis
         cfg = compose("config", overrides=overrides)
     config = to_experiment_config(cfg)
     params = flat_params(cfg)
-    uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    uri = store_uri(workdir)
     sweep = SweepInfo("bench", uri, prepare_store(uri, "bench"), parent_run_id="")
     times: dict[str, list[float]] = {"plain": [], "tracked": [], "mlflow": []}
     # The time inside MLflow calls is measured directly as well: on a busy machine the
@@ -156,6 +204,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="digits, 1 repeat")
     parser.add_argument("--tracking-only", action="store_true", help="skip the sweep scaling")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of each sweep run")
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
@@ -165,8 +214,8 @@ def main() -> None:
         data = ["dataset=fashion_mnist", f"dataset.data_dir={FASHION}", "train.batch_size=128"]
         # Runs long enough (~6 s of training each) that training, not process start-up and
         # loading, is what the two workers share.
-        sweep = [*SWEEP, *data, "topology=h256", "train.epochs=10", "train.patience=null",
-                 "gradcheck.enabled=false"]  # fmt: skip
+        sweep = [*SWEEP, *data, "topology=h256", f"train.epochs={args.epochs}",
+                 "train.patience=null", "gradcheck.enabled=false"]  # fmt: skip
         # About the 10-second run the tracking target speaks of, at one BLAS thread.
         single = [*data, "train.epochs=30", "train.patience=null"]
 
@@ -176,13 +225,17 @@ def main() -> None:
         workdir = Path(tmp)
         if not args.tracking_only:
             print(f"\nsweep: python -m sweeper -m {' '.join(sweep)} hydra.launcher.n_jobs=1|2")
-            rows = scaling(workdir, sweep, args.repeats)
+            speedups, parts = scaling(workdir, sweep, args.repeats)
             print(f"\nWall time of the whole command, median of {args.repeats}:\n")
             header = [
                 "1 core (s)", "2 cores, n_jobs=1 (s)", "2 cores, n_jobs=2 (s)",
                 "speedup 1 -> 2 cores", "speedup n_jobs 1 -> 2", "load (1 min)",
             ]  # fmt: skip
-            print(markdown_table(header, rows))
+            print(markdown_table(header, [speedups]))
+            print(f"\nWhere the time goes, medians of {args.repeats} (seconds):\n")
+            header = ["contender", "whole command", "before the first run", "one run",
+                      "after the last run"]  # fmt: skip
+            print(markdown_table(header, parts))
 
         print(f"\nrun: {' '.join(single)} (1 BLAS thread, as in a 2-worker sweep)")
         rows = tracking_cost(workdir, single, args.repeats)
