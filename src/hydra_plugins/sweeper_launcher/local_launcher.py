@@ -76,11 +76,12 @@ def exit_description(exitcode: int | None) -> str:
 
 def _job_process(payload: bytes, results: Connection) -> None:
     """The job's own process: run the task as Hydra's launchers do, and send back its return."""
-    hydra_context, sweep_config, task_function, singleton_state = cloudpickle.loads(payload)
-    setup_globals()
-    Singleton.set_state(singleton_state)
-    HydraConfig.instance().set_config(sweep_config)
     try:
+        # Inside the try too: Ctrl-C can arrive while a job is still setting up.
+        hydra_context, sweep_config, task_function, singleton_state = cloudpickle.loads(payload)
+        setup_globals()
+        Singleton.set_state(singleton_state)
+        HydraConfig.instance().set_config(sweep_config)
         ret = run_job(
             hydra_context=hydra_context,
             config=sweep_config,
