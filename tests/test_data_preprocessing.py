@@ -54,6 +54,17 @@ def test_statistics_of_a_float32_set_over_many_row_blocks_are_float64_exact() ->
     np.testing.assert_allclose(channel.std[::4], per_channel.std(axis=(0, 2)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["feature", "channel", "sample", "none"])
+def test_transform_in_place_equals_the_copying_transform(mode: str) -> None:
+    x = np.random.default_rng(2).normal(3.0, 2.0, (50, 12)).astype(np.float32)
+    standardizer = fit_standardizer(x, mode, channels=3)
+    expected = standardizer.transform(x)
+    result = standardizer.transform(x, out=x)
+    assert result is x
+    np.testing.assert_array_equal(x, expected)
+    assert x.dtype == np.float32
+
+
 def test_sample_and_none_modes_keep_no_statistics() -> None:
     x = np.random.default_rng(0).normal(3.0, 2.0, (10, 20)).astype(np.float32)
     sample = fit_standardizer(x, "sample")

@@ -146,13 +146,16 @@ def load_dataset(
     x_train = flatten(images[train_idx]).astype(dtype)
     channels = image_shape[0] if len(image_shape) == 3 else 1
     standardizer = fit_standardizer(x_train, normalization, channels)
+    # In place: each array is a fresh copy, and CIFAR-10's training split is 469 MiB of float32.
+    x_val = flatten(images[val_idx]).astype(dtype)
+    x_test = flatten(test_images).astype(dtype)
     return Dataset(
         name=name,
-        x_train=standardizer.transform(x_train),
+        x_train=standardizer.transform(x_train, out=x_train),
         y_train=labels[train_idx],
-        x_val=standardizer.transform(flatten(images[val_idx]).astype(dtype)),
+        x_val=standardizer.transform(x_val, out=x_val),
         y_val=labels[val_idx],
-        x_test=standardizer.transform(flatten(test_images).astype(dtype)),
+        x_test=standardizer.transform(x_test, out=x_test),
         y_test=y_test,
         n_classes=spec.n_classes,
         image_shape=image_shape,

@@ -25,14 +25,23 @@ class Standardizer:
     mean: np.ndarray
     std: np.ndarray
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
+    def transform(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Standardised rows of ``x``, written into ``out`` if given (``out=x`` standardises
+        in place, without the two temporary copies of ``x`` that arithmetic makes)."""
         if self.mode == "none":
-            return x
+            if out is None:
+                return x
+            out[...] = x
+            return out
         if self.mode == "sample":
             mean = x.mean(axis=1, keepdims=True)
             std = x.std(axis=1, keepdims=True)
-            return (x - mean) / np.where(std > 0, std, 1.0).astype(x.dtype)
-        return (x - self.mean.astype(x.dtype)) / self.std.astype(x.dtype)
+            std = np.where(std > 0, std, 1.0).astype(x.dtype)
+        else:
+            mean, std = self.mean.astype(x.dtype), self.std.astype(x.dtype)
+        result = np.subtract(x, mean, out=out)
+        result /= std
+        return result
 
 
 def flatten(images: np.ndarray) -> np.ndarray:
