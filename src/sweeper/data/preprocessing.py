@@ -36,7 +36,7 @@ class Standardizer:
         if self.mode == "sample":
             mean = x.mean(axis=1, keepdims=True)
             std = x.std(axis=1, keepdims=True)
-            std = np.where(std > 0, std, 1.0).astype(x.dtype)
+            std = _nonzero(std).astype(x.dtype)
         else:
             mean, std = self.mean.astype(x.dtype), self.std.astype(x.dtype)
         result = np.subtract(x, mean, out=out)
