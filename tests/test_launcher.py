@@ -1,15 +1,21 @@
-"""The local launcher: typed settings, and how it names the end of a job's process.
+"""The local launcher: typed settings, its fork server, and how it names the end of a job's
+process.
 
 A job killed in the middle of a sweep is tested end to end in test_robustness.py."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 from conftest import run_cli
+from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 from hydra_plugins.sweeper_launcher.local_launcher import exit_description, job_dir
 
 
@@ -40,3 +46,46 @@ def test_zero_runs_at_a_time_fails_before_anything_runs(tmp_path: Path) -> None:
     assert "hydra.launcher.n_jobs=0 is invalid" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+# Calls the callback as Hydra does at the start of a sweep, then counts this process's
+# children that are multiprocessing fork servers (read from /proc: what the OS sees).
+FORK_SERVER_PROBE = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from omegaconf import OmegaConf
+    from hydra_plugins.sweeper_launcher.local_launcher import StartForkServer
+
+    config = OmegaConf.create({"hydra": {"launcher": {"_target_": sys.argv[1]}}})
+    StartForkServer().on_multirun_start(config=config, config_name="config")
+    servers = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(l for l in status.read_text().splitlines() if l.startswith("PPid:"))
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration):
+            continue
+        if int(ppid.split()[1]) == os.getpid() and b"multiprocessing.forkserver" in cmdline:
+            servers += 1
+    print(servers)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "servers"),
+    [
+        (LocalLauncherConf._target_, "1"),
+        ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "0"),
+    ],
+)
+def test_the_sweep_starts_the_fork_server_only_for_the_local_launcher(
+    launcher: str, servers: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_SERVER_PROBE, launcher],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == servers
