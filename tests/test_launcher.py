@@ -49,25 +49,35 @@ def test_zero_runs_at_a_time_fails_before_anything_runs(tmp_path: Path) -> None:
 
 
 # Calls the callback as Hydra does at the start of a sweep, then counts this process's
-# children that are multiprocessing fork servers (read from /proc: what the OS sees).
+# children that are multiprocessing fork servers (read from /proc: what the OS sees). A child
+# shows the server's command line only once it has exec'd, so the probe waits for it while
+# any child exists.
 FORK_SERVER_PROBE = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, time
     from pathlib import Path
     from omegaconf import OmegaConf
     from hydra_plugins.sweeper_launcher.local_launcher import StartForkServer
 
+    def children():
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                ppid = next(l for l in status.read_text().splitlines() if l.startswith("PPid:"))
+                cmdline = (status.parent / "cmdline").read_bytes()
+            except (OSError, StopIteration):
+                continue
+            if int(ppid.split()[1]) == os.getpid():
+                yield cmdline
+
     config = OmegaConf.create({"hydra": {"launcher": {"_target_": sys.argv[1]}}})
     StartForkServer().on_multirun_start(config=config, config_name="config")
-    servers = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            ppid = next(l for l in status.read_text().splitlines() if l.startswith("PPid:"))
-            cmdline = (status.parent / "cmdline").read_bytes()
-        except (OSError, StopIteration):
-            continue
-        if int(ppid.split()[1]) == os.getpid() and b"multiprocessing.forkserver" in cmdline:
-            servers += 1
+    deadline = time.monotonic() + 30
+    while True:
+        cmdlines = list(children())
+        servers = sum(b"multiprocessing.forkserver" in c for c in cmdlines)
+        if servers or not cmdlines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     print(servers)
     """
 )
