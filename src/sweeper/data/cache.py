@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from sweeper.data.datasets import DATASETS, Dataset, load_dataset
+from sweeper.data.datasets import DATASETS, Dataset, load_dataset, resolve_data_dir
 from sweeper.data.preprocessing import Standardizer
 
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -34,10 +34,8 @@ FORMAT_VERSION = 1
 
 def _source_files(name: str, data_dir: str | Path | None) -> list[list[object]]:
     """Path, size and mtime of the files a loader may read: a changed file is a new entry."""
-    if data_dir is None or not DATASETS[name].needs_data_dir:
-        return []
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
+    root = resolve_data_dir(name, data_dir)
+    if root is None or not root.is_dir():
         return []
     # The loaders read files in data_dir or one level below (cifar-10-batches-py/).
     candidates = [*root.iterdir(), *(p for d in root.iterdir() if d.is_dir() for p in d.iterdir())]
@@ -53,7 +51,7 @@ def cache_key(name: str, data_dir: str | Path | None, **options: object) -> str:
     description = {
         "version": FORMAT_VERSION,
         "name": name,
-        "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir is not None else None,
+        "data_dir": str(root.resolve()) if (root := resolve_data_dir(name, data_dir)) else None,
         "files": _source_files(name, data_dir),
         "options": {k: str(v) for k, v in sorted(options.items())},
     }

@@ -11,8 +11,10 @@ from numpy.typing import DTypeLike
 
 from sweeper.data.cifar import load_cifar10_split
 from sweeper.data.digits import load_digits_split
-from sweeper.data.errors import DatasetError, MissingDataError
+from sweeper.data.errors import DatasetError, MissingDataError, with_fetch_command
+from sweeper.data.fetch import SOURCES, fetch_hint
 from sweeper.data.idx import IDX_FILES, load_idx_split
+from sweeper.data.locations import default_data_dir
 from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
 from sweeper.data.preprocessing import (
     Standardizer,
@@ -88,19 +90,21 @@ class Dataset:
     standardizer: Standardizer
 
 
+def resolve_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
+    """The directory ``name`` is read from: ``data_dir``, else its default place (see
+    ``sweeper.data.locations``); None for a dataset that needs no files."""
+    if not DATASETS[name].needs_data_dir:
+        return None
+    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir(name)
+
+
 def _data_dir(name: str, spec: DatasetSpec, data_dir: str | Path | None) -> Path:
-    files = spec.files
-    if data_dir is None:
-        if spec.needs_data_dir:
-            raise MissingDataError(
-                f"dataset {name!r} is read from files ({files}): download them and set"
-                " dataset.data_dir=... to the directory that holds them"
-            )
+    path = resolve_data_dir(name, data_dir)
+    if path is None:
         return Path()
-    path = Path(data_dir).expanduser()
-    if spec.needs_data_dir and not path.is_dir():
+    if not path.is_dir():
         raise MissingDataError(
-            f"data directory {path} for dataset {name!r} does not exist: download {files}"
+            f"data directory {path} for dataset {name!r} does not exist: download {spec.files}"
             " and put them there, or set dataset.data_dir=... to the directory that holds them"
         )
     return path
@@ -128,9 +132,14 @@ def load_dataset(
     if max_train_samples is not None and max_train_samples < 1:
         raise ValueError(f"max_train_samples must be positive, got {max_train_samples}")
     spec = DATASETS[name]
-    directory = _data_dir(name, spec, data_dir)
-    images, labels = spec.load(directory, "train", spec.n_classes)
-    test_images, y_test = spec.load(directory, "test", spec.n_classes)
+    try:
+        directory = _data_dir(name, spec, data_dir)
+        images, labels = spec.load(directory, "train", spec.n_classes)
+        test_images, y_test = spec.load(directory, "test", spec.n_classes)
+    except MissingDataError as error:
+        if name not in SOURCES:
+            raise
+        raise MissingDataError(with_fetch_command(str(error), fetch_hint(name, data_dir))) from None
     image_shape = images.shape[1:]
     if test_images.shape[1:] != image_shape:
         raise DatasetError(

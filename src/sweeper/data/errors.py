@@ -9,6 +9,11 @@ import numpy as np
 DATA_DIR_HINT = "or set dataset.data_dir=... to the directory that holds it"
 
 
+def with_fetch_command(message: str, command: str) -> str:
+    """``message`` about missing data, led by the command that downloads the data."""
+    return f"{message}; or download it with: {command}"
+
+
 class DatasetError(ValueError):
     """A data file is missing, malformed or inconsistent; the message names the file."""
 
