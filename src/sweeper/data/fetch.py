@@ -339,6 +339,23 @@ def _stream(url: str, partial: Path, label: str, size: int | None, out: TextIO) 
         raise http.client.IncompleteRead(b"", total - received)
 
 
+def _failures(failures: list[tuple[str, str]]) -> str:
+    """``url, url: reason`` when every URL failed alike, else ``url: reason; url: reason``."""
+    reasons = {reason for _, reason in failures}
+    if len(reasons) == 1:
+        return f"{', '.join(url for url, _ in failures)}: {reasons.pop()}"
+    return "; ".join(f"{url}: {reason}" for url, reason in failures)
+
+
+def manual_steps(name: str, data_dir: Path, mirror: str | None) -> str:
+    """What to do by hand without network: the files, where from, where to."""
+    files = SOURCES[name].files
+    names = ", ".join(f.name for f in files)
+    base = file_urls(name, files[0], mirror)[0].removesuffix(files[0].name)
+    them = "them" if len(files) > 1 else "it"
+    return f"download {names} from {base} by hand, put {them} in {data_dir} and run this again"
+
+
 def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, out: TextIO) -> None:
     """Put ``file`` in ``data_dir``, verified: a copy already there is checked, not fetched."""
     algorithm, expected = file.checksum.split(":")
@@ -348,11 +365,11 @@ def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, ou
         if got != expected:
             raise FetchError(
                 f"{destination} is there but its {algorithm} is {got}, expected {expected}:"
-                " delete it and run the command again"
+                " delete it and run this again"
             )
         return
     partial = data_dir / f"{file.name}.part"
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []
     urls = file_urls(name, file, mirror)
     for url in urls:
         try:
@@ -362,20 +379,19 @@ def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, ou
             reason = getattr(error, "reason", None) or error
             if isinstance(error, http.client.IncompleteRead):
                 reason = f"stopped {error.expected:,} bytes short"
-            failures.append(f"{url} ({reason})")
+            failures.append((url, str(reason)))
             continue
         got = _digest(partial, algorithm)
         if got != expected:
             partial.unlink()
-            failures.append(f"{url} sent {file.name} with {algorithm} {got}, expected {expected}")
+            failures.append((url, f"{algorithm} {got}, expected {expected} (deleted)"))
             continue
         os.replace(partial, destination)
         return
-    where = f"{urls[0]}" if len(urls) == 1 else f"{urls[0]} (or a mirror)"
     kept = " (the part received is kept: the same command resumes it)" if partial.exists() else ""
     raise FetchError(
-        f"cannot download {file.name}: {'; '.join(failures)}{kept}. Without network, download"
-        f" {where} by hand, put it in {data_dir} and run the command again"
+        f"cannot download {file.name} from {_failures(failures)}{kept}. Without network:"
+        f" {manual_steps(name, data_dir, mirror)}"
     )
 
 
