@@ -48,9 +48,16 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 
-data:  ## real Fashion-MNIST from Debian, in /usr/share/datasets/fashion-mnist
-	@test -d /usr/share/datasets/fashion-mnist || \
-		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+# `make data DATASET=NAME [MIRROR=URL]` fetches NAME, verified, into its default data_dir.
+# Plain `make data` is Fashion-MNIST, which test-slow and bench read: Debian's package where
+# apt-get can install it, else the fetch. (DATASET's default, digits, is `make study`'s.)
+DATA_NAME = $(if $(filter file undefined,$(origin DATASET)),fashion_mnist,$(DATASET))
+
+data: install  ## download DATASET=NAME, checksums verified (default: Fashion-MNIST)
+	@if [ "$(DATA_NAME)" = fashion_mnist ] && [ ! -d /usr/share/datasets/fashion-mnist ] && \
+		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist || true; fi
+	$(PY) -m sweeper.data fetch $(DATA_NAME) $(if $(MIRROR),--mirror $(MIRROR))
 
 ui: install  ## browse the runs in the MLflow UI (loopback only)
 	@echo "MLflow UI on http://127.0.0.1:$(PORT) (store: $(STORE))"
