@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,11 @@ def child_runs(runs: list[Run]) -> list[Run]:
 def workdir(tmp_path: Path) -> Path:
     """An empty working directory: the CLI's default store lands in ./mlruns inside it."""
     return tmp_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or fills the user's dataset cache (``data_dir: null`` resolves into it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield

@@ -154,11 +154,14 @@ def convert_notmnist(archive: Path, data_dir: Path) -> str:
     x = np.stack(images)
     y = np.array(labels, dtype=np.int64)
     partial = data_dir / f"{NOTMNIST_FILE}.part"
-    with open(partial, "wb") as file:
-        np.savez_compressed(
-            file, x_train=x[~test], y_train=y[~test], x_test=x[test], y_test=y[test]
-        )
-    os.replace(partial, data_dir / NOTMNIST_FILE)
+    try:
+        with open(partial, "wb") as file:
+            np.savez_compressed(
+                file, x_train=x[~test], y_train=y[~test], x_test=x[test], y_test=y[test]
+            )
+        os.replace(partial, data_dir / NOTMNIST_FILE)
+    finally:
+        partial.unlink(missing_ok=True)
     archive.unlink()
     skipped = f", skipped {len(unreadable)} unreadable: {', '.join(unreadable)}" * bool(unreadable)
     return (
@@ -264,7 +267,7 @@ def file_urls(name: str, file: RemoteFile, mirror: str | None) -> list[str]:
 
 
 def _digest(path: Path, algorithm: str) -> str:
-    hasher = hashlib.new(algorithm)
+    hasher = hashlib.new(algorithm, usedforsecurity=False)  # MD5 stays usable under FIPS
     with open(path, "rb") as stream:
         while block := stream.read(1 << 20):
             hasher.update(block)
