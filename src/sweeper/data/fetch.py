@@ -63,15 +63,17 @@ class Source:
     prepare: Callable[[Path, Path], str] | None = None
 
 
+_IDX_READY = tuple(f"{name}.gz" for pair in IDX_FILES.values() for name in pair)
+
+
 def _idx(*checksums_and_sizes: tuple[str, int]) -> tuple[RemoteFile, ...]:
-    names = [f"{name}.gz" for pair in IDX_FILES.values() for name in pair]
+    """The four gzipped IDX files, in IDX_FILES's order, with their checksums and sizes."""
     return tuple(
         RemoteFile(name, checksum, size)
-        for name, (checksum, size) in zip(names, checksums_and_sizes, strict=True)
+        for name, (checksum, size) in zip(_IDX_READY, checksums_and_sizes, strict=True)
     )
 
 
-_IDX_READY = tuple(f"{name}.gz" for pair in IDX_FILES.values() for name in pair)
 NOTMNIST_CLASSES = "ABCDEFGHIJ"
 # notMNIST_small has no published train/test split: one font in seven (MNIST's test share),
 # chosen with this seed, is held out, every letter of it.
