@@ -105,10 +105,11 @@ def unreachable(err: BaseException) -> bool:
 
 def short_reason(err: BaseException) -> str:
     """What the network said, without the URL, the pool and the retry counts around it."""
+    for e in _chain(err):
+        match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(e))
+        if match:
+            return match.group(1).strip()
     text = str(err)
-    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    if match:
-        return match.group(1).strip()
     if any(isinstance(e, requests.Timeout | TimeoutError) for e in _chain(err)):
         return "timed out"
     lines = text.strip().splitlines()
