@@ -225,8 +225,10 @@ def _check_sqlite(path: Path) -> None:
     except OSError as err:
         if err.errno == errno.ENOSPC:
             raise StoreError(f"no space left on device ({directory})") from err
+        # mkdir's answer for a path that is a file.
+        why = "Not a directory" if isinstance(err, FileExistsError) else err.strerror
         raise StoreError(
-            f"the store's directory {directory} cannot be written ({err.strerror}): {fix}"
+            f"the store's directory {directory} cannot be written ({why}): {fix}"
         ) from err
     if not path.exists():
         return
