@@ -288,7 +288,19 @@ class SweepCallback(Callback):
         assert self._monitor is not None and self._info is not None
         outcomes = self._wind_down()
         failed = [o for o in outcomes if o.failed]
-        # The summary comes from the outcome files, so it prints whatever the store's state.
+        skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
+        print(
+            f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
+            f"{len(failed)} failed{skipped}\n"
+        )
+        print(summary_table(outcomes, self._keys))
+        print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
+        experiment = shlex.quote(config.tracking.experiment)
+        print(
+            f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}", flush=True
+        )
+        # After the summary, which comes from the outcome files: a store that does not answer
+        # is retried for up to tracking.max_outage first.
         unrecorded = None
         try:
             end_sweep_run(
@@ -301,17 +313,6 @@ class SweepCallback(Callback):
             if verbose_errors():
                 traceback.print_exc()
             unrecorded = failure_reason(err)
-        skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
-        print(
-            f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
-            f"{len(failed)} failed{skipped}\n"
-        )
-        print(summary_table(outcomes, self._keys))
-        print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
-        experiment = shlex.quote(config.tracking.experiment)
-        print(
-            f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}", flush=True
-        )
         if failed:
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
