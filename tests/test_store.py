@@ -376,6 +376,7 @@ def test_cli_disk_filled_mid_sweep(workdir: Path, small_disk: Path) -> None:
     fill(small_disk)
     rc, stderr = sweep_.finish()
     stdout = sweep_.stdout.read_text()
+    print(f"exit {rc}\n{stdout}{stderr}")
 
     assert rc == 1, stderr
     assert "Traceback" not in stdout + stderr
@@ -386,7 +387,11 @@ def test_cli_disk_filled_mid_sweep(workdir: Path, small_disk: Path) -> None:
     assert failed
     for outcome in failed:
         assert outcome.reason.startswith("no space left on device ("), outcome.reason
-        assert f"#{outcome.job} seed={outcome.job}: {outcome.reason}" in stderr
+        assert any(
+            line.startswith(f"  #{outcome.job} seed={outcome.job} ")
+            and line.endswith(f": {outcome.reason}")
+            for line in stderr.splitlines()
+        ), stderr
 
     # The store stays readable, and the run that finished before has every epoch.
     client = MlflowClient(uri)
@@ -448,6 +453,7 @@ def test_server_restarted_mid_sweep_loses_nothing(workdir: Path, tmp_path: Path)
     with mlflow_service(server_command(root), tmp_path / "server2.log", port=port):
         print(f"server down for {time.monotonic() - stopped:.1f} s")
         rc, stderr = sweep_.finish()
+        print(f"exit {rc}\n{stderr}")
         runs = children(address)
         histories = [
             MlflowClient(address).get_metric_history(r.info.run_id, "val_loss") for r in runs
@@ -475,6 +481,7 @@ def test_server_gone_past_the_bound_fails_the_runs_and_resume_completes(
         sweep_.wait_until(lambda: logged_an_epoch(address))
     rc, stderr = sweep_.finish()
     stdout = sweep_.stdout.read_text()
+    print(f"exit {rc}\n{stdout}{stderr}")
 
     assert rc == 1, stderr
     assert "Traceback" not in stdout + stderr
