@@ -1,4 +1,5 @@
-"""Whether the tracking store can be used, and what a person reads when it cannot.
+"""The tracking store's failures: checked for before any run, retried for a bounded time
+while runs record, and told in one line.
 
 Before any run starts, :func:`check_store` checks the store once: a tracking server must answer
 within a short time, a SQLite store must be a database in a directory that can be written.
