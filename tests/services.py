@@ -81,10 +81,11 @@ def wait_until(ready: Callable[[], bool], services: list[Service], what: str) ->
 
 
 @contextmanager
-def mlflow_service(command: list[str], log: Path) -> Iterator[str]:
+def mlflow_service(command: list[str], log: Path, port: int | None = None) -> Iterator[str]:
     """``mlflow ui`` or ``mlflow server`` (``command``: the subcommand and its store options)
-    on a free loopback port; yields its address once /health answers."""
-    address = f"http://127.0.0.1:{free_port()}"
+    on a free loopback port (or ``port``, to restart one); yields its address once /health
+    answers."""
+    address = f"http://127.0.0.1:{port or free_port()}"
     port = address.rsplit(":", 1)[1]
     proc = start(
         [str(BIN / "mlflow"), *command, "--host", "127.0.0.1", "--port", port, "--workers", "1"],

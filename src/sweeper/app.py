@@ -35,17 +35,17 @@ from sweeper.config import (
 from sweeper.experiment import run_experiment
 from sweeper.outcome import RunOutcome
 from sweeper.progress import describe
+from sweeper.store import StoreError, configure
 from sweeper.sweep import (
     DATASET_CACHE,
     EXIT_INTERRUPTED,
     SweepInfo,
+    open_store,
     stop_running_sweep,
     verbose_errors,
 )
 from sweeper.tracking import (
     failure_reason,
-    prepare_store,
-    resolve_tracking_uri,
     tracked_run,
     ui_command,
 )
@@ -163,12 +163,18 @@ def main(cfg: DictConfig) -> float:
             # jobs out of it, so the job ends here, before any MLflow run or training.
             # Only the basic sweeper resumes, and it ignores the returned objective.
             return math.inf
+        configure(sweep.tracking_uri, config.tracking.max_outage)
         job = int(hc.job.num)
         threads = run_threads(hc.launcher)
         dataset_cache: Path | None = Path(hc.sweep.dir) / DATASET_CACHE
     else:
-        uri = resolve_tracking_uri(config.tracking.uri)
-        experiment_id = prepare_store(uri, config.tracking.experiment)
+        try:
+            uri, experiment_id = open_store(config.tracking)
+        except StoreError as err:
+            if verbose_errors():
+                raise
+            print(f"Error: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
         sweep = SweepInfo(out_dir.name, uri, experiment_id, parent_run_id="")
         job = 0
         threads = blas_threads(None)

@@ -213,6 +213,19 @@ class TrackingConfig:
     # null: $MLFLOW_TRACKING_URI if set, else a SQLite store in ./mlruns.
     uri: str | None = None
     experiment: str = "sweeper"
+    # Seconds a tracking server has to answer the check made before any run starts.
+    connect_timeout: float = 10.0
+    # Seconds a run keeps retrying a store that does not answer before it ends FAILED.
+    max_outage: float = 300.0
+
+    def __post_init__(self) -> None:
+        _require(
+            self.connect_timeout > 0,
+            "tracking.connect_timeout",
+            self.connect_timeout,
+            "must be > 0",
+        )
+        _require(self.max_outage >= 0, "tracking.max_outage", self.max_outage, "must be >= 0")
 
 
 @dataclass

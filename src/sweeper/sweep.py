@@ -32,9 +32,16 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
+from sweeper.config import (
+    ConfigError,
+    TrackingConfig,
+    config_hash,
+    flat_params,
+    to_experiment_config,
+)
 from sweeper.outcome import RunOutcome
 from sweeper.progress import ProgressMonitor, summary_table, varying_overrides
+from sweeper.store import StoreError, check_store, configure
 from sweeper.tracking import (
     INTERRUPTED,
     ResumePoint,
@@ -82,6 +89,20 @@ class SweepInfo:
     @classmethod
     def load(cls, sweep_dir: Path) -> SweepInfo:
         return cls(**json.loads((sweep_dir / SWEEP_FILE).read_text()))
+
+
+def open_store(tracking: TrackingConfig | DictConfig) -> tuple[str, str]:
+    """Check the configured store, create its experiment, and bound how long this process
+    retries it later; return its URI and the experiment's id. A :class:`StoreError` says
+    what is wrong with it in one line."""
+    uri = resolve_tracking_uri(tracking.uri)
+    check_store(uri, tracking.connect_timeout)
+    try:
+        experiment_id = prepare_store(uri, tracking.experiment)
+    except Exception as err:
+        raise StoreError(f"cannot use the tracking store {uri}: {failure_reason(err)}") from err
+    configure(uri, tracking.max_outage)
+    return uri, experiment_id
 
 
 def planned_jobs(config: DictConfig) -> list[list[str]] | None:
@@ -191,8 +212,7 @@ class SweepCallback(Callback):
         elif config.resume:
             raise ConfigError("resume=true needs Hydra's basic sweeper, which plans every run")
         self._jobs = jobs
-        uri = resolve_tracking_uri(config.tracking.uri)
-        experiment_id = prepare_store(uri, config.tracking.experiment)
+        uri, experiment_id = open_store(config.tracking)
         sweep_dir = Path(config.hydra.sweep.dir)
         kept = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
         self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
@@ -248,17 +268,26 @@ class SweepCallback(Callback):
         return outcomes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns an exception in a callback into a warning and exits 0; the exit status
+        # must say whether every run finished and the sweep's records were written.
+        try:
+            self._end(config)
+        except Exception as err:
+            if verbose_errors():
+                traceback.print_exc()
+            print(
+                f"Error: the sweep could not be completed: {failure_reason(err)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1) from None
+
+    def _end(self, config: DictConfig) -> None:
         global _running
         _running = None
         assert self._monitor is not None and self._info is not None
         outcomes = self._wind_down()
         failed = [o for o in outcomes if o.failed]
-        end_sweep_run(
-            self._info.tracking_uri,
-            self._info.parent_run_id,
-            self._skipped + len(outcomes),
-            len(failed),
-        )
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
         print(
             f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
@@ -270,6 +299,20 @@ class SweepCallback(Callback):
         print(
             f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}", flush=True
         )
+        # After the summary, which comes from the outcome files: a store that does not answer
+        # is retried for up to tracking.max_outage first.
+        unrecorded = None
+        try:
+            end_sweep_run(
+                self._info.tracking_uri,
+                self._info.parent_run_id,
+                self._skipped + len(outcomes),
+                len(failed),
+            )
+        except Exception as err:
+            if verbose_errors():
+                traceback.print_exc()
+            unrecorded = failure_reason(err)
         if failed:
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
@@ -280,6 +323,14 @@ class SweepCallback(Callback):
                 file=sys.stderr,
                 flush=True,
             )
+        if unrecorded is not None:
+            print(
+                f"Error: the sweep's end could not be recorded in {self._info.tracking_uri}: "
+                f"{unrecorded}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if failed or unrecorded is not None:
             raise SystemExit(1)
 
     def stop(self, interrupted: bool, cause: BaseException | None) -> None:

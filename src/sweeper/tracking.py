@@ -28,6 +28,7 @@ from mlflow.entities import Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from sweeper.core.training import EpochMetrics
+from sweeper.store import outage_retried, sqlite_path, store_problem
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
@@ -68,10 +69,14 @@ def interrupts_deferred() -> Iterator[None]:
 
 def store_call(func: Callable[P, T]) -> Callable[P, T]:
     """An MLflow call on a store several processes share: never cut in half by Ctrl-C, and
-    made again, with growing waits, while SQLite answers "database is locked"."""
+    made again, with growing waits, while SQLite answers "database is locked" or, for a
+    bounded time, while the store does not answer (``sweeper.store.outage_retried``)."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return outage_retried(lambda: locks_retried(*args, **kwargs))
+
+    def locks_retried(*args: P.args, **kwargs: P.kwargs) -> T:
         with interrupts_deferred():
             for attempt in range(LOCK_RETRIES):
                 try:
@@ -85,15 +90,16 @@ def store_call(func: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
-def _not_a_locked_database(record: logging.LogRecord) -> bool:
-    return "database is locked" not in record.getMessage()
+def _not_a_raised_database_error(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("SQLAlchemy database error")
 
 
-# MLflow logs each SQLite "database is locked" with a full traceback before it raises it. The
-# calls here retry those (store_call), and one that still fails raises and is reported
-# as the run's failure, so the log is only a traceback that reads as a crash (several
-# processes writing at once, as when Ctrl-C stops a sweep's runs together, meet it).
-logging.getLogger("mlflow.store.db.utils").addFilter(_not_a_locked_database)
+# MLflow logs each SQLAlchemy error (a SQLite "database is locked", a full disk) with a full
+# traceback before it raises it. The calls here retry the locked ones (store_call), and one
+# that still fails raises and is reported as the run's failure in one line, so the log is only
+# a traceback that reads as a crash (several processes writing at once, as when Ctrl-C stops a
+# sweep's runs together, meet it).
+logging.getLogger("mlflow.store.db.utils").addFilter(_not_a_raised_database_error)
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -105,12 +111,6 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / DEFAULT_DB_NAME}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///"))
-
-
 @store_call
 def prepare_store(uri: str, experiment_name: str) -> str:
     """Create the store's schema and the experiment; return the experiment id.
@@ -119,7 +119,7 @@ def prepare_store(uri: str, experiment_name: str) -> str:
     the SQLite schema on first use, and several processes doing that at once race, so sweeps
     started together take turns here, holding a lock file beside the database.
     """
-    db_path = _sqlite_path(uri)
+    db_path = sqlite_path(uri)
     if db_path is None:
         return _find_or_create_experiment(MlflowClient(uri), experiment_name, None)
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -324,7 +324,11 @@ class RunLogger:
 
 
 def failure_reason(err: BaseException) -> str:
-    """One line a person can act on: the error's own message, not its traceback."""
+    """One line a person can act on: the error's own message, not its traceback, or what
+    went wrong with the store (``sweeper.store.store_problem``)."""
+    problem = store_problem(err)
+    if problem is not None:
+        return problem
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
 
@@ -356,8 +360,13 @@ def tracked_run(
         end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as err:
-        logger.set_tags({"status": "FAILED", "reason": failure_reason(err)})
-        end_run(RunStatus.to_string(RunStatus.FAILED))
+        try:
+            logger.set_tags({"status": "FAILED", "reason": failure_reason(err)})
+            end_run(RunStatus.to_string(RunStatus.FAILED))
+        except Exception:
+            # A store that failed the run (full, not answering) may fail its closing too;
+            # the error that failed the run is the one to report.
+            pass
         raise
     end_run(RunStatus.to_string(RunStatus.FINISHED))
 

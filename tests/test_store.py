@@ -1,0 +1,500 @@
+"""A tracking store that cannot be used: unreachable, not a database, not writable, full, or
+gone in the middle of a sweep. Each says so in one line, the exit status is non-zero, and
+nothing already logged is lost."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import FAST, run_cli
+from services import free_port, mlflow_service
+from sweeper import store, sweep
+from sweeper.core.training import EpochMetrics
+from sweeper.outcome import RunOutcome
+from sweeper.progress import ProgressMonitor
+from sweeper.store import StoreError, check_store, configure, outage_retried
+from sweeper.sweep import SweepCallback, SweepInfo, open_store
+from sweeper.tracking import failure_reason, tracked_run
+from test_robustness import Sweep
+
+QUICK = [*FAST, "gradcheck.enabled=false"]
+
+
+def one_line_error(stderr: str) -> str:
+    """The command's error: exactly one line on stderr, no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def default_store_policy() -> Iterator[None]:
+    """configure() sets this process's store; each test starts from the default."""
+    yield
+    configure("", 300.0)
+
+
+# --- before any run: the check ---
+
+
+def test_unreachable_server_fails_within_seconds_naming_the_uri() -> None:
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(StoreError) as caught:
+        check_store(uri, connect_timeout=5)
+    seconds = time.monotonic() - start
+    print(f"unreachable {uri}: StoreError after {seconds:.2f} s: {caught.value}")
+    message = str(caught.value)
+    assert uri in message
+    assert "Connection refused" in message
+    assert "\n" not in message
+    assert seconds < 30
+
+
+def test_a_server_that_never_answers_is_given_up_after_the_connect_timeout() -> None:
+    # Listening, so connecting succeeds, but nothing ever reads the request or answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(StoreError, match="timed out") as caught:
+            check_store(uri, connect_timeout=1)
+        seconds = time.monotonic() - start
+    print(f"silent server {uri}, connect_timeout=1: StoreError after {seconds:.2f} s")
+    assert uri in str(caught.value)
+    # One try, not MLflow's seven retries with doubling waits (minutes).
+    assert seconds < 30
+
+
+def test_a_garbage_file_as_the_database_is_named_and_left_alone(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    garbage = bytes(range(256)) * 20
+    db.write_bytes(garbage)
+    with pytest.raises(StoreError) as caught:
+        check_store(f"sqlite:///{db}", connect_timeout=5)
+    assert str(caught.value) == (
+        f"the store {db} is not a usable SQLite database (file is not a database): move it "
+        "away, or set tracking.uri or MLFLOW_TRACKING_URI to another store"
+    )
+    assert db.read_bytes() == garbage
+
+
+def test_a_store_directory_that_cannot_be_created(tmp_path: Path) -> None:
+    # As root, chmod does not stop a write; a directory under a regular file cannot exist.
+    (tmp_path / "a_file").write_text("")
+    db = tmp_path / "a_file" / "mlruns" / "mlflow.db"
+    with pytest.raises(StoreError) as caught:
+        check_store(f"sqlite:///{db}", connect_timeout=5)
+    assert str(caught.value).startswith(
+        f"the store's directory {db.parent} cannot be written (Not a directory)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (errno.EROFS, "the store's directory {dir} cannot be written (Read-only file system)"),
+        (errno.ENOSPC, "no space left on device ({dir})"),
+    ],
+)
+def test_a_store_directory_that_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, expected: str
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(tmp_path / "tmpXYZ"))
+
+    monkeypatch.setattr(store.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(StoreError) as caught:
+        check_store(f"sqlite:///{tmp_path / 'mlflow.db'}", connect_timeout=5)
+    assert str(caught.value).startswith(expected.format(dir=tmp_path))
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_usable_store_is_opened(tmp_path: Path) -> None:
+    tracking = OmegaConf.create(
+        {
+            "uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "experiment": "x",
+            "connect_timeout": 5,
+            "max_outage": 7,
+        }
+    )
+    uri, experiment_id = open_store(tracking)
+    assert MlflowClient(uri).get_experiment(experiment_id).name == "x"
+    assert store._store.max_outage == 7
+
+
+def test_cli_unreachable_server_one_line_exit_1(workdir: Path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    result = run_cli(["-m", "seed=0,1", *QUICK], workdir, env={"MLFLOW_TRACKING_URI": uri})
+    seconds = time.monotonic() - start
+    print(f"CLI against {uri}: exit {result.returncode} after {seconds:.1f} s (imports included)")
+    assert result.returncode == 1
+    line = one_line_error(result.stderr)
+    assert line.startswith(f"Error: the sweep could not start: tracking server {uri} not answering")
+    assert "Retrying" not in result.stdout + result.stderr
+    assert not list(workdir.glob("multirun/*/*/outcome.json"))
+
+
+def test_cli_garbage_database_one_line_exit_1(workdir: Path) -> None:
+    db = workdir / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    db.write_bytes(b"not a database" * 100)
+    result = run_cli(QUICK, workdir)
+    assert result.returncode == 1
+    assert one_line_error(result.stderr).startswith(
+        f"Error: the store {db} is not a usable SQLite database"
+    )
+    assert db.read_bytes() == b"not a database" * 100
+
+
+def test_cli_unwritable_store_directory_one_line_exit_1(workdir: Path) -> None:
+    (workdir / "a_file").write_text("")
+    db = workdir / "a_file" / "mlflow.db"
+    result = run_cli(["-m", "seed=0,1", *QUICK, f"tracking.uri=sqlite:///{db}"], workdir)
+    assert result.returncode == 1
+    assert one_line_error(result.stderr) == (
+        f"Error: the sweep could not start: the store's directory {db.parent} cannot be written "
+        "(Not a directory): set tracking.uri or MLFLOW_TRACKING_URI to another store"
+    )
+
+
+def test_bad_tracking_bounds_are_config_errors(workdir: Path) -> None:
+    result = run_cli([*QUICK, "tracking.connect_timeout=0"], workdir)
+    assert result.returncode == 1
+    assert "tracking.connect_timeout=0" in one_line_error(result.stderr)
+
+
+# --- while runs record: outages and a full disk ---
+
+
+def test_a_store_back_within_the_bound_loses_nothing() -> None:
+    configure("http://store", max_outage=30)
+    answers = iter([requests.ConnectionError("refused"), requests.ConnectionError("refused")])
+
+    def call() -> str:
+        err = next(answers, None)
+        if err is not None:
+            raise err
+        return "logged"
+
+    assert outage_retried(call) == "logged"
+    assert store._store.outage_since is None
+
+
+def test_an_outage_past_the_bound_fails_with_its_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("http://store:5000", max_outage=0.5)
+    calls = []
+
+    def mlflow_like() -> None:
+        try:
+            raise requests.ConnectionError("[Errno 111] Connection refused")
+        except requests.ConnectionError:
+            calls.append(time.monotonic())
+            # As MLflow raises it: its own exception, the requests error as its context.
+            raise MlflowException("API request to http://store:5000/x failed")  # noqa: B904
+
+    with pytest.raises(StoreError) as caught:
+        outage_retried(mlflow_like)
+    assert str(caught.value).startswith("tracking store http://store:5000 not answering for")
+    assert "(tracking.max_outage=0.5): Connection refused" in str(caught.value)
+    assert len(calls) >= 2
+    assert failure_reason(caught.value) == str(caught.value)
+    # Said once, when the outage began.
+    assert capsys.readouterr().err.count("not answering") == 1
+    # Within the same outage, a later call (the run closing itself) fails at once.
+    start = time.monotonic()
+    with pytest.raises(StoreError):
+        outage_retried(mlflow_like)
+    assert time.monotonic() - start < 0.5
+
+
+def test_an_error_the_store_answered_is_not_retried() -> None:
+    configure("http://store", max_outage=30)
+    calls = []
+
+    def call() -> None:
+        calls.append(1)
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: no such run")
+
+    with pytest.raises(MlflowException):
+        outage_retried(call)
+    assert calls == [1]
+
+
+def test_a_full_disk_fails_the_run_in_one_line_and_keeps_its_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "mlruns" / "mlflow.db"
+    tracking = OmegaConf.create(
+        {"uri": f"sqlite:///{db}", "experiment": "x", "connect_timeout": 5, "max_outage": 5}
+    )
+    uri, experiment_id = open_store(tracking)
+    plot = tmp_path / "loss.png"
+    plot.write_bytes(b"png")
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # The boundary: MLflow copying an artifact into the store's directory.
+    from mlflow.store.artifact import local_artifact_repo
+
+    monkeypatch.setattr(local_artifact_repo.shutil, "copyfileobj", disk_full)
+    with (
+        pytest.raises(OSError) as caught,
+        tracked_run(uri, experiment_id, "full", tags={}) as run,
+    ):
+        for epoch in (1, 2):
+            run.log_epoch(EpochMetrics(epoch, 1.0 / epoch, 0.5, 1.0 / epoch, 0.5, 0.1, 0.05))
+        run.log_files([plot], artifact_path="plots")
+    assert failure_reason(caught.value) == f"no space left on device ({db})"
+
+    client = MlflowClient(uri)
+    (stored,) = client.search_runs([experiment_id])
+    assert stored.info.status == "FAILED"
+    assert stored.data.tags["reason"] == f"no space left on device ({db})"
+    assert [m.value for m in client.get_metric_history(stored.info.run_id, "val_loss")] == [
+        1.0,
+        0.5,
+    ]
+
+
+def make_ended_sweep(tmp_path: Path, uri: str) -> SweepCallback:
+    """A sweep callback whose two runs have left their outcomes, one failed."""
+    sweep_dir = tmp_path / "multirun"
+    for outcome in (
+        RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 1.0, "r0", _METRICS),
+        RunOutcome(1, ["seed=1"], "FAILED", "no space left on device (/x)", 1.0, "r1"),
+    ):
+        (sweep_dir / str(outcome.job)).mkdir(parents=True)
+        outcome.save(sweep_dir / str(outcome.job))
+    callback = SweepCallback()
+    callback._monitor = ProgressMonitor(sweep_dir, 2, out=io.StringIO())
+    callback._info = SweepInfo("s1", uri, "0", "parent")
+    callback._resume_command = "python -m sweeper -m seed=0,1 resume=true"
+    return callback
+
+
+_METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
+
+
+def test_a_sweep_whose_end_cannot_be_recorded_prints_its_summary_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    configure(uri, 5)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise MlflowException("(sqlite3.OperationalError) database or disk is full")
+
+    monkeypatch.setattr(sweep, "end_sweep_run", full)
+    callback = make_ended_sweep(tmp_path, uri)
+    with pytest.raises(SystemExit) as exited:
+        callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "sweeper"}}))
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert "Sweep s1: 1 finished, 1 failed" in out
+    assert "| 0 | seed=0 | FINISHED | 0.9000 | 0.8000 | 3 | 1.0 |" in out
+    assert "#1 seed=1: no space left on device (/x)" in err
+    assert err.strip().endswith(
+        f"Error: the sweep's end could not be recorded in {uri}: "
+        f"no space left on device ({tmp_path / 'mlflow.db'})"
+    )
+    assert "Traceback" not in err
+
+
+def test_a_broken_summary_still_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> str:
+        raise KeyError("best_val_acc")
+
+    monkeypatch.setattr(sweep, "end_sweep_run", lambda *a, **k: None)
+    monkeypatch.setattr(sweep, "summary_table", broken)
+    callback = make_ended_sweep(tmp_path, "sqlite:///unused")
+    with pytest.raises(SystemExit) as exited:
+        callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "sweeper"}}))
+    assert exited.value.code == 1
+    assert "Error: the sweep could not be completed: 'best_val_acc'" in capsys.readouterr().err
+
+
+# --- through the command line: a disk filled on purpose, a server stopped mid-sweep ---
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs (needs root and a kernel that lets this process mount)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(directory: Path) -> None:
+    with (directory / "filler").open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+
+
+def test_cli_disk_filled_mid_sweep(workdir: Path, small_disk: Path) -> None:
+    db = small_disk / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    sweep_ = Sweep(
+        ["-m", "seed=0,1,2", *QUICK, "hydra.launcher.n_jobs=1", f"tracking.uri={uri}"], workdir
+    )
+    sweep_.wait_until(lambda: sweep_.outcomes() >= 1)
+    fill(small_disk)
+    rc, stderr = sweep_.finish()
+    stdout = sweep_.stdout.read_text()
+    print(f"exit {rc}\n{stdout}{stderr}")
+
+    assert rc == 1, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "| # | run | status |" in stdout
+    outcomes = {o.job: o for o in map(RunOutcome.load, workdir.glob("multirun/*/*/outcome.json"))}
+    assert outcomes[0].status == "FINISHED"
+    failed = [o for o in outcomes.values() if o.failed]
+    assert failed
+    for outcome in failed:
+        assert outcome.reason.startswith("no space left on device ("), outcome.reason
+        assert any(
+            line.startswith(f"  #{outcome.job} seed={outcome.job} ")
+            and line.endswith(f": {outcome.reason}")
+            for line in stderr.splitlines()
+        ), stderr
+
+    # The store stays readable, and the run that finished before has every epoch.
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sweeper")
+    assert experiment is not None
+    runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id])}
+    first = runs[outcomes[0].run_id]
+    assert first.info.status == "FINISHED"
+    history = client.get_metric_history(first.info.run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2, 3]
+
+
+def server_command(root: Path) -> list[str]:
+    return [
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+    ]
+
+
+def logged_an_epoch(address: str) -> bool:
+    client = MlflowClient(address)
+    experiment = client.get_experiment_by_name("sweeper")
+    if experiment is None:
+        return False
+    return any(
+        "val_loss" in r.data.metrics and r.data.tags.get("kind") != "sweep"
+        for r in client.search_runs([experiment.experiment_id])
+    )
+
+
+def children(address: str) -> list[Run]:
+    client = MlflowClient(address)
+    experiment = client.get_experiment_by_name("sweeper")
+    assert experiment is not None
+    return [
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("kind") != "sweep"
+    ]
+
+
+SERVER_SWEEP = ["-m", "seed=0,1", "train.epochs=4", "train.patience=null"]
+SERVER_SWEEP += ["gradcheck.enabled=false", "hydra.launcher.n_jobs=2"]
+
+
+@pytest.mark.slow
+def test_server_restarted_mid_sweep_loses_nothing(workdir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    root = tmp_path / "server"
+    args = [*SERVER_SWEEP, f"tracking.uri=http://127.0.0.1:{port}"]
+    with mlflow_service(server_command(root), tmp_path / "server1.log", port=port) as address:
+        sweep_ = Sweep(args, workdir)
+        sweep_.wait_until(lambda: logged_an_epoch(address))
+    stopped = time.monotonic()
+    time.sleep(3)
+    with mlflow_service(server_command(root), tmp_path / "server2.log", port=port):
+        print(f"server down for {time.monotonic() - stopped:.1f} s")
+        rc, stderr = sweep_.finish()
+        print(f"exit {rc}\n{stderr}")
+        runs = children(address)
+        histories = [
+            MlflowClient(address).get_metric_history(r.info.run_id, "val_loss") for r in runs
+        ]
+
+    assert rc == 0, stderr
+    assert "not answering" in stderr  # the outage happened, and was retried
+    assert "Traceback" not in stderr
+    assert len(runs) == 2
+    for run, history in zip(runs, histories, strict=True):
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["epochs_run"] == 4
+        assert [m.step for m in history] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_server_gone_past_the_bound_fails_the_runs_and_resume_completes(
+    workdir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    root = tmp_path / "server"
+    args = [*SERVER_SWEEP, f"tracking.uri=http://127.0.0.1:{port}", "tracking.max_outage=2"]
+    with mlflow_service(server_command(root), tmp_path / "server1.log", port=port) as address:
+        sweep_ = Sweep(args, workdir)
+        sweep_.wait_until(lambda: logged_an_epoch(address))
+    rc, stderr = sweep_.finish()
+    stdout = sweep_.stdout.read_text()
+    print(f"exit {rc}\n{stdout}{stderr}")
+
+    assert rc == 1, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "| # | run | status |" in stdout
+    assert f"tracking store http://127.0.0.1:{port} not answering for" in stderr
+    assert "(tracking.max_outage=2)" in stderr
+    assert "Error: the sweep's end could not be recorded" in stderr
+    for outcome in map(RunOutcome.load, workdir.glob("multirun/*/*/outcome.json")):
+        assert outcome.status == "FAILED"
+
+    with mlflow_service(server_command(root), tmp_path / "server2.log", port=port) as address:
+        resumed = run_cli([*args, "resume=true"], workdir)
+        assert resumed.returncode == 0, resumed.stderr
+        finished = {r.data.params["seed"] for r in children(address) if r.info.status == "FINISHED"}
+    assert finished == {"0", "1"}
+    assert "Resuming sweep" in resumed.stdout
