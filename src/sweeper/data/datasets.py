@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from numpy.typing import DTypeLike
 
 from sweeper.data.cifar import load_cifar10_split
 from sweeper.data.digits import load_digits_split
-from sweeper.data.errors import DatasetError, MissingDataError
+from sweeper.data.errors import DatasetError, MissingDataError, recording_reads
 from sweeper.data.idx import IDX_FILES, load_idx_split
 from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
 from sweeper.data.preprocessing import (
@@ -24,6 +25,13 @@ from sweeper.data.preprocessing import (
 
 # (data_dir, "train" | "test", n_classes) -> (images (n, ...) uint8, labels (n,) int64)
 RawLoader = Callable[[Path, str, int], tuple[np.ndarray, np.ndarray]]
+# A data file's path -> its SHA-256 (hex).
+FileHasher = Callable[[Path], str]
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,8 @@ class Dataset:
     n_classes: int
     image_shape: tuple[int, ...]
     standardizer: Standardizer
+    # The SHA-256 of every data file the split was read from, by path.
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def _data_dir(name: str, spec: DatasetSpec, data_dir: str | Path | None) -> Path:
@@ -115,11 +125,13 @@ def load_dataset(
     seed: int = 0,
     dtype: DTypeLike = np.float32,
     max_train_samples: int | None = None,
+    file_hash: FileHasher = sha256_file,
 ) -> Dataset:
     """Load ``name`` and return seeded, stratified train/val splits and the untouched test set.
 
     ``max_train_samples`` keeps a stratified subset of the training data before the
     validation split. Statistics for ``normalization`` come from the training split alone.
+    Every file read is hashed with ``file_hash``.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -129,8 +141,9 @@ def load_dataset(
         raise ValueError(f"max_train_samples must be positive, got {max_train_samples}")
     spec = DATASETS[name]
     directory = _data_dir(name, spec, data_dir)
-    images, labels = spec.load(directory, "train", spec.n_classes)
-    test_images, y_test = spec.load(directory, "test", spec.n_classes)
+    with recording_reads() as read:
+        images, labels = spec.load(directory, "train", spec.n_classes)
+        test_images, y_test = spec.load(directory, "test", spec.n_classes)
     image_shape = images.shape[1:]
     if test_images.shape[1:] != image_shape:
         raise DatasetError(
@@ -160,4 +173,5 @@ def load_dataset(
         n_classes=spec.n_classes,
         image_shape=image_shape,
         standardizer=standardizer,
+        sources={str(path): file_hash(path) for path in read},
     )
