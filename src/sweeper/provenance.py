@@ -96,7 +96,9 @@ def git_state(directory: Path | None = None) -> GitState:
         with tempfile.TemporaryDirectory() as tmp:
             scratch = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             if index.is_file():
-                shutil.copyfile(index, scratch["GIT_INDEX_FILE"])  # its stat cache: fast add
+                # Its stat cache makes the add fast; its mtime keeps git's check of files
+                # changed within the same second as the index (racily clean) working.
+                shutil.copy2(index, scratch["GIT_INDEX_FILE"])
             else:
                 _git(top, "read-tree", "HEAD", env=scratch)
             _git(top, "add", "--all", env=scratch)

@@ -18,7 +18,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,8 +316,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threads={args.threads} is invalid: must be >= 1")
     # MLflow draws a progress bar for every artifact it downloads.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow's advice on logging a model, addressed to model authors, not to this command.
-    warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
     try:
         return reproduce(args.run_id, args.tracking_uri, args.allow_data_change, args.threads)
     except ReproduceError as err:

@@ -44,16 +44,21 @@ def _data(tags: Mapping[str, str]) -> str:
     return f"{len(files)} file(s): {digest}"
 
 
-ASPECTS = (("commit", _commit), ("environment", _environment), ("data", _data))
+# What runs share, what they differ in, how a run's tags say it.
+ASPECTS = (
+    ("one commit", "commit", _commit),
+    ("one environment", "environment", _environment),
+    ("one set of data hashes", "data hashes", _data),
+)
 
 
 def provenance_summary(runs_tags: Sequence[Mapping[str, str]]) -> tuple[str, bool]:
     """A sentence on what the runs (their tags) share, and whether they share everything."""
     shared, split = [], []
-    for aspect, describe in ASPECTS:
+    for one, aspect, describe in ASPECTS:
         counts = Counter(describe(tags) for tags in runs_tags)
         if len(counts) == 1:
-            shared.append(f"one {aspect} ({next(iter(counts))})")
+            shared.append(f"{one} ({next(iter(counts))})")
         else:
             ways = "; ".join(f"`{value}` ({n} runs)" for value, n in counts.most_common())
             split.append(f"{aspect}: {ways}")
