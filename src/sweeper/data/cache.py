@@ -30,7 +30,7 @@ from sweeper.data.preprocessing import Standardizer
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 META_FILE = "meta.json"
 # Each data file's SHA-256, computed once per sweep however many entries read the file.
-HASHES_DIR = "sha256"
+HASHES_DIR = ".sha256"
 # Bump when the layout of an entry or the preprocessing changes, so old entries are not read.
 FORMAT_VERSION = 2
 
