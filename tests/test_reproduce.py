@@ -149,6 +149,7 @@ def dirty_checkout(tmp_path: Path) -> Path:
 def test_a_dirty_tree_is_recorded_with_its_diff(
     dirty_checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    objects_before = sorted((dirty_checkout / ".git" / "objects").rglob("*"))
     monkeypatch.setattr(provenance, "SOURCE_DIR", dirty_checkout)
     provenance._capture.cache_clear()
     cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), {"train": {"epochs": 1}})
@@ -177,8 +178,9 @@ def test_a_dirty_tree_is_recorded_with_its_diff(
     assert tags["git_diff_sha256"] == hashlib.sha256(diff.encode()).hexdigest()[:16]
     assert "-lr = 0.05\n+lr = 0.01" in diff
     assert "+extra = 1" in diff and "not code" not in diff
-    # The checkout's own index is left as it was: nothing staged.
+    # The checkout's own index is left as it was (nothing staged), its objects too.
     assert git(dirty_checkout, "status", "--porcelain") == " M model.py\n?? new.py\n"
+    assert objects_before == sorted((dirty_checkout / ".git" / "objects").rglob("*"))
 
     # The diff rebuilds the tree on the commit.
     clone = tmp_path / "clone"

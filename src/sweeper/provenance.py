@@ -86,15 +86,26 @@ class GitState:
 
 
 def git_state(directory: Path | None = None) -> GitState:
-    """The commit checked out in ``directory`` (the code that runs) and every change to it,
-    read without touching the checkout's own index: the changes are staged in a copy of it."""
+    """The commit checked out in ``directory`` (the code that runs) and every change to it.
+    The changes are staged in a scratch copy of the index whose new objects go to a scratch
+    directory, so neither the checkout's index nor its object store is written."""
     directory = directory or SOURCE_DIR
     try:
         commit = _git(directory, "rev-parse", "HEAD").strip()
-        index = Path(directory, _git(directory, "rev-parse", "--git-path", "index").strip())
         top = Path(_git(directory, "rev-parse", "--show-toplevel").strip())
+        index, objects = (
+            Path(directory, line)
+            for line in _git(directory, "rev-parse", "--git-path", "index", "--git-path", "objects")
+            .strip()
+            .splitlines()
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            scratch = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            scratch = {
+                "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+                "GIT_OBJECT_DIRECTORY": str(Path(tmp) / "objects"),
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects.resolve()),
+            }
+            Path(scratch["GIT_OBJECT_DIRECTORY"]).mkdir()
             if index.is_file():
                 # Its stat cache makes the add fast; its mtime keeps git's check of files
                 # changed within the same second as the index (racily clean) working.
