@@ -9,7 +9,7 @@ ARGS ?=
 STORE ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 PORT ?= 5000
 
-.PHONY: install run sweep test test-slow lint data ui clean report browser study install-ray
+.PHONY: install run sweep test test-slow lint data ui clean report browser study install-ray reproduce
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,13 @@ EXPERIMENT ?= sweeper
 
 report: install  ## tables and figures of a sweep (SWEEP=<id>, EXPERIMENT=...) in reports/
 	$(PY) -m sweeper.report --experiment $(EXPERIMENT) $(if $(SWEEP),--sweep $(SWEEP))
+
+# The run to reproduce; ARGS adds --allow-data-change, --threads N or --tracking-uri URI.
+RUN ?=
+
+reproduce: install  ## run a stored run again (RUN=<run id>) and compare every metric with it
+	@test -n "$(RUN)" || (echo "usage: make reproduce RUN=<run id> [ARGS=...]" >&2; exit 2)
+	$(PY) -m sweeper.reproduce $(RUN) $(ARGS)
 
 browser:  ## Debian's chromium, for the browser test of the MLflow UI and report.html
 	@test -x /usr/bin/chromium || (apt-get update -qq && \

@@ -32,9 +32,10 @@ from sweeper.config import (
     register_configs,
     to_experiment_config,
 )
-from sweeper.experiment import run_experiment
+from sweeper.experiment import run_experiment, run_seeds
 from sweeper.outcome import RunOutcome
 from sweeper.progress import describe
+from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
 from sweeper.store import StoreError, configure
 from sweeper.sweep import (
     DATASET_CACHE,
@@ -99,6 +100,7 @@ def execute_run(
         "config_hash": config_hash(params),
         # The process that trains it, to find (or kill) a worker from the store.
         "pid": os.getpid(),
+        **run_seeds(config),
     }
     try:
         with tracked_run(
@@ -111,8 +113,15 @@ def execute_run(
             run_id = run.run_id
             run.log_params(params)
             run.log_files([out_dir / ".hydra" / "config.yaml"])
+            environment, environment_files = capture_environment(out_dir, dataset_cache)
+            run.set_tags(environment.tags())
+            run.log_files(environment_files, artifact_path=ARTIFACT_PATH)
             result = run_experiment(
-                config, out_dir, on_epoch=run.log_epoch, dataset_cache=dataset_cache
+                config,
+                out_dir,
+                on_epoch=run.log_epoch,
+                dataset_cache=dataset_cache,
+                on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
             )
             metrics = result.summary_metrics()
             run.log_metrics(metrics)

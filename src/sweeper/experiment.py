@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -73,6 +73,18 @@ def build_model(config: ExperimentConfig, dataset: Dataset) -> MLP:
     )
 
 
+def run_seeds(config: ExperimentConfig) -> dict[str, str]:
+    """The seed of each random stream of the run, as the data and the core derive it."""
+    seed = config.seed
+    return {
+        "seed.split": str(seed),
+        "seed.init": str(seed),
+        "seed.shuffle": str(seed),
+        # sweeper.core.training.train: default_rng([seed, 1]), only when there is dropout.
+        "seed.dropout": f"[{seed}, 1]" if config.regularizer.dropout > 0 else "none",
+    }
+
+
 def gradient_check(config: ExperimentConfig, model: MLP, dataset: Dataset) -> list[GradCheckRow]:
     """The studies' check on the untrained network, a few training samples, in float64."""
     n = config.gradcheck.samples
@@ -106,11 +118,13 @@ def run_experiment(
     out_dir: Path,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     dataset_cache: Path | None = None,
+    on_data: Callable[[Mapping[str, str]], None] | None = None,
 ) -> ExperimentResult:
     """Train one network as ``config`` says, writing its files to ``out_dir``.
 
     With ``dataset_cache``, the prepared data is memory-mapped from that directory, shared
-    with every other run that uses it (see ``sweeper.data.cache``).
+    with every other run that uses it (see ``sweeper.data.cache``). ``on_data`` receives the
+    SHA-256 of every data file read, by path, once the data is loaded.
 
     Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
     caller can record why the run failed; metrics sent to ``on_epoch`` before that stay.
@@ -127,6 +141,8 @@ def run_experiment(
         dtype=dtype,
         max_train_samples=config.dataset.max_train_samples,
     )
+    if on_data is not None:
+        on_data(dataset.sources)
     model = build_model(config, dataset)
 
     rows: list[GradCheckRow] = []

@@ -12,13 +12,12 @@ import logging
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache, wraps
+from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlparse
@@ -28,6 +27,7 @@ from mlflow.entities import Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from sweeper.core.training import EpochMetrics
+from sweeper.provenance import git_commit
 from sweeper.store import outage_retried, sqlite_path, store_problem
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -147,22 +147,6 @@ def _use_write_ahead_log(db_path: Path) -> None:
     with sqlite3.connect(db_path, timeout=20) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
-
-
-@cache
-def git_commit() -> str:
-    """The commit of the code that runs, or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
 
 
 @store_call

@@ -18,18 +18,21 @@ import json
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from sweeper.data.datasets import DATASETS, Dataset, load_dataset, resolve_data_dir
+from sweeper.data.datasets import DATASETS, Dataset, load_dataset, resolve_data_dir, sha256_file
 from sweeper.data.preprocessing import Standardizer
 
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 META_FILE = "meta.json"
+# Each data file's SHA-256, computed once per sweep however many entries read the file.
+HASHES_DIR = ".sha256"
 # Bump when the layout of an entry or the preprocessing changes, so old entries are not read.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _source_files(name: str, data_dir: str | Path | None) -> list[list[object]]:
@@ -72,6 +75,7 @@ def _write_entry(dataset: Dataset, entry: Path) -> None:
             "n_classes": dataset.n_classes,
             "image_shape": list(dataset.image_shape),
             "normalization": dataset.standardizer.mode,
+            "sources": dataset.sources,
         }
         (staging / META_FILE).write_text(json.dumps(meta))
         os.rename(staging, entry)
@@ -90,8 +94,26 @@ def _read_entry(entry: Path) -> Dataset:
         n_classes=meta["n_classes"],
         image_shape=tuple(meta["image_shape"]),
         standardizer=standardizer,
+        sources=meta["sources"],
         **arrays,
     )
+
+
+def _cached_sha256(cache_dir: Path, path: Path) -> str:
+    """``sha256_file(path)``, kept in ``cache_dir`` under the file's identity (path, size,
+    mtime), so entries prepared with other options reuse it. Workers preparing two entries at
+    once may both compute it; the rename keeps one."""
+    stat = path.stat()
+    identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    stored = cache_dir / HASHES_DIR / hashlib.sha256(identity.encode()).hexdigest()
+    if stored.is_file():
+        return stored.read_text()
+    digest = sha256_file(path)
+    stored.parent.mkdir(exist_ok=True)
+    staging = stored.with_name(f".{stored.name}.{os.getpid()}")
+    staging.write_text(digest)
+    os.replace(staging, stored)
+    return digest
 
 
 def load_dataset_cached(
@@ -112,6 +134,7 @@ def load_dataset_cached(
         return load_dataset(
             name, data_dir, normalization=normalization, val_fraction=val_fraction, seed=seed,
             dtype=dtype, max_train_samples=max_train_samples,
+            file_hash=partial(_cached_sha256, Path(cache_dir)),
         )  # fmt: skip
 
     if name not in DATASETS:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from numpy.typing import DTypeLike
 
 from sweeper.data.cifar import load_cifar10_split
 from sweeper.data.digits import load_digits_split
-from sweeper.data.errors import DatasetError, MissingDataError, with_fetch_command
+from sweeper.data.errors import DatasetError, MissingDataError, recording_reads, with_fetch_command
 from sweeper.data.fetch import SOURCES, fetch_hint
 from sweeper.data.idx import IDX_FILES, load_idx_split
 from sweeper.data.locations import default_data_dir
@@ -26,6 +27,13 @@ from sweeper.data.preprocessing import (
 
 # (data_dir, "train" | "test", n_classes) -> (images (n, ...) uint8, labels (n,) int64)
 RawLoader = Callable[[Path, str, int], tuple[np.ndarray, np.ndarray]]
+# A data file's path -> its SHA-256 (hex).
+FileHasher = Callable[[Path], str]
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ class Dataset:
     n_classes: int
     image_shape: tuple[int, ...]
     standardizer: Standardizer
+    # The SHA-256 of every data file the split was read from, by path.
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
@@ -119,11 +129,13 @@ def load_dataset(
     seed: int = 0,
     dtype: DTypeLike = np.float32,
     max_train_samples: int | None = None,
+    file_hash: FileHasher = sha256_file,
 ) -> Dataset:
     """Load ``name`` and return seeded, stratified train/val splits and the untouched test set.
 
     ``max_train_samples`` keeps a stratified subset of the training data before the
     validation split. Statistics for ``normalization`` come from the training split alone.
+    Every file read is hashed with ``file_hash``.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -134,8 +146,9 @@ def load_dataset(
     spec = DATASETS[name]
     try:
         directory = _data_dir(name, spec, data_dir)
-        images, labels = spec.load(directory, "train", spec.n_classes)
-        test_images, y_test = spec.load(directory, "test", spec.n_classes)
+        with recording_reads() as read:
+            images, labels = spec.load(directory, "train", spec.n_classes)
+            test_images, y_test = spec.load(directory, "test", spec.n_classes)
     except MissingDataError as error:
         if name not in SOURCES:
             raise
@@ -169,4 +182,5 @@ def load_dataset(
         n_classes=spec.n_classes,
         image_shape=image_shape,
         standardizer=standardizer,
+        sources={str(path): file_hash(path) for path in read},
     )

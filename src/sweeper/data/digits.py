@@ -6,10 +6,11 @@ import gzip
 import io
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 
 import numpy as np
 
-from sweeper.data.errors import DatasetError, check_labelled
+from sweeper.data.errors import DatasetError, check_labelled, note_read
 from sweeper.data.preprocessing import stratified_split
 
 RESOURCE = "digits.csv.gz"
@@ -29,6 +30,8 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 images ``(n, 8, 8)`` uint8 with values 0..16, and int64 labels."""
     resource = _resource()
     source = str(resource)
+    if Path(source).is_file():  # not when the package is imported from a zip
+        note_read(Path(source))
     try:
         text = gzip.decompress(resource.read_bytes())
         table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.int64, ndmin=2)

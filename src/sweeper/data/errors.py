@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,29 @@ DATA_DIR_HINT = "or set dataset.data_dir=... to the directory that holds it"
 def with_fetch_command(message: str, command: str) -> str:
     """``message`` about missing data, led by the command that downloads the data."""
     return f"{message}; or download it with: {command}"
+
+
+# The data files the loaders open while ``recording_reads`` is active.
+_reads: ContextVar[list[Path] | None] = ContextVar("_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[list[Path]]:
+    """Collect, in order, the data files the loaders read inside the block."""
+    reads: list[Path] = []
+    token = _reads.set(reads)
+    try:
+        yield reads
+    finally:
+        _reads.reset(token)
+
+
+def note_read(path: Path) -> Path:
+    """Tell ``recording_reads`` that a loader reads ``path``; return it."""
+    reads = _reads.get()
+    if reads is not None and path not in reads:
+        reads.append(path)
+    return path
 
 
 class DatasetError(ValueError):
@@ -31,7 +57,7 @@ def find_file(directory: Path, *names: str) -> Path:
     for name in names:
         path = directory / name
         if path.is_file():
-            return path
+            return note_read(path)
     alternatives = f" (or {', '.join(names[1:])})" if len(names) > 1 else ""
     if not directory.is_dir():
         raise MissingDataError(

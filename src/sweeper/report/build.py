@@ -19,6 +19,7 @@ from sweeper.report.figures import (
     train_vs_validation,
     validation_curves,
 )
+from sweeper.report.provenance import sweep_provenance
 from sweeper.report.runs import (
     ReportError,
     RunRecord,
@@ -245,6 +246,7 @@ def build_report(
 
     summary = [
         _intro(experiment, sweep, len(every_run), records),
+        Text(sweep_provenance(client, sweep.experiment_id, sweep.sweep_id)[0]),
         *_comparison(records, varying, configs, repeats),
     ]
     blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1), *summary]

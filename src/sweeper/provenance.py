@@ -1,0 +1,258 @@
+"""What a run ran on: the code (git), the interpreter, the libraries, BLAS and its threads.
+
+Captured once per process, or once per sweep when given the sweep's cache directory: the first
+worker writes it there and every other worker reads it, since all of them share one checkout
+and one interpreter. The BLAS thread count is read per run, when its tags are made, because
+each run of a sweep has its own limit. No MLflow, no Hydra: the caller records the tags and
+files wherever it wants (``sweeper.app`` sends them to MLflow).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from threadpoolctl import threadpool_info
+
+# The code that runs: its checkout is the one whose commit and changes are recorded.
+SOURCE_DIR = Path(__file__).resolve().parent
+ENVIRONMENT_DIR = "environment"
+# Where a run's environment files go among its artifacts.
+ARTIFACT_PATH = "provenance"
+ENVIRONMENT_FILE = "environment.json"
+PACKAGES_FILE = "requirements.txt"
+DIFF_FILE = "git.diff"
+# The distributions whose versions are tags of their own; every other one is in PACKAGES_FILE.
+VERSIONED = {"numpy": "numpy", "sweeper": "sweeper", "mlflow": "mlflow", "hydra": "hydra-core"}
+UNKNOWN = "unknown"
+
+# Tags that say what a run ran on. A sweep whose runs differ in them ran on different code,
+# environments or data (the report flags it); `reproduce` compares them with its own.
+COMMIT_TAGS = ("git_commit", "git_dirty", "git_diff_sha256")
+ENVIRONMENT_TAGS = (
+    "env.python",
+    "env.platform",
+    *(f"env.{name}" for name in VERSIONED),
+    "env.blas",
+    "env.blas_threads",
+    "env.packages_sha256",
+)
+DATA_TAG = "data_sha256"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _git(directory: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run(
+        ["git", *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    return out.stdout
+
+
+@cache
+def git_commit(directory: Path | None = None) -> str:
+    """The commit checked out in ``directory`` (the code that runs), or UNKNOWN."""
+    try:
+        return _git(directory or SOURCE_DIR, "rev-parse", "HEAD").strip()
+    except (OSError, subprocess.CalledProcessError):
+        return UNKNOWN
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str  # UNKNOWN outside a git checkout
+    dirty: bool
+    # The working tree against ``commit``, untracked (not ignored) files included, as
+    # ``git apply`` takes it; empty when clean.
+    diff: str
+
+
+def git_state(directory: Path | None = None) -> GitState:
+    """The commit checked out in ``directory`` (the code that runs) and every change to it.
+    The changes are staged in a scratch copy of the index whose new objects go to a scratch
+    directory, so neither the checkout's index nor its object store is written."""
+    directory = directory or SOURCE_DIR
+    try:
+        commit = _git(directory, "rev-parse", "HEAD").strip()
+        top = Path(_git(directory, "rev-parse", "--show-toplevel").strip())
+        index, objects = (
+            Path(directory, line)
+            for line in _git(directory, "rev-parse", "--git-path", "index", "--git-path", "objects")
+            .strip()
+            .splitlines()
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            scratch = {
+                "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+                "GIT_OBJECT_DIRECTORY": str(Path(tmp) / "objects"),
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects.resolve()),
+            }
+            Path(scratch["GIT_OBJECT_DIRECTORY"]).mkdir()
+            if index.is_file():
+                # Its stat cache makes the add fast; its mtime keeps git's check of files
+                # changed within the same second as the index (racily clean) working.
+                shutil.copy2(index, scratch["GIT_INDEX_FILE"])
+            else:
+                _git(top, "read-tree", "HEAD", env=scratch)
+            _git(top, "add", "--all", env=scratch)
+            diff = _git(top, "diff", "--cached", "--binary", "HEAD", env=scratch)
+    except (OSError, subprocess.CalledProcessError):
+        return GitState(UNKNOWN, False, "")
+    return GitState(commit, bool(diff), diff)
+
+
+def installed_packages() -> str:
+    """Every installed distribution, ``name==version`` a line, sorted (pip's requirements)."""
+    names = {
+        f"{dist.metadata['Name'].lower().replace('_', '-')}=={dist.version}"
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+    }
+    return "".join(f"{line}\n" for line in sorted(names))
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _blas_pools() -> list[dict[str, object]]:
+    return [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+
+
+def blas_library() -> str:
+    """The BLAS numpy calls, its version, threading layer and the kernels chosen for this CPU
+    (OpenBLAS picks them at start-up; other kernels sum in another order)."""
+    import numpy  # noqa: F401  (threadpoolctl sees only the libraries already loaded)
+
+    pools = _blas_pools()
+    return (
+        "; ".join(
+            f"{p['internal_api']} {p.get('version')} ({p.get('threading_layer', '?')}, "
+            f"{p.get('architecture', '?')})"
+            for p in pools
+        )
+        or "none found"
+    )
+
+
+def blas_threads() -> int:
+    """The threads BLAS uses now: inside ``threadpool_limits``, the limit."""
+    return max((int(p["num_threads"]) for p in _blas_pools()), default=1)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What every run of a process (or a sweep) shares."""
+
+    git: GitState
+    python: str
+    platform: str
+    versions: dict[str, str]
+    blas: str
+    packages: str = field(repr=False)
+
+    def tags(self) -> dict[str, str]:
+        """The run's tags; ``env.blas_threads`` is read now, so call it inside the run's limit."""
+        tags = {
+            "git_commit": self.git.commit,
+            "git_dirty": str(self.git.dirty).lower(),
+            "env.python": self.python,
+            "env.platform": self.platform,
+            **{f"env.{name}": version for name, version in self.versions.items()},
+            "env.blas": self.blas,
+            "env.blas_threads": str(blas_threads()),
+            "env.packages_sha256": sha256_text(self.packages)[:16],
+        }
+        if self.git.dirty:
+            tags["git_diff_sha256"] = sha256_text(self.git.diff)[:16]
+        return tags
+
+    def write(self, directory: Path) -> list[Path]:
+        """Write the environment to ``directory``; return the files a run keeps (the package
+        list, and the diff when the tree is dirty)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        described = asdict(self)
+        described["git"] = {"commit": self.git.commit, "dirty": self.git.dirty}
+        del described["packages"]
+        (directory / ENVIRONMENT_FILE).write_text(json.dumps(described))
+        files = [directory / PACKAGES_FILE]
+        files[0].write_text(self.packages)
+        if self.git.dirty:
+            files.append(directory / DIFF_FILE)
+            files[1].write_text(self.git.diff)
+        return files
+
+    @classmethod
+    def read(cls, directory: Path) -> Environment:
+        described = json.loads((directory / ENVIRONMENT_FILE).read_text())
+        git = described.pop("git")
+        diff = directory / DIFF_FILE
+        return cls(
+            git=GitState(git["commit"], git["dirty"], diff.read_text() if git["dirty"] else ""),
+            packages=(directory / PACKAGES_FILE).read_text(),
+            **described,
+        )
+
+    def files(self, directory: Path) -> list[Path]:
+        """The files :meth:`write` left in ``directory``."""
+        return [directory / PACKAGES_FILE] + ([directory / DIFF_FILE] if self.git.dirty else [])
+
+
+def data_tags(sources: dict[str, str]) -> dict[str, str]:
+    """The tag holding the SHA-256 of every data file a run read, by path, as JSON."""
+    return {DATA_TAG: json.dumps(dict(sorted(sources.items())))}
+
+
+@cache
+def _capture() -> Environment:
+    return Environment(
+        git=git_state(),
+        python=f"{platform.python_implementation()} {platform.python_version()}",
+        platform=f"{sys.platform} {platform.machine()}",
+        versions={name: _version(dist) for name, dist in VERSIONED.items()},
+        blas=blas_library(),
+        packages=installed_packages(),
+    )
+
+
+def capture_environment(
+    out_dir: Path, cache_dir: Path | None = None
+) -> tuple[Environment, list[Path]]:
+    """The environment and the files a run keeps of it. With ``cache_dir`` (a sweep's), the
+    first caller captures it there and every other one reads it; else it is captured once per
+    process and its files are written under ``out_dir``."""
+    if cache_dir is None:
+        environment = _capture()
+        return environment, environment.write(out_dir / ENVIRONMENT_DIR)
+    directory = cache_dir / ENVIRONMENT_DIR
+    if not (directory / ENVIRONMENT_FILE).is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with (cache_dir / f".{ENVIRONMENT_DIR}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (directory / ENVIRONMENT_FILE).is_file():
+                staging = Path(tempfile.mkdtemp(prefix=f".{ENVIRONMENT_DIR}-", dir=cache_dir))
+                _capture().write(staging)
+                os.rename(staging, directory)
+    environment = Environment.read(directory)
+    return environment, environment.files(directory)

@@ -1,0 +1,85 @@
+"""Whether the runs of a sweep ran on one commit, one environment and one set of data files.
+
+A sweep compares configurations; that comparison holds only if everything else was the same.
+Runs resumed later, or trained on several machines, may not share it: this says so, from the
+tags each run recorded (``sweeper.provenance``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from mlflow.tracking import MlflowClient
+
+from sweeper.provenance import DATA_TAG, ENVIRONMENT_TAGS
+
+NOT_RECORDED = "not recorded"
+
+
+def _commit(tags: Mapping[str, str]) -> str:
+    commit = tags.get("git_commit", NOT_RECORDED)[:12]
+    if tags.get("git_dirty") == "true":
+        return f"{commit} + changes {tags.get('git_diff_sha256', '?')}"
+    return commit
+
+
+def _environment(tags: Mapping[str, str]) -> str:
+    if not any(key in tags for key in ENVIRONMENT_TAGS):
+        return NOT_RECORDED
+    python = tags.get("env.python", "?").split()[-1]
+    return (
+        f"Python {python}, numpy {tags.get('env.numpy', '?')}, {tags.get('env.blas', '?')}, "
+        f"{tags.get('env.blas_threads', '?')} BLAS threads, packages "
+        f"{tags.get('env.packages_sha256', '?')}"
+    )
+
+
+def _data(tags: Mapping[str, str]) -> str:
+    if DATA_TAG not in tags:
+        return NOT_RECORDED
+    files = json.loads(tags[DATA_TAG])
+    digest = ", ".join(f"{path.rsplit('/', 1)[-1]} {sha[:8]}" for path, sha in files.items())
+    return f"{len(files)} file(s): {digest}"
+
+
+# What runs share, what they differ in, how a run's tags say it.
+ASPECTS = (
+    ("one commit", "commit", _commit),
+    ("one environment", "environment", _environment),
+    ("one set of data hashes", "data hashes", _data),
+)
+
+
+def provenance_summary(runs_tags: Sequence[Mapping[str, str]]) -> tuple[str, bool]:
+    """A sentence on what the runs (their tags) share, and whether they share everything."""
+    shared, split = [], []
+    for one, aspect, describe in ASPECTS:
+        counts = Counter(describe(tags) for tags in runs_tags)
+        if len(counts) == 1:
+            shared.append(f"{one} ({next(iter(counts))})")
+        else:
+            ways = "; ".join(f"`{value}` ({n} runs)" for value, n in counts.most_common())
+            split.append(f"{aspect}: {ways}")
+    if not split:
+        return f"Provenance: every run shares {', '.join(shared)}.", True
+    return (
+        f"**Provenance differs between the runs of this sweep**, so their differences are not "
+        f"only their configurations'. {' '.join(f'Runs differ in {s}.' for s in split)}"
+        + (f" They share {', '.join(shared)}." if shared else ""),
+        False,
+    )
+
+
+def sweep_provenance(client: MlflowClient, experiment_id: str, sweep_id: str) -> tuple[str, bool]:
+    """:func:`provenance_summary` of every child run of the sweep."""
+    query = f"tags.sweep_id = '{sweep_id}'"  # sweep ids are checked for quotes by find_sweep
+    tags: list[Mapping[str, str]] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=1000, page_token=token)
+        tags += [r.data.tags for r in page if r.data.tags.get("kind") != "sweep"]
+        token = page.token
+        if not token:
+            return provenance_summary(tags)

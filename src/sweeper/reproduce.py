@@ -1,0 +1,327 @@
+"""``python -m sweeper.reproduce RUN_ID``: run a stored run again and compare its numbers.
+
+The run's composed config comes back from its ``config.yaml`` artifact (so any store works, a
+tracking server included) and is validated as the app validates it. Before training, the
+command says how today's environment differs from the one the run recorded, and refuses a
+data file whose SHA-256 changed (``--allow-data-change`` runs anyway). The reproduction is a
+new run in the same experiment, made by the app's own ``execute_run`` under the run's BLAS
+thread count and tagged ``reproduces=<RUN_ID>``; then every per-epoch metric and every final
+metric of the two runs is compared exactly. Exit status: 0 identical, 1 different, 2 refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
+
+from sweeper.app import blas_threads, execute_run
+from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_params
+from sweeper.config import to_experiment_config as validate
+from sweeper.data.datasets import sha256_file
+from sweeper.provenance import (
+    ARTIFACT_PATH,
+    COMMIT_TAGS,
+    DATA_TAG,
+    ENVIRONMENT_TAGS,
+    PACKAGES_FILE,
+    capture_environment,
+)
+from sweeper.sweep import SweepInfo
+from sweeper.tracking import resolve_tracking_uri, store_call
+
+EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
+REPRODUCES_TAG = "reproduces"
+CONFIG_ARTIFACT = "config.yaml"
+OUTPUT_DIR = Path("outputs")
+# Final metrics are logged without a step (0); per-epoch ones at steps 1, 2, ...
+FINAL_STEP = 0
+
+
+class ReproduceError(Exception):
+    """Why a run cannot be reproduced, in words a person can act on."""
+
+
+def is_timing(key: str) -> bool:
+    """Wall-clock metrics measure the machine, not the computation: never compared."""
+    return "seconds" in key
+
+
+def _short(value: str) -> str:
+    return value[:12] if len(value) == 40 else value  # a commit
+
+
+def environment_differences(original: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
+    """One line per recorded tag of the code or environment whose value is different now."""
+    lines = []
+    for key in (*COMMIT_TAGS, *ENVIRONMENT_TAGS):
+        was, now = original.get(key, "(not recorded)"), current.get(key, "(none)")
+        if was != now:
+            lines.append(f"{key}: {_short(was)} -> {_short(now)}")
+    return lines
+
+
+def _requirements(text: str) -> dict[str, str]:
+    return dict(line.split("==", 1) for line in text.splitlines() if "==" in line)
+
+
+def package_differences(original: str, current: str) -> list[str]:
+    """Each installed distribution added, removed or at another version, as ``name a -> b``."""
+    was, now = _requirements(original), _requirements(current)
+    return [
+        f"{name} {was.get(name, '(absent)')} -> {now.get(name, '(absent)')}"
+        for name in sorted(was.keys() | now.keys())
+        if was.get(name) != now.get(name)
+    ]
+
+
+def data_differences(recorded: Mapping[str, str]) -> list[str]:
+    """One line per data file of the run that is gone or whose SHA-256 is different now."""
+    lines = []
+    for path, digest in recorded.items():
+        try:
+            now = sha256_file(Path(path))
+        except OSError as err:
+            lines.append(f"{path}: cannot be read ({err.strerror or err})")
+            continue
+        if now != digest:
+            lines.append(f"{path}: sha256 {digest[:16]}... when recorded, {now[:16]}... now")
+    return lines
+
+
+@dataclass(frozen=True)
+class Difference:
+    step: int  # FINAL_STEP for a final metric
+    key: str
+    original: float | None  # None: not logged by that run
+    reproduced: float | None
+
+    def describe(self) -> str:
+        where = "final" if self.step == FINAL_STEP else f"epoch {self.step}"
+        if self.original is None or self.reproduced is None:
+            missing = "the original" if self.original is None else "the reproduction"
+            return f"{where} {self.key}: not logged by {missing}"
+        diff = self.reproduced - self.original
+        relative = abs(diff) / abs(self.original) if self.original else math.inf
+        return (
+            f"{where} {self.key}: {self.original!r} (original) vs {self.reproduced!r} "
+            f"(reproduction), differs by {diff:+.3g} (relative {relative:.3g})"
+        )
+
+
+# metric key -> {step: value}
+Histories = Mapping[str, Mapping[int, float]]
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def compare_histories(original: Histories, reproduced: Histories) -> list[Difference]:
+    """Every (step, metric) whose values are not identical, epochs in order, final ones last."""
+    differences = []
+    for key in sorted(original.keys() | reproduced.keys()):
+        if is_timing(key):
+            continue
+        was, now = original.get(key, {}), reproduced.get(key, {})
+        for step in was.keys() | now.keys():
+            a, b = was.get(step), now.get(step)
+            if a is None or b is None or not _same(a, b):
+                differences.append(Difference(step, key, a, b))
+    return sorted(differences, key=lambda d: (d.step == FINAL_STEP, d.step, d.key))
+
+
+def comparison_report(original: Histories, differences: Sequence[Difference]) -> str:
+    compared = [k for k in original if not is_timing(k)]
+    values = sum(len(original[k]) for k in compared)
+    if not differences:
+        return (
+            f"Identical: all {values} values of {len(compared)} metrics, bit for bit "
+            "(timings not compared)."
+        )
+    first = differences[0]
+    lines = [f"Different: {len(differences)} of {values} values differ; the first:"]
+    lines.append(f"  {first.describe()}")
+    same_step = [d for d in differences[1:] if d.step == first.step]
+    lines += [f"  {d.describe()}" for d in same_step]
+    finals = [d for d in differences if d.step == FINAL_STEP and d is not first]
+    finals = [d for d in finals if d not in same_step]
+    if finals:
+        lines.append("Final metrics that differ:")
+        lines += [f"  {d.describe()}" for d in finals]
+    return "\n".join(lines)
+
+
+@store_call
+def _histories(client: MlflowClient, run: Run) -> dict[str, dict[int, float]]:
+    return {
+        key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+        for key in run.data.metrics
+    }
+
+
+def _find_run(client: MlflowClient, run_id: str) -> Run:
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise ReproduceError(f"no run {run_id!r} in the store {client.tracking_uri}") from None
+
+
+def stored_config(client: MlflowClient, run: Run, directory: Path) -> DictConfig:
+    """The run's composed config, typed by the app's schema (Hydra composes it against the same
+    schema), downloaded from its ``config.yaml`` artifact into ``directory``."""
+    try:
+        path = client.download_artifacts(run.info.run_id, CONFIG_ARTIFACT, str(directory))
+    except (MlflowException, OSError):
+        raise ReproduceError(
+            f"run {run.info.run_id} has no {CONFIG_ARTIFACT} artifact: it cannot be rebuilt"
+        ) from None
+    return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.load(path))  # type: ignore[return-value]
+
+
+def _original_packages(client: MlflowClient, run: Run, directory: Path) -> str | None:
+    try:
+        path = client.download_artifacts(
+            run.info.run_id, f"{ARTIFACT_PATH}/{PACKAGES_FILE}", str(directory)
+        )
+    except (MlflowException, OSError):
+        return None
+    return Path(path).read_text()
+
+
+def reproduce(
+    run_id: str,
+    tracking_uri: str | None = None,
+    allow_data_change: bool = False,
+    threads: int | None = None,
+    out_root: Path = OUTPUT_DIR,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Run ``run_id`` again and compare; return the exit status."""
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ReproduceError(f"no MLflow store at {uri}: name one with --tracking-uri")
+    client = MlflowClient(uri)
+    original = _find_run(client, run_id)
+    tags = original.data.tags
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = stored_config(client, original, Path(tmp))
+        recorded_packages = _original_packages(client, original, Path(tmp))
+    try:
+        config = validate(cfg)
+    except ConfigError as err:
+        raise ReproduceError(f"the stored config of run {run_id} is invalid today: {err}") from None
+    params = flat_params(cfg)
+    if tags.get("config_hash") not in (None, config_hash(params)):
+        raise ReproduceError(
+            f"the stored config of run {run_id} hashes to {config_hash(params)}, but the run "
+            f"recorded config_hash={tags['config_hash']}: the config schema changed since"
+        )
+    if threads is None:
+        threads = int(tags.get("env.blas_threads") or blas_threads(None))
+
+    name = original.info.run_name or run_id
+    say(f"Reproducing run {run_id} ({name}) of experiment {original.info.experiment_id}")
+    out_dir = out_root / f"reproduce-{run_id[:8]}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    with threadpool_limits(limits=threads):
+        environment, _ = capture_environment(out_dir)
+        current = environment.tags()
+    if not any(key in tags for key in ENVIRONMENT_TAGS):
+        say("The run recorded no environment (it predates provenance capture).")
+    differences = environment_differences(tags, current)
+    if recorded_packages is not None:
+        differences += [f"package {line}" for line in package_differences(
+            recorded_packages, environment.packages
+        )]  # fmt: skip
+    if differences:
+        say("Environment: differs from the run's:")
+        say("\n".join(f"  {line}" for line in differences))
+    else:
+        say(
+            f"Environment: the same as the run's (commit {_short(current['git_commit'])}, "
+            f"{'dirty' if environment.git.dirty else 'clean'}; {current['env.blas']}, "
+            f"{threads} BLAS threads; same packages)."
+        )
+
+    recorded_data: dict[str, str] = json.loads(tags.get(DATA_TAG, "{}"))
+    changed = data_differences(recorded_data)
+    if DATA_TAG not in tags:
+        say("Data: the run recorded no data hashes; not checked.")
+    elif changed:
+        listing = "\n".join(f"  {line}" for line in changed)
+        if not allow_data_change:
+            raise ReproduceError(
+                f"data changed since run {run_id}:\n{listing}\n"
+                "Refusing to reproduce it on other data; --allow-data-change runs it anyway."
+            )
+        say(f"Data: changed (--allow-data-change):\n{listing}")
+    else:
+        say(f"Data: {len(recorded_data)} file(s), SHA-256 unchanged.")
+
+    (out_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / ".hydra" / CONFIG_ARTIFACT)
+    sweep = SweepInfo(out_dir.name, uri, original.info.experiment_id, parent_run_id="")
+    overrides = tags.get("overrides", "").split()
+    with threadpool_limits(limits=threads):
+        outcome = execute_run(config, params, out_dir, 0, overrides, sweep)
+    if outcome.run_id is None:
+        raise ReproduceError(f"the reproduction could not start: {outcome.reason}")
+    store_call(client.set_tag)(outcome.run_id, REPRODUCES_TAG, run_id)
+    say(
+        f"Reproduction: run {outcome.run_id} ({outcome.status.lower()}, {outcome.reason}), "
+        f"{threads} BLAS threads, tagged {REPRODUCES_TAG}={run_id}"
+    )
+    reproduced = client.get_run(outcome.run_id)
+    before, after = _histories(client, original), _histories(client, reproduced)
+    found = compare_histories(before, after)
+    say(comparison_report(before, found))
+    return EXIT_DIFFERENT if found else EXIT_IDENTICAL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeper.reproduce",
+        description="Run a stored run again from its stored config and compare every metric.",
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run to reproduce")
+    parser.add_argument(
+        "--tracking-uri",
+        help="the store (default: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)",
+    )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="run even if a data file's SHA-256 differs from the one the run recorded",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="BLAS threads (default: the number the run recorded)",
+    )
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads={args.threads} is invalid: must be >= 1")
+    # MLflow draws a progress bar for every artifact it downloads.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return reproduce(args.run_id, args.tracking_uri, args.allow_data_change, args.threads)
+    except ReproduceError as err:
+        print(f"Error: {err}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Provenance and ``python -m sweeper.reproduce``: what a run ran on is recorded, a stored run
+runs again with identical numbers, a changed data file is refused, a sweep that mixed
+environments is flagged in its report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import FAST, all_runs, cli_env, run_cli, store_uri
+from sweeper import provenance
+from sweeper.app import execute_run
+from sweeper.config import ExperimentConfig, flat_params, to_experiment_config
+from sweeper.data import cache, datasets
+from sweeper.data.cache import load_dataset_cached
+from sweeper.data.datasets import load_dataset
+from sweeper.report.build import build_report
+from sweeper.report.provenance import provenance_summary, sweep_provenance
+from sweeper.reproduce import (
+    Difference,
+    compare_histories,
+    comparison_report,
+    environment_differences,
+    package_differences,
+)
+from sweeper.sweep import SweepInfo
+from sweeper.tracking import prepare_store
+from test_data_idx import write_mnist_like
+
+TIMINGS = {"train_seconds"}
+
+
+def reproduce_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper.reproduce", *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    run = client.get_run(run_id)
+    return {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        for key in run.data.metrics
+        if key not in TIMINGS
+    }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_stored_run_reproduces_bit_identically_in_a_fresh_store(workdir: Path) -> None:
+    proc = run_cli([*FAST, "regularizer=dropout", "regularizer.p=0.2", "seed=3"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    (original,) = all_runs(workdir)
+    tags = original.data.tags
+    assert tags["seed.init"] == tags["seed.shuffle"] == tags["seed.split"] == "3"
+    assert tags["seed.dropout"] == "[3, 1]"
+    assert tags["env.numpy"] == np.__version__
+    assert int(tags["env.blas_threads"]) >= 1
+    digits = Path(datasets.__file__).with_name("digits.csv.gz")
+    assert json.loads(tags["data_sha256"]) == {str(digits): sha256(digits)}
+
+    proc = reproduce_cli([original.info.run_id], workdir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Identical: all" in proc.stdout
+    assert "Data: 1 file(s), SHA-256 unchanged." in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+    client = MlflowClient(store_uri(workdir))
+    (copy,) = [r for r in all_runs(workdir) if r.info.run_id != original.info.run_id]
+    assert copy.data.tags["reproduces"] == original.info.run_id
+    assert copy.data.tags["config_hash"] == tags["config_hash"]
+    assert copy.data.tags["env.blas_threads"] == tags["env.blas_threads"]
+    expected = histories(client, original.info.run_id)
+    assert [step for step, _ in expected["val_loss"]] == [1, 2, 3]
+    assert histories(client, copy.info.run_id) == expected
+
+
+def test_a_data_file_changed_by_one_byte_is_refused_naming_it(workdir: Path) -> None:
+    data = workdir / "data"
+    write_mnist_like(data)
+    proc = run_cli([*FAST, "dataset=mnist", f"dataset.data_dir={data}"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    (original,) = all_runs(workdir)
+    recorded = json.loads(original.data.tags["data_sha256"])
+    assert recorded == {str(p): sha256(p) for p in sorted(data.iterdir())}
+
+    images = data / "train-images-idx3-ubyte"
+    raw = bytearray(images.read_bytes())
+    raw[-1] ^= 1  # one pixel of the last image, still a valid file
+    images.write_bytes(bytes(raw))
+    proc = reproduce_cli([original.info.run_id], workdir)
+    assert proc.returncode == 2
+    assert f"{images}: sha256 {recorded[str(images)][:16]}... when recorded" in proc.stderr
+    assert "--allow-data-change" in proc.stderr
+    assert "t10k" not in proc.stderr  # the unchanged files are not named
+    assert len(all_runs(workdir)) == 1  # nothing ran
+
+    proc = reproduce_cli([original.info.run_id, "--allow-data-change"], workdir)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Data: changed (--allow-data-change)" in proc.stdout
+    (copy,) = [r for r in all_runs(workdir) if r.info.run_id != original.info.run_id]
+    assert json.loads(copy.data.tags["data_sha256"]) == recorded | {str(images): sha256(images)}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.fixture
+def dirty_checkout(tmp_path: Path) -> Path:
+    """A git repository with a commit, a changed file and an untracked one."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "model.py").write_text("lr = 0.05\n")
+    (repo / ".gitignore").write_text("ignored/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+    (repo / "model.py").write_text("lr = 0.01\n")
+    (repo / "new.py").write_text("extra = 1\n")
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "out.txt").write_text("not code\n")
+    return repo
+
+
+def test_a_dirty_tree_is_recorded_with_its_diff(
+    dirty_checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects_before = sorted((dirty_checkout / ".git" / "objects").rglob("*"))
+    monkeypatch.setattr(provenance, "SOURCE_DIR", dirty_checkout)
+    provenance._capture.cache_clear()
+    cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), {"train": {"epochs": 1}})
+    out_dir = tmp_path / "out"
+    (out_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, out_dir / ".hydra" / "config.yaml")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    sweep = SweepInfo("dirty", uri, prepare_store(uri, "sweeper"), "")
+    try:
+        outcome = execute_run(to_experiment_config(cfg), flat_params(cfg), out_dir, 0, [], sweep)
+    finally:
+        provenance._capture.cache_clear()
+    assert outcome.status == "FINISHED", outcome.reason
+
+    client = MlflowClient(uri)
+    assert outcome.run_id is not None
+    tags = client.get_run(outcome.run_id).data.tags
+    assert tags["git_commit"] == git(dirty_checkout, "rev-parse", "HEAD").strip()
+    assert tags["git_dirty"] == "true"
+    diff_file = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=outcome.run_id, artifact_path="provenance/git.diff", tracking_uri=uri
+        )
+    )
+    diff = diff_file.read_text()
+    assert tags["git_diff_sha256"] == hashlib.sha256(diff.encode()).hexdigest()[:16]
+    assert "-lr = 0.05\n+lr = 0.01" in diff
+    assert "+extra = 1" in diff and "not code" not in diff
+    # The checkout's own index is left as it was (nothing staged), its objects too.
+    assert git(dirty_checkout, "status", "--porcelain") == " M model.py\n?? new.py\n"
+    assert objects_before == sorted((dirty_checkout / ".git" / "objects").rglob("*"))
+
+    # The diff rebuilds the tree on the commit.
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(dirty_checkout), str(clone))
+    git(clone, "apply", str(diff_file))
+    assert (clone / "model.py").read_text() == "lr = 0.01\n"
+    assert (clone / "new.py").read_text() == "extra = 1\n"
+
+
+def test_a_clean_tree_and_no_checkout(dirty_checkout: Path, tmp_path: Path) -> None:
+    git(dirty_checkout, "add", "-A")
+    git(dirty_checkout, "commit", "-q", "-m", "second")
+    clean = provenance.git_state(dirty_checkout)
+    assert (clean.dirty, clean.diff) == (False, "")
+    assert clean.commit == git(dirty_checkout, "rev-parse", "HEAD").strip()
+    (tmp_path / "plain").mkdir()
+    assert provenance.git_state(tmp_path / "plain") == provenance.GitState("unknown", False, "")
+
+
+def test_the_environment_is_captured_once_per_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = provenance._capture.__wrapped__
+
+    def counting() -> provenance.Environment:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(provenance, "_capture", counting)
+    first, first_files = provenance.capture_environment(tmp_path / "run0", tmp_path / "cache")
+    second, second_files = provenance.capture_environment(tmp_path / "run1", tmp_path / "cache")
+    assert len(calls) == 1
+    assert first == second and first_files == second_files
+    assert first_files[0].name == "requirements.txt"
+    assert f"numpy=={first.versions['numpy']}\n" in first_files[0].read_text()
+
+
+def test_each_data_file_is_hashed_once_per_sweep_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_mnist_like(tmp_path / "data")
+    hashed: list[Path] = []
+    real = datasets.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cache, "sha256_file", counting)
+    direct = load_dataset("mnist", tmp_path / "data")
+    for seed in (0, 1, 2):  # three cache entries
+        entry = load_dataset_cached(tmp_path / "cache", "mnist", tmp_path / "data", seed=seed)
+        assert entry.sources == direct.sources
+    assert sorted(hashed) == sorted(Path(name) for name in direct.sources)
+    assert len(direct.sources) == 4
+
+
+def test_the_comparison_names_the_first_epoch_and_metric_that_differ() -> None:
+    original = {
+        "train_loss": {1: 0.9, 2: 0.7, 3: 0.6},
+        "val_loss": {1: 0.8, 2: 0.75, 3: math.nan},
+        "test_acc": {0: 0.875},
+        "train_seconds": {0: 3.0},
+    }
+    same = {k: dict(v) for k, v in original.items()} | {"train_seconds": {0: 9.0}}
+    assert compare_histories(original, same) == []
+    assert comparison_report(original, []).startswith("Identical: all 7 values of 3 metrics")
+
+    changed = same | {"val_loss": {1: 0.8, 2: 0.75 + 2**-40, 3: 0.5}, "test_acc": {0: 0.9}}
+    found = compare_histories(original, changed)
+    assert found == [
+        Difference(2, "val_loss", 0.75, 0.75 + 2**-40),
+        Difference(3, "val_loss", math.nan, 0.5),
+        Difference(0, "test_acc", 0.875, 0.9),
+    ]
+    text = comparison_report(original, found)
+    assert "3 of 7 values differ; the first:\n  epoch 2 val_loss: 0.75 (original) vs" in text
+    assert "differs by +9.09e-13" in text
+    assert "final test_acc: 0.875 (original) vs 0.9 (reproduction), differs by +0.025" in text
+
+    stopped_early = same | {"train_loss": {1: 0.9, 2: 0.7}}
+    (missing,) = compare_histories(original, stopped_early)
+    assert missing.describe() == "epoch 3 train_loss: not logged by the reproduction"
+
+
+def test_environment_and_package_differences() -> None:
+    recorded = {"git_commit": "a" * 40, "git_dirty": "false", "env.numpy": "2.1.0"}
+    now = {"git_commit": "b" * 40, "git_dirty": "true", "git_diff_sha256": "f00d"}
+    now |= {"env.numpy": "2.1.0"}
+    assert environment_differences(recorded, now)[:3] == [
+        f"git_commit: {'a' * 12} -> {'b' * 12}",
+        "git_dirty: false -> true",
+        "git_diff_sha256: (not recorded) -> f00d",
+    ]
+    assert package_differences("a==1\nb==2\nc==3\n", "a==1\nb==2.1\nd==4\n") == [
+        "b 2 -> 2.1",
+        "c 3 -> (absent)",
+        "d (absent) -> 4",
+    ]
+
+
+def test_the_report_flags_a_sweep_whose_runs_differ(workdir: Path) -> None:
+    proc = run_cli(["-m", *FAST, "seed=0,1", "hydra.launcher.n_jobs=2"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    runs = [r for r in all_runs(workdir) if r.data.tags.get("kind") != "sweep"]
+    client = MlflowClient(store_uri(workdir))
+    text, shared = sweep_provenance(
+        client, runs[0].info.experiment_id, runs[0].data.tags["sweep_id"]
+    )
+    commit = runs[0].data.tags["git_commit"][:12]
+    assert shared, text
+    assert text.startswith(f"Provenance: every run shares one commit ({commit}")
+    assert "one set of data hashes (1 file(s): digits.csv.gz" in text
+
+    client.set_tag(runs[0].info.run_id, "env.numpy", "1.26.0")
+    report = build_report(store_uri(workdir), out_dir=workdir / "reports")
+    assert "**Provenance differs between the runs of this sweep**" in report.summary
+    assert "Runs differ in environment: `Python" in report.summary
+    assert "numpy 1.26.0" in report.summary
+    assert "**Provenance differs" in (report.directory / "report.md").read_text()
+
+
+def test_provenance_summary_counts_each_variant() -> None:
+    base = {"git_commit": "c" * 40, "git_dirty": "false", "env.numpy": "2", "data_sha256": "{}"}
+    dirty = base | {"git_dirty": "true", "git_diff_sha256": "d1ff"}
+    text, shared = provenance_summary([base, base, dirty])
+    assert not shared
+    assert (
+        f"Runs differ in commit: `{'c' * 12}` (2 runs); `{'c' * 12} + changes d1ff` (1 runs)."
+        in text
+    )
+    assert "They share one environment" in text and "one set of data hashes (0 file(s): )" in text
+    text, shared = provenance_summary([base, base])
+    assert shared and text.startswith(f"Provenance: every run shares one commit ({'c' * 12})")
+    older = {"git_commit": "c" * 40}
+    text, shared = provenance_summary([older])
+    assert "one environment (not recorded)" in text
+
+
+def test_no_such_run_is_one_line(workdir: Path) -> None:
+    prepare_store(store_uri(workdir), "sweeper")
+    proc = reproduce_cli(["0123456789abcdef"], workdir)
+    assert proc.returncode == 2
+    assert proc.stderr == f"Error: no run '0123456789abcdef' in the store {store_uri(workdir)}\n"
