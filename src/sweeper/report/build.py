@@ -204,30 +204,14 @@ class _FigureWriter:
             return [*blocks, Text("The run logged no gradient check (no gradcheck.csv).")]
         return [*blocks, _gradcheck_table(gradcheck)]
 
-    def importance(self, configs: pd.DataFrame) -> list[Block]:
-        blocks: list[Block] = [Heading("Which hyperparameter matters")]
-        try:
-            importances = param_importances(configs, self.keys)
-        except ImportanceUnavailableError as err:
-            return [*blocks, Text(f"No importance: {err}.")]
-        n = int((configs["n"] > 0).sum())
-        table = pd.DataFrame(
-            {"parameter": importances.index, "importance": [f"{v:.3f}" for v in importances]}
-        )
-        return [
-            *blocks,
-            Text(
-                f"Optuna's fANOVA importance for the validation loss, on the mean over seeds "
-                f"of each of the {n} finished configurations (each handed to Optuna as a "
-                "completed trial): the share of the loss's variance each parameter explains."
-            ),
-            Table(table),
-            self.png(importance_bars(importances), "importance", "parameter importance"),
-        ]
+    def importance(self, importances: pd.Series | None) -> list[Block]:
+        if importances is None:
+            return []
+        return [self.png(importance_bars(importances), "importance", "parameter importance")]
 
     def interactions(self, runs: pd.DataFrame, configs: pd.DataFrame) -> list[Block]:
         finished = configs[configs["n"] > 0]
-        blocks: list[Block] = []
+        blocks: list[Block] = [Heading("How the choices interact")]
         if self.keys and len(finished) > 1:
             blocks.append(
                 self.png(
@@ -242,15 +226,13 @@ class _FigureWriter:
         crossed = pivot_keys(configs, self.keys)
         if crossed is not None:
             blocks += [
-                Heading(f"Test accuracy: {crossed[0]} x {crossed[1]}"),
-                pivot_table(runs, *crossed),
                 self.png(
                     heatmap(pivot_means(runs, *crossed), "mean test accuracy"),
                     "pivot_heatmap",
                     "heatmap of the pivot of test accuracy",
                 ),
             ]
-        return blocks
+        return blocks if len(blocks) > 1 else []
 
     def costs(self, configs: pd.DataFrame, d_in_classes: tuple[int, int] | None) -> list[Block]:
         finished = configs[configs["n"] > 0]
@@ -284,6 +266,25 @@ class _FigureWriter:
             Text(" ".join(lines + notes)),
             self.png(pareto_figure(accuracy, costs), "pareto", "test accuracy against its costs"),
         ]
+
+
+def _importance(configs: pd.DataFrame, keys: list[str]) -> tuple[list[Block], pd.Series | None]:
+    """The importance section's text and table, and the importances (None when unavailable)."""
+    blocks: list[Block] = [Heading("Which hyperparameter matters")]
+    try:
+        importances = param_importances(configs, keys)
+    except ImportanceUnavailableError as err:
+        return [*blocks, Text(f"No importance: {err}.")], None
+    n = int((configs["n"] > 0).sum())
+    table = pd.DataFrame(
+        {"parameter": importances.index, "importance": [f"{v:.3f}" for v in importances]}
+    )
+    text = Text(
+        "Optuna's fANOVA importance for the validation loss, on the mean over seeds of each "
+        f"of the {n} finished configurations (each handed to Optuna as a completed trial): "
+        "the share of the variance of the loss that each parameter explains."
+    )
+    return [*blocks, text, Table(table)], importances
 
 
 def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecord]) -> Text:
@@ -329,6 +330,12 @@ def _comparison(
             Heading("Pruned runs: stopped early by the search, not ranked"),
             runs_table(runs[runs["pruned"]], varying),
         ]
+    crossed = pivot_keys(configs, keys)
+    if crossed is not None:
+        blocks += [
+            Heading(f"Test accuracy: {crossed[0]} x {crossed[1]}"),
+            pivot_table(runs, *crossed),
+        ]
     return blocks
 
 
@@ -360,12 +367,16 @@ def build_report(
         _intro(experiment, sweep, len(every_run), records),
         *_comparison(runs, records, varying, configs, repeats),
     ]
+    importances = None
+    if (configs["n"] > 0).any():
+        importance_blocks, importances = _importance(configs, keys)
+        summary += importance_blocks
     blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1), *summary]
     if repeats:
         blocks += [Text(WELCH_EXPLAINED), Heading("Every run"), runs_table(runs, varying)]
     writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
     if (configs["n"] > 0).any():
-        blocks += writer.importance(configs)
+        blocks += writer.importance(importances)
         blocks += writer.interactions(runs, configs)
         with tempfile.TemporaryDirectory() as tmp:
             done = runs[runs["finished"]]
