@@ -460,21 +460,29 @@ def test_mlflow_ui_and_report_in_a_browser(reported: Reported, tmp_path: Path) -
             "img", "images => images.map(i => i.complete ? i.naturalWidth : 0)"
         )
         assert len(loaded) == len(FIGURES) and all(width > 0 for width in loaded)
+        alts = page.eval_on_selector_all("img", "images => images.map(i => i.alt)")
+        for new_figure in (
+            "parallel coordinates of every configuration",
+            "heatmap of the pivot of test accuracy",
+            "test accuracy against its costs",
+        ):
+            assert new_figure in alts
         page.screenshot(path=tmp_path / "report.png", full_page=True)
         browser.close()
 
 
 @pytest.mark.slow
-def test_report_over_two_hundred_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seeds", [10, 50])
+def test_report_over_hundreds_of_runs(tmp_path: Path, seeds: int) -> None:
     from fake_store import fill_fake_sweep
 
     uri = store_uri(tmp_path)
-    n = fill_fake_sweep(uri, "fake")
+    n = fill_fake_sweep(uri, "fake", seeds=seeds)
     start = time.perf_counter()
     report = build_report(uri, sweep_id="fake", out_dir=tmp_path / "reports")
     print(f"report of {n} runs in {time.perf_counter() - start:.1f}s")
     with (report.directory / "runs.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == n == 200
+        assert len(list(csv.DictReader(f))) == n == 20 * seeds
     assert len(markdown_tables(report.summary)[0]) == 20  # 4 activations x 5 learning rates
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from sweeper.report.build import build_report
-from sweeper.report.compare import compare_sweeps
-from sweeper.report.runs import ReportError
+# MLflow draws a progress bar per downloaded artifact; the report prints its own summary.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from sweeper.report.build import build_report  # noqa: E402 (after the setting above)
+from sweeper.report.compare import compare_sweeps  # noqa: E402
+from sweeper.report.runs import ReportError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,7 +234,9 @@ class _FigureWriter:
             ]
         return blocks if len(blocks) > 1 else []
 
-    def costs(self, configs: pd.DataFrame, d_in_classes: tuple[int, int] | None) -> list[Block]:
+    def costs(self, configs: pd.DataFrame, layer_sizes: list[int] | None) -> list[Block]:
+        """Test accuracy against training seconds and, when the topology varies, against the
+        parameter count (input and class sizes from the best run's checkpoint)."""
         finished = configs[configs["n"] > 0]
         if len(finished) < 2:
             return []
@@ -243,17 +245,16 @@ class _FigureWriter:
         notes = []
         seconds = finished["train_seconds_mean"].to_numpy()
         costs["training seconds (mean)"] = (seconds, pareto_front(seconds, accuracy))
-        counts = None
-        if d_in_classes is not None and HIDDEN in finished:
-            counts = [parameter_count(h, *d_in_classes) for h in finished[HIDDEN]]
-        if counts is not None and None not in counts:
-            count_arr = np.asarray(counts, dtype=np.float64)
-            costs["parameters"] = (count_arr, pareto_front(count_arr, accuracy))
+        if layer_sizes is None:
+            notes.append("No parameter count: the best run logged no checkpoint.")
+        elif HIDDEN not in self.keys:
+            count = parameter_count(json.dumps(layer_sizes[1:-1]), layer_sizes[0], layer_sizes[-1])
+            notes.append(f"Every configuration has {count:,} parameters (one topology).")
         else:
-            notes.append(
-                "No parameter count: it needs the best run's checkpoint (for the input and "
-                f"class sizes) and a `{HIDDEN}` param."
-            )
+            counts = [parameter_count(h, layer_sizes[0], layer_sizes[-1]) for h in finished[HIDDEN]]
+            if None not in counts:
+                count_arr = np.asarray(counts, dtype=np.float64)
+                costs["parameters"] = (count_arr, pareto_front(count_arr, accuracy))
         lines = []
         for name, (cost, front) in costs.items():
             names = ", ".join(
@@ -383,10 +384,7 @@ def build_report(
             best_id = done.loc[done[CONFIG] == configs.index[0], "run_id"].iloc[0]
             best_run = next(r for r in records if r.run_id == best_id)
             checkpoint = download_artifact(client, best_id, "checkpoint/best_model.npz", Path(tmp))
-            sizes = None
-            if checkpoint is not None:
-                model, _ = load_checkpoint(checkpoint)
-                sizes = (model.layer_sizes[0], model.layer_sizes[-1])
+            sizes = None if checkpoint is None else load_checkpoint(checkpoint)[0].layer_sizes
             blocks += writer.costs(configs, sizes)
             blocks += writer.curves(runs, configs, best_run, varying, repeats)
             blocks += writer.confusion(best_run, checkpoint)
