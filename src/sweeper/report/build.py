@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from sweeper.report.runs import (
     open_store,
     sweep_runs,
 )
-from sweeper.report.stats import ALPHA, compare_with_best, pareto_front, verdict
+from sweeper.report.stats import ALPHA, VERDICT_START, compare_with_best, pareto_front, verdict
 from sweeper.report.tables import (
     CONFIG,
     SEED,
@@ -372,9 +373,13 @@ def build_report(
     if (configs["n"] > 0).any():
         importance_blocks, importances = _importance(configs, keys)
         summary += importance_blocks
-    blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1), *summary]
+    blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1)]
+    for block in summary:
+        blocks.append(block)
+        if isinstance(block, Text) and block.text.startswith(VERDICT_START):
+            blocks.append(Text(WELCH_EXPLAINED))  # in the file, not in the terminal
     if repeats:
-        blocks += [Text(WELCH_EXPLAINED), Heading("Every run"), runs_table(runs, varying)]
+        blocks += [Heading("Every run"), runs_table(runs, varying)]
     writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
     if (configs["n"] > 0).any():
         blocks += writer.importance(importances)
@@ -384,7 +389,10 @@ def build_report(
             best_id = done.loc[done[CONFIG] == configs.index[0], "run_id"].iloc[0]
             best_run = next(r for r in records if r.run_id == best_id)
             checkpoint = download_artifact(client, best_id, "checkpoint/best_model.npz", Path(tmp))
-            sizes = None if checkpoint is None else load_checkpoint(checkpoint)[0].layer_sizes
+            sizes = None
+            # A bad checkpoint: the confusion matrix below says what is wrong with it.
+            with contextlib.suppress(ValueError, OSError):
+                sizes = None if checkpoint is None else load_checkpoint(checkpoint)[0].layer_sizes
             blocks += writer.costs(configs, sizes)
             blocks += writer.curves(runs, configs, best_run, varying, repeats)
             blocks += writer.confusion(best_run, checkpoint)

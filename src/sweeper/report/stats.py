@@ -14,6 +14,7 @@ from sweeper.report.tables import CONFIG, SORT_METRIC
 
 ALPHA = 0.05  # the family-wise error rate Holm's correction holds the comparisons to
 REAL, NOISE = "real", "within noise"
+VERDICT_START = "Best `"  # how the verdict sentence begins
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -60,7 +61,7 @@ def verdict(configs: pd.DataFrame) -> str:
     best = configs.index[0]
     tested = configs[configs["p_holm"].notna()]
     head = (
-        f"Best `{best}`: validation loss {configs.at[best, f'{SORT_METRIC}_mean']:.4f} "
+        f"{VERDICT_START}{best}`: validation loss {configs.at[best, f'{SORT_METRIC}_mean']:.4f} "
         f"(n={configs.at[best, 'n']}). "
     )
     if tested.empty:

@@ -204,7 +204,10 @@ def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
     for column, key, decimals in METRIC_COLUMNS:
         values = runs[key].where(runs["finished"])
         frame[column] = [f"{v:.{decimals}f}" if pd.notna(v) else "" for v in values]
-    frame["status"] = [status_text(runs.iloc[[i]]) for i in range(len(runs))]
+    status = runs["status"].where(~runs["pruned"], "PRUNED")
+    with_reason = status + ": " + runs["reason"]
+    shown = status.where(runs["reason"] == "", with_reason).where(~runs["finished"], "FINISHED")
+    frame["status"] = shown.to_numpy()
     frame["run id"] = runs["run_id"].to_numpy()
     muted = frozenset(i for i, pruned in enumerate(runs["pruned"]) if pruned)
     best = 0 if len(runs) and runs["finished"].iloc[0] else None
