@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,16 +36,21 @@ def extract(revision: str, into: Path) -> Path:
     return into / "src"
 
 
-def report_seconds(store: str, out: Path, pythonpath: Path | None) -> float:
+def report_seconds(store: str, out: Path, pythonpath: Path | None) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system, its worker processes included) of one
+    report command."""
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(
         [*command, "--sweep", "fake", "--out", str(out)], check=True, capture_output=True, env=env
     )
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:

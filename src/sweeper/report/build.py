@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,6 @@ from sweeper.report.figures import (
     train_vs_validation,
     validation_curves,
 )
-from sweeper.report.importance import ImportanceUnavailableError, param_importances
 from sweeper.report.runs import (
     ReportError,
     RunRecord,
@@ -205,9 +206,7 @@ class _FigureWriter:
             return [*blocks, Text("The run logged no gradient check (no gradcheck.csv).")]
         return [*blocks, _gradcheck_table(gradcheck)]
 
-    def importance(self, importances: pd.Series | None) -> list[Block]:
-        if importances is None:
-            return []
+    def importance(self, importances: pd.Series) -> list[Block]:
         return [self.png(importance_bars(importances), "importance", "parameter importance")]
 
     def interactions(self, runs: pd.DataFrame, configs: pd.DataFrame) -> list[Block]:
@@ -270,23 +269,35 @@ class _FigureWriter:
         ]
 
 
-def _importance(configs: pd.DataFrame, keys: list[str]) -> tuple[list[Block], pd.Series | None]:
-    """The importance section's text and table, and the importances (None when unavailable)."""
-    blocks: list[Block] = [Heading("Which hyperparameter matters")]
+def analyse(
+    runs: pd.DataFrame, configs: pd.DataFrame, keys: list[str], repeats: bool
+) -> tuple[pd.DataFrame, pd.Series | str]:
+    """``configs`` with the Welch/Holm columns (when there are repeats), and the fANOVA
+    importances or why there are none. Run in a process of its own, so that importing
+    Optuna, scikit-learn and scipy.stats and fitting fANOVA overlap with the figures."""
+    from sweeper.report.importance import ImportanceUnavailableError, param_importances
+
+    if repeats:
+        configs = compare_with_best(runs, configs)
     try:
-        importances = param_importances(configs, keys)
+        return configs, param_importances(configs, keys)
     except ImportanceUnavailableError as err:
-        return [*blocks, Text(f"No importance: {err}.")], None
+        return configs, str(err)
+
+
+def _importance(configs: pd.DataFrame, result: pd.Series | str) -> list[Block]:
+    """The importance section: the table, or why there is none."""
+    blocks: list[Block] = [Heading("Which hyperparameter matters")]
+    if isinstance(result, str):
+        return [*blocks, Text(f"No importance: {result}.")]
     n = int((configs["n"] > 0).sum())
-    table = pd.DataFrame(
-        {"parameter": importances.index, "importance": [f"{v:.3f}" for v in importances]}
-    )
+    table = pd.DataFrame({"parameter": result.index, "importance": [f"{v:.3f}" for v in result]})
     text = Text(
         "Optuna's fANOVA importance for the validation loss, on the mean over seeds of each "
         f"of the {n} finished configurations (each handed to Optuna as a completed trial): "
         "the share of the variance of the loss that each parameter explains."
     )
-    return [*blocks, text, Table(table)], importances
+    return [*blocks, text, Table(table)]
 
 
 def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecord]) -> Text:
@@ -360,19 +371,39 @@ def build_report(
     runs = runs_frame(records, varying)
     configs = configurations(runs, keys)
     repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
-    if repeats:
-        configs = compare_with_best(runs, configs)
     directory = out_dir / sweep.sweep_id
     directory.mkdir(parents=True, exist_ok=True)
+    writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
+    figures: list[Block] = []
+    # Forked before any thread of this process starts (metric_curves starts some).
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        analysed = pool.submit(analyse, runs, configs, keys, repeats)
+        if (configs["n"] > 0).any():
+            figures += writer.interactions(runs, configs)
+            with tempfile.TemporaryDirectory() as tmp:
+                done = runs[runs["finished"]]
+                best_id = done.loc[done[CONFIG] == configs.index[0], "run_id"].iloc[0]
+                best_run = next(r for r in records if r.run_id == best_id)
+                checkpoint = download_artifact(
+                    client, best_id, "checkpoint/best_model.npz", Path(tmp)
+                )
+                sizes = None
+                # A bad checkpoint: the confusion matrix below says what is wrong with it.
+                with contextlib.suppress(ValueError, OSError):
+                    if checkpoint is not None:
+                        sizes = load_checkpoint(checkpoint)[0].layer_sizes
+                figures += writer.costs(configs, sizes)
+                figures += writer.curves(runs, configs, best_run, varying, repeats)
+                figures += writer.confusion(best_run, checkpoint)
+                figures += writer.gradcheck(best_id, Path(tmp))
+        configs, importances = analysed.result()
 
     summary = [
         _intro(experiment, sweep, len(every_run), records),
         *_comparison(runs, records, varying, configs, repeats),
     ]
-    importances = None
     if (configs["n"] > 0).any():
-        importance_blocks, importances = _importance(configs, keys)
-        summary += importance_blocks
+        summary += _importance(configs, importances)
     blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1)]
     for block in summary:
         blocks.append(block)
@@ -380,23 +411,9 @@ def build_report(
             blocks.append(Text(WELCH_EXPLAINED))  # in the file, not in the terminal
     if repeats:
         blocks += [Heading("Every run"), runs_table(runs, varying)]
-    writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
-    if (configs["n"] > 0).any():
+    if not isinstance(importances, str):
         blocks += writer.importance(importances)
-        blocks += writer.interactions(runs, configs)
-        with tempfile.TemporaryDirectory() as tmp:
-            done = runs[runs["finished"]]
-            best_id = done.loc[done[CONFIG] == configs.index[0], "run_id"].iloc[0]
-            best_run = next(r for r in records if r.run_id == best_id)
-            checkpoint = download_artifact(client, best_id, "checkpoint/best_model.npz", Path(tmp))
-            sizes = None
-            # A bad checkpoint: the confusion matrix below says what is wrong with it.
-            with contextlib.suppress(ValueError, OSError):
-                sizes = None if checkpoint is None else load_checkpoint(checkpoint)[0].layer_sizes
-            blocks += writer.costs(configs, sizes)
-            blocks += writer.curves(runs, configs, best_run, varying, repeats)
-            blocks += writer.confusion(best_run, checkpoint)
-            blocks += writer.gradcheck(best_id, Path(tmp))
+    blocks += figures
 
     markdown = directory / REPORT_MD
     markdown.write_text(to_markdown(blocks, directory))

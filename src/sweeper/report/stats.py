@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from sweeper.report.tables import CONFIG, SORT_METRIC
 
@@ -39,6 +38,9 @@ def compare_with_best(runs: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame
     out["vs best"] = ""
     if configs.empty or configs["n"].iloc[0] < 2:
         return out
+    # Here, not at the top: the report runs this in its worker process (build.analyse).
+    from scipy import stats
+
     losses = runs[runs["finished"]].groupby(CONFIG)[SORT_METRIC].apply(list)
     best = losses[configs.index[0]]
     tested = [c for c in configs.index[1:] if configs.at[c, "n"] >= 2]
