@@ -26,10 +26,8 @@ from services import mlflow_service
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report, parameter_count
 from sweeper.report.compare import compare_sweeps
-
-# The report's worker imports it; here it gives this process Optuna 2's fANOVA under NumPy 2.
-from sweeper.report.importance import SEED as FANOVA_SEED
 from sweeper.report.confusion import confusion_on_test_set
+from sweeper.report.importance import SEED as FANOVA_SEED  # and Optuna 2's fANOVA under NumPy 2
 from sweeper.report.runs import ReportError, RunRecord, find_sweep, latest_per_config
 from sweeper.report.stats import holm, pareto_front
 from sweeper.report.tables import param_cell
