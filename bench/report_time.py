@@ -75,21 +75,28 @@ def main() -> None:
             fill_fake_sweep(store, "fake", seeds=n // 20)
             print(f"filled a store of {n} runs in {time.perf_counter() - start:.1f} s")
             stores[n] = store
-        times: dict[tuple[int, str], list[float]] = {}
+        times: dict[tuple[int, str], list[tuple[float, float]]] = {}
         for repeat in range(repeats):
             for n, store in stores.items():
                 for version, path in (("baseline", baseline), ("this", None)):
-                    seconds = report_seconds(store, root / "reports", path)
-                    times.setdefault((n, version), []).append(seconds)
-                    print(f"  repeat {repeat + 1}, {n} runs, {version}: {seconds:.2f} s")
-    rows = []
+                    wall, cpu = report_seconds(store, root / "reports", path)
+                    times.setdefault((n, version), []).append((wall, cpu))
+                    print(
+                        f"  repeat {repeat + 1}, {n} runs, {version}: {wall:.2f} s, cpu {cpu:.2f} s"
+                    )
+    header, rows = ["runs"], []
+    for kind in ("wall", "cpu"):
+        header += [f"{kind} {args.baseline} (s)", f"{kind} this (s)", f"{kind} this / baseline"]
     for n in sizes:
-        old, new = (statistics.median(times[(n, v)]) for v in ("baseline", "this"))
-        rows.append([str(n), f"{old:.2f}", f"{new:.2f}", f"{new / old:.2f}"])
+        cells = [str(n)]
+        for i in (0, 1):  # wall, then CPU
+            old, new = (
+                statistics.median(t[i] for t in times[(n, v)]) for v in ("baseline", "this")
+            )
+            cells += [f"{old:.2f}", f"{new:.2f}", f"{new / old:.2f}"]
+        rows.append(cells)
     print(f"Median of {repeats}, baseline {args.baseline}; {load_average()}:")
-    print(
-        markdown_table(["runs", f"{args.baseline} (s)", "this commit (s)", "this / baseline"], rows)
-    )
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":
