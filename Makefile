@@ -64,11 +64,11 @@ ui: install  ## browse the runs in the MLflow UI (loopback only)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
 
 # --- report (issue 4) ---
-# The sweep to report (default: the latest) and its MLflow experiment.
+# The sweep to report (default: the latest; A,B compares two) and its MLflow experiment.
 SWEEP ?=
 EXPERIMENT ?= sweeper
 
-report: install  ## tables and figures of a sweep (SWEEP=<id>, EXPERIMENT=...) in reports/
+report: install  ## tables and figures of a sweep (SWEEP=<id> or <a>,<b>, EXPERIMENT=...) in reports/
 	$(PY) -m sweeper.report --experiment $(EXPERIMENT) $(if $(SWEEP),--sweep $(SWEEP))
 
 # The run to reproduce; ARGS adds --allow-data-change, --threads N or --tracking-uri URI.

@@ -1,14 +1,18 @@
-"""How long ``make report`` takes on a store of 200 runs (20 configurations x 10 seeds).
+"""How long ``python -m sweeper.report`` takes on fake sweeps of 200 and 1,000 runs (20
+configurations x 10 and x 50 seeds), against the report of an earlier commit.
 
-The store is filled through MLflow's client with the records a real sweep leaves (params,
+The stores are filled through MLflow's client with the records a real sweep leaves (params,
 tags, per-epoch and final metrics; no artifacts, so no confusion matrix) by the same helper
-the report's tests use. Timed: ``build_report`` in this process (median of repeats), and the
-whole ``python -m sweeper.report`` command, whose extra is importing MLflow and matplotlib.
+the report's tests use. The earlier commit's ``src/`` is extracted with ``git archive`` and
+put first on ``PYTHONPATH``; the two versions run in turn on each store (interleaved, so that
+both see the same load), and each time is the whole command, imports included.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -18,64 +22,81 @@ from pathlib import Path
 
 from machine import describe_machine, load_average, markdown_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
 from fake_store import fill_fake_sweep  # noqa: E402 (found through the path set just above)
-from sweeper.report.build import build_report  # noqa: E402
+
+
+def extract(revision: str, into: Path) -> Path:
+    """``src/`` of ``revision`` under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def report_seconds(store: str, out: Path, pythonpath: Path | None) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system, its worker processes included) of one
+    report command."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(
+        [*command, "--sweep", "fake", "--out", str(out)], check=True, capture_output=True, env=env
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="20 runs instead of 200")
+    parser.add_argument("--quick", action="store_true", help="20 and 40 runs, one repeat")
+    parser.add_argument(
+        "--baseline", default="main", help="the commit to compare with (default: main)"
+    )
+    parser.add_argument("--runs", default="200,1000", help="store sizes, multiples of 20")
     args = parser.parse_args()
-    seeds = 1 if args.quick else 10
+    sizes = [20, 40] if args.quick else [int(n) for n in args.runs.split(",")]
+    repeats = 1 if args.quick else args.repeats
     print("## Report time\n" + describe_machine())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store = f"sqlite:///{root / 'mlflow.db'}"
-        start = time.perf_counter()
-        n_runs = fill_fake_sweep(store, "fake", seeds=seeds)
-        print(f"filled a store of {n_runs} runs in {time.perf_counter() - start:.1f} s")
-        in_process, command = [], []
-        for repeat in range(args.repeats):
+        baseline = extract(args.baseline, root)
+        stores = {}
+        for n in sizes:
+            store = f"sqlite:///{root / f'{n}.db'}"
             start = time.perf_counter()
-            build_report(store, sweep_id="fake", out_dir=root / "reports")
-            in_process.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "sweeper.report",
-                    "--tracking-uri",
-                    store,
-                    "--sweep",
-                    "fake",
-                    "--out",
-                    str(root / "reports"),
-                ],
-                check=True,
-                capture_output=True,
+            fill_fake_sweep(store, "fake", seeds=n // 20)
+            print(f"filled a store of {n} runs in {time.perf_counter() - start:.1f} s")
+            stores[n] = store
+        times: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        for repeat in range(repeats):
+            for n, store in stores.items():
+                for version, path in (("baseline", baseline), ("this", None)):
+                    wall, cpu = report_seconds(store, root / "reports", path)
+                    times.setdefault((n, version), []).append((wall, cpu))
+                    print(
+                        f"  repeat {repeat + 1}, {n} runs, {version}: {wall:.2f} s, cpu {cpu:.2f} s"
+                    )
+    header, rows = ["runs"], []
+    for kind in ("wall", "cpu"):
+        header += [f"{kind} {args.baseline} (s)", f"{kind} this (s)", f"{kind} this / baseline"]
+    for n in sizes:
+        cells = [str(n)]
+        for i in (0, 1):  # wall, then CPU
+            old, new = (
+                statistics.median(t[i] for t in times[(n, v)]) for v in ("baseline", "this")
             )
-            command.append(time.perf_counter() - start)
-            print(
-                f"  repeat {repeat + 1}: build_report {in_process[-1]:.2f} s, "
-                f"command {command[-1]:.2f} s"
-            )
-    print(f"Median of {args.repeats}:")
-    print(
-        markdown_table(
-            ["runs", "build_report (s)", "python -m sweeper.report (s)", "load (1 min)"],
-            [
-                [
-                    str(n_runs),
-                    f"{statistics.median(in_process):.2f}",
-                    f"{statistics.median(command):.2f}",
-                    load_average().split()[2].rstrip(","),
-                ]
-            ],
-        )
-    )
+            cells += [f"{old:.2f}", f"{new:.2f}", f"{new / old:.2f}"]
+        rows.append(cells)
+    print(f"Median of {repeats}, baseline {args.baseline}; {load_average()}:")
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

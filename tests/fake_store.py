@@ -19,9 +19,12 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 LEARNING_RATES = ("0.01", "0.02", "0.05", "0.1", "0.2")
 
 
-def fill_fake_sweep(uri: str, sweep_id: str, seeds: int = 10, epochs: int = 10) -> int:
+def fill_fake_sweep(
+    uri: str, sweep_id: str, seeds: int = 10, epochs: int = 10, values_seed: int = 0
+) -> int:
     """Write a parent run and ``4 x 5 x seeds`` children (activation x lr x seed); the last
-    seed of the largest learning rate fails. Return the number of children."""
+    seed of the largest learning rate fails. ``values_seed`` draws the metrics (the
+    config_hash of a run is the same for every draw). Return the number of children."""
     client = MlflowClient(uri)
     experiment_id = prepare_store(uri, "sweeper")
     parent = client.create_run(
@@ -34,7 +37,7 @@ def fill_fake_sweep(uri: str, sweep_id: str, seeds: int = 10, epochs: int = 10) 
             f"{','.join(LEARNING_RATES)} seed=range({seeds})",
         },
     )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(values_seed)
     grid = list(itertools.product(ACTIVATIONS, LEARNING_RATES, range(seeds)))
     for activation, lr, seed in grid:
         params = {
@@ -57,7 +60,10 @@ def fill_fake_sweep(uri: str, sweep_id: str, seeds: int = 10, epochs: int = 10) 
             },
         )
         now = int(time.time() * 1000)
-        val_loss = 2.0 / np.arange(1, epochs + 1) + rng.uniform(0, 0.2)
+        # The learning rate matters more than the activation, as fANOVA should find.
+        effect = 0.3 * LEARNING_RATES.index(lr) / len(LEARNING_RATES)
+        effect += 0.02 * ACTIVATIONS.index(activation)
+        val_loss = 2.0 / np.arange(1, epochs + 1) + effect + rng.uniform(0, 0.05)
         val_acc = 1 - val_loss / 3
         metrics = [
             Metric(key, float(v), now, epoch)

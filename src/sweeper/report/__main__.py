@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from sweeper.report.build import build_report
-from sweeper.report.runs import ReportError
+# MLflow draws a progress bar per downloaded artifact; the report prints its own summary.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from sweeper.report.build import build_report  # noqa: E402 (after the setting above)
+from sweeper.report.compare import compare_sweeps  # noqa: E402
+from sweeper.report.runs import ReportError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Compare the runs of a sweep: a Markdown table here, and report.md, "
         "runs.csv and a self-contained report.html in OUT/<sweep id>/.",
     )
-    parser.add_argument("--sweep", help="the sweep id (default: the latest sweep)")
+    parser.add_argument(
+        "--sweep",
+        help="the sweep id (default: the latest sweep); A,B compares two sweeps, runs "
+        "matched by config_hash, in OUT/A_vs_B/",
+    )
     parser.add_argument("--experiment", default="sweeper", help="MLflow experiment name")
     parser.add_argument(
         "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)"
@@ -25,12 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"), help="reports directory")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    sweeps = [s for s in (args.sweep or "").split(",") if s]
     try:
-        report = build_report(args.tracking_uri, args.experiment, args.sweep or None, args.out)
+        if len(sweeps) == 2:
+            pair = (sweeps[0], sweeps[1])
+            report = compare_sweeps(args.tracking_uri, args.experiment, pair, args.out)
+            title = f"Sweep {sweeps[0]} vs sweep {sweeps[1]}"
+        elif len(sweeps) > 2:
+            raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
+        else:
+            report = build_report(args.tracking_uri, args.experiment, args.sweep or None, args.out)
+            title = f"Sweep {report.sweep.sweep_id}"
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"# Sweep {report.sweep.sweep_id}\n\n{report.summary}")
+    print(f"# {title}\n\n{report.summary}")
     print(
         f"Report written to {report.directory}/ ({len(report.files)} files) "
         f"in {time.perf_counter() - start:.1f}s"

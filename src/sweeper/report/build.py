@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import json
+import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from sweeper.checkpoint import load_checkpoint
 from sweeper.data import DatasetError
 from sweeper.report.confusion import confusion_on_test_set
 from sweeper.report.document import Block, Heading, Image, Text, to_html, to_markdown
 from sweeper.report.figures import (
     accuracy_bars,
     confusion_figure,
+    heatmap,
+    importance_bars,
+    parallel_coordinates,
+    pareto_figure,
     save_png,
     train_vs_validation,
     validation_curves,
@@ -31,20 +41,20 @@ from sweeper.report.runs import (
     open_store,
     sweep_runs,
 )
+from sweeper.report.stats import ALPHA, VERDICT_START, compare_with_best, pareto_front, verdict
 from sweeper.report.tables import (
+    CONFIG,
     SEED,
-    Configuration,
     Table,
     configurations,
     configurations_table,
     constant_params,
-    has_repeats,
     label,
-    noise_verdict,
     pivot_keys,
+    pivot_means,
     pivot_table,
+    runs_frame,
     runs_table,
-    sorted_runs,
     varying_keys,
     write_runs_csv,
 )
@@ -54,6 +64,17 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 RUNS_CSV = "runs.csv"
 FIGURES_DIR = "figures"
+HIDDEN = "topology.hidden"
+
+WELCH_EXPLAINED = (
+    "How `vs best` is decided: for each configuration with two or more finished seeds, "
+    "Welch's t-test (two-sided, unequal variances) compares its validation losses with "
+    "those of the best configuration. Testing many configurations at once makes some look "
+    "different by chance, so the p-values are adjusted with Holm's step-down correction, "
+    f"which keeps the chance of any false `real` below {ALPHA:g}. `real`: the adjusted p is "
+    f"below {ALPHA:g}, the gap is larger than seed-to-seed noise explains; `within noise`: "
+    "it is not, and more seeds (or none) would be needed to tell the two apart."
+)
 
 
 @dataclass(frozen=True)
@@ -67,115 +88,217 @@ class Report:
 def _counts(records: list[RunRecord]) -> str:
     by_status: dict[str, int] = {}
     for r in records:
-        by_status[r.status] = by_status.get(r.status, 0) + 1
+        status = "PRUNED" if r.pruned else r.status
+        by_status[status] = by_status.get(status, 0) + 1
     return ", ".join(f"{n} {status.lower()}" for status, n in sorted(by_status.items()))
 
 
-def _short_number(cell: str) -> str:
-    try:
-        return f"{float(cell):.6g}"
-    except ValueError:
-        return cell
-
-
 def _gradcheck_table(path: Path) -> Table:
-    with path.open(newline="") as f:
-        header, *rows = list(csv.reader(f))
-    return Table(header, [[_short_number(c) for c in row] for row in rows])
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+
+    def short(cell: str) -> str:
+        try:
+            return f"{float(cell):.6g}"
+        except ValueError:
+            return cell
+
+    return Table(frame.map(short))
+
+
+def parameter_count(hidden: str, d_in: int, n_classes: int) -> int | None:
+    """Weights and biases of a ``d_in``-``hidden``-``n_classes`` MLP; None if ``hidden`` is not
+    a list of sizes."""
+    try:
+        sizes = [d_in, *json.loads(hidden), n_classes]
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
 
 
 class _FigureWriter:
     """Draws the figures of the finished configurations into ``figures``."""
 
-    def __init__(self, client: MlflowClient, figures: Path) -> None:
+    def __init__(self, client: MlflowClient, figures: Path, keys: list[str]) -> None:
         self.client = client
         self.figures = figures
+        self.keys = keys
         self.figures.mkdir(parents=True, exist_ok=True)
 
-    def blocks(
-        self, configs: list[Configuration], keys: list[str], varying: list[str], repeats: bool
+    def png(self, fig: object, name: str, alt: str) -> Image:
+        return Image(save_png(fig, self.figures / f"{name}.png"), alt)  # type: ignore[arg-type]
+
+    def curves(
+        self,
+        runs: pd.DataFrame,
+        configs: pd.DataFrame,
+        best_run: RunRecord,
+        varying: list[str],
+        repeats: bool,
     ) -> list[Block]:
-        finished = [c for c in configs if c.finished]
-        best_config = finished[0]
-        best_run = best_config.best_run()
-        run_ids = [r.run_id for c in finished for r in c.finished]
-        curves = metric_curves(self.client, run_ids, ["val_loss", "val_acc"])
+        finished = configs[configs["n"] > 0]
+        done = runs[runs["finished"]]
+        pruned = runs[runs["pruned"]]
+        curves = metric_curves(
+            self.client, [*done["run_id"], *pruned["run_id"]], ["val_loss", "val_acc"]
+        )
         curves[best_run.run_id] |= metric_curves(
             self.client, [best_run.run_id], ["train_loss", "train_acc"]
         )[best_run.run_id]
-        labels = [label(c.params, keys) for c in finished]
         by_config = {
-            lbl: [curves[r.run_id] for r in c.finished]
-            for lbl, c in zip(labels, finished, strict=True)
+            name: [curves[run_id] for run_id in group["run_id"]]
+            for name, group in done.groupby(CONFIG, sort=False)
         }
-        accuracy = [stat for c in finished if (stat := c.stat("test_acc")) is not None]
-        blocks: list[Block] = [
+        by_config = {name: by_config[name] for name in finished.index}
+        best_label = label(best_run, varying)
+        return [
             Heading("Figures"),
-            Image(
-                save_png(
-                    validation_curves(by_config, labels[0], repeats),
-                    self.figures / "validation_curves.png",
+            self.png(
+                validation_curves(
+                    by_config,
+                    finished.index[0],
+                    repeats,
+                    [curves[run_id] for run_id in pruned["run_id"]],
                 ),
+                "validation_curves",
                 "validation loss and accuracy of every configuration",
             ),
-            Image(
-                save_png(
-                    accuracy_bars(
-                        labels,
-                        [s.mean for s in accuracy],
-                        [s.std for s in accuracy] if repeats else None,
-                    ),
-                    self.figures / "test_accuracy.png",
+            self.png(
+                accuracy_bars(
+                    list(finished.index),
+                    list(finished["test_acc_mean"]),
+                    list(finished["test_acc_std"]) if repeats else None,
                 ),
+                "test_accuracy",
                 "test accuracy per configuration",
             ),
-            Heading(f"Best run: `{label(best_run, varying)}` ({best_run.run_id})"),
-            Image(
-                save_png(
-                    train_vs_validation(
-                        curves[best_run.run_id],
-                        int(best_run.metrics["best_epoch"]),
-                        f"best run: {label(best_run, varying)}",
-                    ),
-                    self.figures / "best_run_curves.png",
+            Heading(f"Best run: `{best_label}` ({best_run.run_id})"),
+            self.png(
+                train_vs_validation(
+                    curves[best_run.run_id],
+                    int(best_run.metrics["best_epoch"]),
+                    f"best run: {best_label}",
                 ),
+                "best_run_curves",
                 "train and validation curves of the best run",
             ),
         ]
-        return blocks + self.best_run_artifacts(best_run)
 
-    def best_run_artifacts(self, run: RunRecord) -> list[Block]:
-        blocks: list[Block] = []
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = download_artifact(
-                self.client, run.run_id, "checkpoint/best_model.npz", Path(tmp)
+    def confusion(self, run: RunRecord, checkpoint: Path | None) -> list[Block]:
+        if checkpoint is None:
+            return [Text("No confusion matrix: the run logged no checkpoint.")]
+        try:
+            matrix = confusion_on_test_set(checkpoint, run.params)
+        except (DatasetError, ValueError, OSError) as err:
+            return [Text(f"No confusion matrix: {err}")]
+        accuracy = matrix.trace() / matrix.sum()
+        title = f"test set, {int(matrix.sum())} images, accuracy {accuracy:.4f}"
+        return [
+            self.png(
+                confusion_figure(matrix, title),
+                "confusion_matrix",
+                "confusion matrix of the best run on the test set",
             )
-            if checkpoint is None:
-                blocks.append(Text("No confusion matrix: the run logged no checkpoint."))
-            else:
-                try:
-                    matrix = confusion_on_test_set(checkpoint, run.params)
-                except (DatasetError, ValueError, OSError) as err:
-                    blocks.append(Text(f"No confusion matrix: {err}"))
-                else:
-                    accuracy = matrix.trace() / matrix.sum()
-                    title = f"test set, {int(matrix.sum())} images, accuracy {accuracy:.4f}"
-                    blocks.append(
-                        Image(
-                            save_png(
-                                confusion_figure(matrix, title),
-                                self.figures / "confusion_matrix.png",
-                            ),
-                            "confusion matrix of the best run on the test set",
-                        )
-                    )
-            gradcheck = download_artifact(self.client, run.run_id, "gradcheck.csv", Path(tmp))
-            blocks.append(Heading("Gradient check of the best run", 3))
-            if gradcheck is None:
-                blocks.append(Text("The run logged no gradient check (no gradcheck.csv)."))
-            else:
-                blocks.append(_gradcheck_table(gradcheck))
-        return blocks
+        ]
+
+    def gradcheck(self, run_id: str, tmp: Path) -> list[Block]:
+        gradcheck = download_artifact(self.client, run_id, "gradcheck.csv", tmp)
+        blocks: list[Block] = [Heading("Gradient check of the best run", 3)]
+        if gradcheck is None:
+            return [*blocks, Text("The run logged no gradient check (no gradcheck.csv).")]
+        return [*blocks, _gradcheck_table(gradcheck)]
+
+    def importance(self, importances: pd.Series) -> list[Block]:
+        return [self.png(importance_bars(importances), "importance", "parameter importance")]
+
+    def interactions(self, runs: pd.DataFrame, configs: pd.DataFrame) -> list[Block]:
+        finished = configs[configs["n"] > 0]
+        blocks: list[Block] = [Heading("How the choices interact")]
+        if self.keys and len(finished) > 1:
+            blocks.append(
+                self.png(
+                    parallel_coordinates(
+                        {k: list(finished[k]) for k in self.keys},
+                        list(finished["best_val_loss_mean"]),
+                    ),
+                    "parallel_coordinates",
+                    "parallel coordinates of every configuration",
+                )
+            )
+        crossed = pivot_keys(configs, self.keys)
+        if crossed is not None:
+            blocks += [
+                self.png(
+                    heatmap(pivot_means(runs, *crossed), "mean test accuracy"),
+                    "pivot_heatmap",
+                    "heatmap of the pivot of test accuracy",
+                ),
+            ]
+        return blocks if len(blocks) > 1 else []
+
+    def costs(self, configs: pd.DataFrame, layer_sizes: list[int] | None) -> list[Block]:
+        """Test accuracy against training seconds and, when the topology varies, against the
+        parameter count (input and class sizes from the best run's checkpoint)."""
+        finished = configs[configs["n"] > 0]
+        if len(finished) < 2:
+            return []
+        accuracy = finished["test_acc_mean"].to_numpy()
+        costs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        notes = []
+        seconds = finished["train_seconds_mean"].to_numpy()
+        costs["training seconds (mean)"] = (seconds, pareto_front(seconds, accuracy))
+        if layer_sizes is None:
+            notes.append("No parameter count: the best run logged no checkpoint.")
+        elif HIDDEN not in self.keys:
+            count = parameter_count(json.dumps(layer_sizes[1:-1]), layer_sizes[0], layer_sizes[-1])
+            notes.append(f"Every configuration has {count:,} parameters (one topology).")
+        else:
+            counts = [parameter_count(h, layer_sizes[0], layer_sizes[-1]) for h in finished[HIDDEN]]
+            if None not in counts:
+                count_arr = np.asarray(counts, dtype=np.float64)
+                costs["parameters"] = (count_arr, pareto_front(count_arr, accuracy))
+        lines = []
+        for name, (cost, front) in costs.items():
+            names = ", ".join(
+                f"`{c}` ({v:.4g}, {a:.4f})"
+                for c, v, a in zip(finished.index[front], cost[front], accuracy[front], strict=True)
+            )
+            lines.append(f"Pareto-optimal in test accuracy against {name}: {names}.")
+        return [
+            Heading("What accuracy costs"),
+            Text(" ".join(lines + notes)),
+            self.png(pareto_figure(accuracy, costs), "pareto", "test accuracy against its costs"),
+        ]
+
+
+def analyse(
+    runs: pd.DataFrame, configs: pd.DataFrame, keys: list[str], repeats: bool
+) -> tuple[pd.DataFrame, pd.Series | str]:
+    """``configs`` with the Welch/Holm columns (when there are repeats), and the fANOVA
+    importances or why there are none. Run in a process of its own, so that importing
+    Optuna, scikit-learn and scipy.stats and fitting fANOVA overlap with the figures."""
+    from sweeper.report.importance import ImportanceUnavailableError, param_importances
+
+    if repeats:
+        configs = compare_with_best(runs, configs)
+    try:
+        return configs, param_importances(configs, keys)
+    except ImportanceUnavailableError as err:
+        return configs, str(err)
+
+
+def _importance(configs: pd.DataFrame, result: pd.Series | str) -> list[Block]:
+    """The importance section: the table, or why there is none."""
+    blocks: list[Block] = [Heading("Which hyperparameter matters")]
+    if isinstance(result, str):
+        return [*blocks, Text(f"No importance: {result}.")]
+    n = int((configs["n"] > 0).sum())
+    table = pd.DataFrame({"parameter": result.index, "importance": [f"{v:.3f}" for v in result]})
+    text = Text(
+        "Optuna's fANOVA importance for the validation loss, on the mean over seeds of each "
+        f"of the {n} finished configurations (each handed to Optuna as a completed trial): "
+        "the share of the variance of the loss that each parameter explains."
+    )
+    return [*blocks, text, Table(table)]
 
 
 def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecord]) -> Text:
@@ -192,9 +315,13 @@ def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecor
 
 
 def _comparison(
-    records: list[RunRecord], varying: list[str], configs: list[Configuration], repeats: bool
+    runs: pd.DataFrame,
+    records: list[RunRecord],
+    varying: list[str],
+    configs: pd.DataFrame,
+    repeats: bool,
 ) -> list[Block]:
-    """The constant params, the main table, the noise verdict and the pivot."""
+    """The constant params, the main table with its verdict, and the pruned runs apart."""
     keys = [k for k in varying if k != SEED]
     constants = ", ".join(f"`{k}={v}`" for k, v in constant_params(records, varying).items())
     blocks: list[Block] = [Text(f"Constant params: {constants or '(none)'}.")]
@@ -205,19 +332,23 @@ def _comparison(
             ),
             configurations_table(configs, keys),
         ]
-        finished = [c for c in configs if c.finished]
-        if len(finished) > 1:
-            blocks.append(Text(noise_verdict(finished[0], finished[1], keys)))
+        if (configs["n"] > 0).sum() > 1:
+            blocks.append(Text(verdict(configs)))
     else:
         blocks += [
             Heading("Runs, best validation loss first"),
-            runs_table(sorted_runs(records), varying),
+            runs_table(runs[~runs["pruned"]], varying),
+        ]
+    if runs["pruned"].any():
+        blocks += [
+            Heading("Pruned runs: stopped early by the search, not ranked"),
+            runs_table(runs[runs["pruned"]], varying),
         ]
     crossed = pivot_keys(configs, keys)
     if crossed is not None:
         blocks += [
             Heading(f"Test accuracy: {crossed[0]} x {crossed[1]}"),
-            pivot_table(configs, *crossed),
+            pivot_table(runs, *crossed),
         ]
     return blocks
 
@@ -238,28 +369,58 @@ def build_report(
         raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
     varying = varying_keys(records, sweep.overrides)
     keys = [k for k in varying if k != SEED]
-    configs = configurations(records, keys)
-    repeats = has_repeats(configs)
-    ordered = sorted_runs(records)
+    runs = runs_frame(records, varying)
+    configs = configurations(runs, keys)
+    repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
     directory = out_dir / sweep.sweep_id
     directory.mkdir(parents=True, exist_ok=True)
+    writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
+    figures: list[Block] = []
+    # Forked before any thread of this process starts (metric_curves starts some).
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        analysed = pool.submit(analyse, runs, configs, keys, repeats)
+        if (configs["n"] > 0).any():
+            figures += writer.interactions(runs, configs)
+            with tempfile.TemporaryDirectory() as tmp:
+                done = runs[runs["finished"]]
+                best_id = done.loc[done[CONFIG] == configs.index[0], "run_id"].iloc[0]
+                best_run = next(r for r in records if r.run_id == best_id)
+                checkpoint = download_artifact(
+                    client, best_id, "checkpoint/best_model.npz", Path(tmp)
+                )
+                sizes = None
+                # A bad checkpoint: the confusion matrix below says what is wrong with it.
+                with contextlib.suppress(ValueError, OSError):
+                    if checkpoint is not None:
+                        sizes = load_checkpoint(checkpoint)[0].layer_sizes
+                figures += writer.costs(configs, sizes)
+                figures += writer.curves(runs, configs, best_run, varying, repeats)
+                figures += writer.confusion(best_run, checkpoint)
+                figures += writer.gradcheck(best_id, Path(tmp))
+        configs, importances = analysed.result()
 
     summary = [
         _intro(experiment, sweep, len(every_run), records),
         Text(sweep_provenance(client, sweep.experiment_id, sweep.sweep_id)[0]),
-        *_comparison(records, varying, configs, repeats),
+        *_comparison(runs, records, varying, configs, repeats),
     ]
-    blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1), *summary]
+    if (configs["n"] > 0).any():
+        summary += _importance(configs, importances)
+    blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1)]
+    for block in summary:
+        blocks.append(block)
+        if isinstance(block, Text) and block.text.startswith(VERDICT_START):
+            blocks.append(Text(WELCH_EXPLAINED))  # in the file, not in the terminal
     if repeats:
-        blocks += [Heading("Every run"), runs_table(ordered, varying)]
-    if any(c.finished for c in configs):
-        writer = _FigureWriter(client, directory / FIGURES_DIR)
-        blocks += writer.blocks(configs, keys, varying, repeats)
+        blocks += [Heading("Every run"), runs_table(runs, varying)]
+    if not isinstance(importances, str):
+        blocks += writer.importance(importances)
+    blocks += figures
 
     markdown = directory / REPORT_MD
     markdown.write_text(to_markdown(blocks, directory))
     page = directory / REPORT_HTML
     page.write_text(to_html(blocks, f"Sweep {sweep.sweep_id}"))
     images = [b.path for b in blocks if isinstance(b, Image)]
-    files = [write_runs_csv(ordered, varying, directory / RUNS_CSV), markdown, page, *images]
+    files = [write_runs_csv(runs, varying, directory / RUNS_CSV), markdown, page, *images]
     return Report(sweep, directory, to_markdown(summary, directory), files)

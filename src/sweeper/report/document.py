@@ -1,12 +1,16 @@
-"""The report as a list of blocks, written out as Markdown and as one self-contained HTML page."""
+"""The report as a list of blocks, written out as Markdown and, through the jinja2 template
+``templates/report.html.j2``, as one self-contained HTML page."""
 
 from __future__ import annotations
 
 import base64
-import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
 
 from sweeper.report.tables import Table
 
@@ -32,16 +36,6 @@ class Image:
 
 Block = Heading | Text | Table | Image
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; }
-tr.best { background: #e6f4e6; font-weight: bold; }
-code { background: #f4f4f4; padding: 0 0.2em; }
-img { max-width: 100%; display: block; margin: 1em 0; }
-"""
-
 
 def to_markdown(blocks: list[Block], base: Path) -> str:
     """Markdown with images linked relative to ``base``, the report's directory."""
@@ -59,41 +53,41 @@ def to_markdown(blocks: list[Block], base: Path) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _inline(text: str) -> str:
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+def _inline(text: str) -> Markup:
+    """Escaped text with `backticks` as <code>."""
+    return Markup(re.sub(r"`([^`]*)`", r"<code>\1</code>", str(escape(text))))
 
 
-def _table_html(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
-    rows = []
-    for i, row in enumerate(table.rows):
-        css = ' class="best"' if i == table.best else ""
-        cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
-        rows.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("sweeper.report", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+_ENV.filters["inline"] = _inline
 
 
-def _image_html(image: Image) -> str:
-    # Embedded, so the page is one file that can be mailed or archived.
-    data = base64.b64encode(image.path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(image.alt)}" src="data:image/png;base64,{data}">'
+def _context(block: Block) -> dict[str, Any]:
+    match block:
+        case Heading(text, level):
+            return {"kind": "heading", "text": text, "level": level}
+        case Text(text):
+            return {"kind": "text", "text": text}
+        case Table():
+            return {
+                "kind": "table",
+                "headers": [str(c) for c in block.frame.columns],
+                "rows": block.frame.astype(str).to_numpy().tolist(),
+                "best": -1 if block.best is None else block.best,
+                "muted": block.muted,
+            }
+        case Image(path, alt):
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            return {"kind": "image", "alt": alt, "data": data}
 
 
 def to_html(blocks: list[Block], title: str) -> str:
-    body = []
-    for block in blocks:
-        match block:
-            case Heading(text, level):
-                body.append(f"<h{level}>{_inline(text)}</h{level}>")
-            case Text(text):
-                body.append(f"<p>{_inline(text)}</p>")
-            case Table():
-                body.append(_table_html(block))
-            case Image():
-                body.append(_image_html(block))
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+    return _ENV.get_template("report.html.j2").render(
+        title=title, blocks=[_context(b) for b in blocks]
     )

@@ -6,8 +6,12 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -19,6 +23,8 @@ MAX_BARS = 40
 # The width of one character of a "small" tick label.
 LABEL_INCHES_PER_CHAR = 0.06
 LOG_SCALE_RATIO = 20.0
+# Past this many numeric values, a parallel-coordinates axis is a scale, not a list.
+MAX_AXIS_TICKS = 12
 
 
 def save_png(fig: Figure, path: Path) -> Path:
@@ -44,16 +50,29 @@ def mean_curve(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def validation_curves(
-    curves: Mapping[str, Sequence[Mapping[str, Curve]]], best: str, repeats: bool
+    curves: Mapping[str, Sequence[Mapping[str, Curve]]],
+    best: str,
+    repeats: bool,
+    pruned: Sequence[Mapping[str, Curve]] = (),
 ) -> Figure:
     """Validation loss and accuracy per epoch, one line per configuration (``curves`` maps a
-    configuration's label to its runs' curves), averaged over seeds when there are repeats."""
+    configuration's label to its runs' curves), averaged over seeds when there are repeats;
+    runs a pruner stopped early are thin grey lines, one per run."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     axes = fig.subplots(1, 2)
     named = len(curves) <= MAX_LEGEND
     for (metric, title), ax in zip(
         (("val_loss", "validation loss"), ("val_acc", "validation accuracy")), axes, strict=True
     ):
+        for i, run in enumerate(pruned):
+            ax.plot(
+                [e for e, _ in run[metric]],
+                [v for _, v in run[metric]],
+                linewidth=0.8,
+                color="0.7",
+                zorder=1,
+                label="pruned" if i == 0 else None,
+            )
         for config_label, runs in curves.items():
             epochs, values = mean_curve([run[metric] for run in runs])
             if config_label == best:
@@ -158,4 +177,123 @@ def confusion_figure(matrix: np.ndarray, title: str) -> Figure:
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
+    return fig
+
+
+def _axis_positions(values: Sequence[str]) -> tuple[np.ndarray, list[float], list[str]]:
+    """Where each value sits on a parallel-coordinates axis in [0, 1], with ticks: a numeric
+    param with many values on a (log) scale, anything else evenly in value order."""
+    unique = sorted(set(values))
+    try:
+        numbers = np.array([float(v) for v in values])
+        order = sorted(unique, key=float)
+    except ValueError:
+        numbers, order = None, unique
+    if numbers is not None and len(order) > MAX_AXIS_TICKS:
+        scaled = np.log10(numbers) if numbers.min() > 0 else numbers
+        low, high = scaled.min(), scaled.max()
+        spread = high - low or 1.0
+        ticks = [0.0, 1.0]
+        return (scaled - low) / spread, ticks, [f"{numbers.min():.3g}", f"{numbers.max():.3g}"]
+    step = 1.0 / max(len(order) - 1, 1)
+    where = {v: i * step for i, v in enumerate(order)}
+    return np.array([where[v] for v in values]), list(where.values()), list(order)
+
+
+def parallel_coordinates(params: Mapping[str, Sequence[str]], loss: Sequence[float]) -> Figure:
+    """One line per configuration through an axis per varied param and one for its mean
+    validation loss, coloured by that loss (darker is lower); the best drawn on top."""
+    names = [*params, "val loss"]
+    loss_arr = np.asarray(loss, dtype=np.float64)
+    fig = Figure(figsize=(max(6.0, 2.2 * len(names)), 4.5), layout="constrained")
+    ax = fig.subplots()
+    columns, ticks = [], []
+    for values in params.values():
+        where, positions, labels = _axis_positions(list(values))
+        columns.append(where)
+        ticks.append((positions, labels))
+    low, high = float(loss_arr.min()), float(loss_arr.max())
+    columns.append((loss_arr - low) / ((high - low) or 1.0))
+    ticks.append(([0.0, 1.0], [f"{low:.4g}", f"{high:.4g}"]))
+    ys = np.column_stack(columns)
+    colours = matplotlib.colormaps["viridis"]
+    norm = Normalize(low, high)
+    x = np.arange(len(names))
+    for i in np.argsort(-loss_arr, kind="stable"):  # the best last, on top
+        ax.plot(x, ys[i], color=colours(norm(loss_arr[i])), alpha=0.8, linewidth=1.2)
+    for i, (positions, labels) in enumerate(ticks):
+        ax.axvline(i, color="black", linewidth=0.8)
+        for y, text in zip(positions, labels, strict=True):
+            ax.text(i, y, f" {text}", fontsize="x-small", va="center", ha="left")
+    ax.set_xticks(x, names, fontsize="small")
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    fig.colorbar(ScalarMappable(norm, colours), ax=ax, label="mean validation loss")
+    ax.set_title("every configuration, coloured by mean validation loss")
+    return fig
+
+
+def heatmap(means: pd.DataFrame, title: str) -> Figure:
+    """A pivot of mean test accuracy, values annotated; empty cells (no finished run) blank."""
+    values = means.to_numpy(dtype=np.float64)
+    fig = Figure(figsize=(1.6 + 1.1 * values.shape[1], 1.4 + 0.5 * values.shape[0]))
+    fig.set_layout_engine("constrained")
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax, label="mean test accuracy")
+    finite = values[np.isfinite(values)]
+    middle = (finite.min() + finite.max()) / 2 if len(finite) else 0.0
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            colour = "white" if value < middle else "black"
+            ax.text(j, i, f"{value:.4f}", ha="center", va="center", fontsize="small", color=colour)
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in means.columns], fontsize="small")
+    ax.set_yticks(range(values.shape[0]), [str(r) for r in means.index], fontsize="small")
+    ax.set_xlabel(str(means.columns.name))
+    ax.set_ylabel(str(means.index.name))
+    ax.set_title(title)
+    return fig
+
+
+def importance_bars(importances: pd.Series) -> Figure:
+    """Each param's fANOVA importance, largest on top."""
+    fig = Figure(figsize=(7, 1.2 + 0.4 * len(importances)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(importances))
+    bars = ax.barh(y, importances.to_numpy(), color="tab:blue", alpha=0.8)
+    ax.bar_label(bars, fmt="%.3f", fontsize="x-small", padding=3)
+    ax.set_yticks(y, list(importances.index), fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("fANOVA importance for the mean validation loss (sums to 1)")
+    return fig
+
+
+def pareto_figure(
+    accuracy: Sequence[float], costs: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> Figure:
+    """Test accuracy against each cost (``costs``: axis label to values and Pareto mask),
+    one panel each, the Pareto-optimal configurations circled and joined."""
+    fig = Figure(figsize=(5.5 * len(costs), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(costs)))
+    acc = np.asarray(accuracy, dtype=np.float64)
+    for ax, (name, (cost, front)) in zip(axes, costs.items(), strict=True):
+        c = np.asarray(cost, dtype=np.float64)
+        ax.scatter(c, acc, s=18, color="tab:blue", alpha=0.6, label="configuration")
+        order = np.argsort(c[front])
+        ax.plot(
+            c[front][order],
+            acc[front][order],
+            marker="o",
+            markerfacecolor="none",
+            markersize=9,
+            color="tab:red",
+            label="Pareto-optimal",
+        )
+        if c.min() > 0 and c.max() / c.min() > LOG_SCALE_RATIO:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("mean test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     return fig

@@ -45,11 +45,15 @@ class RunRecord:
     config_hash: str
     params: Mapping[str, str]
     metrics: Mapping[str, float]
+    pruned: bool = False  # stopped early by a search's pruner: shown apart, never ranked
 
     @property
     def finished(self) -> bool:
-        return self.status == "FINISHED"
+        return self.status == "FINISHED" and not self.pruned
 
+
+# The ``status`` tag of a run that a search's pruner stopped early.
+PRUNED = "PRUNED"
 
 # (epoch, value) pairs of one metric, in epoch order.
 Curve = list[tuple[int, float]]
@@ -116,6 +120,7 @@ def _record(run: Run) -> RunRecord:
         config_hash=tags.get("config_hash", run.info.run_id),
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
+        pruned=tags.get("status") == PRUNED,
     )
 
 

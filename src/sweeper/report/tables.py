@@ -1,18 +1,17 @@
-"""The sweep's runs as comparison tables: which params vary, repeats aggregated over seeds.
+"""The sweep's runs as pandas tables: which params vary, repeats aggregated over seeds.
 
 Rows are sorted by validation loss (the value at each run's best epoch, the epoch whose
-checkpoint was kept), best first; runs that did not finish come last with their reason.
+checkpoint was kept), best first; runs that did not finish come last with their reason, and
+runs a pruner stopped early are kept apart from the ranking.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 from sweeper.report.runs import RunRecord
 
@@ -28,49 +27,25 @@ METRIC_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("epochs run", "epochs_run", 0),
     ("seconds", "train_seconds", 1),
 )
-CSV_METRICS = [key for _, key, _ in METRIC_COLUMNS] + ["test_loss"]
+METRICS = [key for _, key, _ in METRIC_COLUMNS]
+CSV_METRICS = [*METRICS, "test_loss"]
 SORT_METRIC = "best_val_loss"
-# The best configuration beats the runner-up beyond seed-to-seed noise when the gap in mean
-# validation accuracy is larger than twice its standard error, sqrt(s1^2/n1 + s2^2/n2)
-# (about a 95% two-sided test for a normal difference).
-NOISE_SE_FACTOR = 2.0
+CONFIG = "configuration"  # the column holding a configuration's label
 
 
 @dataclass(frozen=True)
 class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    best: int | None = None  # the row marked as best
+    """Cells as strings; ``best`` is the row marked as best, ``muted`` rows are greyed."""
+
+    frame: pd.DataFrame
+    best: int | None = None
+    muted: frozenset[int] = field(default_factory=frozenset)
 
     def markdown(self) -> str:
-        def line(cells: Sequence[str]) -> str:
-            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-        return "\n".join(
-            [line(self.headers), "|" + "---|" * len(self.headers), *map(line, self.rows)]
-        )
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation (ddof=1; nan for a single value) over n runs."""
-
-    mean: float
-    std: float
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stat:
-        arr = np.asarray(values, dtype=np.float64)
-        std = float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
-        return cls(float(arr.mean()), std, len(arr))
-
-    def format(self, decimals: int) -> str:
-        if self.n == 1:
-            return f"{self.mean:.{decimals}f}"
-        # Means of whole numbers (epochs) get one decimal, or they would hide the spread.
-        decimals = max(decimals, 1)
-        return f"{self.mean:.{decimals}f} ± {self.std:.{decimals}f}"
+        # Padded columns, so that the table reads in a terminal as well as rendered.
+        cells = self.frame.map(lambda c: str(c).replace("|", "\\|"))
+        cells.columns = [str(c).replace("|", "\\|") for c in cells.columns]
+        return cells.to_markdown(index=False, disable_numparse=True)
 
 
 def _override_keys(overrides: str) -> list[str]:
@@ -79,9 +54,10 @@ def _override_keys(overrides: str) -> list[str]:
 
 def varying_keys(records: Sequence[RunRecord], overrides: str = "") -> list[str]:
     """The params whose values differ between runs, in the order of the sweep's overrides."""
-    logged = [r for r in records if r.params]
-    keys = sorted({k for r in logged for k in r.params})
-    varying = [k for k in keys if len({r.params.get(k) for r in logged}) > 1]
+    params = pd.DataFrame([r.params for r in records if r.params])
+    if params.empty:
+        return []
+    varying = [k for k in sorted(params.columns) if params[k].nunique(dropna=False) > 1]
     order = _override_keys(overrides)
 
     def rank(key: str) -> int:
@@ -96,8 +72,7 @@ def constant_params(records: Sequence[RunRecord], varying: Sequence[str]) -> dic
     logged = [r for r in records if r.params]
     if not logged:
         return {}
-    first = logged[0].params
-    return {k: v for k, v in sorted(first.items()) if k not in varying}
+    return {k: v for k, v in sorted(logged[0].params.items()) if k not in varying}
 
 
 def param_cell(value: str) -> str:
@@ -117,133 +92,137 @@ def label(params: dict[str, str] | RunRecord, keys: Sequence[str]) -> str:
     return " ".join(f"{k}={param_cell(values.get(k, ''))}" for k in keys) or "(defaults)"
 
 
-def _status(records: Sequence[RunRecord]) -> str:
-    if all(r.finished for r in records):
+def runs_frame(records: Sequence[RunRecord], keys: Sequence[str]) -> pd.DataFrame:
+    """One row per run in report order: finished runs by validation loss, then the others in
+    the order they started, pruned ones last; params ``keys`` as logged (strings), metrics as
+    floats, and the label of the run's configuration (its ``keys`` but the seed)."""
+    config_keys = [k for k in keys if k != SEED]
+    rows = [
+        {
+            "run_id": r.run_id,
+            "run_name": r.name,
+            "status": r.status,
+            "reason": r.reason,
+            "config_hash": r.config_hash,
+            "start_time": r.start_time,
+            "pruned": r.pruned,
+            CONFIG: label(r, config_keys),
+            **{k: r.params.get(k, "") for k in keys},
+            **{k: r.metrics.get(k, float("nan")) for k in CSV_METRICS},
+        }
+        for r in records
+    ]
+    columns = ["run_id", "run_name", "status", "reason", "config_hash", "start_time", "pruned"]
+    frame = pd.DataFrame(rows, columns=[*columns, CONFIG, *keys, *CSV_METRICS])
+    frame["finished"] = (
+        (frame["status"] == "FINISHED") & ~frame["pruned"] & frame[SORT_METRIC].notna()
+    )
+    frame["_order"] = frame[SORT_METRIC].where(frame["finished"])
+    frame = frame.sort_values(
+        ["pruned", "_order", "start_time"], na_position="last", kind="stable"
+    ).drop(columns="_order")
+    return frame.reset_index(drop=True)
+
+
+def status_text(runs: pd.DataFrame) -> str:
+    """FINISHED, a run's status and reason, or the count of each status and the reasons."""
+    if runs["finished"].all():
         return "FINISHED"
-    if len(records) == 1:
-        r = records[0]
-        return f"{r.status}: {r.reason}" if r.reason else r.status
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    reasons = sorted({r.reason for r in records if not r.finished and r.reason})
+    statuses = runs["status"].where(~runs["pruned"], "PRUNED")
+    if len(runs) == 1:
+        reason = runs["reason"].iloc[0]
+        return f"{statuses.iloc[0]}: {reason}" if reason else str(statuses.iloc[0])
+    counts = statuses.value_counts().sort_index()
+    text = ", ".join(f"{n} {status}" for status, n in counts.items())
+    reasons = sorted(set(runs.loc[~runs["finished"] & (runs["reason"] != ""), "reason"]))
     return f"{text}: {'; '.join(reasons)}" if reasons else text
 
 
-@dataclass(frozen=True)
-class Configuration:
-    """The runs that share every varying param but the seed."""
-
-    params: dict[str, str]
-    runs: list[RunRecord]
-
-    @property
-    def finished(self) -> list[RunRecord]:
-        return [r for r in self.runs if r.finished and SORT_METRIC in r.metrics]
-
-    def stat(self, key: str) -> Stat | None:
-        values = [r.metrics[key] for r in self.finished if key in r.metrics]
-        return Stat.of(values) if values else None
-
-    def best_run(self) -> RunRecord:
-        return min(self.finished, key=lambda r: r.metrics[SORT_METRIC])
-
-    @property
-    def status(self) -> str:
-        return _status(self.runs)
-
-
-def _sort_key(value: float | None) -> tuple[bool, float]:
-    return value is None, math.inf if value is None else value
-
-
-def configurations(records: Sequence[RunRecord], keys: Sequence[str]) -> list[Configuration]:
-    """Runs grouped by ``keys`` (the varying params but the seed), best validation loss first."""
-    groups: dict[tuple[str, ...], list[RunRecord]] = {}
-    for r in records:
-        groups.setdefault(tuple(r.params.get(k, "") for k in keys), []).append(r)
-    configs = [
-        Configuration(dict(zip(keys, values, strict=True)), runs) for values, runs in groups.items()
-    ]
-
-    def mean_val_loss(config: Configuration) -> float | None:
-        stat = config.stat(SORT_METRIC)
-        return None if stat is None else stat.mean
-
-    return sorted(configs, key=lambda c: _sort_key(mean_val_loss(c)))
-
-
-def has_repeats(configs: Sequence[Configuration]) -> bool:
-    return any(len(c.runs) > 1 for c in configs)
-
-
-def _rank_cell(index: int, ranked: bool) -> str:
-    if not ranked:
-        return "-"
-    return "1 (best)" if index == 0 else str(index + 1)
-
-
-def configurations_table(configs: Sequence[Configuration], keys: Sequence[str]) -> Table:
-    """One row per configuration, mean ± std over its finished seeds and their count n."""
-    headers = ["#", *keys, "n", *(column for column, _, _ in METRIC_COLUMNS), "status"]
-    rows = []
-    for i, config in enumerate(configs):
-        stats = [config.stat(key) for _, key, _ in METRIC_COLUMNS]
-        cells = [
-            s.format(d) if s else "" for s, (_, _, d) in zip(stats, METRIC_COLUMNS, strict=True)
-        ]
-        ranked = bool(config.finished)
-        rows.append(
-            [
-                _rank_cell(i, ranked),
-                *map(param_cell, config.params.values()),
-                str(len(config.finished)),
-                *cells,
-                config.status,
-            ]
+def configurations(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per configuration (the runs sharing every varying param but the seed), indexed
+    by its label: its params, ``<metric>_mean``/``_std`` over its finished runs and their
+    count ``n``, and its status; best mean validation loss first. Pruned runs are left out."""
+    kept = runs[~runs["pruned"]]
+    groups = kept.groupby(CONFIG, sort=False)
+    params = groups[list(keys)].first()
+    stats = (
+        kept[kept["finished"]]
+        .groupby(CONFIG, sort=False)
+        .agg(
+            n=(SORT_METRIC, "count"),
+            **{f"{k}_{f}": (k, f) for k in METRICS for f in ("mean", "std")},
         )
-    return Table(headers, rows, best=0 if configs and configs[0].finished else None)
-
-
-def sorted_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
-    """Finished runs by validation loss, then the others in the order they started."""
-    return sorted(
-        records, key=lambda r: _sort_key(r.metrics.get(SORT_METRIC) if r.finished else None)
     )
+    table = params.join(stats)
+    table["n"] = table["n"].fillna(0).astype(int)
+    table["status"] = groups.apply(status_text, include_groups=False)
+    return table.sort_values(f"{SORT_METRIC}_mean", na_position="last", kind="stable")
 
 
-def runs_table(records: Sequence[RunRecord], keys: Sequence[str]) -> Table:
-    """One row per run; ``records`` already in report order (``sorted_runs``)."""
-    headers = ["#", *keys, *(column for column, _, _ in METRIC_COLUMNS), "status", "run id"]
-    rows = []
-    for i, r in enumerate(records):
-        cells = [
-            f"{r.metrics[key]:.{d}f}" if r.finished and key in r.metrics else ""
-            for _, key, d in METRIC_COLUMNS
+def mean_std(mean: float, std: float, n: int, decimals: int) -> str:
+    """``mean ± std`` (sample std) over ``n`` values; the mean alone for one value."""
+    if n == 0:
+        return ""
+    if n == 1:
+        return f"{mean:.{decimals}f}"
+    # Means of whole numbers (epochs) get one decimal, or they would hide the spread.
+    decimals = max(decimals, 1)
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def _rank_cells(ranked: pd.Series) -> list[str]:
+    cells, rank = [], 0
+    for is_ranked in ranked:
+        rank += bool(is_ranked)
+        cells.append(("1 (best)" if rank == 1 else str(rank)) if is_ranked else "-")
+    return cells
+
+
+def configurations_table(configs: pd.DataFrame, keys: Sequence[str]) -> Table:
+    """One row per configuration, mean ± std over its finished seeds and their count n, and
+    how it compares with the best (``vs best``, from ``stats.compare_with_best``)."""
+    frame = pd.DataFrame({"#": _rank_cells(configs["n"] > 0)}, index=configs.index)
+    for k in keys:
+        frame[k] = configs[k].map(param_cell)
+    frame["n"] = configs["n"].astype(str)
+    for column, key, decimals in METRIC_COLUMNS:
+        means, stds = configs[f"{key}_mean"], configs[f"{key}_std"]
+        frame[column] = [
+            mean_std(m, s, n, decimals) for m, s, n in zip(means, stds, configs["n"], strict=True)
         ]
-        rows.append(
-            [
-                _rank_cell(i, r.finished),
-                *(param_cell(r.params.get(k, "")) for k in keys),
-                *cells,
-                _status([r]),
-                r.run_id,
-            ]
-        )
-    best = 0 if records and records[0].finished else None
-    return Table(headers, rows, best=best)
+    if "vs best" in configs:
+        frame["vs best"] = configs["vs best"]
+    frame["status"] = configs["status"]
+    return Table(frame.reset_index(drop=True), best=0 if configs["n"].iloc[0] > 0 else None)
 
 
-def _ordered(values: Iterable[str]) -> list[str]:
-    unique = set(values)
+def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
+    """One row per run, in the frame's (report) order."""
+    frame = pd.DataFrame({"#": _rank_cells(runs["finished"])})
+    for k in keys:
+        frame[k] = runs[k].map(param_cell).to_numpy()
+    for column, key, decimals in METRIC_COLUMNS:
+        values = runs[key].where(runs["finished"])
+        frame[column] = [f"{v:.{decimals}f}" if pd.notna(v) else "" for v in values]
+    status = runs["status"].where(~runs["pruned"], "PRUNED")
+    with_reason = status + ": " + runs["reason"]
+    shown = status.where(runs["reason"] == "", with_reason).where(~runs["finished"], "FINISHED")
+    frame["status"] = shown.to_numpy()
+    frame["run id"] = runs["run_id"].to_numpy()
+    muted = frozenset(i for i, pruned in enumerate(runs["pruned"]) if pruned)
+    best = 0 if len(runs) and runs["finished"].iloc[0] else None
+    return Table(frame, best=best, muted=muted)
+
+
+def _ordered(values: pd.Series) -> list[str]:
+    unique = list(values.unique())
     try:
         return sorted(unique, key=float)
     except ValueError:
         return sorted(unique)
 
 
-def pivot_keys(configs: Sequence[Configuration], keys: Sequence[str]) -> tuple[str, str] | None:
+def pivot_keys(configs: pd.DataFrame, keys: Sequence[str]) -> tuple[str, str] | None:
     """Two independent keys to cross, or None.
 
     A key that a group choice sets along with another (``optimizer=sgd,adam`` varies
@@ -253,76 +232,45 @@ def pivot_keys(configs: Sequence[Configuration], keys: Sequence[str]) -> tuple[s
         return None
     rows = keys[0]
     for columns in keys[1:]:
-        seen: dict[str, set[str]] = {}
-        for c in configs:
-            seen.setdefault(c.params[rows], set()).add(c.params[columns])
-        if any(len(v) > 1 for v in seen.values()):
+        if (configs.groupby(rows)[columns].nunique() > 1).any():
             return rows, columns
     return None
 
 
-def pivot_table(configs: Sequence[Configuration], rows_key: str, columns_key: str) -> Table:
-    """Test accuracy for each pair of values, mean ± std over the finished runs that share it
-    (seeds, and any other varying key)."""
-    row_values = _ordered(c.params[rows_key] for c in configs)
-    column_values = _ordered(c.params[columns_key] for c in configs)
+def pivot_means(runs: pd.DataFrame, rows_key: str, columns_key: str) -> pd.DataFrame:
+    """Mean test accuracy over the finished runs of each pair of values (seeds, and any other
+    varying key), rows and columns in value order."""
+    done = runs[runs["finished"]]
+    means = done.pivot_table(index=rows_key, columns=columns_key, values="test_acc", aggfunc="mean")
+    kept = runs[~runs["pruned"]]
+    return means.reindex(index=_ordered(kept[rows_key]), columns=_ordered(kept[columns_key]))
+
+
+def pivot_table(runs: pd.DataFrame, rows_key: str, columns_key: str) -> Table:
+    """Test accuracy for each pair of values, mean ± std over the finished runs that share
+    it; a pair with none shows the status of its runs."""
+    kept = runs[~runs["pruned"]]
+    done = kept[kept["finished"]]
+    stats = done.groupby([rows_key, columns_key])["test_acc"].agg(["mean", "std", "count"])
+    row_values, column_values = _ordered(kept[rows_key]), _ordered(kept[columns_key])
+    statuses = kept.groupby([rows_key, columns_key]).apply(status_text, include_groups=False)
     rows = []
     for rv in row_values:
         cells = [rv]
         for cv in column_values:
-            runs = [
-                r
-                for c in configs
-                if c.params[rows_key] == rv and c.params[columns_key] == cv
-                for r in c.runs
-            ]
-            accs = [r.metrics["test_acc"] for r in runs if r.finished and "test_acc" in r.metrics]
-            if accs:
-                cells.append(Stat.of(accs).format(4))
+            if (rv, cv) in stats.index:
+                mean, std, n = stats.loc[(rv, cv)]
+                cells.append(mean_std(mean, std, int(n), 4))
             else:
-                cells.append(_status(runs) if runs else "")
+                cells.append(statuses.get((rv, cv), ""))
         rows.append(cells)
-    return Table([f"{rows_key} \\ {columns_key}", *column_values], rows)
+    return Table(pd.DataFrame(rows, columns=[f"{rows_key} \\ {columns_key}", *column_values]))
 
 
-def noise_verdict(best: Configuration, runner_up: Configuration, keys: Sequence[str]) -> str:
-    """Whether the best configuration's lead in validation accuracy exceeds seed noise."""
-    a, b = best.stat("best_val_acc"), runner_up.stat("best_val_acc")
-    assert a is not None and b is not None
-    head = (
-        f"Best `{label(best.params, keys)}` vs runner-up `{label(runner_up.params, keys)}`: "
-        f"val acc {a.format(4)} (n={a.n}) vs {b.format(4)} (n={b.n}); "
-    )
-    if a.n < 2 or b.n < 2:
-        return head + "the seed-to-seed noise needs at least 2 finished seeds of each."
-    gap = a.mean - b.mean
-    se = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
-    exceeds = abs(gap) > NOISE_SE_FACTOR * se
-    verdict = "exceeds" if exceeds else "does not exceed"
-    return head + (
-        f"the gap {gap:+.4f} {verdict} the seed-to-seed noise "
-        f"(rule: |gap| > {NOISE_SE_FACTOR:g} x standard error of the gap = "
-        f"{NOISE_SE_FACTOR:g} x {se:.4f})."
-    )
-
-
-def write_runs_csv(records: Sequence[RunRecord], keys: Sequence[str], path: Path) -> Path:
+def write_runs_csv(runs: pd.DataFrame, keys: Sequence[str], path: Path) -> Path:
     """Every run, one row each, values as MLflow holds them (full precision)."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            ["run_id", "run_name", "status", "reason", "config_hash", *keys, *CSV_METRICS]
-        )
-        for r in records:
-            writer.writerow(
-                [
-                    r.run_id,
-                    r.name,
-                    r.status,
-                    r.reason,
-                    r.config_hash,
-                    *(r.params.get(k, "") for k in keys),
-                    *(repr(r.metrics[k]) if k in r.metrics else "" for k in CSV_METRICS),
-                ]
-            )
+    columns = ["run_id", "run_name", "status", "reason", "config_hash", *keys, *CSV_METRICS]
+    frame = runs[columns].copy()
+    frame.loc[runs["pruned"].to_numpy(), "status"] = "PRUNED"
+    frame.to_csv(path, index=False)
     return path

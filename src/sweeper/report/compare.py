@@ -1,0 +1,93 @@
+"""Two sweeps side by side: runs matched by ``config_hash`` (the same composed config, seed
+included), their differences per configuration, in ``reports/<a>_vs_<b>/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from sweeper.report.build import Report
+from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
+from sweeper.report.runs import ReportError, find_sweep, latest_per_config, open_store, sweep_runs
+from sweeper.report.tables import CONFIG, SEED, Table, runs_frame, varying_keys
+from sweeper.tracking import resolve_tracking_uri
+
+# (column, metric key, decimals) compared between the two sweeps.
+COMPARED = (("val loss", "best_val_loss", 4), ("test acc", "test_acc", 4))
+
+
+def _finished_runs(
+    client: MlflowClient, experiment: str, sweep_id: str
+) -> tuple[pd.DataFrame, str]:
+    sweep = find_sweep(client, experiment, sweep_id)
+    records = latest_per_config(sweep_runs(client, sweep))
+    varying = varying_keys(records, sweep.overrides)
+    runs = runs_frame(records, varying)
+    return runs[runs["finished"]], sweep.sweep_id
+
+
+def compare_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration (as labelled in ``a``): the mean of each compared metric over the
+    runs finished in both sweeps, in each sweep, and the difference ``b - a``; the
+    configurations in ``a``'s order (best first)."""
+    matched = a.merge(b, on="config_hash", suffixes=("_a", "_b"))
+    keys = [m for _, m, _ in COMPARED]
+    means = matched.groupby(f"{CONFIG}_a", sort=False).agg(
+        n=("config_hash", "count"),
+        **{f"{k}_{s}": (f"{k}_{s}", "mean") for k in keys for s in ("a", "b")},
+    )
+    for k in keys:
+        means[f"{k}_diff"] = means[f"{k}_b"] - means[f"{k}_a"]
+    means.index.name = CONFIG
+    return means
+
+
+def _table(means: pd.DataFrame, names: tuple[str, str]) -> Table:
+    frame = pd.DataFrame({CONFIG: means.index, "n": means["n"].astype(str).to_numpy()})
+    for column, key, decimals in COMPARED:
+        frame[f"{column} {names[0]}"] = [f"{v:.{decimals}f}" for v in means[f"{key}_a"]]
+        frame[f"{column} {names[1]}"] = [f"{v:.{decimals}f}" for v in means[f"{key}_b"]]
+        frame[f"{column} diff"] = [f"{v:+.{decimals}f}" for v in means[f"{key}_diff"]]
+    return Table(frame)
+
+
+def compare_sweeps(
+    tracking_uri: str | None,
+    experiment: str,
+    sweep_ids: tuple[str, str],
+    out_dir: Path = Path("reports"),
+) -> Report:
+    """Write ``report.md``, ``report.html`` and ``compare.csv`` comparing two sweeps."""
+    client = open_store(resolve_tracking_uri(tracking_uri))
+    (a, name_a), (b, name_b) = (_finished_runs(client, experiment, s) for s in sweep_ids)
+    shared = set(a["config_hash"]) & set(b["config_hash"])
+    if not shared:
+        raise ReportError(
+            f"sweeps {name_a} and {name_b} share no finished run with the same config_hash "
+            "(the same composed config, seed included): nothing to compare"
+        )
+    names = (name_a, name_b)
+    means = compare_table(a, b)
+    directory = out_dir / f"{name_a}_vs_{name_b}"
+    directory.mkdir(parents=True, exist_ok=True)
+    seeds = f" (n: matched runs, over seeds; `{SEED}` is part of the hash)" if SEED in a else ""
+    summary: list[Block] = [
+        Text(
+            f"Experiment `{experiment}`: {len(shared)} finished runs of sweep `{name_a}` and "
+            f"sweep `{name_b}` share a config_hash; {len(set(a['config_hash']) - shared)} "
+            f"only in `{name_a}`, {len(set(b['config_hash']) - shared)} only in `{name_b}`."
+        ),
+        Heading(f"Per configuration: {name_a} vs {name_b}, diff = {name_b} - {name_a}{seeds}"),
+        _table(means, names),
+    ]
+    blocks: list[Block] = [Heading(f"Sweep {name_a} vs sweep {name_b}", 1), *summary]
+    markdown = directory / "report.md"
+    markdown.write_text(to_markdown(blocks, directory))
+    page = directory / "report.html"
+    page.write_text(to_html(blocks, f"Sweep {name_a} vs {name_b}"))
+    csv = directory / "compare.csv"
+    means.to_csv(csv)
+    sweep = find_sweep(client, experiment, name_b)
+    return Report(sweep, directory, to_markdown(summary, directory), [csv, markdown, page])
