@@ -29,7 +29,7 @@ from sweeper.data.preprocessing import Standardizer
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 META_FILE = "meta.json"
 # Bump when the layout of an entry or the preprocessing changes, so old entries are not read.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _source_files(name: str, data_dir: str | Path | None) -> list[list[object]]:
