@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sweeper.data import fit_standardizer, flatten, stratified_split
-from sweeper.data.preprocessing import stratified_subset
+from sweeper.data.preprocessing import STD_FLOOR, out_of_range_features, stratified_subset
 
 
 def test_flatten_keeps_channel_major_layout() -> None:
@@ -23,10 +23,56 @@ def test_feature_mode_centres_and_scales_each_feature() -> None:
     standardizer = fit_standardizer(x, "feature")
     z = standardizer.transform(x)
     np.testing.assert_allclose(standardizer.mean, x.mean(axis=0))
-    assert standardizer.std[2] == 1.0
+    # The constant feature's std is the floor: a tenth of the whole set's spread.
+    np.testing.assert_allclose(standardizer.std[2], STD_FLOOR * x.std())
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(np.delete(z.std(axis=0), 2), 1)
     np.testing.assert_array_equal(z[:, 2], 0)
+
+
+def _ink_images(n: int, rng: np.random.Generator) -> np.ndarray:
+    """MNIST-like rows of 64 pixels in 0..255: ink in the middle 32, a blank border of 32."""
+    x = np.zeros((n, 64), dtype=np.float32)
+    x[:, 16:48] = np.where(rng.random((n, 32)) < 0.3, rng.integers(128, 256, (n, 32)), 0)
+    return x
+
+
+def test_a_pixel_inked_in_one_training_image_stays_bounded() -> None:
+    rng = np.random.default_rng(0)
+    x_train = _ink_images(5000, rng)
+    x_train[17, 3] = 255  # border pixel 3 has ink in this training image only
+    x_test = _ink_images(100, rng)
+    x_test[0, 3] = 255
+    x_test[1, 5] = 255  # never inked in training at all
+    standardizer = fit_standardizer(x_train, "feature")
+    z_train, z_test = standardizer.transform(x_train), standardizer.transform(x_test)
+
+    # Unfloored, pixel 3 (std 255 / sqrt(5000)) would give z = 70.7; the floor caps every value
+    # at the data's range over a tenth of its overall spread.
+    bound = 255 / (STD_FLOOR * x_train.std(dtype=np.float64)) * (1 + 1e-6)
+    assert x_train[:, 3].std() < STD_FLOOR * x_train.std()
+    assert np.abs(z_train).max() <= bound
+    assert np.abs(z_test).max() <= bound
+    assert 30 < z_test[0, 3] == z_train[17, 3] < 40
+    # Features with a real spread are standardised exactly as before.
+    np.testing.assert_allclose(z_train[:, 16:48].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(z_train[:, 16:48].std(axis=0), 1, rtol=1e-4)
+    # Both pixels lie far beyond anything standardised in training, and the guard counts them.
+    count, excess = out_of_range_features(z_train, z_test)
+    assert count == 1  # pixel 5: pixel 3's test value equals its training one
+    assert excess == pytest.approx(float(z_test[1, 5]), rel=1e-6)
+
+
+def test_out_of_range_features_counts_features_beyond_the_margin() -> None:
+    z_train = np.random.default_rng(0).normal(size=(1000, 5)).astype(np.float32)
+    z_other = np.zeros((10, 5), dtype=np.float32)
+    assert out_of_range_features(z_train, z_other) == (0, 0.0)
+    z_other[3, 1] = z_train[:, 1].max() + 10.5
+    z_other[4, 2] = z_train[:, 2].min() - 9.5  # within the margin of 10
+    z_other[5, 4] = z_train[:, 4].min() - 40
+    count, excess = out_of_range_features(z_train, z_other)
+    assert count == 2
+    assert excess == pytest.approx(40)
 
 
 def test_channel_mode_repeats_one_statistic_per_channel() -> None:

@@ -7,6 +7,7 @@ decides where the per-epoch metrics and the files go (the Hydra app sends them t
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ from sweeper.plots import save_curves
 
 CHECKPOINT_FILE = "best_model.npz"
 GRADCHECK_FILE = "gradcheck.csv"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -143,6 +146,8 @@ def run_experiment(
     )
     if on_data is not None:
         on_data(dataset.sources)
+    for warning in dataset.range_warnings():
+        log.warning(warning)
     model = build_model(config, dataset)
 
     rows: list[GradCheckRow] = []

@@ -18,9 +18,11 @@ from sweeper.data.idx import IDX_FILES, load_idx_split
 from sweeper.data.locations import default_data_dir
 from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
 from sweeper.data.preprocessing import (
+    OUT_OF_RANGE_MARGIN,
     Standardizer,
     fit_standardizer,
     flatten,
+    out_of_range_features,
     stratified_split,
     stratified_subset,
 )
@@ -106,6 +108,26 @@ def resolve_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
     if not DATASETS[name].needs_data_dir:
         return None
     return Path(data_dir).expanduser() if data_dir is not None else default_data_dir(name)
+
+    def range_warnings(self) -> list[str]:
+        """One line per held-out split with features standardised far outside anything in the
+        training split (see ``out_of_range_features``); empty when there are none, or when
+        the data are not standardised (``none`` keeps the raw values)."""
+        if self.standardizer.mode == "none":
+            return []
+        warnings = []
+        n_features = self.x_train.shape[1]
+        for split, x in (("validation", self.x_val), ("test", self.x_test)):
+            count, excess = out_of_range_features(self.x_train, x)
+            if count:
+                warnings.append(
+                    f"{self.name}: {count} of {n_features} features of the {split} split lie"
+                    f" more than {OUT_OF_RANGE_MARGIN:g} beyond their range in the training split"
+                    f" after {self.standardizer.mode} standardisation (up to {excess:.1f}"
+                    " beyond); the network never saw such inputs, so check"
+                    " dataset.normalization"
+                )
+        return warnings
 
 
 def _data_dir(name: str, spec: DatasetSpec, data_dir: str | Path | None) -> Path:

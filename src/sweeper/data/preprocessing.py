@@ -8,6 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 
 NORMALIZATIONS = ("feature", "sample", "channel", "none")
+# A feature's (or channel's) standard deviation is floored at this fraction of the training
+# set's overall one: scaled by the feature's own tiny spread, a near-constant pixel that has ink
+# in a handful of images turns into z-scores in the hundreds, and into thousands on a test
+# image the training set never showed it in. With the floor a value is at most
+# range / (0.1 * overall std) from its feature's mean (about 32 on MNIST).
+STD_FLOOR = 0.1
+# A standardised value this far beyond its feature's range in the training split (in the units
+# of the standardised data, whose overall spread is about 1) is outside anything trained on.
+OUT_OF_RANGE_MARGIN = 10.0
 # Rows per block of the statistics' passes: a float64 block of 3,072 features is 6 MiB.
 _BLOCK_ROWS = 256
 
@@ -18,7 +27,9 @@ class Standardizer:
 
     ``mean`` and ``std`` have one entry per flattened feature for the ``feature`` and
     ``channel`` modes (per-channel statistics are repeated over that channel's pixels), so
-    both modes share one transform; ``sample`` and ``none`` keep no statistics.
+    both modes share one transform; ``sample`` and ``none`` keep no statistics. ``std`` is
+    floored (see ``STD_FLOOR``) and never zero. A per-sample z-score needs no floor: each of
+    its ``d`` values is within ``sqrt(d - 1)`` of its row's mean by construction.
     """
 
     mode: str
@@ -50,8 +61,16 @@ def flatten(images: np.ndarray) -> np.ndarray:
 
 
 def _nonzero(std: np.ndarray) -> np.ndarray:
-    # A constant feature (e.g. an always-black border pixel) is centred but left unscaled.
+    # A constant row (a blank image) is centred but left unscaled.
     return np.where(std > 0, std, 1.0)
+
+
+def _floored(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``std`` raised to ``STD_FLOOR`` times the overall standard deviation of the data these
+    per-group statistics (of equal-sized groups) describe; 1 where the data are constant."""
+    # Law of total variance: the mean within-group variance plus the variance of the means.
+    overall = np.sqrt(np.mean(np.square(std)) + np.var(mean))
+    return _nonzero(np.maximum(std, STD_FLOOR * overall))
 
 
 def _mean_std(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -84,15 +103,29 @@ def fit_standardizer(x_train: np.ndarray, mode: str, channels: int = 1) -> Stand
         return Standardizer(mode, no_stats, no_stats)
     if mode == "feature":
         mean, std = _mean_std(x_train, axes=(0,))
-        return Standardizer(mode, mean, _nonzero(std))
+        return Standardizer(mode, mean, _floored(mean, std))
     n_features = x_train.shape[1]
     if channels < 1 or n_features % channels:
         raise ValueError(f"{n_features} features cannot be split into {channels} channels")
     per_channel = x_train.reshape(len(x_train), channels, n_features // channels)
     mean, std = _mean_std(per_channel, axes=(0, 2))
-    std = _nonzero(std)
+    std = _floored(mean, std)
     pixels = n_features // channels
     return Standardizer(mode, np.repeat(mean, pixels), np.repeat(std, pixels))
+
+
+def out_of_range_features(
+    x_train: np.ndarray, x_other: np.ndarray, margin: float = OUT_OF_RANGE_MARGIN
+) -> tuple[int, float]:
+    """How many features of ``x_other`` have a value more than ``margin`` beyond that
+    feature's range in ``x_train`` (both standardised alike), and the largest such excess
+    (0 when none lies outside the range)."""
+    if not len(x_train) or not len(x_other):
+        return 0, 0.0
+    excess = np.maximum(
+        x_train.min(axis=0) - x_other.min(axis=0), x_other.max(axis=0) - x_train.max(axis=0)
+    )
+    return int(np.count_nonzero(excess > margin)), max(float(excess.max()), 0.0)
 
 
 def stratified_subset(labels: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
