@@ -101,14 +101,6 @@ class Dataset:
     # The SHA-256 of every data file the split was read from, by path.
     sources: dict[str, str] = field(default_factory=dict)
 
-
-def resolve_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
-    """The directory ``name`` is read from: ``data_dir``, else its default place (see
-    ``sweeper.data.locations``); None for a dataset that needs no files."""
-    if not DATASETS[name].needs_data_dir:
-        return None
-    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir(name)
-
     def range_warnings(self) -> list[str]:
         """One line per held-out split with features standardised far outside anything in the
         training split (see ``out_of_range_features``); empty when there are none, or when
@@ -128,6 +120,14 @@ def resolve_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
                     " dataset.normalization"
                 )
         return warnings
+
+
+def resolve_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
+    """The directory ``name`` is read from: ``data_dir``, else its default place (see
+    ``sweeper.data.locations``); None for a dataset that needs no files."""
+    if not DATASETS[name].needs_data_dir:
+        return None
+    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir(name)
 
 
 def _data_dir(name: str, spec: DatasetSpec, data_dir: str | Path | None) -> Path:
