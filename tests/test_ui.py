@@ -14,7 +14,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, child_runs, run_cli, store_uri
-from services import mlflow_service
+from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
 from sweeper.tracking import prepare_store
 from sweeper.ui_links import (
     DEFAULT_UI_ADDRESS,
@@ -30,8 +30,6 @@ from sweeper.ui_links import (
 
 # seed=0 is an override that does not vary: run names leave it out.
 SWEEP = ["-m", "activation=sigmoid,relu", "seed=0", "train.epochs=2", "train.patience=null"]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 LINK = re.compile(r"then open (\S+)")
 
 
