@@ -212,7 +212,8 @@ class SweepCallback(Callback):
         else:
             # Optuna draws its trials as it goes: what varies is its search space.
             self._keys = set(config.hydra.sweeper.get("params") or {})
-            param_keys = params_of_keys(flat_params(config), self._keys)
+            base = compose(config_name=config_name, overrides=list(config.hydra.overrides.task))
+            param_keys = params_of_keys(flat_params(base), self._keys)
         self._jobs = jobs
         uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = prepare_store(uri, config.tracking.experiment)
