@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from mlflow.entities import Run
@@ -25,6 +26,7 @@ from sweeper.ui_links import (
     VIEW_METRICS,
     main,
     params_of_keys,
+    runs_link,
     share_key,
 )
 
@@ -116,11 +118,10 @@ def test_make_ui_prints_the_link_to_the_newest_sweep(
     swept: Swept, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--tracking-uri", store_uri(swept.workdir), "--address", "http://x:1"]) == 0
-    key = share_key(swept.parent.info.run_id)
-    assert f"http://x:1/#/experiments/{swept.experiment_id}/runs?" in capsys.readouterr().out
+    (printed,) = LINK.findall(swept.stdout)
+    assert capsys.readouterr().out.split()[-1] == printed.replace(DEFAULT_UI_ADDRESS, "http://x:1")
     assert main(["--tracking-uri", store_uri(swept.workdir / "nowhere")]) == 0
     assert "No sweep to link to yet" in capsys.readouterr().out
-    assert key
 
 
 def test_an_optuna_group_key_names_every_param_of_its_group() -> None:
@@ -199,3 +200,15 @@ def test_a_person_follows_the_link_to_the_best_runs_curves(swept: Swept, tmp_pat
         page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for()
         page.screenshot(path=shots / "4_best_run_metric_charts.png")
         browser.close()
+
+
+def test_a_sweep_without_a_shared_view_is_linked_with_its_filter_in_the_url() -> None:
+    link = runs_link("http://127.0.0.1:5000", "7", "abc", shared_view=False)
+    route, _, query = link.partition("?")
+    assert route == "http://127.0.0.1:5000/#/experiments/7/runs"
+    assert parse_qs(query) == {
+        "workflowType": ["machine_learning"],
+        "searchFilter": ["tags.mlflow.parentRunId = 'abc'"],
+        "orderByKey": ["metrics.`best_val_acc`"],
+        "orderByAsc": ["false"],
+    }
