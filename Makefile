@@ -59,8 +59,10 @@ data: install  ## download DATASET=NAME, checksums verified (default: Fashion-MN
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist || true; fi
 	$(PY) -m sweeper.data fetch $(DATA_NAME) $(if $(MIRROR),--mirror $(MIRROR))
 
-ui: install  ## browse the runs in the MLflow UI (loopback only)
+ui: install  ## browse the runs in the MLflow UI (loopback only), with a link to the newest sweep
 	@echo "MLflow UI on http://127.0.0.1:$(PORT) (store: $(STORE))"
+	@$(PY) -m sweeper.ui_links --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
+		--address http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
 
 # --- report (issue 4) ---

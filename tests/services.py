@@ -19,6 +19,15 @@ import pytest
 
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 180.0
+# Debian's chromium (make browser), which the browser tests drive through Playwright.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
 
 Service = tuple[subprocess.Popen[bytes], Path]
 

@@ -50,6 +50,7 @@ from sweeper.tracking import (
     tracked_run,
     ui_command,
 )
+from sweeper.ui_links import child_run_name
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -106,7 +107,7 @@ def execute_run(
         with tracked_run(
             sweep.tracking_uri,
             sweep.experiment_id,
-            run_name=" ".join(overrides)[:250] or "defaults",
+            run_name=child_run_name(overrides, sweep.varied_keys),
             tags=tags,
             parent_run_id=sweep.parent_run_id or None,
         ) as run:

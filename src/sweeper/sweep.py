@@ -45,15 +45,28 @@ from sweeper.store import StoreError, check_store, configure
 from sweeper.tracking import (
     INTERRUPTED,
     ResumePoint,
+    best_child_run,
     close_unfinished_runs,
+    describe_run,
     end_sweep_run,
     failure_reason,
     find_resumable_sweep,
     prepare_store,
     reopen_sweep_run,
     resolve_tracking_uri,
+    share_sweep_view,
     start_sweep_run,
     ui_command,
+)
+from sweeper.ui_links import (
+    RANKED_BY,
+    params_of_keys,
+    runs_link,
+    sweep_note,
+    sweep_run_name,
+    sweep_view,
+    ui_address,
+    varied_params,
 )
 
 SWEEP_FILE = "sweep.json"
@@ -81,6 +94,8 @@ class SweepInfo:
     parent_run_id: str
     # config_hash of the planned runs that the resumed sweep already FINISHED.
     done_hashes: list[str] = field(default_factory=list)
+    # The override keys that differ between runs, which name them; None: not known.
+    varied_keys: list[str] | None = None
 
     def save(self, sweep_dir: Path) -> None:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -135,16 +150,16 @@ def error_summary(err: Exception) -> str:
     return summary
 
 
-def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[str]:
-    """Compose and validate every run and return each one's config_hash; raise one ConfigError
-    listing every invalid run."""
+def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    """Compose and validate every run and return each one's ``flat_params``; raise one
+    ConfigError listing every invalid run."""
     problems: dict[str, list[str]] = {}
-    hashes = []
+    params = []
     for job in jobs:
         try:
             cfg = compose(config_name=config_name, overrides=list(job))
             to_experiment_config(cfg)
-            hashes.append(config_hash(flat_params(cfg)))
+            params.append(flat_params(cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             problems.setdefault(error_summary(err), []).append(" ".join(job) or "(defaults)")
     if problems:
@@ -156,7 +171,7 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[str]:
                 f"  {message}  (in: {'; '.join(bad_jobs[:3])}{' ...' if len(bad_jobs) > 3 else ''})"
             )
         raise ConfigError("\n".join(lines))
-    return hashes
+    return params
 
 
 class SweepCallback(Callback):
@@ -167,6 +182,7 @@ class SweepCallback(Callback):
         self._jobs: list[list[str]] | None = None
         self._skipped = 0
         self._resume_command = ""
+        self._command = ""
 
     def __getstate__(self) -> dict[str, Any]:
         # Hydra ships its callbacks to the workers; the monitor thread stays in this process.
@@ -177,6 +193,7 @@ class SweepCallback(Callback):
             "_jobs": None,
             "_skipped": 0,
             "_resume_command": "",
+            "_command": "",
         }
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -207,10 +224,17 @@ class SweepCallback(Callback):
         jobs = planned_jobs(config)
         hashes: list[str] = []
         if jobs is not None:
-            hashes = validate_jobs(config_name, jobs)
+            params = validate_jobs(config_name, jobs)
+            hashes = [config_hash(p) for p in params]
             self._keys = varying_overrides(jobs)
+            param_keys = varied_params(params)
         elif config.resume:
             raise ConfigError("resume=true needs Hydra's basic sweeper, which plans every run")
+        else:
+            # Optuna draws its trials as it goes: what varies is its search space.
+            self._keys = set(config.hydra.sweeper.get("params") or {})
+            base = compose(config_name=config_name, overrides=list(config.hydra.overrides.task))
+            param_keys = params_of_keys(flat_params(base), self._keys)
         self._jobs = jobs
         uri, experiment_id = open_store(config.tracking)
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -225,10 +249,20 @@ class SweepCallback(Callback):
                     "starting a new sweep",
                     flush=True,
                 )
-            parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides)
+            name = sweep_run_name(self._keys, sweep_dir.name)
+            parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides, name)
             self._info = SweepInfo(sweep_dir.name, uri, experiment_id, parent)
         else:
             self._info = self._resume(resumed, hashes, uri, experiment_id, overrides)
+        self._info.varied_keys = sorted(self._keys) if self._keys is not None else None
+        self._command = shlex.join(["python", "-m", "sweeper", "-m", *kept])
+        share_sweep_view(
+            uri,
+            experiment_id,
+            self._info.parent_run_id,
+            sweep_view(self._info.parent_run_id, param_keys),
+        )
+        describe_run(uri, self._info.parent_run_id, sweep_note(self._command, self._keys))
         self._info.save(sweep_dir)
         total = (
             len(jobs) - self._skipped if jobs is not None else config.hydra.sweeper.get("n_trials")
@@ -294,7 +328,12 @@ class SweepCallback(Callback):
             f"{len(failed)} failed{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
+        self._describe_best()
         print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
+        address = ui_address(self._info.tracking_uri)
+        if address is not None:
+            link = runs_link(address, self._info.experiment_id, self._info.parent_run_id)
+            print(f"   then open {link}")
         experiment = shlex.quote(config.tracking.experiment)
         print(
             f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}", flush=True
@@ -332,6 +371,21 @@ class SweepCallback(Callback):
             )
         if failed or unrecorded is not None:
             raise SystemExit(1)
+
+    def _describe_best(self) -> None:
+        """Name the sweep's best run in its parent's description."""
+        info = self._info
+        assert info is not None
+        best = best_child_run(info.tracking_uri, info.experiment_id, info.parent_run_id, RANKED_BY)
+        if best is not None:
+            name = best.info.run_name or best.info.run_id
+            note = sweep_note(
+                self._command,
+                self._keys,
+                (name, best.info.run_id, best.data.metrics),
+                info.experiment_id,
+            )
+            describe_run(info.tracking_uri, info.parent_run_id, note)
 
     def stop(self, interrupted: bool, cause: BaseException | None) -> None:
         """The launcher gave up: keep what finished, close the runs it cut short, and say

@@ -29,6 +29,14 @@ from mlflow.tracking import MlflowClient
 from sweeper.core.training import EpochMetrics
 from sweeper.provenance import git_commit
 from sweeper.store import outage_retried, sqlite_path, store_problem
+from sweeper.ui_links import (
+    EXPERIMENT_KIND_TAG,
+    MODEL_DEVELOPMENT,
+    NOTE_TAG,
+    SHARED_VIEW_TAG_PREFIX,
+    share_key,
+    view_json,
+)
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
@@ -135,9 +143,18 @@ def _find_or_create_experiment(
     client: MlflowClient, name: str, artifact_location: str | None
 ) -> str:
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    return str(client.create_experiment(name, artifact_location=artifact_location))
+    if experiment is None:
+        return str(
+            client.create_experiment(
+                name,
+                artifact_location=artifact_location,
+                tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT},
+            )
+        )
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        # An experiment made before, or by MLflow itself; a kind set by hand is kept.
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
+    return str(experiment.experiment_id)
 
 
 def _use_write_ahead_log(db_path: Path) -> None:
@@ -150,10 +167,12 @@ def _use_write_ahead_log(db_path: Path) -> None:
 
 
 @store_call
-def start_sweep_run(uri: str, experiment_id: str, sweep_id: str, overrides: str) -> str:
+def start_sweep_run(
+    uri: str, experiment_id: str, sweep_id: str, overrides: str, run_name: str
+) -> str:
     run = MlflowClient(uri).create_run(
         experiment_id,
-        run_name=f"sweep {sweep_id}",
+        run_name=run_name,
         tags={
             "sweep_id": sweep_id,
             "overrides": overrides,
@@ -162,6 +181,34 @@ def start_sweep_run(uri: str, experiment_id: str, sweep_id: str, overrides: str)
         },
     )
     return str(run.info.run_id)
+
+
+@store_call
+def share_sweep_view(
+    uri: str, experiment_id: str, parent_run_id: str, view: dict[str, Any]
+) -> None:
+    """Record the runs page's view of a sweep (``ui_links.sweep_view``) as a shared view of
+    its experiment, which the sweep's link opens."""
+    key = f"{SHARED_VIEW_TAG_PREFIX}{share_key(parent_run_id)}"
+    MlflowClient(uri).set_experiment_tag(experiment_id, key, view_json(view))
+
+
+@store_call
+def describe_run(uri: str, run_id: str, note: str) -> None:
+    """Set the run's description, which the UI shows on its page."""
+    MlflowClient(uri).set_tag(run_id, NOTE_TAG, note)
+
+
+@store_call
+def best_child_run(uri: str, experiment_id: str, parent_run_id: str, metric: str) -> Run | None:
+    """The FINISHED child of the sweep with the highest ``metric``, resumed runs included."""
+    found = MlflowClient(uri).search_runs(
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{metric}` DESC"],
+        max_results=1,
+    )
+    return found[0] if found else None
 
 
 @store_call

@@ -1,0 +1,181 @@
+"""What a person meets in the MLflow UI for a sweep: run names that say what varies, the
+sweep's description, and a link that opens on its runs.
+
+MLflow 3.17's UI opens an experiment in GenAI mode (traces, an empty "Overview") unless the
+URL says ``workflowType=machine_learning``; the experiment tag ``mlflow.experimentKind``
+no longer decides it there, but is still the experiment's recorded kind and the UI's own
+"kind" selector writes it, so sweeper sets it too. The runs page takes its filter and sort
+from the URL, and its columns only from a shared view: an experiment tag
+``mlflow.sharedViewState.<key>`` that the link names with ``viewStateShareKey=<key>``, the
+same record the UI's "Share" button writes. A shared view cannot expand a parent run (the UI
+leaves ``runsExpanded`` out of it), so the view filters on the sweep's parent and sorts by a
+metric, and the UI then lists the child runs flat.
+
+``python -m sweeper.ui_links`` (what ``make ui`` runs first) prints the link to the newest
+sweep of an experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode, urlparse
+
+from sweeper.progress import run_label
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+# The UI's name for classic training (its other choice is "genai_development").
+MODEL_DEVELOPMENT = "custom_model_development"
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+NOTE_TAG = "mlflow.note.content"
+# Where `mlflow ui` and `make ui` listen unless told otherwise.
+DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
+# The sweep's results as columns, the first one ranking the runs as the summary table does.
+RANKED_BY = "best_val_acc"
+VIEW_METRICS = (RANKED_BY, "test_acc", "best_val_loss", "epochs_run")
+# Wide enough for a name such as "activation=leaky_relu optimizer.lr=0.005".
+RUN_NAME_WIDTH = 320
+# The runs table's own columns (ag-grid ids), which a view must list to set a width.
+_TABLE_COLUMNS = ("0", "attributes.`Run Name`", "runDateAndNestInfo", "duration")
+
+
+def varied_params(params: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The config keys (``flat_params`` names) whose values differ between the runs."""
+    keys = sorted({key for run in params for key in run})
+    return [key for key in keys if len({repr(run.get(key)) for run in params}) > 1]
+
+
+def params_of_keys(params: Mapping[str, Any], override_keys: Collection[str]) -> list[str]:
+    """The config keys an override key sets: itself, or every key of a group (``regularizer``
+    sets ``regularizer.name``, ``regularizer.lam``, ...)."""
+    return sorted(
+        key
+        for key in params
+        if any(key == k or key.startswith(f"{k.lstrip('+~')}.") for k in override_keys)
+    )
+
+
+def child_run_name(overrides: Sequence[str], varied_keys: Collection[str] | None) -> str:
+    """A sweep's run named by what varies, as the summary table labels it."""
+    return run_label(overrides, set(varied_keys) if varied_keys is not None else None)[:250]
+
+
+def sweep_run_name(varied_keys: Collection[str] | None, sweep_id: str) -> str:
+    what = " ".join(sorted(varied_keys)) if varied_keys else "(no varied keys)"
+    return f"sweep {what} {sweep_id}"[:250]
+
+
+def _column(kind: str, key: str) -> str:
+    return f"{kind}.`{key}`"
+
+
+def sweep_view(parent_run_id: str, param_keys: Sequence[str]) -> dict[str, Any]:
+    """The runs page's shared view of one sweep: its child runs, best first, with the varied
+    parameters and the results as columns."""
+    params = [_column("params", key) for key in param_keys]
+    metrics = [_column("metrics", key) for key in VIEW_METRICS]
+    return {
+        "searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        "orderByKey": _column("metrics", RANKED_BY),
+        "orderByAsc": False,
+        "selectedColumns": params + metrics,
+        "columnOrder": [*_TABLE_COLUMNS, *params, *metrics],
+        "columnWidths": {_column("attributes", "Run Name"): RUN_NAME_WIDTH},
+    }
+
+
+def share_key(parent_run_id: str) -> str:
+    """The shared view's name: one per sweep, and a run id needs no escaping."""
+    return f"sweep-{parent_run_id}"
+
+
+def ui_address(tracking_uri: str) -> str | None:
+    """Where the UI of this store is browsed: the tracking server itself, or the address
+    `mlflow ui` / `make ui` listens on for a local store; None for stores with no UI here
+    (Databricks, say)."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme in ("http", "https"):
+        return tracking_uri.rstrip("/")
+    if parsed.scheme in ("sqlite", "postgresql", "mysql", "mssql", "file", ""):
+        return DEFAULT_UI_ADDRESS
+    return None
+
+
+def runs_link(
+    address: str, experiment_id: str, parent_run_id: str, shared_view: bool = True
+) -> str:
+    """The runs page of one sweep: through its shared view, or, for a sweep recorded before
+    sweeper wrote one, with the filter and sort in the URL (and the UI's default columns)."""
+    query: dict[str, str] = {"workflowType": "machine_learning"}
+    if shared_view:
+        query["viewStateShareKey"] = share_key(parent_run_id)
+    else:
+        view = sweep_view(parent_run_id, [])
+        query |= {
+            "searchFilter": view["searchFilter"],
+            "orderByKey": view["orderByKey"],
+            "orderByAsc": "false",
+        }
+    return f"{address}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """A run's page, relative to the UI's address (as links inside the UI are)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def sweep_note(
+    command: str,
+    varied_keys: Collection[str] | None,
+    best: tuple[str, str, Mapping[str, float]] | None = None,
+    experiment_id: str = "",
+) -> str:
+    """The parent run's description (Markdown): the command, what varies and, once runs have
+    finished, the best one (``best``: name, run id, metrics)."""
+    varied = ", ".join(f"`{key}`" for key in sorted(varied_keys)) if varied_keys else "unknown"
+    lines = [f"**Command:** `{command}`", "", f"**Varied:** {varied}"]
+    if best is not None:
+        name, run_id, metrics = best
+        results = ", ".join(f"{key} {metrics[key]:.4f}" for key in VIEW_METRICS[:3])
+        lines += [
+            "",
+            f"**Best run** (by {RANKED_BY}): [{name}]({run_link(experiment_id, run_id)}): "
+            f"{results}",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the link to the newest sweep of an experiment (``make ui``)."""
+    from sweeper.report.runs import ReportError, find_sweep, open_store
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeper.ui_links",
+        description="Print the MLflow UI link that opens on the newest sweep's runs.",
+    )
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--experiment", default="sweeper")
+    parser.add_argument("--address", default=DEFAULT_UI_ADDRESS, help="where the UI listens")
+    args = parser.parse_args(argv)
+    try:
+        client = open_store(args.tracking_uri)
+        sweep = find_sweep(client, args.experiment, None)
+    except ReportError as err:
+        print(f"No sweep to link to yet ({err}).")
+        return 0
+    tags = client.get_experiment(sweep.experiment_id).tags
+    shared = f"{SHARED_VIEW_TAG_PREFIX}{share_key(sweep.parent_run_id)}" in tags
+    link = runs_link(args.address, sweep.experiment_id, sweep.parent_run_id, shared)
+    print(f"Newest sweep ({sweep.sweep_id}): {link}")
+    return 0
+
+
+def view_json(view: Mapping[str, Any]) -> str:
+    return json.dumps(view, separators=(",", ":"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
