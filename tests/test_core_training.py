@@ -189,3 +189,43 @@ def test_train_epoch_stops_at_the_first_non_finite_loss(data: tuple) -> None:
     assert np.isnan(loss)
     assert np.isnan(acc)
     assert len(updates) == 1
+
+
+def test_eval_train_changes_only_the_training_metrics(data: tuple) -> None:
+    x, y, xv, yv = data
+    results = {}
+    for mode in ("running", "full"):
+        model = MLP([5, 4, 3], seed=2)
+        result = train(model, SGD(0.1), x, y, xv, yv, epochs=3, batch_size=32, eval_train=mode)
+        results[mode] = (model, result)
+    (running_model, running), (full_model, full) = results["running"], results["full"]
+    np.testing.assert_array_equal(running_model.flat, full_model.flat)
+    assert [(m.val_loss, m.val_acc) for m in running.history] == [
+        (m.val_loss, m.val_acc) for m in full.history
+    ]
+    # Full: the whole training set scored by the weights at the epoch's end.
+    assert (full.history[-1].train_loss, full.history[-1].train_acc) == full_model.evaluate(x, y)
+    # Running: the mean over the epoch's steps, as train_epoch returns it for that epoch.
+    replay = MLP([5, 4, 3], seed=2)
+    optimizer = SGD(0.1)
+    shuffle = np.random.default_rng(0)
+    for metrics in running.history:
+        order = shuffle.permutation(len(x))
+        loss, acc = train_epoch(replay, optimizer, x, y, order, 32)
+        assert (metrics.train_loss, metrics.train_acc) == (loss, acc)
+    assert running.history[-1].train_loss != full.history[-1].train_loss
+
+
+def test_unknown_eval_train_is_rejected(data: tuple) -> None:
+    x, y, xv, yv = data
+    with pytest.raises(ValueError, match="eval_train='exact' is unknown; allowed: running, full"):
+        train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, epochs=1, batch_size=8, eval_train="exact")
+
+
+def test_best_model_is_a_copy_not_the_live_model(data: tuple) -> None:
+    x, y, xv, yv = data
+    model = MLP([5, 4, 3], seed=4)
+    result = train(model, SGD(0.5), x, y, xv, yv, epochs=6, batch_size=16)
+    best = result.history[result.best_epoch - 1]
+    assert result.best_model.evaluate(xv, yv) == (best.val_loss, best.val_acc)
+    assert result.best_model.flat is not model.flat

@@ -15,7 +15,7 @@ from numpy.typing import DTypeLike
 
 from .activations import ACTIVATIONS, DERIVATIVES, check_activation
 from .initializers import default_init, init_weights
-from .losses import one_hot, softmax
+from .losses import softmax
 from .regularizers import add_penalty_gradients, penalty
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -167,11 +167,9 @@ class MLP:
         if y.shape != (len(x), self.n_classes):
             raise ValueError(f"y_onehot must have shape {(len(x), self.n_classes)}, got {y.shape}")
         objective_penalty = penalty(self.weights, l1, l2)
-        labels = y.argmax(axis=1)
-        if not np.array_equal(y, one_hot(labels, self.n_classes, dtype=y.dtype)):
-            raise ValueError("y_onehot must be one-hot: a single 1 in each row, 0 elsewhere")
         workspace = Workspace(self, len(x), dropout=rng is not None)
-        loss, _ = workspace.loss_and_gradients(x, labels, l1=l1, l2=l2, rng=rng)
+        y = np.asarray(y, dtype=self.dtype)
+        loss, _ = workspace.loss_and_gradients(x, y, l1=l1, l2=l2, rng=rng)
         return loss + objective_penalty, workspace.grads_w, workspace.grads_b
 
     def evaluate(
@@ -205,15 +203,17 @@ class Workspace:
     Allocated once and reused, so a training step allocates nothing of the batch's size:
     every product, activation and gradient is written into these arrays. The inputs are
     trusted (the caller checked them once); ``grads_w`` and ``grads_b`` are views into
-    ``grads``, laid out as ``MLP.flat``, and hold the last backward pass.
+    ``grads``, laid out as ``MLP.flat``, and hold the last backward pass. Reductions call
+    the ufuncs' ``reduce`` with ``out``, which skips the wrappers' per-call cost (``np.sum``
+    is ``np.add.reduce``, the same arithmetic).
     """
 
     def __init__(self, model: MLP, rows: int, dropout: bool = False) -> None:
         self.model = model
         dt = model.dtype
         sizes = model.layer_sizes
-        self.rows = np.arange(rows)
         self.x = np.empty((rows, sizes[0]), dt)
+        self.y = np.empty((rows, sizes[-1]), dt)
         self.labels = np.empty(rows, np.intp)
         # outs[i]: layer i's activations (the logits, then probabilities, for the last).
         self.outs = [np.empty((rows, h), dt) for h in sizes[1:]]
@@ -227,15 +227,21 @@ class Workspace:
         self._act = ACTIVATIONS[model.activation]
         self._deriv = DERIVATIVES[model.activation]
 
+    @property
+    def size(self) -> int:
+        return len(self.x)
+
     def gather(
-        self, x: np.ndarray, labels: np.ndarray, idx: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The samples ``idx`` of ``x`` and ``labels``, copied into this workspace."""
+        self, x: np.ndarray, y_onehot: np.ndarray, labels: np.ndarray, idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows ``idx`` of ``x``, ``y_onehot`` and ``labels``, copied into this workspace."""
         n = len(idx)
-        # mode="clip" skips numpy's buffered bounds check; idx comes from a permutation.
+        # The methods with mode="clip" skip np.take's wrapper and buffered bounds check;
+        # idx comes from a permutation, so it is in range.
         return (
-            np.take(x, idx, axis=0, out=self.x[:n], mode="clip"),
-            np.take(labels, idx, out=self.labels[:n], mode="clip"),
+            x.take(idx, axis=0, out=self.x[:n], mode="clip"),
+            y_onehot.take(idx, axis=0, out=self.y[:n], mode="clip"),
+            labels.take(idx, out=self.labels[:n], mode="clip"),
         )
 
     def forward(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -260,37 +266,38 @@ class Workspace:
     def loss_and_gradients(
         self,
         x: np.ndarray,
-        labels: np.ndarray,
+        y_onehot: np.ndarray,
+        labels: np.ndarray | None = None,
         *,
         l1: float = 0.0,
         l2: float = 0.0,
         rng: np.random.Generator | None = None,
     ) -> tuple[float, int]:
-        """Mean cross-entropy (no penalty) and the number of samples whose true class has the
-        largest logit; the gradients of the objective (with penalty) go to ``grads``."""
+        """Mean cross-entropy (no penalty) and, given ``labels``, the number of samples whose
+        true class has the largest logit; the gradients of the objective (with penalty) go
+        to ``grads``. Each row of ``y_onehot`` sums to 1."""
         model, n = self.model, len(x)
-        rows = self.rows[:n]
         row = self.row[:n]
         z = self.forward(x, rng)
-        np.max(z, axis=1, keepdims=True, out=row)
+        correct = 0 if labels is None else int(np.count_nonzero(z.argmax(axis=1) == labels))
+        np.maximum.reduce(z, axis=1, keepdims=True, out=row)
         z -= row
-        z_true = z[rows, labels]
-        correct = int(np.count_nonzero(z.argmax(axis=1) == labels))
+        # Loss from the shifted logits: sum_k y_k (log s - z_k), where s is the row's exp-sum.
+        z_true = float(np.vdot(y_onehot, z))
         probs = np.exp(z, out=z)
-        np.sum(probs, axis=1, keepdims=True, out=row)
-        # Cross-entropy from the shifted logits: log(sum_k e^z_k) - z_true.
-        loss = (float(np.log(row).sum()) - float(z_true.sum())) / n
+        np.add.reduce(probs, axis=1, keepdims=True, out=row)
+        loss = (float(np.log(row).sum()) - z_true) / n
         probs /= row
 
         # Gradient of the mean cross-entropy w.r.t. the logits: (p - y) / n.
         delta = probs
-        delta[rows, labels] -= 1
+        delta -= y_onehot
         delta *= 1.0 / n
         dropped = rng is not None and bool(self.masks)
         inputs = [x, *(h[:n] for h in (self.dropped if dropped else self.outs[:-1]))]
         for i in range(len(model.weights) - 1, -1, -1):
             np.matmul(inputs[i].T, delta, out=self.grads_w[i])
-            np.sum(delta, axis=0, out=self.grads_b[i])
+            np.add.reduce(delta, axis=0, out=self.grads_b[i])
             if i == 0:
                 break
             back = np.matmul(delta, model.weights[i].T, out=self.deltas[i - 1][:n])
@@ -305,17 +312,15 @@ class Workspace:
         """Mean cross-entropy and accuracy over all of ``x``, a workspace's rows at a time."""
         total = 0.0
         correct = 0
-        size = len(self.rows)
-        for start in range(0, len(x), size):
-            lab = labels[start : start + size]
-            z = self.forward(x[start : start + size])
-            row = self.row[: len(lab)]
-            np.max(z, axis=1, keepdims=True, out=row)
-            z -= row
-            z_true = z[self.rows[: len(lab)], lab]
-            # Shifting by the row max leaves the argmax unchanged.
+        rows = np.arange(self.size)
+        for start in range(0, len(x), self.size):
+            lab = labels[start : start + self.size]
+            z = self.forward(x[start : start + self.size])
             correct += int(np.count_nonzero(z.argmax(axis=1) == lab))
-            np.exp(z, out=z)
-            lse = np.log(z.sum(axis=1))
+            row = self.row[: len(lab)]
+            np.maximum.reduce(z, axis=1, keepdims=True, out=row)
+            z -= row
+            z_true = z[rows[: len(lab)], lab]
+            lse = np.log(np.exp(z, out=z).sum(axis=1))
             total += float((lse - z_true).sum(dtype=np.float64))
         return total / len(x), correct / len(x)

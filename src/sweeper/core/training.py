@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .losses import one_hot
 from .network import MLP, Workspace
 from .optimizers import Optimizer
 from .schedules import scheduled_lr
@@ -63,6 +64,7 @@ def train_epoch(
     l2: float = 0.0,
     dropout_rng: np.random.Generator | None = None,
     workspace: Workspace | None = None,
+    y_onehot: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """One pass of minibatch steps over the samples of ``x`` in ``order``.
 
@@ -70,10 +72,13 @@ def train_epoch(
     ``model.n_classes``. Returns the running mean cross-entropy (no penalty) and accuracy
     over the pass's samples, each scored at its step; or, at the first non-finite loss, that
     loss and nan, the pass stopping there. Pass a ``workspace`` of ``batch_size`` rows to
-    reuse its arrays across epochs.
+    reuse its arrays across epochs, and ``y_onehot`` (``one_hot(labels)`` in the model's
+    dtype) to reuse that.
     """
     if workspace is None:
         workspace = Workspace(model, batch_size, dropout=dropout_rng is not None)
+    if y_onehot is None:
+        y_onehot = one_hot(labels, model.n_classes, dtype=model.dtype)
     # The model's one parameter vector: each optimiser operation is one pass over it.
     params, grads = [model.flat], [workspace.grads]
     total = 0.0
@@ -81,12 +86,12 @@ def train_epoch(
     for i in range(0, len(order), batch_size):
         # Gathering one batch at a time keeps it in cache for the matmul that follows and
         # never copies the whole (possibly memory-mapped) set.
-        xb, yb = workspace.gather(x, labels, order[i : i + batch_size])
-        loss, right = workspace.loss_and_gradients(xb, yb, l1=l1, l2=l2, rng=dropout_rng)
+        xb, yb, lb = workspace.gather(x, y_onehot, labels, order[i : i + batch_size])
+        loss, right = workspace.loss_and_gradients(xb, yb, lb, l1=l1, l2=l2, rng=dropout_rng)
         if not math.isfinite(loss):
             return loss, math.nan
         optimizer.update(params, grads)
-        total += loss * len(yb)
+        total += loss * len(lb)
         correct += right
     return total / len(order), correct / len(order)
 
@@ -143,6 +148,7 @@ def train(
             y.size and (y.min() < 0 or y.max() >= model.n_classes)
         ):
             raise ValueError(f"{name} labels must be integers in [0, {model.n_classes})")
+    y_train_onehot = one_hot(y_train, model.n_classes, dtype=model.dtype)
     shuffle_rng = np.random.default_rng(seed)
     # A separate stream, so switching dropout on does not change the shuffling order.
     dropout_rng = np.random.default_rng([seed, 1]) if model.dropout > 0 else None
@@ -165,7 +171,7 @@ def train(
             order = shuffle_rng.permutation(len(x_train))
             train_loss, train_acc = train_epoch(
                 model, optimizer, x_train, y_train, order, batch_size,
-                l1=l1, l2=l2, dropout_rng=dropout_rng, workspace=steps,
+                l1=l1, l2=l2, dropout_rng=dropout_rng, workspace=steps, y_onehot=y_train_onehot,
             )  # fmt: skip
             if not math.isfinite(train_loss):
                 raise TrainingDiverged(epoch, train_loss, history)
