@@ -1,7 +1,8 @@
-"""Import another commit's ``sweeper.core`` beside this one, to time and compare them in one run.
+"""Another commit's code beside this one, to time and compare the two in one benchmark run.
 
-``git archive`` extracts that commit's ``src/sweeper/core`` into a temporary directory, which
-is imported as a top-level package of another name (the core only imports itself and numpy).
+``git archive`` extracts that commit's files into a temporary directory. ``load_core``
+imports its ``src/sweeper/core`` as a top-level package of another name (the core only
+imports itself and numpy), so both cores run in one process.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REF = "ca370c1"
 
 
-def load_core(ref: str = DEFAULT_REF, name: str = "core_before") -> ModuleType:
+def extract(ref: str, paths: list[str], prefix: str) -> Path:
+    """A temporary directory holding ``paths`` of commit ``ref`` (as ``<dir>/<path>``)."""
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "src/sweeper/core"],
-        check=True,
-        capture_output=True,
+        ["git", "-C", str(REPO), "archive", ref, *paths], check=True, capture_output=True
     ).stdout
-    root = Path(tempfile.mkdtemp(prefix=f"sweeper-{name}-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
-    package = root / "src" / "sweeper" / "core"
+    return root
+
+
+def load_core(ref: str = DEFAULT_REF, name: str = "core_before") -> ModuleType:
+    package = extract(ref, ["src/sweeper/core"], f"sweeper-{name}-") / "src" / "sweeper" / "core"
     spec = importlib.util.spec_from_file_location(
         name, package / "__init__.py", submodule_search_locations=[str(package)]
     )
