@@ -89,7 +89,7 @@ class MLP:
         self.flat, self.weights, self.biases = _packed(self.layer_sizes, self.dtype)
         rng = np.random.default_rng(seed)
         for w in self.weights:
-            w[...] = init_weights(*w.shape, self.init, rng, self.dtype)
+            w[...] = init_weights(w.shape[0], w.shape[1], self.init, rng, self.dtype)
 
     @classmethod
     def from_parameters(
