@@ -28,7 +28,7 @@ from sweeper.data import Dataset, load_dataset
 CASES = [
     ("digits default", []),
     ("digits relu adam dropout", ["activation=relu", "optimizer=adam", "regularizer=dropout"]),
-    ("digits sigmoid l2 [64,64]", ["activation=sigmoid", "regularizer=l2", "topology=h128x128"]),
+    ("digits sigmoid l2 [128,128]", ["activation=sigmoid", "regularizer=l2", "topology=h128x128"]),
     (
         "fashion_mnist h128, 3 epochs",
         [
