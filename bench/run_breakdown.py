@@ -213,6 +213,11 @@ def main() -> None:
                     f" CPU; test_acc {result['test_acc']:.4f} ({load_average()})",
                     flush=True,
                 )
+                parts = ", ".join(
+                    f"{p} {result['cpu'].get(p, 0.0):.2f}/{result['wall'].get(p, 0.0):.2f}"
+                    for p, _ in PARTS
+                )
+                print(f"    CPU/wall seconds: {parts}", flush=True)
         for name, _, _ in contenders:
             for clock in ("cpu", "wall"):
                 s = shares(results[name], clock)
