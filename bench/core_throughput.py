@@ -1,11 +1,18 @@
-"""Core throughput: sweeper's NumPy MLP vs scikit-learn's MLPClassifier vs PyTorch on the CPU.
+"""Core throughput: sweeper's NumPy MLP, before and after, vs scikit-learn, PyTorch and the limit.
 
-The same network (784-128-10), batch 128, SGD with classic momentum 0.9 and the same learning
-rate, on real Fashion-MNIST. Each contender's epochs are interleaved (one epoch of each in
-turn), so a change in machine load hits them alike; samples per second are medians over the
-epochs. The GEMM limit is an epoch of nothing but numpy's matrix products of each training
-step on the exact shapes, timed in the same round robin: no implementation of this network can
-be faster than the BLAS it calls, so each contender's fraction of that limit shows what is left.
+Three networks, each with its own data: 784-128-10 and 784-1024-1024-10 at batch 128 on real
+Fashion-MNIST, and the default study's 64-64-10 at batch 32 on the 8x8 digits. Every
+contender trains the same network with SGD and classic momentum 0.9 (same learning rate, no
+penalty): sweeper's core now (`sweeper`), the core of an earlier commit imported beside it
+(`before`, see previous_core.py), scikit-learn's MLPClassifier and PyTorch. The GEMM limit
+(`limit`) is nothing but numpy's matrix products of each training step on the exact shapes:
+no implementation of the network can be faster than the BLAS it calls.
+
+Contenders take turns, one round of each (a round is one or more epochs on the same
+shuffled order), so a change in the machine's load hits them alike. The time of a round is
+this process's CPU time (``time.process_time``), which on a shared machine leaves out the
+time spent waiting for a core; wall time is printed beside it. Samples per second are
+medians over the rounds.
 
     python bench/core_throughput.py            # the full tables (several minutes)
     python bench/core_throughput.py --quick    # a smoke run on a slice
@@ -14,25 +21,43 @@ be faster than the BLAS it calls, so each contender's fraction of that limit sho
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from machine import describe_machine, load_average, markdown_table
+from previous_core import DEFAULT_REF, load_core
 from threadpoolctl import threadpool_limits
 
-from sweeper.core import MLP, Momentum, one_hot, train_epoch
+import sweeper.core
 from sweeper.data import load_dataset
 
-HIDDEN = 128
 N_CLASSES = 10
-BATCH = 128
 MOMENTUM = 0.9
 LR = 0.01
 SEED = 0
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    dataset: str
+    hidden: tuple[int, ...]
+    batch: int
+    # Training samples used, and epochs per timed round: each round is long enough to time.
+    samples: int | None
+    epochs_per_round: int
+
+
+NETWORKS = {
+    "h128": Network("h128", "fashion_mnist", (128,), 128, None, 1),
+    "h1024x2": Network("h1024x2", "fashion_mnist", (1024, 1024), 128, 6000, 1),
+    "digits": Network("digits", "digits", (64,), 32, None, 8),
+}
 
 
 class Contender:
@@ -46,19 +71,46 @@ class Contender:
 
 
 class Sweeper(Contender):
-    name = "sweeper"
+    """``train_epoch`` with what ``train`` keeps for a whole run: workspace and one-hot labels."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, activation: str) -> None:
-        self.model = MLP([x.shape[1], HIDDEN, N_CLASSES], activation, seed=SEED, dtype=x.dtype)
-        self.optimizer = Momentum(LR, MOMENTUM)
-        self.x = x
-        self.y_onehot = one_hot(y, N_CLASSES, dtype=x.dtype)
+    name = "sweeper"
+    core: ModuleType = sweeper.core
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
+        core = self.core
+        sizes = [x.shape[1], *net.hidden, N_CLASSES]
+        self.model = core.MLP(sizes, activation, seed=SEED, dtype=x.dtype)
+        self.optimizer = core.Momentum(LR, MOMENTUM)
+        self.x, self.y, self.batch = x, y, net.batch
+        self.y_onehot = core.one_hot(y, N_CLASSES, dtype=x.dtype)
+        self.workspace = core.Workspace(self.model, net.batch)
 
     def epoch(self, order: np.ndarray) -> None:
-        train_epoch(self.model, self.optimizer, self.x, self.y_onehot, order, BATCH)
+        self.core.train_epoch(
+            self.model, self.optimizer, self.x, self.y, order, self.batch,
+            workspace=self.workspace, y_onehot=self.y_onehot,
+        )  # fmt: skip
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
-        return self.model.evaluate(x, y)[1]
+        return float(self.model.evaluate(x, y)[1])
+
+
+class Before(Sweeper):
+    """The earlier core's ``train_epoch``: one-hot labels, a fresh set of arrays every step."""
+
+    name = "before"
+    core: ModuleType
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
+        core = self.core
+        sizes = [x.shape[1], *net.hidden, N_CLASSES]
+        self.model = core.MLP(sizes, activation, seed=SEED, dtype=x.dtype)
+        self.optimizer = core.Momentum(LR, MOMENTUM)
+        self.x, self.batch = x, net.batch
+        self.y_onehot = core.one_hot(y, N_CLASSES, dtype=x.dtype)
+
+    def epoch(self, order: np.ndarray) -> None:
+        self.core.train_epoch(self.model, self.optimizer, self.x, self.y_onehot, order, self.batch)
 
 
 class Sklearn(Contender):
@@ -66,13 +118,13 @@ class Sklearn(Contender):
 
     name = "sklearn"
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, activation: str) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
         from sklearn.neural_network import MLPClassifier
 
         self.clf = MLPClassifier(
-            hidden_layer_sizes=(HIDDEN,), activation=activation, solver="sgd",
+            hidden_layer_sizes=net.hidden, activation=activation, solver="sgd",
             learning_rate="constant", learning_rate_init=LR, momentum=MOMENTUM,
-            nesterovs_momentum=False, batch_size=BATCH, alpha=0.0, shuffle=True,
+            nesterovs_momentum=False, batch_size=net.batch, alpha=0.0, shuffle=True,
             random_state=SEED, max_iter=1,
         )  # fmt: skip
         self.x, self.y = x, y
@@ -89,25 +141,29 @@ class Torch(Contender):
 
     name = "torch"
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, activation: str) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
         import torch
 
         self.torch = torch
         torch.manual_seed(SEED)
         act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
         dtype = {np.float32: torch.float32, np.float64: torch.float64}[x.dtype.type]
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(x.shape[1], HIDDEN), act(), torch.nn.Linear(HIDDEN, N_CLASSES)
-        ).to(dtype)
+        sizes = [x.shape[1], *net.hidden]
+        layers: list[Any] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [torch.nn.Linear(fan_in, fan_out), act()]
+        layers.append(torch.nn.Linear(sizes[-1], N_CLASSES))
+        self.net = torch.nn.Sequential(*layers).to(dtype)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=LR, momentum=MOMENTUM)
         self.loss = torch.nn.CrossEntropyLoss()
         self.x = torch.from_numpy(x)
-        self.y = torch.from_numpy(y)
+        self.y = torch.from_numpy(y.astype(np.int64))
+        self.batch = net.batch
 
     def epoch(self, order: np.ndarray) -> None:
         order_t = self.torch.from_numpy(order)
-        for i in range(0, len(order_t), BATCH):
-            idx = order_t[i : i + BATCH]
+        for i in range(0, len(order_t), self.batch):
+            idx = order_t[i : i + self.batch]
             self.optimizer.zero_grad(set_to_none=True)
             self.loss(self.net(self.x[idx]), self.y[idx]).backward()
             self.optimizer.step()
@@ -118,8 +174,107 @@ class Torch(Contender):
         return float(np.mean(predicted == y))
 
 
-def available_contenders(wanted: list[str]) -> list[type[Contender]]:
+def gemm_shapes(
+    sizes: list[int], batch: int
+) -> list[tuple[tuple[int, int], tuple[int, int], bool]]:
+    """(left shape, right shape, left transposed) of every matrix product in one step.
+
+    Forward ``a @ W`` per layer; backward ``a.T @ delta`` per layer and ``delta @ W.T`` for
+    every layer but the first.
+    """
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    shapes = [((batch, i), (i, o), False) for i, o in pairs]
+    for layer in range(len(pairs) - 1, -1, -1):
+        i, o = pairs[layer]
+        shapes.append(((batch, i), (batch, o), True))
+        if layer > 0:
+            shapes.append(((batch, o), (o, i), False))
+    return shapes
+
+
+def step_flops(sizes: list[int], batch: int) -> int:
+    total = 0
+    for left, right, transposed in gemm_shapes(sizes, batch):
+        m, k = (left[1], left[0]) if transposed else left
+        total += 2 * m * k * right[1]
+    return total
+
+
+class GemmLimit(Contender):
+    """Only the matrix products of each step, on the same shapes, into preallocated outputs."""
+
+    name = "limit"
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
+        rng = np.random.default_rng(0)
+        self.batch = net.batch
+        self.products = []
+        for left_shape, right_shape, transposed in gemm_shapes(
+            [x.shape[1], *net.hidden, N_CLASSES], net.batch
+        ):
+            left = rng.standard_normal(left_shape).astype(x.dtype)
+            right = rng.standard_normal(right_shape).astype(x.dtype)
+            a = left.T if transposed else left
+            self.products.append((a, right, np.empty((a.shape[0], right.shape[1]), x.dtype)))
+
+    def epoch(self, order: np.ndarray) -> None:
+        for _ in range(0, len(order), self.batch):
+            for a, b, out in self.products:
+                np.matmul(a, b, out=out)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float("nan")
+
+
+@dataclass
+class Measured:
+    cpu_rate: float  # samples per CPU second, median over rounds
+    wall_rate: float
+    accuracy: float
+
+
+def measure(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    net: Network,
+    activation: str,
+    rounds: int,
+    contenders: list[type[Contender]],
+) -> dict[str, Measured]:
+    """Each contender's median rates and final test accuracy, rounds interleaved."""
+    models = [cls(x, y, net, activation) for cls in contenders]
+    rng = np.random.default_rng(SEED)
+    cpu: dict[str, list[float]] = {m.name: [] for m in models}
+    wall: dict[str, list[float]] = {m.name: [] for m in models}
+    with warnings.catch_warnings():
+        # sklearn warns after every one-epoch partial_fit that it has not converged.
+        warnings.simplefilter("ignore")
+        for _ in range(rounds):
+            orders = [rng.permutation(len(x)) for _ in range(net.epochs_per_round)]
+            for model in models:
+                start_cpu, start_wall = time.process_time(), time.perf_counter()
+                for order in orders:
+                    model.epoch(order)
+                cpu[model.name].append(time.process_time() - start_cpu)
+                wall[model.name].append(time.perf_counter() - start_wall)
+    per_round = len(x) * net.epochs_per_round
+    return {
+        m.name: Measured(
+            per_round / statistics.median(cpu[m.name]),
+            per_round / statistics.median(wall[m.name]),
+            m.accuracy(x_test, y_test),
+        )
+        for m in models
+    }
+
+
+def available_contenders(wanted: list[str], before_ref: str | None) -> list[type[Contender]]:
     contenders: list[type[Contender]] = [Sweeper]
+    if before_ref:
+        Before.core = load_core(before_ref)
+        contenders.append(Before)
     for module, cls in (("sklearn", Sklearn), ("torch", Torch)):
         if module not in wanted:
             continue
@@ -132,167 +287,99 @@ def available_contenders(wanted: list[str]) -> list[type[Contender]]:
     return contenders
 
 
-def gemm_shapes(d_in: int, batch: int) -> list[tuple[str, tuple[int, int], tuple[int, int], bool]]:
-    """(name, left shape, right shape, left transposed) of every product in one step."""
-    return [
-        ("x@W1", (batch, d_in), (d_in, HIDDEN), False),
-        ("h@W2", (batch, HIDDEN), (HIDDEN, N_CLASSES), False),
-        ("dW2=h.T@d", (batch, HIDDEN), (batch, N_CLASSES), True),
-        ("dh=d@W2.T", (batch, N_CLASSES), (N_CLASSES, HIDDEN), False),
-        ("dW1=x.T@dh", (batch, d_in), (batch, HIDDEN), True),
-    ]
-
-
-def step_flops(d_in: int, batch: int) -> int:
-    total = 0
-    for _, left, right, transposed in gemm_shapes(d_in, batch):
-        m, k = (left[1], left[0]) if transposed else left
-        total += 2 * m * k * right[1]
-    return total
-
-
-class GemmLimit(Contender):
-    """Only the matrix products of each step, on the same shapes, into preallocated outputs.
-
-    Timed in the same round robin as the contenders, so it sees the same machine load.
-    """
-
-    name = "limit"
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, activation: str) -> None:
-        rng = np.random.default_rng(0)
-        self.products = []
-        for _, left_shape, right_shape, transposed in gemm_shapes(x.shape[1], BATCH):
-            left = rng.standard_normal(left_shape).astype(x.dtype)
-            right = rng.standard_normal(right_shape).astype(x.dtype)
-            a = left.T if transposed else left
-            self.products.append((a, right, np.empty((a.shape[0], right.shape[1]), x.dtype)))
-
-    def epoch(self, order: np.ndarray) -> None:
-        for _ in range(0, len(order), BATCH):
-            for a, b, out in self.products:
-                np.matmul(a, b, out=out)
-
-    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
-        return float("nan")
-
-
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def measure(
-    x: np.ndarray,
-    y: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    activation: str,
-    epochs: int,
-    contenders: list[type[Contender]],
-) -> dict[str, tuple[float, float]]:
-    """Median samples/s and final test accuracy of each contender, epochs interleaved."""
-    models = [cls(x, y, activation) for cls in contenders]
-    rng = np.random.default_rng(SEED)
-    seconds: dict[str, list[float]] = {m.name: [] for m in models}
-    with warnings.catch_warnings():
-        # sklearn warns after every one-epoch partial_fit that it has not converged.
-        warnings.simplefilter("ignore")
-        for _ in range(epochs):
-            order = rng.permutation(len(x))
-            for model in models:
-                seconds[model.name].append(timed(lambda m=model, o=order: m.epoch(o)))
-    return {
-        m.name: (len(x) / statistics.median(seconds[m.name]), m.accuracy(x_test, y_test))
-        for m in models
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
-    parser.add_argument("--activations", nargs="+", default=["tanh", "relu"])
-    parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--dtypes", nargs="+", default=["float32"])
+    parser.add_argument("--activations", nargs="+", default=["tanh"])
+    parser.add_argument(
+        "--before", default=DEFAULT_REF, help="commit whose core is timed as `before` ('' : none)"
+    )
     parser.add_argument(
         "--against", nargs="*", default=["sklearn", "torch"], choices=["sklearn", "torch"]
     )
-    parser.add_argument("--quick", action="store_true", help="2 epochs, 6,000 samples, float32")
+    parser.add_argument("--quick", action="store_true", help="2 rounds on slices, h128 only")
     args = parser.parse_args()
+    networks = [NETWORKS[name] for name in args.networks]
     if args.quick:
-        args.epochs, args.dtypes, args.activations = 2, ["float32"], ["tanh"]
-        args.max_train_samples = args.max_train_samples or 6000
+        args.rounds, networks = 2, [Network("h128", "fashion_mnist", (128,), 128, 6000, 1)]
 
-    contenders = available_contenders(args.against)
+    contenders = available_contenders(args.against, args.before)
     names = [c.name for c in contenders]
     print("## Core throughput\n")
     print(describe_machine())
     for module in ("sklearn", "torch"):
         if module in names:
             print(f"{module} {__import__(module).__version__}")
-    if "torch" in names:
-        import torch
+    if args.before:
+        print(f"before: sweeper.core at {args.before}")
+    print(f"medians over {args.rounds} rounds; rates in samples per CPU second of this process")
 
+    speed_rows, wall_rows, limit_rows, accuracy_rows = [], [], [], []
+    for net in networks:
+        data = load_dataset(
+            net.dataset, args.data_dir if net.dataset != "digits" else None,
+            val_fraction=0.2, dtype=np.float64, max_train_samples=net.samples,
+        )  # fmt: skip
+        n, d_in = data.x_train.shape
+        sizes = [d_in, *net.hidden, N_CLASSES]
+        shape = "-".join(map(str, sizes))
         print(
-            f"torch BLAS: MKL {torch.backends.mkl.is_available()},"
-            f" oneDNN {torch.backends.mkldnn.is_available()}"
+            f"\n{net.name}: {net.dataset} {n} training samples, {len(data.y_test)} test;"
+            f" {shape}, batch {net.batch}; {net.epochs_per_round} epoch(s) per round;"
+            f" {step_flops(sizes, net.batch) / 1e6:.2f} MFLOP per step",
+            flush=True,
         )
-    data = load_dataset(
-        "fashion_mnist", args.data_dir, val_fraction=0.2, dtype=np.float64,
-        max_train_samples=args.max_train_samples,
-    )  # fmt: skip
-    n, d_in = data.x_train.shape
-    print(
-        f"\nFashion-MNIST (80% of train, as a sweep run trains): {n} samples,"
-        f" {len(data.y_test)} test; {d_in}-{HIDDEN}-{N_CLASSES}, batch {BATCH}, SGD lr {LR}"
-        f" momentum {MOMENTUM}; medians over {args.epochs} epochs;"
-        f" {step_flops(d_in, BATCH) * n / BATCH / 1e9:.2f} GFLOP per epoch"
-    )
-    speed_rows, limit_rows, accuracy_rows = [], [], []
-    for dtype_name in args.dtypes:
-        dtype = np.dtype(dtype_name)
-        x, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
-        for threads in args.threads:
-            with threadpool_limits(limits=threads):
-                if "torch" in names:
-                    import torch
+        for dtype_name in args.dtypes:
+            dtype = np.dtype(dtype_name)
+            x, x_test = data.x_train.astype(dtype), data.x_test.astype(dtype)
+            for threads in args.threads:
+                with threadpool_limits(limits=threads):
+                    if "torch" in names:
+                        import torch
 
-                    torch.set_num_threads(threads)
-                for activation in args.activations:
-                    rates = measure(
-                        x, data.y_train, x_test, data.y_test, activation, args.epochs,
-                        [*contenders, GemmLimit],
-                    )  # fmt: skip
-                    limit = rates["limit"][0]
-                    key = [activation, dtype_name, str(threads)]
-                    speed = [f"{rates[name][0]:,.0f}" for name in names]
-                    ratios = [
-                        f"{rates['sweeper'][0] / rates[other][0]:.2f}"
-                        for other in names
-                        if other != "sweeper"
-                    ]
-                    speed_rows.append(key + speed + ratios + [f"{os.getloadavg()[0]:.1f}"])
-                    limit_rows.append(
-                        key
-                        + [f"{limit:,.0f}", f"{step_flops(d_in, BATCH) * limit / BATCH / 1e9:.1f}"]
-                        + [f"{rates[name][0] / limit:.0%}" for name in names]
-                    )
-                    accuracy_rows.append(key + [f"{rates[name][1]:.4f}" for name in names])
-                    done = ", ".join(f"{k} {rate:,.0f}/s" for k, (rate, _) in rates.items())
-                    print(f"  {' '.join(key)}: {done}", flush=True)
+                        torch.set_num_threads(threads)
+                    for activation in args.activations:
+                        rates = measure(
+                            x, data.y_train, x_test, data.y_test, net, activation,
+                            args.rounds, [*contenders, GemmLimit],
+                        )  # fmt: skip
+                        limit = rates["limit"].cpu_rate
+                        key = [f"{shape} b{net.batch}", activation, dtype_name, str(threads)]
+                        ratios = [
+                            f"{rates['sweeper'].cpu_rate / rates[other].cpu_rate:.2f}"
+                            for other in names
+                            if other != "sweeper"
+                        ]
+                        speed_rows.append(
+                            key + [f"{rates[c].cpu_rate:,.0f}" for c in names] + ratios
+                        )
+                        wall_rows.append(
+                            key + [f"{rates[c].wall_rate:,.0f}" for c in [*names, "limit"]]
+                        )
+                        gflops = step_flops(sizes, net.batch) * limit / net.batch / 1e9
+                        limit_rows.append(
+                            key
+                            + [f"{limit:,.0f}", f"{gflops:.1f}"]
+                            + [f"{rates[c].cpu_rate / limit:.0%}" for c in names]
+                        )
+                        accuracy_rows.append(key + [f"{rates[c].accuracy:.4f}" for c in names])
+                        done = ", ".join(f"{k} {r.cpu_rate:,.0f}/s" for k, r in rates.items())
+                        print(f"  {' '.join(key)}: {done} ({load_average()})", flush=True)
 
+    key = ["network", "activation", "dtype", "threads"]
     others = [f"sweeper/{name}" for name in names if name != "sweeper"]
-    print("\nSamples per second (median over epochs) and sweeper's ratio to each:\n")
-    header = ["activation", "dtype", "threads", *names, *others, "load (1 min)"]
-    print(markdown_table(header, speed_rows))
+    print("\nSamples per CPU second (median over rounds) and sweeper's ratio to each:\n")
+    print(markdown_table([*key, *names, *others], speed_rows))
     print("\nGEMM limit (numpy matmul on one step's shapes) and the fraction each reaches:\n")
-    header = ["activation", "dtype", "threads", "limit samples/s", "limit GFLOP/s", *names]
-    print(markdown_table(header, limit_rows))
-    print(f"\nTest accuracy after {args.epochs} epochs:\n")
-    print(markdown_table(["activation", "dtype", "threads", *names], accuracy_rows))
+    print(markdown_table([*key, "limit samples/s", "limit GFLOP/s", *names], limit_rows))
+    print("\nThe same in samples per wall-clock second (includes waiting for a core):\n")
+    print(markdown_table([*key, *names, "limit"], wall_rows))
+    print(f"\nTest accuracy after {args.rounds} rounds:\n")
+    print(markdown_table([*key, *names], accuracy_rows))
     print(f"\n{load_average()} at the end")
 
 

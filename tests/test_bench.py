@@ -21,11 +21,15 @@ def test_core_throughput_quick_run_prints_every_table(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "512 samples, 100 test; 784-128-10, batch 128" in out
-    for table in ("Samples per second", "GEMM limit", "Test accuracy after 2 epochs"):
+    assert "512 training samples, 100 test; 784-128-10, batch 128" in out
+    for table in ("Samples per CPU second", "GEMM limit", "wall-clock", "Test accuracy after 2"):
         assert table in out
-    speed_rows = [line for line in out.splitlines() if line.startswith("| tanh | float32 |")]
-    # One row in each of the three tables.
-    assert len(speed_rows) == 3
-    header = next(line for line in out.splitlines() if line.startswith("| activation |"))
-    assert "| sweeper |" in header
+    rows = [line for line in out.splitlines() if line.startswith("| 784-128-10 b128 | tanh |")]
+    # One row in each of the four tables.
+    assert len(rows) == 4
+    header = next(line for line in out.splitlines() if line.startswith("| network |"))
+    # The earlier commit's core is timed beside this one.
+    assert "| sweeper | before |" in header
+    accuracy = rows[-1].split("|")
+    # Same seeds, same arithmetic: the two cores reach the same test accuracy.
+    assert accuracy[5] == accuracy[6]

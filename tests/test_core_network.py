@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweeper.core import MLP, one_hot
+from sweeper.core import MLP, Workspace, one_hot, penalty
 
 SIZES = {"softmax_regression": [6, 4], "one_hidden": [6, 5, 4], "three_hidden": [6, 8, 7, 5, 4]}
 
@@ -135,3 +135,45 @@ def test_invalid_inputs() -> None:
         m.loss_and_gradients(np.zeros((3, 6)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="l2"):
         m.loss_and_gradients(np.zeros((3, 6)), np.zeros((3, 4)), l2=-1)
+
+
+def test_parameters_live_in_one_flat_vector() -> None:
+    model = MLP([6, 5, 3], seed=0)
+    assert model.flat.size == 6 * 5 + 5 * 3 + 5 + 3
+    np.testing.assert_array_equal(
+        model.flat, np.concatenate([p.ravel() for p in model.parameters()])
+    )
+    model.flat[:] = 0
+    assert all(not p.any() for p in model.parameters())
+    copy = model.copy()
+    copy.flat[:] = 1
+    assert not model.flat.any()
+
+
+def test_a_reused_workspace_gives_the_gradients_of_a_fresh_pass() -> None:
+    rng = np.random.default_rng(0)
+    model = MLP([6, 5, 4, 3], activation="relu", seed=1, dropout=0.3)
+    x = rng.normal(size=(10, 6)).astype(np.float32)
+    labels = rng.integers(0, 3, 10)
+    y = one_hot(labels, 3)
+    workspace = Workspace(model, 8, dropout=True)
+    # A full batch, then a smaller one in the same arrays, as at the end of an epoch.
+    for rows in (slice(0, 8), slice(8, 10)):
+        loss, _ = workspace.loss_and_gradients(
+            x[rows], y[rows], labels[rows], l2=0.1, rng=np.random.default_rng(7)
+        )
+        fresh_loss, grads_w, grads_b = model.loss_and_gradients(
+            x[rows], y[rows], l2=0.1, rng=np.random.default_rng(7)
+        )
+        assert fresh_loss == pytest.approx(loss + penalty(model.weights, 0.0, 0.1))
+        got_all = [*workspace.grads_w, *workspace.grads_b]
+        for got, expected in zip(got_all, [*grads_w, *grads_b], strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_workspace_counts_the_samples_the_step_classifies_right() -> None:
+    x, labels = _data(n=40, k=4, seed=3)
+    model = MLP([6, 5, 4], seed=2)
+    loss, correct = Workspace(model, 40).loss_and_gradients(x, one_hot(labels, 4), labels)
+    assert correct == int(np.sum(model.predict(x) == labels))
+    assert loss == pytest.approx(model.evaluate(x, labels)[0], rel=1e-6)

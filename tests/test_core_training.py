@@ -149,21 +149,25 @@ def test_invalid_training_arguments(data: tuple, kwargs: dict, match: str) -> No
         train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, **options)
 
 
-def test_train_epoch_returns_the_mean_minibatch_objective(data: tuple) -> None:
+def test_train_epoch_returns_the_running_mean_loss_and_accuracy(data: tuple) -> None:
     x, y, _, _ = data
     y_onehot = one_hot(y, 3)
     order = np.random.default_rng(0).permutation(len(x))
     model, twin = MLP([5, 4, 3], seed=1), MLP([5, 4, 3], seed=1)
     twin_optimizer = SGD(0.1)
-    losses = []
+    losses, sizes, correct = [], [], 0
     for i in range(0, len(x), 128):
         idx = order[i : i + 128]
+        correct += int(np.sum(twin.predict(x[idx]) == y[idx]))
         loss, grads_w, grads_b = twin.loss_and_gradients(x[idx], y_onehot[idx])
         losses.append(loss)
+        sizes.append(len(idx))
         twin_optimizer.update(twin.parameters(), [*grads_w, *grads_b])
 
-    mean = train_epoch(model, SGD(0.1), x, y_onehot, order, 128)
-    assert mean == pytest.approx(float(np.mean(losses)))
+    assert len(x) % 128, "the last batch should be a partial one"
+    loss, acc = train_epoch(model, SGD(0.1), x, y, order, 128)
+    assert loss == pytest.approx(float(np.average(losses, weights=sizes)), rel=1e-6)
+    assert acc == correct / len(x)
     for trained, expected in zip(model.parameters(), twin.parameters(), strict=True):
         np.testing.assert_array_equal(trained, expected)
 
@@ -181,6 +185,47 @@ def test_train_epoch_stops_at_the_first_non_finite_loss(data: tuple) -> None:
             super().update(params, grads)
 
     with np.errstate(invalid="ignore"):
-        loss = train_epoch(MLP([5, 3]), Recorder(0.1), x, one_hot(y, 3), order, 128)
+        loss, acc = train_epoch(MLP([5, 3]), Recorder(0.1), x, y, order, 128)
     assert np.isnan(loss)
+    assert np.isnan(acc)
     assert len(updates) == 1
+
+
+def test_eval_train_changes_only_the_training_metrics(data: tuple) -> None:
+    x, y, xv, yv = data
+    results = {}
+    for mode in ("running", "full"):
+        model = MLP([5, 4, 3], seed=2)
+        result = train(model, SGD(0.1), x, y, xv, yv, epochs=3, batch_size=32, eval_train=mode)
+        results[mode] = (model, result)
+    (running_model, running), (full_model, full) = results["running"], results["full"]
+    np.testing.assert_array_equal(running_model.flat, full_model.flat)
+    assert [(m.val_loss, m.val_acc) for m in running.history] == [
+        (m.val_loss, m.val_acc) for m in full.history
+    ]
+    # Full: the whole training set scored by the weights at the epoch's end.
+    assert (full.history[-1].train_loss, full.history[-1].train_acc) == full_model.evaluate(x, y)
+    # Running: the mean over the epoch's steps, as train_epoch returns it for that epoch.
+    replay = MLP([5, 4, 3], seed=2)
+    optimizer = SGD(0.1)
+    shuffle = np.random.default_rng(0)
+    for metrics in running.history:
+        order = shuffle.permutation(len(x))
+        loss, acc = train_epoch(replay, optimizer, x, y, order, 32)
+        assert (metrics.train_loss, metrics.train_acc) == (loss, acc)
+    assert running.history[-1].train_loss != full.history[-1].train_loss
+
+
+def test_unknown_eval_train_is_rejected(data: tuple) -> None:
+    x, y, xv, yv = data
+    with pytest.raises(ValueError, match="eval_train='exact' is unknown; allowed: running, full"):
+        train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, epochs=1, batch_size=8, eval_train="exact")
+
+
+def test_best_model_is_a_copy_not_the_live_model(data: tuple) -> None:
+    x, y, xv, yv = data
+    model = MLP([5, 4, 3], seed=4)
+    result = train(model, SGD(0.5), x, y, xv, yv, epochs=6, batch_size=16)
+    best = result.history[result.best_epoch - 1]
+    assert result.best_model.evaluate(xv, yv) == (best.val_loss, best.val_acc)
+    assert result.best_model.flat is not model.flat

@@ -92,6 +92,11 @@ class Dtype(Enum):
     float64 = "float64"
 
 
+class EvalTrain(Enum):
+    running = "running"
+    full = "full"
+
+
 @dataclass
 class DatasetConfig:
     name: DatasetName = DatasetName.digits
@@ -187,6 +192,8 @@ class TrainConfig:
     # null disables early stopping.
     patience: int | None = 5
     dtype: Dtype = Dtype.float32
+    # Training metrics per epoch: running mean over its steps (free), or a full pass.
+    eval_train: EvalTrain = EvalTrain.running
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")

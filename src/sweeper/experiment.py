@@ -180,6 +180,7 @@ def run_experiment(
         l2=config.regularizer.l2,
         seed=config.seed,
         lr_schedule=opt.schedule.value,
+        eval_train=config.train.eval_train.value,
         callback=on_epoch,
     )
     train_seconds = time.perf_counter() - start
@@ -195,6 +196,8 @@ def run_experiment(
         train_seconds=train_seconds,
         gradcheck=rows,
         gradcheck_csv=gradcheck_csv,
-        figures=save_curves(training.history, training.best_epoch, out_dir),
+        figures=save_curves(
+            training.history, training.best_epoch, out_dir, config.train.eval_train.value
+        ),
         checkpoint=checkpoint,
     )

@@ -9,15 +9,26 @@ from matplotlib.figure import Figure
 
 from sweeper.core.training import EpochMetrics
 
+# How the training curve was measured (``train.eval_train``), said in its legend.
+TRAIN_CURVE_LABELS = {
+    "running": "train (running mean over the epoch's steps)",
+    "full": "train (full pass after the epoch)",
+}
+
 
 def _curve_figure(
-    history: Sequence[EpochMetrics], best_epoch: int, metric: str, label: str, path: Path
+    history: Sequence[EpochMetrics],
+    best_epoch: int,
+    metric: str,
+    label: str,
+    path: Path,
+    train_label: str,
 ) -> Path:
     # Figure() without pyplot: no global state and no GUI backend in worker processes.
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     epochs = [m.epoch for m in history]
-    ax.plot(epochs, [getattr(m, f"train_{metric}") for m in history], marker=".", label="train")
+    ax.plot(epochs, [getattr(m, f"train_{metric}") for m in history], marker=".", label=train_label)
     ax.plot(epochs, [getattr(m, f"val_{metric}") for m in history], marker=".", label="validation")
     ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
     ax.set_xlabel("epoch")
@@ -28,9 +39,16 @@ def _curve_figure(
     return path
 
 
-def save_curves(history: Sequence[EpochMetrics], best_epoch: int, out_dir: Path) -> list[Path]:
+def save_curves(
+    history: Sequence[EpochMetrics], best_epoch: int, out_dir: Path, eval_train: str = "full"
+) -> list[Path]:
     """Write ``loss.png`` and ``accuracy.png`` (train vs validation per epoch) to ``out_dir``."""
+    train_label = TRAIN_CURVE_LABELS[eval_train]
     return [
-        _curve_figure(history, best_epoch, "loss", "cross-entropy", out_dir / "loss.png"),
-        _curve_figure(history, best_epoch, "acc", "accuracy", out_dir / "accuracy.png"),
+        _curve_figure(
+            history, best_epoch, "loss", "cross-entropy", out_dir / "loss.png", train_label
+        ),
+        _curve_figure(
+            history, best_epoch, "acc", "accuracy", out_dir / "accuracy.png", train_label
+        ),
     ]

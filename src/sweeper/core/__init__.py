@@ -4,7 +4,7 @@ from .activations import ACTIVATION_NAMES, ACTIVATIONS, DERIVATIVES
 from .gradcheck import GradCheckRow, check_gradients, max_relative_error, rows_to_records
 from .initializers import INIT_SCHEMES, default_init, init_weights
 from .losses import cross_entropy, log_softmax, one_hot, softmax, softmax_cross_entropy
-from .network import MLP
+from .network import MLP, Workspace
 from .optimizers import (
     MOMENTUM_FORMS,
     OPTIMIZER_NAMES,
@@ -17,12 +17,13 @@ from .optimizers import (
 )
 from .regularizers import add_penalty_gradients, penalty
 from .schedules import LR_SCHEDULES, scheduled_lr
-from .training import EpochMetrics, TrainingDiverged, TrainResult, train, train_epoch
+from .training import EVAL_TRAIN, EpochMetrics, TrainingDiverged, TrainResult, train, train_epoch
 
 __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_NAMES",
     "DERIVATIVES",
+    "EVAL_TRAIN",
     "INIT_SCHEMES",
     "LR_SCHEDULES",
     "MLP",
@@ -37,6 +38,7 @@ __all__ = [
     "Optimizer",
     "TrainResult",
     "TrainingDiverged",
+    "Workspace",
     "add_penalty_gradients",
     "check_gradients",
     "cross_entropy",

@@ -1,4 +1,10 @@
-"""A fully connected softmax classifier (multi-layer perceptron) trained by backprop."""
+"""A fully connected softmax classifier (multi-layer perceptron) trained by backprop.
+
+A model keeps all its parameters in one contiguous vector (``MLP.flat``: the weight matrices,
+then the bias vectors), so an optimiser updates them in a few passes over one array. The
+forward and backward passes run in a ``Workspace``: arrays allocated once for a batch size
+and reused by every step of a run.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from numpy.typing import DTypeLike
 
 from .activations import ACTIVATIONS, DERIVATIVES, check_activation
 from .initializers import default_init, init_weights
-from .losses import softmax, softmax_cross_entropy
+from .losses import softmax
 from .regularizers import add_penalty_gradients, penalty
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -41,6 +47,22 @@ def _check_dropout(dropout: float) -> float:
     return float(dropout)
 
 
+def _packed(
+    sizes: Sequence[int], dtype: np.dtype
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """One vector for every parameter of a network, and the weight and bias views into it."""
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    flat = np.zeros(sum(i * o + o for i, o in pairs), dtype=dtype)
+    weights, biases, start = [], [], 0
+    for i, o in pairs:
+        weights.append(flat[start : start + i * o].reshape(i, o))
+        start += i * o
+    for _, o in pairs:
+        biases.append(flat[start : start + o])
+        start += o
+    return flat, weights, biases
+
+
 class MLP:
     """Softmax classifier with ``len(layer_sizes) - 2`` hidden layers.
 
@@ -64,10 +86,10 @@ class MLP:
         self.dropout = _check_dropout(dropout)
         self.dtype = check_dtype(dtype)
         self.init = default_init(activation) if init is None else init
+        self.flat, self.weights, self.biases = _packed(self.layer_sizes, self.dtype)
         rng = np.random.default_rng(seed)
-        pairs = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True))
-        self.weights = [init_weights(i, o, self.init, rng, self.dtype) for i, o in pairs]
-        self.biases = [np.zeros(o, dtype=self.dtype) for _, o in pairs]
+        for w in self.weights:
+            w[...] = init_weights(w.shape[0], w.shape[1], self.init, rng, self.dtype)
 
     @classmethod
     def from_parameters(
@@ -96,8 +118,9 @@ class MLP:
         model.dropout = _check_dropout(dropout)
         model.dtype = check_dtype(dtype)
         model.init = default_init(activation) if init is None else init
-        model.weights = [np.array(w, dtype=model.dtype) for w in weights]
-        model.biases = [np.array(b, dtype=model.dtype) for b in biases]
+        model.flat, model.weights, model.biases = _packed(sizes, model.dtype)
+        for mine, given in zip(model.parameters(), [*weights, *biases], strict=True):
+            mine[...] = given
         return model
 
     @property
@@ -117,15 +140,8 @@ class MLP:
         return x
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        act = ACTIVATIONS[self.activation]
-        a = self._as_input(x)
-        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            z = a @ w
-            z += b
-            a = act(z)
-        z = a @ self.weights[-1]
-        z += self.biases[-1]
-        return z
+        x = self._as_input(x)
+        return Workspace(self, len(x)).forward(x).copy()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities for inference (dropout off)."""
@@ -147,56 +163,14 @@ class MLP:
     ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
         """Objective (mean cross-entropy + penalty) and its gradients, by backprop."""
         x = self._as_input(x)
-        y = np.asarray(y_onehot, dtype=self.dtype)
+        y = np.asarray(y_onehot)
         if y.shape != (len(x), self.n_classes):
             raise ValueError(f"y_onehot must have shape {(len(x), self.n_classes)}, got {y.shape}")
-        act = ACTIVATIONS[self.activation]
-        deriv = DERIVATIVES[self.activation]
-        keep = 1.0 - self.dropout
-        drop_rng = rng if self.dropout > 0 else None
-
-        # inputs[i] feeds layer i; zs/outs are hidden pre-activations and activations
-        # before dropout, which is what the derivatives need.
-        inputs = [x]
-        zs: list[np.ndarray] = []
-        outs: list[np.ndarray] = []
-        masks: list[np.ndarray] = []
-        a = x
-        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            z = a @ w
-            z += b
-            a = act(z)
-            zs.append(z)
-            outs.append(a)
-            if drop_rng is not None:
-                mask = (drop_rng.random(z.shape, dtype=self.dtype) < keep).astype(self.dtype)
-                mask *= 1.0 / keep
-                masks.append(mask)
-                a = a * mask
-            inputs.append(a)
-        logits = a @ self.weights[-1]
-        logits += self.biases[-1]
-        loss, delta = softmax_cross_entropy(logits, y)
-        loss += penalty(self.weights, l1, l2)
-
-        # Gradient of the mean cross-entropy w.r.t. the logits: (p - y) / n.
-        delta -= y
-        delta *= 1.0 / len(x)
-        grads_w: list[np.ndarray] = []
-        grads_b: list[np.ndarray] = []
-        for i in range(len(self.weights) - 1, -1, -1):
-            grads_w.append(inputs[i].T @ delta)
-            grads_b.append(delta.sum(axis=0))
-            if i == 0:
-                break
-            delta = delta @ self.weights[i].T
-            if masks:
-                delta *= masks[i - 1]
-            delta *= deriv(zs[i - 1], outs[i - 1])
-        grads_w.reverse()
-        grads_b.reverse()
-        add_penalty_gradients(self.weights, grads_w, l1, l2)
-        return loss, grads_w, grads_b
+        objective_penalty = penalty(self.weights, l1, l2)
+        workspace = Workspace(self, len(x), dropout=rng is not None)
+        y = np.asarray(y, dtype=self.dtype)
+        loss, _ = workspace.loss_and_gradients(x, y, l1=l1, l2=l2, rng=rng)
+        return loss + objective_penalty, workspace.grads_w, workspace.grads_b
 
     def evaluate(
         self, x: np.ndarray, labels: np.ndarray, batch_size: int = 4096
@@ -206,21 +180,11 @@ class MLP:
         n = len(labels)
         if n == 0 or len(x) != n:
             raise ValueError(f"x and labels must be non-empty and equally long: {len(x)}, {n}")
-        total = 0.0
-        correct = 0
-        for start in range(0, n, batch_size):
-            lab = labels[start : start + batch_size]
-            z = self.logits(x[start : start + batch_size])
-            z -= z.max(axis=1, keepdims=True)
-            correct_logit = z[np.arange(len(lab)), lab]
-            lse = np.log(np.exp(z).sum(axis=1))
-            total += float((lse - correct_logit).sum(dtype=np.float64))
-            # Shifting by the row max leaves the argmax unchanged.
-            correct += int(np.count_nonzero(z.argmax(axis=1) == lab))
-        return total / n, correct / n
+        return Workspace(self, min(n, batch_size)).evaluate(self._as_input(x), labels)
 
     def parameters(self) -> list[np.ndarray]:
-        """The live arrays, weights first then biases (the order optimisers see)."""
+        """The live arrays, weights first then biases (the order optimisers see, and of
+        ``flat``)."""
         return [*self.weights, *self.biases]
 
     def astype(self, dtype: DTypeLike) -> MLP:
@@ -231,3 +195,132 @@ class MLP:
 
     def copy(self) -> MLP:
         return self.astype(self.dtype)
+
+
+class Workspace:
+    """The arrays of a forward and backward pass of ``model`` on up to ``rows`` samples.
+
+    Allocated once and reused, so a training step allocates nothing of the batch's size:
+    every product, activation and gradient is written into these arrays. The inputs are
+    trusted (the caller checked them once); ``grads_w`` and ``grads_b`` are views into
+    ``grads``, laid out as ``MLP.flat``, and hold the last backward pass. Reductions call
+    the ufuncs' ``reduce`` with ``out``, which skips the wrappers' per-call cost (``np.sum``
+    is ``np.add.reduce``, the same arithmetic).
+    """
+
+    def __init__(self, model: MLP, rows: int, dropout: bool = False) -> None:
+        self.model = model
+        dt = model.dtype
+        sizes = model.layer_sizes
+        self.x = np.empty((rows, sizes[0]), dt)
+        self.y = np.empty((rows, sizes[-1]), dt)
+        self.labels = np.empty(rows, np.intp)
+        # outs[i]: layer i's activations (the logits, then probabilities, for the last).
+        self.outs = [np.empty((rows, h), dt) for h in sizes[1:]]
+        self.deltas = [np.empty((rows, h), dt) for h in sizes[1:-1]]
+        self.scratch = [np.empty((rows, h), dt) for h in sizes[1:-1]]
+        use_dropout = dropout and model.dropout > 0
+        self.masks = [np.empty((rows, h), dt) for h in sizes[1:-1]] if use_dropout else []
+        self.dropped = [np.empty((rows, h), dt) for h in sizes[1:-1]] if use_dropout else []
+        self.row = np.empty((rows, 1), dt)
+        self.grads, self.grads_w, self.grads_b = _packed(sizes, dt)
+        self._act = ACTIVATIONS[model.activation]
+        self._deriv = DERIVATIVES[model.activation]
+
+    @property
+    def size(self) -> int:
+        return len(self.x)
+
+    def gather(
+        self, x: np.ndarray, y_onehot: np.ndarray, labels: np.ndarray, idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows ``idx`` of ``x``, ``y_onehot`` and ``labels``, copied into this workspace."""
+        n = len(idx)
+        # The methods with mode="clip" skip np.take's wrapper and buffered bounds check;
+        # idx comes from a permutation, so it is in range.
+        return (
+            x.take(idx, axis=0, out=self.x[:n], mode="clip"),
+            y_onehot.take(idx, axis=0, out=self.y[:n], mode="clip"),
+            labels.take(idx, out=self.labels[:n], mode="clip"),
+        )
+
+    def forward(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The logits of ``x`` (a view into this workspace); with ``rng`` and a dropout
+        workspace, hidden units are dropped with masks drawn from it."""
+        model, n = self.model, len(x)
+        a = x
+        for i, (w, b) in enumerate(zip(model.weights[:-1], model.biases[:-1], strict=True)):
+            z = np.matmul(a, w, out=self.outs[i][:n])
+            z += b
+            a = self._act(z, out=z)
+            if rng is not None and self.masks:
+                keep = 1.0 - model.dropout
+                mask = rng.random(out=self.masks[i][:n], dtype=model.dtype)
+                # One pass to the kept units' scale: bool x (1/keep) is 1/keep or 0.
+                np.multiply(mask < keep, model.dtype.type(1.0 / keep), out=mask)
+                a = np.multiply(a, mask, out=self.dropped[i][:n])
+        z = np.matmul(a, model.weights[-1], out=self.outs[-1][:n])
+        z += model.biases[-1]
+        return z
+
+    def loss_and_gradients(
+        self,
+        x: np.ndarray,
+        y_onehot: np.ndarray,
+        labels: np.ndarray | None = None,
+        *,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[float, int]:
+        """Mean cross-entropy (no penalty) and, given ``labels``, the number of samples whose
+        true class has the largest logit; the gradients of the objective (with penalty) go
+        to ``grads``. Each row of ``y_onehot`` sums to 1."""
+        model, n = self.model, len(x)
+        row = self.row[:n]
+        z = self.forward(x, rng)
+        correct = 0 if labels is None else int(np.count_nonzero(z.argmax(axis=1) == labels))
+        np.maximum.reduce(z, axis=1, keepdims=True, out=row)
+        z -= row
+        # Loss from the shifted logits: sum_k y_k (log s - z_k), where s is the row's exp-sum.
+        z_true = float(np.vdot(y_onehot, z))
+        probs = np.exp(z, out=z)
+        np.add.reduce(probs, axis=1, keepdims=True, out=row)
+        loss = (float(np.log(row).sum()) - z_true) / n
+        probs /= row
+
+        # Gradient of the mean cross-entropy w.r.t. the logits: (p - y) / n.
+        delta = probs
+        delta -= y_onehot
+        delta *= 1.0 / n
+        dropped = rng is not None and bool(self.masks)
+        inputs = [x, *(h[:n] for h in (self.dropped if dropped else self.outs[:-1]))]
+        for i in range(len(model.weights) - 1, -1, -1):
+            np.matmul(inputs[i].T, delta, out=self.grads_w[i])
+            np.add.reduce(delta, axis=0, out=self.grads_b[i])
+            if i == 0:
+                break
+            back = np.matmul(delta, model.weights[i].T, out=self.deltas[i - 1][:n])
+            if dropped:
+                back *= self.masks[i - 1][:n]
+            back *= self._deriv(self.outs[i - 1][:n], out=self.scratch[i - 1][:n])
+            delta = back
+        add_penalty_gradients(model.weights, self.grads_w, l1, l2)
+        return loss, correct
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over all of ``x``, a workspace's rows at a time."""
+        total = 0.0
+        correct = 0
+        rows = np.arange(self.size)
+        for start in range(0, len(x), self.size):
+            lab = labels[start : start + self.size]
+            z = self.forward(x[start : start + self.size])
+            correct += int(np.count_nonzero(z.argmax(axis=1) == lab))
+            row = self.row[: len(lab)]
+            np.maximum.reduce(z, axis=1, keepdims=True, out=row)
+            z -= row
+            z_true = z[rows[: len(lab)], lab]
+            lse = np.log(np.exp(z, out=z).sum(axis=1))
+            total += float((lse - z_true).sum(dtype=np.float64))
+        return total / len(x), correct / len(x)

@@ -1,8 +1,10 @@
 """First-order optimisers: each ``update`` changes the parameter arrays in place.
 
 State (velocities, moments) is created lazily on the first ``update``, one array per
-parameter, in the parameters' own dtype. Hyper-parameters are kept as Python floats so
-float32 parameters are never promoted.
+parameter, in the parameters' own dtype, with scratch arrays of the same shapes so that an
+update allocates nothing. Hyper-parameters are kept as Python floats so float32 parameters
+are never promoted. The training loop passes the model's one flat parameter vector, so each
+operation is one pass over every parameter.
 """
 
 from __future__ import annotations
@@ -35,13 +37,20 @@ def _check_unit(name: str, value: float) -> float:
     return float(value)
 
 
+def _like(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.zeros_like(a) for a in arrays]
+
+
 class SGD:
     def __init__(self, lr: float) -> None:
         self.lr = _check_lr(lr)
+        self.scratch: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        for p, g in zip(params, grads, strict=True):
-            p -= self.lr * g
+        if not self.scratch:
+            self.scratch = _like(params)
+        for p, g, s in zip(params, grads, self.scratch, strict=True):
+            p -= np.multiply(g, self.lr, out=s)
 
 
 class Momentum:
@@ -59,19 +68,20 @@ class Momentum:
             raise ValueError(f"form={form!r} is unknown; allowed: {', '.join(MOMENTUM_FORMS)}")
         self.form = form
         self.velocities: list[np.ndarray] = []
+        self.scratch: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.velocities:
-            self.velocities = [np.zeros_like(p) for p in params]
+            self.velocities, self.scratch = _like(params), _like(params)
         m = self.momentum
-        for p, g, v in zip(params, grads, self.velocities, strict=True):
+        for p, g, v, s in zip(params, grads, self.velocities, self.scratch, strict=True):
             v *= m
             if self.form == "classic":
-                v -= self.lr * g
+                v -= np.multiply(g, self.lr, out=s)
                 p += v
             else:
-                v += (1 - m) * g
-                p -= self.lr * v
+                v += np.multiply(g, 1 - m, out=s)
+                p -= np.multiply(v, self.lr, out=s)
 
 
 class Nesterov:
@@ -84,17 +94,18 @@ class Nesterov:
         self.lr = _check_lr(lr)
         self.momentum = _check_unit("momentum", momentum)
         self.velocities: list[np.ndarray] = []
+        self.scratch: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.velocities:
-            self.velocities = [np.zeros_like(p) for p in params]
+            self.velocities, self.scratch = _like(params), _like(params)
         m = self.momentum
-        for p, g, v in zip(params, grads, self.velocities, strict=True):
-            step = self.lr * g
+        for p, g, v, s in zip(params, grads, self.velocities, self.scratch, strict=True):
+            step = np.multiply(g, self.lr, out=s)
             v *= m
             v -= step
             p -= step
-            p += m * v
+            p += np.multiply(v, m, out=s)
 
 
 class Adam:
@@ -112,24 +123,29 @@ class Adam:
         self.t = 0
         self.m: list[np.ndarray] = []
         self.v: list[np.ndarray] = []
+        self.scratch: list[tuple[np.ndarray, np.ndarray]] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.m:
-            self.m = [np.zeros_like(p) for p in params]
-            self.v = [np.zeros_like(p) for p in params]
+            self.m, self.v = _like(params), _like(params)
+            self.scratch = list(zip(_like(params), _like(params), strict=True))
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step = self.lr / (1 - b1**self.t)
         root_correction = math.sqrt(1 - b2**self.t)
-        for p, g, m, v in zip(params, grads, self.m, self.v, strict=True):
+        for p, g, m, v, (s, d) in zip(params, grads, self.m, self.v, self.scratch, strict=True):
             m *= b1
-            m += (1 - b1) * g
+            m += np.multiply(g, 1 - b1, out=s)
             v *= b2
-            v += (1 - b2) * (g * g)
-            denom = np.sqrt(v)
+            g2 = np.multiply(g, g, out=s)
+            g2 *= 1 - b2
+            v += g2
+            denom = np.sqrt(v, out=d)
             denom /= root_correction
             denom += self.eps
-            p -= step * m / denom
+            move = np.multiply(m, step, out=s)
+            move /= denom
+            p -= move
 
 
 def make_optimizer(

@@ -1,4 +1,11 @@
-"""Minibatch training loop with early stopping and divergence detection."""
+"""Minibatch training loop with early stopping and divergence detection.
+
+Per epoch the training metrics are, by default, the running mean over the epoch's minibatch
+steps (each batch scored by the weights that step started from, as Keras and PyTorch
+Lightning report them), which costs nothing; ``eval_train="full"`` instead scores the
+whole training set with the weights at the epoch's end, an extra forward pass over it.
+The validation metrics are always a full pass at the epoch's end.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .losses import one_hot
-from .network import MLP
+from .network import MLP, Workspace
 from .optimizers import Optimizer
 from .schedules import scheduled_lr
+
+EVAL_TRAIN = ("running", "full")
 
 
 @dataclass
@@ -47,33 +56,44 @@ def train_epoch(
     model: MLP,
     optimizer: Optimizer,
     x: np.ndarray,
-    y_onehot: np.ndarray,
+    labels: np.ndarray,
     order: np.ndarray,
     batch_size: int,
     *,
     l1: float = 0.0,
     l2: float = 0.0,
     dropout_rng: np.random.Generator | None = None,
-) -> float:
+    workspace: Workspace | None = None,
+    y_onehot: np.ndarray | None = None,
+) -> tuple[float, float]:
     """One pass of minibatch steps over the samples of ``x`` in ``order``.
 
-    ``x`` and ``y_onehot`` must already be in the model's dtype. Returns the mean minibatch
-    objective, or the first non-finite one, at which the pass stops.
+    ``x`` must already be in the model's dtype and ``labels`` be integers below
+    ``model.n_classes``. Returns the running mean cross-entropy (no penalty) and accuracy
+    over the pass's samples, each scored at its step; or, at the first non-finite loss, that
+    loss and nan, the pass stopping there. Pass a ``workspace`` of ``batch_size`` rows to
+    reuse its arrays across epochs, and ``y_onehot`` (``one_hot(labels)`` in the model's
+    dtype) to reuse that.
     """
-    params = model.parameters()
+    if workspace is None:
+        workspace = Workspace(model, batch_size, dropout=dropout_rng is not None)
+    if y_onehot is None:
+        y_onehot = one_hot(labels, model.n_classes, dtype=model.dtype)
+    # The model's one parameter vector: each optimiser operation is one pass over it.
+    params, grads = [model.flat], [workspace.grads]
     total = 0.0
+    correct = 0
     for i in range(0, len(order), batch_size):
         # Gathering one batch at a time keeps it in cache for the matmul that follows and
         # never copies the whole (possibly memory-mapped) set.
-        idx = order[i : i + batch_size]
-        loss, grads_w, grads_b = model.loss_and_gradients(
-            x[idx], y_onehot[idx], l1=l1, l2=l2, rng=dropout_rng
-        )
+        xb, yb, lb = workspace.gather(x, y_onehot, labels, order[i : i + batch_size])
+        loss, right = workspace.loss_and_gradients(xb, yb, lb, l1=l1, l2=l2, rng=dropout_rng)
         if not math.isfinite(loss):
-            return loss
-        optimizer.update(params, [*grads_w, *grads_b])
-        total += loss
-    return total / math.ceil(len(order) / batch_size)
+            return loss, math.nan
+        optimizer.update(params, grads)
+        total += loss * len(lb)
+        correct += right
+    return total / len(order), correct / len(order)
 
 
 def train(
@@ -91,15 +111,17 @@ def train(
     l2: float = 0.0,
     seed: int = 0,
     lr_schedule: str = "constant",
+    eval_train: str = "running",
     callback: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return the history and a copy of the best model.
 
-    Labels are integers. Reported losses are the mean cross-entropy on the full sets
-    without the penalty, so runs with different regularisers compare. The best model is
-    the one with the lowest validation loss; with ``patience`` set, training stops once the
-    validation loss has not improved for that many epochs. ``lr_schedule`` sets the
-    optimiser's rate before each epoch from the rate it was built with (``schedules``).
+    Labels are integers. Reported losses are mean cross-entropies without the penalty, so
+    runs with different regularisers compare; the training ones are as ``eval_train`` says
+    (the module's docstring). The best model is the one with the lowest validation loss;
+    with ``patience`` set, training stops once the validation loss has not improved for
+    that many epochs. ``lr_schedule`` sets the optimiser's rate before each epoch from the
+    rate it was built with (``schedules``).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -107,6 +129,10 @@ def train(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be >= 1 or None, got {patience}")
+    if eval_train not in EVAL_TRAIN:
+        raise ValueError(f"eval_train={eval_train!r} is unknown; allowed: {', '.join(EVAL_TRAIN)}")
+    if l1 < 0 or l2 < 0:
+        raise ValueError(f"l1 and l2 must be >= 0, got {l1} and {l2}")
     # Converted once so no minibatch pays for a dtype conversion.
     x_train = np.asarray(x_train, dtype=model.dtype)
     x_val = np.asarray(x_val, dtype=model.dtype)
@@ -117,10 +143,18 @@ def train(
             f"x/y lengths differ: train {len(x_train)}/{len(y_train)}, "
             f"val {len(x_val)}/{len(y_val)}"
         )
+    for name, y in (("train", y_train), ("val", y_val)):
+        if not np.issubdtype(y.dtype, np.integer) or (
+            y.size and (y.min() < 0 or y.max() >= model.n_classes)
+        ):
+            raise ValueError(f"{name} labels must be integers in [0, {model.n_classes})")
     y_train_onehot = one_hot(y_train, model.n_classes, dtype=model.dtype)
     shuffle_rng = np.random.default_rng(seed)
     # A separate stream, so switching dropout on does not change the shuffling order.
     dropout_rng = np.random.default_rng([seed, 1]) if model.dropout > 0 else None
+    # Allocated once per run: every step and every evaluation reuses these arrays.
+    steps = Workspace(model, min(batch_size, len(x_train)), dropout=dropout_rng is not None)
+    scoring = Workspace(model, min(4096, max(len(x_train), len(x_val))))
 
     history: list[EpochMetrics] = []
     best_loss = math.inf
@@ -135,14 +169,15 @@ def train(
         # so numpy's warnings would only be noise.
         with np.errstate(over="ignore", invalid="ignore"):
             order = shuffle_rng.permutation(len(x_train))
-            loss = train_epoch(
-                model, optimizer, x_train, y_train_onehot, order, batch_size,
-                l1=l1, l2=l2, dropout_rng=dropout_rng,
+            train_loss, train_acc = train_epoch(
+                model, optimizer, x_train, y_train, order, batch_size,
+                l1=l1, l2=l2, dropout_rng=dropout_rng, workspace=steps, y_onehot=y_train_onehot,
             )  # fmt: skip
-            if not math.isfinite(loss):
-                raise TrainingDiverged(epoch, loss, history)
-            train_loss, train_acc = model.evaluate(x_train, y_train)
-            val_loss, val_acc = model.evaluate(x_val, y_val)
+            if not math.isfinite(train_loss):
+                raise TrainingDiverged(epoch, train_loss, history)
+            if eval_train == "full":
+                train_loss, train_acc = scoring.evaluate(x_train, y_train)
+            val_loss, val_acc = scoring.evaluate(x_val, y_val)
         for value in (train_loss, val_loss):
             if not math.isfinite(value):
                 raise TrainingDiverged(epoch, value, history)
@@ -161,7 +196,7 @@ def train(
         if val_loss < best_loss:
             best_loss = val_loss
             best_epoch = epoch
-            best_model = model.copy()
+            best_model.flat[...] = model.flat
         elif patience is not None and epoch - best_epoch >= patience:
             stop_reason = "early_stopping"
             break

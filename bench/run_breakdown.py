@@ -1,0 +1,250 @@
+"""Where a real run's time goes: minibatch steps, per-epoch evaluation, logging, checkpoint, rest.
+
+Each configuration is run through ``sweeper.app.execute_run`` (everything a run of a sweep
+does: data, network, training, test evaluation, checkpoint, curves, MLflow logging into a
+SQLite store created beforehand) in a child process, at one BLAS thread, with the functions
+that make up a run wrapped in stopwatches. The time of each part is exclusive (a part called
+inside another is counted once, in the inner part). The same configuration runs with this
+checkout's code (`after`) and an earlier commit's whole ``src/`` (`before`, extracted with
+``git archive``), the two alternating, repeats interleaved; the tables give medians.
+
+    python bench/run_breakdown.py                      # Fashion-MNIST and MNIST, h128, 20 epochs
+    python bench/run_breakdown.py --hidden 1024,1024 --max-train-samples 12000
+    python bench/run_breakdown.py --quick              # a smoke run on the digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from machine import describe_machine, load_average, markdown_table
+from previous_core import DEFAULT_REF, REPO, extract
+
+# (part, what it holds), in the order of the tables.
+PARTS = [
+    ("steps", "the epochs' minibatch steps (train_epoch)"),
+    ("evaluation", "per-epoch scoring of the validation set (and training set if full)"),
+    ("logging", "per-epoch metrics to MLflow (RunLogger.log_epoch)"),
+    ("loop", "the rest of the epoch loop: shuffling, best-model copy"),
+    ("data", "loading and standardising the dataset"),
+    ("test", "test evaluation of the best model"),
+    ("checkpoint", "checkpoint file and the MLflow model"),
+    ("curves", "the two plots"),
+    ("mlflow", "the run's other MLflow logging: params, files, summary metrics, tags"),
+]
+# "other" in the tables: the rest of the run (MLflow's start and end of the run, building the
+# network and optimiser).
+
+
+class Stopwatches:
+    """Exclusive CPU and wall time per part: a nested call's time leaves its caller's part."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.stack: list[list[Any]] = []
+
+    def wrap(self, owner: object, name: str, part: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            # Scoring outside the epoch loop is the test evaluation.
+            if part == "evaluation" and not any(f[0] == "loop" for f in self.stack):
+                part_now = "test"
+            else:
+                part_now = part
+            frame = [part_now, time.perf_counter(), time.process_time(), 0.0, 0.0]
+            self.stack.append(frame)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.stack.pop()
+                wall = time.perf_counter() - frame[1]
+                cpu = time.process_time() - frame[2]
+                self.wall[frame[0]] += wall - frame[3]
+                self.cpu[frame[0]] += cpu - frame[4]
+                if self.stack:
+                    self.stack[-1][3] += wall
+                    self.stack[-1][4] += cpu
+
+        setattr(owner, name, timed)
+
+
+def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
+    """One tracked run of ``overrides`` with the importable sweeper; the parts' seconds."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from threadpoolctl import threadpool_limits
+
+    import sweeper.app as app
+    import sweeper.core.network as network
+    import sweeper.core.training as training
+    import sweeper.experiment as experiment
+    import sweeper.tracking as tracking
+    from sweeper.config import flat_params, to_experiment_config
+    from sweeper.sweep import SweepInfo
+
+    clock = Stopwatches()
+    clock.wrap(experiment, "train", "loop")
+    clock.wrap(training, "train_epoch", "steps")
+    clock.wrap(network.MLP, "evaluate", "evaluation")
+    if hasattr(network, "Workspace"):
+        clock.wrap(network.Workspace, "evaluate", "evaluation")
+    clock.wrap(tracking.RunLogger, "log_epoch", "logging")
+    clock.wrap(experiment, "load_dataset", "data")
+    clock.wrap(experiment, "save_checkpoint", "checkpoint")
+    clock.wrap(tracking.RunLogger, "log_model", "checkpoint")
+    clock.wrap(experiment, "save_curves", "curves")
+    clock.wrap(app, "run_experiment", "experiment")
+    for name in ("log_params", "log_metrics", "set_tags", "log_files"):
+        clock.wrap(tracking.RunLogger, name, "mlflow")
+
+    with initialize_config_dir(str(app.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    config = to_experiment_config(cfg)
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    sweep = SweepInfo("bench", uri, tracking.prepare_store(uri, "bench"), parent_run_id="")
+    out = workdir / "run"
+    (out / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
+    with threadpool_limits(limits=1):
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        outcome = app.execute_run(config, flat_params(cfg), out, 0, overrides, sweep)
+        run_wall, run_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    if outcome.status != "FINISHED":
+        raise SystemExit(f"run failed: {outcome.reason}")
+    return {
+        "wall": dict(clock.wall),
+        "cpu": dict(clock.cpu),
+        "run_wall": run_wall,
+        "run_cpu": run_cpu,
+        "test_acc": outcome.metrics["test_acc"],
+        "epochs": int(outcome.metrics["epochs_run"]),
+    }
+
+
+def run_child(src: Path | None, overrides: list[str], env: dict[str, str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sweeper-breakdown-") as tmp:
+        env = dict(env)
+        if src is not None:
+            env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", tmp, "--", *overrides],
+            capture_output=True, text=True, env=env, cwd=REPO,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise SystemExit(f"child failed ({' '.join(overrides)}):\n{proc.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+
+def shares(results: list[dict[str, Any]], clock: str) -> dict[str, float]:
+    """Median seconds of each part, of the run, and of the run outside its steps."""
+    out: dict[str, float] = {}
+    for part, _ in PARTS:
+        out[part] = statistics.median(r[clock].get(part, 0.0) for r in results)
+    out["run"] = statistics.median(r[f"run_{clock}"] for r in results)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--child", metavar="WORKDIR", help=argparse.SUPPRESS)
+    parser.add_argument("--datasets", nargs="+", default=["fashion_mnist", "mnist"])
+    parser.add_argument("--mnist-dir", default=str(REPO.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--hidden", default="128", help="hidden layer sizes, comma separated")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--before", default=DEFAULT_REF, help="commit timed as `before`")
+    parser.add_argument("--full", action="store_true", help="also after, eval_train=full")
+    parser.add_argument("--quick", action="store_true", help="digits, 5 epochs, 1 repeat")
+    parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.overrides, Path(args.child))))
+        return
+    if args.quick:
+        args.datasets, args.epochs, args.repeats = ["digits"], 5, 1
+
+    print("## Run breakdown\n")
+    print(describe_machine())
+    # Its conf/ too: the app finds its config directory beside src/.
+    before_src = extract(args.before, ["src", "conf"], "sweeper-before-") / "src"
+    contenders: list[tuple[str, Path | None, list[str]]] = [
+        (f"before ({args.before})", before_src, []),
+        ("after", None, []),
+    ]
+    if args.full:
+        contenders.append(("after, eval_train=full", None, ["train.eval_train=full"]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rows_share, rows_parts, rows_acc = [], [], []
+    for dataset in args.datasets:
+        overrides = [
+            f"dataset={dataset}", f"topology.hidden=[{args.hidden}]", "activation=tanh",
+            "optimizer.lr=0.01", "train.batch_size=128", f"train.epochs={args.epochs}",
+            "train.patience=null", "gradcheck.enabled=false",
+        ]  # fmt: skip
+        if dataset == "mnist":
+            overrides.append(f"dataset.data_dir={args.mnist_dir}")
+        if args.max_train_samples:
+            overrides.append(f"dataset.max_train_samples={args.max_train_samples}")
+        if dataset == "digits":
+            overrides = [o for o in overrides if not o.startswith("train.batch_size")]
+        print(f"\n{dataset}: {' '.join(overrides)}", flush=True)
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in contenders}
+        for repeat in range(args.repeats):
+            for name, src, extra in contenders:
+                result = run_child(src, [*overrides, *extra], env)
+                results[name].append(result)
+                print(
+                    f"  {repeat + 1} {name}: run {result['run_wall']:.1f} s wall,"
+                    f" {result['run_cpu']:.1f} s CPU; steps {result['cpu'].get('steps', 0):.1f} s"
+                    f" CPU; test_acc {result['test_acc']:.4f} ({load_average()})",
+                    flush=True,
+                )
+                parts = ", ".join(
+                    f"{p} {result['cpu'].get(p, 0.0):.2f}/{result['wall'].get(p, 0.0):.2f}"
+                    for p, _ in PARTS
+                )
+                print(f"    CPU/wall seconds: {parts}", flush=True)
+        for name, _, _ in contenders:
+            for clock in ("cpu", "wall"):
+                s = shares(results[name], clock)
+                outside = s["run"] - s["steps"]
+                rows_share.append(
+                    [dataset, name, clock, f"{s['run']:.2f}", f"{s['steps']:.2f}",
+                     f"{outside:.2f}", f"**{outside / s['run']:.0%}**"]
+                )  # fmt: skip
+                other = s["run"] - sum(s[p] for p, _ in PARTS)
+                rows_parts.append(
+                    [dataset, name, clock]
+                    + [f"{s[p] / s['run']:.1%}" for p, _ in PARTS]
+                    + [f"{other / s['run']:.1%}"]
+                )
+            rows_acc.append([dataset, name] + [f"{r['test_acc']:.4f}" for r in results[name]])
+    print("\nA run's time and the share outside its minibatch steps (medians):\n")
+    header = ["dataset", "code", "clock", "run (s)", "steps (s)", "outside steps (s)", "share"]
+    print(markdown_table(header, rows_share))
+    print("\nEach part's share of the run (medians):\n")
+    print(markdown_table(["dataset", "code", "clock", *[p for p, _ in PARTS], "other"], rows_parts))
+    print("\nParts: " + "; ".join(f"{p}: {what}" for p, what in PARTS) + ".")
+    print("\nTest accuracy of each repeat (same seed):\n")
+    print(
+        markdown_table(["dataset", "code", *[f"#{i + 1}" for i in range(args.repeats)]], rows_acc)
+    )
+    print(f"\n{load_average()} at the end")
+
+
+if __name__ == "__main__":
+    main()
