@@ -98,16 +98,17 @@ def store_call(func: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
-def _not_a_raised_database_error(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("SQLAlchemy database error")
+def _not_a_locked_or_full_database(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return "database is locked" not in message and "database or disk is full" not in message
 
 
-# MLflow logs each SQLAlchemy error (a SQLite "database is locked", a full disk) with a full
+# MLflow logs each SQLite "database is locked" or "database or disk is full" with a full
 # traceback before it raises it. The calls here retry the locked ones (store_call), and one
 # that still fails raises and is reported as the run's failure in one line, so the log is only
 # a traceback that reads as a crash (several processes writing at once, as when Ctrl-C stops a
-# sweep's runs together, meet it).
-logging.getLogger("mlflow.store.db.utils").addFilter(_not_a_raised_database_error)
+# sweep's runs together, meet it; a full disk, in every run).
+logging.getLogger("mlflow.store.db.utils").addFilter(_not_a_locked_or_full_database)
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
