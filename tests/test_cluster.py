@@ -220,6 +220,7 @@ def test_four_runs_finish_on_the_cluster_with_artifacts_on_the_server(
             "gradcheck.csv",
             "plots",
             "checkpoint",
+            "provenance",
         }
         assert {a.path for a in client.list_artifacts(run_id, "plots")} == {
             "plots/loss.png",

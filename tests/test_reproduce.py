@@ -276,6 +276,10 @@ def test_environment_and_package_differences() -> None:
         "git_dirty: false -> true",
         "git_diff_sha256: (not recorded) -> f00d",
     ]
+    clean = {"git_commit": "a" * 40, "git_dirty": "false"}
+    assert environment_differences(clean, clean | {"env.numpy": "2.1.0"}) == [
+        "env.numpy: (not recorded) -> 2.1.0"
+    ]
     assert package_differences("a==1\nb==2\nc==3\n", "a==1\nb==2.1\nd==4\n") == [
         "b 2 -> 2.1",
         "c 3 -> (absent)",

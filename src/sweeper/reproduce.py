@@ -68,6 +68,8 @@ def environment_differences(original: Mapping[str, str], current: Mapping[str, s
     """One line per recorded tag of the code or environment whose value is different now."""
     lines = []
     for key in (*COMMIT_TAGS, *ENVIRONMENT_TAGS):
+        if key not in original and key not in current:
+            continue  # git_diff_sha256 of two clean trees
         was, now = original.get(key, "(not recorded)"), current.get(key, "(none)")
         if was != now:
             lines.append(f"{key}: {_short(was)} -> {_short(now)}")
