@@ -356,15 +356,19 @@ def test_ctrl_c_during_a_store_call_is_raised_once_the_call_is_done() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_mlflows_log_of_a_locked_database_is_dropped_and_other_errors_kept() -> None:
-    # The retried lock would otherwise print a traceback per attempt, in every process.
+@pytest.mark.parametrize("dropped", ["database is locked", "database or disk is full"])
+def test_mlflows_log_of_a_locked_or_full_database_is_dropped_and_other_errors_kept(
+    dropped: str,
+) -> None:
+    # Both are raised to the run, which retries a lock and reports a full disk in one line;
+    # the log would be a traceback per attempt, in every process.
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
     log = logging.getLogger("mlflow.store.db.utils")
     log.addHandler(handler)
     try:
-        for error in ("(sqlite3.OperationalError) database is locked", "no such table: runs"):
+        for error in (f"(sqlite3.OperationalError) {dropped}", "no such table: runs"):
             log.error("SQLAlchemy database error. The following exception is caught.\n%s", error)
     finally:
         log.removeHandler(handler)

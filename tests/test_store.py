@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import io
-import logging
 import os
 import socket
 import subprocess
@@ -499,18 +498,3 @@ def test_server_gone_past_the_bound_fails_the_runs_and_resume_completes(
         finished = {r.data.params["seed"] for r in children(address) if r.info.status == "FINISHED"}
     assert finished == {"0", "1"}
     assert "Resuming sweep" in resumed.stdout
-
-
-def test_mlflows_log_of_a_full_database_is_dropped() -> None:
-    # Raised to the run, which reports it in one line; the log would be a traceback per run.
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    log = logging.getLogger("mlflow.store.db.utils")
-    log.addHandler(handler)
-    try:
-        for error in ("(sqlite3.OperationalError) database or disk is full", "no such table: x"):
-            log.error("SQLAlchemy database error. The following exception is caught.\n%s", error)
-    finally:
-        log.removeHandler(handler)
-    assert [r.getMessage().splitlines()[-1] for r in records] == ["no such table: x"]

@@ -19,7 +19,8 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,22 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[
     return params
 
 
+@contextmanager
+def _exit_on_error(what: str) -> Iterator[None]:
+    """Turn an error in the block into one line and exit status 1. Hydra turns an exception
+    in a callback into a warning, then launches the jobs anyway or exits 0."""
+    try:
+        yield
+    except ConfigError as err:
+        print(err, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except Exception as err:
+        if verbose_errors():
+            traceback.print_exc()
+        print(f"Error: {what}: {failure_reason(err)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
 class SweepCallback(Callback):
     def __init__(self) -> None:
         self._monitor: ProgressMonitor | None = None
@@ -197,22 +214,8 @@ class SweepCallback(Callback):
         }
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra turns an exception in a callback into a warning and launches the jobs anyway;
-        # SystemExit is the one way to stop the sweep here.
-        try:
+        with _exit_on_error("the sweep could not start"):
             self._start(config, kwargs["config_name"])
-        except ConfigError as err:
-            print(err, file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
-        except Exception as err:
-            if verbose_errors():
-                traceback.print_exc()
-            print(
-                f"Error: the sweep could not start: {failure_reason(err)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            raise SystemExit(1) from None
 
     def _start(self, config: DictConfig, config_name: str) -> None:
         global _running
@@ -302,19 +305,8 @@ class SweepCallback(Callback):
         return outcomes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra turns an exception in a callback into a warning and exits 0; the exit status
-        # must say whether every run finished and the sweep's records were written.
-        try:
+        with _exit_on_error("the sweep could not be completed"):
             self._end(config)
-        except Exception as err:
-            if verbose_errors():
-                traceback.print_exc()
-            print(
-                f"Error: the sweep could not be completed: {failure_reason(err)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            raise SystemExit(1) from None
 
     def _end(self, config: DictConfig) -> None:
         global _running
