@@ -234,9 +234,14 @@ class SweepCallback(Callback):
         elif config.resume:
             raise ConfigError("resume=true needs Hydra's basic sweeper, which plans every run")
         else:
-            # Optuna draws its trials as it goes: what varies is its search space.
-            self._keys = set(config.hydra.sweeper.get("params") or {})
-            base = compose(config_name=config_name, overrides=list(config.hydra.overrides.task))
+            # Optuna draws its trials as it goes: what varies is its search space, the
+            # sweeper's params and the command line's sweep overrides.
+            lines = list(config.hydra.overrides.task)
+            task = OverridesParser.create().parse_overrides(lines)
+            searched = {o.get_key_element() for o in task if o.is_sweep_override()}
+            self._keys = set(config.hydra.sweeper.get("params") or {}) | searched
+            fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
+            base = compose(config_name=config_name, overrides=fixed)
             param_keys = params_of_keys(flat_params(base), self._keys)
         self._jobs = jobs
         uri, experiment_id = open_store(config.tracking)
@@ -320,7 +325,6 @@ class SweepCallback(Callback):
             f"{len(failed)} failed{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
-        self._describe_best()
         print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
         address = ui_address(self._info.tracking_uri)
         if address is not None:
@@ -334,6 +338,7 @@ class SweepCallback(Callback):
         # is retried for up to tracking.max_outage first.
         unrecorded = None
         try:
+            self._describe_best()
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
