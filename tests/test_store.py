@@ -366,6 +366,17 @@ def fill(directory: Path) -> None:
             assert err.errno == errno.ENOSPC
 
 
+def failed_sweep_output(sweep_: Sweep) -> tuple[str, str]:
+    """The stdout and stderr of a sweep that exits 1 in one-line errors, its summary printed."""
+    rc, stderr = sweep_.finish()
+    stdout = sweep_.stdout.read_text()
+    print(f"exit {rc}\n{stdout}{stderr}")
+    assert rc == 1, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "| # | run | status |" in stdout
+    return stdout, stderr
+
+
 def test_cli_disk_filled_mid_sweep(workdir: Path, small_disk: Path) -> None:
     db = small_disk / "mlflow.db"
     uri = f"sqlite:///{db}"
@@ -374,13 +385,7 @@ def test_cli_disk_filled_mid_sweep(workdir: Path, small_disk: Path) -> None:
     )
     sweep_.wait_until(lambda: sweep_.outcomes() >= 1)
     fill(small_disk)
-    rc, stderr = sweep_.finish()
-    stdout = sweep_.stdout.read_text()
-    print(f"exit {rc}\n{stdout}{stderr}")
-
-    assert rc == 1, stderr
-    assert "Traceback" not in stdout + stderr
-    assert "| # | run | status |" in stdout
+    _, stderr = failed_sweep_output(sweep_)
     outcomes = {o.job: o for o in map(RunOutcome.load, workdir.glob("multirun/*/*/outcome.json"))}
     assert outcomes[0].status == "FINISHED"
     failed = [o for o in outcomes.values() if o.failed]
@@ -479,13 +484,7 @@ def test_server_gone_past_the_bound_fails_the_runs_and_resume_completes(
     with mlflow_service(server_command(root), tmp_path / "server1.log", port=port) as address:
         sweep_ = Sweep(args, workdir)
         sweep_.wait_until(lambda: logged_an_epoch(address))
-    rc, stderr = sweep_.finish()
-    stdout = sweep_.stdout.read_text()
-    print(f"exit {rc}\n{stdout}{stderr}")
-
-    assert rc == 1, stderr
-    assert "Traceback" not in stdout + stderr
-    assert "| # | run | status |" in stdout
+    _, stderr = failed_sweep_output(sweep_)
     assert f"tracking store http://127.0.0.1:{port} not answering for" in stderr
     assert "(tracking.max_outage=2)" in stderr
     assert "Error: the sweep's end could not be recorded" in stderr
