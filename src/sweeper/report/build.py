@@ -29,7 +29,7 @@ from sweeper.report.figures import (
     train_vs_validation,
     validation_curves,
 )
-from sweeper.report.provenance import sweep_provenance
+from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import (
     ReportError,
     RunRecord,
@@ -270,6 +270,14 @@ class _FigureWriter:
         ]
 
 
+def _import_analysis() -> None:
+    """Import Optuna, scikit-learn and scipy.stats in the worker while this process reads the
+    store: the imports take longer than the analysis itself."""
+    import scipy.stats  # noqa: F401
+
+    import sweeper.report.importance  # noqa: F401
+
+
 def analyse(
     runs: pd.DataFrame, configs: pd.DataFrame, keys: list[str], repeats: bool
 ) -> tuple[pd.DataFrame, pd.Series | str]:
@@ -361,24 +369,25 @@ def build_report(
 ) -> Report:
     """Write ``report.md``, ``report.html``, ``runs.csv`` and the figures of a sweep (the
     newest in ``experiment`` unless ``sweep_id`` names one) under ``out_dir/<sweep id>/``."""
-    client = open_store(resolve_tracking_uri(tracking_uri))
-    sweep = find_sweep(client, experiment, sweep_id)
-    every_run = sweep_runs(client, sweep)
-    records = latest_per_config(every_run)
-    if not records:
-        raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
-    varying = varying_keys(records, sweep.overrides)
-    keys = [k for k in varying if k != SEED]
-    runs = runs_frame(records, varying)
-    configs = configurations(runs, keys)
-    repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
-    directory = out_dir / sweep.sweep_id
-    directory.mkdir(parents=True, exist_ok=True)
-    writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
-    figures: list[Block] = []
-    # Forked before any thread of this process starts (metric_curves starts some).
+    # Forked first, before this process opens the store or starts a thread.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(_import_analysis)
+        client = open_store(resolve_tracking_uri(tracking_uri))
+        sweep = find_sweep(client, experiment, sweep_id)
+        every_run = sweep_runs(client, sweep)
+        records = latest_per_config(every_run)
+        if not records:
+            raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
+        varying = varying_keys(records, sweep.overrides)
+        keys = [k for k in varying if k != SEED]
+        runs = runs_frame(records, varying)
+        configs = configurations(runs, keys)
+        repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
         analysed = pool.submit(analyse, runs, configs, keys, repeats)
+        directory = out_dir / sweep.sweep_id
+        directory.mkdir(parents=True, exist_ok=True)
+        writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
+        figures: list[Block] = []
         if (configs["n"] > 0).any():
             figures += writer.interactions(runs, configs)
             with tempfile.TemporaryDirectory() as tmp:
@@ -401,7 +410,7 @@ def build_report(
 
     summary = [
         _intro(experiment, sweep, len(every_run), records),
-        Text(sweep_provenance(client, sweep.experiment_id, sweep.sweep_id)[0]),
+        Text(provenance_summary([r.tags for r in every_run])[0]),
         *_comparison(runs, records, varying, configs, repeats),
     ]
     if (configs["n"] > 0).any():
