@@ -403,13 +403,14 @@ def build_report(
 ) -> Report:
     """Write ``report.md``, ``report.html``, ``runs.csv`` and the figures of a sweep (the
     newest in ``experiment`` unless ``sweep_id`` names one) under ``out_dir/<sweep id>/``."""
-    # One worker, forked before this process opens the store or starts a thread: it imports
-    # the analysis while this process reads the runs, analyses them, then draws the figures
-    # that the writer hands it while this process draws the others.
+    client = open_store(resolve_tracking_uri(tracking_uri))
+    sweep = find_sweep(client, experiment, sweep_id)
+    # One worker, forked once the sweep is found and before this process starts a thread
+    # (it shares the store's modules, SQLAlchemy's among them, which Optuna imports too): it
+    # imports the analysis while this process reads the runs, analyses them, then draws the
+    # figures that the writer hands it while this process draws the others.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
         pool.submit(_import_analysis)
-        client = open_store(resolve_tracking_uri(tracking_uri))
-        sweep = find_sweep(client, experiment, sweep_id)
         every_run = sweep_runs(client, sweep)
         records = latest_per_config(every_run)
         if not records:
