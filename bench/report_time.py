@@ -5,7 +5,10 @@ The stores are filled through MLflow's client with the records a real sweep leav
 tags, per-epoch and final metrics; no artifacts, so no confusion matrix) by the same helper
 the report's tests use. Each earlier commit's ``src/`` is extracted with ``git archive`` and
 put first on ``PYTHONPATH``; the versions run in turn on each store (interleaved, so that all
-see the same load), and each time is the whole command, imports included.
+see the same load), and each time is the whole command, imports included. Besides its wall
+and CPU seconds, the CPU seconds of the command's own process alone (without its worker
+processes) are printed: on a machine with a core free for the worker, what the wall time
+follows.
 """
 
 from __future__ import annotations
@@ -37,21 +40,38 @@ def extract(revision: str, into: Path) -> Path:
     return into / "src"
 
 
-def report_seconds(store: str, out: Path, pythonpath: Path | None) -> tuple[float, float]:
+# ``python -m sweeper.report ARGS`` that then prints the CPU seconds of its own process.
+REPORT_AND_OWN_CPU = """
+import resource, runpy, sys
+try:
+    runpy.run_module("sweeper.report", run_name="__main__", alter_sys=True)
+finally:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"own cpu {own.ru_utime + own.ru_stime}")
+"""
+
+
+def report_seconds(store: str, out: Path, pythonpath: Path | None) -> tuple[float, float, float]:
     """Wall-clock and CPU seconds (user + system, its worker processes included) of one
-    report command."""
+    report command, and the CPU seconds of its own process."""
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store]
+    command = [sys.executable, "-c", REPORT_AND_OWN_CPU, "--tracking-uri", store]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(
-        [*command, "--sweep", "fake", "--out", str(out)], check=True, capture_output=True, env=env
+    done = subprocess.run(
+        [*command, "--sweep", "fake", "--out", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    own = float(done.stdout.rsplit("own cpu ", 1)[1])
+    return wall, cpu, own
 
 
 def main() -> None:
@@ -91,22 +111,23 @@ def main() -> None:
             start = time.perf_counter()
             fill_fake_sweep(store, "fake", seeds=n // 20)
             print(f"filled a store of {n} runs in {time.perf_counter() - start:.1f} s")
-        times: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        times: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
         for repeat in range(repeats):
             for n, store in stores.items():
                 for version, path in versions.items():
-                    wall, cpu = report_seconds(store, root / "reports", path)
-                    times.setdefault((n, version), []).append((wall, cpu))
+                    wall, cpu, own = report_seconds(store, root / "reports", path)
+                    times.setdefault((n, version), []).append((wall, cpu, own))
                     print(
-                        f"  repeat {repeat + 1}, {n} runs, {version}: {wall:.2f} s, cpu {cpu:.2f} s"
+                        f"  repeat {repeat + 1}, {n} runs, {version}: {wall:.2f} s, "
+                        f"cpu {cpu:.2f} s, own process {own:.2f} s"
                     )
     header, rows = ["runs", "baseline"], []
-    for kind in ("wall", "cpu"):
+    for kind in ("wall", "cpu", "own cpu"):
         header += [f"{kind} baseline (s)", f"{kind} this (s)", f"{kind} this / baseline"]
     for n in sizes:
         for baseline in baselines:
             cells = [str(n), baseline]
-            for i in (0, 1):  # wall, then CPU
+            for i in (0, 1, 2):  # wall, CPU, the command's own process's CPU
                 old, new = (
                     statistics.median(t[i] for t in times[(n, v)]) for v in (baseline, "this")
                 )
