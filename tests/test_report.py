@@ -330,6 +330,13 @@ def test_a_missing_store_is_reported_not_created(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no MLflow store at sqlite:///"):
         build_report(store_uri(tmp_path), out_dir=tmp_path / "reports")
     assert not (tmp_path / "mlruns").exists()
+    # The command ends without the interpreter's teardown: its exit status and words stay.
+    command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store_uri(tmp_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: no MLflow store at sqlite:///")
+    assert proc.stdout == ""
+    assert not (tmp_path / "mlruns").exists()
 
 
 def record(config_hash: str, status: str, start_time: int, **metrics: float) -> RunRecord:
