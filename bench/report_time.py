@@ -40,24 +40,41 @@ def extract(revision: str, into: Path) -> Path:
     return into / "src"
 
 
-# ``python -m sweeper.report ARGS`` that then prints the CPU seconds of its own process.
-REPORT_AND_OWN_CPU = """
-import resource, runpy, sys
+# ``python -m sweeper.report ARGS`` that prints the CPU seconds of its worker processes as
+# it ends, whether through sys.exit or os._exit (which its forked workers call too).
+REPORT_AND_WORKERS_CPU = """
+import os, resource, runpy
+
+report = os.getpid()
+leave = os._exit
+
+
+def workers_cpu():
+    if os.getpid() == report:
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+        print(f"workers cpu {workers.ru_utime + workers.ru_stime}", flush=True)
+
+
+def exit_now(code):
+    workers_cpu()
+    leave(code)
+
+
+os._exit = exit_now
 try:
     runpy.run_module("sweeper.report", run_name="__main__", alter_sys=True)
 finally:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"own cpu {own.ru_utime + own.ru_stime}")
+    workers_cpu()
 """
 
 
 def report_seconds(store: str, out: Path, pythonpath: Path | None) -> tuple[float, float, float]:
     """Wall-clock and CPU seconds (user + system, its worker processes included) of one
-    report command, and the CPU seconds of its own process."""
+    report command, and the CPU seconds of its own process (its exit included)."""
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    command = [sys.executable, "-c", REPORT_AND_OWN_CPU, "--tracking-uri", store]
+    command = [sys.executable, "-c", REPORT_AND_WORKERS_CPU, "--tracking-uri", store]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
@@ -70,8 +87,7 @@ def report_seconds(store: str, out: Path, pythonpath: Path | None) -> tuple[floa
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    own = float(done.stdout.rsplit("own cpu ", 1)[1])
-    return wall, cpu, own
+    return wall, cpu, cpu - float(done.stdout.rsplit("workers cpu ", 1)[1])
 
 
 def main() -> None:
