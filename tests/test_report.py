@@ -22,13 +22,21 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
-from services import CHROMIUM, CHROMIUM_ARGS
+from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
+from sweeper.report import runs as report_runs
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report, parameter_count
 from sweeper.report.compare import compare_sweeps
 from sweeper.report.confusion import confusion_on_test_set
 from sweeper.report.importance import SEED as FANOVA_SEED  # and Optuna 2's fANOVA under NumPy 2
-from sweeper.report.runs import ReportError, RunRecord, find_sweep, latest_per_config
+from sweeper.report.runs import (
+    ReportError,
+    RunRecord,
+    find_sweep,
+    latest_per_config,
+    metric_curves,
+    sweep_runs,
+)
 from sweeper.report.stats import holm, pareto_front
 from sweeper.report.tables import param_cell
 
@@ -44,6 +52,7 @@ FIGURES = (
     "best_run_curves",
     "confusion_matrix",
 )
+CURVE_KEYS = ["val_loss", "train_acc"]
 FOUR_DECIMALS = {
     "train acc": "best_train_acc",
     "train loss": "best_train_loss",
@@ -320,6 +329,13 @@ def test_unknown_sweep_names_the_latest(
 def test_a_missing_store_is_reported_not_created(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no MLflow store at sqlite:///"):
         build_report(store_uri(tmp_path), out_dir=tmp_path / "reports")
+    assert not (tmp_path / "mlruns").exists()
+    # The command ends without the interpreter's teardown: its exit status and words stay.
+    command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store_uri(tmp_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: no MLflow store at sqlite:///")
+    assert proc.stdout == ""
     assert not (tmp_path / "mlruns").exists()
 
 
@@ -598,3 +614,39 @@ def test_two_sweeps_side_by_side_by_config_hash(tmp_path: Path) -> None:
     client.set_terminated(other.info.run_id)
     with pytest.raises(ReportError, match="share no finished run with the same config_hash"):
         compare_sweeps(uri, "sweeper", ("before", "other"), tmp_path / "reports")
+
+
+def _fake_curves(uri: str) -> tuple[list[str], dict[str, dict[str, list[tuple[int, float]]]]]:
+    """The run ids of the fake sweep at ``uri`` and their curves, asked of the store one run
+    and metric at a time."""
+    client = MlflowClient(uri)
+    run_ids = [r.run_id for r in sweep_runs(client, find_sweep(client, "sweeper", "fake"))]
+    return run_ids, {
+        run_id: {
+            key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+            for key in CURVE_KEYS
+        }
+        for run_id in run_ids
+    }
+
+
+def test_curves_fetched_in_bulk_are_each_runs_history(
+    fake_report: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, _ = fake_report
+    run_ids, expected = _fake_curves(uri)
+    monkeypatch.setattr(report_runs, "BULK_RUNS", 7)  # several queries of run ids
+    assert metric_curves(MlflowClient(uri), run_ids, CURVE_KEYS) == expected
+    lengths = sorted(len(c["val_loss"]) for c in expected.values())
+    assert lengths == [0] * 4 + [3] * 56  # the failed runs logged no epoch
+
+
+@pytest.mark.slow
+def test_curves_from_a_tracking_server_one_call_per_run(
+    fake_report: tuple[str, Path], tmp_path: Path
+) -> None:
+    uri, _ = fake_report
+    run_ids, expected = _fake_curves(uri)
+    store = ["server", "--backend-store-uri", uri, "--artifacts-destination", str(tmp_path)]
+    with mlflow_service(store, tmp_path / "server.log") as address:
+        assert metric_curves(MlflowClient(address), run_ids, CURVE_KEYS) == expected

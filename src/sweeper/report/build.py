@@ -6,12 +6,14 @@ import contextlib
 import json
 import multiprocessing
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from sweeper.checkpoint import load_checkpoint
@@ -29,7 +31,7 @@ from sweeper.report.figures import (
     train_vs_validation,
     validation_curves,
 )
-from sweeper.report.provenance import sweep_provenance
+from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import (
     ReportError,
     RunRecord,
@@ -115,17 +117,40 @@ def parameter_count(hidden: str, d_in: int, n_classes: int) -> int | None:
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
 
 
-class _FigureWriter:
-    """Draws the figures of the finished configurations into ``figures``."""
+def _draw(draw: Callable[..., Figure], args: tuple[object, ...], path: Path) -> Path:
+    return save_png(draw(*args), path)
 
-    def __init__(self, client: MlflowClient, figures: Path, keys: list[str]) -> None:
+
+class _FigureWriter:
+    """Draws the figures of the finished configurations into ``figures``: some here, the
+    others in ``worker`` (the analysis process, once its analysis is done) at the same time."""
+
+    def __init__(
+        self, client: MlflowClient, figures: Path, keys: list[str], worker: Executor
+    ) -> None:
         self.client = client
         self.figures = figures
         self.keys = keys
+        self.worker = worker
+        self.drawn_apart: list[Future[Path]] = []
         self.figures.mkdir(parents=True, exist_ok=True)
 
-    def png(self, fig: object, name: str, alt: str) -> Image:
-        return Image(save_png(fig, self.figures / f"{name}.png"), alt)  # type: ignore[arg-type]
+    def png(
+        self, name: str, alt: str, draw: Callable[..., Figure], *args: object, apart: bool = False
+    ) -> Image:
+        """``draw(*args)`` saved as ``figures/<name>.png``; ``apart``: by the worker, the file
+        there once ``wait`` returns."""
+        path = self.figures / f"{name}.png"
+        if apart:
+            self.drawn_apart.append(self.worker.submit(_draw, draw, args, path))
+        else:
+            _draw(draw, args, path)
+        return Image(path, alt)
+
+    def wait(self) -> None:
+        """Until the figures drawn apart are saved; raises what drawing one raised."""
+        for drawn in self.drawn_apart:
+            drawn.result()
 
     def curves(
         self,
@@ -153,33 +178,30 @@ class _FigureWriter:
         return [
             Heading("Figures"),
             self.png(
-                validation_curves(
-                    by_config,
-                    finished.index[0],
-                    repeats,
-                    [curves[run_id] for run_id in pruned["run_id"]],
-                ),
                 "validation_curves",
                 "validation loss and accuracy of every configuration",
+                validation_curves,
+                by_config,
+                finished.index[0],
+                repeats,
+                [curves[run_id] for run_id in pruned["run_id"]],
             ),
             self.png(
-                accuracy_bars(
-                    list(finished.index),
-                    list(finished["test_acc_mean"]),
-                    list(finished["test_acc_std"]) if repeats else None,
-                ),
                 "test_accuracy",
                 "test accuracy per configuration",
+                accuracy_bars,
+                list(finished.index),
+                list(finished["test_acc_mean"]),
+                list(finished["test_acc_std"]) if repeats else None,
             ),
             Heading(f"Best run: `{best_label}` ({best_run.run_id})"),
             self.png(
-                train_vs_validation(
-                    curves[best_run.run_id],
-                    int(best_run.metrics["best_epoch"]),
-                    f"best run: {best_label}",
-                ),
                 "best_run_curves",
                 "train and validation curves of the best run",
+                train_vs_validation,
+                curves[best_run.run_id],
+                int(best_run.metrics["best_epoch"]),
+                f"best run: {best_label}",
             ),
         ]
 
@@ -194,9 +216,11 @@ class _FigureWriter:
         title = f"test set, {int(matrix.sum())} images, accuracy {accuracy:.4f}"
         return [
             self.png(
-                confusion_figure(matrix, title),
                 "confusion_matrix",
                 "confusion matrix of the best run on the test set",
+                confusion_figure,
+                matrix,
+                title,
             )
         ]
 
@@ -208,7 +232,7 @@ class _FigureWriter:
         return [*blocks, _gradcheck_table(gradcheck)]
 
     def importance(self, importances: pd.Series) -> list[Block]:
-        return [self.png(importance_bars(importances), "importance", "parameter importance")]
+        return [self.png("importance", "parameter importance", importance_bars, importances)]
 
     def interactions(self, runs: pd.DataFrame, configs: pd.DataFrame) -> list[Block]:
         finished = configs[configs["n"] > 0]
@@ -216,21 +240,24 @@ class _FigureWriter:
         if self.keys and len(finished) > 1:
             blocks.append(
                 self.png(
-                    parallel_coordinates(
-                        {k: list(finished[k]) for k in self.keys},
-                        list(finished["best_val_loss_mean"]),
-                    ),
                     "parallel_coordinates",
                     "parallel coordinates of every configuration",
+                    parallel_coordinates,
+                    {k: list(finished[k]) for k in self.keys},
+                    list(finished["best_val_loss_mean"]),
+                    apart=True,
                 )
             )
         crossed = pivot_keys(configs, self.keys)
         if crossed is not None:
             blocks += [
                 self.png(
-                    heatmap(pivot_means(runs, *crossed), "mean test accuracy"),
                     "pivot_heatmap",
                     "heatmap of the pivot of test accuracy",
+                    heatmap,
+                    pivot_means(runs, *crossed),
+                    "mean test accuracy",
+                    apart=True,
                 ),
             ]
         return blocks if len(blocks) > 1 else []
@@ -266,8 +293,23 @@ class _FigureWriter:
         return [
             Heading("What accuracy costs"),
             Text(" ".join(lines + notes)),
-            self.png(pareto_figure(accuracy, costs), "pareto", "test accuracy against its costs"),
+            self.png(
+                "pareto",
+                "test accuracy against its costs",
+                pareto_figure,
+                accuracy,
+                costs,
+                apart=True,
+            ),
         ]
+
+
+def _import_analysis() -> None:
+    """Import Optuna, scikit-learn and scipy.stats in the worker while this process reads the
+    store: the imports take longer than the analysis itself."""
+    import scipy.stats  # noqa: F401
+
+    import sweeper.report.importance  # noqa: F401
 
 
 def analyse(
@@ -363,22 +405,26 @@ def build_report(
     newest in ``experiment`` unless ``sweep_id`` names one) under ``out_dir/<sweep id>/``."""
     client = open_store(resolve_tracking_uri(tracking_uri))
     sweep = find_sweep(client, experiment, sweep_id)
-    every_run = sweep_runs(client, sweep)
-    records = latest_per_config(every_run)
-    if not records:
-        raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
-    varying = varying_keys(records, sweep.overrides)
-    keys = [k for k in varying if k != SEED]
-    runs = runs_frame(records, varying)
-    configs = configurations(runs, keys)
-    repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
-    directory = out_dir / sweep.sweep_id
-    directory.mkdir(parents=True, exist_ok=True)
-    writer = _FigureWriter(client, directory / FIGURES_DIR, keys)
-    figures: list[Block] = []
-    # Forked before any thread of this process starts (metric_curves starts some).
+    # One worker, forked once the sweep is found and before this process starts a thread
+    # (it shares the store's modules, SQLAlchemy's among them, which Optuna imports too): it
+    # imports the analysis while this process reads the runs, analyses them, then draws the
+    # figures that the writer hands it while this process draws the others.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(_import_analysis)
+        every_run = sweep_runs(client, sweep)
+        records = latest_per_config(every_run)
+        if not records:
+            raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
+        varying = varying_keys(records, sweep.overrides)
+        keys = [k for k in varying if k != SEED]
+        runs = runs_frame(records, varying)
+        configs = configurations(runs, keys)
+        repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
         analysed = pool.submit(analyse, runs, configs, keys, repeats)
+        directory = out_dir / sweep.sweep_id
+        directory.mkdir(parents=True, exist_ok=True)
+        writer = _FigureWriter(client, directory / FIGURES_DIR, keys, pool)
+        figures: list[Block] = []
         if (configs["n"] > 0).any():
             figures += writer.interactions(runs, configs)
             with tempfile.TemporaryDirectory() as tmp:
@@ -398,10 +444,11 @@ def build_report(
                 figures += writer.confusion(best_run, checkpoint)
                 figures += writer.gradcheck(best_id, Path(tmp))
         configs, importances = analysed.result()
+        writer.wait()
 
     summary = [
         _intro(experiment, sweep, len(every_run), records),
-        Text(sweep_provenance(client, sweep.experiment_id, sweep.sweep_id)[0]),
+        Text(provenance_summary([r.tags for r in every_run])[0]),
         *_comparison(runs, records, varying, configs, repeats),
     ]
     if (configs["n"] > 0).any():

@@ -1,15 +1,16 @@
 """Everything the report asks MLflow: which sweep, its runs, their curves and artifacts.
 
-Only MLflow's client API is used, so the report works against any tracking URI, a tracking
-server included. One ``search_runs`` query returns every run of a sweep with its params,
-tags and final metrics; per-epoch curves need one call per run and metric, made in parallel.
+The report works against any tracking URI, a tracking server included, through MLflow's
+client. One ``search_runs`` query returns every run of a sweep with its params, tags and final
+metrics; per-epoch curves take one query per metric on a database store (its
+``get_metric_history_bulk``), and one call per run and metric, in threads, on any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities import Run
@@ -17,8 +18,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PAGE_SIZE = 1000
-# Metric-history calls wait on the store (a server, or SQLite); threads overlap the waits.
+# Metric-history calls to a tracking server wait on the network; threads overlap the waits.
 HISTORY_THREADS = 8
+# Run ids per bulk metric query: under every database's limit on bound parameters.
+BULK_RUNS = 500
 
 
 class ReportError(Exception):
@@ -46,6 +49,7 @@ class RunRecord:
     params: Mapping[str, str]
     metrics: Mapping[str, float]
     pruned: bool = False  # stopped early by a search's pruner: shown apart, never ranked
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -121,6 +125,7 @@ def _record(run: Run) -> RunRecord:
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
         pruned=tags.get("status") == PRUNED,
+        tags=dict(tags),
     )
 
 
@@ -162,6 +167,21 @@ def metric_curves(
     client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]
 ) -> dict[str, dict[str, Curve]]:
     """``{run_id: {key: [(epoch, value), ...]}}`` for every run and metric key."""
+    result: dict[str, dict[str, Curve]] = {run_id: {key: [] for key in keys} for run_id in run_ids}
+    # MlflowClient has no bulk history call; its database store has one (MLflow's own server
+    # looks for it the same way), a REST store has not.
+    bulk = getattr(client._tracking_client.store, "get_metric_history_bulk", None)
+    if bulk is not None:
+        for key in keys:
+            for start in range(0, len(run_ids), BULK_RUNS):
+                # max_results=None: no limit, every epoch of every run.
+                for found in bulk(run_ids[start : start + BULK_RUNS], key, None):
+                    result[found.run_id][key].append((found.step, found.value))
+        for by_key in result.values():
+            for curve in by_key.values():
+                curve.sort()
+        return result
+
     pairs = [(run_id, key) for run_id in run_ids for key in keys]
 
     def fetch(pair: tuple[str, str]) -> Curve:
@@ -169,10 +189,8 @@ def metric_curves(
         return sorted((m.step, m.value) for m in history)
 
     with ThreadPoolExecutor(HISTORY_THREADS) as pool:
-        curves = list(pool.map(fetch, pairs))
-    result: dict[str, dict[str, Curve]] = {run_id: {} for run_id in run_ids}
-    for (run_id, key), curve in zip(pairs, curves, strict=True):
-        result[run_id][key] = curve
+        for (run_id, key), curve in zip(pairs, pool.map(fetch, pairs), strict=True):
+            result[run_id][key] = curve
     return result
 
 
