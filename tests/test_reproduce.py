@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, cli_env, run_cli, store_uri
+from helpers import write_mnist_like
 from sweeper import provenance
 from sweeper.app import execute_run
 from sweeper.config import ExperimentConfig, flat_params, to_experiment_config
@@ -35,7 +36,6 @@ from sweeper.reproduce import (
 )
 from sweeper.sweep import SweepInfo
 from sweeper.tracking import prepare_store
-from test_data_idx import write_mnist_like
 
 TIMINGS = {"train_seconds"}
 

@@ -8,10 +8,7 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +16,18 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from helpers import (
+    RunsCommand,
+    Sweep,
+    batch,
+    write_cifar,
+    write_idx,
+    write_mnist_like,
+    write_pickle,
+)
 from sweeper import tracking
 from sweeper.config import config_hash
-from test_data_cifar import RunsCommand, batch, write_cifar, write_pickle
-from test_data_idx import write_idx, write_mnist_like
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 # Python's own report of an exception raised in a finalizer or weakref callback, which it
@@ -44,48 +48,6 @@ QUICK_THEN_LONG = [
     "gradcheck.enabled=false",
     "hydra.launcher.n_jobs=2",
 ]
-
-
-class Sweep:
-    """A CLI sweep running in its own process group, as a terminal's foreground job."""
-
-    def __init__(self, args: list[str], cwd: Path, name: str = "sweep") -> None:
-        self.cwd = cwd
-        self.stdout = cwd / f"{name}.out"
-        self.stderr = cwd / f"{name}.err"
-        with self.stdout.open("w") as out, self.stderr.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sweeper", *args],
-                cwd=cwd,
-                env=cli_env(),
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def wait_until(self, condition: Callable[[], bool], timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert self.proc.poll() is None, self.stderr.read_text()
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.2)
-
-    def store_ready(self) -> bool:
-        # The parent prepares the store before it writes sweep.json; opening the store earlier
-        # would race it creating the schema.
-        return any(self.cwd.glob("multirun/*/sweep.json"))
-
-    def outcomes(self) -> int:
-        return len(list(self.cwd.glob("multirun/*/*/outcome.json")))
-
-    def running_children(self) -> list[Run]:
-        if not self.store_ready():
-            return []
-        return [r for r in child_runs(all_runs(self.cwd)) if r.info.status == "RUNNING"]
-
-    def finish(self, timeout: float = 240) -> tuple[int, str]:
-        rc = self.proc.wait(timeout)
-        return rc, self.stderr.read_text()
 
 
 def statuses(cwd: Path) -> dict[str, str]:

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, run_cli
+from helpers import Sweep
 from services import free_port, mlflow_service
 from sweeper import store, sweep
 from sweeper.core.training import EpochMetrics
@@ -29,7 +30,6 @@ from sweeper.progress import ProgressMonitor
 from sweeper.store import StoreError, check_store, configure, outage_retried
 from sweeper.sweep import SweepCallback, SweepInfo, open_store
 from sweeper.tracking import failure_reason, tracked_run
-from test_robustness import Sweep
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 
