@@ -26,8 +26,9 @@ from helpers import (
     write_mnist_like,
     write_pickle,
 )
-from sweeper import tracking
+from sweeper import store_calls
 from sweeper.config import config_hash
+from sweeper.store_uri import ui_command
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 # Python's own report of an exception raised in a finalizer or weakref callback, which it
@@ -276,23 +277,23 @@ def test_config_hash_ignores_where_a_run_is_recorded() -> None:
 def test_store_calls_are_retried_while_the_database_is_locked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tracking, "LOCK_RETRY_FIRST_WAIT", 0.0)
+    monkeypatch.setattr(store_calls, "LOCK_RETRY_FIRST_WAIT", 0.0)
     calls = []
 
-    @tracking.store_call
+    @store_calls.store_call
     def flaky(fails: int) -> str:
         calls.append(1)
         if len(calls) <= fails:
             raise sqlite3.OperationalError("database is locked")
         return "written"
 
-    assert flaky(tracking.LOCK_RETRIES) == "written"
-    assert len(calls) == tracking.LOCK_RETRIES + 1
+    assert flaky(store_calls.LOCK_RETRIES) == "written"
+    assert len(calls) == store_calls.LOCK_RETRIES + 1
     calls.clear()
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        flaky(tracking.LOCK_RETRIES + 1)
+        flaky(store_calls.LOCK_RETRIES + 1)
 
-    @tracking.store_call
+    @store_calls.store_call
     def broken() -> None:
         calls.append(1)
         raise sqlite3.OperationalError("no such table: runs")
@@ -306,7 +307,7 @@ def test_store_calls_are_retried_while_the_database_is_locked(
 def test_ctrl_c_during_a_store_call_is_raised_once_the_call_is_done() -> None:
     written = []
 
-    @tracking.store_call
+    @store_calls.store_call
     def write() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)  # Ctrl-C arrives here, in the middle of the call
@@ -338,7 +339,7 @@ def test_mlflows_log_of_a_locked_or_full_database_is_dropped_and_other_errors_ke
 
 
 def test_the_ui_listens_on_loopback_only() -> None:
-    assert tracking.ui_command("sqlite:///x/mlflow.db").endswith("--host 127.0.0.1")
+    assert ui_command("sqlite:///x/mlflow.db").endswith("--host 127.0.0.1")
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     (ui_line,) = [line for line in makefile.splitlines() if "mlflow ui" in line]
     assert "--host 127.0.0.1" in ui_line
