@@ -264,7 +264,7 @@ def test_a_full_disk_fails_the_run_in_one_line_and_keeps_its_metrics(
         tracked_run(uri, experiment_id, "full", tags={}) as run,
     ):
         for epoch in (1, 2):
-            run.log_metrics({"train_loss": 1.0 / epoch, "val_acc": 0.5}, step=epoch)
+            run.log_metrics({"val_loss": 1.0 / epoch, "val_acc": 0.5}, step=epoch)
         run.log_files([plot], artifact_path="plots")
     assert failure_reason(caught.value) == f"no space left on device ({db})"
 
