@@ -13,6 +13,7 @@ import multiprocessing
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -73,13 +74,13 @@ class SweepStop:
     def __init__(
         self,
         info: SweepInfo,
-        wind_down: Any,
+        wind_down: Callable[[], list[RunOutcome]],
         planned: int | None,
         skipped: int,
         resume_command: str,
     ) -> None:
         self.info = info
-        # Stops following the sweep and returns every outcome (SweepCallback's).
+        # Stops following the sweep and returns every outcome (SweepCallback._wind_down).
         self.wind_down = wind_down
         self.planned = planned
         self.skipped = skipped
@@ -106,7 +107,7 @@ class SweepStop:
             status, reason = "KILLED", INTERRUPTED
         else:
             status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
-        outcomes: list[RunOutcome] = self.wind_down()
+        outcomes = self.wind_down()
         cut_short = [
             run.info.run_name or run.info.run_id
             for run in close_unfinished_runs(

@@ -4,12 +4,12 @@
 Hydra's own joblib launcher runs jobs in loky's pool of reused workers, and loky treats a
 worker that dies (the OOM killer, ``kill -9``) as a broken pool: it kills every other worker
 and the whole sweep stops. Here joblib's threads only wait, and each job trains in a fresh
-process forked from a server that has already imported sweeper (starting one costs
-milliseconds, not an import of numpy and MLflow). A process that dies takes only its own job
-with it: the callable named by ``on_job_death`` records it (sweeper's config names
-``sweeper.sweeping.dead_jobs.record_dead_job``, which marks that run FAILED with the signal
-that ended it), and the sweep goes on. The launcher itself knows no application: what the fork
-server preloads and what a death means both come from its config.
+process forked from a server that has already imported the modules of ``preload`` (starting
+one costs milliseconds, not an import of numpy and MLflow). A process that dies takes only its
+own job with it: the callable named by ``on_job_death`` is told how it ended (sweeper's
+``conf/hydra/launcher/local.yaml`` names one that marks the run FAILED with the signal), and
+the sweep goes on. The launcher imports nothing of the application it launches: what to
+preload and what a death means are its settings.
 """
 
 from __future__ import annotations
