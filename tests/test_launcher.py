@@ -64,9 +64,7 @@ FORK_SERVER_PROBE = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from hydra.core.utils import JobStatus
-from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf
+    from omegaconf import OmegaConf
     from hydra_plugins.sweeper_launcher.local_launcher import StartForkServer
 
     def children():
