@@ -1,6 +1,6 @@
 """Where a real run's time goes: minibatch steps, per-epoch evaluation, logging, checkpoint, rest.
 
-Each configuration is run through ``sweeper.app.execute_run`` (everything a run of a sweep
+Each configuration is run through ``sweeper.run.run_config`` (everything a run of a sweep
 does: data, network, training, test evaluation, checkpoint, curves, MLflow logging into a
 SQLite store created beforehand) in a child process, at one BLAS thread, with the functions
 that make up a run wrapped in stopwatches. The time of each part is exclusive (a part called
@@ -90,9 +90,11 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     import sweeper.core.network as network
     import sweeper.core.training as training
     import sweeper.experiment as experiment
-    import sweeper.tracking as tracking
+    import sweeper.run as run
+    import sweeper.run_records as run_records
     from sweeper.config import flat_params, to_experiment_config
-    from sweeper.sweep import SweepInfo
+    from sweeper.store_setup import prepare_store
+    from sweeper.sweep_info import SweepInfo
 
     clock = Stopwatches()
     clock.wrap(experiment, "train", "loop")
@@ -100,26 +102,27 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     clock.wrap(network.MLP, "evaluate", "evaluation")
     if hasattr(network, "Workspace"):
         clock.wrap(network.Workspace, "evaluate", "evaluation")
-    clock.wrap(tracking.RunLogger, "log_epoch", "logging")
+    # Every epoch's metrics, and the summary once: log_metrics.
+    clock.wrap(run_records.RunLogger, "log_metrics", "logging")
     clock.wrap(experiment, "load_dataset", "data")
     clock.wrap(experiment, "save_checkpoint", "checkpoint")
-    clock.wrap(tracking.RunLogger, "log_model", "checkpoint")
+    clock.wrap(run_records.RunLogger, "log_model", "checkpoint")
     clock.wrap(experiment, "save_curves", "curves")
-    clock.wrap(app, "run_experiment", "experiment")
-    for name in ("log_params", "log_metrics", "set_tags", "log_files"):
-        clock.wrap(tracking.RunLogger, name, "mlflow")
+    clock.wrap(run, "train_and_evaluate", "experiment")
+    for name in ("log_params", "set_tags", "log_files"):
+        clock.wrap(run_records.RunLogger, name, "mlflow")
 
     with initialize_config_dir(str(app.CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     config = to_experiment_config(cfg)
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    sweep = SweepInfo("bench", uri, tracking.prepare_store(uri, "bench"), parent_run_id="")
+    sweep = SweepInfo("bench", uri, prepare_store(uri, "bench"), parent_run_id="")
     out = workdir / "run"
     (out / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
     with threadpool_limits(limits=1):
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        outcome = app.execute_run(config, flat_params(cfg), out, 0, overrides, sweep)
+        outcome = run.run_config(config, flat_params(cfg), out, 0, overrides, sweep, threads=1)
         run_wall, run_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     if outcome.status != "FINISHED":
         raise SystemExit(f"run failed: {outcome.reason}")

@@ -22,13 +22,14 @@ from threadpoolctl import threadpool_limits
 
 import sweeper.core
 from sweeper.app import CONF_DIR
-from sweeper.config import ExperimentConfig, InitName, to_experiment_config
+from sweeper.config import ExperimentConfig, to_experiment_config
 from sweeper.data import Dataset, load_dataset
 
 CASES = [
     ("digits default", []),
     ("digits relu adam dropout", ["activation=relu", "optimizer=adam", "regularizer=dropout"]),
     ("digits sigmoid l2 [128,128]", ["activation=sigmoid", "regularizer=l2", "topology=h128x128"]),
+    ("digits nesterov cosine", ["optimizer=nesterov", "optimizer.schedule=cosine"]),
     (
         "fashion_mnist h128, 3 epochs",
         [
@@ -46,22 +47,31 @@ CASES = [
 def train_with(
     core: ModuleType, config: ExperimentConfig, data: Dataset
 ) -> tuple[float, float, int, np.ndarray]:
-    init = None if config.activation.init is InitName.auto else config.activation.init.value
+    init = config.activation.init.value
     model = core.MLP(
         [data.x_train.shape[1], *config.topology.hidden, data.n_classes],
-        activation=config.activation.name.value, init=init, seed=config.seed,
-        dtype=np.dtype(config.train.dtype.value), dropout=config.regularizer.dropout,
+        activation=config.activation.name.value, init=None if init == "auto" else init,
+        seed=config.seed, dtype=np.dtype(config.train.dtype.value),
+        dropout=config.regularizer.dropout,
     )  # fmt: skip
     opt = config.optimizer
-    optimizer = core.make_optimizer(
-        opt.name.value, opt.lr, momentum=opt.momentum, form=opt.form.value,
-        beta1=opt.beta1, beta2=opt.beta2,
-    )  # fmt: skip
+    settings = {"momentum": opt.momentum, "form": opt.form.value, "beta1": opt.beta1,
+                "beta2": opt.beta2}  # fmt: skip
+    # A core whose optimisers own their schedule (OPTIMIZERS) takes it when built; an earlier
+    # one took it in train().
+    owns_schedule = hasattr(core, "OPTIMIZERS")
+    if owns_schedule:
+        optimizer = core.make_optimizer(opt.name.value, opt.lr, schedule=opt.schedule.value,
+                                        **settings)  # fmt: skip
+        schedule = {}
+    else:
+        optimizer = core.make_optimizer(opt.name.value, opt.lr, **settings)
+        schedule = {"lr_schedule": opt.schedule.value}
     result = core.train(
         model, optimizer, data.x_train, data.y_train, data.x_val, data.y_val,
         epochs=config.train.epochs, batch_size=config.train.batch_size,
         patience=config.train.patience, l1=config.regularizer.l1, l2=config.regularizer.l2,
-        seed=config.seed, lr_schedule=opt.schedule.value,
+        seed=config.seed, **schedule,
     )  # fmt: skip
     loss, acc = result.best_model.evaluate(data.x_test, data.y_test)
     flat = np.concatenate([p.ravel() for p in result.best_model.parameters()])

@@ -9,9 +9,9 @@ every sweep but a project's first. From the runs' start and end times in the sto
 script also splits each sweep's time into what one run takes and what comes before the
 first run starts and after the last one ends, which no number of workers shortens.
 
-Tracking: one ~10-second run, in this process, timed as ``run_experiment`` alone (data,
+Tracking: one ~10-second run, in this process, timed as ``train_and_evaluate`` alone (data,
 gradient check, training, test, checkpoint, curves: no MLflow) and as the app's
-``execute_run`` (the same call inside an MLflow run, logging params, every epoch's metrics,
+``run_config`` (the same call inside an MLflow run, logging params, every epoch's metrics,
 the files and the model). Same process, interleaved, store created beforehand as a sweep does,
 so the difference is what MLflow logging costs and nothing else (not Python or Hydra start-up).
 
@@ -40,11 +40,13 @@ from machine import describe_machine, load_average, markdown_table
 from omegaconf import OmegaConf
 from threadpoolctl import threadpool_limits
 
-from sweeper.app import CONF_DIR, execute_run
+from sweeper.app import CONF_DIR
 from sweeper.config import flat_params, to_experiment_config
-from sweeper.experiment import run_experiment
-from sweeper.sweep import SweepInfo
-from sweeper.tracking import RunLogger, prepare_store
+from sweeper.experiment import train_and_evaluate
+from sweeper.run import run_config
+from sweeper.run_records import RunLogger
+from sweeper.store_setup import prepare_store
+from sweeper.sweep_info import SweepInfo
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 # 8 runs on one dataset split: activation x learning rate, seed fixed.
@@ -167,7 +169,7 @@ def tracking_cost(workdir: Path, overrides: list[str], repeats: int) -> list[lis
         for i in range(repeats):
             out = workdir / f"plain-{i}"
             start = time.perf_counter()
-            run_experiment(config, out)
+            train_and_evaluate(config, out)
             times["plain"].append(time.perf_counter() - start)
 
             out = workdir / f"tracked-{i}"
@@ -175,7 +177,7 @@ def tracking_cost(workdir: Path, overrides: list[str], repeats: int) -> list[lis
             OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
             in_mlflow[0] = 0.0
             start = time.perf_counter()
-            outcome = execute_run(config, params, out, i, overrides, sweep)
+            outcome = run_config(config, params, out, i, overrides, sweep, threads=1)
             times["tracked"].append(time.perf_counter() - start)
             times["mlflow"].append(in_mlflow[0])
             if outcome.failed:
@@ -241,8 +243,8 @@ def main() -> None:
         rows = tracking_cost(workdir, single, args.repeats)
         print(f"\nOne run, median of {args.repeats}:\n")
         header = [
-            "run_experiment (s)", "execute_run (s)", "difference", "inside MLflow calls (s)",
-            "tracking cost (MLflow / run_experiment)", "load (1 min)",
+            "train_and_evaluate (s)", "run_config (s)", "difference", "inside MLflow calls (s)",
+            "tracking cost (MLflow / train_and_evaluate)", "load (1 min)",
         ]  # fmt: skip
         print(markdown_table(header, rows))
     print(f"\n{load_average()} at the end")

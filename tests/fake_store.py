@@ -13,7 +13,7 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeper.tracking import prepare_store
+from sweeper.store_setup import prepare_store
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 LEARNING_RATES = ("0.01", "0.02", "0.05", "0.1", "0.2")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_data_idx import write_mnist_like
+from helpers import write_mnist_like
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "core_throughput.py"
 

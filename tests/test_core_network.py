@@ -116,8 +116,6 @@ def test_copy_and_astype_are_independent() -> None:
         ({"layer_sizes": [5, 0, 3]}, "layer_sizes"),
         ({"layer_sizes": [5, 2.5, 3]}, "layer_sizes"),
         ({"layer_sizes": [5, 3], "activation": "softplus"}, "activation='softplus'"),
-        ({"layer_sizes": [5, 3], "dropout": 1.0}, "dropout"),
-        ({"layer_sizes": [5, 3], "dropout": -0.1}, "dropout"),
         ({"layer_sizes": [5, 3], "dtype": np.int32}, "dtype"),
         ({"layer_sizes": [5, 3], "init": "zeros"}, "init='zeros'"),
     ],
@@ -133,8 +131,6 @@ def test_invalid_inputs() -> None:
         m.forward(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="y_onehot"):
         m.loss_and_gradients(np.zeros((3, 6)), np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="l2"):
-        m.loss_and_gradients(np.zeros((3, 6)), np.zeros((3, 4)), l2=-1)
 
 
 def test_parameters_live_in_one_flat_vector() -> None:

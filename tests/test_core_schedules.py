@@ -36,11 +36,8 @@ def test_training_sets_each_epochs_rate_and_reports_it() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(int)
-    optimizer = make_optimizer("momentum", 0.08)
-    result = train(
-        MLP([4, 6, 2], seed=0), optimizer, x, y, x, y,
-        epochs=4, batch_size=16, lr_schedule="cosine",
-    )  # fmt: skip
+    optimizer = make_optimizer("momentum", 0.08, schedule="cosine")
+    result = train(MLP([4, 6, 2], seed=0), optimizer, x, y, x, y, epochs=4, batch_size=16)
     assert [m.lr for m in result.history] == pytest.approx(
         [scheduled_lr("cosine", 0.08, e, 4) for e in range(1, 5)]
     )
@@ -54,8 +51,13 @@ def test_a_constant_schedule_trains_exactly_as_before() -> None:
 
     def final_weights(**kwargs: str) -> np.ndarray:
         model = MLP([4, 6, 2], seed=0)
-        train(model, make_optimizer("adam", 0.01), x, y, x, y, epochs=3, batch_size=8, **kwargs)
+        train(model, make_optimizer("adam", 0.01, **kwargs), x, y, x, y, epochs=3, batch_size=8)
         return model.weights[0]
 
-    assert np.array_equal(final_weights(), final_weights(lr_schedule="constant"))
-    assert not np.array_equal(final_weights(), final_weights(lr_schedule="cosine"))
+    assert np.array_equal(final_weights(), final_weights(schedule="constant"))
+    assert not np.array_equal(final_weights(), final_weights(schedule="cosine"))
+
+
+def test_an_unknown_schedule_fails_when_the_optimiser_is_built() -> None:
+    with pytest.raises(ValueError, match="schedule='step' is unknown; allowed: constant, cosine"):
+        make_optimizer("sgd", 0.1, schedule="step")

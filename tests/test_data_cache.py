@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import write_cifar
 from sweeper.data import cache, load_dataset
 from sweeper.data.cache import ARRAYS, load_dataset_cached
-from test_data_cifar import write_cifar
 
 
 def _count_preparations(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import RunsCommand, batch, write_cifar, write_pickle
 from sweeper.data import DatasetError, load_dataset
 from sweeper.data.cifar import load_cifar10_split, read_cifar_batch
-
-
-def batch(n: int, seed: int = 0, labels: list[int] | None = None) -> dict[bytes, object]:
-    data = np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
-    return {
-        b"batch_label": b"training batch",
-        b"labels": labels if labels is not None else [i % 10 for i in range(n)],
-        b"data": data,
-        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
-    }
-
-
-def write_pickle(path: Path, obj: object) -> Path:
-    path.write_bytes(pickle.dumps(obj, protocol=2))
-    return path
-
-
-def write_cifar(directory: Path, per_batch: int = 20, n_test: int = 20) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 6):
-        write_pickle(directory / f"data_batch_{i}", batch(per_batch, seed=i))
-    write_pickle(directory / "test_batch", batch(n_test, seed=9))
 
 
 def test_batch_keeps_channel_first_order(tmp_path: Path) -> None:
@@ -68,14 +46,6 @@ def test_dataset_channel_mode_stores_one_value_per_channel(tmp_path: Path) -> No
     per_channel = data.x_train.reshape(80, 3, 1024)
     np.testing.assert_allclose(per_channel.mean(axis=(0, 2)), 0, atol=1e-4)
     np.testing.assert_allclose(per_channel.std(axis=(0, 2)), 1, atol=1e-4)
-
-
-class RunsCommand:
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (self.command,)
 
 
 class Evaluates:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import idx_bytes, write_cifar
 from services import free_port
 from sweeper.data import DATASETS, MissingDataError, load_dataset, locations
 from sweeper.data import fetch as fetch_module
@@ -30,8 +31,6 @@ from sweeper.data.fetch import (
     Source,
     fetch,
 )
-from test_data_cifar import write_cifar
-from test_data_idx import idx_bytes
 
 SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
 IDX_NAMES = [f.name for f in SOURCES["mnist"].files]

@@ -9,37 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import idx_bytes, write_idx, write_mnist_like
 from sweeper.data import DatasetError, MissingDataError, load_dataset
 from sweeper.data.idx import load_idx_split, read_idx
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    data = idx_bytes(array)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.write_bytes(data)
-    return path
-
-
-def write_mnist_like(
-    directory: Path, n_train: int = 100, n_test: int = 30, gz: bool = False, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    train_images = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
-    train_labels = np.arange(n_train) % 10
-    write_idx(directory / "train-images-idx3-ubyte", train_images, gz)
-    write_idx(directory / "train-labels-idx1-ubyte", train_labels, gz)
-    write_idx(directory / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28)), gz)
-    write_idx(directory / "t10k-labels-idx1-ubyte", np.arange(n_test) % 10, gz)
-    return train_images, train_labels
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -12,11 +12,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from hydra.core.utils import JobStatus
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
 
 from conftest import run_cli
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
-from hydra_plugins.sweeper_launcher.local_launcher import exit_description, job_dir
+from hydra_plugins.sweeper_launcher.local_launcher import (
+    _run_in_own_process,
+    exit_description,
+    fork_server_context,
+    job_dir,
+)
+from sweeper.stopping import record_dead_job
 
 
 def test_how_a_jobs_process_ended_reads_as_a_person_says_it() -> None:
@@ -99,3 +107,51 @@ def test_the_sweep_starts_the_fork_server_only_for_the_local_launcher(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == servers
+
+
+def _sweep_config(tmp_path: Path) -> DictConfig:
+    return OmegaConf.create(
+        {
+            "hydra": {
+                "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"},
+                "job": {"num": 3},
+                "overrides": {"task": ["seed=3"]},
+            }
+        }
+    )
+
+
+def test_a_dead_jobs_process_is_handed_to_on_job_death_with_how_it_ended(tmp_path: Path) -> None:
+    # A payload the job's process cannot read: it raises there and exits 1 without answering.
+    context = fork_server_context([])
+    deaths: list[dict[str, object]] = []
+
+    def on_death(**death: object) -> float:
+        deaths.append(death)
+        return 7.0
+
+    ret = _run_in_own_process(context, b"not a job", _sweep_config(tmp_path), on_death)
+    assert ret.status is JobStatus.COMPLETED and ret.return_value == 7.0
+    (death,) = deaths
+    assert {k: death[k] for k in ("job", "overrides", "interrupted", "ended")} == {
+        "job": 3,
+        "overrides": ["seed=3"],
+        "interrupted": False,
+        "ended": "exit code 1",
+    }
+    assert death["sweep_dir"] == tmp_path and death["job_dir"] == tmp_path / "3"
+
+
+def test_without_on_job_death_a_dead_job_fails_saying_how_its_process_ended(
+    tmp_path: Path,
+) -> None:
+    ret = _run_in_own_process(fork_server_context([]), b"not a job", _sweep_config(tmp_path), None)
+    assert ret.status is JobStatus.FAILED
+    with pytest.raises(RuntimeError, match=r"job 3's process died \(exit code 1\)"):
+        ret.return_value  # noqa: B018 (reading it raises the job's error)
+
+
+def test_sweepers_launcher_settings_name_what_to_preload_and_who_records_a_death() -> None:
+    conf = OmegaConf.load(Path(__file__).parents[1] / "conf/hydra/launcher/local.yaml")
+    assert "sweeper.app" in conf.preload
+    assert get_method(conf.on_job_death) is record_dead_job

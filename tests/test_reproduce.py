@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, cli_env, run_cli, store_uri
+from helpers import write_mnist_like
 from sweeper import provenance
-from sweeper.app import execute_run
 from sweeper.config import ExperimentConfig, flat_params, to_experiment_config
 from sweeper.data import cache, datasets
 from sweeper.data.cache import load_dataset_cached
@@ -33,9 +33,9 @@ from sweeper.reproduce import (
     environment_differences,
     package_differences,
 )
-from sweeper.sweep import SweepInfo
-from sweeper.tracking import prepare_store
-from test_data_idx import write_mnist_like
+from sweeper.run import run_config
+from sweeper.store_setup import prepare_store
+from sweeper.sweep_info import SweepInfo
 
 TIMINGS = {"train_seconds"}
 
@@ -159,7 +159,7 @@ def test_a_dirty_tree_is_recorded_with_its_diff(
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     sweep = SweepInfo("dirty", uri, prepare_store(uri, "sweeper"), "")
     try:
-        outcome = execute_run(to_experiment_config(cfg), flat_params(cfg), out_dir, 0, [], sweep)
+        outcome = run_config(to_experiment_config(cfg), flat_params(cfg), out_dir, 0, [], sweep)
     finally:
         provenance._capture.cache_clear()
     assert outcome.status == "FINISHED", outcome.reason

@@ -8,10 +8,7 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +16,19 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from sweeper import tracking
+from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from helpers import (
+    RunsCommand,
+    Sweep,
+    batch,
+    write_cifar,
+    write_idx,
+    write_mnist_like,
+    write_pickle,
+)
+from sweeper import store_calls
 from sweeper.config import config_hash
-from test_data_cifar import RunsCommand, batch, write_cifar, write_pickle
-from test_data_idx import write_idx, write_mnist_like
+from sweeper.store_uri import ui_command
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 # Python's own report of an exception raised in a finalizer or weakref callback, which it
@@ -44,48 +49,6 @@ QUICK_THEN_LONG = [
     "gradcheck.enabled=false",
     "hydra.launcher.n_jobs=2",
 ]
-
-
-class Sweep:
-    """A CLI sweep running in its own process group, as a terminal's foreground job."""
-
-    def __init__(self, args: list[str], cwd: Path, name: str = "sweep") -> None:
-        self.cwd = cwd
-        self.stdout = cwd / f"{name}.out"
-        self.stderr = cwd / f"{name}.err"
-        with self.stdout.open("w") as out, self.stderr.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sweeper", *args],
-                cwd=cwd,
-                env=cli_env(),
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def wait_until(self, condition: Callable[[], bool], timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert self.proc.poll() is None, self.stderr.read_text()
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.2)
-
-    def store_ready(self) -> bool:
-        # The parent prepares the store before it writes sweep.json; opening the store earlier
-        # would race it creating the schema.
-        return any(self.cwd.glob("multirun/*/sweep.json"))
-
-    def outcomes(self) -> int:
-        return len(list(self.cwd.glob("multirun/*/*/outcome.json")))
-
-    def running_children(self) -> list[Run]:
-        if not self.store_ready():
-            return []
-        return [r for r in child_runs(all_runs(self.cwd)) if r.info.status == "RUNNING"]
-
-    def finish(self, timeout: float = 240) -> tuple[int, str]:
-        rc = self.proc.wait(timeout)
-        return rc, self.stderr.read_text()
 
 
 def statuses(cwd: Path) -> dict[str, str]:
@@ -314,23 +277,23 @@ def test_config_hash_ignores_where_a_run_is_recorded() -> None:
 def test_store_calls_are_retried_while_the_database_is_locked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tracking, "LOCK_RETRY_FIRST_WAIT", 0.0)
+    monkeypatch.setattr(store_calls, "LOCK_RETRY_FIRST_WAIT", 0.0)
     calls = []
 
-    @tracking.store_call
+    @store_calls.store_call
     def flaky(fails: int) -> str:
         calls.append(1)
         if len(calls) <= fails:
             raise sqlite3.OperationalError("database is locked")
         return "written"
 
-    assert flaky(tracking.LOCK_RETRIES) == "written"
-    assert len(calls) == tracking.LOCK_RETRIES + 1
+    assert flaky(store_calls.LOCK_RETRIES) == "written"
+    assert len(calls) == store_calls.LOCK_RETRIES + 1
     calls.clear()
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        flaky(tracking.LOCK_RETRIES + 1)
+        flaky(store_calls.LOCK_RETRIES + 1)
 
-    @tracking.store_call
+    @store_calls.store_call
     def broken() -> None:
         calls.append(1)
         raise sqlite3.OperationalError("no such table: runs")
@@ -344,7 +307,7 @@ def test_store_calls_are_retried_while_the_database_is_locked(
 def test_ctrl_c_during_a_store_call_is_raised_once_the_call_is_done() -> None:
     written = []
 
-    @tracking.store_call
+    @store_calls.store_call
     def write() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)  # Ctrl-C arrives here, in the middle of the call
@@ -376,7 +339,7 @@ def test_mlflows_log_of_a_locked_or_full_database_is_dropped_and_other_errors_ke
 
 
 def test_the_ui_listens_on_loopback_only() -> None:
-    assert tracking.ui_command("sqlite:///x/mlflow.db").endswith("--host 127.0.0.1")
+    assert ui_command("sqlite:///x/mlflow.db").endswith("--host 127.0.0.1")
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     (ui_line,) = [line for line in makefile.splitlines() if "mlflow ui" in line]
     assert "--host 127.0.0.1" in ui_line

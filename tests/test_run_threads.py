@@ -9,7 +9,8 @@ import sys
 import joblib
 from omegaconf import OmegaConf
 
-from sweeper.app import blas_threads, run_threads
+from sweeper.app import run_threads
+from sweeper.run import blas_threads
 
 
 def test_joblib_workers_share_the_cores() -> None:
@@ -47,7 +48,7 @@ def test_a_launcher_that_says_nothing_gets_every_core() -> None:
 
 
 def test_a_process_pinned_to_one_core_gives_its_run_one_thread() -> None:
-    code = "from sweeper.app import blas_threads; print(blas_threads(1))"
+    code = "from sweeper.run import blas_threads; print(blas_threads(1))"
     pinned = subprocess.run(
         ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True
     )

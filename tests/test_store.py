@@ -21,15 +21,17 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, run_cli
+from helpers import Sweep
 from services import free_port, mlflow_service
 from sweeper import store, sweep
-from sweeper.core.training import EpochMetrics
+from sweeper.failures import failure_reason
 from sweeper.outcome import RunOutcome
 from sweeper.progress import ProgressMonitor
+from sweeper.run_records import tracked_run
 from sweeper.store import StoreError, check_store, configure, outage_retried
-from sweeper.sweep import SweepCallback, SweepInfo, open_store
-from sweeper.tracking import failure_reason, tracked_run
-from test_robustness import Sweep
+from sweeper.store_setup import open_store
+from sweeper.sweep import SweepCallback
+from sweeper.sweep_info import SweepInfo
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 
@@ -262,7 +264,7 @@ def test_a_full_disk_fails_the_run_in_one_line_and_keeps_its_metrics(
         tracked_run(uri, experiment_id, "full", tags={}) as run,
     ):
         for epoch in (1, 2):
-            run.log_epoch(EpochMetrics(epoch, 1.0 / epoch, 0.5, 1.0 / epoch, 0.5, 0.1, 0.05))
+            run.log_metrics({"val_loss": 1.0 / epoch, "val_acc": 0.5}, step=epoch)
         run.log_files([plot], artifact_path="plots")
     assert failure_reason(caught.value) == f"no space left on device ({db})"
 

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, child_runs, run_cli, store_uri
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
-from sweeper.tracking import prepare_store
+from sweeper.store_setup import prepare_store
 from sweeper.ui_links import (
     DEFAULT_UI_ADDRESS,
     EXPERIMENT_KIND_TAG,

@@ -1,72 +1,39 @@
-"""The command line, ``python -m sweeper [-m] [key=value ...]``: compose, build, run, log.
+"""The command line, ``python -m sweeper [-m] [key=value ...]``: Hydra's entry point and task.
 
-Hydra composes the config and, with ``-m``, hands each run of the sweep to the joblib
-launcher; this task function validates it, runs it (``sweeper.experiment``) and records it in
-MLflow (``sweeper.tracking``). :func:`cli` around it turns Ctrl-C and a broken sweep into
-closed records, a short message and an exit status.
+Hydra composes the config and, with ``-m``, hands each run of the sweep to the launcher
+(``hydra/launcher=local``); :func:`main` validates one run's config and runs it
+(``sweeper.run``). The sweep around the runs is ``sweeper.sweep``'s callback. :func:`cli`
+turns Ctrl-C and a broken sweep into closed records, a short message and an exit status.
 """
 
 from __future__ import annotations
 
 import gc
 import math
-import os
 import sys
-import time
-import traceback
 from pathlib import Path
-from typing import Any
 
 import hydra
-import joblib
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from threadpoolctl import threadpool_limits
 
-from sweeper.config import (
-    ConfigError,
-    ExperimentConfig,
-    config_hash,
-    flat_params,
-    register_configs,
-    to_experiment_config,
-)
-from sweeper.experiment import run_experiment, run_seeds
-from sweeper.outcome import RunOutcome
+from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
+from sweeper.config import to_experiment_config as validate
+from sweeper.failures import EXIT_INTERRUPTED, exit_on_error
 from sweeper.progress import describe
-from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
-from sweeper.store import StoreError, configure
-from sweeper.sweep import (
-    DATASET_CACHE,
-    EXIT_INTERRUPTED,
-    SweepInfo,
-    open_store,
-    stop_running_sweep,
-    verbose_errors,
-)
-from sweeper.tracking import (
-    failure_reason,
-    tracked_run,
-    ui_command,
-)
-from sweeper.ui_links import child_run_name
+from sweeper.run import blas_threads, run_config
+from sweeper.stopping import stop_running_sweep
+from sweeper.store import configure
+from sweeper.store_setup import open_store
+from sweeper.store_uri import ui_command
+from sweeper.sweep_info import DATASET_CACHE, SweepInfo
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
-register_configs()
-
-
-def blas_threads(n_jobs: int | None, cores: int | None = None) -> int:
-    """BLAS threads per run so that workers x threads never exceed the cores this process may
-    use (joblib counts those: CPU affinity, as under ``taskset``, and container quotas)."""
-    cores = cores or joblib.cpu_count()
-    if n_jobs is None:
-        return cores
-    # joblib's meaning, computed here because joblib.effective_n_jobs answers 1 inside a
-    # job's process (it assumes a nested loop there): -1 is every core, -2 all but one.
-    workers = n_jobs if n_jobs > 0 else max(cores + 1 + n_jobs, 1)
-    return max(1, cores // min(workers, cores))
+# The schema that conf/config.yaml's defaults list names first.
+ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
 
 
 def run_threads(launcher: DictConfig) -> int:
@@ -82,86 +49,14 @@ def run_threads(launcher: DictConfig) -> int:
     return blas_threads(None)
 
 
-def execute_run(
-    config: ExperimentConfig,
-    params: dict[str, Any],
-    out_dir: Path,
-    job: int,
-    overrides: list[str],
-    sweep: SweepInfo,
-    dataset_cache: Path | None = None,
-) -> RunOutcome:
-    """Run one configuration inside an MLflow run; a failure is recorded, not raised."""
-    start = time.perf_counter()
-    run_id = None
-    tags = {
-        "sweep_id": sweep.sweep_id,
-        "overrides": " ".join(overrides),
-        "job": job,
-        "config_hash": config_hash(params),
-        # The process that trains it, to find (or kill) a worker from the store.
-        "pid": os.getpid(),
-        **run_seeds(config),
-    }
-    try:
-        with tracked_run(
-            sweep.tracking_uri,
-            sweep.experiment_id,
-            run_name=child_run_name(overrides, sweep.varied_keys),
-            tags=tags,
-            parent_run_id=sweep.parent_run_id or None,
-        ) as run:
-            run_id = run.run_id
-            run.log_params(params)
-            run.log_files([out_dir / ".hydra" / "config.yaml"])
-            environment, environment_files = capture_environment(out_dir, dataset_cache)
-            run.set_tags(environment.tags())
-            run.log_files(environment_files, artifact_path=ARTIFACT_PATH)
-            result = run_experiment(
-                config,
-                out_dir,
-                on_epoch=run.log_epoch,
-                dataset_cache=dataset_cache,
-                on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
-            )
-            metrics = result.summary_metrics()
-            run.log_metrics(metrics)
-            if result.gradcheck_csv is not None:
-                run.log_files([result.gradcheck_csv])
-            run.log_files(result.figures, artifact_path="plots")
-            run.log_files([result.checkpoint], artifact_path="checkpoint")
-            run.log_model(result.checkpoint)
-            run.set_tags({"status": "FINISHED", "reason": result.training.stop_reason})
-    except Exception as err:
-        if verbose_errors():
-            traceback.print_exc()
-        return RunOutcome(
-            job, overrides, "FAILED", failure_reason(err), time.perf_counter() - start, run_id
-        )
-    return RunOutcome(
-        job,
-        overrides,
-        "FINISHED",
-        result.training.stop_reason,
-        time.perf_counter() - start,
-        run_id,
-        metrics,
-    )
-
-
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run one configuration; the returned objective is what the Optuna sweeper minimises."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    try:
-        config = to_experiment_config(cfg)
-    except ConfigError as err:
-        # A sweep validated every run before launching; this is a single run's bad value.
-        if verbose_errors():
-            raise
-        print(f"Error: {err}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    # A sweep validated every run before launching; this is a single run's bad value.
+    with exit_on_error():
+        config = validate(cfg)
     out_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     params = flat_params(cfg)
@@ -178,20 +73,14 @@ def main(cfg: DictConfig) -> float:
         threads = run_threads(hc.launcher)
         dataset_cache: Path | None = Path(hc.sweep.dir) / DATASET_CACHE
     else:
-        try:
+        with exit_on_error():
             uri, experiment_id = open_store(config.tracking)
-        except StoreError as err:
-            if verbose_errors():
-                raise
-            print(f"Error: {err}", file=sys.stderr, flush=True)
-            sys.exit(1)
         sweep = SweepInfo(out_dir.name, uri, experiment_id, parent_run_id="")
         job = 0
         threads = blas_threads(None)
         dataset_cache = None
 
-    with threadpool_limits(limits=threads):
-        outcome = execute_run(config, params, out_dir, job, overrides, sweep, dataset_cache)
+    outcome = run_config(config, params, out_dir, job, overrides, sweep, dataset_cache, threads)
     outcome.save(out_dir)
 
     if not multirun:

@@ -1,9 +1,11 @@
-"""Typed configuration: the schema Hydra validates every composed run against.
+"""Typed configuration: the schema every composed run is validated against, once, here.
 
-Each config group in ``conf/`` fills one of these dataclasses. Types and choices (enums) are
-checked by OmegaConf while Hydra composes; value ranges are checked in ``__post_init__``,
-which runs when :func:`to_experiment_config` turns the composed config into objects, so a bad
-value fails before any training starts and the message names the key and the value.
+Each config group in ``conf/`` fills one of these dataclasses. Types and choices (enums made
+from the core's tables of options) are checked by OmegaConf while Hydra composes; value
+ranges are checked in ``__post_init__``, which runs when :func:`to_experiment_config` turns the
+composed config into objects, so a bad value fails before any training starts and the message
+names the key and the value. The core trusts what passed. (``sweeper.app`` registers the
+schema with Hydra; this module imports no Hydra.)
 """
 
 from __future__ import annotations
@@ -14,9 +16,21 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from sweeper.core import (
+    ACTIVATIONS,
+    EVAL_TRAIN,
+    INITIALIZERS,
+    LR_SCHEDULES,
+    MOMENTUM_FORMS,
+    OPTIMIZERS,
+    REGULARIZERS,
+    SUPPORTED_DTYPES,
+)
+from sweeper.data import DATASETS
+from sweeper.data.preprocessing import NORMALIZATIONS
 
 SCHEMA_NAME = "sweeper_schema"
 # Keys that say where or how a run is recorded, not what it computes: two configs differing
@@ -33,75 +47,27 @@ def _require(ok: bool, key: str, value: object, rule: str) -> None:
         raise ConfigError(f"{key}={value!r} is invalid: {rule}")
 
 
-class DatasetName(Enum):
-    digits = "digits"
-    mnist = "mnist"
-    kmnist = "kmnist"
-    fashion_mnist = "fashion_mnist"
-    cifar10 = "cifar10"
-    notmnist = "notmnist"
-
-
-class Normalization(Enum):
-    feature = "feature"
-    sample = "sample"
-    channel = "channel"
-    none = "none"
-
-
-class ActivationName(Enum):
-    sigmoid = "sigmoid"
-    tanh = "tanh"
-    relu = "relu"
-    leaky_relu = "leaky_relu"
-    identity = "identity"
-
-
-class InitName(Enum):
-    auto = "auto"
-    xavier = "xavier"
-    he = "he"
-
-
-class RegularizerName(Enum):
-    none = "none"
-    l1 = "l1"
-    l2 = "l2"
-    dropout = "dropout"
-
-
-class OptimizerName(Enum):
-    sgd = "sgd"
-    momentum = "momentum"
-    nesterov = "nesterov"
-    adam = "adam"
-
-
-class MomentumForm(Enum):
-    classic = "classic"
-    ema = "ema"
-
-
-class LrSchedule(Enum):
-    constant = "constant"
-    cosine = "cosine"
-
-
-class Dtype(Enum):
-    float32 = "float32"
-    float64 = "float64"
-
-
-class EvalTrain(Enum):
-    running = "running"
-    full = "full"
+# The choices of each kind of option: an Enum of the names in the core's (or the data's) table
+# that implements it, which OmegaConf checks a value against while Hydra composes, naming what
+# is allowed. (type: ignore: mypy reads members only where they are written out.)
+DatasetName = Enum("DatasetName", [(n, n) for n in DATASETS])  # type: ignore[misc]
+Normalization = Enum("Normalization", [(n, n) for n in NORMALIZATIONS])  # type: ignore[misc]
+ActivationName = Enum("ActivationName", [(n, n) for n in ACTIVATIONS])  # type: ignore[misc]
+# auto: Xavier/Glorot for sigmoid/tanh/identity, He for the ReLU family.
+InitName = Enum("InitName", [(n, n) for n in ("auto", *INITIALIZERS)])  # type: ignore[misc]
+RegularizerName = Enum("RegularizerName", [(n, n) for n in REGULARIZERS])  # type: ignore[misc]
+OptimizerName = Enum("OptimizerName", [(n, n) for n in OPTIMIZERS])  # type: ignore[misc]
+MomentumForm = Enum("MomentumForm", [(n, n) for n in MOMENTUM_FORMS])  # type: ignore[misc]
+LrSchedule = Enum("LrSchedule", [(n, n) for n in LR_SCHEDULES])  # type: ignore[misc]
+Dtype = Enum("Dtype", [(d.name, d.name) for d in SUPPORTED_DTYPES])  # type: ignore[misc]
+EvalTrain = Enum("EvalTrain", [(n, n) for n in EVAL_TRAIN])  # type: ignore[misc]
 
 
 @dataclass
 class DatasetConfig:
-    name: DatasetName = DatasetName.digits
+    name: DatasetName = DatasetName["digits"]
     data_dir: str | None = None
-    normalization: Normalization = Normalization.feature
+    normalization: Normalization = Normalization["feature"]
     val_fraction: float = 0.2
     max_train_samples: int | None = None
 
@@ -123,14 +89,13 @@ class DatasetConfig:
 
 @dataclass
 class ActivationConfig:
-    name: ActivationName = ActivationName.tanh
-    # auto: Xavier/Glorot for sigmoid/tanh/identity, He for the ReLU family.
-    init: InitName = InitName.auto
+    name: ActivationName = ActivationName["tanh"]
+    init: InitName = InitName["auto"]
 
 
 @dataclass
 class RegularizerConfig:
-    name: RegularizerName = RegularizerName.none
+    name: RegularizerName = RegularizerName["none"]
     lam: float = 0.0
     p: float = 0.0
 
@@ -138,17 +103,23 @@ class RegularizerConfig:
         _require(self.lam >= 0.0, "regularizer.lam", self.lam, "must be >= 0")
         _require(0.0 <= self.p < 1.0, "regularizer.p", self.p, "dropout p must be in [0, 1)")
 
+    def _strength(self, argument: str) -> float:
+        """The value of the core's training ``argument`` (l1, l2, dropout) this sets."""
+        if REGULARIZERS[self.name.value] != argument:
+            return 0.0
+        return self.p if argument == "dropout" else self.lam
+
     @property
     def l1(self) -> float:
-        return self.lam if self.name is RegularizerName.l1 else 0.0
+        return self._strength("l1")
 
     @property
     def l2(self) -> float:
-        return self.lam if self.name is RegularizerName.l2 else 0.0
+        return self._strength("l2")
 
     @property
     def dropout(self) -> float:
-        return self.p if self.name is RegularizerName.dropout else 0.0
+        return self._strength("dropout")
 
 
 @dataclass
@@ -166,15 +137,15 @@ class TopologyConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: OptimizerName = OptimizerName.momentum
+    name: OptimizerName = OptimizerName["momentum"]
     lr: float = 0.05
     momentum: float = 0.9
     # classic: v = m*v - lr*g; w += v.  ema: v = m*v + (1-m)*g; w -= lr*v.
-    form: MomentumForm = MomentumForm.classic
+    form: MomentumForm = MomentumForm["classic"]
     beta1: float = 0.9
     beta2: float = 0.999
     # constant, or cosine: lr annealed from `lr` towards 0 over train.epochs.
-    schedule: LrSchedule = LrSchedule.constant
+    schedule: LrSchedule = LrSchedule["constant"]
 
     def __post_init__(self) -> None:
         _require(self.lr > 0.0, "optimizer.lr", self.lr, "must be > 0")
@@ -191,9 +162,9 @@ class TrainConfig:
     batch_size: int = 32
     # null disables early stopping.
     patience: int | None = 5
-    dtype: Dtype = Dtype.float32
+    dtype: Dtype = Dtype["float32"]
     # Training metrics per epoch: running mean over its steps (free), or a full pass.
-    eval_train: EvalTrain = EvalTrain.running
+    eval_train: EvalTrain = EvalTrain["running"]
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
@@ -251,11 +222,6 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         _require(self.seed >= 0, "seed", self.seed, "must be >= 0")
-
-
-def register_configs() -> None:
-    """Make the schema available to ``conf/config.yaml``'s defaults list."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:

@@ -1,7 +1,7 @@
-"""One run of the study, from a validated config to files on disk; no Hydra, no MLflow.
+"""What one run computes, from a validated config to files on disk; no Hydra, no MLflow.
 
 Data, network, gradient check, training, test evaluation, checkpoint and curves. The caller
-decides where the per-epoch metrics and the files go (the Hydra app sends them to MLflow).
+(``sweeper.run``) decides where the per-epoch metrics and the files go: MLflow.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sweeper.checkpoint import save_checkpoint
-from sweeper.config import ExperimentConfig, InitName, RegularizerName
+from sweeper.config import ExperimentConfig
 from sweeper.core.gradcheck import GradCheckRow, check_gradients, rows_to_records
 from sweeper.core.losses import one_hot
 from sweeper.core.network import MLP
@@ -65,11 +65,11 @@ class ExperimentResult:
 
 def build_model(config: ExperimentConfig, dataset: Dataset) -> MLP:
     sizes = [dataset.x_train.shape[1], *config.topology.hidden, dataset.n_classes]
-    init = None if config.activation.init is InitName.auto else config.activation.init.value
+    init = config.activation.init.value
     return MLP(
         sizes,
         activation=config.activation.name.value,
-        init=init,
+        init=None if init == "auto" else init,
         seed=config.seed,
         dtype=np.dtype(config.train.dtype.value),
         dropout=config.regularizer.dropout,
@@ -103,7 +103,7 @@ def gradient_check(config: ExperimentConfig, model: MLP, dataset: Dataset) -> li
         seed=config.seed,
         l1=reg.l1,
         l2=reg.l2,
-        dropout_seed=config.seed if reg.name is RegularizerName.dropout else None,
+        dropout_seed=config.seed if reg.name.value == "dropout" else None,
     )
 
 
@@ -116,10 +116,10 @@ def write_gradcheck_csv(rows: list[GradCheckRow], path: Path) -> Path:
     return path
 
 
-def run_experiment(
+def train_and_evaluate(
     config: ExperimentConfig,
     out_dir: Path,
-    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    epoch_callbacks: Sequence[Callable[[EpochMetrics], None]] = (),
     dataset_cache: Path | None = None,
     on_data: Callable[[Mapping[str, str]], None] | None = None,
 ) -> ExperimentResult:
@@ -130,7 +130,8 @@ def run_experiment(
     SHA-256 of every data file read, by path, once the data is loaded.
 
     Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
-    caller can record why the run failed; metrics sent to ``on_epoch`` before that stay.
+    caller can record why the run failed; metrics sent to ``epoch_callbacks`` before that
+    stay.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(config.train.dtype.value)
@@ -160,6 +161,7 @@ def run_experiment(
     optimizer = make_optimizer(
         opt.name.value,
         opt.lr,
+        schedule=opt.schedule.value,
         momentum=opt.momentum,
         form=opt.form.value,
         beta1=opt.beta1,
@@ -179,9 +181,8 @@ def run_experiment(
         l1=config.regularizer.l1,
         l2=config.regularizer.l2,
         seed=config.seed,
-        lr_schedule=opt.schedule.value,
         eval_train=config.train.eval_train.value,
-        callback=on_epoch,
+        callbacks=epoch_callbacks,
     )
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = training.best_model.evaluate(dataset.x_test, dataset.y_test)

@@ -1,4 +1,9 @@
-"""The one-line result a run leaves in its output directory for the sweep to pick up."""
+"""What a run leaves in its output directory for the sweep to pick up: how far it has got
+while it trains (``progress.json``), and its one-line result once it ends (``outcome.json``).
+
+Runs may be other processes or other machines, so files are the one channel that works with
+any Hydra launcher. Each is written whole, then renamed, so a reader never sees half of one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 OUTCOME_FILE = "outcome.json"
+PROGRESS_FILE = "progress.json"
+
+
+def _write_whole(path: Path, data: object) -> Path:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+    return path
 
 
 @dataclass
@@ -33,13 +46,33 @@ class RunOutcome:
         return self.metrics.get("best_val_loss", math.inf)
 
     def save(self, directory: Path) -> Path:
-        path = directory / OUTCOME_FILE
-        # Written whole then renamed, so the sweep's monitor never reads half a file.
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(path)
-        return path
+        return _write_whole(directory / OUTCOME_FILE, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> RunOutcome:
+        return cls(**json.loads(path.read_text()))
+
+
+def read_outcomes(sweep_dir: Path) -> dict[Path, RunOutcome]:
+    """Every outcome the sweep's runs have left so far, by file."""
+    return {path: RunOutcome.load(path) for path in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))}
+
+
+@dataclass
+class RunProgress:
+    """A training run's latest epoch, rewritten after each."""
+
+    job: int
+    overrides: list[str]
+    epochs: int
+    # time.time() when the run started, so a reader elsewhere can tell its elapsed time.
+    started: float
+    epoch: int = 0
+    val_acc: float | None = None
+
+    def save(self, directory: Path) -> Path:
+        return _write_whole(directory / PROGRESS_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> RunProgress:
         return cls(**json.loads(path.read_text()))

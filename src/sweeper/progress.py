@@ -1,7 +1,10 @@
-"""What a person at the terminal sees while a sweep runs: runs done / total, failures, ETA.
+"""What a person at the terminal sees while a sweep runs: each run once as it ends, with the
+sweep's done/total, failures and ETA; on a terminal, also a live line per run in progress.
 
-Workers may be other processes or other machines, so the monitor learns of finished runs from
-the outcome files they leave in the sweep directory, which works with any Hydra launcher.
+The monitor reads the files the runs leave in the sweep directory (``sweeper.outcome``), which
+works with any Hydra launcher. On a terminal, rich draws the live lines below the finished
+ones and redraws them in place; elsewhere (a CI log, a file) only the finished lines are
+printed, one each.
 """
 
 from __future__ import annotations
@@ -13,28 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from sweeper.outcome import OUTCOME_FILE, RunOutcome
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from sweeper.outcome import OUTCOME_FILE, PROGRESS_FILE, RunOutcome, RunProgress, read_outcomes
+from sweeper.ui_links import run_label
 
 
 def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def varying_overrides(jobs: Sequence[Sequence[str]]) -> set[str]:
-    """The keys whose values differ between the jobs of a sweep."""
-    values: dict[str, set[str]] = {}
-    for job in jobs:
-        for override in job:
-            key, _, value = override.partition("=")
-            values.setdefault(key, set()).add(value)
-    return {key for key, seen in values.items() if len(seen) > 1}
-
-
-def run_label(overrides: Sequence[str], keys: set[str] | None) -> str:
-    shown = [o for o in overrides if keys is None or o.partition("=")[0] in keys]
-    return " ".join(shown) or "(defaults)"
 
 
 def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
@@ -56,6 +49,14 @@ def progress_line(done: int, total: int | None, failed: int, elapsed: float) -> 
     eta_text = format_duration(eta) if done else "?"
     return (
         f"[{done}/{total} done] {failed} failed, elapsed {format_duration(elapsed)}, ETA {eta_text}"
+    )
+
+
+def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
+    val_acc = f"{run.val_acc:.4f}" if run.val_acc is not None else "-"
+    return (
+        f"  #{run.job} {run_label(run.overrides, keys)}: epoch {run.epoch}/{run.epochs} "
+        f"val_acc={val_acc} {format_duration(now - run.started)}"
     )
 
 
@@ -81,54 +82,83 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
 
 
 class ProgressMonitor:
-    """Polls a sweep directory in a background thread and prints each run as it finishes."""
+    """Polls a sweep directory in a background thread: prints each run once as it finishes
+    and, on a terminal, keeps a live line per run in progress below them."""
 
     def __init__(
         self,
         sweep_dir: Path,
         total: int | None,
         keys: set[str] | None = None,
-        out: TextIO = sys.stdout,
+        out: TextIO | None = None,
         interval: float = 0.5,
     ) -> None:
         self.sweep_dir = sweep_dir
         self.total = total
         self.keys = keys
-        self.out = out
         self.interval = interval
         self.outcomes: dict[Path, RunOutcome] = {}
+        self._console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+        self._live: Live | None = None
         self._start = time.monotonic()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
 
     def start(self) -> ProgressMonitor:
         self._start = time.monotonic()
+        if self._console.is_terminal:
+            # transient: the live lines go when the sweep ends; the finished ones stay.
+            self._live = Live(
+                self._view(), console=self._console, auto_refresh=False, transient=True
+            )
+            self._live.start()
         self._thread.start()
         return self
 
+    def _status(self) -> str:
+        failed = sum(o.failed for o in self.outcomes.values())
+        return progress_line(len(self.outcomes), self.total, failed, time.monotonic() - self._start)
+
+    def _view(self) -> Group:
+        now = time.time()
+        running = []
+        for path in sorted(self.sweep_dir.glob(f"*/{PROGRESS_FILE}")):
+            if path.parent / OUTCOME_FILE not in self.outcomes:
+                try:
+                    running.append(RunProgress.load(path))
+                except (OSError, ValueError):
+                    continue  # gone or replaced between the listing and the read
+        lines = [Text(running_line(r, self.keys, now)) for r in running]
+        lines.append(Text(f"{self._status()}, {len(running)} running"))
+        return Group(*lines)
+
     def poll(self) -> list[RunOutcome]:
-        """Read outcome files not seen before, print them, and return them."""
-        new = []
-        for path in sorted(self.sweep_dir.glob(f"*/{OUTCOME_FILE}")):
-            if path not in self.outcomes:
-                self.outcomes[path] = RunOutcome.load(path)
-                new.append(self.outcomes[path])
-        if new:
-            done = len(self.outcomes)
-            failed = sum(o.failed for o in self.outcomes.values())
-            status = progress_line(done, self.total, failed, time.monotonic() - self._start)
-            for outcome in new:
-                print(f"{status} | {describe(outcome, self.keys)}", file=self.out, flush=True)
-        return new
+        """Read outcome files not seen before, print each with the count it brings the sweep
+        to, redraw the live lines, and return the new outcomes."""
+        with self._lock:
+            new = []
+            for path, outcome in read_outcomes(self.sweep_dir).items():
+                if path not in self.outcomes:
+                    self.outcomes[path] = outcome
+                    new.append(outcome)
+                    line = f"{self._status()} | {describe(outcome, self.keys)}"
+                    self._console.print(line, markup=False)
+            if self._live is not None:
+                self._live.update(self._view(), refresh=True)
+            return new
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.poll()
 
     def stop(self) -> list[RunOutcome]:
-        """Stop polling and return every outcome, in job order."""
+        """Stop polling, take the live lines away, and return every outcome, in job order."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
         self.poll()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
         return sorted(self.outcomes.values(), key=lambda o: o.job)

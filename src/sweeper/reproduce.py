@@ -4,7 +4,7 @@ The run's composed config comes back from its ``config.yaml`` artifact (so any s
 tracking server included) and is validated as the app validates it. Before training, the
 command says how today's environment differs from the one the run recorded, and refuses a
 data file whose SHA-256 changed (``--allow-data-change`` runs anyway). The reproduction is a
-new run in the same experiment, made by the app's own ``execute_run`` under the run's BLAS
+new run in the same experiment, made by the app's own ``run_config`` under the run's BLAS
 thread count and tagged ``reproduces=<RUN_ID>``; then every per-epoch metric and every final
 metric of the two runs is compared exactly. Exit status: 0 identical, 1 different, 2 refused.
 """
@@ -28,7 +28,6 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from sweeper.app import blas_threads, execute_run
 from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
 from sweeper.data.datasets import sha256_file
@@ -40,8 +39,10 @@ from sweeper.provenance import (
     PACKAGES_FILE,
     capture_environment,
 )
-from sweeper.sweep import SweepInfo
-from sweeper.tracking import resolve_tracking_uri, store_call
+from sweeper.run import blas_threads, run_config
+from sweeper.store_calls import store_call
+from sweeper.store_uri import resolve_tracking_uri
+from sweeper.sweep_info import SweepInfo
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
 REPRODUCES_TAG = "reproduces"
@@ -277,8 +278,7 @@ def reproduce(
     OmegaConf.save(cfg, out_dir / ".hydra" / CONFIG_ARTIFACT)
     sweep = SweepInfo(out_dir.name, uri, original.info.experiment_id, parent_run_id="")
     overrides = tags.get("overrides", "").split()
-    with threadpool_limits(limits=threads):
-        outcome = execute_run(config, params, out_dir, 0, overrides, sweep)
+    outcome = run_config(config, params, out_dir, 0, overrides, sweep, threads=threads)
     if outcome.run_id is None:
         raise ReproduceError(f"the reproduction could not start: {outcome.reason}")
     store_call(client.set_tag)(outcome.run_id, REPRODUCES_TAG, run_id)

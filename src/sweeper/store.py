@@ -24,10 +24,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
 
 import requests
 from mlflow.tracking import MlflowClient
+
+from sweeper.store_uri import is_http, sqlite_path
 
 T = TypeVar("T")
 
@@ -46,16 +47,6 @@ OUTAGE_MAX_WAIT = 10.0
 
 class StoreError(RuntimeError):
     """The tracking store cannot be used; the message names it and says what to check."""
-
-
-def sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///"))
-
-
-def is_http(uri: str) -> bool:
-    return urlparse(uri).scheme in ("http", "https")
 
 
 @dataclass

@@ -24,8 +24,6 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from sweeper.progress import run_label
-
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 # The UI's name for classic training (its other choice is "genai_development").
 MODEL_DEVELOPMENT = "custom_model_development"
@@ -40,6 +38,12 @@ VIEW_METRICS = (RANKED_BY, "test_acc", "best_val_loss", "epochs_run")
 RUN_NAME_WIDTH = 320
 # The runs table's own columns (ag-grid ids), which a view must list to set a width.
 _TABLE_COLUMNS = ("0", "attributes.`Run Name`", "runDateAndNestInfo", "duration")
+
+
+def run_label(overrides: Sequence[str], keys: Collection[str] | None) -> str:
+    """A run named by its overrides of the keys that vary (all of them if not known)."""
+    shown = [o for o in overrides if keys is None or o.partition("=")[0] in keys]
+    return " ".join(shown) or "(defaults)"
 
 
 def varied_params(params: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -5,7 +5,7 @@ config. (No ``from __future__ import annotations`` here: that scan imports modul
 registering them, and dataclasses then cannot resolve string annotations.)
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
@@ -15,6 +15,11 @@ class LocalLauncherConf:
     _target_: str = "hydra_plugins.sweeper_launcher.local_launcher.LocalLauncher"
     # Jobs at a time; -1 is one per core, -2 all cores but one, as in joblib.
     n_jobs: int = -1
+    # Modules the fork server imports once, so that no job's process imports them again.
+    preload: list[str] = field(default_factory=list)
+    # Dotted path of what is called when a job's process dies before it answers (see
+    # local_launcher.JobDeath); its return value is the job's. None: the job fails.
+    on_job_death: str | None = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="sweeper_local", node=LocalLauncherConf)

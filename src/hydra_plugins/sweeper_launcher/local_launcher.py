@@ -4,9 +4,12 @@
 Hydra's own joblib launcher runs jobs in loky's pool of reused workers, and loky treats a
 worker that dies (the OOM killer, ``kill -9``) as a broken pool: it kills every other worker
 and the whole sweep stops. Here joblib's threads only wait, and each job trains in a fresh
-process forked from a server that has already imported sweeper (starting one costs
-milliseconds, not an import of numpy and MLflow). A process that dies takes only its own job
-with it: the sweep records that run as FAILED, with the signal that ended it, and goes on.
+process forked from a server that has already imported the modules of ``preload`` (starting
+one costs milliseconds, not an import of numpy and MLflow). A process that dies takes only its
+own job with it: the callable named by ``on_job_death`` is told how it ended (sweeper's
+``conf/hydra/launcher/local.yaml`` names one that marks the run FAILED with the signal), and
+the sweep goes on. The launcher imports nothing of the application it launches: what to
+preload and what a death means are its settings.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import multiprocessing.forkserver
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 from hydra.core.hydra_config import HydraConfig
@@ -28,27 +31,27 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method
 from joblib import Parallel, delayed
 from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
-from sweeper.sweep import EXIT_INTERRUPTED, record_dead_job
-from sweeper.tracking import INTERRUPTED
 
-# The server that forks every job's process imports these first, once. MLflow imports its SQL
-# store only when a run first opens the store: preloaded, that is 0.5 s less in every job.
-_PRELOAD = ["sweeper.app", "mlflow.store.tracking.sqlalchemy_store"]
+# A job's process stopped by Ctrl-C exits as a shell reports it: 128 + SIGINT.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+# Called with keyword arguments when a job's process dies before it answers (JobDeath's).
+JobDeathHandler = Callable[..., Any]
 
 
-def fork_server_context() -> multiprocessing.context.BaseContext:
+def fork_server_context(preload: Sequence[str]) -> multiprocessing.context.BaseContext:
     """The context every job's process is started from, its fork server running.
 
     forkserver: a job's process starts from a clean, single-threaded server, never from the
     sweep's process with its threads and open database connections. Starting the server
-    returns at once; it imports ``_PRELOAD`` (about 1.5 s) while the caller goes on.
+    returns at once; it imports ``preload`` (the launcher's setting) while the caller goes on.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
+    context.set_forkserver_preload(list(preload))
     multiprocessing.forkserver.ensure_running()
     return context
 
@@ -58,8 +61,9 @@ class StartForkServer(Callback):
     while the sweep callback checks the runs and sets up the store, not after."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.launcher.get("_target_") == LocalLauncherConf._target_:
-            fork_server_context()
+        launcher = config.hydra.launcher
+        if launcher.get("_target_") == LocalLauncherConf._target_:
+            fork_server_context(launcher.get("preload") or [])
 
 
 def job_dir(sweep_config: DictConfig) -> Path:
@@ -95,11 +99,31 @@ def _job_process(payload: bytes, results: Connection) -> None:
     results.send_bytes(cloudpickle.dumps(ret))
 
 
+class JobDeath(NamedTuple):
+    """A job whose process died before it answered, as the ``on_job_death`` callable gets it
+    (as keyword arguments). A NamedTuple: Hydra's plugin scan imports this module without
+    registering it, and dataclasses need the module registered."""
+
+    sweep_dir: Path
+    job_dir: Path
+    job: int
+    overrides: list[str]
+    pid: int
+    # Ctrl-C (the process exited with EXIT_INTERRUPTED), not a crash or a kill.
+    interrupted: bool
+    # How the process ended, as a person reads it: "killed by SIGKILL", "exit code 1".
+    ended: str
+    seconds: float
+
+
 def _run_in_own_process(
-    context: multiprocessing.context.BaseContext, payload: bytes, sweep_config: DictConfig
+    context: multiprocessing.context.BaseContext,
+    payload: bytes,
+    sweep_config: DictConfig,
+    on_death: JobDeathHandler | None,
 ) -> JobReturn:
     """Run one job in a new process and wait for it; if the process dies before it answers,
-    record its run as ended by that death and return that outcome instead."""
+    its return is what ``on_death`` makes of that death (a failed job without one)."""
     start = time.perf_counter()
     receiver, sender = context.Pipe(duplex=False)
     job = int(sweep_config.hydra.job.num)
@@ -120,26 +144,28 @@ def _run_in_own_process(
         receiver.close()
         process.join()
     overrides = list(sweep_config.hydra.overrides.task)
-    if process.exitcode == EXIT_INTERRUPTED:
-        # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
-        status, reason = "KILLED", INTERRUPTED
-    else:
-        status, reason = "FAILED", f"worker process died ({exit_description(process.exitcode)})"
-    outcome = record_dead_job(
-        Path(str(sweep_config.hydra.sweep.dir)),
-        job_dir(sweep_config),
-        job,
-        overrides,
-        pid,
-        status,
-        reason,
-        time.perf_counter() - start,
+    death = JobDeath(
+        sweep_dir=Path(str(sweep_config.hydra.sweep.dir)),
+        job_dir=job_dir(sweep_config),
+        job=job,
+        overrides=overrides,
+        pid=pid,
+        interrupted=process.exitcode == EXIT_INTERRUPTED,
+        ended=exit_description(process.exitcode),
+        seconds=time.perf_counter() - start,
     )
+    if on_death is None:
+        return JobReturn(
+            overrides=overrides,
+            cfg=sweep_config,
+            status=JobStatus.FAILED,
+            _return_value=RuntimeError(f"job {job}'s process died ({death.ended})"),
+        )
     return JobReturn(
         overrides=overrides,
         cfg=sweep_config,
         status=JobStatus.COMPLETED,
-        _return_value=outcome.objective,
+        _return_value=on_death(**death._asdict()),
     )
 
 
@@ -147,8 +173,14 @@ class LocalLauncher(Launcher):
     """Runs ``n_jobs`` jobs at a time on this machine (-1: one per core), each in its own
     process."""
 
-    def __init__(self, n_jobs: int = -1) -> None:
+    def __init__(
+        self, n_jobs: int = -1, preload: Sequence[str] = (), on_job_death: str | None = None
+    ) -> None:
         self.n_jobs = n_jobs
+        self.preload = list(preload)
+        self.on_job_death: JobDeathHandler | None = (
+            get_method(on_job_death) if on_job_death else None
+        )
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -178,7 +210,7 @@ class LocalLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        context = fork_server_context()
+        context = fork_server_context(self.preload)
         singleton_state = Singleton.get_state()
 
         def jobs() -> Iterator[Any]:
@@ -186,7 +218,9 @@ class LocalLauncher(Launcher):
             for i, overrides in enumerate(job_overrides):
                 cfg = self._sweep_config(overrides, initial_job_idx + i)
                 payload = (self.hydra_context, cfg, self.task_function, singleton_state)
-                yield delayed(_run_in_own_process)(context, cloudpickle.dumps(payload), cfg)
+                yield delayed(_run_in_own_process)(
+                    context, cloudpickle.dumps(payload), cfg, self.on_job_death
+                )
 
         returns: list[JobReturn] = Parallel(n_jobs=self.n_jobs, backend="threading")(jobs())
         return returns

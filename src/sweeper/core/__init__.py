@@ -1,13 +1,18 @@
-"""NumPy neural-network core: activations, MLP, losses, optimisers, training, grad checks."""
+"""NumPy neural-network core: activations, MLP, losses, optimisers, training, grad checks.
+
+Every kind of option is one table from its name to its implementation (``ACTIVATIONS``,
+``INITIALIZERS``, ``REGULARIZERS``, ``OPTIMIZERS``, ``MOMENTUM_FORMS``, ``LR_SCHEDULES``,
+``EVAL_TRAIN``, ``SUPPORTED_DTYPES``); the config's choices are made from these tables.
+"""
 
 from .activations import ACTIVATION_NAMES, ACTIVATIONS, DERIVATIVES
 from .gradcheck import GradCheckRow, check_gradients, max_relative_error, rows_to_records
-from .initializers import INIT_SCHEMES, default_init, init_weights
+from .initializers import INITIALIZERS, default_init, init_weights
 from .losses import cross_entropy, log_softmax, one_hot, softmax, softmax_cross_entropy
-from .network import MLP, Workspace
+from .network import MLP, SUPPORTED_DTYPES, Workspace
 from .optimizers import (
     MOMENTUM_FORMS,
-    OPTIMIZER_NAMES,
+    OPTIMIZERS,
     SGD,
     Adam,
     Momentum,
@@ -15,7 +20,7 @@ from .optimizers import (
     Optimizer,
     make_optimizer,
 )
-from .regularizers import add_penalty_gradients, penalty
+from .regularizers import REGULARIZERS, add_penalty_gradients, penalty
 from .schedules import LR_SCHEDULES, scheduled_lr
 from .training import EVAL_TRAIN, EpochMetrics, TrainingDiverged, TrainResult, train, train_epoch
 
@@ -24,12 +29,14 @@ __all__ = [
     "ACTIVATION_NAMES",
     "DERIVATIVES",
     "EVAL_TRAIN",
-    "INIT_SCHEMES",
+    "INITIALIZERS",
     "LR_SCHEDULES",
     "MLP",
     "MOMENTUM_FORMS",
-    "OPTIMIZER_NAMES",
+    "OPTIMIZERS",
+    "REGULARIZERS",
     "SGD",
+    "SUPPORTED_DTYPES",
     "Adam",
     "EpochMetrics",
     "GradCheckRow",

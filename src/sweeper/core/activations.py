@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .registry import lookup
+
 LEAKY_SLOPE = 0.01
 
 
@@ -108,6 +110,5 @@ ACTIVATION_NAMES: tuple[str, ...] = tuple(ACTIVATIONS)
 
 
 def check_activation(name: str) -> str:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation={name!r} is unknown; allowed: {', '.join(ACTIVATION_NAMES)}")
+    lookup(ACTIVATIONS, "activation", name)
     return name

@@ -1,4 +1,4 @@
-"""Weight initialisation schemes.
+"""Weight initialisation schemes, by name in ``INITIALIZERS``.
 
 Weights are drawn in float64 and then cast, so a float32 and a float64 model built from
 the same seed hold the same weights up to rounding.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import DTypeLike
 
-INIT_SCHEMES = ("xavier", "he")
+from .registry import lookup
 
 _DEFAULTS = {
     "sigmoid": "xavier",
@@ -30,6 +30,20 @@ def default_init(activation: str) -> str:
         ) from None
 
 
+def xavier(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    """Glorot uniform."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+
+def he(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    """He normal."""
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+
+
+INITIALIZERS = {"xavier": xavier, "he": he}
+
+
 def init_weights(
     fan_in: int,
     fan_out: int,
@@ -37,12 +51,5 @@ def init_weights(
     rng: np.random.Generator,
     dtype: DTypeLike = np.float32,
 ) -> np.ndarray:
-    """Weight matrix of shape (fan_in, fan_out): Glorot uniform or He normal."""
-    if scheme == "xavier":
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
-    elif scheme == "he":
-        w = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
-    else:
-        raise ValueError(f"init={scheme!r} is unknown; allowed: {', '.join(INIT_SCHEMES)}")
-    return w.astype(dtype)
+    """Weight matrix of shape (fan_in, fan_out), drawn by the scheme named ``scheme``."""
+    return lookup(INITIALIZERS, "init", scheme)(fan_in, fan_out, rng).astype(dtype)

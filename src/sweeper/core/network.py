@@ -83,7 +83,8 @@ class MLP:
     ) -> None:
         self.layer_sizes = _check_layer_sizes(layer_sizes)
         self.activation = check_activation(activation)
-        self.dropout = _check_dropout(dropout)
+        # Checked by the config; from_parameters checks what a checkpoint says.
+        self.dropout = float(dropout)
         self.dtype = check_dtype(dtype)
         self.init = default_init(activation) if init is None else init
         self.flat, self.weights, self.biases = _packed(self.layer_sizes, self.dtype)

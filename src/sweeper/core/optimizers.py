@@ -1,49 +1,59 @@
-"""First-order optimisers: each ``update`` changes the parameter arrays in place.
+"""First-order optimisers, and ``OPTIMIZERS``, the table of them by name: each ``update``
+changes the parameter arrays in place, and each owns its learning-rate schedule.
 
-State (velocities, moments) is created lazily on the first ``update``, one array per
-parameter, in the parameters' own dtype, with scratch arrays of the same shapes so that an
-update allocates nothing. Hyper-parameters are kept as Python floats so float32 parameters
-are never promoted. The training loop passes the model's one flat parameter vector, so each
-operation is one pass over every parameter.
+Before each epoch the training loop calls ``epoch_starts``, which sets ``lr`` from the rate
+the optimiser was built with and its schedule (``schedules``), as scikit-learn's optimisers
+own theirs (``iteration_ends``). State (velocities, moments) is created lazily on the first
+``update``, one array per parameter, in the parameters' own dtype, with scratch arrays of the
+same shapes so that an update allocates nothing. Hyper-parameters are kept as Python floats
+so float32 parameters are never promoted. The training loop passes the model's one flat
+parameter vector, so each operation is one pass over every parameter.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam")
-MOMENTUM_FORMS = ("classic", "ema")
+from .registry import lookup
+from .schedules import LR_SCHEDULES, scheduled_lr
 
-
-class Optimizer(Protocol):
-    # Read and set between epochs by a learning-rate schedule.
-    lr: float
-
-    def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None: ...
-
-
-def _check_lr(lr: float) -> float:
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    return float(lr)
-
-
-def _check_unit(name: str, value: float) -> float:
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must lie in [0, 1), got {value}")
-    return float(value)
+# The two forms of heavy-ball momentum by name, with the update each makes (Momentum's).
+MOMENTUM_FORMS = {
+    "classic": "v = m*v - lr*g; w += v",
+    "ema": "v = m*v + (1-m)*g; w -= lr*v",
+}
 
 
 def _like(arrays: list[np.ndarray]) -> list[np.ndarray]:
     return [np.zeros_like(a) for a in arrays]
 
 
-class SGD:
-    def __init__(self, lr: float) -> None:
-        self.lr = _check_lr(lr)
+class Optimizer:
+    """What every optimiser shares: its rate, set by its schedule before each epoch.
+
+    Values (rates, momenta) are trusted: the config checked them, once, before any run.
+    """
+
+    def __init__(self, lr: float, schedule: str = "constant") -> None:
+        self.base_lr = float(lr)
+        self.lr = self.base_lr
+        lookup(LR_SCHEDULES, "schedule", schedule)  # an unknown name fails here, not at epoch 1
+        self.schedule = schedule
+
+    def epoch_starts(self, epoch: int, epochs: int) -> None:
+        """Set the rate of ``epoch`` (1-based) out of ``epochs`` from the schedule."""
+        self.lr = scheduled_lr(self.schedule, self.base_lr, epoch, epochs)
+
+    def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    def __init__(self, lr: float, schedule: str = "constant") -> None:
+        super().__init__(lr, schedule)
         self.scratch: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
@@ -53,7 +63,7 @@ class SGD:
             p -= np.multiply(g, self.lr, out=s)
 
 
-class Momentum:
+class Momentum(Optimizer):
     """Heavy-ball momentum.
 
     ``classic``: v = m*v - lr*grad; w += v.
@@ -61,11 +71,12 @@ class Momentum:
     does not grow by 1/(1-m) as in the classic form).
     """
 
-    def __init__(self, lr: float, momentum: float = 0.9, form: str = "classic") -> None:
-        self.lr = _check_lr(lr)
-        self.momentum = _check_unit("momentum", momentum)
-        if form not in MOMENTUM_FORMS:
-            raise ValueError(f"form={form!r} is unknown; allowed: {', '.join(MOMENTUM_FORMS)}")
+    def __init__(
+        self, lr: float, momentum: float = 0.9, form: str = "classic", schedule: str = "constant"
+    ) -> None:
+        super().__init__(lr, schedule)
+        self.momentum = float(momentum)
+        lookup(MOMENTUM_FORMS, "form", form)
         self.form = form
         self.velocities: list[np.ndarray] = []
         self.scratch: list[np.ndarray] = []
@@ -84,15 +95,15 @@ class Momentum:
                 p -= np.multiply(v, self.lr, out=s)
 
 
-class Nesterov:
+class Nesterov(Optimizer):
     """Nesterov momentum using the gradient at the current weights (Sutskever et al.).
 
     v = m*v - lr*grad; w += m*v - lr*grad.
     """
 
-    def __init__(self, lr: float, momentum: float = 0.9) -> None:
-        self.lr = _check_lr(lr)
-        self.momentum = _check_unit("momentum", momentum)
+    def __init__(self, lr: float, momentum: float = 0.9, schedule: str = "constant") -> None:
+        super().__init__(lr, schedule)
+        self.momentum = float(momentum)
         self.velocities: list[np.ndarray] = []
         self.scratch: list[np.ndarray] = []
 
@@ -108,17 +119,20 @@ class Nesterov:
             p += np.multiply(v, m, out=s)
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam with bias-corrected moments: w -= lr * m_hat / (sqrt(v_hat) + eps)."""
 
     def __init__(
-        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        schedule: str = "constant",
     ) -> None:
-        self.lr = _check_lr(lr)
-        self.beta1 = _check_unit("beta1", beta1)
-        self.beta2 = _check_unit("beta2", beta2)
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+        super().__init__(lr, schedule)
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
         self.eps = float(eps)
         self.t = 0
         self.m: list[np.ndarray] = []
@@ -148,20 +162,19 @@ class Adam:
             p -= move
 
 
+# Each optimiser by its name in the config, and the settings (beyond lr and schedule) it takes.
+OPTIMIZERS: dict[str, tuple[type[Optimizer], tuple[str, ...]]] = {
+    "sgd": (SGD, ()),
+    "momentum": (Momentum, ("momentum", "form")),
+    "nesterov": (Nesterov, ("momentum",)),
+    "adam": (Adam, ("beta1", "beta2")),
+}
+
+
 def make_optimizer(
-    name: str,
-    lr: float,
-    momentum: float = 0.9,
-    form: str = "classic",
-    beta1: float = 0.9,
-    beta2: float = 0.999,
+    name: str, lr: float, *, schedule: str = "constant", **settings: Any
 ) -> Optimizer:
-    if name == "sgd":
-        return SGD(lr)
-    if name == "momentum":
-        return Momentum(lr, momentum, form)
-    if name == "nesterov":
-        return Nesterov(lr, momentum)
-    if name == "adam":
-        return Adam(lr, beta1, beta2)
-    raise ValueError(f"optimizer={name!r} is unknown; allowed: {', '.join(OPTIMIZER_NAMES)}")
+    """The optimiser ``name`` with rate ``lr``, its ``schedule``, and those of ``settings``
+    (momentum, form, beta1, beta2) it takes; the others are ignored."""
+    cls, takes = lookup(OPTIMIZERS, "optimizer", name)
+    return cls(lr, schedule=schedule, **{k: v for k, v in settings.items() if k in takes})

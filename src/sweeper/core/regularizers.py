@@ -1,4 +1,4 @@
-"""L1/L2 weight penalties.
+"""L1/L2 weight penalties, and ``REGULARIZERS``, every regularizer by name.
 
 Convention: the penalty is added, unscaled, to the batch-MEAN cross-entropy,
 
@@ -16,16 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def _check(l1: float, l2: float) -> None:
-    if l1 < 0:
-        raise ValueError(f"l1 must be >= 0, got {l1}")
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
+# Each regularizer by its name in the config, and the training argument its strength sets
+# (dropout is the network's; the others are these penalties'). Strengths are trusted: the
+# config checked them, once.
+REGULARIZERS: dict[str, str | None] = {"none": None, "l1": "l1", "l2": "l2", "dropout": "dropout"}
 
 
 def penalty(weights: Sequence[np.ndarray], l1: float, l2: float) -> float:
-    _check(l1, l2)
     total = 0.0
     for w in weights:
         if l1:
@@ -40,7 +37,6 @@ def add_penalty_gradients(
     weights: Sequence[np.ndarray], grads_w: Sequence[np.ndarray], l1: float, l2: float
 ) -> None:
     """Add the penalty's gradient to ``grads_w`` in place."""
-    _check(l1, l2)
     for w, g in zip(weights, grads_w, strict=True):
         if l1:
             g += l1 * np.sign(w)

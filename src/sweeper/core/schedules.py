@@ -8,17 +8,29 @@ bouncing around it, which is worth most when a run trains for its whole budget.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-LR_SCHEDULES = ("constant", "cosine")
+from .registry import lookup
+
+
+def constant(base_lr: float, epoch: int, epochs: int) -> float:
+    return base_lr
+
+
+def cosine(base_lr: float, epoch: int, epochs: int) -> float:
+    # Epoch 1 trains at base_lr; the rate would reach 0 one epoch after the last.
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
+
+
+# Each schedule by its name in the config: the rate of an epoch from the base rate.
+LR_SCHEDULES: dict[str, Callable[[float, int, int], float]] = {
+    "constant": constant,
+    "cosine": cosine,
+}
 
 
 def scheduled_lr(schedule: str, base_lr: float, epoch: int, epochs: int) -> float:
     """The learning rate of ``epoch`` (1-based) out of ``epochs``."""
     if not 1 <= epoch <= epochs:
         raise ValueError(f"epoch must lie in [1, {epochs}], got {epoch}")
-    if schedule == "constant":
-        return base_lr
-    if schedule == "cosine":
-        # Epoch 1 trains at base_lr; the rate would reach 0 one epoch after the last.
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
-    raise ValueError(f"schedule={schedule!r} is unknown; allowed: {', '.join(LR_SCHEDULES)}")
+    return lookup(LR_SCHEDULES, "schedule", schedule)(base_lr, epoch, epochs)

@@ -4,14 +4,15 @@ Per epoch the training metrics are, by default, the running mean over the epoch'
 steps (each batch scored by the weights that step started from, as Keras and PyTorch
 Lightning report them), which costs nothing; ``eval_train="full"`` instead scores the
 whole training set with the weights at the epoch's end, an extra forward pass over it.
-The validation metrics are always a full pass at the epoch's end.
+The validation metrics are always a full pass at the epoch's end. After each epoch the loop
+calls its epoch callbacks with that epoch's metrics.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +20,13 @@ import numpy as np
 from .losses import one_hot
 from .network import MLP, Workspace
 from .optimizers import Optimizer
-from .schedules import scheduled_lr
+from .registry import lookup
 
-EVAL_TRAIN = ("running", "full")
+# How an epoch's training metrics are measured, by name.
+EVAL_TRAIN = {
+    "running": "the mean over the epoch's minibatch steps",
+    "full": "a pass over the training set with the epoch's final weights",
+}
 
 
 @dataclass
@@ -110,9 +115,8 @@ def train(
     l1: float = 0.0,
     l2: float = 0.0,
     seed: int = 0,
-    lr_schedule: str = "constant",
     eval_train: str = "running",
-    callback: Callable[[EpochMetrics], None] | None = None,
+    callbacks: Sequence[Callable[[EpochMetrics], None]] = (),
 ) -> TrainResult:
     """Train ``model`` in place and return the history and a copy of the best model.
 
@@ -120,19 +124,13 @@ def train(
     runs with different regularisers compare; the training ones are as ``eval_train`` says
     (the module's docstring). The best model is the one with the lowest validation loss;
     with ``patience`` set, training stops once the validation loss has not improved for
-    that many epochs. ``lr_schedule`` sets the optimiser's rate before each epoch from the
-    rate it was built with (``schedules``).
+    that many epochs. The optimiser sets its own rate before each epoch (its schedule).
+    Each of ``callbacks`` gets every epoch's metrics, in order, once the epoch is scored.
+
+    Counts and strengths (epochs >= 1, batch_size >= 1, patience >= 1, l1, l2 >= 0) are
+    trusted: the config checked them before any run. The data is checked here.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if patience is not None and patience < 1:
-        raise ValueError(f"patience must be >= 1 or None, got {patience}")
-    if eval_train not in EVAL_TRAIN:
-        raise ValueError(f"eval_train={eval_train!r} is unknown; allowed: {', '.join(EVAL_TRAIN)}")
-    if l1 < 0 or l2 < 0:
-        raise ValueError(f"l1 and l2 must be >= 0, got {l1} and {l2}")
+    lookup(EVAL_TRAIN, "eval_train", eval_train)
     # Converted once so no minibatch pays for a dtype conversion.
     x_train = np.asarray(x_train, dtype=model.dtype)
     x_val = np.asarray(x_val, dtype=model.dtype)
@@ -161,10 +159,9 @@ def train(
     best_epoch = 0
     best_model = model.copy()
     stop_reason = "max_epochs"
-    base_lr = optimizer.lr
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        optimizer.lr = scheduled_lr(lr_schedule, base_lr, epoch, epochs)
+        optimizer.epoch_starts(epoch, epochs)
         # Overflow on the way to divergence is expected and reported as TrainingDiverged,
         # so numpy's warnings would only be noise.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -191,7 +188,7 @@ def train(
             optimizer.lr,
         )
         history.append(metrics)
-        if callback is not None:
+        for callback in callbacks:
             callback(metrics)
         if val_loss < best_loss:
             best_loss = val_loss

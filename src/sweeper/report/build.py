@@ -60,7 +60,7 @@ from sweeper.report.tables import (
     varying_keys,
     write_runs_csv,
 )
-from sweeper.tracking import resolve_tracking_uri
+from sweeper.store_uri import resolve_tracking_uri
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

@@ -12,7 +12,7 @@ from sweeper.report.build import Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.runs import ReportError, find_sweep, latest_per_config, open_store, sweep_runs
 from sweeper.report.tables import CONFIG, SEED, Table, runs_frame, varying_keys
-from sweeper.tracking import resolve_tracking_uri
+from sweeper.store_uri import resolve_tracking_uri
 
 # (column, metric key, decimals) compared between the two sweeps.
 COMPARED = (("val loss", "best_val_loss", 4), ("test acc", "test_acc", 4))

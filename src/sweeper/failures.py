@@ -1,0 +1,52 @@
+"""How a failure reads to a person: one line that says what to fix, the traceback only when
+asked for (``HYDRA_FULL_ERROR=1``, the way Hydra is asked)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sweeper.config import ConfigError
+from sweeper.store import store_problem
+
+# The reason a run stopped by Ctrl-C is given, in its tags and in the sweep's summary.
+INTERRUPTED = "interrupted (Ctrl-C)"
+# The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+def verbose_errors() -> bool:
+    """Whether the user asked for tracebacks."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line a person can act on: the error's own message, not its traceback, or what
+    went wrong with the store (``sweeper.store.store_problem``)."""
+    problem = store_problem(err)
+    if problem is not None:
+        return problem
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+@contextmanager
+def exit_on_error(what: str | None = None) -> Iterator[None]:
+    """Turn an error in the block into one line on stderr and exit status 1 (a ConfigError
+    as it is; another error as ``Error: what: reason``)."""
+    try:
+        yield
+    except ConfigError as err:
+        if verbose_errors():
+            traceback.print_exc()
+        print(err if what else f"Error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except Exception as err:
+        if verbose_errors():
+            traceback.print_exc()
+        prefix = f"Error: {what}: " if what else "Error: "
+        print(f"{prefix}{failure_reason(err)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None

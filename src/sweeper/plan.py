@@ -1,0 +1,140 @@
+"""The runs a sweep will make, known before any starts: expanded as Hydra's basic sweeper
+will expand them, each composed and validated, and what varies between them.
+
+A bad value in any run stops the sweep here, with one line per problem, before the store is
+touched. Other sweepers (Optuna) draw their runs as they go: their plan is the search space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
+from sweeper.ui_links import params_of_keys, varied_params
+
+# Hydra's own error lines that name its internals rather than the user's mistake.
+_NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
+
+
+@dataclass
+class Plan:
+    # Each run's overrides; None when the sweeper draws its runs as it goes (Optuna).
+    jobs: list[list[str]] | None
+    # Each planned run's config_hash, in job order (empty without jobs).
+    hashes: list[str]
+    # The override keys whose values differ between runs, which name them.
+    keys: set[str]
+    # The flat config keys that differ, the columns of the sweep's view in the UI.
+    param_keys: list[str]
+    # How many runs, if known: the planned jobs, or the sweeper's n_trials.
+    total: int | None
+
+
+def plan_sweep(config: DictConfig, config_name: str) -> Plan:
+    """The sweep that ``config`` (the composed multirun config) asks for; a ConfigError
+    lists every run that cannot run."""
+    if config.hydra.launcher.get("n_jobs") == 0:
+        # joblib's meaning: -1 one per core, -2 all but one; 0 means nothing.
+        raise ConfigError(
+            "hydra.launcher.n_jobs=0 is invalid: how many runs at a time, -1 for one per core"
+        )
+    jobs = planned_jobs(config)
+    if jobs is not None:
+        params = validate_jobs(config_name, jobs)
+        return Plan(
+            jobs,
+            [config_hash(p) for p in params],
+            varying_overrides(jobs),
+            varied_params(params),
+            len(jobs),
+        )
+    if config.resume:
+        raise ConfigError("resume=true needs Hydra's basic sweeper, which plans every run")
+    # Optuna draws its trials as it goes: what varies is its search space, the sweeper's
+    # params and the command line's sweep overrides.
+    lines = list(config.hydra.overrides.task)
+    task = OverridesParser.create().parse_overrides(lines)
+    searched = {o.get_key_element() for o in task if o.is_sweep_override()}
+    keys = set(config.hydra.sweeper.get("params") or {}) | searched
+    fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
+    base = compose(config_name=config_name, overrides=fixed)
+    return Plan(
+        None,
+        [],
+        keys,
+        params_of_keys(flat_params(base), keys),
+        config.hydra.sweeper.get("n_trials"),
+    )
+
+
+def planned_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Each run's overrides, as Hydra's basic sweeper will expand them; None for other sweepers
+    (Optuna picks its trials as it goes)."""
+    sweeper_target = config.hydra.sweeper.get("_target_", "")
+    if not sweeper_target.endswith(BasicSweeper.__name__):
+        return None
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def varying_overrides(jobs: Sequence[Sequence[str]]) -> set[str]:
+    """The keys whose values differ between the jobs of a sweep."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    return {key for key, seen in values.items() if len(seen) > 1}
+
+
+def error_summary(err: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line errors on one line: what, the value, the choices."""
+    text = str(err)
+    if isinstance(err.__cause__, OmegaConfBaseException):
+        # Hydra says which override failed; OmegaConf, in the cause, says why.
+        text += "\n" + str(err.__cause__)
+    summary = ""
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line.startswith(_NOISE[-1]):
+            break
+        if not line or line.startswith(_NOISE):
+            continue
+        separator = " " if not summary or summary.endswith(":") else "; "
+        summary = f"{summary}{separator}{line}" if summary else line
+    return summary
+
+
+def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    """Compose and validate every run and return each one's ``flat_params``; raise one
+    ConfigError listing every invalid run."""
+    problems: dict[str, list[str]] = {}
+    params = []
+    for job in jobs:
+        try:
+            cfg = compose(config_name=config_name, overrides=list(job))
+            to_experiment_config(cfg)
+            params.append(flat_params(cfg))
+        except (ConfigError, HydraException, OmegaConfBaseException) as err:
+            problems.setdefault(error_summary(err), []).append(" ".join(job) or "(defaults)")
+    if problems:
+        lines = [
+            f"{sum(map(len, problems.values()))} of {len(jobs)} runs are invalid; nothing was run:"
+        ]
+        for message, bad_jobs in problems.items():
+            lines.append(
+                f"  {message}  (in: {'; '.join(bad_jobs[:3])}{' ...' if len(bad_jobs) > 3 else ''})"
+            )
+        raise ConfigError("\n".join(lines))
+    return params

@@ -1,0 +1,75 @@
+"""``resume=true``: find the sweep that ran the planned configurations, skip what it finished,
+and continue it under its own sweep_id and parent run.
+
+Every planned configuration is identified by its ``config_hash``. The sweep continued is the
+newest in the experiment that ran any of them; with none, the command starts a new sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from sweeper.store_calls import store_call
+from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import reopen_sweep_run, search_all
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The sweep a ``resume=true`` command continues, and the configurations it finished."""
+
+    sweep_id: str
+    parent_run_id: str
+    finished_hashes: frozenset[str]
+
+
+@store_call
+def find_resumable_sweep(
+    uri: str, experiment_id: str, planned_hashes: Collection[str]
+) -> ResumePoint | None:
+    """The newest sweep of the experiment that ran any of the planned configurations (matched
+    by their ``config_hash`` tag), with the hashes it FINISHED; None if there is none."""
+    client = MlflowClient(uri)
+    planned = set(planned_hashes)
+    overlapping = [
+        run
+        for run in search_all(client, experiment_id, "")
+        if run.data.tags.get("config_hash") in planned and "mlflow.parentRunId" in run.data.tags
+    ]
+    if not overlapping:
+        return None
+    newest = max(overlapping, key=lambda run: run.info.start_time)
+    sweep_id = newest.data.tags["sweep_id"]
+    parent_run_id = newest.data.tags["mlflow.parentRunId"]
+    finished = frozenset(
+        run.data.tags["config_hash"]
+        for run in overlapping
+        if run.data.tags.get("mlflow.parentRunId") == parent_run_id
+        and run.info.status == RunStatus.to_string(RunStatus.FINISHED)
+    )
+    return ResumePoint(sweep_id, parent_run_id, finished)
+
+
+def continue_sweep(
+    resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str, overrides: str
+) -> tuple[SweepInfo, int]:
+    """Continue ``resumed``: its FINISHED configurations are skipped (how many is returned),
+    the others run as children of its parent run, under its sweep_id. Exits 0 if nothing is
+    left to run."""
+    skipped = sum(h in resumed.finished_hashes for h in hashes)
+    print(
+        f"Resuming sweep {resumed.sweep_id}: skipping {skipped} of {len(hashes)} "
+        "runs, FINISHED there already",
+        flush=True,
+    )
+    if skipped == len(hashes):
+        print("Nothing left to run.", flush=True)
+        raise SystemExit(0)
+    reopen_sweep_run(uri, resumed.parent_run_id, overrides)
+    done = sorted(resumed.finished_hashes.intersection(hashes))
+    info = SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)
+    return info, skipped

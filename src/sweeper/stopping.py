@@ -1,0 +1,145 @@
+"""Runs and sweeps that end early keep their records: a run whose process died is closed by
+:func:`record_dead_job` (the local launcher's ``on_job_death``), and a sweep stopped by Ctrl-C
+or by its launcher is closed by its :class:`SweepStop`, which says how to complete it.
+
+While a sweep's runs are launched, its :class:`SweepStop` is the process's Ctrl-C handler: it
+raises KeyboardInterrupt as Python's own does, and :func:`stop_running_sweep` finds the sweep
+to close through it, so no module keeps the running sweep in a variable of its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sweeper.failures import INTERRUPTED
+from sweeper.outcome import RunOutcome
+from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import close_unfinished_runs, end_sweep_run
+
+# Seconds a stopping sweep waits for its jobs' processes to close their own runs.
+JOB_EXIT_WAIT = 30.0
+
+
+def record_dead_job(
+    *,
+    sweep_dir: Path,
+    job_dir: Path,
+    job: int,
+    overrides: list[str],
+    pid: int,
+    interrupted: bool,
+    ended: str,
+    seconds: float,
+    **_: Any,
+) -> float:
+    """A job whose process ``pid`` died before it could record its own end: close its MLflow
+    run (its metrics so far stay), leave its outcome where the sweep's monitor reads it, and
+    return its objective. The keywords are the launcher's ``JobDeath``."""
+    if interrupted:
+        # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
+        status, reason = "KILLED", INTERRUPTED
+    else:
+        status, reason = "FAILED", f"worker process died ({ended})"
+    info = SweepInfo.load(sweep_dir)
+    closed = close_unfinished_runs(
+        info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason, pid=pid
+    )
+    run_id = closed[0].info.run_id if closed else None
+    outcome = RunOutcome(job, overrides, status, reason, seconds, run_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    outcome.save(job_dir)
+    return outcome.objective
+
+
+def wait_for_job_processes(timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, for the processes this one started for jobs (the
+    local launcher's) to end. On Ctrl-C each closes its own run; the sweep then closes only
+    what they left open, never a run its worker is closing at the same moment."""
+    deadline = time.monotonic() + timeout
+    for process in multiprocessing.active_children():
+        process.join(max(0.0, deadline - time.monotonic()))
+
+
+class SweepStop:
+    """How a running sweep is closed if its launcher stops early; its Ctrl-C handler while
+    its runs are launched (see the module's docstring)."""
+
+    def __init__(
+        self,
+        info: SweepInfo,
+        wind_down: Callable[[], list[RunOutcome]],
+        planned: int | None,
+        skipped: int,
+        resume_command: str,
+    ) -> None:
+        self.info = info
+        # Stops following the sweep and returns every outcome (SweepCallback._wind_down).
+        self.wind_down = wind_down
+        self.planned = planned
+        self.skipped = skipped
+        self.resume_command = resume_command
+        self._previous: Any = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGINT, self)
+
+    def uninstall(self) -> None:
+        previous = self._previous
+        if signal.getsignal(signal.SIGINT) is self:
+            signal.signal(signal.SIGINT, previous)
+
+    def stop(self, interrupted: bool, cause: BaseException | None) -> None:
+        """The launcher gave up: keep what finished, close the runs it cut short, and say
+        what did not run and how to complete it."""
+        info = self.info
+        if interrupted:
+            wait_for_job_processes(JOB_EXIT_WAIT)
+            status, reason = "KILLED", INTERRUPTED
+        else:
+            status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
+        outcomes = self.wind_down()
+        cut_short = [
+            run.info.run_name or run.info.run_id
+            for run in close_unfinished_runs(
+                info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
+            )
+        ]
+        end_sweep_run(
+            info.tracking_uri,
+            info.parent_run_id,
+            self.skipped + len(outcomes),
+            sum(o.failed for o in outcomes) + len(cut_short),
+            status,
+        )
+        finished = sum(not o.failed for o in outcomes)
+        unfinished = f"{self.planned - len(outcomes)}" if self.planned is not None else "the other"
+        lines = [
+            f"\nSweep {info.sweep_id} stopped ({reason}): {finished} run(s) finished and kept, "
+            f"{len(outcomes) - finished} failed, {unfinished} not run or cut short "
+            f"(the runs in progress are marked {status}).",
+        ]
+        lines += [f"  {status}: {name}" for name in cut_short]
+        lines.append(f"Complete it with:  {self.resume_command}")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def stop_running_sweep(interrupted: bool, cause: BaseException | None = None) -> bool:
+    """Close the records of the sweep whose launcher stopped early (Ctrl-C: ``interrupted``;
+    else ``cause``, what stopped it). False if no sweep was running."""
+    sweep = signal.getsignal(signal.SIGINT)
+    if not isinstance(sweep, SweepStop):
+        return False
+    # A second Ctrl-C must not cut the bookkeeping short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sweep.stop(interrupted, cause)
+    return True

@@ -1,0 +1,79 @@
+"""Opening the tracking store before any run starts: checked once, its schema created under a
+lock file, switched to WAL journaling, and the experiment found or created."""
+
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from sweeper.config import TrackingConfig
+from sweeper.failures import failure_reason
+from sweeper.store import StoreError, check_store, configure
+from sweeper.store_calls import store_call
+from sweeper.store_uri import resolve_tracking_uri, sqlite_path
+from sweeper.ui_links import EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT
+
+
+def open_store(tracking: TrackingConfig | DictConfig) -> tuple[str, str]:
+    """Check the configured store, create its experiment, and bound how long this process
+    retries it later; return its URI and the experiment's id. A :class:`StoreError` says
+    what is wrong with it in one line."""
+    uri = resolve_tracking_uri(tracking.uri)
+    check_store(uri, tracking.connect_timeout)
+    try:
+        experiment_id = prepare_store(uri, tracking.experiment)
+    except Exception as err:
+        raise StoreError(f"cannot use the tracking store {uri}: {failure_reason(err)}") from err
+    configure(uri, tracking.max_outage)
+    return uri, experiment_id
+
+
+@store_call
+def prepare_store(uri: str, experiment_name: str) -> str:
+    """Create the store's schema and the experiment; return the experiment id.
+
+    Called once in the parent process before any worker starts: MLflow creates (and migrates)
+    the SQLite schema on first use, and several processes doing that at once race, so sweeps
+    started together take turns here, holding a lock file beside the database.
+    """
+    db_path = sqlite_path(uri)
+    if db_path is None:
+        return _find_or_create_experiment(MlflowClient(uri), experiment_name, None)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(uri)
+        _use_write_ahead_log(db_path)
+        artifact_location = (db_path.parent / "artifacts" / experiment_name).as_uri()
+        return _find_or_create_experiment(client, experiment_name, artifact_location)
+
+
+def _find_or_create_experiment(
+    client: MlflowClient, name: str, artifact_location: str | None
+) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return str(
+            client.create_experiment(
+                name,
+                artifact_location=artifact_location,
+                tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT},
+            )
+        )
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        # An experiment made before, or by MLflow itself; a kind set by hand is kept.
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
+    return str(experiment.experiment_id)
+
+
+def _use_write_ahead_log(db_path: Path) -> None:
+    """Switch the SQLite file to WAL journaling (a property of the file, kept once set), so
+    readers never block the writer and a writer killed mid-transaction leaves nothing half
+    written."""
+    with sqlite3.connect(db_path, timeout=20) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()

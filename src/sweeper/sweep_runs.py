@@ -1,0 +1,119 @@
+"""The sweep's parent run in MLflow and its children as a whole: started or reopened,
+described, searched, their leftovers closed, and ended with the sweep's counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.entities import Run, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+from sweeper.provenance import git_commit
+from sweeper.store_calls import store_call
+from sweeper.ui_links import NOTE_TAG, SHARED_VIEW_TAG_PREFIX, share_key, view_json
+
+
+@store_call
+def start_sweep_run(
+    uri: str, experiment_id: str, sweep_id: str, overrides: str, run_name: str
+) -> str:
+    run = MlflowClient(uri).create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={
+            "sweep_id": sweep_id,
+            "overrides": overrides,
+            "git_commit": git_commit(),
+            "kind": "sweep",
+        },
+    )
+    return str(run.info.run_id)
+
+
+@store_call
+def reopen_sweep_run(uri: str, run_id: str, overrides: str) -> None:
+    """Mark a resumed sweep's parent run RUNNING again, noting the resuming command."""
+    client = MlflowClient(uri)
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    client.set_tag(run_id, "resumed_with", overrides)
+
+
+@store_call
+def share_sweep_view(
+    uri: str, experiment_id: str, parent_run_id: str, view: dict[str, Any]
+) -> None:
+    """Record the runs page's view of a sweep (``ui_links.sweep_view``) as a shared view of
+    its experiment, which the sweep's link opens."""
+    key = f"{SHARED_VIEW_TAG_PREFIX}{share_key(parent_run_id)}"
+    MlflowClient(uri).set_experiment_tag(experiment_id, key, view_json(view))
+
+
+@store_call
+def describe_run(uri: str, run_id: str, note: str) -> None:
+    """Set the run's description, which the UI shows on its page."""
+    MlflowClient(uri).set_tag(run_id, NOTE_TAG, note)
+
+
+@store_call
+def best_child_run(uri: str, experiment_id: str, parent_run_id: str, metric: str) -> Run | None:
+    """The FINISHED child of the sweep with the highest ``metric``, resumed runs included."""
+    found = MlflowClient(uri).search_runs(
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{metric}` DESC"],
+        max_results=1,
+    )
+    return found[0] if found else None
+
+
+def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """Every run of the experiment that matches, page after page."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+@store_call
+def close_unfinished_runs(
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    status: str,
+    reason: str,
+    pid: int | None = None,
+) -> list[Run]:
+    """End every child of the sweep still RUNNING (its process is gone), or only the one that
+    process ``pid`` trained, with ``status`` and ``reason``; return them. Their metrics logged
+    so far stay."""
+    client = MlflowClient(uri)
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    if pid is not None:
+        query += f" and tags.pid = '{pid}'"
+    running = search_all(client, experiment_id, query)
+    tags = [RunTag("status", status), RunTag("reason", reason)]
+    for run in running:
+        # log_batch, not set_tag: when another process tags the run at the same moment (its
+        # own worker on Ctrl-C), MLflow retries log_batch's insert where set_tag's fails.
+        client.log_batch(run.info.run_id, tags=tags)
+        client.set_terminated(run.info.run_id, status)
+    return running
+
+
+@store_call
+def end_sweep_run(
+    uri: str, run_id: str, n_runs: int, n_failed: int, status: str | None = None
+) -> None:
+    """Log the sweep's counts and end its parent run: ``status``, else FAILED if any failed."""
+    client = MlflowClient(uri)
+    client.log_metric(run_id, "runs", n_runs)
+    client.log_metric(run_id, "failed_runs", n_failed)
+    if status is None:
+        status = RunStatus.to_string(RunStatus.FAILED if n_failed else RunStatus.FINISHED)
+    client.set_terminated(run_id, status)

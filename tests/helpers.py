@@ -1,0 +1,120 @@
+"""Helpers several test modules share: small data files in the real formats, and a sweep
+started through the command line as a terminal would start it."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from mlflow.entities import Run
+
+from conftest import all_runs, child_runs, cli_env
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    data = idx_bytes(array)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def write_mnist_like(
+    directory: Path, n_train: int = 100, n_test: int = 30, gz: bool = False, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    train_images = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
+    train_labels = np.arange(n_train) % 10
+    write_idx(directory / "train-images-idx3-ubyte", train_images, gz)
+    write_idx(directory / "train-labels-idx1-ubyte", train_labels, gz)
+    write_idx(directory / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28)), gz)
+    write_idx(directory / "t10k-labels-idx1-ubyte", np.arange(n_test) % 10, gz)
+    return train_images, train_labels
+
+
+def batch(n: int, seed: int = 0, labels: list[int] | None = None) -> dict[bytes, object]:
+    data = np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
+    return {
+        b"batch_label": b"training batch",
+        b"labels": labels if labels is not None else [i % 10 for i in range(n)],
+        b"data": data,
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+
+
+def write_pickle(path: Path, obj: object) -> Path:
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+    return path
+
+
+def write_cifar(directory: Path, per_batch: int = 20, n_test: int = 20) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 6):
+        write_pickle(directory / f"data_batch_{i}", batch(per_batch, seed=i))
+    write_pickle(directory / "test_batch", batch(n_test, seed=9))
+
+
+class RunsCommand:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (self.command,)
+
+
+class Sweep:
+    """A CLI sweep running in its own process group, as a terminal's foreground job."""
+
+    def __init__(self, args: list[str], cwd: Path, name: str = "sweep") -> None:
+        self.cwd = cwd
+        self.stdout = cwd / f"{name}.out"
+        self.stderr = cwd / f"{name}.err"
+        with self.stdout.open("w") as out, self.stderr.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sweeper", *args],
+                cwd=cwd,
+                env=cli_env(),
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.proc.poll() is None, self.stderr.read_text()
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.2)
+
+    def store_ready(self) -> bool:
+        # The parent prepares the store before it writes sweep.json; opening the store earlier
+        # would race it creating the schema.
+        return any(self.cwd.glob("multirun/*/sweep.json"))
+
+    def outcomes(self) -> int:
+        return len(list(self.cwd.glob("multirun/*/*/outcome.json")))
+
+    def running_children(self) -> list[Run]:
+        if not self.store_ready():
+            return []
+        return [r for r in child_runs(all_runs(self.cwd)) if r.info.status == "RUNNING"]
+
+    def finish(self, timeout: float = 240) -> tuple[int, str]:
+        rc = self.proc.wait(timeout)
+        return rc, self.stderr.read_text()

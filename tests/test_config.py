@@ -1,0 +1,66 @@
+"""The config: its choices are the core's tables of options, and it checks every value the
+core trusts, once, before any run."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeper import config, core, data
+from sweeper.config import (
+    ConfigError,
+    DatasetConfig,
+    OptimizerConfig,
+    RegularizerConfig,
+    TrainConfig,
+)
+
+
+@pytest.mark.parametrize(
+    ("choices", "table"),
+    [
+        (config.ActivationName, core.ACTIVATIONS),
+        (config.OptimizerName, core.OPTIMIZERS),
+        (config.MomentumForm, core.MOMENTUM_FORMS),
+        (config.LrSchedule, core.LR_SCHEDULES),
+        (config.RegularizerName, core.REGULARIZERS),
+        (config.EvalTrain, core.EVAL_TRAIN),
+        (config.DatasetName, data.DATASETS),
+    ],
+)
+def test_each_choice_is_a_name_in_the_table_that_implements_it(choices: type, table: dict) -> None:
+    assert [member.value for member in choices] == list(table)  # type: ignore[attr-defined]
+
+
+def test_init_and_dtype_choices_come_from_the_core() -> None:
+    assert [m.value for m in config.InitName] == ["auto", *core.INITIALIZERS]
+    assert [m.value for m in config.Dtype] == [d.name for d in core.SUPPORTED_DTYPES]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: OptimizerConfig(lr=0.0), "optimizer.lr=0.0 is invalid: must be > 0"),
+        (lambda: OptimizerConfig(momentum=1.0), "optimizer.momentum=1.0 is invalid"),
+        (lambda: OptimizerConfig(beta2=1.0), "optimizer.beta2=1.0 is invalid"),
+        (lambda: TrainConfig(epochs=0), "train.epochs=0 is invalid: must be >= 1"),
+        (lambda: TrainConfig(batch_size=0), "train.batch_size=0 is invalid: must be >= 1"),
+        (lambda: TrainConfig(patience=0), "train.patience=0 is invalid"),
+        (lambda: RegularizerConfig(p=1.0), "regularizer.p=1.0 is invalid"),
+        (lambda: RegularizerConfig(lam=-1.0), "regularizer.lam=-1.0 is invalid: must be >= 0"),
+        (lambda: DatasetConfig(val_fraction=1.0), "dataset.val_fraction=1.0 is invalid"),
+    ],
+)
+def test_the_values_the_core_trusts_are_checked_here(make: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        make()  # type: ignore[operator]
+
+
+def test_a_regularizer_sets_only_the_training_argument_its_name_says() -> None:
+    def strengths(name: str) -> tuple[float, float, float]:
+        reg = RegularizerConfig(config.RegularizerName[name], lam=0.1, p=0.5)
+        return reg.l1, reg.l2, reg.dropout
+
+    assert strengths("none") == (0.0, 0.0, 0.0)
+    assert strengths("l1") == (0.1, 0.0, 0.0)
+    assert strengths("l2") == (0.0, 0.1, 0.0)
+    assert strengths("dropout") == (0.0, 0.0, 0.5)

@@ -1,0 +1,73 @@
+"""What a person sees while a sweep runs: each finished run once, with the count it brings the
+sweep to; on a terminal, a live line per run in progress."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+from sweeper.outcome import RunOutcome, RunProgress
+from sweeper.progress import ProgressMonitor
+
+_METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, as rich asks."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def finish(sweep_dir: Path, job: int, status: str = "FINISHED") -> None:
+    outcome = RunOutcome(job, [f"seed={job}"], status, "max_epochs", 1.0, f"r{job}", _METRICS)
+    (sweep_dir / str(job)).mkdir(parents=True, exist_ok=True)
+    outcome.save(sweep_dir / str(job))
+
+
+def test_runs_that_finish_in_the_same_poll_each_get_their_own_count(tmp_path: Path) -> None:
+    out = io.StringIO()
+    monitor = ProgressMonitor(tmp_path, 3, {"seed"}, out=out)
+    finish(tmp_path, 0)
+    finish(tmp_path, 1, "FAILED")
+    assert len(monitor.poll()) == 2
+    finish(tmp_path, 2)
+    monitor.poll()
+    lines = out.getvalue().splitlines()
+    assert [line.split(" | ")[0].split("]")[0] for line in lines] == [
+        "[1/3 done",
+        "[2/3 done",
+        "[3/3 done",
+    ]
+    assert "] 1 failed" in lines[1] and lines[1].endswith("#1 seed=1: FAILED: max_epochs")
+    assert lines[2].endswith("#2 seed=2: val_acc=0.9000 test_acc=0.8000 epochs=3 1.0s")
+
+
+def test_elsewhere_than_a_terminal_only_finished_runs_are_printed(tmp_path: Path) -> None:
+    out = io.StringIO()
+    (tmp_path / "0").mkdir()
+    RunProgress(0, ["seed=0"], 30, time.time(), epoch=4, val_acc=0.5).save(tmp_path / "0")
+    monitor = ProgressMonitor(tmp_path, 1, {"seed"}, out=out).start()
+    monitor.stop()
+    assert out.getvalue() == ""
+
+
+def test_on_a_terminal_each_running_run_has_a_live_line(tmp_path: Path) -> None:
+    out = Terminal()
+    (tmp_path / "0").mkdir()
+    (tmp_path / "1").mkdir()
+    RunProgress(0, ["seed=0"], 30, time.time() - 65, epoch=4, val_acc=0.8125).save(tmp_path / "0")
+    RunProgress(1, ["seed=1"], 30, time.time()).save(tmp_path / "1")
+    monitor = ProgressMonitor(tmp_path, 2, {"seed"}, out=out, interval=60).start()
+    monitor.poll()
+    drawn = out.getvalue()
+    assert "#0 seed=0: epoch 4/30 val_acc=0.8125 1:05" in drawn
+    assert "#1 seed=1: epoch 0/30 val_acc=- 0:00" in drawn
+    assert "[0/2 done] 0 failed" in drawn and "2 running" in drawn
+    finish(tmp_path, 0)
+    monitor.stop()
+    # The finished run is printed once, and its live line is gone from the last redraw.
+    assert out.getvalue().count("#0 seed=0: val_acc=0.9000") == 1
+    last = out.getvalue().rsplit("[1/2 done]", 1)[-1]
+    assert "#0 seed=0: epoch" not in last
