@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
+from sweeper.report import worker
+from sweeper.report.runs import ReportError
+
 # MLflow draws a progress bar per downloaded artifact; the report prints its own summary.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-from sweeper.report.build import build_report  # noqa: E402 (after the setting above)
-from sweeper.report.compare import compare_sweeps  # noqa: E402
-from sweeper.report.runs import ReportError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,19 +35,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     sweeps = [s for s in (args.sweep or "").split(",") if s]
-    try:
-        if len(sweeps) == 2:
-            pair = (sweeps[0], sweeps[1])
-            report = compare_sweeps(args.tracking_uri, args.experiment, pair, args.out)
-            title = f"Sweep {sweeps[0]} vs sweep {sweeps[1]}"
-        elif len(sweeps) > 2:
-            raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
-        else:
-            report = build_report(args.tracking_uri, args.experiment, args.sweep or None, args.out)
-            title = f"Sweep {report.sweep.sweep_id}"
-    except ReportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    # Forked before MLflow is imported, the analysis worker's imports overlap this process's.
+    analysis = worker.start() if len(sweeps) < 2 else None
+    from sweeper.report.build import build_report
+    from sweeper.report.compare import compare_sweeps
+
+    # Shut down however the report ends: no process of it outlives the command.
+    with analysis or contextlib.nullcontext():
+        try:
+            if len(sweeps) == 2:
+                pair = (sweeps[0], sweeps[1])
+                report = compare_sweeps(args.tracking_uri, args.experiment, pair, args.out)
+                title = f"Sweep {sweeps[0]} vs sweep {sweeps[1]}"
+            elif len(sweeps) > 2:
+                raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
+            else:
+                report = build_report(
+                    args.tracking_uri, args.experiment, args.sweep or None, args.out, analysis
+                )
+                title = f"Sweep {report.sweep.sweep_id}"
+        except ReportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     print(f"# {title}\n\n{report.summary}")
     print(
         f"Report written to {report.directory}/ ({len(report.files)} files) "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -18,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import DatasetError
+from sweeper.report import worker
 from sweeper.report.confusion import confusion_on_test_set
 from sweeper.report.document import Block, Heading, Image, Text, to_html, to_markdown
 from sweeper.report.figures import (
@@ -27,7 +27,6 @@ from sweeper.report.figures import (
     importance_bars,
     parallel_coordinates,
     pareto_figure,
-    save_png,
     train_vs_validation,
     validation_curves,
 )
@@ -43,7 +42,7 @@ from sweeper.report.runs import (
     open_store,
     sweep_runs,
 )
-from sweeper.report.stats import ALPHA, VERDICT_START, compare_with_best, pareto_front, verdict
+from sweeper.report.stats import ALPHA, VERDICT_START, pareto_front, verdict
 from sweeper.report.tables import (
     CONFIG,
     SEED,
@@ -117,21 +116,17 @@ def parameter_count(hidden: str, d_in: int, n_classes: int) -> int | None:
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
 
 
-def _draw(draw: Callable[..., Figure], args: tuple[object, ...], path: Path) -> Path:
-    return save_png(draw(*args), path)
-
-
 class _FigureWriter:
     """Draws the figures of the finished configurations into ``figures``: some here, the
     others in ``worker`` (the analysis process, once its analysis is done) at the same time."""
 
     def __init__(
-        self, client: MlflowClient, figures: Path, keys: list[str], worker: Executor
+        self, client: MlflowClient, figures: Path, keys: list[str], pool: Executor
     ) -> None:
         self.client = client
         self.figures = figures
         self.keys = keys
-        self.worker = worker
+        self.pool = pool
         self.drawn_apart: list[Future[Path]] = []
         self.figures.mkdir(parents=True, exist_ok=True)
 
@@ -142,9 +137,9 @@ class _FigureWriter:
         there once ``wait`` returns."""
         path = self.figures / f"{name}.png"
         if apart:
-            self.drawn_apart.append(self.worker.submit(_draw, draw, args, path))
+            self.drawn_apart.append(self.pool.submit(worker.draw, draw, args, path))
         else:
-            _draw(draw, args, path)
+            worker.draw(draw, args, path)
         return Image(path, alt)
 
     def wait(self) -> None:
@@ -304,30 +299,6 @@ class _FigureWriter:
         ]
 
 
-def _import_analysis() -> None:
-    """Import Optuna, scikit-learn and scipy.stats in the worker while this process reads the
-    store: the imports take longer than the analysis itself."""
-    import scipy.stats  # noqa: F401
-
-    import sweeper.report.importance  # noqa: F401
-
-
-def analyse(
-    runs: pd.DataFrame, configs: pd.DataFrame, keys: list[str], repeats: bool
-) -> tuple[pd.DataFrame, pd.Series | str]:
-    """``configs`` with the Welch/Holm columns (when there are repeats), and the fANOVA
-    importances or why there are none. Run in a process of its own, so that importing
-    Optuna, scikit-learn and scipy.stats and fitting fANOVA overlap with the figures."""
-    from sweeper.report.importance import ImportanceUnavailableError, param_importances
-
-    if repeats:
-        configs = compare_with_best(runs, configs)
-    try:
-        return configs, param_importances(configs, keys)
-    except ImportanceUnavailableError as err:
-        return configs, str(err)
-
-
 def _importance(configs: pd.DataFrame, result: pd.Series | str) -> list[Block]:
     """The importance section: the table, or why there is none."""
     blocks: list[Block] = [Heading("Which hyperparameter matters")]
@@ -400,17 +371,17 @@ def build_report(
     experiment: str = "sweeper",
     sweep_id: str | None = None,
     out_dir: Path = Path("reports"),
+    analysis: ProcessPoolExecutor | None = None,
 ) -> Report:
     """Write ``report.md``, ``report.html``, ``runs.csv`` and the figures of a sweep (the
-    newest in ``experiment`` unless ``sweep_id`` names one) under ``out_dir/<sweep id>/``."""
+    newest in ``experiment`` unless ``sweep_id`` names one) under ``out_dir/<sweep id>/``.
+
+    ``analysis``: the worker (``worker.start``), best started before MLflow was imported;
+    one is started here otherwise. It analyses the runs while this process draws the figures,
+    then draws those the writer hands it, and is shut down when the report is written."""
     client = open_store(resolve_tracking_uri(tracking_uri))
     sweep = find_sweep(client, experiment, sweep_id)
-    # One worker, forked once the sweep is found and before this process starts a thread
-    # (it shares the store's modules, SQLAlchemy's among them, which Optuna imports too): it
-    # imports the analysis while this process reads the runs, analyses them, then draws the
-    # figures that the writer hands it while this process draws the others.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        pool.submit(_import_analysis)
+    with analysis or worker.start() as pool:
         every_run = sweep_runs(client, sweep)
         records = latest_per_config(every_run)
         if not records:
@@ -420,7 +391,7 @@ def build_report(
         runs = runs_frame(records, varying)
         configs = configurations(runs, keys)
         repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
-        analysed = pool.submit(analyse, runs, configs, keys, repeats)
+        analysed = pool.submit(worker.analyse, runs, configs, keys, repeats)
         directory = out_dir / sweep.sweep_id
         directory.mkdir(parents=True, exist_ok=True)
         writer = _FigureWriter(client, directory / FIGURES_DIR, keys, pool)

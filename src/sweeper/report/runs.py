@@ -12,10 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:
+    # Imported where used, so that the report's tables and statistics load without MLflow
+    # (the analysis worker, ``sweeper.report.worker``, never talks to the store).
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 PAGE_SIZE = 1000
 # Metric-history calls to a tracking server wait on the network; threads overlap the waits.
@@ -68,6 +71,8 @@ def open_store(uri: str) -> MlflowClient:
     one, and the report would then say nothing useful)."""
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(uri)
 
 
@@ -196,6 +201,8 @@ def metric_curves(
 
 def download_artifact(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path | None:
     """The run's artifact at ``path`` copied under ``dst``, or None if the run has none."""
+    from mlflow.exceptions import MlflowException
+
     dst.mkdir(parents=True, exist_ok=True)
     try:
         return Path(client.download_artifacts(run_id, path, str(dst)))
