@@ -36,6 +36,7 @@ from sweeper.experiment import run_experiment, run_seeds
 from sweeper.outcome import RunOutcome
 from sweeper.progress import describe
 from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
+from sweeper.pruning import Pruning
 from sweeper.store import StoreError, configure
 from sweeper.sweep import (
     DATASET_CACHE,
@@ -90,10 +91,13 @@ def execute_run(
     overrides: list[str],
     sweep: SweepInfo,
     dataset_cache: Path | None = None,
+    pruning: Pruning | None = None,
 ) -> RunOutcome:
-    """Run one configuration inside an MLflow run; a failure is recorded, not raised."""
+    """Run one configuration inside an MLflow run; a failure is recorded, not raised. With a
+    search's ``pruning``, it reports each epoch to its trial and stops when pruned."""
     start = time.perf_counter()
     run_id = None
+    pruning = pruning or Pruning(None)
     tags = {
         "sweep_id": sweep.sweep_id,
         "overrides": " ".join(overrides),
@@ -102,6 +106,7 @@ def execute_run(
         # The process that trains it, to find (or kill) a worker from the store.
         "pid": os.getpid(),
         **run_seeds(config),
+        **pruning.tags(),
     }
     try:
         with tracked_run(
@@ -120,7 +125,7 @@ def execute_run(
             result = run_experiment(
                 config,
                 out_dir,
-                on_epoch=run.log_epoch,
+                on_epoch=pruning.on_epoch(run.log_epoch),
                 dataset_cache=dataset_cache,
                 on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
             )
@@ -131,7 +136,9 @@ def execute_run(
             run.log_files(result.figures, artifact_path="plots")
             run.log_files([result.checkpoint], artifact_path="checkpoint")
             run.log_model(result.checkpoint)
-            run.set_tags({"status": "FINISHED", "reason": result.training.stop_reason})
+            status = "FINISHED" if pruning.pruned_at is None else "PRUNED"
+            reason = result.training.stop_reason
+            run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
@@ -141,8 +148,8 @@ def execute_run(
     return RunOutcome(
         job,
         overrides,
-        "FINISHED",
-        result.training.stop_reason,
+        status,
+        reason,
         time.perf_counter() - start,
         run_id,
         metrics,
@@ -191,7 +198,10 @@ def main(cfg: DictConfig) -> float:
         dataset_cache = None
 
     with threadpool_limits(limits=threads):
-        outcome = execute_run(config, params, out_dir, job, overrides, sweep, dataset_cache)
+        pruning = Pruning.of_job() if multirun else None
+        outcome = execute_run(
+            config, params, out_dir, job, overrides, sweep, dataset_cache, pruning
+        )
     outcome.save(out_dir)
 
     if not multirun:

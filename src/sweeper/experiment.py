@@ -119,7 +119,7 @@ def write_gradcheck_csv(rows: list[GradCheckRow], path: Path) -> Path:
 def run_experiment(
     config: ExperimentConfig,
     out_dir: Path,
-    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], str | None] | None = None,
     dataset_cache: Path | None = None,
     on_data: Callable[[Mapping[str, str]], None] | None = None,
 ) -> ExperimentResult:
@@ -131,6 +131,7 @@ def run_experiment(
 
     Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
     caller can record why the run failed; metrics sent to ``on_epoch`` before that stay.
+    ``on_epoch`` may stop training by returning a reason (``core.training.train``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(config.train.dtype.value)

@@ -42,6 +42,7 @@ from sweeper.config import (
 )
 from sweeper.outcome import RunOutcome
 from sweeper.progress import ProgressMonitor, summary_table, varying_overrides
+from sweeper.search import check_search, is_search, search_resume_point
 from sweeper.store import StoreError, check_store, configure
 from sweeper.tracking import (
     INTERRUPTED,
@@ -231,9 +232,14 @@ class SweepCallback(Callback):
             hashes = [config_hash(p) for p in params]
             self._keys = varying_overrides(jobs)
             param_keys = varied_params(params)
-        elif config.resume:
-            raise ConfigError("resume=true needs Hydra's basic sweeper, which plans every run")
+        elif config.resume and not is_search(config):
+            raise ConfigError(
+                "resume=true needs Hydra's basic sweeper, which plans every run, or "
+                "hydra/sweeper=search, which keeps its study"
+            )
         else:
+            if is_search(config):
+                check_search_space(config_name, config)
             # Optuna draws its trials as it goes: what varies is its search space, the
             # sweeper's params and the command line's sweep overrides.
             lines = list(config.hydra.overrides.task)
@@ -249,7 +255,13 @@ class SweepCallback(Callback):
         kept = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
         self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
         overrides = " ".join(config.hydra.overrides.task)
-        resumed = find_resumable_sweep(uri, experiment_id, hashes) if config.resume else None
+        resumed = None
+        if config.resume:
+            resumed = (
+                find_resumable_sweep(uri, experiment_id, hashes)
+                if jobs is not None
+                else search_resume_point(config, config.hydra.overrides.task, uri, experiment_id)
+            )
         if resumed is None:
             if config.resume:
                 print(
@@ -289,12 +301,16 @@ class SweepCallback(Callback):
         """Continue ``resumed``: its FINISHED configurations are skipped, the others run as
         children of its parent run, under its sweep_id."""
         self._skipped = sum(h in resumed.finished_hashes for h in hashes)
-        print(
-            f"Resuming sweep {resumed.sweep_id}: skipping {self._skipped} of {len(hashes)} "
-            "runs, FINISHED there already",
-            flush=True,
-        )
-        if self._skipped == len(hashes):
+        if self._jobs is None:
+            # A search: its study says which trials are done (hydra_plugins.sweeper_search).
+            print(f"Resuming search sweep {resumed.sweep_id}", flush=True)
+        else:
+            print(
+                f"Resuming sweep {resumed.sweep_id}: skipping {self._skipped} of {len(hashes)} "
+                "runs, FINISHED there already",
+                flush=True,
+            )
+        if self._jobs is not None and self._skipped == len(hashes):
             print("Nothing left to run.", flush=True)
             raise SystemExit(0)
         reopen_sweep_run(uri, resumed.parent_run_id, overrides)
@@ -318,7 +334,7 @@ class SweepCallback(Callback):
         _running = None
         assert self._monitor is not None and self._info is not None
         outcomes = self._wind_down()
-        failed = [o for o in outcomes if o.failed]
+        failed = [o for o in outcomes if o.failed and not retried(o, outcomes)]
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
         print(
             f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
@@ -419,6 +435,25 @@ class SweepCallback(Callback):
         lines += [f"  {status}: {name}" for name in cut_short]
         lines.append(f"Complete it with:  {self._resume_command}")
         print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:
+    """Whether a later run of the sweep repeated this one's overrides and did not fail (a
+    search asks a trial whose process died again)."""
+    return any(
+        o.job > outcome.job and o.overrides == outcome.overrides and not o.failed for o in outcomes
+    )
+
+
+def check_search_space(config_name: str, config: DictConfig) -> None:
+    """A search's settings, and runs at the ends of its space composed and validated: a bad
+    entry stops the command in one line, before any run."""
+    jobs = check_search(config, config.hydra.overrides.task)
+    try:
+        validate_jobs(config_name, jobs)
+    except ConfigError as err:
+        problems = [line.strip() for line in str(err).splitlines()[1:]]
+        raise ConfigError(f"Error: search space: {'; '.join(problems)}") from None
 
 
 def wait_for_job_processes(timeout: float) -> None:

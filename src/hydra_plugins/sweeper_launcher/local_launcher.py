@@ -11,6 +11,7 @@ with it: the sweep records that run as FAILED, with the signal that ended it, an
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import multiprocessing.forkserver
 import signal
@@ -28,7 +29,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
@@ -95,11 +96,20 @@ def _job_process(payload: bytes, results: Connection) -> None:
     results.send_bytes(cloudpickle.dumps(ret))
 
 
+class JobProcessDiedError(RuntimeError):
+    """What a submitted job returns when its process died before answering."""
+
+
 def _run_in_own_process(
-    context: multiprocessing.context.BaseContext, payload: bytes, sweep_config: DictConfig
+    context: multiprocessing.context.BaseContext,
+    payload: bytes,
+    sweep_config: DictConfig,
+    death_fails_job: bool = False,
 ) -> JobReturn:
     """Run one job in a new process and wait for it; if the process dies before it answers,
-    record its run as ended by that death and return that outcome instead."""
+    record its run as ended by that death and return that outcome instead: a job that
+    returned its objective (+inf), or with ``death_fails_job`` a FAILED job whose value is a
+    :class:`JobProcessDiedError` (a search asks such a trial again)."""
     start = time.perf_counter()
     receiver, sender = context.Pipe(duplex=False)
     job = int(sweep_config.hydra.job.num)
@@ -135,6 +145,13 @@ def _run_in_own_process(
         reason,
         time.perf_counter() - start,
     )
+    if death_fails_job:
+        return JobReturn(
+            overrides=overrides,
+            cfg=sweep_config,
+            status=JobStatus.FAILED,
+            _return_value=JobProcessDiedError(reason),
+        )
     return JobReturn(
         overrides=overrides,
         cfg=sweep_config,
@@ -152,6 +169,7 @@ class LocalLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self._slots: concurrent.futures.ThreadPoolExecutor | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -190,3 +208,22 @@ class LocalLauncher(Launcher):
 
         returns: list[JobReturn] = Parallel(n_jobs=self.n_jobs, backend="threading")(jobs())
         return returns
+
+    def submit(self, overrides: Sequence[str], job: int) -> concurrent.futures.Future[JobReturn]:
+        """Start one job as soon as one of ``n_jobs`` slots is free, and return at once; the
+        future holds its return. A job whose process dies returns FAILED (``JobProcessDiedError``).
+        A sweeper that decides each job from the ones before (a search) keeps every slot busy
+        with this, where ``launch`` waits for a whole batch."""
+        assert self.config is not None
+        if self._slots is None:
+            setup_globals()
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+            self._slots = concurrent.futures.ThreadPoolExecutor(
+                max_workers=effective_n_jobs(self.n_jobs), thread_name_prefix="sweeper-slot"
+            )
+        cfg = self._sweep_config(overrides, job)
+        payload = (self.hydra_context, cfg, self.task_function, Singleton.get_state())
+        return self._slots.submit(
+            _run_in_own_process, fork_server_context(), cloudpickle.dumps(payload), cfg, True
+        )

@@ -112,7 +112,7 @@ def train(
     seed: int = 0,
     lr_schedule: str = "constant",
     eval_train: str = "running",
-    callback: Callable[[EpochMetrics], None] | None = None,
+    callback: Callable[[EpochMetrics], str | None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return the history and a copy of the best model.
 
@@ -121,7 +121,8 @@ def train(
     (the module's docstring). The best model is the one with the lowest validation loss;
     with ``patience`` set, training stops once the validation loss has not improved for
     that many epochs. ``lr_schedule`` sets the optimiser's rate before each epoch from the
-    rate it was built with (``schedules``).
+    rate it was built with (``schedules``). ``callback`` sees each epoch's metrics; when it
+    returns a reason, training stops after that epoch with that ``stop_reason``.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -191,13 +192,17 @@ def train(
             optimizer.lr,
         )
         history.append(metrics)
-        if callback is not None:
-            callback(metrics)
-        if val_loss < best_loss:
+        improved = val_loss < best_loss
+        if improved:
             best_loss = val_loss
             best_epoch = epoch
             best_model.flat[...] = model.flat
-        elif patience is not None and epoch - best_epoch >= patience:
+        # After the best model is kept, so a run the callback stops keeps its best so far.
+        stop = callback(metrics) if callback is not None else None
+        if stop:
+            stop_reason = stop
+            break
+        if not improved and patience is not None and epoch - best_epoch >= patience:
             stop_reason = "early_stopping"
             break
     return TrainResult(history, best_epoch, best_model, len(history), stop_reason)
