@@ -452,8 +452,9 @@ def check_search_space(config_name: str, config: DictConfig) -> None:
     try:
         validate_jobs(config_name, jobs)
     except ConfigError as err:
-        problems = [line.strip() for line in str(err).splitlines()[1:]]
-        raise ConfigError(f"Error: search space: {'; '.join(problems)}") from None
+        # The first problem, without the runs it was found in (the space's ends, not the user's).
+        problem = str(err).splitlines()[1].strip().partition("  (in: ")[0]
+        raise ConfigError(f"Error: search space: {problem}") from None
 
 
 def wait_for_job_processes(timeout: float) -> None:

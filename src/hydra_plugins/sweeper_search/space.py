@@ -1,6 +1,6 @@
 """The search space: Hydra override-grammar sweeps turned into Optuna distributions.
 
-``interval(a, b)`` is a float (or int, when both ends are) range, ``tag(log, interval(a, b))``
+``interval(a, b)`` is a float range, ``tag(log, interval(a, b))``
 its log-scaled form, ``choice(...)`` a categorical, ``range(a, b[, step])`` a stepped int or
 float range. A bad entry raises :class:`SearchSpaceError`, one line that names the key.
 """
@@ -88,10 +88,13 @@ def _distribution(override: Override) -> BaseDistribution:
         assert start is not None and stop is not None
         if value.shuffle:
             return CategoricalDistribution(_choices(override))
+        if step <= 0 or stop <= start:
+            raise ValueError("range() needs start < stop and a positive step")
+        # The last value range() yields, as Python's range: stop itself is left out.
+        last = start + math.ceil((stop - start) / step - 1) * step
         if any(isinstance(x, float) for x in (start, stop, step)):
-            last = start + math.floor((stop - start) / step - 1e-9) * step
             return FloatDistribution(start, last, step=step)
-        return IntDistribution(int(start), int(stop - step), step=int(step))
+        return IntDistribution(int(start), int(last), step=int(step))
     if isinstance(value, IntervalSweep):
         start, end = value.start, value.end
         assert start is not None and end is not None
