@@ -237,7 +237,7 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
     assert "no sweep in the store" in proc.stdout or proc.returncode == 0
     proc = run_cli([*args, "resume=true"], workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"Resuming study" in proc.stdout
+    assert "Resuming study" in proc.stdout
     (sweep_id,) = {r.data.tags["sweep_id"] for r in first}
     study = study_of(workdir, sweep_id)
     trials = study.get_trials()
