@@ -90,7 +90,9 @@ def make_pruner(conf: DictConfig) -> BasePruner:
 
 
 def make_storage(url: str | None, create_tables: bool = True) -> optuna.storages.BaseStorage:
-    """The study's storage: an RDB URL (SQLite waits for other processes' writes), or memory."""
+    """The study's storage: an RDB URL (SQLite waits for other processes' writes), or memory.
+    ``create_tables=False`` (a job's process): the sweeper has created and checked the schema
+    already, so neither is done again (the check costs a second per job)."""
     if url is None:
         return optuna.storages.InMemoryStorage()
     kwargs: dict[str, Any] = {}
@@ -98,7 +100,10 @@ def make_storage(url: str | None, create_tables: bool = True) -> optuna.storages
         kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     try:
         return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, skip_table_creation=not create_tables
+            url,
+            engine_kwargs=kwargs,
+            skip_table_creation=not create_tables,
+            skip_compatibility_check=not create_tables,
         )
     except Exception as err:
         raise StudyConfigError(
