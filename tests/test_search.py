@@ -29,6 +29,9 @@ SEARCH = [
     "hydra.sweeper.sampler.name=random",
 ]
 
+# The preset's other keys fixed, so that the epochs alone vary (and no trial diverges).
+ONE_CONFIGURATION = ["optimizer.lr=0.01", "regularizer=l2", "regularizer.lam=1e-4"]
+
 
 def study_of(workdir: Path, sweep_id: str) -> optuna.Study:
     storage = f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
@@ -66,21 +69,20 @@ def test_the_override_grammar_becomes_optunas_distributions() -> None:
             "train.batch_size": "range(32, 129, 32)",
             "seed": "range(0, 4)",
         },
-        ["train.epochs=3", "regularizer=choice(l2, dropout)"],
+        ["train.epochs=3", "regularizer=choice(l2, dropout)", "regularizer.p=0.5"],
     )
     assert space.distributions == {
         "optimizer.lr": FloatDistribution(0.002, 0.05, log=True),
-        "regularizer.p": FloatDistribution(0.2, 0.6),
         "topology.hidden": CategoricalDistribution(["[256]", "[512,512]"]),
         "train.batch_size": IntDistribution(32, 128, step=32),
         "seed": IntDistribution(0, 3),
         "regularizer": CategoricalDistribution(["l2", "dropout"]),
     }
-    assert space.fixed == ["train.epochs=3"]
+    # A plain override on the command line fixes a key, a searched one included.
+    assert space.fixed == ["train.epochs=3", "regularizer.p=0.5"]
     overrides = space.overrides(
         {
             "optimizer.lr": 0.01,
-            "regularizer.p": 0.25,
             "topology.hidden": "[512,512]",
             "train.batch_size": 64,
             "seed": 2,
@@ -89,8 +91,8 @@ def test_the_override_grammar_becomes_optunas_distributions() -> None:
     )
     assert overrides == [
         "train.epochs=3",
+        "regularizer.p=0.5",
         "optimizer.lr=0.01",
-        "regularizer.p=0.25",
         "topology.hidden=[512,512]",
         "train.batch_size=64",
         "seed=2",
@@ -196,7 +198,8 @@ def test_a_freed_slot_takes_the_next_trial_without_waiting_for_the_batch(
             "hydra.sweeper.sampler.seed=1",
             f"hydra.sweeper.asynchronous={str(asynchronous).lower()}",
             "train.epochs=choice(1, 60)",
-            "topology.hidden=[512,512]",
+            "topology.hidden=[256,256]",
+            *ONE_CONFIGURATION,
         ],
         workdir,
     )
@@ -217,6 +220,7 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
         "hydra.sweeper.sampler.seed=0",
         "train.epochs=choice(1, 400)",
         "topology.hidden=[32]",
+        *ONE_CONFIGURATION,
         "train.batch_size=8",
     ]
     sweep = Sweep(args, workdir)
@@ -262,6 +266,7 @@ def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Pat
         "hydra.sweeper.sampler.seed=0",
         "train.epochs=choice(2, 300)",
         "topology.hidden=[32]",
+        *ONE_CONFIGURATION,
         "train.batch_size=8",
     ]
     sweep = Sweep(args, workdir)

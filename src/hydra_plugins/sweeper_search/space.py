@@ -107,7 +107,7 @@ def _distribution(override: Override) -> BaseDistribution:
 
 def parse_space(params: Mapping[str, str] | None, arguments: Sequence[str]) -> SearchSpace:
     """The space of ``params`` (key: sweep) and of the command line's sweep ``arguments``; the
-    command line's plain overrides are fixed for every trial."""
+    command line's plain overrides are fixed for every trial, a searched key's included."""
     parser = OverridesParser.create()
     lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(arguments)
     distributions: dict[str, BaseDistribution] = {}
@@ -117,6 +117,8 @@ def parse_space(params: Mapping[str, str] | None, arguments: Sequence[str]) -> S
         try:
             (override,) = parser.parse_overrides([line])
             if not override.is_sweep_override():
+                # The command line (after params) fixes a key the params search.
+                distributions.pop(override.get_key_element(), None)
                 fixed.append(line)
                 continue
             distributions[override.get_key_element()] = _distribution(override)
