@@ -56,8 +56,8 @@ def assert_study_agrees_with_mlflow(trials: list[FrozenTrial], runs: list[Run]) 
             assert trial.value == pytest.approx(run.data.metrics["best_val_loss"], rel=1e-6)
             status = "PRUNED" if trial.state == TrialState.PRUNED else "FINISHED"
             assert run.data.tags["status"] == status
-        else:
-            assert run.info.status == "FAILED"
+        else:  # killed (its process died, or Ctrl-C) or failed
+            assert run.info.status in ("FAILED", "KILLED")
 
 
 def test_the_override_grammar_becomes_optunas_distributions() -> None:
@@ -195,7 +195,8 @@ def test_a_freed_slot_takes_the_next_trial_without_waiting_for_the_batch(
         [
             *SEARCH,
             "hydra.sweeper.n_trials=6",
-            "hydra.sweeper.sampler.seed=1",
+            # Draws 60 epochs, then 1 five times.
+            "hydra.sweeper.sampler.seed=2",
             f"hydra.sweeper.asynchronous={str(asynchronous).lower()}",
             "train.epochs=choice(1, 60)",
             "topology.hidden=[256,256]",
@@ -218,7 +219,7 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
         *SEARCH,
         "hydra.sweeper.n_trials=6",
         "hydra.sweeper.sampler.seed=0",
-        "train.epochs=choice(1, 400)",
+        "train.epochs=choice(1, 100)",
         "topology.hidden=[32]",
         *ONE_CONFIGURATION,
         "train.batch_size=8",
@@ -233,9 +234,6 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
     cut_short = {int(r.data.tags["trial"]) for r in first if r.info.status == "KILLED"}
     assert finished and cut_short
 
-    proc = run_cli([*args, "resume=true", "train.epochs=choice(1, 3)"], workdir)
-    # A new space is another search: resume needs the same one.
-    assert "no sweep in the store" in proc.stdout or proc.returncode == 0
     proc = run_cli([*args, "resume=true"], workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resuming study" in proc.stdout
