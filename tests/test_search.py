@@ -124,6 +124,10 @@ def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) 
         (["optimizer.lrr=interval(0.01, 0.1)"], "optimizer.lrr"),
         (["hydra.sweeper.sampler.name=grid"], "hydra.sweeper.sampler.name='grid' is invalid"),
         (["hydra.sweeper.pruner.name=asha"], "hydra.sweeper.pruner.name='asha' is invalid"),
+        (
+            ["hydra.sweeper.storage=null", "hydra.sweeper.pruner.name=median"],
+            "hydra.sweeper.storage=null keeps the study in this process",
+        ),
     ],
 )
 def test_a_bad_search_stops_before_any_run_in_one_line(

@@ -64,6 +64,11 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
         raise StudyConfigError(f"hydra.sweeper.retries={settings.retries} is invalid: must be >= 0")
     make_sampler(settings.sampler)
     make_pruner(settings.pruner)
+    if settings.storage is None and (settings.pruner.name != "none" or settings.resume):
+        raise StudyConfigError(
+            "hydra.sweeper.storage=null keeps the study in this process: a pruner (each run "
+            "reports from its own process) and resume=true need a storage URL"
+        )
     return space
 
 

@@ -20,9 +20,10 @@ class TrialReporter:
     """The job's trial: :meth:`report` sends the best value so far after each step and says
     whether the pruner stops the trial there."""
 
-    def __init__(self, trial: optuna.trial.Trial) -> None:
+    def __init__(self, trial: optuna.trial.Trial, maximize: bool = False) -> None:
         self.trial = trial
-        self.best = math.inf
+        self.better = max if maximize else min
+        self.best = -math.inf if maximize else math.inf
         self.pruned_at: int | None = None
 
     @property
@@ -33,7 +34,7 @@ class TrialReporter:
         """Report ``value`` at ``step``; True once the pruner says stop (recorded on the
         trial, for the sweeper to tell it PRUNED). The best value so far is what is reported,
         so a pruned trial's value is the objective it reached, the one the job records."""
-        self.best = min(self.best, value)
+        self.best = self.better(self.best, value)
         self.trial.report(self.best, step)
         if self.trial.should_prune():
             self.pruned_at = step
@@ -54,4 +55,5 @@ def current_trial() -> TrialReporter | None:
         study_name=sweeper.study, storage=storage, pruner=make_pruner(sweeper.pruner)
     )
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, sweeper.trial)
-    return TrialReporter(optuna.trial.Trial(study, trial_id))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return TrialReporter(optuna.trial.Trial(study, trial_id), maximize)
