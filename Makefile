@@ -9,7 +9,8 @@ ARGS ?=
 STORE ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 PORT ?= 5000
 
-.PHONY: install run sweep test test-slow lint data ui clean report browser study install-ray reproduce
+.PHONY: install run sweep test test-slow lint data ui clean report browser study install-ray reproduce \
+	dashboard
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,15 @@ ui: install  ## browse the runs in the MLflow UI (loopback only), with a link to
 	@$(PY) -m sweeper.ui_links --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
 		--address http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+
+# The search sweeper's studies (hydra/sweeper=search keeps them in mlruns/optuna.db).
+DASHBOARD_PORT ?= 8080
+OPTUNA_STORAGE ?= sqlite:///$(CURDIR)/mlruns/optuna.db
+
+dashboard: install  ## the searches' Optuna studies in optuna-dashboard on 127.0.0.1 (DASHBOARD_PORT)
+	$(PY) -m pip install -q -e '.[dashboard]'
+	@echo "optuna-dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (storage: $(OPTUNA_STORAGE))"
+	$(VENV)/bin/optuna-dashboard $(OPTUNA_STORAGE) --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 # --- report (issue 4) ---
 # The sweep to report (default: the latest; A,B compares two) and its MLflow experiment.

@@ -7,9 +7,9 @@ values it varies (about 10 to 15 s a preset on two idle cores).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from mlflow.entities import Run
@@ -44,11 +44,16 @@ def values(runs: list[Run], *keys: str) -> list[tuple[str, ...]]:
     return sorted(tuple(r.data.params[k] for k in keys) for r in runs)
 
 
-def optuna_best_value(store_dir: Path, runs: list[Run]) -> float:
-    """The best value the Optuna sweeper recorded for the sweep these runs belong to."""
+def optuna_trials(store_dir: Path, runs: list[Run]) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the study the search sweeper kept for the sweep these runs belong to."""
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
-    results = store_dir / "multirun" / sweep_id / "optimization_results.yaml"
-    return float(yaml.safe_load(results.read_text())["best_value"])
+    storage = f"sqlite:///{store_dir / 'mlruns' / 'optuna.db'}"
+    (study,) = [
+        s
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.user_attrs.get("sweep") == sweep_id
+    ]
+    return optuna.load_study(study_name=study.study_name, storage=storage).get_trials()
 
 
 def test_every_preset_is_a_global_sweep_and_is_listed_by_help(store_dir: Path) -> None:
@@ -165,7 +170,8 @@ def test_search_runs_its_trials_and_optuna_gets_the_best_val_loss(store_dir: Pat
         assert run.data.params["train.patience"] == "null"
         assert run.data.params["dataset.val_fraction"] == "0.1"
         assert run.data.metrics["epochs_run"] == 2
-    best_value = optuna_best_value(store_dir, runs)
+    trials = optuna_trials(store_dir, runs)
+    best_value = min(t.value for t in trials if t.value is not None)
     assert best_value == pytest.approx(min(r.data.metrics["best_val_loss"] for r in runs))
 
 
@@ -187,4 +193,6 @@ def test_search_goes_on_past_diverged_trials(store_dir: Path) -> None:
     runs = child_runs(all_runs(store_dir, "diverging_search"))
     assert len(runs) == 3
     assert all(r.data.tags["reason"].startswith("diverged at epoch") for r in runs)
-    assert optuna_best_value(store_dir, runs) == math.inf
+    # Told to Optuna as failed: the sampler learns nothing from them, the search goes on.
+    states = {t.state for t in optuna_trials(store_dir, runs)}
+    assert states == {optuna.trial.TrialState.FAIL}

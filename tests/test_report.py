@@ -28,7 +28,7 @@ from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report, parameter_count
 from sweeper.report.compare import compare_sweeps
 from sweeper.report.confusion import confusion_on_test_set
-from sweeper.report.importance import SEED as FANOVA_SEED  # and Optuna 2's fANOVA under NumPy 2
+from sweeper.report.importance import SEED as FANOVA_SEED
 from sweeper.report.runs import (
     ReportError,
     RunRecord,
@@ -467,12 +467,6 @@ def test_report_over_hundreds_of_runs(tmp_path: Path, seeds: int) -> None:
     assert len(markdown_tables(report.summary)[0]) == 20  # 4 activations x 5 learning rates
 
 
-def _float_distribution(low: float, high: float) -> optuna.distributions.BaseDistribution:
-    if hasattr(optuna.distributions, "FloatDistribution"):
-        return optuna.distributions.FloatDistribution(low, high, log=True)
-    return optuna.distributions.LogUniformDistribution(low, high)
-
-
 @pytest.fixture(scope="module")
 def fake_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """A 4 activations x 5 learning rates x 3 seeds fake sweep (no artifacts), reported."""
@@ -506,7 +500,7 @@ def test_importance_is_optunas_fanova_on_the_means_over_seeds(
         "activation.name": optuna.distributions.CategoricalDistribution(
             sorted({a for a, _ in losses})
         ),
-        "optimizer.lr": _float_distribution(0.01, 0.2),
+        "optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.2, log=True),
     }
     study = optuna.create_study()
     study.add_trials(

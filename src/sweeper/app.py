@@ -23,6 +23,7 @@ from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_para
 from sweeper.config import to_experiment_config as validate
 from sweeper.failures import EXIT_INTERRUPTED, exit_on_error
 from sweeper.progress import describe
+from sweeper.pruning import Pruning
 from sweeper.run import blas_threads, run_config
 from sweeper.stopping import stop_running_sweep
 from sweeper.store import configure
@@ -80,7 +81,11 @@ def main(cfg: DictConfig) -> float:
         threads = blas_threads(None)
         dataset_cache = None
 
-    outcome = run_config(config, params, out_dir, job, overrides, sweep, dataset_cache, threads)
+    # A search's job reports to its trial, and may be pruned; any other run has no trial.
+    pruning = Pruning.of_job() if multirun else Pruning(None)
+    outcome = run_config(
+        config, params, out_dir, job, overrides, sweep, dataset_cache, threads, pruning=pruning
+    )
     outcome.save(out_dir)
 
     if not multirun:

@@ -119,7 +119,7 @@ def write_gradcheck_csv(rows: list[GradCheckRow], path: Path) -> Path:
 def train_and_evaluate(
     config: ExperimentConfig,
     out_dir: Path,
-    epoch_callbacks: Sequence[Callable[[EpochMetrics], None]] = (),
+    epoch_callbacks: Sequence[Callable[[EpochMetrics], str | None]] = (),
     dataset_cache: Path | None = None,
     on_data: Callable[[Mapping[str, str]], None] | None = None,
 ) -> ExperimentResult:
@@ -131,7 +131,7 @@ def train_and_evaluate(
 
     Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
     caller can record why the run failed; metrics sent to ``epoch_callbacks`` before that
-    stay.
+    stay. A callback may stop training by returning a reason (``core.training.train``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(config.train.dtype.value)

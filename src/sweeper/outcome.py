@@ -27,7 +27,7 @@ def _write_whole(path: Path, data: object) -> Path:
 class RunOutcome:
     job: int
     overrides: list[str]
-    status: str  # FINISHED or FAILED, as in MLflow
+    status: str  # FINISHED or FAILED, as in MLflow; or PRUNED (a finished run a search stopped)
     reason: str
     seconds: float
     run_id: str | None = None
@@ -35,7 +35,11 @@ class RunOutcome:
 
     @property
     def failed(self) -> bool:
-        return self.status != "FINISHED"
+        return self.status not in ("FINISHED", "PRUNED")
+
+    @property
+    def pruned(self) -> bool:
+        return self.status == "PRUNED"
 
     @property
     def objective(self) -> float:

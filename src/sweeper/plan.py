@@ -2,7 +2,8 @@
 will expand them, each composed and validated, and what varies between them.
 
 A bad value in any run stops the sweep here, with one line per problem, before the store is
-touched. Other sweepers (Optuna) draw their runs as they go: their plan is the search space.
+touched. Other sweepers (a search) draw their runs as they go: their plan is the search space,
+whose ends are composed and validated instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
+from sweeper.search import check_search, is_search
 from sweeper.ui_links import params_of_keys, varied_params
 
 # Hydra's own error lines that name its internals rather than the user's mistake.
@@ -57,8 +59,13 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
             varied_params(params),
             len(jobs),
         )
-    if config.resume:
-        raise ConfigError("resume=true needs Hydra's basic sweeper, which plans every run")
+    if config.resume and not is_search(config):
+        raise ConfigError(
+            "resume=true needs Hydra's basic sweeper, which plans every run, or "
+            "hydra/sweeper=search, which keeps its study"
+        )
+    if is_search(config):
+        check_search_space(config_name, config)
     # Optuna draws its trials as it goes: what varies is its search space, the sweeper's
     # params and the command line's sweep overrides.
     lines = list(config.hydra.overrides.task)
@@ -138,3 +145,15 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[
             )
         raise ConfigError("\n".join(lines))
     return params
+
+
+def check_search_space(config_name: str, config: DictConfig) -> None:
+    """A search's settings, and runs at the ends of its space composed and validated: a bad
+    entry stops the command in one line, before any run."""
+    jobs = check_search(config, config.hydra.overrides.task)
+    try:
+        validate_jobs(config_name, jobs)
+    except ConfigError as err:
+        # The first problem, without the runs it was found in (the space's ends, not the user's).
+        problem = str(err).splitlines()[1].strip().partition("  (in: ")[0]
+        raise ConfigError(f"Error: search space: {problem}") from None

@@ -35,6 +35,8 @@ def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
     if outcome.failed:
         return f"#{outcome.job} {label}: {outcome.status}: {outcome.reason}"
     m = outcome.metrics
+    if outcome.pruned:
+        label = f"{label}: PRUNED at epoch {int(m.get('epochs_run', 0))}"
     return (
         f"#{outcome.job} {label}: val_acc={m.get('best_val_acc', float('nan')):.4f} "
         f"test_acc={m.get('test_acc', float('nan')):.4f} epochs={int(m.get('epochs_run', 0))} "
@@ -61,12 +63,13 @@ def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
 
 
 def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) -> str:
-    """A Markdown table of the sweep, best validation accuracy first, failures last."""
+    """A Markdown table of the sweep, best validation accuracy first, then runs a search
+    pruned, failures last."""
     header = "| # | run | status | val_acc | test_acc | epochs | seconds |"
     lines = [header, "|---|---|---|---|---|---|---|"]
 
-    def sort_key(o: RunOutcome) -> tuple[bool, float]:
-        return o.failed, -o.metrics.get("best_val_acc", 0.0)
+    def sort_key(o: RunOutcome) -> tuple[bool, bool, float]:
+        return o.failed, o.pruned, -o.metrics.get("best_val_acc", 0.0)
 
     for o in sorted(outcomes, key=sort_key):
         label = run_label(o.overrides, keys)
@@ -74,8 +77,9 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
             lines.append(f"| {o.job} | {label} | {o.status}: {o.reason} | | | | {o.seconds:.1f} |")
             continue
         m = o.metrics
+        status = f"PRUNED at epoch {int(m['epochs_run'])}" if o.pruned else o.status
         lines.append(
-            f"| {o.job} | {label} | {o.status} | {m['best_val_acc']:.4f} | {m['test_acc']:.4f} "
+            f"| {o.job} | {label} | {status} | {m['best_val_acc']:.4f} | {m['test_acc']:.4f} "
             f"| {int(m['epochs_run'])} | {o.seconds:.1f} |"
         )
     return "\n".join(lines)

@@ -59,16 +59,20 @@ def continue_sweep(
 ) -> tuple[SweepInfo, int]:
     """Continue ``resumed``: its FINISHED configurations are skipped (how many is returned),
     the others run as children of its parent run, under its sweep_id. Exits 0 if nothing is
-    left to run."""
+    left to run. A search plans no ``hashes``: its study knows what is left."""
     skipped = sum(h in resumed.finished_hashes for h in hashes)
-    print(
-        f"Resuming sweep {resumed.sweep_id}: skipping {skipped} of {len(hashes)} "
-        "runs, FINISHED there already",
-        flush=True,
-    )
-    if skipped == len(hashes):
-        print("Nothing left to run.", flush=True)
-        raise SystemExit(0)
+    if not hashes:
+        # A search: its study says which trials are done (hydra_plugins.sweeper_search).
+        print(f"Resuming search sweep {resumed.sweep_id}", flush=True)
+    else:
+        print(
+            f"Resuming sweep {resumed.sweep_id}: skipping {skipped} of {len(hashes)} "
+            "runs, FINISHED there already",
+            flush=True,
+        )
+        if skipped == len(hashes):
+            print("Nothing left to run.", flush=True)
+            raise SystemExit(0)
     reopen_sweep_run(uri, resumed.parent_run_id, overrides)
     done = sorted(resumed.finished_hashes.intersection(hashes))
     info = SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)

@@ -24,11 +24,13 @@ from sweeper.experiment import run_seeds, train_and_evaluate
 from sweeper.failures import failure_reason, verbose_errors
 from sweeper.outcome import RunOutcome, RunProgress
 from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
+from sweeper.pruning import PRUNED, Pruning
 from sweeper.run_records import RunLogger, tracked_run
 from sweeper.sweep_info import SweepInfo
 from sweeper.ui_links import child_run_name
 
-EpochCallback = Callable[[EpochMetrics], None]
+# An epoch callback returns a reason to stop training after that epoch, or None.
+EpochCallback = Callable[[EpochMetrics], str | None]
 
 
 def blas_threads(n_jobs: int | None, cores: int | None = None) -> int:
@@ -80,12 +82,15 @@ def run_config(
     dataset_cache: Path | None = None,
     threads: int | None = None,
     epoch_callbacks: list[EpochCallback] | None = None,
+    pruning: Pruning | None = None,
 ) -> RunOutcome:
     """Run one configuration inside an MLflow run, under ``threads`` BLAS threads (all cores
     if None); a failure is recorded, not raised. ``epoch_callbacks`` are called after each
-    epoch, after the run's own (MLflow's record, the live view's file)."""
+    epoch, after the run's own (MLflow's record, the live view's file, the ``pruning`` of a
+    search's trial, which ends the run PRUNED when its pruner says so)."""
     start = time.perf_counter()
     run_id = None
+    pruning = pruning or Pruning(None)
     tags = {
         "sweep_id": sweep.sweep_id,
         "overrides": " ".join(overrides),
@@ -94,6 +99,7 @@ def run_config(
         # The process that trains it, to find (or kill) a worker from the store.
         "pid": os.getpid(),
         **run_seeds(config),
+        **pruning.tags(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(job, overrides, config.train.epochs, time.time())
@@ -120,6 +126,7 @@ def run_config(
                 epoch_callbacks=[
                     logged_epoch(run),
                     reported_epoch(progress, out_dir),
+                    pruning.on_epoch,
                     *(epoch_callbacks or []),
                 ],
                 dataset_cache=dataset_cache,
@@ -132,7 +139,9 @@ def run_config(
             run.log_files(result.figures, artifact_path="plots")
             run.log_files([result.checkpoint], artifact_path="checkpoint")
             run.log_model(result.checkpoint)
-            run.set_tags({"status": "FINISHED", "reason": result.training.stop_reason})
+            status = "FINISHED" if pruning.pruned_at is None else PRUNED
+            reason = result.training.stop_reason
+            run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
@@ -142,8 +151,8 @@ def run_config(
     return RunOutcome(
         job,
         overrides,
-        "FINISHED",
-        result.training.stop_reason,
+        status,
+        reason,
         time.perf_counter() - start,
         run_id,
         metrics,

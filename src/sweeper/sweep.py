@@ -13,6 +13,7 @@ import shlex
 import shutil
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from sweeper.outcome import RunOutcome
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, summary_table
 from sweeper.resume import continue_sweep, find_resumable_sweep
+from sweeper.search import search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
 from sweeper.store_uri import ui_command
@@ -101,7 +103,11 @@ class SweepCallback(Callback):
         continues."""
         overrides = " ".join(config.hydra.overrides.task)
         if config.resume:
-            resumed = find_resumable_sweep(uri, experiment_id, plan.hashes)
+            resumed = (
+                find_resumable_sweep(uri, experiment_id, plan.hashes)
+                if plan.jobs is not None
+                else search_resume_point(config, config.hydra.overrides.task, uri, experiment_id)
+            )
             if resumed is not None:
                 info, self._skipped = continue_sweep(
                     resumed, plan.hashes, uri, experiment_id, overrides
@@ -133,7 +139,7 @@ class SweepCallback(Callback):
     def _end(self, config: DictConfig) -> None:
         assert self._monitor is not None and self._info is not None
         outcomes = self._wind_down()
-        failed = [o for o in outcomes if o.failed]
+        failed = [o for o in outcomes if o.failed and not retried(o, outcomes)]
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
         print(
             f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
@@ -198,3 +204,11 @@ class SweepCallback(Callback):
                 info.experiment_id,
             )
             describe_run(info.tracking_uri, info.parent_run_id, note)
+
+
+def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:
+    """Whether a later run of the sweep repeated this one's overrides and did not fail (a
+    search asks a trial whose process died again)."""
+    return any(
+        o.job > outcome.job and o.overrides == outcome.overrides and not o.failed for o in outcomes
+    )

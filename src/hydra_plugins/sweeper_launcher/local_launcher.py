@@ -14,6 +14,7 @@ preload and what a death means are its settings.
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import multiprocessing.forkserver
 import signal
@@ -32,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
@@ -116,14 +117,21 @@ class JobDeath(NamedTuple):
     seconds: float
 
 
+class JobProcessDiedError(RuntimeError):
+    """What a submitted job returns when its process died before answering."""
+
+
 def _run_in_own_process(
     context: multiprocessing.context.BaseContext,
     payload: bytes,
     sweep_config: DictConfig,
     on_death: JobDeathHandler | None,
+    death_fails_job: bool = False,
 ) -> JobReturn:
     """Run one job in a new process and wait for it; if the process dies before it answers,
-    its return is what ``on_death`` makes of that death (a failed job without one)."""
+    its return is what ``on_death`` makes of that death. Without ``on_death``, or with
+    ``death_fails_job`` (a search asks such a trial again), the job is FAILED, its value a
+    :class:`JobProcessDiedError`, once ``on_death`` has recorded the death."""
     start = time.perf_counter()
     receiver, sender = context.Pipe(duplex=False)
     job = int(sweep_config.hydra.job.num)
@@ -154,18 +162,19 @@ def _run_in_own_process(
         ended=exit_description(process.exitcode),
         seconds=time.perf_counter() - start,
     )
-    if on_death is None:
+    value = on_death(**death._asdict()) if on_death is not None else None
+    if on_death is None or death_fails_job:
         return JobReturn(
             overrides=overrides,
             cfg=sweep_config,
             status=JobStatus.FAILED,
-            _return_value=RuntimeError(f"job {job}'s process died ({death.ended})"),
+            _return_value=JobProcessDiedError(f"job {job}'s process died ({death.ended})"),
         )
     return JobReturn(
         overrides=overrides,
         cfg=sweep_config,
         status=JobStatus.COMPLETED,
-        _return_value=on_death(**death._asdict()),
+        _return_value=value,
     )
 
 
@@ -184,6 +193,7 @@ class LocalLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self._slots: concurrent.futures.ThreadPoolExecutor | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -224,3 +234,27 @@ class LocalLauncher(Launcher):
 
         returns: list[JobReturn] = Parallel(n_jobs=self.n_jobs, backend="threading")(jobs())
         return returns
+
+    def submit(self, overrides: Sequence[str], job: int) -> concurrent.futures.Future[JobReturn]:
+        """Start one job as soon as one of ``n_jobs`` slots is free, and return at once; the
+        future holds its return. A job whose process dies returns FAILED (``JobProcessDiedError``).
+        A sweeper that decides each job from the ones before (a search) keeps every slot busy
+        with this, where ``launch`` waits for a whole batch."""
+        assert self.config is not None
+        if self._slots is None:
+            setup_globals()
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+            self._slots = concurrent.futures.ThreadPoolExecutor(
+                max_workers=effective_n_jobs(self.n_jobs), thread_name_prefix="sweeper-slot"
+            )
+        cfg = self._sweep_config(overrides, job)
+        payload = (self.hydra_context, cfg, self.task_function, Singleton.get_state())
+        return self._slots.submit(
+            _run_in_own_process,
+            fork_server_context(self.preload),
+            cloudpickle.dumps(payload),
+            cfg,
+            self.on_job_death,
+            True,
+        )

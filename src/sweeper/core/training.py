@@ -116,7 +116,7 @@ def train(
     l2: float = 0.0,
     seed: int = 0,
     eval_train: str = "running",
-    callbacks: Sequence[Callable[[EpochMetrics], None]] = (),
+    callbacks: Sequence[Callable[[EpochMetrics], str | None]] = (),
 ) -> TrainResult:
     """Train ``model`` in place and return the history and a copy of the best model.
 
@@ -125,7 +125,9 @@ def train(
     (the module's docstring). The best model is the one with the lowest validation loss;
     with ``patience`` set, training stops once the validation loss has not improved for
     that many epochs. The optimiser sets its own rate before each epoch (its schedule).
-    Each of ``callbacks`` gets every epoch's metrics, in order, once the epoch is scored.
+    Each of ``callbacks`` gets every epoch's metrics, in order, once the epoch is scored; one
+    that returns a reason (a search's pruner) stops training after that epoch with that
+    ``stop_reason``, the best model so far kept.
 
     Counts and strengths (epochs >= 1, batch_size >= 1, patience >= 1, l1, l2 >= 0) are
     trusted: the config checked them before any run. The data is checked here.
@@ -188,13 +190,17 @@ def train(
             optimizer.lr,
         )
         history.append(metrics)
-        for callback in callbacks:
-            callback(metrics)
-        if val_loss < best_loss:
+        improved = val_loss < best_loss
+        if improved:
             best_loss = val_loss
             best_epoch = epoch
             best_model.flat[...] = model.flat
-        elif patience is not None and epoch - best_epoch >= patience:
+        # After the best model is kept, so a run a callback stops keeps its best so far.
+        stops = [reason for callback in callbacks if (reason := callback(metrics))]
+        if stops:
+            stop_reason = stops[0]
+            break
+        if not improved and patience is not None and epoch - best_epoch >= patience:
             stop_reason = "early_stopping"
             break
     return TrainResult(history, best_epoch, best_model, len(history), stop_reason)

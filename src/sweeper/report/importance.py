@@ -4,15 +4,12 @@ configuration is handed to Optuna as a completed trial)."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-import warnings
 from collections.abc import Sequence
 
-import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.importance import FanovaImportanceEvaluator
 
 from sweeper.report.tables import SORT_METRIC
@@ -21,27 +18,6 @@ SEED = 0  # fANOVA's random forest: a fixed seed, so a report is the same each t
 MIN_CONFIGURATIONS = 4
 # A numeric param spanning this ratio or more is searched on a log scale.
 LOG_RATIO = 20.0
-
-
-def _scalar_node_values() -> None:
-    """Optuna 2's fANOVA reads a tree node's value as scikit-learn's (1, 1) array, which
-    NumPy 2 refuses to store as a number; Optuna 3 reads a float. Until hydra-optuna-sweeper
-    allows Optuna 3, give Optuna 2 the float."""
-    if int(optuna.__version__.split(".")[0]) >= 3:
-        return
-    tree = importlib.import_module("optuna.importance._fanova._tree")
-    read = tree._FanovaTree._get_node_value
-    if getattr(read, "scalar", False):
-        return
-
-    def scalar(self: object, node_index: int) -> float:
-        return float(np.asarray(read(self, node_index)).reshape(-1)[0])
-
-    scalar.scalar = True  # type: ignore[attr-defined]
-    tree._FanovaTree._get_node_value = scalar
-
-
-_scalar_node_values()
 
 
 class ImportanceUnavailableError(Exception):
@@ -55,15 +31,6 @@ def _numbers(values: pd.Series) -> pd.Series | None:
         return None
 
 
-def _float_distribution(low: float, high: float, log: bool) -> BaseDistribution:
-    # FloatDistribution from Optuna 3; the Uniform ones it replaced before.
-    if hasattr(optuna.distributions, "FloatDistribution"):
-        return optuna.distributions.FloatDistribution(low, high, log=log)
-    if log:
-        return optuna.distributions.LogUniformDistribution(low, high)
-    return optuna.distributions.UniformDistribution(low, high)
-
-
 def distributions(configs: pd.DataFrame, keys: Sequence[str]) -> dict[str, BaseDistribution]:
     """A float range for a numeric param (log when it is positive and spans ``LOG_RATIO``), a
     categorical one for anything else."""
@@ -74,7 +41,7 @@ def distributions(configs: pd.DataFrame, keys: Sequence[str]) -> dict[str, BaseD
             out[key] = CategoricalDistribution(sorted(configs[key].unique()))
             continue
         low, high = float(numbers.min()), float(numbers.max())
-        out[key] = _float_distribution(low, high, low > 0 and high / low >= LOG_RATIO)
+        out[key] = FloatDistribution(low, high, log=low > 0 and high / low >= LOG_RATIO)
     return out
 
 
@@ -114,14 +81,11 @@ def param_importances(configs: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     level = optuna_logger.level
     optuna_logger.setLevel(logging.WARNING)  # no "A new study created" line in the report
     try:
-        with warnings.catch_warnings():
-            # create_trial and add_trials are "experimental" in Optuna 2.
-            warnings.simplefilter("ignore")
-            study = optuna.create_study(direction="minimize")
-            study.add_trials(trials(configs, keys))
-            importances = optuna.importance.get_param_importances(
-                study, evaluator=FanovaImportanceEvaluator(seed=SEED)
-            )
+        study = optuna.create_study(direction="minimize")
+        study.add_trials(trials(configs, keys))
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=FanovaImportanceEvaluator(seed=SEED)
+        )
     finally:
         optuna_logger.setLevel(level)
     return pd.Series(importances, name="importance").sort_values(ascending=False)

@@ -1,0 +1,1 @@
+"""sweeper's search sweeper: Optuna by ask-and-tell over a space in Hydra's override grammar."""

@@ -1,0 +1,71 @@
+"""The search sweeper's typed settings (``hydra/sweeper=search``), checked while Hydra composes.
+
+Hydra imports this module while it scans ``hydra_plugins`` at start-up (no ``from __future__
+import annotations``: dataclasses must resolve their annotations then).
+"""
+
+# OmegaConf 2.3 reads typing.Optional and Dict in a structured config, not ``X | None``.
+# ruff: noqa: UP006, UP035, UP045
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class SamplerConf:
+    # tpe, random, cmaes or qmc (sweeper_search.study.SAMPLERS)
+    name: str = "tpe"
+    seed: Optional[int] = None
+    # tpe, cmaes: trials drawn at random before the model takes over.
+    n_startup_trials: int = 10
+    # qmc: sobol or halton.
+    qmc_type: str = "sobol"
+
+
+@dataclass
+class PrunerConf:
+    # none, median, successive_halving or hyperband (sweeper_search.study.PRUNERS)
+    name: str = "none"
+    # median: trials that finish before any is pruned, and steps (epochs) before a trial can be.
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    # successive_halving, hyperband: the epochs of the first rung, and how few go on per rung.
+    min_resource: Any = 1
+    reduction_factor: int = 3
+    # hyperband: the epochs of a full trial ("auto": the longest one seen).
+    max_resource: Any = "auto"
+
+
+@dataclass
+class SearchSweeperConf:
+    _target_: str = "hydra_plugins.sweeper_search.search_sweeper.SearchSweeper"
+    direction: str = "minimize"
+    # The study is named after this and the sweep directory's name.
+    study_name: str = "search"
+    # An Optuna RDB URL that every job's process reaches; null keeps the study in memory
+    # (no pruning across processes, no resume).
+    storage: Optional[str] = None
+    # Budget: trials in all; seconds after which no trial starts; a value that ends the search.
+    n_trials: int = 20
+    timeout: Optional[float] = None
+    target: Optional[float] = None
+    # Trials at a time; asynchronous: a freed slot takes the next trial at once (needs a
+    # launcher with ``submit``, as sweeper's local one), else batches of n_jobs.
+    n_jobs: int = 2
+    asynchronous: bool = True
+    # How often a trial whose job returned nothing (its process killed) is asked again.
+    retries: int = 1
+    # Continue the newest study of the same search space in the storage.
+    resume: bool = False
+    sampler: SamplerConf = field(default_factory=SamplerConf)
+    pruner: PrunerConf = field(default_factory=PrunerConf)
+    # key: a sweep in Hydra's override grammar (interval, tag(log, interval), choice, range).
+    params: Optional[Dict[str, str]] = None
+    # Set by the sweeper on each job's config: the study and trial the job reports to.
+    study: Optional[str] = None
+    trial: Optional[int] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="sweeper_search", node=SearchSweeperConf)

@@ -1,0 +1,134 @@
+"""The search space: Hydra override-grammar sweeps turned into Optuna distributions.
+
+``interval(a, b)`` is a float range, ``tag(log, interval(a, b))``
+its log-scaled form, ``choice(...)`` a categorical, ``range(a, b[, step])`` a stepped int or
+float range. A bad entry raises :class:`SearchSpaceError`, one line that names the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
+from hydra.errors import CompactHydraException, HydraException
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+)
+
+
+class SearchSpaceError(CompactHydraException):
+    """A search-space entry that cannot be searched; one line (Hydra prints it so) naming the
+    key."""
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the sampler draws (``distributions``) and what every trial shares (``fixed``,
+    overrides as typed)."""
+
+    distributions: dict[str, BaseDistribution]
+    fixed: list[str]
+
+    def key(self, direction: str) -> str:
+        """Identifies the space and direction, so that a resumed search finds its study."""
+        text = json.dumps(
+            {
+                "direction": direction,
+                "space": {k: distribution_to_json(d) for k, d in self.distributions.items()},
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def overrides(self, params: Mapping[str, object]) -> list[str]:
+        """One trial's overrides: the fixed ones, then each drawn value."""
+        return [*self.fixed, *(f"{key}={format_value(params[key])}" for key in self.distributions)]
+
+
+def format_value(value: object) -> str:
+    """A drawn value as the override grammar reads it back (choices are already encoded)."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _choices(override: Override) -> list[None | bool | int | float | str]:
+    """A sweep's options as Optuna stores them: lists and dicts encoded as override text."""
+    choices: list[None | bool | int | float | str] = []
+    for value in override.sweep_iterator(transformer=Transformer.encode):
+        assert isinstance(value, str | int | float | bool | None)  # encode turns the rest to text
+        choices.append(value)
+    return choices
+
+
+def _distribution(override: Override) -> BaseDistribution:
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        choices = _choices(override)
+        if not choices:
+            raise ValueError("choice() needs at least one option")
+        return CategoricalDistribution(choices)
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        assert start is not None and stop is not None
+        if value.shuffle:
+            return CategoricalDistribution(_choices(override))
+        if step <= 0 or stop <= start:
+            raise ValueError("range() needs start < stop and a positive step")
+        # The last value range() yields, as Python's range: stop itself is left out.
+        last = start + math.ceil((stop - start) / step - 1) * step
+        if any(isinstance(x, float) for x in (start, stop, step)):
+            return FloatDistribution(start, last, step=step)
+        return IntDistribution(int(start), int(last), step=int(step))
+    if isinstance(value, IntervalSweep):
+        start, end = value.start, value.end
+        assert start is not None and end is not None
+        log = "log" in value.tags
+        if isinstance(start, int) and isinstance(end, int):
+            return IntDistribution(start, end, log=log)
+        return FloatDistribution(float(start), float(end), log=log)
+    raise ValueError("only interval, tag(log, interval), choice and range can be searched")
+
+
+def parse_space(params: Mapping[str, str] | None, arguments: Sequence[str]) -> SearchSpace:
+    """The space of ``params`` (key: sweep) and of the command line's sweep ``arguments``; the
+    command line's plain overrides are fixed for every trial, a searched key's included."""
+    parser = OverridesParser.create()
+    lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(arguments)
+    distributions: dict[str, BaseDistribution] = {}
+    fixed: list[str] = []
+    for line in lines:
+        key = line.partition("=")[0]
+        try:
+            (override,) = parser.parse_overrides([line])
+            if not override.is_sweep_override():
+                # The command line (after params) fixes a key the params search.
+                distributions.pop(override.get_key_element(), None)
+                fixed.append(line)
+                continue
+            distributions[override.get_key_element()] = _distribution(override)
+        except (HydraException, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SearchSpaceError(
+                f"search space entry {key}: {line.partition('=')[2]!r} is invalid: {reason}"
+            ) from None
+    if not distributions:
+        raise SearchSpaceError(
+            "the search space is empty: give hydra.sweeper.params or a sweep on the command line"
+        )
+    return SearchSpace(distributions, fixed)

@@ -1,0 +1,157 @@
+"""The study behind a search: its storage, sampler and pruner, and what a resumed one owes.
+
+Samplers and pruners are registries, a name and its construction together; a name not in
+them fails before any trial, in one line. A study records the key of its search space
+(``SearchSpace.key``) so that ``resume=true`` finds the newest study of the same space.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import optuna
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig
+from optuna.pruners import BasePruner
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+SPACE_ATTR = "search_space"
+CREATED_ATTR = "created"
+# The name of the sweep directory that created the study, by which the app finds its runs.
+SWEEP_ATTR = "sweep"
+# A trial's user attrs: the trial it repeats, which attempt it is, and that Ctrl-C cut it.
+RETRY_OF = "retry_of"
+ATTEMPT = "attempt"
+INTERRUPTED = "interrupted"
+# Set by the job (sweeper_search.trial) when the pruner stopped it: the epoch it stopped at.
+PRUNED_AT = "pruned_at"
+# SQLite waits this long for another process's write (the jobs report every epoch).
+SQLITE_TIMEOUT_S = 60
+
+
+class StudyConfigError(CompactHydraException):
+    """A sampler, pruner or storage setting that cannot be used; one line naming the key."""
+
+
+SAMPLERS: dict[str, Callable[[DictConfig], BaseSampler]] = {
+    # constant_liar: trials in flight count as bad guesses, so parallel slots spread out.
+    "tpe": lambda c: optuna.samplers.TPESampler(
+        seed=c.seed, n_startup_trials=c.n_startup_trials, constant_liar=True
+    ),
+    "random": lambda c: optuna.samplers.RandomSampler(seed=c.seed),
+    "cmaes": lambda c: optuna.samplers.CmaEsSampler(
+        seed=c.seed, n_startup_trials=c.n_startup_trials, warn_independent_sampling=False
+    ),
+    "qmc": lambda c: optuna.samplers.QMCSampler(
+        qmc_type=c.qmc_type, seed=c.seed, warn_asynchronous_seeding=False
+    ),
+}
+
+PRUNERS: dict[str, Callable[[DictConfig], BasePruner]] = {
+    "none": lambda c: optuna.pruners.NopPruner(),
+    "median": lambda c: optuna.pruners.MedianPruner(
+        n_startup_trials=c.n_startup_trials, n_warmup_steps=c.n_warmup_steps
+    ),
+    "successive_halving": lambda c: optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=c.min_resource, reduction_factor=c.reduction_factor
+    ),
+    "hyperband": lambda c: optuna.pruners.HyperbandPruner(
+        min_resource=c.min_resource,
+        max_resource=c.max_resource,
+        reduction_factor=c.reduction_factor,
+    ),
+}
+
+
+def _from_registry(
+    registry: dict[str, Callable[[DictConfig], Any]], key: str, conf: DictConfig
+) -> Any:
+    if conf.name not in registry:
+        raise StudyConfigError(
+            f"{key}.name={conf.name!r} is invalid: choose one of {', '.join(registry)}"
+        )
+    try:
+        return registry[conf.name](conf)
+    except (ValueError, TypeError) as err:
+        raise StudyConfigError(f"{key}: {str(err).splitlines()[0]}") from None
+
+
+def make_sampler(conf: DictConfig) -> BaseSampler:
+    sampler: BaseSampler = _from_registry(SAMPLERS, "hydra.sweeper.sampler", conf)
+    return sampler
+
+
+def make_pruner(conf: DictConfig) -> BasePruner:
+    pruner: BasePruner = _from_registry(PRUNERS, "hydra.sweeper.pruner", conf)
+    return pruner
+
+
+def make_storage(url: str | None, create_tables: bool = True) -> optuna.storages.BaseStorage:
+    """The study's storage: an RDB URL (SQLite waits for other processes' writes), or memory.
+    ``create_tables=False`` (a job's process): the sweeper has created and checked the schema
+    already, so neither is done again (the check costs a second per job)."""
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=kwargs,
+            skip_table_creation=not create_tables,
+            skip_compatibility_check=not create_tables,
+        )
+    except Exception as err:
+        raise StudyConfigError(
+            f"hydra.sweeper.storage={url!r} cannot be used: {str(err).splitlines()[0]}"
+        ) from None
+
+
+def quiet_optuna() -> None:
+    """Optuna's per-trial log lines repeat what the sweep's progress line says."""
+    optuna.logging.set_verbosity(logging.WARNING)
+
+
+def newest_study(
+    storage: optuna.storages.BaseStorage, space_key: str
+) -> optuna.study.StudySummary | None:
+    """The newest study of this search space in ``storage``, or None."""
+    studies = [
+        s
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.user_attrs.get(SPACE_ATTR) == space_key
+    ]
+    if not studies:
+        return None
+    return max(studies, key=lambda s: s.user_attrs.get(CREATED_ATTR, 0.0))
+
+
+def retried(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The numbers of the trials that a later trial asks again."""
+    return {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
+
+
+def counted(trials: list[FrozenTrial]) -> int:
+    """Trials that count toward the budget: ended, and not asked again."""
+    again = retried(trials)
+    return sum(
+        t.state.is_finished() and t.number not in again and not t.user_attrs.get(INTERRUPTED)
+        for t in trials
+    )
+
+
+def owed(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials a resumed study asks again: the ones left running, and the ones Ctrl-C cut
+    short, unless asked again already."""
+    again = retried(trials)
+    cut_short = [
+        t
+        for t in trials
+        if t.state == TrialState.RUNNING
+        or (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED))
+    ]
+    return [t for t in cut_short if t.number not in again]

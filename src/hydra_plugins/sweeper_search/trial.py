@@ -1,0 +1,59 @@
+"""A job's side of a search: report each step's value to its trial and learn when to stop.
+
+The search sweeper sets ``hydra.sweeper.study`` and ``hydra.sweeper.trial`` on each job's
+config; a job started by any other sweeper (or none) has no trial. The job reaches the study
+through its storage, so this works in a process of its own or on another machine that
+reaches the same storage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from hydra.core.hydra_config import HydraConfig
+
+from hydra_plugins.sweeper_search.study import PRUNED_AT, make_pruner, make_storage
+
+
+class TrialReporter:
+    """The job's trial: :meth:`report` sends the best value so far after each step and says
+    whether the pruner stops the trial there."""
+
+    def __init__(self, trial: optuna.trial.Trial, maximize: bool = False) -> None:
+        self.trial = trial
+        self.better = max if maximize else min
+        self.best = -math.inf if maximize else math.inf
+        self.pruned_at: int | None = None
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    def report(self, step: int, value: float) -> bool:
+        """Report ``value`` at ``step``; True once the pruner says stop (recorded on the
+        trial, for the sweeper to tell it PRUNED). The best value so far is what is reported,
+        so a pruned trial's value is the objective it reached, the one the job records."""
+        self.best = self.better(self.best, value)
+        self.trial.report(self.best, step)
+        if self.trial.should_prune():
+            self.pruned_at = step
+            self.trial.set_user_attr(PRUNED_AT, step)
+            return True
+        return False
+
+
+def current_trial() -> TrialReporter | None:
+    """This job's trial, or None when no search sweeper started it."""
+    if not HydraConfig.initialized():
+        return None
+    sweeper = HydraConfig.get().sweeper
+    if sweeper.get("trial") is None or sweeper.get("study") is None:
+        return None
+    storage = make_storage(sweeper.storage, create_tables=False)
+    study = optuna.load_study(
+        study_name=sweeper.study, storage=storage, pruner=make_pruner(sweeper.pruner)
+    )
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, sweeper.trial)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return TrialReporter(optuna.trial.Trial(study, trial_id), maximize)

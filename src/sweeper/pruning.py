@@ -1,0 +1,49 @@
+"""A run's side of a search's pruning: its validation loss goes to its trial after every
+epoch, and training stops when the search's pruner says so.
+
+The search sweeper (``hydra_plugins.sweeper_search``) gives each job a trial; a run started
+any other way has none, and this does nothing. A pruned run keeps its metrics and its
+best-so-far checkpoint; it is tagged ``status=PRUNED`` and ``pruned_epoch``, which the report
+reads to keep it out of the ranking.
+"""
+
+from __future__ import annotations
+
+from hydra_plugins.sweeper_search.trial import TrialReporter, current_trial
+from sweeper.core.training import EpochMetrics
+
+PRUNED = "PRUNED"
+
+
+def pruned_reason(epoch: int) -> str:
+    return f"pruned at epoch {epoch}"
+
+
+class Pruning:
+    """The run's trial, if a search started it."""
+
+    def __init__(self, reporter: TrialReporter | None) -> None:
+        self.reporter = reporter
+
+    @classmethod
+    def of_job(cls) -> Pruning:
+        return cls(current_trial())
+
+    @property
+    def pruned_at(self) -> int | None:
+        return self.reporter.pruned_at if self.reporter is not None else None
+
+    def tags(self) -> dict[str, str]:
+        """The run's trial number, which matches its MLflow run with the study's trial."""
+        return {} if self.reporter is None else {"trial": str(self.reporter.number)}
+
+    def end_tags(self) -> dict[str, str]:
+        if self.pruned_at is None:
+            return {}
+        return {"status": PRUNED, "pruned_epoch": str(self.pruned_at)}
+
+    def on_epoch(self, metrics: EpochMetrics) -> str | None:
+        """The epoch callback: report the validation loss; a reason to stop when pruned."""
+        if self.reporter is not None and self.reporter.report(metrics.epoch, metrics.val_loss):
+            return pruned_reason(metrics.epoch)
+        return None

@@ -1,0 +1,61 @@
+"""The app's side of a search (``hydra/sweeper=search``): its space checked before any run,
+and the MLflow sweep that ``resume=true`` continues with the search's study."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from hydra.errors import HydraException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from hydra_plugins.sweeper_search.config import SearchSweeperConf
+from hydra_plugins.sweeper_search.search_sweeper import check_settings, sweep_to_resume
+from sweeper.config import ConfigError
+from sweeper.resume import ResumePoint
+from sweeper.store_calls import store_call
+
+
+def is_search(config: DictConfig) -> bool:
+    return bool(config.hydra.sweeper.get("_target_") == SearchSweeperConf._target_)
+
+
+def corner_jobs(config: DictConfig, arguments: Sequence[str]) -> list[list[str]]:
+    """Runs at the ends of the search space: each searched key at its lowest and highest value
+    (every option of a choice), the others at their lowest; a bad value fails there."""
+    space = check_settings(config.hydra.sweeper, arguments)
+    ends = {}
+    for key, dist in space.distributions.items():
+        choices = getattr(dist, "choices", None)
+        ends[key] = list(choices) if choices is not None else [dist.low, dist.high]  # type: ignore[attr-defined]
+    lows = {key: values[0] for key, values in ends.items()}
+    jobs = []
+    for key, values in ends.items():
+        for value in values:
+            jobs.append(space.overrides({**lows, key: value}))
+    return [list(job) for job, _ in itertools.groupby(sorted(jobs))]
+
+
+def check_search(config: DictConfig, arguments: Sequence[str]) -> list[list[str]]:
+    """The search's settings and space; a bad one raises ConfigError in one line."""
+    try:
+        return corner_jobs(config, arguments)
+    except HydraException as err:
+        raise ConfigError(f"Error: {err}") from None
+
+
+@store_call
+def search_resume_point(
+    config: DictConfig, arguments: Sequence[str], uri: str, experiment_id: str
+) -> ResumePoint | None:
+    """The MLflow sweep of the search that ``resume=true`` continues, or None."""
+    sweep_id = sweep_to_resume(config.hydra.sweeper, arguments)
+    if sweep_id is None:
+        return None
+    found = MlflowClient(uri).search_runs(
+        [experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.kind = 'sweep'", max_results=1
+    )
+    if not found:
+        return None
+    return ResumePoint(sweep_id, found[0].info.run_id, frozenset())
