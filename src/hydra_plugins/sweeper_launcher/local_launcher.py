@@ -11,6 +11,7 @@ with it: the sweep records that run as FAILED, with the signal that ended it, an
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.forkserver
 import signal
@@ -78,6 +79,9 @@ def _job_process(payload: bytes, results: Connection) -> None:
     """The job's own process: run the task as Hydra's launchers do, and send back its return."""
     try:
         # Inside the try too: Ctrl-C can arrive while a job is still setting up.
+        # The objects inherited from the fork server live as long as the process: frozen, the
+        # collector never walks them (each walk writes to, so copies, every page they are on).
+        gc.freeze()
         hydra_context, sweep_config, task_function, singleton_state = cloudpickle.loads(payload)
         setup_globals()
         Singleton.set_state(singleton_state)
