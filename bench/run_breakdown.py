@@ -103,11 +103,15 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     clock.wrap(tracking.RunLogger, "log_epoch", "logging")
     clock.wrap(experiment, "load_dataset", "data")
     clock.wrap(experiment, "save_checkpoint", "checkpoint")
-    clock.wrap(tracking.RunLogger, "log_model", "checkpoint")
+    if hasattr(tracking.RunLogger, "log_model"):
+        clock.wrap(tracking.RunLogger, "log_model", "checkpoint")
+    else:
+        clock.wrap(app, "log_served_model", "checkpoint")
     clock.wrap(experiment, "save_curves", "curves")
     clock.wrap(app, "run_experiment", "experiment")
-    for name in ("log_params", "log_metrics", "set_tags", "log_files"):
-        clock.wrap(tracking.RunLogger, name, "mlflow")
+    for name in ("log_params", "log_metrics", "set_tags", "log_files", "log_tree", "flush"):
+        if hasattr(tracking.RunLogger, name):
+            clock.wrap(tracking.RunLogger, name, "mlflow")
 
     with initialize_config_dir(str(app.CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)

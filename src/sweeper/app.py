@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -24,9 +25,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
+from sweeper.artifacts import PLOTS, log_served_model
 from sweeper.config import (
     ConfigError,
     ExperimentConfig,
+    Made,
     config_hash,
     flat_params,
     register_configs,
@@ -53,6 +56,8 @@ from sweeper.tracking import (
 from sweeper.ui_links import child_run_name
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# In a run's output directory: its artifacts, laid out as MLflow keeps them.
+STAGED_DIR = "artifacts"
 
 register_configs()
 
@@ -94,43 +99,52 @@ def execute_run(
     """Run one configuration inside an MLflow run; a failure is recorded, not raised."""
     start = time.perf_counter()
     run_id = None
-    tags = {
-        "sweep_id": sweep.sweep_id,
-        "overrides": " ".join(overrides),
-        "job": job,
-        "config_hash": config_hash(params),
-        # The process that trains it, to find (or kill) a worker from the store.
-        "pid": os.getpid(),
-        **run_seeds(config),
-    }
+    tracking = config.tracking
+    # A run of its own (no sweep) is its own best run.
+    made = {Made.every} if sweep.parent_run_id else {Made.every, Made.best}
     try:
+        environment, environment_files = capture_environment(out_dir, dataset_cache)
+        tags = {
+            "sweep_id": sweep.sweep_id,
+            "overrides": " ".join(overrides),
+            "job": job,
+            "config_hash": config_hash(params),
+            # The process that trains it, to find (or kill) a worker from the store.
+            "pid": os.getpid(),
+            **run_seeds(config),
+            **environment.tags(),
+        }
         with tracked_run(
             sweep.tracking_uri,
             sweep.experiment_id,
             run_name=child_run_name(overrides, sweep.varied_keys),
             tags=tags,
             parent_run_id=sweep.parent_run_id or None,
+            flush_seconds=tracking.flush_seconds,
         ) as run:
             run_id = run.run_id
             run.log_params(params)
-            run.log_files([out_dir / ".hydra" / "config.yaml"])
-            environment, environment_files = capture_environment(out_dir, dataset_cache)
-            run.set_tags(environment.tags())
-            run.log_files(environment_files, artifact_path=ARTIFACT_PATH)
             result = run_experiment(
                 config,
                 out_dir,
                 on_epoch=run.log_epoch,
                 dataset_cache=dataset_cache,
                 on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
+                curves=tracking.curves in made,
             )
             metrics = result.summary_metrics()
             run.log_metrics(metrics)
+            files: dict[str, list[Path]] = {
+                "": [out_dir / ".hydra" / "config.yaml"],
+                ARTIFACT_PATH: environment_files,
+                PLOTS: result.figures,
+                "checkpoint": [result.checkpoint],
+            }
             if result.gradcheck_csv is not None:
-                run.log_files([result.gradcheck_csv])
-            run.log_files(result.figures, artifact_path="plots")
-            run.log_files([result.checkpoint], artifact_path="checkpoint")
-            run.log_model(result.checkpoint)
+                files[""].append(result.gradcheck_csv)
+            run.log_tree(_staged(out_dir / STAGED_DIR, files))
+            if tracking.model in made:
+                log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
             run.set_tags({"status": "FINISHED", "reason": result.training.stop_reason})
     except Exception as err:
         if verbose_errors():
@@ -147,6 +161,24 @@ def execute_run(
         run_id,
         metrics,
     )
+
+
+def _staged(directory: Path, files: dict[str, list[Path]]) -> Path:
+    """``directory`` holding ``files`` under their artifact paths ("" for the top), linked, not
+    copied, so that the run logs them in one call."""
+    for artifact_path, paths in files.items():
+        if not paths:
+            continue
+        target = directory / artifact_path
+        target.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            link = target / path.name
+            link.unlink(missing_ok=True)
+            try:
+                os.link(path, link)
+            except OSError:  # another file system, or one without hard links
+                shutil.copy2(path, link)
+    return directory
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

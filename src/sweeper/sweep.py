@@ -27,12 +27,16 @@ from typing import Any
 
 from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
+from mlflow.entities import Run
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.sweeper_launcher.composing import ShapeCache
+from sweeper.artifacts import make_best_run_artifacts
 from sweeper.config import (
     ConfigError,
     TrackingConfig,
@@ -156,9 +160,12 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[
     ConfigError listing every invalid run."""
     problems: dict[str, list[str]] = {}
     params = []
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None  # Hydra is composing this sweep
+    shapes = ShapeCache(hydra.config_loader)  # type: ignore[arg-type]
     for job in jobs:
         try:
-            cfg = compose(config_name=config_name, overrides=list(job))
+            cfg = shapes.compose(config_name, job)
             to_experiment_config(cfg)
             params.append(flat_params(cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
@@ -338,7 +345,16 @@ class SweepCallback(Callback):
         # is retried for up to tracking.max_outage first.
         unrecorded = None
         try:
-            self._describe_best()
+            best = self._describe_best()
+            if best is not None:
+                made = make_best_run_artifacts(
+                    self._info.tracking_uri,
+                    best.info.run_id,
+                    config.tracking.model,
+                    config.tracking.curves,
+                )
+                if made:
+                    print(f"Made for the best run: {', '.join(made)}", flush=True)
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
@@ -369,8 +385,8 @@ class SweepCallback(Callback):
         if failed or unrecorded is not None:
             raise SystemExit(1)
 
-    def _describe_best(self) -> None:
-        """Name the sweep's best run in its parent's description."""
+    def _describe_best(self) -> Run | None:
+        """Name the sweep's best run in its parent's description; return it."""
         info = self._info
         assert info is not None
         best = best_child_run(info.tracking_uri, info.experiment_id, info.parent_run_id, RANKED_BY)
@@ -383,6 +399,7 @@ class SweepCallback(Callback):
                 info.experiment_id,
             )
             describe_run(info.tracking_uri, info.parent_run_id, note)
+        return best
 
     def stop(self, interrupted: bool, cause: BaseException | None) -> None:
         """The launcher gave up: keep what finished, close the runs it cut short, and say

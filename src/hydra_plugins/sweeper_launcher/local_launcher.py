@@ -32,6 +32,7 @@ from hydra.types import HydraContext, TaskFunction
 from joblib import Parallel, delayed
 from omegaconf import DictConfig, open_dict
 
+from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 from sweeper.sweep import EXIT_INTERRUPTED, record_dead_job
 from sweeper.tracking import INTERRUPTED
@@ -163,13 +164,12 @@ class LocalLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
+        self._shapes = ShapeCache(hydra_context.config_loader)  # type: ignore[arg-type]
 
     def _sweep_config(self, overrides: Sequence[str], job: int) -> DictConfig:
         """One job's composed config, numbered as Hydra's launchers number them."""
         assert self.hydra_context is not None and self.config is not None
-        sweep_config = self.hydra_context.config_loader.load_sweep_config(
-            self.config, list(overrides)
-        )
+        sweep_config = self._shapes.load_sweep_config(self.config, overrides)
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{job}"
             sweep_config.hydra.job.num = job
