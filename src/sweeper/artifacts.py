@@ -111,6 +111,10 @@ def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = Tru
     with _quiet(), tempfile.TemporaryDirectory(prefix="sweeper-artifacts-") as tmp:
         if model and not has_model(run):
             checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp)
+            mlflow.set_tracking_uri(uri)
+            # MLflow files a model under the active experiment; the run's is where
+            # runs:/RUN_ID/model is looked up.
+            mlflow.set_experiment(experiment_id=run.info.experiment_id)
             log_served_model(uri, run_id, Path(checkpoint))
             made.append(f"runs:/{run_id}/{MODEL_NAME}")
         if curves and not has_curves(client, run_id):

@@ -37,9 +37,8 @@ from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 from sweeper.sweep import EXIT_INTERRUPTED, record_dead_job
 from sweeper.tracking import INTERRUPTED
 
-# The server that forks every job's process imports these first, once. MLflow imports its SQL
-# store only when a run first opens the store: preloaded, that is 0.5 s less in every job.
-_PRELOAD = ["sweeper.app", "mlflow.store.tracking.sqlalchemy_store"]
+# The server that forks every job's process imports these first, once, instead of every job.
+_PRELOAD = ["sweeper.preload"]
 
 
 def fork_server_context() -> multiprocessing.context.BaseContext:
