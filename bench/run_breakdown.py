@@ -106,10 +106,10 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     clock.wrap(run_records.RunLogger, "log_metrics", "logging")
     clock.wrap(experiment, "load_dataset", "data")
     clock.wrap(experiment, "save_checkpoint", "checkpoint")
-    clock.wrap(run_records.RunLogger, "log_model", "checkpoint")
+    clock.wrap(run, "log_served_model", "checkpoint")
     clock.wrap(experiment, "save_curves", "curves")
     clock.wrap(run, "train_and_evaluate", "experiment")
-    for name in ("log_params", "set_tags", "log_files"):
+    for name in ("log_params", "set_tags", "log_files", "log_tree", "flush"):
         clock.wrap(run_records.RunLogger, name, "mlflow")
 
     with initialize_config_dir(str(app.CONF_DIR), version_base="1.3"):

@@ -37,7 +37,8 @@ pytestmark = [
 ]
 
 # 2 activations x 2 seeds; the joblib comparison runs the same four.
-SWEEP = ["activation=tanh,relu", "seed=0,1", *FAST]
+# Every run's model and figures (by default only the best run's), to see each reach the server.
+SWEEP = ["activation=tanh,relu", "seed=0,1", *FAST, "tracking.model=every", "tracking.curves=every"]
 EXPERIMENT = "cluster"
 
 

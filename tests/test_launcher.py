@@ -153,5 +153,60 @@ def test_without_on_job_death_a_dead_job_fails_saying_how_its_process_ended(
 
 def test_sweepers_launcher_settings_name_what_to_preload_and_who_records_a_death() -> None:
     conf = OmegaConf.load(Path(__file__).parents[1] / "conf/hydra/launcher/local.yaml")
-    assert "sweeper.app" in conf.preload
+    assert conf.preload == ["sweeper.preload"]
     assert get_method(conf.on_job_death) is record_dead_job
+
+
+def composed_both_ways(jobs: list[list[str]]) -> list[tuple[str, str]]:
+    """Each job's config with its hydra node, as ShapeCache and as Hydra compose it."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from hydra_plugins.sweeper_launcher.composing import ShapeCache
+    from sweeper.app import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        shapes = ShapeCache(hydra.config_loader)  # type: ignore[arg-type]
+        pairs = []
+        for job in jobs:
+            ours = shapes.load_configuration("config", job)
+            hydras = hydra.config_loader.load_configuration("config", job, RunMode.RUN)
+            pairs.append((OmegaConf.to_yaml(ours), OmegaConf.to_yaml(hydras)))
+        return pairs
+
+
+def test_jobs_composed_once_per_shape_get_the_config_hydra_composes() -> None:
+    jobs = [
+        [f"activation={activation}", f"optimizer.lr={lr}", f"seed={seed}", "train.epochs=5"]
+        for activation in ("sigmoid", "relu")
+        for lr in (0.01, 0.1)
+        for seed in (0, 1)
+    ]
+    jobs += [
+        ["topology.hidden=[32,16]", "train.patience=null", "tracking.experiment='a b'"],
+        ["topology.hidden=[8]", "train.patience=3", "tracking.experiment=c"],
+        ["optimizer=adam", "optimizer.beta1=0.8", "+experiment=gradcheck"],
+        ["optimizer=adam", "optimizer.beta1=0.7", "+experiment=gradcheck"],
+        ["regularizer=l2", "regularizer.lam=1e-3", "hydra.job.name=other"],
+        ["regularizer=l2", "regularizer.lam=1e-4", "hydra.job.name=other"],
+    ]
+    pairs = composed_both_ways(jobs)
+    for job, (ours, hydras) in zip(jobs, pairs, strict=True):
+        assert ours == hydras, job
+    # Each job has its own values, not its shape's first.
+    assert "lr: 0.1\n" in pairs[2][0] and "lr: 0.01\n" in pairs[0][0]
+    assert "- 8\n" in pairs[9][0] and "- 32\n" not in pairs[9][0]
+
+
+def test_a_bad_value_in_a_later_job_of_a_shape_fails_as_hydra_says_it() -> None:
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as ours:
+        composed_both_ways([["optimizer.lr=0.1"], ["optimizer.lr=fast"]])
+    with pytest.raises(ConfigCompositionException) as hydras:
+        composed_both_ways([["optimizer.lr=fast"]])
+    assert str(ours.value) == str(hydras.value)
+    assert str(ours.value.__cause__) == str(hydras.value.__cause__)

@@ -63,6 +63,14 @@ Dtype = Enum("Dtype", [(d.name, d.name) for d in SUPPORTED_DTYPES])  # type: ign
 EvalTrain = Enum("EvalTrain", [(n, n) for n in EVAL_TRAIN])  # type: ignore[misc]
 
 
+class Made(Enum):
+    """Which runs get an artifact that costs more than the run's training on small studies."""
+
+    every = "every"  # each run, as it ends
+    best = "best"  # the sweep's best run, at the sweep's end (a single run: that run)
+    none = "none"  # none; `python -m sweeper.artifacts RUN_ID` makes it for any run later
+
+
 @dataclass
 class DatasetConfig:
     name: DatasetName = DatasetName["digits"]
@@ -195,6 +203,11 @@ class TrackingConfig:
     connect_timeout: float = 10.0
     # Seconds a run keeps retrying a store that does not answer before it ends FAILED.
     max_outage: float = 300.0
+    # The MLflow pyfunc model, and the loss/accuracy figures drawn from the metrics.
+    model: Made = Made.best
+    curves: Made = Made.best
+    # A run's metrics and tags wait this long at most before they are written, together.
+    flush_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         _require(
@@ -204,6 +217,9 @@ class TrackingConfig:
             "must be > 0",
         )
         _require(self.max_outage >= 0, "tracking.max_outage", self.max_outage, "must be >= 0")
+        _require(
+            self.flush_seconds >= 0, "tracking.flush_seconds", self.flush_seconds, "must be >= 0"
+        )
 
 
 @dataclass

@@ -122,12 +122,14 @@ def train_and_evaluate(
     epoch_callbacks: Sequence[Callable[[EpochMetrics], str | None]] = (),
     dataset_cache: Path | None = None,
     on_data: Callable[[Mapping[str, str]], None] | None = None,
+    curves: bool = True,
 ) -> ExperimentResult:
     """Train one network as ``config`` says, writing its files to ``out_dir``.
 
     With ``dataset_cache``, the prepared data is memory-mapped from that directory, shared
     with every other run that uses it (see ``sweeper.data.cache``). ``on_data`` receives the
-    SHA-256 of every data file read, by path, once the data is loaded.
+    SHA-256 of every data file read, by path, once the data is loaded. ``curves``: draw the
+    loss and accuracy figures.
 
     Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
     caller can record why the run failed; metrics sent to ``epoch_callbacks`` before that
@@ -199,6 +201,8 @@ def train_and_evaluate(
         gradcheck_csv=gradcheck_csv,
         figures=save_curves(
             training.history, training.best_epoch, out_dir, config.train.eval_train.value
-        ),
+        )
+        if curves
+        else [],
         checkpoint=checkpoint,
     )

@@ -14,11 +14,13 @@ from typing import Any
 
 from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
 from sweeper.search import check_search, is_search
 from sweeper.ui_links import params_of_keys, varied_params
@@ -128,9 +130,12 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[
     ConfigError listing every invalid run."""
     problems: dict[str, list[str]] = {}
     params = []
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None  # Hydra is composing this sweep
+    shapes = ShapeCache(hydra.config_loader)  # type: ignore[arg-type]
     for job in jobs:
         try:
-            cfg = compose(config_name=config_name, overrides=list(job))
+            cfg = shapes.compose(config_name, job)
             to_experiment_config(cfg)
             params.append(flat_params(cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:

@@ -2,13 +2,15 @@
 command line, ``reproduce`` and the benchmarks make to run a config.
 
 Inside an MLflow run it logs the params and environment, trains and evaluates
-(``sweeper.experiment``), and logs every epoch, the summary metrics, the files and the model.
+(``sweeper.experiment``), and logs every epoch, the summary metrics and the files in batches;
+the model and the curves only where ``tracking.model``/``tracking.curves`` say (``artifacts``).
 A failure is recorded, not raised: the run ends FAILED with its reason in one line.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -18,7 +20,8 @@ from typing import Any
 import joblib
 from threadpoolctl import threadpool_limits
 
-from sweeper.config import ExperimentConfig, config_hash
+from sweeper.artifacts import PLOTS, log_served_model
+from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
 from sweeper.experiment import run_seeds, train_and_evaluate
 from sweeper.failures import failure_reason, verbose_errors
@@ -29,6 +32,8 @@ from sweeper.run_records import RunLogger, tracked_run
 from sweeper.sweep_info import SweepInfo
 from sweeper.ui_links import child_run_name
 
+# In a run's output directory: its artifacts, laid out as MLflow keeps them.
+STAGED_DIR = "artifacts"
 # An epoch callback returns a reason to stop training after that epoch, or None.
 EpochCallback = Callable[[EpochMetrics], str | None]
 
@@ -91,19 +96,24 @@ def run_config(
     start = time.perf_counter()
     run_id = None
     pruning = pruning or Pruning(None)
-    tags = {
-        "sweep_id": sweep.sweep_id,
-        "overrides": " ".join(overrides),
-        "job": job,
-        "config_hash": config_hash(params),
-        # The process that trains it, to find (or kill) a worker from the store.
-        "pid": os.getpid(),
-        **run_seeds(config),
-        **pruning.tags(),
-    }
+    tracking = config.tracking
+    # A run of its own (no sweep) is its own best run.
+    made = {Made.every} if sweep.parent_run_id else {Made.every, Made.best}
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(job, overrides, config.train.epochs, time.time())
     try:
+        environment, environment_files = capture_environment(out_dir, dataset_cache)
+        tags = {
+            "sweep_id": sweep.sweep_id,
+            "overrides": " ".join(overrides),
+            "job": job,
+            "config_hash": config_hash(params),
+            # The process that trains it, to find (or kill) a worker from the store.
+            "pid": os.getpid(),
+            **run_seeds(config),
+            **pruning.tags(),
+            **environment.tags(),
+        }
         with (
             threadpool_limits(limits=threads or blas_threads(None)),
             tracked_run(
@@ -112,14 +122,11 @@ def run_config(
                 run_name=child_run_name(overrides, sweep.varied_keys),
                 tags=tags,
                 parent_run_id=sweep.parent_run_id or None,
+                flush_seconds=tracking.flush_seconds,
             ) as run,
         ):
             run_id = run.run_id
             run.log_params(params)
-            run.log_files([out_dir / ".hydra" / "config.yaml"])
-            environment, environment_files = capture_environment(out_dir, dataset_cache)
-            run.set_tags(environment.tags())
-            run.log_files(environment_files, artifact_path=ARTIFACT_PATH)
             result = train_and_evaluate(
                 config,
                 out_dir,
@@ -131,14 +138,21 @@ def run_config(
                 ],
                 dataset_cache=dataset_cache,
                 on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
+                curves=tracking.curves in made,
             )
             metrics = result.summary_metrics()
             run.log_metrics(metrics)
+            files: dict[str, list[Path]] = {
+                "": [out_dir / ".hydra" / "config.yaml"],
+                ARTIFACT_PATH: environment_files,
+                PLOTS: result.figures,
+                "checkpoint": [result.checkpoint],
+            }
             if result.gradcheck_csv is not None:
-                run.log_files([result.gradcheck_csv])
-            run.log_files(result.figures, artifact_path="plots")
-            run.log_files([result.checkpoint], artifact_path="checkpoint")
-            run.log_model(result.checkpoint)
+                files[""].append(result.gradcheck_csv)
+            run.log_tree(_staged(out_dir / STAGED_DIR, files))
+            if tracking.model in made:
+                log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
             status = "FINISHED" if pruning.pruned_at is None else PRUNED
             reason = result.training.stop_reason
             run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
@@ -157,3 +171,21 @@ def run_config(
         run_id,
         metrics,
     )
+
+
+def _staged(directory: Path, files: dict[str, list[Path]]) -> Path:
+    """``directory`` holding ``files`` under their artifact paths ("" for the top), linked, not
+    copied, so that the run logs them in one call."""
+    for artifact_path, paths in files.items():
+        if not paths:
+            continue
+        target = directory / artifact_path
+        target.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            link = target / path.name
+            link.unlink(missing_ok=True)
+            try:
+                os.link(path, link)
+            except OSError:  # another file system, or one without hard links
+                shutil.copy2(path, link)
+    return directory

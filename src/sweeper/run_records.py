@@ -3,44 +3,70 @@ FINISHED, FAILED with its reason, or KILLED on Ctrl-C, however the block that tr
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import RunStatus
-from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+)
 
 from sweeper.failures import INTERRUPTED, failure_reason
 from sweeper.provenance import git_commit
 from sweeper.store_calls import store_call
 
-# Logged as code (MLflow "models from code"), so loading a model never unpickles an object.
-SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
-# log_model copies the model's files through MLflow's artifact download, which draws a progress
-# bar per run on the terminal the sweep prints to; a user's own setting wins.
-os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
-
 
 class RunLogger:
-    """The records of one active MLflow run."""
+    """The records of one active MLflow run. Metrics and tags wait in memory and are written
+    together (one ``log_batch``) once ``flush_seconds`` have passed since the last write, and
+    when the run ends, however it ends."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, uri: str, flush_seconds: float = 0.0) -> None:
         self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self._client = MlflowClient(uri)
+        self._metrics: list[Metric] = []
+        self._tags: dict[str, str] = {}
+        self._written = time.monotonic()
 
     @store_call
     def log_params(self, params: Mapping[str, Any]) -> None:
         mlflow.log_params({k: ("null" if v is None else v) for k, v in params.items()})
 
-    @store_call
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        mlflow.log_metrics(dict(metrics), step=step)
+        now = int(time.time() * 1000)
+        self._metrics += [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self._flush_if_due()
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._tags.update({key: str(value) for key, value in tags.items()})
+        self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._written >= self.flush_seconds:
+            self.flush()
 
     @store_call
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        mlflow.set_tags(dict(tags))
+    def flush(self) -> None:
+        """Write what waits: metrics and tags, in as few ``log_batch`` calls as MLflow allows."""
+        tags = [RunTag(key, value) for key, value in self._tags.items()]
+        metrics = self._metrics
+        while metrics or tags:
+            batch_tags = tags[:MAX_PARAMS_TAGS_PER_BATCH]
+            room = MAX_ENTITIES_PER_BATCH - len(batch_tags)
+            batch = metrics[: min(room, MAX_METRICS_PER_BATCH)]
+            self._client.log_batch(self.run_id, metrics=batch, tags=batch_tags)
+            metrics, tags = metrics[len(batch) :], tags[len(batch_tags) :]
+            # Written: a retry after a later failure must not write them twice.
+            self._metrics, self._tags = metrics, dict((t.key, t.value) for t in tags)
+        self._written = time.monotonic()
 
     @store_call
     def log_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
@@ -48,14 +74,9 @@ class RunLogger:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
     @store_call
-    def log_model(self, checkpoint: Path) -> None:
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(SERVED_MODEL_CODE),
-            artifacts={"checkpoint": str(checkpoint)},
-            # Listed by hand: inferring them would load the model in a subprocess per run.
-            pip_requirements=["numpy", "mlflow", "sweeper"],
-        )
+    def log_tree(self, directory: Path) -> None:
+        """Log every file under ``directory`` at its relative path, in one call."""
+        mlflow.log_artifacts(str(directory))
 
 
 @contextmanager
@@ -65,32 +86,38 @@ def tracked_run(
     run_name: str,
     tags: Mapping[str, Any],
     parent_run_id: str | None = None,
+    flush_seconds: float = 0.0,
 ) -> Iterator[RunLogger]:
     """An active MLflow run; it ends FINISHED, KILLED on Ctrl-C, or FAILED with its reason
-    tagged if the block raises."""
+    tagged if the block raises. What the run's logger holds back is written before it ends."""
     mlflow.set_tracking_uri(uri)
+    if "git_commit" not in tags:
+        tags = {**tags, "git_commit": git_commit()}
     run = store_call(mlflow.start_run)(
         experiment_id=experiment_id,
         run_name=run_name,
         parent_run_id=parent_run_id,
         # Strings: a tracking server's REST API rejects other tag values (SQLite converts them).
-        tags={key: str(value) for key, value in {**tags, "git_commit": git_commit()}.items()},
+        tags={key: str(value) for key, value in tags.items()},
     )
-    logger = RunLogger(run.info.run_id)
+    logger = RunLogger(run.info.run_id, uri, flush_seconds)
     end_run = store_call(mlflow.end_run)
     try:
         yield logger
     except KeyboardInterrupt:
         logger.set_tags({"status": "KILLED", "reason": INTERRUPTED})
+        logger.flush()
         end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as err:
         try:
             logger.set_tags({"status": "FAILED", "reason": failure_reason(err)})
+            logger.flush()
             end_run(RunStatus.to_string(RunStatus.FAILED))
         except Exception:
             # A store that failed the run (full, not answering) may fail its closing too;
             # the error that failed the run is the one to report.
             pass
         raise
+    logger.flush()
     end_run(RunStatus.to_string(RunStatus.FINISHED))

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from mlflow.entities import Run
 from omegaconf import DictConfig
 
+from sweeper.artifacts import make_best_run_artifacts
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
 from sweeper.outcome import RunOutcome
 from sweeper.plan import Plan, plan_sweep
@@ -159,7 +161,16 @@ class SweepCallback(Callback):
         # is retried for up to tracking.max_outage first.
         unrecorded = None
         try:
-            self._describe_best()
+            best = self._describe_best()
+            if best is not None:
+                made = make_best_run_artifacts(
+                    self._info.tracking_uri,
+                    best.info.run_id,
+                    config.tracking.model,
+                    config.tracking.curves,
+                )
+                if made:
+                    print(f"Made for the best run: {', '.join(made)}", flush=True)
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
@@ -190,8 +201,8 @@ class SweepCallback(Callback):
         if failed or unrecorded is not None:
             raise SystemExit(1)
 
-    def _describe_best(self) -> None:
-        """Name the sweep's best run in its parent's description."""
+    def _describe_best(self) -> Run | None:
+        """Name the sweep's best run in its parent's description; return it."""
         info = self._info
         assert info is not None
         best = best_child_run(info.tracking_uri, info.experiment_id, info.parent_run_id, RANKED_BY)
@@ -204,6 +215,7 @@ class SweepCallback(Callback):
                 info.experiment_id,
             )
             describe_run(info.tracking_uri, info.parent_run_id, note)
+        return best
 
 
 def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:

@@ -15,6 +15,7 @@ preload and what a death means are its settings.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import multiprocessing
 import multiprocessing.forkserver
 import signal
@@ -36,6 +37,7 @@ from hydra.utils import get_method
 from joblib import Parallel, delayed, effective_n_jobs
 from omegaconf import DictConfig, open_dict
 
+from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 
 # A job's process stopped by Ctrl-C exits as a shell reports it: 128 + SIGINT.
@@ -83,6 +85,9 @@ def _job_process(payload: bytes, results: Connection) -> None:
     """The job's own process: run the task as Hydra's launchers do, and send back its return."""
     try:
         # Inside the try too: Ctrl-C can arrive while a job is still setting up.
+        # The objects inherited from the fork server live as long as the process: frozen, the
+        # collector never walks them (each walk writes to, so copies, every page they are on).
+        gc.freeze()
         hydra_context, sweep_config, task_function, singleton_state = cloudpickle.loads(payload)
         setup_globals()
         Singleton.set_state(singleton_state)
@@ -201,13 +206,12 @@ class LocalLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
+        self._shapes = ShapeCache(hydra_context.config_loader)  # type: ignore[arg-type]
 
     def _sweep_config(self, overrides: Sequence[str], job: int) -> DictConfig:
         """One job's composed config, numbered as Hydra's launchers number them."""
         assert self.hydra_context is not None and self.config is not None
-        sweep_config = self.hydra_context.config_loader.load_sweep_config(
-            self.config, list(overrides)
-        )
+        sweep_config = self._shapes.load_sweep_config(self.config, overrides)
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{job}"
             sweep_config.hydra.job.num = job

@@ -1,0 +1,211 @@
+"""What each run of a sweep keeps in MLflow, what only the best run gets at the sweep's end, the
+command that makes those for any run, and the batching of a run's store writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.image
+import mlflow.pyfunc
+import numpy as np
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from sweeper.checkpoint import load_checkpoint
+from sweeper.core.training import EpochMetrics
+from sweeper.data import load_dataset
+from sweeper.run import logged_epoch
+from sweeper.run_records import tracked_run
+from sweeper.store_setup import open_store
+
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+@dataclass
+class Swept:
+    workdir: Path
+    stdout: str
+    best: Run
+    others: list[Run]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Swept:
+    """A 3-run sweep with the default tracking settings."""
+    workdir = tmp_path_factory.mktemp("swept")
+    proc = run_cli(["-m", "activation=sigmoid,tanh,relu", *FAST], workdir)
+    assert proc.returncode == 0, proc.stderr
+    ranked = sorted(child_runs(all_runs(workdir)), key=lambda r: -r.data.metrics["best_val_acc"])
+    return Swept(workdir, proc.stdout, ranked[0], ranked[1:])
+
+
+def artifact_paths(uri: str, run_id: str, path: str = "") -> set[str]:
+    client = MlflowClient(uri)
+    paths = set()
+    for info in client.list_artifacts(run_id, path):
+        paths |= artifact_paths(uri, run_id, info.path) if info.is_dir else {info.path}
+    return paths
+
+
+def served_predictions_match_the_checkpoint(workdir: Path, run_id: str) -> None:
+    """The run's model, loaded as a user would, predicts what its checkpoint predicts."""
+    local = MlflowClient(store_uri(workdir)).download_artifacts(
+        run_id, "checkpoint/best_model.npz", str(workdir / f"dl-{run_id}")
+    )
+    model, standardizer = load_checkpoint(local)
+    data = load_dataset("digits")
+    assert standardizer is not None
+    raw = (data.x_test * standardizer.std + standardizer.mean).reshape(-1, 8, 8)
+    mlflow.set_tracking_uri(store_uri(workdir))
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert np.array_equal(served.predict(raw), model.predict(data.x_test))
+
+
+def test_every_run_keeps_params_metrics_tags_config_gradcheck_and_checkpoint(
+    swept: Swept,
+) -> None:
+    uri = store_uri(swept.workdir)
+    client = MlflowClient(uri)
+    for run in [swept.best, *swept.others]:
+        assert run.info.status == "FINISHED"
+        assert run.data.params["train.epochs"] == "3"
+        assert run.data.params["tracking.model"] == "best"
+        for key in EPOCH_METRICS:
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3]
+        for key in ("test_acc", "best_val_acc", "epochs_run", "gradcheck_passed"):
+            assert key in run.data.metrics
+        tags = run.data.tags
+        assert tags["status"] == "FINISHED" and tags["reason"] == "max_epochs"
+        for key in ("config_hash", "git_commit", "env.python", "data_sha256", "sweep_id", "pid"):
+            assert tags[key], key
+        paths = artifact_paths(uri, run.info.run_id)
+        assert {
+            "config.yaml",
+            "gradcheck.csv",
+            "checkpoint/best_model.npz",
+            "provenance/requirements.txt",
+        } <= paths
+        config = OmegaConf.load(client.download_artifacts(run.info.run_id, "config.yaml"))
+        assert config.activation.name == run.data.params["activation.name"]
+
+
+def test_only_the_best_run_gets_the_model_and_curves_at_the_sweeps_end(swept: Swept) -> None:
+    uri = store_uri(swept.workdir)
+    best = swept.best.info.run_id
+    assert f"Made for the best run: runs:/{best}/model, plots/loss.png" in swept.stdout
+    assert {"plots/loss.png", "plots/accuracy.png"} <= artifact_paths(uri, best)
+    image = matplotlib.image.imread(
+        MlflowClient(uri).download_artifacts(best, "plots/accuracy.png", str(swept.workdir))
+    )
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    served_predictions_match_the_checkpoint(swept.workdir, best)
+    for run in swept.others:
+        assert not any(p.startswith("plots/") for p in artifact_paths(uri, run.info.run_id))
+        assert not MlflowClient(uri).get_run(run.info.run_id).outputs.model_outputs
+
+
+def artifacts_command(args: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper.artifacts", *args, "--uri", store_uri(workdir)],
+        cwd=workdir,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_command_makes_model_and_curves_for_any_run(swept: Swept) -> None:
+    uri = store_uri(swept.workdir)
+    other = swept.others[-1].info.run_id
+    proc = artifacts_command([other], swept.workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"runs:/{other}/model, plots/loss.png, plots/accuracy.png" in proc.stdout
+    assert proc.stderr == ""
+    assert {"plots/loss.png", "plots/accuracy.png"} <= artifact_paths(uri, other)
+    served_predictions_match_the_checkpoint(swept.workdir, other)
+    # The run itself is left as it was.
+    again = MlflowClient(uri).get_run(other)
+    assert again.info.status == "FINISHED"
+    assert again.info.end_time == swept.others[-1].info.end_time
+
+    proc = artifacts_command([other, "no-such-run"], swept.workdir)
+    assert proc.returncode == 1
+    assert f"{other}: nothing to make, already there" in proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: run no-such-run: ")
+
+
+def test_every_run_gets_a_model_when_asked_and_none_gets_curves(workdir: Path) -> None:
+    proc = run_cli(
+        ["-m", "seed=0,1", *FAST, "tracking.model=every", "tracking.curves=none"], workdir
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Made for the best run" not in proc.stdout
+    for run in child_runs(all_runs(workdir)):
+        assert MlflowClient(store_uri(workdir)).get_run(run.info.run_id).outputs.model_outputs
+        assert not any(
+            p.startswith("plots/") for p in artifact_paths(store_uri(workdir), run.info.run_id)
+        )
+
+
+def test_a_negative_flush_interval_is_a_config_error(workdir: Path) -> None:
+    proc = run_cli(["tracking.flush_seconds=-1"], workdir)
+    assert proc.returncode == 1
+    assert "tracking.flush_seconds=-1.0 is invalid: must be >= 0" in proc.stderr
+
+
+def epoch(k: int) -> EpochMetrics:
+    return EpochMetrics(k, 1.0 / k, 0.5, 2.0 / k, 0.4, 0.01, 0.05)
+
+
+def test_metrics_wait_for_the_flush_interval_and_the_runs_end(tmp_path: Path) -> None:
+    tracking = OmegaConf.create(
+        {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "x"}
+        | {"connect_timeout": 5, "max_outage": 5}
+    )
+    uri, experiment_id = open_store(tracking)
+    client = MlflowClient(uri)
+    with tracked_run(uri, experiment_id, "held", tags={}, flush_seconds=3600) as run:
+        for k in (1, 2, 3):
+            logged_epoch(run)(epoch(k))
+        run.set_tags({"data_sha256": "{}"})
+        assert client.get_metric_history(run.run_id, "val_loss") == []
+        assert "data_sha256" not in client.get_run(run.run_id).data.tags
+    assert [m.value for m in client.get_metric_history(run.run_id, "val_loss")] == [2.0, 1.0, 2 / 3]
+    assert client.get_run(run.run_id).data.tags["data_sha256"] == "{}"
+
+    with tracked_run(uri, experiment_id, "at once", tags={}, flush_seconds=0) as run:
+        logged_epoch(run)(epoch(1))
+        assert [m.step for m in client.get_metric_history(run.run_id, "val_loss")] == [1]
+
+    with (
+        pytest.raises(RuntimeError),
+        tracked_run(uri, experiment_id, "failed", tags={}, flush_seconds=3600) as run,
+    ):
+        logged_epoch(run)(epoch(1))
+        logged_epoch(run)(epoch(2))
+        raise RuntimeError("diverged at epoch 2")
+    failed = client.get_run(run.run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["reason"] == "diverged at epoch 2"
+    assert [m.step for m in client.get_metric_history(run.run_id, "val_loss")] == [1, 2]
+
+
+def test_a_long_history_is_written_in_batches_mlflow_accepts(tmp_path: Path) -> None:
+    tracking = OmegaConf.create(
+        {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "x"}
+        | {"connect_timeout": 5, "max_outage": 5}
+    )
+    uri, experiment_id = open_store(tracking)
+    with tracked_run(uri, experiment_id, "long", tags={}, flush_seconds=3600) as run:
+        for k in range(1, 501):
+            logged_epoch(run)(epoch(k))
+    history = MlflowClient(uri).get_metric_history(run.run_id, "train_loss")
+    assert [m.step for m in history] == list(range(1, 501))
