@@ -4,6 +4,7 @@ lock file, switched to WAL journaling, and the experiment found or created."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from sweeper.store import StoreError, check_store, configure
 from sweeper.store_calls import store_call
 from sweeper.store_uri import resolve_tracking_uri, sqlite_path
 from sweeper.ui_links import EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT
+
+# MLflow announces, at INFO, each table it creates in a new store; the sweep says itself where
+# it tracks to. Its warnings and errors still show.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 def open_store(tracking: TrackingConfig | DictConfig) -> tuple[str, str]:
