@@ -202,10 +202,11 @@ def test_a_freed_slot_takes_the_next_trial_without_waiting_for_the_batch(
         [
             *SEARCH,
             "hydra.sweeper.n_trials=6",
-            # Draws 60 epochs, then 1 five times.
+            # Draws 200 epochs, then 1 five times: the long trial outlasts several short ones
+            # even on a loaded machine.
             "hydra.sweeper.sampler.seed=2",
             f"hydra.sweeper.asynchronous={str(asynchronous).lower()}",
-            "train.epochs=choice(1, 60)",
+            "train.epochs=choice(1, 200)",
             "topology.hidden=[256,256]",
             *ONE_CONFIGURATION,
         ],
@@ -215,7 +216,7 @@ def test_a_freed_slot_takes_the_next_trial_without_waiting_for_the_batch(
     runs = child_runs(all_runs(workdir))
     assert len(runs) == 6
     epochs = sorted(r.data.metrics["epochs_run"] for r in runs)
-    assert epochs[0] == 1 and epochs[-1] == 60
+    assert epochs[0] == 1 and epochs[-1] == 200
     assert refilled_while_another_runs(runs) == asynchronous
 
 

@@ -86,6 +86,7 @@ def main(cfg: DictConfig) -> float:
     outcome = run_config(
         config, params, out_dir, job, overrides, sweep, dataset_cache, threads, pruning=pruning
     )
+    pruning.ended(outcome.objective)
     outcome.save(out_dir)
 
     if not multirun:

@@ -37,6 +37,11 @@ class Pruning:
         """The run's trial number, which matches its MLflow run with the study's trial."""
         return {} if self.reporter is None else {"trial": str(self.reporter.number)}
 
+    def ended(self, objective: float) -> None:
+        """Record the run's objective on its trial, as soon as the run has ended."""
+        if self.reporter is not None:
+            self.reporter.ended(objective)
+
     def end_tags(self) -> dict[str, str]:
         if self.pruned_at is None:
             return {}

@@ -44,6 +44,7 @@ from hydra_plugins.sweeper_search.study import (
     newest_study,
     owed,
     quiet_optuna,
+    settle,
 )
 
 DIRECTIONS = ("minimize", "maximize")
@@ -127,6 +128,12 @@ class SearchSweeper(Sweeper):
             return study
         name = found.study_name
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        # A job that recorded its end before its process was stopped ended as it recorded.
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if any([settle(study, trial) for trial in running]):
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner
+            )
         trials = study.get_trials(deepcopy=False)
         again = owed(trials)
         for trial in again:
@@ -167,6 +174,8 @@ class SearchSweeper(Sweeper):
         """Tell the study how the trial's job ended; ask a trial whose job returned nothing
         again, ``retries`` times at most."""
         frozen = study._storage.get_trial(trial._trial_id)
+        if not trial_ended(ret) and settle(study, frozen):
+            return
         if not trial_ended(ret):
             attempt = int(frozen.user_attrs.get(ATTEMPT, 0))
             study.tell(trial, state=TrialState.FAIL)
@@ -216,6 +225,9 @@ class SearchSweeper(Sweeper):
                 for job in done:
                     self._tell(study, running.pop(job), job.result())
         except KeyboardInterrupt:
+            # A job that answered before Ctrl-C came is told as it ended: its run is finished.
+            for job in [j for j in running if j.done() and trial_ended(j.result())]:
+                self._tell(study, running.pop(job), job.result())
             self._interrupted(study, running.values())
             raise
 
@@ -238,9 +250,12 @@ class SearchSweeper(Sweeper):
 
     @staticmethod
     def _interrupted(study: optuna.Study, trials: Any) -> None:
-        """Ctrl-C: the trials in progress fail, marked so that ``resume=true`` asks them again."""
+        """Ctrl-C: the trials in progress fail, marked so that ``resume=true`` asks them again,
+        but for those whose job recorded its end."""
         for trial in trials:
             try:
+                if settle(study, study._storage.get_trial(trial._trial_id)):
+                    continue
                 trial.set_user_attr(INTERRUPTED, True)
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             except Exception:  # the storage itself may be what is failing

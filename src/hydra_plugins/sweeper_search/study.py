@@ -8,6 +8,7 @@ them fails before any trial, in one line. A study records the key of its search 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,6 +29,9 @@ ATTEMPT = "attempt"
 INTERRUPTED = "interrupted"
 # Set by the job (sweeper_search.trial) when the pruner stopped it: the epoch it stopped at.
 PRUNED_AT = "pruned_at"
+# Set by the job once its run has ended: the value it returns. The trial ended then, even if
+# its process was stopped before it could answer (Ctrl-C while it exits).
+VALUE = "value"
 # SQLite waits this long for another process's write (the jobs report every epoch).
 SQLITE_TIMEOUT_S = 60
 
@@ -128,6 +132,22 @@ def newest_study(
     if not studies:
         return None
     return max(studies, key=lambda s: s.user_attrs.get(CREATED_ATTR, 0.0))
+
+
+def settle(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Tell the study how ``trial`` ended if its job recorded it (pruned, or its value);
+    whether it had."""
+    if PRUNED_AT in trial.user_attrs:
+        study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        return True
+    value = trial.user_attrs.get(VALUE)
+    if value is None:
+        return False
+    if math.isfinite(value):
+        study.tell(trial.number, float(value), skip_if_finished=True)
+    else:
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    return True
 
 
 def retried(trials: Iterable[FrozenTrial]) -> set[int]:

@@ -13,7 +13,7 @@ import math
 import optuna
 from hydra.core.hydra_config import HydraConfig
 
-from hydra_plugins.sweeper_search.study import PRUNED_AT, make_pruner, make_storage
+from hydra_plugins.sweeper_search.study import PRUNED_AT, VALUE, make_pruner, make_storage
 
 
 class TrialReporter:
@@ -41,6 +41,11 @@ class TrialReporter:
             self.trial.set_user_attr(PRUNED_AT, step)
             return True
         return False
+
+    def ended(self, value: float) -> None:
+        """Record the value the job is about to return: the trial ended, whatever happens to
+        the job's process before it answers."""
+        self.trial.set_user_attr(VALUE, value)
 
 
 def current_trial() -> TrialReporter | None:
