@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -114,6 +115,22 @@ class Sweep:
         if not self.store_ready():
             return []
         return [r for r in child_runs(all_runs(self.cwd)) if r.info.status == "RUNNING"]
+
+    def kill_a_run_past_its_first_epoch(self, epochs: str) -> Run:
+        """SIGKILL the process of a run with ``train.epochs=epochs`` once one has logged an
+        epoch; return that run as it was."""
+
+        def past_an_epoch() -> list[Run]:
+            return [
+                r
+                for r in self.running_children()
+                if r.data.params.get("train.epochs") == epochs and "val_loss" in r.data.metrics
+            ]
+
+        self.wait_until(lambda: bool(past_an_epoch()))
+        victim = past_an_epoch()[0]
+        os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)
+        return victim
 
     def finish(self, timeout: float = 240) -> tuple[int, str]:
         rc = self.proc.wait(timeout)

@@ -91,17 +91,7 @@ def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path
     # the other trains and the third waits its turn.
     args = [*QUICK_THEN_LONG[:2], "seed=0,1,2", *QUICK_THEN_LONG[3:]]
     sweep = Sweep(args, workdir)
-
-    def long_runs_past_an_epoch() -> list[Run]:
-        return [
-            r
-            for r in sweep.running_children()
-            if r.data.params.get("train.epochs") == "300" and "val_loss" in r.data.metrics
-        ]
-
-    sweep.wait_until(lambda: bool(long_runs_past_an_epoch()))
-    victim = long_runs_past_an_epoch()[0]
-    os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)
+    victim = sweep.kill_a_run_past_its_first_epoch("300")
     rc, stderr = sweep.finish()
     stdout = sweep.stdout.read_text()
 

@@ -278,17 +278,7 @@ def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Pat
         "train.batch_size=8",
     ]
     sweep = Sweep(args, workdir)
-
-    def long_runs_past_an_epoch() -> list[Run]:
-        return [
-            r
-            for r in sweep.running_children()
-            if r.data.params.get("train.epochs") == "300" and "val_loss" in r.data.metrics
-        ]
-
-    sweep.wait_until(lambda: bool(long_runs_past_an_epoch()))
-    victim = long_runs_past_an_epoch()[0]
-    os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)
+    victim = sweep.kill_a_run_past_its_first_epoch("300")
     rc, stderr = sweep.finish(timeout=600)
     stdout = sweep.stdout.read_text()
     assert rc == 0, stderr
