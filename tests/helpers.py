@@ -18,6 +18,7 @@ import numpy as np
 from mlflow.entities import Run
 
 from conftest import all_runs, child_runs, cli_env
+from sweeper.outcome import PROGRESS_FILE, RunProgress
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -116,15 +117,23 @@ class Sweep:
             return []
         return [r for r in child_runs(all_runs(self.cwd)) if r.info.status == "RUNNING"]
 
+    def epochs_done(self, job: int) -> int:
+        """The epochs job ``job`` has finished, as its live-view file says."""
+        found = list(self.cwd.glob(f"multirun/*/{job}/{PROGRESS_FILE}"))
+        return RunProgress.load(found[0]).epoch if found else 0
+
     def kill_a_run_past_its_first_epoch(self, epochs: str) -> Run:
         """SIGKILL the process of a run with ``train.epochs=epochs`` once one has logged an
         epoch; return that run as it was."""
 
         def past_an_epoch() -> list[Run]:
+            # The run's own progress file, not the store: its metrics may wait to be written
+            # (tracking.flush_seconds).
             return [
                 r
                 for r in self.running_children()
-                if r.data.params.get("train.epochs") == epochs and "val_loss" in r.data.metrics
+                if r.data.params.get("train.epochs") == epochs
+                and self.epochs_done(int(r.data.tags["job"])) >= 1
             ]
 
         self.wait_until(lambda: bool(past_an_epoch()))

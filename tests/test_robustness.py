@@ -48,6 +48,9 @@ QUICK_THEN_LONG = [
     "train.patience=null",
     "gradcheck.enabled=false",
     "hydra.launcher.n_jobs=2",
+    # Every epoch written at once, so a run killed after its first epoch has it in the store
+    # (by default a killed run loses at most tracking.flush_seconds of its history).
+    "tracking.flush_seconds=0",
 ]
 
 
