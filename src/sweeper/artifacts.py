@@ -1,7 +1,6 @@
 """A run's costly artifacts, made where they are used: the MLflow pyfunc model and the curves.
 
-On a small study they cost more than training (about 1 s of work per run for the model, a
-third of that for the two figures, against 0.06 s of training for a digits run), and few runs
+On a small study they cost more than training (docs/performance.md, section 8), and few runs
 are ever served or looked at one by one: MLflow's UI charts every run's per-epoch metrics
 itself and the report draws its curves from them. ``tracking.model`` and ``tracking.curves``
 say which runs get them (:class:`sweeper.config.Made`); by default the sweep's best run, at the
