@@ -16,6 +16,7 @@ checkout's code (`after`) and an earlier commit's whole ``src/`` (`before`, extr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -90,27 +91,48 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     import sweeper.core.network as network
     import sweeper.core.training as training
     import sweeper.experiment as experiment
-    import sweeper.run as run
-    import sweeper.run_records as run_records
     from sweeper.config import flat_params, to_experiment_config
-    from sweeper.store_setup import prepare_store
-    from sweeper.sweep_info import SweepInfo
+
+    try:  # the layout since issue 16
+        import sweeper.run as run
+        import sweeper.run_records as records
+        from sweeper.store_setup import prepare_store
+        from sweeper.sweep_info import SweepInfo
+    except ImportError:  # an earlier commit's, timed as `before`
+        import sweeper.tracking as records  # type: ignore[no-redef]
+        from sweeper.tracking import prepare_store  # type: ignore[no-redef]
+
+        from sweeper.sweep import SweepInfo  # type: ignore[no-redef]
+
+        run = app  # type: ignore[assignment]
 
     clock = Stopwatches()
-    clock.wrap(experiment, "train", "loop")
-    clock.wrap(training, "train_epoch", "steps")
-    clock.wrap(network.MLP, "evaluate", "evaluation")
+
+    def wrap(owner: Any, name: str, part: str) -> None:
+        if hasattr(owner, name):
+            clock.wrap(owner, name, part)
+
+    wrap(experiment, "train", "loop")
+    wrap(training, "train_epoch", "steps")
+    wrap(network.MLP, "evaluate", "evaluation")
     if hasattr(network, "Workspace"):
-        clock.wrap(network.Workspace, "evaluate", "evaluation")
-    # Every epoch's metrics, and the summary once: log_metrics.
-    clock.wrap(run_records.RunLogger, "log_metrics", "logging")
-    clock.wrap(experiment, "load_dataset", "data")
-    clock.wrap(experiment, "save_checkpoint", "checkpoint")
-    clock.wrap(run, "log_served_model", "checkpoint")
-    clock.wrap(experiment, "save_curves", "curves")
-    clock.wrap(run, "train_and_evaluate", "experiment")
+        wrap(network.Workspace, "evaluate", "evaluation")
+    # Every epoch's metrics (log_epoch before issue 16), and the summary once: log_metrics.
+    wrap(records.RunLogger, "log_epoch", "logging")
+    wrap(records.RunLogger, "log_metrics", "logging")
+    wrap(experiment, "load_dataset", "data")
+    wrap(experiment, "save_checkpoint", "checkpoint")
+    wrap(records.RunLogger, "log_model", "checkpoint")
+    wrap(run, "log_served_model", "checkpoint")
+    wrap(experiment, "save_curves", "curves")
+    wrap(run, "train_and_evaluate", "experiment")
+    wrap(app, "run_experiment", "experiment")
     for name in ("log_params", "set_tags", "log_files", "log_tree", "flush"):
-        clock.wrap(run_records.RunLogger, name, "mlflow")
+        wrap(records.RunLogger, name, "mlflow")
+    if hasattr(run, "run_config"):
+        run_one = functools.partial(run.run_config, threads=1)
+    else:
+        run_one = app.execute_run  # type: ignore[attr-defined]
 
     with initialize_config_dir(str(app.CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
@@ -122,7 +144,7 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
     with threadpool_limits(limits=1):
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        outcome = run.run_config(config, flat_params(cfg), out, 0, overrides, sweep, threads=1)
+        outcome = run_one(config, flat_params(cfg), out, 0, overrides, sweep)
         run_wall, run_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     if outcome.status != "FINISHED":
         raise SystemExit(f"run failed: {outcome.reason}")
