@@ -125,9 +125,11 @@ def error_summary(err: Exception) -> str:
     return summary
 
 
-def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
-    """Compose and validate every run and return each one's ``flat_params``; raise one
-    ConfigError listing every invalid run."""
+def job_problems(
+    config_name: str, jobs: Sequence[Sequence[str]]
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Compose and validate every run: the valid runs' ``flat_params``, and each problem's
+    one-line message with the runs it was found in."""
     problems: dict[str, list[str]] = {}
     params = []
     hydra = GlobalHydra.instance().hydra
@@ -140,6 +142,13 @@ def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[
             params.append(flat_params(cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             problems.setdefault(error_summary(err), []).append(" ".join(job) or "(defaults)")
+    return params, problems
+
+
+def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    """Compose and validate every run and return each one's ``flat_params``; raise one
+    ConfigError listing every invalid run."""
+    params, problems = job_problems(config_name, jobs)
     if problems:
         lines = [
             f"{sum(map(len, problems.values()))} of {len(jobs)} runs are invalid; nothing was run:"
@@ -156,9 +165,7 @@ def check_search_space(config_name: str, config: DictConfig) -> None:
     """A search's settings, and runs at the ends of its space composed and validated: a bad
     entry stops the command in one line, before any run."""
     jobs = check_search(config, config.hydra.overrides.task)
-    try:
-        validate_jobs(config_name, jobs)
-    except ConfigError as err:
+    _, problems = job_problems(config_name, jobs)
+    if problems:
         # The first problem, without the runs it was found in (the space's ends, not the user's).
-        problem = str(err).splitlines()[1].strip().partition("  (in: ")[0]
-        raise ConfigError(f"Error: search space: {problem}") from None
+        raise ConfigError(f"Error: search space: {next(iter(problems))}")

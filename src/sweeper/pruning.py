@@ -43,9 +43,8 @@ class Pruning:
             self.reporter.ended(objective)
 
     def end_tags(self) -> dict[str, str]:
-        if self.pruned_at is None:
-            return {}
-        return {"status": PRUNED, "pruned_epoch": str(self.pruned_at)}
+        """The epoch a pruned run stopped at (its ``status`` is the run's own to set)."""
+        return {} if self.pruned_at is None else {"pruned_epoch": str(self.pruned_at)}
 
     def on_epoch(self, metrics: EpochMetrics) -> str | None:
         """The epoch callback: report the validation loss; a reason to stop when pruned."""

@@ -225,9 +225,6 @@ class SearchSweeper(Sweeper):
                 for job in done:
                     self._tell(study, running.pop(job), job.result())
         except KeyboardInterrupt:
-            # A job that answered before Ctrl-C came is told as it ended: its run is finished.
-            for job in [j for j in running if j.done() and trial_ended(j.result())]:
-                self._tell(study, running.pop(job), job.result())
             self._interrupted(study, running.values())
             raise
 
