@@ -11,6 +11,7 @@ trial chosen on validation loss (the best unpruned, finished run).
     python bench/search_scheduling.py --trials 24 --epochs 40          # the size
     python bench/search_scheduling.py --trials 12 --epochs 12 --out DIR
     python bench/search_scheduling.py --sampler random --only scheduling   # same trials both ways
+    python bench/search_scheduling.py --only pruning     # the asynchronous variants only
 
 With ``--sampler random`` both schedulers run the very same trials (a seeded random sampler
 draws the same values in the same order whatever the results), so their difference is the
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--min-resource", type=int, default=2)
     parser.add_argument("--sampler", default="tpe")
-    parser.add_argument("--only", choices=["all", "scheduling"], default="all")
+    parser.add_argument("--only", choices=["all", "scheduling", "pruning"], default="all")
     parser.add_argument("--out", type=Path, default=Path("bench-search"))
     args = parser.parse_args()
     workdir = args.out.resolve()
@@ -107,13 +108,15 @@ def main() -> None:
     ]
     if args.only == "scheduling":
         variants = variants[:2]
+    elif args.only == "pruning":
+        variants = variants[1:]
     rows = []
     walls: dict[str, float] = {}
     for name, extra in variants:
         walls[name] = run_search(workdir, name, args, extra)
         rows.append(summarise(workdir, name, walls[name], args.n_jobs))
         print(rows[-1], flush=True)
-    if args.only == "all":
+    if args.only != "scheduling":
         budget = walls["async_none"]
         name = "async_halving_same_time"
         extra = [*pruner, f"hydra.sweeper.timeout={budget:.0f}", "hydra.sweeper.n_trials=1000"]
