@@ -41,6 +41,8 @@ class Plan:
     param_keys: list[str]
     # How many runs, if known: the planned jobs, or the sweeper's n_trials.
     total: int | None
+    # Seconds after which the sweeper starts no new run (a search's time budget), if any.
+    timeout: float | None = None
 
 
 def plan_sweep(config: DictConfig, config_name: str) -> Plan:
@@ -82,6 +84,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         keys,
         params_of_keys(flat_params(base), keys),
         config.hydra.sweeper.get("n_trials"),
+        config.hydra.sweeper.get("timeout"),
     )
 
 

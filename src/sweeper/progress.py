@@ -44,14 +44,19 @@ def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
     )
 
 
-def progress_line(done: int, total: int | None, failed: int, elapsed: float) -> str:
+def progress_line(
+    done: int, total: int | None, failed: int, elapsed: float, timeout: float | None = None
+) -> str:
+    """The sweep's status; with a ``timeout`` (no run starts after it) that comes before the
+    runs left would end at the pace so far, the time left to it instead of an ETA."""
+    head = f"[{done}/{total} done]" if total is not None else f"[{done} done]"
+    head += f" {failed} failed, elapsed {format_duration(elapsed)}"
+    eta = elapsed / done * (total - done) if done and total is not None else None
+    if timeout is not None and (eta is None or elapsed + eta > timeout):
+        return f"{head}, no new run after {format_duration(max(timeout - elapsed, 0.0))}"
     if total is None:
-        return f"[{done} done] {failed} failed, elapsed {format_duration(elapsed)}"
-    eta = elapsed / done * (total - done) if done else float("nan")
-    eta_text = format_duration(eta) if done else "?"
-    return (
-        f"[{done}/{total} done] {failed} failed, elapsed {format_duration(elapsed)}, ETA {eta_text}"
-    )
+        return head
+    return f"{head}, ETA {format_duration(eta) if eta is not None else '?'}"
 
 
 def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
@@ -96,9 +101,11 @@ class ProgressMonitor:
         keys: set[str] | None = None,
         out: TextIO | None = None,
         interval: float = 0.5,
+        timeout: float | None = None,
     ) -> None:
         self.sweep_dir = sweep_dir
         self.total = total
+        self.timeout = timeout
         self.keys = keys
         self.interval = interval
         self.outcomes: dict[Path, RunOutcome] = {}
@@ -122,7 +129,8 @@ class ProgressMonitor:
 
     def _status(self) -> str:
         failed = sum(o.failed for o in self.outcomes.values())
-        return progress_line(len(self.outcomes), self.total, failed, time.monotonic() - self._start)
+        elapsed = time.monotonic() - self._start
+        return progress_line(len(self.outcomes), self.total, failed, elapsed, self.timeout)
 
     def _view(self) -> Group:
         now = time.time()

@@ -25,7 +25,7 @@ from sweeper.artifacts import make_best_run_artifacts
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
 from sweeper.outcome import RunOutcome
 from sweeper.plan import Plan, plan_sweep
-from sweeper.progress import ProgressMonitor, summary_table
+from sweeper.progress import ProgressMonitor, format_duration, summary_table
 from sweeper.resume import continue_sweep, find_resumable_sweep
 from sweeper.search import search_resume_point
 from sweeper.stopping import SweepStop
@@ -86,12 +86,11 @@ class SweepCallback(Callback):
         describe_run(uri, self._info.parent_run_id, sweep_note(self._command, plan.keys))
         self._info.save(sweep_dir)
         total = plan.total - self._skipped if plan.total is not None else None
-        print(
-            f"Sweep {self._info.sweep_id}: {total if total is not None else '?'} runs, "
-            f"tracking to {uri}",
-            flush=True,
-        )
-        self._monitor = ProgressMonitor(sweep_dir, total, plan.keys).start()
+        runs = f"{total if total is not None else '?'} runs"
+        if plan.timeout is not None:
+            runs = f"up to {runs}, none started after {format_duration(plan.timeout)}"
+        print(f"Sweep {self._info.sweep_id}: {runs}, tracking to {uri}", flush=True)
+        self._monitor = ProgressMonitor(sweep_dir, total, plan.keys, timeout=plan.timeout).start()
         planned = len(plan.jobs) - self._skipped if plan.jobs is not None else None
         self._stop = SweepStop(
             self._info, self._wind_down, planned, self._skipped, self._resume_command
