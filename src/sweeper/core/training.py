@@ -136,8 +136,8 @@ def train(
     ``stop_reason``, the best model so far kept.
 
     Counts and strengths (epochs >= 1, batch_size >= 1, patience >= 1, l1, l2 >= 0,
-    max_norm > 0 or None) are
-    trusted: the config checked them before any run. The data is checked here.
+    max_norm > 0 or None) are trusted: the config checked them before any run. The data is
+    checked here.
     """
     lookup(EVAL_TRAIN, "eval_train", eval_train)
     # Converted once so no minibatch pays for a dtype conversion.
