@@ -43,6 +43,8 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
     assert metrics["epochs_run"] == 3
     assert 1 <= metrics["best_epoch"] <= 3
     assert metrics["train_seconds"] > 0
+    # The run process's CPU time: what a search's budget is measured in.
+    assert metrics["cpu_seconds"] > 0
     assert 0.85 < metrics["test_acc"] <= 1.0
     assert metrics["gradcheck_passed"] == 1.0
 

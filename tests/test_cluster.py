@@ -181,7 +181,7 @@ def run_key(run: Run) -> tuple[str, str]:
 
 
 def without_timing(metrics: dict[str, float]) -> dict[str, float]:
-    return {key: value for key, value in metrics.items() if key != "train_seconds"}
+    return {key: value for key, value in metrics.items() if "seconds" not in key}
 
 
 def own_tags(run: Run) -> set[str]:

@@ -47,6 +47,8 @@ def test_init_and_dtype_choices_come_from_the_core() -> None:
         (lambda: TrainConfig(patience=0), "train.patience=0 is invalid"),
         (lambda: RegularizerConfig(p=1.0), "regularizer.p=1.0 is invalid"),
         (lambda: RegularizerConfig(lam=-1.0), "regularizer.lam=-1.0 is invalid: must be >= 0"),
+        (lambda: RegularizerConfig(input_p=1.0), "regularizer.input_p=1.0 is invalid"),
+        (lambda: RegularizerConfig(max_norm=0.0), "regularizer.max_norm=0.0 is invalid"),
         (lambda: DatasetConfig(val_fraction=1.0), "dataset.val_fraction=1.0 is invalid"),
     ],
 )
@@ -64,3 +66,7 @@ def test_a_regularizer_sets_only_the_training_argument_its_name_says() -> None:
     assert strengths("l1") == (0.1, 0.0, 0.0)
     assert strengths("l2") == (0.0, 0.1, 0.0)
     assert strengths("dropout") == (0.0, 0.0, 0.5)
+    inputs = {
+        n: RegularizerConfig(config.RegularizerName[n], input_p=0.2) for n in ("l2", "dropout")
+    }
+    assert (inputs["l2"].input_dropout, inputs["dropout"].input_dropout) == (0.0, 0.2)

@@ -21,6 +21,7 @@ REGULARISATION = {
     "l1": {"l1": 0.01},
     "l2": {"l2": 0.1},
     "dropout": {"dropout": 0.2},
+    "input_dropout": {"dropout": 0.2, "input_dropout": 0.25},
 }
 # Central differences are exact only for a smooth objective. This seed's draws keep the
 # rectifiers' pre-activations and the weights (for |w| under l1) clear of their kinks by
@@ -31,10 +32,12 @@ WHOLE_NETWORK_EPS = 1e-5
 
 
 def _problem(
-    sizes: list[int], activation: str, dropout: float = 0.0
+    sizes: list[int], activation: str, dropout: float = 0.0, input_dropout: float = 0.0
 ) -> tuple[MLP, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(SEED)
-    model = MLP(sizes, activation=activation, seed=SEED, dropout=dropout)
+    model = MLP(
+        sizes, activation=activation, seed=SEED, dropout=dropout, input_dropout=input_dropout
+    )
     # Non-zero biases, so a unit whose inputs are all zero does not sit exactly on a kink,
     # and weights away from 0, where l1's |w| has its kink.
     for b in model.biases:
@@ -52,7 +55,8 @@ def _problem(
 def test_backprop_matches_finite_differences(activation: str, depth: int, reg: str) -> None:
     options = dict(REGULARISATION[reg])
     dropout = options.pop("dropout", 0.0)
-    model, x, y = _problem(DEPTHS[depth], activation, dropout)
+    input_dropout = options.pop("input_dropout", 0.0)
+    model, x, y = _problem(DEPTHS[depth], activation, dropout, input_dropout)
     dropout_seed = 7 if dropout else None
     rows = check_gradients(model, x, y, eps=1e-2, tol=1e-4, dropout_seed=dropout_seed, **options)
     assert len(rows) == (3 if depth == 0 else 6)

@@ -77,6 +77,39 @@ def test_dropout_only_with_rng_and_reproducible() -> None:
     assert other[0] != first[0]
 
 
+def test_input_dropout_drops_that_fraction_of_inputs_and_scales_the_rest() -> None:
+    p = 0.2
+    model = MLP([400, 3, 2], dropout=0.0, input_dropout=p)
+    workspace = Workspace(model, 250, dropout=True)
+    x = np.ones((250, 400), np.float32)
+    workspace.forward(x, np.random.default_rng(0))
+    assert workspace.dropped_x is not None
+    seen = workspace.dropped_x
+    assert set(np.unique(seen)) == {0.0, np.float32(1 / (1 - p))}
+    # 100,000 draws: the dropped fraction's standard error is about 0.0013.
+    assert np.mean(seen == 0) == pytest.approx(p, abs=0.005)
+    # The expected input is the input itself, so inference needs no rescaling.
+    assert seen.mean() == pytest.approx(1.0, abs=0.01)
+
+
+def test_input_dropout_only_with_rng_and_the_first_layer_learns_from_the_masked_inputs() -> None:
+    x, labels = _data()
+    y = one_hot(labels, 4, dtype=np.float64)
+    x = x.astype(np.float64)
+    m = MLP([6, 5, 4], dtype=np.float64, input_dropout=0.5)
+    plain = MLP([6, 5, 4], dtype=np.float64)
+    assert m.loss_and_gradients(x, y)[0] == plain.loss_and_gradients(x, y)[0]
+    workspace = Workspace(m, 10, dropout=True)
+    workspace.loss_and_gradients(x, y, rng=np.random.default_rng(3))
+    assert workspace.input_mask is not None
+    mask = workspace.input_mask.copy()
+    assert 0 < np.count_nonzero(mask == 0) < mask.size
+    # Without hidden dropout, the masked run is the plain network on the masked inputs.
+    _, grads_w, _ = plain.loss_and_gradients(x * mask, y)
+    np.testing.assert_allclose(workspace.grads_w[0], grads_w[0], rtol=1e-12)
+    assert not np.allclose(workspace.grads_w[0], plain.loss_and_gradients(x, y)[1][0])
+
+
 def test_loss_is_cross_entropy_plus_penalty() -> None:
     m = MLP([6, 5, 4], dtype=np.float64)
     x, labels = _data()
@@ -93,12 +126,13 @@ def test_loss_is_cross_entropy_plus_penalty() -> None:
 
 
 def test_copy_and_astype_are_independent() -> None:
-    m = MLP([6, 5, 4], activation="sigmoid", dropout=0.2)
+    m = MLP([6, 5, 4], activation="sigmoid", dropout=0.2, input_dropout=0.1)
     c = m.copy()
-    assert (c.layer_sizes, c.activation, c.dropout, c.dtype) == (
+    assert (c.layer_sizes, c.activation, c.dropout, c.input_dropout, c.dtype) == (
         m.layer_sizes,
         m.activation,
         m.dropout,
+        0.1,
         m.dtype,
     )
     c.weights[0][0, 0] += 1

@@ -117,6 +117,41 @@ def test_bit_identical_with_same_seed(data: tuple) -> None:
     assert h1[-1].val_loss != h3[-1].val_loss
 
 
+def test_max_norm_holds_after_every_step_and_spares_the_output_layer(data: tuple) -> None:
+    x, y, xv, yv = data
+    c = 0.5
+    steps: list[list[float]] = []
+
+    class Recorder(SGD):
+        def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+            super().update(params, grads)
+            # After this update, before the constraint: the norms it has to bring back.
+            steps.append([float(np.linalg.norm(w, axis=0).max()) for w in model.weights])
+
+    model = MLP([5, 8, 6, 3], activation="relu", seed=0)
+    train_epoch(model, Recorder(0.5), x, y, np.arange(len(x)), 30, max_norm=c)
+    hidden = [np.linalg.norm(w, axis=0) for w in model.weights[:-1]]
+    assert all(n.max() <= c * (1 + 1e-6) for n in hidden)
+    # The rate is large enough that steps push units past the bound, which it then holds.
+    assert max(s[0] for s in steps[1:]) > c
+    # Units within the bound keep their weights; the output layer is never constrained.
+    assert any(n.min() < c * 0.99 for n in hidden)
+    assert np.linalg.norm(model.weights[-1], axis=0).max() > c
+
+
+def test_input_dropout_alone_draws_masks_and_changes_training(data: tuple) -> None:
+    x, y, xv, yv = data
+
+    def run(input_dropout: float) -> float:
+        model = MLP([5, 6, 3], activation="relu", seed=0, input_dropout=input_dropout)
+        result = train(
+            model, make_optimizer("sgd", 0.1), x, y, xv, yv, epochs=2, batch_size=20
+        )  # fmt: skip
+        return result.history[-1].train_loss
+
+    assert run(0.3) == run(0.3) != run(0.0)
+
+
 def test_shuffle_seed_alone_changes_the_run(data: tuple) -> None:
     x, y, xv, yv = data
     runs = [

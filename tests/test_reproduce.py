@@ -37,7 +37,7 @@ from sweeper.run import run_config
 from sweeper.store_setup import prepare_store
 from sweeper.sweep_info import SweepInfo
 
-TIMINGS = {"train_seconds"}
+TIMINGS = {"train_seconds", "cpu_seconds"}
 
 
 def reproduce_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

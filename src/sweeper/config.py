@@ -106,10 +106,27 @@ class RegularizerConfig:
     name: RegularizerName = RegularizerName["none"]
     lam: float = 0.0
     p: float = 0.0
+    # Dropout's probability on the inputs (the dropout regularizer only).
+    input_p: float = 0.0
+    # A bound on each hidden unit's incoming weight norm, whatever the regularizer.
+    max_norm: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.lam >= 0.0, "regularizer.lam", self.lam, "must be >= 0")
         _require(0.0 <= self.p < 1.0, "regularizer.p", self.p, "dropout p must be in [0, 1)")
+        _require(
+            0.0 <= self.input_p < 1.0,
+            "regularizer.input_p",
+            self.input_p,
+            "input dropout p must be in [0, 1)",
+        )
+        if self.max_norm is not None:
+            _require(
+                self.max_norm > 0.0,
+                "regularizer.max_norm",
+                self.max_norm,
+                "must be a positive norm or null",
+            )
 
     def _strength(self, argument: str) -> float:
         """The value of the core's training ``argument`` (l1, l2, dropout) this sets."""
@@ -128,6 +145,10 @@ class RegularizerConfig:
     @property
     def dropout(self) -> float:
         return self._strength("dropout")
+
+    @property
+    def input_dropout(self) -> float:
+        return self.input_p if REGULARIZERS[self.name.value] == "dropout" else 0.0
 
 
 @dataclass

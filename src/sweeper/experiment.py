@@ -39,6 +39,7 @@ class ExperimentResult:
     test_loss: float
     test_acc: float
     train_seconds: float
+    cpu_seconds: float
     gradcheck: list[GradCheckRow]
     gradcheck_csv: Path | None
     figures: list[Path]
@@ -52,6 +53,7 @@ class ExperimentResult:
             "best_epoch": float(self.training.best_epoch),
             "epochs_run": float(self.training.epochs_run),
             "train_seconds": self.train_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "best_train_loss": best.train_loss,
             "best_train_acc": best.train_acc,
             "best_val_loss": best.val_loss,
@@ -73,18 +75,20 @@ def build_model(config: ExperimentConfig, dataset: Dataset) -> MLP:
         seed=config.seed,
         dtype=np.dtype(config.train.dtype.value),
         dropout=config.regularizer.dropout,
+        input_dropout=config.regularizer.input_dropout,
     )
 
 
 def run_seeds(config: ExperimentConfig) -> dict[str, str]:
     """The seed of each random stream of the run, as the data and the core derive it."""
     seed = config.seed
+    dropping = config.regularizer.dropout > 0 or config.regularizer.input_dropout > 0
     return {
         "seed.split": str(seed),
         "seed.init": str(seed),
         "seed.shuffle": str(seed),
         # sweeper.core.training.train: default_rng([seed, 1]), only when there is dropout.
-        "seed.dropout": f"[{seed}, 1]" if config.regularizer.dropout > 0 else "none",
+        "seed.dropout": f"[{seed}, 1]" if dropping else "none",
     }
 
 
@@ -135,6 +139,8 @@ def train_and_evaluate(
     caller can record why the run failed; metrics sent to ``epoch_callbacks`` before that
     stay. A callback may stop training by returning a reason (``core.training.train``).
     """
+    # This process's CPU time, all its threads, from the data's loading to the test score.
+    cpu_start = time.process_time()
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(config.train.dtype.value)
     load = load_dataset if dataset_cache is None else partial(load_dataset_cached, dataset_cache)
@@ -182,12 +188,14 @@ def train_and_evaluate(
         patience=config.train.patience,
         l1=config.regularizer.l1,
         l2=config.regularizer.l2,
+        max_norm=config.regularizer.max_norm,
         seed=config.seed,
         eval_train=config.train.eval_train.value,
         callbacks=epoch_callbacks,
     )
     train_seconds = time.perf_counter() - start
     test_loss, test_acc = training.best_model.evaluate(dataset.x_test, dataset.y_test)
+    cpu_seconds = time.process_time() - cpu_start
 
     checkpoint = save_checkpoint(
         out_dir / CHECKPOINT_FILE, training.best_model, dataset.standardizer
@@ -197,6 +205,7 @@ def train_and_evaluate(
         test_loss=float(test_loss),
         test_acc=float(test_acc),
         train_seconds=train_seconds,
+        cpu_seconds=cpu_seconds,
         gradcheck=rows,
         gradcheck_csv=gradcheck_csv,
         figures=save_curves(

@@ -41,9 +41,9 @@ def _check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:
     return [int(s) for s in sizes]
 
 
-def _check_dropout(dropout: float) -> float:
+def _check_dropout(dropout: float, name: str = "dropout") -> float:
     if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        raise ValueError(f"{name} must lie in [0, 1), got {dropout}")
     return float(dropout)
 
 
@@ -68,8 +68,9 @@ class MLP:
 
     ``layer_sizes`` is ``[d_in, h1, ..., hk, n_classes]``; with two entries the model is
     softmax regression. Every array (weights, activations, gradients) is kept in ``dtype``.
-    Dropout is inverted dropout on the hidden layers and is only active in
-    ``loss_and_gradients`` when an ``rng`` is passed.
+    Dropout is inverted dropout on the hidden layers (probability ``dropout``) and on the
+    inputs (``input_dropout``), and is only active in ``loss_and_gradients`` when an ``rng``
+    is passed.
     """
 
     def __init__(
@@ -80,11 +81,13 @@ class MLP:
         seed: int = 0,
         dtype: DTypeLike = np.float32,
         dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         self.layer_sizes = _check_layer_sizes(layer_sizes)
         self.activation = check_activation(activation)
         # Checked by the config; from_parameters checks what a checkpoint says.
         self.dropout = float(dropout)
+        self.input_dropout = float(input_dropout)
         self.dtype = check_dtype(dtype)
         self.init = default_init(activation) if init is None else init
         self.flat, self.weights, self.biases = _packed(self.layer_sizes, self.dtype)
@@ -101,6 +104,7 @@ class MLP:
         dtype: DTypeLike = np.float32,
         dropout: float = 0.0,
         init: str | None = None,
+        input_dropout: float = 0.0,
     ) -> MLP:
         """Build a model around copies of the given arrays (shapes are checked)."""
         if len(weights) != len(biases) or not weights:
@@ -117,6 +121,7 @@ class MLP:
         model.layer_sizes = _check_layer_sizes(sizes)
         model.activation = check_activation(activation)
         model.dropout = _check_dropout(dropout)
+        model.input_dropout = _check_dropout(input_dropout, "input_dropout")
         model.dtype = check_dtype(dtype)
         model.init = default_init(activation) if init is None else init
         model.flat, model.weights, model.biases = _packed(sizes, model.dtype)
@@ -131,7 +136,8 @@ class MLP:
     def __repr__(self) -> str:
         return (
             f"MLP(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
-            f"dtype={self.dtype.name}, dropout={self.dropout})"
+            f"dtype={self.dtype.name}, dropout={self.dropout}, "
+            f"input_dropout={self.input_dropout})"
         )
 
     def _as_input(self, x: np.ndarray) -> np.ndarray:
@@ -191,7 +197,13 @@ class MLP:
     def astype(self, dtype: DTypeLike) -> MLP:
         """A copy of the model in ``dtype``."""
         return MLP.from_parameters(
-            self.weights, self.biases, self.activation, dtype, self.dropout, self.init
+            self.weights,
+            self.biases,
+            self.activation,
+            dtype,
+            self.dropout,
+            self.init,
+            self.input_dropout,
         )
 
     def copy(self) -> MLP:
@@ -223,6 +235,10 @@ class Workspace:
         use_dropout = dropout and model.dropout > 0
         self.masks = [np.empty((rows, h), dt) for h in sizes[1:-1]] if use_dropout else []
         self.dropped = [np.empty((rows, h), dt) for h in sizes[1:-1]] if use_dropout else []
+        # The inputs' mask and the masked inputs, which the first layer's gradient reads.
+        use_input = dropout and model.input_dropout > 0
+        self.input_mask = np.empty((rows, sizes[0]), dt) if use_input else None
+        self.dropped_x = np.empty((rows, sizes[0]), dt) if use_input else None
         self.row = np.empty((rows, 1), dt)
         self.grads, self.grads_w, self.grads_b = _packed(sizes, dt)
         self._act = ACTIVATIONS[model.activation]
@@ -247,22 +263,30 @@ class Workspace:
 
     def forward(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """The logits of ``x`` (a view into this workspace); with ``rng`` and a dropout
-        workspace, hidden units are dropped with masks drawn from it."""
+        workspace, inputs and hidden units are dropped with masks drawn from it (the inputs'
+        first)."""
         model, n = self.model, len(x)
         a = x
+        if rng is not None and self.input_mask is not None and self.dropped_x is not None:
+            mask = self._draw_mask(rng, self.input_mask[:n], model.input_dropout)
+            a = np.multiply(x, mask, out=self.dropped_x[:n])
         for i, (w, b) in enumerate(zip(model.weights[:-1], model.biases[:-1], strict=True)):
             z = np.matmul(a, w, out=self.outs[i][:n])
             z += b
             a = self._act(z, out=z)
             if rng is not None and self.masks:
-                keep = 1.0 - model.dropout
-                mask = rng.random(out=self.masks[i][:n], dtype=model.dtype)
-                # One pass to the kept units' scale: bool x (1/keep) is 1/keep or 0.
-                np.multiply(mask < keep, model.dtype.type(1.0 / keep), out=mask)
+                mask = self._draw_mask(rng, self.masks[i][:n], model.dropout)
                 a = np.multiply(a, mask, out=self.dropped[i][:n])
         z = np.matmul(a, model.weights[-1], out=self.outs[-1][:n])
         z += model.biases[-1]
         return z
+
+    def _draw_mask(self, rng: np.random.Generator, out: np.ndarray, p: float) -> np.ndarray:
+        """An inverted-dropout mask in ``out``: 0 with probability ``p``, else 1 / (1 - p)."""
+        keep = 1.0 - p
+        mask = rng.random(out=out, dtype=self.model.dtype)
+        # One pass to the kept units' scale: bool x (1/keep) is 1/keep or 0.
+        return np.multiply(mask < keep, self.model.dtype.type(1.0 / keep), out=mask)
 
     def loss_and_gradients(
         self,
@@ -295,7 +319,8 @@ class Workspace:
         delta -= y_onehot
         delta *= 1.0 / n
         dropped = rng is not None and bool(self.masks)
-        inputs = [x, *(h[:n] for h in (self.dropped if dropped else self.outs[:-1]))]
+        x_seen = x if rng is None or self.dropped_x is None else self.dropped_x[:n]
+        inputs = [x_seen, *(h[:n] for h in (self.dropped if dropped else self.outs[:-1]))]
         for i in range(len(model.weights) - 1, -1, -1):
             np.matmul(inputs[i].T, delta, out=self.grads_w[i])
             np.add.reduce(delta, axis=0, out=self.grads_b[i])

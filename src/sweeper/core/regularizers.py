@@ -1,4 +1,5 @@
-"""L1/L2 weight penalties, and ``REGULARIZERS``, every regularizer by name.
+"""L1/L2 weight penalties, the max-norm constraint, and ``REGULARIZERS``, every regularizer
+by name.
 
 Convention: the penalty is added, unscaled, to the batch-MEAN cross-entropy,
 
@@ -8,6 +9,9 @@ summed over every weight matrix; biases are never penalised. Because the penalty
 divided by the batch size (nor multiplied by the dataset size), every minibatch gradient is
 an unbiased estimate of the gradient of the dataset-mean objective, and a given strength
 means the same thing whatever the batch size.
+
+The max-norm constraint (Srivastava et al. 2014) is no penalty: after each step, every hidden
+unit whose incoming weight vector is longer than ``c`` has it scaled back to length ``c``.
 """
 
 from __future__ import annotations
@@ -42,3 +46,12 @@ def add_penalty_gradients(
             g += l1 * np.sign(w)
         if l2:
             g += l2 * w
+
+
+def apply_max_norm(weights: Sequence[np.ndarray], c: float) -> None:
+    """Scale, in place, each column (a unit's incoming weights) of every matrix but the last
+    (the output layer's) to an L2 norm of at most ``c``."""
+    for w in weights[:-1]:
+        norms = np.sqrt(np.einsum("ij,ij->j", w, w))
+        # Columns within the bound get a factor of exactly 1.
+        w *= np.minimum(1, w.dtype.type(c) / np.maximum(norms, np.finfo(w.dtype).tiny))

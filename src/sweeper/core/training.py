@@ -21,6 +21,7 @@ from .losses import one_hot
 from .network import MLP, Workspace
 from .optimizers import Optimizer
 from .registry import lookup
+from .regularizers import apply_max_norm
 
 # How an epoch's training metrics are measured, by name.
 EVAL_TRAIN = {
@@ -70,6 +71,7 @@ def train_epoch(
     dropout_rng: np.random.Generator | None = None,
     workspace: Workspace | None = None,
     y_onehot: np.ndarray | None = None,
+    max_norm: float | None = None,
 ) -> tuple[float, float]:
     """One pass of minibatch steps over the samples of ``x`` in ``order``.
 
@@ -78,7 +80,8 @@ def train_epoch(
     over the pass's samples, each scored at its step; or, at the first non-finite loss, that
     loss and nan, the pass stopping there. Pass a ``workspace`` of ``batch_size`` rows to
     reuse its arrays across epochs, and ``y_onehot`` (``one_hot(labels)`` in the model's
-    dtype) to reuse that.
+    dtype) to reuse that. With ``max_norm``, every step ends by holding each hidden unit's
+    incoming weights to that L2 norm (``regularizers.apply_max_norm``).
     """
     if workspace is None:
         workspace = Workspace(model, batch_size, dropout=dropout_rng is not None)
@@ -96,6 +99,8 @@ def train_epoch(
         if not math.isfinite(loss):
             return loss, math.nan
         optimizer.update(params, grads)
+        if max_norm is not None:
+            apply_max_norm(model.weights, max_norm)
         total += loss * len(lb)
         correct += right
     return total / len(order), correct / len(order)
@@ -114,6 +119,7 @@ def train(
     patience: int | None = None,
     l1: float = 0.0,
     l2: float = 0.0,
+    max_norm: float | None = None,
     seed: int = 0,
     eval_train: str = "running",
     callbacks: Sequence[Callable[[EpochMetrics], str | None]] = (),
@@ -129,8 +135,9 @@ def train(
     that returns a reason (a search's pruner) stops training after that epoch with that
     ``stop_reason``, the best model so far kept.
 
-    Counts and strengths (epochs >= 1, batch_size >= 1, patience >= 1, l1, l2 >= 0) are
-    trusted: the config checked them before any run. The data is checked here.
+    Counts and strengths (epochs >= 1, batch_size >= 1, patience >= 1, l1, l2 >= 0,
+    max_norm > 0 or None) are trusted: the config checked them before any run. The data is
+    checked here.
     """
     lookup(EVAL_TRAIN, "eval_train", eval_train)
     # Converted once so no minibatch pays for a dtype conversion.
@@ -151,7 +158,8 @@ def train(
     y_train_onehot = one_hot(y_train, model.n_classes, dtype=model.dtype)
     shuffle_rng = np.random.default_rng(seed)
     # A separate stream, so switching dropout on does not change the shuffling order.
-    dropout_rng = np.random.default_rng([seed, 1]) if model.dropout > 0 else None
+    dropping = model.dropout > 0 or model.input_dropout > 0
+    dropout_rng = np.random.default_rng([seed, 1]) if dropping else None
     # Allocated once per run: every step and every evaluation reuses these arrays.
     steps = Workspace(model, min(batch_size, len(x_train)), dropout=dropout_rng is not None)
     scoring = Workspace(model, min(4096, max(len(x_train), len(x_val))))
@@ -171,6 +179,7 @@ def train(
             train_loss, train_acc = train_epoch(
                 model, optimizer, x_train, y_train, order, batch_size,
                 l1=l1, l2=l2, dropout_rng=dropout_rng, workspace=steps, y_onehot=y_train_onehot,
+                max_norm=max_norm,
             )  # fmt: skip
             if not math.isfinite(train_loss):
                 raise TrainingDiverged(epoch, train_loss, history)
