@@ -88,7 +88,9 @@ class RunsCommand:
 class Sweep:
     """A CLI sweep running in its own process group, as a terminal's foreground job."""
 
-    def __init__(self, args: list[str], cwd: Path, name: str = "sweep") -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, name: str = "sweep", env: dict[str, str] | None = None
+    ) -> None:
         self.cwd = cwd
         self.stdout = cwd / f"{name}.out"
         self.stderr = cwd / f"{name}.err"
@@ -96,7 +98,7 @@ class Sweep:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sweeper", *args],
                 cwd=cwd,
-                env=cli_env(),
+                env=cli_env(env),
                 stdout=out,
                 stderr=err,
                 start_new_session=True,

@@ -25,7 +25,14 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
-from helpers import assert_study_agrees_with_mlflow, refilled_while_another_runs, study_of
+from helpers import (
+    Sweep,
+    assert_study_agrees_with_mlflow,
+    refilled_while_another_runs,
+    runs_by_trial,
+    study_of,
+)
+from hydra_plugins.sweeper_search.study import RETRY_OF
 from services import BIN, Service, free_port, mlflow_service, start, stop, wait_until
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
@@ -448,3 +455,49 @@ def test_a_freed_slot_on_the_cluster_takes_the_next_trial_at_once(
     assert refilled_while_another_runs(runs) == asynchronous
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
     assert_study_agrees_with_mlflow(study_of(tmp_path, sweep_id).get_trials(), runs)
+
+
+def test_a_trial_whose_ray_worker_is_killed_is_asked_again(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # Tracked in ./mlruns: the workers run on this machine, and Sweep reads the runs there.
+    sweep = Sweep(
+        [
+            "-m",
+            "+experiment=search",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address={ray_cluster.address}",
+            "dataset.val_fraction=0.2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.sampler.name=random",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.sampler.seed=0",
+            "train.epochs=choice(2, 300)",
+            "topology.hidden=[32]",
+            "optimizer.lr=0.01",
+            "regularizer=l2",
+            "regularizer.lam=1e-4",
+            "train.batch_size=8",
+        ],
+        tmp_path,
+        env=ray_cluster.env,
+    )
+    # The run's pid tag is its Ray worker's: SIGKILL ends the task, which Ray does not retry.
+    victim = sweep.kill_a_run_past_its_first_epoch("300")
+    rc, stderr = sweep.finish(timeout=600)
+    assert rc == 0, stderr[-3000:]
+    killed = int(victim.data.tags["trial"])
+    assert f"Trial {killed} returned nothing" in sweep.stdout.read_text()
+    runs = child_runs(all_runs(tmp_path))
+    assert len(runs) == 5
+    by_trial = runs_by_trial(runs)
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    trials = study_of(tmp_path, sweep_id).get_trials()
+    (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == killed]
+    assert again.params == trials[killed].params
+    assert again.state == TrialState.COMPLETE
+    assert by_trial[again.number].data.metrics["epochs_run"] == 300
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert trials[killed].state == TrialState.FAIL
+    # The killed run itself stays RUNNING in MLflow: no on_job_death on Ray (docs/scaling.md).
+    assert_study_agrees_with_mlflow([t for t in trials if t.number != killed], runs)

@@ -21,7 +21,13 @@ from helpers import (
     study_of,
 )
 from hydra_plugins.sweeper_search.space import SearchSpaceError, parse_space
-from hydra_plugins.sweeper_search.study import RETRY_OF
+from hydra_plugins.sweeper_search.study import (
+    GRPC_READY_TIMEOUT_S,
+    RETRY_OF,
+    StudyConfigError,
+    make_storage,
+)
+from services import free_port
 
 # A search on the digits: small nets, few epochs, no gradient check, two trials at a time.
 SEARCH = [
@@ -117,6 +123,23 @@ def test_a_bad_search_stops_before_any_run_in_one_line(
     assert message in lines[0]
     assert not (workdir / "mlruns" / "optuna.db").exists()
     assert not list(workdir.glob("multirun/*/*/outcome.json"))
+
+
+@pytest.mark.parametrize("url", ["grpc://127.0.0.1", "grpc://127.0.0.1:port", "grpc://:13000"])
+def test_a_grpc_storage_needs_a_host_and_a_port(url: str) -> None:
+    with pytest.raises(StudyConfigError) as raised:
+        make_storage(url)
+    assert str(raised.value) == f"hydra.sweeper.storage={url!r} is invalid: grpc://HOST:PORT"
+
+
+def test_a_grpc_storage_that_does_not_answer_fails_in_one_line() -> None:
+    url = f"grpc://127.0.0.1:{free_port()}"
+    with pytest.raises(StudyConfigError) as raised:
+        make_storage(url)
+    assert str(raised.value) == (
+        f"hydra.sweeper.storage={url!r} cannot be used: no storage proxy answers there "
+        f"within {GRPC_READY_TIMEOUT_S} s"
+    )
 
 
 def test_pruned_runs_stop_early_keep_their_best_and_agree_with_the_study(workdir: Path) -> None:

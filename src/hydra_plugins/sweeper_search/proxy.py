@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 import optuna
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except StudyConfigError as err:
         parser.exit(1, f"{err}\n")
     quiet_optuna()
+    # Optuna marks the proxy experimental; docs/scaling.md says so once.
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     print(f"Serving {args.storage} at grpc://{args.host}:{args.port}", flush=True)
     try:
         # get_storage: the proxy keeps finished trials in memory, as Optuna advises.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,10 @@ def grpc_storage(url: str) -> optuna.storages.BaseStorage:
         host, port = None, None
     if not host or not port:
         raise StudyConfigError(f"hydra.sweeper.storage={url!r} is invalid: grpc://HOST:PORT")
-    proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    with warnings.catch_warnings():
+        # docs/scaling.md says it is experimental; a warning per job's process repeats it.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
     try:
         proxy.wait_server_ready(timeout=GRPC_READY_TIMEOUT_S)
     except ConnectionError:
