@@ -1,5 +1,6 @@
-"""Helpers several test modules share: small data files in the real formats, and a sweep
-started through the command line as a terminal would start it."""
+"""Helpers several test modules share: small data files in the real formats, a sweep
+started through the command line as a terminal would start it, and a search's study read
+against its MLflow runs."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import optuna
+import pytest
 from mlflow.entities import Run
+from optuna.trial import FrozenTrial, TrialState
 
 from conftest import all_runs, child_runs, cli_env
+from hydra_plugins.sweeper_search.study import INTERRUPTED, SWEEP_ATTR
 from sweeper.outcome import PROGRESS_FILE, RunProgress
 
 
@@ -83,7 +88,9 @@ class RunsCommand:
 class Sweep:
     """A CLI sweep running in its own process group, as a terminal's foreground job."""
 
-    def __init__(self, args: list[str], cwd: Path, name: str = "sweep") -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, name: str = "sweep", env: dict[str, str] | None = None
+    ) -> None:
         self.cwd = cwd
         self.stdout = cwd / f"{name}.out"
         self.stderr = cwd / f"{name}.err"
@@ -91,7 +98,7 @@ class Sweep:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sweeper", *args],
                 cwd=cwd,
-                env=cli_env(),
+                env=cli_env(env),
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
@@ -144,3 +151,45 @@ class Sweep:
     def finish(self, timeout: float = 240) -> tuple[int, str]:
         rc = self.proc.wait(timeout)
         return rc, self.stderr.read_text()
+
+
+# --- a search's Optuna study against its MLflow runs ---
+
+
+def study_of(workdir: Path, sweep_id: str, storage: str | None = None) -> optuna.Study:
+    """The study of a sweep, in ``storage`` (by default the one beside ``workdir``'s store)."""
+    storage = storage or f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
+    (summary,) = [
+        s
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.user_attrs.get(SWEEP_ATTR) == sweep_id
+    ]
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def runs_by_trial(runs: list[Run]) -> dict[int, Run]:
+    return {int(r.data.tags["trial"]): r for r in runs}
+
+
+def assert_study_agrees_with_mlflow(trials: list[FrozenTrial], runs: list[Run]) -> None:
+    """Every ended trial has its MLflow run, with the same value and the same ending."""
+    by_trial = runs_by_trial(runs)
+    for trial in trials:
+        run = by_trial.get(trial.number)
+        if run is None:  # asked, and Ctrl-C came before its run started
+            assert trial.state == TrialState.FAIL and trial.user_attrs[INTERRUPTED]
+            continue
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            assert trial.value == pytest.approx(run.data.metrics["best_val_loss"], rel=1e-6)
+            status = "PRUNED" if trial.state == TrialState.PRUNED else "FINISHED"
+            assert run.data.tags["status"] == status
+        else:  # killed (its process died, or Ctrl-C) or failed
+            assert run.info.status in ("FAILED", "KILLED")
+
+
+def refilled_while_another_runs(runs: list[Run]) -> bool:
+    """Whether a slot freed by one run took the next trial while another run still trained:
+    a run ``k`` ends during a run ``i`` and a run ``j`` starts before ``i`` ends. A batch
+    barrier forbids it (the next batch starts once the whole batch has ended)."""
+    spans = [(r.info.start_time, r.info.end_time) for r in runs]
+    return any(s_i < e_k < s_j < e_i for s_i, e_i in spans for _, e_k in spans for s_j, _ in spans)

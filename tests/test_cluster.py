@@ -1,4 +1,4 @@
-"""Past one machine: a sweep on a Ray cluster, tracked on an MLflow tracking server.
+"""Past one machine: a sweep and a search on a Ray cluster, tracked on an MLflow tracking server.
 
 The cluster and the server run as separate processes bound to 127.0.0.1, joined by address as
 they would be on other machines, and are stopped at teardown even when a test fails.
@@ -22,8 +22,17 @@ import numpy as np
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from helpers import (
+    Sweep,
+    assert_study_agrees_with_mlflow,
+    refilled_while_another_runs,
+    runs_by_trial,
+    study_of,
+)
+from hydra_plugins.sweeper_search.study import RETRY_OF
 from services import BIN, Service, free_port, mlflow_service, start, stop, wait_until
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
@@ -169,9 +178,9 @@ def ray_sweep(
     return RaySweep(workdir, tracking_server, proc)
 
 
-def server_runs(server: str) -> list[Run]:
+def server_runs(server: str, name: str = EXPERIMENT) -> list[Run]:
     client = MlflowClient(server)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment = client.get_experiment_by_name(name)
     assert experiment is not None
     return list(client.search_runs([experiment.experiment_id], max_results=100))
 
@@ -291,3 +300,204 @@ def test_the_report_reads_the_sweep_back_from_the_server(ray_sweep: RaySweep) ->
     assert sorted(row.split(",")[0] for row in rows) == sorted(r.info.run_id for r in runs)
     # The confusion matrix needs the best run's checkpoint, downloaded through the server.
     assert (sweep_dir / "figures" / "confusion_matrix.png").stat().st_size > 0
+
+
+# A search on the digits, two trials at a time on the cluster's two CPUs, tracked on the
+# server. Its Optuna study is the SQLite file beside ./mlruns (the workers reach it: they run
+# on this machine), or that file behind Optuna's gRPC storage proxy, what workers on other
+# machines reach (docs/scaling.md).
+SEARCH_EXPERIMENT = "cluster_search"
+
+
+@dataclass
+class StudyProxy:
+    url: str
+    # The RDB behind the proxy, read directly by the tests.
+    storage: str
+
+
+@pytest.fixture(scope="module")
+def study_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudyProxy]:
+    """``python -m hydra_plugins.sweeper_search.proxy`` on loopback, a SQLite file behind it."""
+    root = tmp_path_factory.mktemp("proxy")
+    storage = f"sqlite:///{root / 'optuna.db'}"
+    port = free_port()
+    log = root / "proxy.log"
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "hydra_plugins.sweeper_search.proxy",
+            storage,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        log,
+    )
+    try:
+        wait_until(lambda: "Serving" in log.read_text(), [(proc, log)], "study proxy")
+        yield StudyProxy(f"grpc://127.0.0.1:{port}", storage)
+    finally:
+        stop(proc)
+
+
+def ray_search(
+    cluster: RayCluster, server: TrackingServer, workdir: Path, args: list[str]
+) -> tuple[subprocess.CompletedProcess[str], list[Run]]:
+    """The search's command, and its child runs as the server holds them."""
+    proc = run_cli(
+        [
+            "-m",
+            "+experiment=search",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address={cluster.address}",
+            f"tracking.experiment={SEARCH_EXPERIMENT}",
+            "dataset.val_fraction=0.2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.sampler.name=random",
+            *args,
+        ],
+        workdir,
+        env={**cluster.env, "MLFLOW_TRACKING_URI": server.uri},
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (sweep_dir,) = (workdir / "multirun").iterdir()
+    runs = child_runs(server_runs(server.uri, SEARCH_EXPERIMENT))
+    return proc, [r for r in runs if r.data.tags["sweep_id"] == sweep_dir.name]
+
+
+@pytest.mark.parametrize("through_proxy", [False, True], ids=["sqlite", "grpc_proxy"])
+def test_a_pruned_search_on_the_cluster_stops_runs_early_and_agrees_with_its_study(
+    ray_cluster: RayCluster,
+    tracking_server: TrackingServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    through_proxy: bool,
+) -> None:
+    storage = None
+    args = []
+    if through_proxy:
+        proxy: StudyProxy = request.getfixturevalue("study_proxy")
+        storage = proxy.storage
+        args = [f"hydra.sweeper.storage={proxy.url}"]
+    # A rate too small to learn (1e-5) and a good one: once one trial has finished, the median
+    # pruner stops every small-rate trial at its first epoch. The random sampler draws 1e-5
+    # for trials 2 and 5, asked only after trial 0 or 1 has ended.
+    proc, runs = ray_search(
+        ray_cluster,
+        tracking_server,
+        tmp_path,
+        [
+            *args,
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.sampler.seed=3",
+            "hydra.sweeper.pruner.name=median",
+            "hydra.sweeper.pruner.n_startup_trials=1",
+            "optimizer.lr=choice(0.00001, 0.05)",
+            "topology.hidden=[32]",
+            "train.epochs=4",
+        ],
+    )
+    assert len(runs) == 6
+    pruned = [r for r in runs if r.data.tags["status"] == "PRUNED"]
+    slow = [r for r in runs if float(r.data.params["optimizer.lr"]) == 1e-5]
+    assert slow and {r.info.run_id for r in slow} <= {r.info.run_id for r in pruned}
+    for run in pruned:
+        epoch = int(run.data.tags["pruned_epoch"])
+        assert run.data.metrics["epochs_run"] == epoch < 4
+        assert run.data.tags["reason"] == f"pruned at epoch {epoch}"
+        assert run.info.status == "FINISHED"
+        assert f"PRUNED at epoch {epoch}" in proc.stdout
+    assert {r.data.metrics["epochs_run"] for r in runs if r not in pruned} == {4}
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    trials = study_of(tmp_path, sweep_id, storage).get_trials()
+    # Through the proxy, nothing of the study is written beside the launching directory.
+    assert (tmp_path / "mlruns" / "optuna.db").exists() != through_proxy
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert {t.number for t in trials if t.state == TrialState.PRUNED} == {
+        int(r.data.tags["trial"]) for r in pruned
+    }
+    assert_study_agrees_with_mlflow(trials, runs)
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_a_freed_slot_on_the_cluster_takes_the_next_trial_at_once(
+    ray_cluster: RayCluster, tracking_server: TrackingServer, tmp_path: Path, asynchronous: bool
+) -> None:
+    # The random sampler draws 200 epochs for trial 0, then 1 epoch five times: with no batch
+    # barrier the five short trials come and go in one slot while the long one holds the
+    # other; in batches of two (hydra-ray-launcher's launch), four of them wait for it.
+    _, runs = ray_search(
+        ray_cluster,
+        tracking_server,
+        tmp_path,
+        [
+            f"hydra.sweeper.asynchronous={str(asynchronous).lower()}",
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.sampler.seed=2",
+            "train.epochs=choice(1, 200)",
+            "topology.hidden=[256,256]",
+            "optimizer.lr=0.01",
+            "regularizer=l2",
+            "regularizer.lam=1e-4",
+        ],
+    )
+    assert len(runs) == 6
+    (long,) = [r for r in runs if r.data.metrics["epochs_run"] == 200]
+    short = [r for r in runs if r is not long]
+    assert {r.data.metrics["epochs_run"] for r in short} == {1}
+    # No slot idle while trials remain: every short trial ran while the long one trained.
+    ran_beside = sum(r.info.end_time < long.info.end_time for r in short)
+    assert ran_beside == (5 if asynchronous else 1)
+    assert refilled_while_another_runs(runs) == asynchronous
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    assert_study_agrees_with_mlflow(study_of(tmp_path, sweep_id).get_trials(), runs)
+
+
+def test_a_trial_whose_ray_worker_is_killed_is_asked_again(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # Tracked in ./mlruns: the workers run on this machine, and Sweep reads the runs there.
+    sweep = Sweep(
+        [
+            "-m",
+            "+experiment=search",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address={ray_cluster.address}",
+            "dataset.val_fraction=0.2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.sampler.name=random",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.sampler.seed=0",
+            "train.epochs=choice(2, 300)",
+            "topology.hidden=[32]",
+            "optimizer.lr=0.01",
+            "regularizer=l2",
+            "regularizer.lam=1e-4",
+            "train.batch_size=8",
+        ],
+        tmp_path,
+        env=ray_cluster.env,
+    )
+    # The run's pid tag is its Ray worker's: SIGKILL ends the task, which Ray does not retry.
+    victim = sweep.kill_a_run_past_its_first_epoch("300")
+    rc, stderr = sweep.finish(timeout=600)
+    assert rc == 0, stderr[-3000:]
+    killed = int(victim.data.tags["trial"])
+    assert f"Trial {killed} returned nothing" in sweep.stdout.read_text()
+    runs = child_runs(all_runs(tmp_path))
+    assert len(runs) == 5
+    by_trial = runs_by_trial(runs)
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    trials = study_of(tmp_path, sweep_id).get_trials()
+    (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == killed]
+    assert again.params == trials[killed].params
+    assert again.state == TrialState.COMPLETE
+    assert by_trial[again.number].data.metrics["epochs_run"] == 300
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert trials[killed].state == TrialState.FAIL
+    # The killed run itself stays RUNNING in MLflow: no on_job_death on Ray (docs/scaling.md).
+    assert_study_agrees_with_mlflow([t for t in trials if t.number != killed], runs)

@@ -8,16 +8,26 @@ import os
 import signal
 from pathlib import Path
 
-import optuna
 import pytest
-from mlflow.entities import Run
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from conftest import all_runs, child_runs, run_cli
-from helpers import Sweep
+from helpers import (
+    Sweep,
+    assert_study_agrees_with_mlflow,
+    refilled_while_another_runs,
+    runs_by_trial,
+    study_of,
+)
 from hydra_plugins.sweeper_search.space import SearchSpaceError, parse_space
-from hydra_plugins.sweeper_search.study import INTERRUPTED, RETRY_OF, SWEEP_ATTR
+from hydra_plugins.sweeper_search.study import (
+    GRPC_READY_TIMEOUT_S,
+    RETRY_OF,
+    StudyConfigError,
+    make_storage,
+)
+from services import free_port
 
 # A search on the digits: small nets, few epochs, no gradient check, two trials at a time.
 SEARCH = [
@@ -31,36 +41,6 @@ SEARCH = [
 
 # The preset's other keys fixed, so that the epochs alone vary (and no trial diverges).
 ONE_CONFIGURATION = ["optimizer.lr=0.01", "regularizer=l2", "regularizer.lam=1e-4"]
-
-
-def study_of(workdir: Path, sweep_id: str) -> optuna.Study:
-    storage = f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
-    (summary,) = [
-        s
-        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-        if s.user_attrs.get(SWEEP_ATTR) == sweep_id
-    ]
-    return optuna.load_study(study_name=summary.study_name, storage=storage)
-
-
-def runs_by_trial(runs: list[Run]) -> dict[int, Run]:
-    return {int(r.data.tags["trial"]): r for r in runs}
-
-
-def assert_study_agrees_with_mlflow(trials: list[FrozenTrial], runs: list[Run]) -> None:
-    """Every ended trial has its MLflow run, with the same value and the same ending."""
-    by_trial = runs_by_trial(runs)
-    for trial in trials:
-        run = by_trial.get(trial.number)
-        if run is None:  # asked, and Ctrl-C came before its run started
-            assert trial.state == TrialState.FAIL and trial.user_attrs[INTERRUPTED]
-            continue
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            assert trial.value == pytest.approx(run.data.metrics["best_val_loss"], rel=1e-6)
-            status = "PRUNED" if trial.state == TrialState.PRUNED else "FINISHED"
-            assert run.data.tags["status"] == status
-        else:  # killed (its process died, or Ctrl-C) or failed
-            assert run.info.status in ("FAILED", "KILLED")
 
 
 def test_the_override_grammar_becomes_optunas_distributions() -> None:
@@ -145,6 +125,23 @@ def test_a_bad_search_stops_before_any_run_in_one_line(
     assert not list(workdir.glob("multirun/*/*/outcome.json"))
 
 
+@pytest.mark.parametrize("url", ["grpc://127.0.0.1", "grpc://127.0.0.1:port", "grpc://:13000"])
+def test_a_grpc_storage_needs_a_host_and_a_port(url: str) -> None:
+    with pytest.raises(StudyConfigError) as raised:
+        make_storage(url)
+    assert str(raised.value) == f"hydra.sweeper.storage={url!r} is invalid: grpc://HOST:PORT"
+
+
+def test_a_grpc_storage_that_does_not_answer_fails_in_one_line() -> None:
+    url = f"grpc://127.0.0.1:{free_port()}"
+    with pytest.raises(StudyConfigError) as raised:
+        make_storage(url)
+    assert str(raised.value) == (
+        f"hydra.sweeper.storage={url!r} cannot be used: no storage proxy answers there "
+        f"within {GRPC_READY_TIMEOUT_S} s"
+    )
+
+
 def test_pruned_runs_stop_early_keep_their_best_and_agree_with_the_study(workdir: Path) -> None:
     # One trial at a time, so the median pruner sees the same history every time: a trial
     # worse than the median of the ones before at the same epoch stops there.
@@ -182,14 +179,6 @@ def test_pruned_runs_stop_early_keep_their_best_and_agree_with_the_study(workdir
         int(r.data.tags["trial"]) for r in pruned
     }
     assert_study_agrees_with_mlflow(trials, runs)
-
-
-def refilled_while_another_runs(runs: list[Run]) -> bool:
-    """Whether a slot freed by one run took the next trial while another run still trained:
-    a run ``k`` ends during a run ``i`` and a run ``j`` starts before ``i`` ends. A batch
-    barrier forbids it (the next batch starts once the whole batch has ended)."""
-    spans = [(r.info.start_time, r.info.end_time) for r in runs]
-    return any(s_i < e_k < s_j < e_i for s_i, e_i in spans for _, e_k in spans for s_j, _ in spans)
 
 
 @pytest.mark.parametrize("asynchronous", [True, False])

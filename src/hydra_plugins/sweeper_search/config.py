@@ -44,15 +44,16 @@ class SearchSweeperConf:
     direction: str = "minimize"
     # The study is named after this and the sweep directory's name.
     study_name: str = "search"
-    # An Optuna RDB URL that every job's process reaches; null keeps the study in memory
-    # (no pruning across processes, no resume).
+    # An Optuna RDB URL, or grpc://HOST:PORT of a storage proxy (sweeper_search.proxy), that
+    # every job's process reaches; null keeps the study in memory (no pruning across
+    # processes, no resume).
     storage: Optional[str] = None
     # Budget: trials in all; seconds after which no trial starts; a value that ends the search.
     n_trials: int = 20
     timeout: Optional[float] = None
     target: Optional[float] = None
     # Trials at a time; asynchronous: a freed slot takes the next trial at once (needs a
-    # launcher with ``submit``, as sweeper's local one), else batches of n_jobs.
+    # launcher with ``submit``, as sweeper's local and ray_cluster ones), else batches of n_jobs.
     n_jobs: int = 2
     asynchronous: bool = True
     # How often a trial whose job returned nothing (its process killed) is asked again.

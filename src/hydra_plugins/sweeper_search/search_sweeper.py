@@ -3,9 +3,9 @@
 Each trial is one Hydra job whose overrides are the trial's drawn values; the job learns its
 study and trial number from ``hydra.sweeper.study`` / ``hydra.sweeper.trial`` and reports to
 it through the storage (``sweeper_search.trial``). With a launcher that can ``submit`` one job
-at a time (sweeper's local launcher), a slot that frees takes the next trial at once; with any
-other launcher, trials run in batches of ``n_jobs``. The sweeper knows nothing of the app: a
-job's return value is the trial's value, and a job that returns none is asked again.
+at a time (sweeper's local and Ray launchers), a slot that frees takes the next trial at once;
+with any other launcher, trials run in batches of ``n_jobs``. The sweeper knows nothing of the
+app: a job's return value is the trial's value, and a job that returns none is asked again.
 """
 
 from __future__ import annotations

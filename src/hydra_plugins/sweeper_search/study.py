@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 from optuna.pruners import BasePruner
@@ -34,6 +38,10 @@ PRUNED_AT = "pruned_at"
 VALUE = "value"
 # SQLite waits this long for another process's write (the jobs report every epoch).
 SQLITE_TIMEOUT_S = 60
+# A storage URL with this scheme names Optuna's gRPC storage proxy; the sweeper and each job
+# wait this long for it to answer.
+GRPC_SCHEME = "grpc://"
+GRPC_READY_TIMEOUT_S = 10
 
 
 class StudyConfigError(CompactHydraException):
@@ -93,15 +101,46 @@ def make_pruner(conf: DictConfig) -> BasePruner:
     return pruner
 
 
+def grpc_storage(url: str) -> optuna.storages.BaseStorage:
+    """``grpc://HOST:PORT``: Optuna's gRPC storage proxy (``sweeper_search.proxy``) in front of
+    the study's RDB, for workers that reach the proxy's address and no database."""
+    address = urllib.parse.urlsplit(url)
+    try:
+        host, port = address.hostname, address.port
+    except ValueError:  # a port that is not a number
+        host, port = None, None
+    if not host or not port:
+        raise StudyConfigError(f"hydra.sweeper.storage={url!r} is invalid: grpc://HOST:PORT")
+    with warnings.catch_warnings():
+        # docs/scaling.md says it is experimental; a warning per job's process repeats it.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=GRPC_READY_TIMEOUT_S)
+    except ConnectionError:
+        raise StudyConfigError(
+            f"hydra.sweeper.storage={url!r} cannot be used: no storage proxy answers there "
+            f"within {GRPC_READY_TIMEOUT_S} s"
+        ) from None
+    return proxy
+
+
 def make_storage(url: str | None, create_tables: bool = True) -> optuna.storages.BaseStorage:
-    """The study's storage: an RDB URL (SQLite waits for other processes' writes), or memory.
-    ``create_tables=False`` (a job's process): the sweeper has created and checked the schema
-    already, so neither is done again (the check costs a second per job)."""
+    """The study's storage: an RDB URL (SQLite waits for other processes' writes), a gRPC
+    proxy's address (``grpc://HOST:PORT``), or memory. ``create_tables=False`` (a job's
+    process): the sweeper has created and checked the schema already, so neither is done
+    again (the check costs a second per job)."""
     if url is None:
         return optuna.storages.InMemoryStorage()
+    if url.startswith(GRPC_SCHEME):
+        return grpc_storage(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+        database = sqlalchemy.engine.make_url(url).database
+        if create_tables and database and database != ":memory:":
+            # ./mlruns does not exist when the runs track to a server.
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(
             url,
