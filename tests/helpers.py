@@ -1,5 +1,6 @@
-"""Helpers several test modules share: small data files in the real formats, and a sweep
-started through the command line as a terminal would start it."""
+"""Helpers several test modules share: small data files in the real formats, a sweep
+started through the command line as a terminal would start it, and a report's tables read
+back."""
 
 from __future__ import annotations
 
@@ -144,3 +145,17 @@ class Sweep:
     def finish(self, timeout: float = 240) -> tuple[int, str]:
         rc = self.proc.wait(timeout)
         return rc, self.stderr.read_text()
+
+
+def markdown_tables(text: str) -> list[list[dict[str, str]]]:
+    """Every Markdown table in ``text`` as rows of {header: cell}."""
+    tables, block = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+            continue
+        if block:
+            header, _, *rows = block
+            tables.append([dict(zip(header, row, strict=True)) for row in rows])
+            block = []
+    return tables

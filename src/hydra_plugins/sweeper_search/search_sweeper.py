@@ -326,7 +326,9 @@ class SearchSweeper(Sweeper):
                         **{value_attr(r): v for r, v in runs.values.items()},
                     },
                 )
-                kept = f", its {len(runs.values)} finished runs kept" if runs.values else ""
+                kept = (
+                    f", {len(runs.values)} of its {runs.repeats} runs kept" if runs.values else ""
+                )
                 print(
                     f"Trial {trial.number} returned nothing ({runs.death}); it is asked "
                     f"again{kept}",
