@@ -351,6 +351,9 @@ def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> N
             # The first repeat takes the seed the command line fixes, the next one the next.
             "seed=5",
             "topology.hidden=[32]",
+            # In batches of n_jobs runs, as on a launcher without submit (the asynchronous
+            # slots: the tests below).
+            "hydra.sweeper.asynchronous=false",
         ],
         workdir,
     )
@@ -358,6 +361,7 @@ def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> N
     assert "(mean of 2 runs)" in proc.stdout
     runs = child_runs(all_runs(workdir))
     assert len(runs) == 6
+    assert len({r.data.tags["job"] for r in runs}) == 6  # each its own output directory
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
     study = study_of(workdir, sweep_id)
     trials = study.get_trials()

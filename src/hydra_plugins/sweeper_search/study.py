@@ -32,7 +32,8 @@ PRUNED_AT = "pruned_at"
 # Set by the job once its run has ended: the value it returns (``value_attr``: one per
 # repeat). The run ended then, even if its process was stopped before it could answer.
 VALUE = "value"
-# The study's repeats (runs per trial) and the key they vary, which a resumed search keeps.
+# The study's repeats (runs per trial), for whoever looks at the study (its space key holds
+# them too, so that a resumed search keeps them).
 REPEATS_ATTR = "repeats"
 # SQLite waits this long for another process's write (the jobs report every epoch).
 SQLITE_TIMEOUT_S = 60
