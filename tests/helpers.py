@@ -1,6 +1,6 @@
 """Helpers several test modules share: small data files in the real formats, a sweep
-started through the command line as a terminal would start it, and a search's study read
-against its MLflow runs."""
+started through the command line as a terminal would start it, a search's study read
+against its MLflow runs, and a report's tables read back."""
 
 from __future__ import annotations
 
@@ -193,3 +193,17 @@ def refilled_while_another_runs(runs: list[Run]) -> bool:
     barrier forbids it (the next batch starts once the whole batch has ended)."""
     spans = [(r.info.start_time, r.info.end_time) for r in runs]
     return any(s_i < e_k < s_j < e_i for s_i, e_i in spans for _, e_k in spans for s_j, _ in spans)
+
+
+def markdown_tables(text: str) -> list[list[dict[str, str]]]:
+    """Every Markdown table in ``text`` as rows of {header: cell}."""
+    tables, block = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+            continue
+        if block:
+            header, _, *rows = block
+            tables.append([dict(zip(header, row, strict=True)) for row in rows])
+            block = []
+    return tables

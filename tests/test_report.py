@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from helpers import markdown_tables
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
 from sweeper.report import runs as report_runs
 from sweeper.report.__main__ import main as report_main
@@ -95,20 +96,6 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
     return Reported(
         workdir, report.stdout, elsewhere / "reports" / sweep_id, sweep_id, child_runs(runs)
     )
-
-
-def markdown_tables(text: str) -> list[list[dict[str, str]]]:
-    """Every Markdown table in ``text`` as rows of {header: cell}."""
-    tables, block = [], []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            block.append([c.strip() for c in line.strip().strip("|").split(" | ")])
-            continue
-        if block:
-            header, _, *rows = block
-            tables.append([dict(zip(header, row, strict=True)) for row in rows])
-            block = []
-    return tables
 
 
 def groups(children: list[Run]) -> dict[tuple[str, str], list[Run]]:

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from conftest import all_runs, child_runs, run_cli
+from conftest import all_runs, child_runs, run_cli, store_uri
 from helpers import (
     Sweep,
     assert_study_agrees_with_mlflow,
+    markdown_tables,
     refilled_while_another_runs,
     runs_by_trial,
     study_of,
@@ -28,6 +32,8 @@ from hydra_plugins.sweeper_search.study import (
     make_storage,
 )
 from services import free_port
+from sweeper.report.build import build_report
+from sweeper.report.tables import param_cell
 
 # A search on the digits: small nets, few epochs, no gradient check, two trials at a time.
 SEARCH = [
@@ -110,6 +116,19 @@ def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) 
         (
             ["hydra.sweeper.storage=null", "hydra.sweeper.pruner.name=median"],
             "hydra.sweeper.storage=null keeps the study in this process",
+        ),
+        (["hydra.sweeper.repeats=0"], "hydra.sweeper.repeats=0 is invalid: must be >= 1"),
+        (
+            ["hydra.sweeper.repeats=2", "hydra.sweeper.repeat_key=optimizer.lr"],
+            "hydra.sweeper.repeat_key=optimizer.lr is invalid: the search space searches it",
+        ),
+        (
+            ["hydra.sweeper.repeats=2", "hydra.sweeper.repeat_key=optimizer.name"],
+            "hydra.sweeper.repeat_key=optimizer.name is invalid: repeats need an integer key",
+        ),
+        (
+            ["hydra.sweeper.repeats=2", "hydra.sweeper.repeat_key=sed"],
+            "hydra.sweeper.repeat_key=sed is invalid: repeats need an integer key",
         ),
     ],
 )
@@ -286,3 +305,223 @@ def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Pat
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
     assert trials[killed].state == TrialState.FAIL
     assert_study_agrees_with_mlflow(trials, runs)
+
+
+# --- repeats: a trial scored as the mean over seeds ---
+
+
+def runs_by_repeat(runs: list[Run]) -> dict[int, list[Run]]:
+    """Each trial's runs, in repeat order."""
+    found: dict[int, list[Run]] = {}
+    for run in runs:
+        found.setdefault(int(run.data.tags["trial"]), []).append(run)
+    return {t: sorted(rs, key=lambda r: int(r.data.tags["repeat"])) for t, rs in found.items()}
+
+
+def best_val_losses(runs: list[Run]) -> list[float]:
+    return [r.data.metrics["best_val_loss"] for r in runs]
+
+
+def assert_repeats_of_one_configuration(runs: list[Run], seeds: list[str]) -> None:
+    """The runs are repeats 0, 1, ... of one trial: ``seeds`` in order, every other param
+    the same."""
+    assert [r.data.tags["repeat"] for r in runs] == [str(i) for i in range(len(runs))]
+    assert [r.data.params["seed"] for r in runs] == seeds
+    others = [{k: v for k, v in r.data.params.items() if k != "seed"} for r in runs]
+    assert all(o == others[0] for o in others)
+
+
+def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> None:
+    proc = run_cli(
+        [
+            *SEARCH,
+            "train.epochs=2",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.repeats=2",
+            "hydra.sweeper.sampler.seed=0",
+            # The first repeat takes the seed the command line fixes, the next one the next.
+            "seed=5",
+            "topology.hidden=[32]",
+            # In batches of n_jobs runs, as on a launcher without submit (the asynchronous
+            # slots: the tests below).
+            "hydra.sweeper.asynchronous=false",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(mean of 2 runs)" in proc.stdout
+    runs = child_runs(all_runs(workdir))
+    assert len(runs) == 6
+    assert len({r.data.tags["job"] for r in runs}) == 6  # each its own output directory
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    study = study_of(workdir, sweep_id)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    by_trial = runs_by_repeat(runs)
+    for trial in trials:
+        repeats = by_trial[trial.number]
+        assert_repeats_of_one_configuration(repeats, ["5", "6"])
+        assert all(r.data.tags["status"] == "FINISHED" for r in repeats)
+        losses = best_val_losses(repeats)
+        assert trial.value == pytest.approx(statistics.mean(losses), rel=1e-6)
+        recorded = [trial.user_attrs["value"], trial.user_attrs["value.1"]]
+        assert recorded == pytest.approx(losses, rel=1e-6)
+
+    # The report: one row per trial, its two seeds' mean ± std; its best is the study's.
+    report = build_report(store_uri(workdir), sweep_id=sweep_id, out_dir=workdir / "reports")
+    table = markdown_tables(report.summary)[0]
+    assert len(table) == 3
+    assert "seed" not in table[0]
+    by_lr = {param_cell(rs[0].data.params["optimizer.lr"]): rs for rs in by_trial.values()}
+    for row in table:
+        losses = best_val_losses(by_lr[row["optimizer.lr"]])
+        assert row["n"] == "2"
+        assert row["val loss"] == (
+            f"{statistics.mean(losses):.4f} ± {statistics.stdev(losses):.4f}"
+        )
+    best = by_trial[study.best_trial.number][0].data.params["optimizer.lr"]
+    assert table[0]["optimizer.lr"] == param_cell(best)
+
+
+def test_with_repeats_a_pruned_trial_runs_once_and_the_pruner_judges_first_runs(
+    workdir: Path,
+) -> None:
+    proc = run_cli(
+        [
+            *SEARCH,
+            "train.epochs=4",
+            "hydra.sweeper.n_trials=5",
+            "hydra.sweeper.n_jobs=1",
+            "hydra.sweeper.sampler.seed=3",
+            "hydra.sweeper.pruner.name=median",
+            "hydra.sweeper.pruner.n_startup_trials=1",
+            "hydra.sweeper.repeats=2",
+            "optimizer.lr=choice(0.00001, 0.05)",
+            "topology.hidden=[32]",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = child_runs(all_runs(workdir))
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    trials = study_of(workdir, sweep_id).get_trials()
+    by_trial = runs_by_repeat(runs)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned and completed and len(pruned) + len(completed) == 5
+    assert len(runs) == len(pruned) + 2 * len(completed)
+    for trial in pruned:
+        (run,) = by_trial[trial.number]  # its other seed never ran
+        assert run.data.tags["repeat"] == "0"
+        assert run.data.tags["status"] == "PRUNED"
+        assert run.data.metrics["epochs_run"] < 4
+    for trial in completed:
+        repeats = by_trial[trial.number]
+        assert_repeats_of_one_configuration(repeats, ["0", "1"])
+        assert [r.data.metrics["epochs_run"] for r in repeats] == [4, 4]
+        assert trial.value == pytest.approx(statistics.mean(best_val_losses(repeats)), rel=1e-6)
+    # Every trial's curve is its first run's (the best validation loss so far, each epoch):
+    # the pruner compares first runs with first runs.
+    client = MlflowClient(store_uri(workdir))
+    for trial in trials:
+        history = client.get_metric_history(by_trial[trial.number][0].info.run_id, "val_loss")
+        best_so_far, curve = float("inf"), {}
+        for metric in sorted(history, key=lambda m: m.step):
+            best_so_far = min(best_so_far, metric.value)
+            curve[metric.step] = best_so_far
+        assert trial.intermediate_values == pytest.approx(curve, rel=1e-6)
+
+
+# Two trials of two seeds each; a run long enough to be stopped past its first epoch.
+REPEATED = [
+    *SEARCH,
+    "hydra.sweeper.n_trials=2",
+    "hydra.sweeper.repeats=2",
+    "hydra.sweeper.sampler.seed=0",
+    "train.epochs=100",
+    "topology.hidden=[32]",
+    *ONE_CONFIGURATION,
+    "train.batch_size=8",
+]
+
+
+def second_repeat_past_an_epoch(sweep: Sweep) -> list[Run]:
+    return [
+        r
+        for r in sweep.running_children()
+        if r.data.tags["repeat"] == "1" and sweep.epochs_done(int(r.data.tags["job"])) >= 1
+    ]
+
+
+def finished_by_configuration(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """The FINISHED runs of each (configuration, repeat), whichever trial ran them."""
+    found: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        if run.info.status == "FINISHED":
+            key = (run.data.params["regularizer.p"], run.data.tags["repeat"])
+            found.setdefault(key, []).append(run)
+    return found
+
+
+def assert_carried_over(again: FrozenTrial, earlier: FrozenTrial, runs: list[Run]) -> None:
+    """``again`` asks ``earlier`` again: its first run's value and curve are carried over,
+    it ran the second seed alone, and its value is the mean of the two runs."""
+    by_trial = runs_by_repeat(runs)
+    first = by_trial[earlier.number][0]
+    assert first.data.tags["repeat"] == "0" and first.info.status == "FINISHED"
+    (second,) = by_trial[again.number]
+    assert second.data.tags["repeat"] == "1" and second.info.status == "FINISHED"
+    assert second.data.params["seed"] == "1"
+    assert again.params == earlier.params
+    assert again.user_attrs["value"] == pytest.approx(first.data.metrics["best_val_loss"])
+    assert again.intermediate_values == earlier.intermediate_values
+    assert again.state == TrialState.COMPLETE
+    assert again.value == pytest.approx(statistics.mean(best_val_losses([first, second])))
+
+
+def test_resume_with_repeats_reruns_no_finished_run(workdir: Path) -> None:
+    sweep = Sweep(REPEATED, workdir)
+    sweep.wait_until(lambda: bool(second_repeat_past_an_epoch(sweep)))
+    cut = int(second_repeat_past_an_epoch(sweep)[0].data.tags["trial"])
+    os.killpg(sweep.proc.pid, signal.SIGINT)
+    rc, stderr = sweep.finish()
+    assert rc == 130, stderr
+
+    proc = run_cli([*REPEATED, "resume=true"], workdir, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Resuming study" in proc.stdout
+    runs = child_runs(all_runs(workdir))
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    trials = study_of(workdir, sweep_id).get_trials()
+    # Each seed of each configuration finished once, before Ctrl-C or after resuming.
+    finished = finished_by_configuration(runs)
+    assert len(finished) == 4
+    assert all(len(found) == 1 for found in finished.values())
+    (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == cut]
+    assert_carried_over(again, trials[cut], runs)
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(completed) == 2
+    for trial in completed:
+        p = str(trial.params["regularizer.p"])
+        losses = best_val_losses([*finished[(p, "0")], *finished[(p, "1")]])
+        assert trial.value == pytest.approx(statistics.mean(losses), rel=1e-6)
+
+
+def test_a_killed_repeat_runs_again_and_its_trials_finished_run_is_kept(workdir: Path) -> None:
+    sweep = Sweep(REPEATED, workdir)
+    sweep.wait_until(lambda: bool(second_repeat_past_an_epoch(sweep)))
+    victim = second_repeat_past_an_epoch(sweep)[0]
+    os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)
+    rc, stderr = sweep.finish(timeout=600)
+    assert rc == 0, stderr
+    killed = int(victim.data.tags["trial"])
+    assert f"Trial {killed} returned nothing" in sweep.stdout.read_text()
+    assert "it is asked again, 1 of its 2 runs kept" in sweep.stdout.read_text()
+    runs = child_runs(all_runs(workdir))
+    assert len(runs) == 5  # two trials of two seeds, and the killed run
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    trials = study_of(workdir, sweep_id).get_trials()
+    assert trials[killed].state == TrialState.FAIL
+    (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == killed]
+    assert_carried_over(again, trials[killed], runs)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2

@@ -75,7 +75,11 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     lines = list(config.hydra.overrides.task)
     task = OverridesParser.create().parse_overrides(lines)
     searched = {o.get_key_element() for o in task if o.is_sweep_override()}
-    keys = set(config.hydra.sweeper.get("params") or {}) | searched
+    sweeper = config.hydra.sweeper
+    # A search that repeats each trial varies the repeated key too.
+    repeats = sweeper.get("repeats", 1)
+    repeated = {sweeper.repeat_key} if repeats > 1 else set()
+    keys = set(sweeper.get("params") or {}) | searched | repeated
     fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
     base = compose(config_name=config_name, overrides=fixed)
     return Plan(
@@ -83,8 +87,9 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         [],
         keys,
         params_of_keys(flat_params(base), keys),
-        config.hydra.sweeper.get("n_trials"),
-        config.hydra.sweeper.get("timeout"),
+        # At most: a pruned trial runs once.
+        sweeper.n_trials * repeats if sweeper.get("n_trials") is not None else None,
+        sweeper.get("timeout"),
     )
 
 

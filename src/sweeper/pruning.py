@@ -34,8 +34,11 @@ class Pruning:
         return self.reporter.pruned_at if self.reporter is not None else None
 
     def tags(self) -> dict[str, str]:
-        """The run's trial number, which matches its MLflow run with the study's trial."""
-        return {} if self.reporter is None else {"trial": str(self.reporter.number)}
+        """The run's trial number and which of the trial's repeats it is, which match its
+        MLflow run with the study's trial."""
+        if self.reporter is None:
+            return {}
+        return {"trial": str(self.reporter.number), "repeat": str(self.reporter.repeat)}
 
     def ended(self, objective: float) -> None:
         """Record the run's objective on its trial, as soon as the run has ended."""

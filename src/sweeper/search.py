@@ -11,7 +11,11 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from hydra_plugins.sweeper_search.config import SearchSweeperConf
-from hydra_plugins.sweeper_search.search_sweeper import check_settings, sweep_to_resume
+from hydra_plugins.sweeper_search.search_sweeper import (
+    check_settings,
+    repeat_values,
+    sweep_to_resume,
+)
 from sweeper.config import ConfigError
 from sweeper.resume import ResumePoint
 from sweeper.store_calls import store_call
@@ -23,8 +27,12 @@ def is_search(config: DictConfig) -> bool:
 
 def corner_jobs(config: DictConfig, arguments: Sequence[str]) -> list[list[str]]:
     """Runs at the ends of the search space: each searched key at its lowest and highest value
-    (every option of a choice), the others at their lowest; a bad value fails there."""
+    (every option of a choice), the others at their lowest, and the repeated key at its last
+    value; a bad value fails there."""
     space = check_settings(config.hydra.sweeper, arguments)
+    settings = config.hydra.sweeper
+    values = repeat_values(settings, config)
+    last = [f"{settings.repeat_key}={values[-1]}"] if settings.repeats > 1 else []
     ends = {}
     for key, dist in space.distributions.items():
         choices = getattr(dist, "choices", None)
@@ -33,7 +41,7 @@ def corner_jobs(config: DictConfig, arguments: Sequence[str]) -> list[list[str]]
     jobs = []
     for key, values in ends.items():
         for value in values:
-            jobs.append(space.overrides({**lows, key: value}))
+            jobs.append(space.overrides({**lows, key: value}) + last)
     return [list(job) for job, _ in itertools.groupby(sorted(jobs))]
 
 

@@ -56,6 +56,11 @@ class SearchSweeperConf:
     # launcher with ``submit``, as sweeper's local and ray_cluster ones), else batches of n_jobs.
     n_jobs: int = 2
     asynchronous: bool = True
+    # Runs per trial, each with the next value of repeat_key (its composed value, +1, ...);
+    # the trial's value is their mean. The first run alone reports to the pruner; the others
+    # start once it has finished unpruned, ahead of new trials.
+    repeats: int = 1
+    repeat_key: str = "seed"
     # How often a trial whose job returned nothing (its process killed) is asked again.
     retries: int = 1
     # Continue the newest study of the same search space in the storage.
@@ -64,9 +69,11 @@ class SearchSweeperConf:
     pruner: PrunerConf = field(default_factory=PrunerConf)
     # key: a sweep in Hydra's override grammar (interval, tag(log, interval), choice, range).
     params: Optional[Dict[str, str]] = None
-    # Set by the sweeper on each job's config: the study and trial the job reports to.
+    # Set by the sweeper on each job's config: the study and trial the job reports to, and
+    # which of the trial's repeats it is.
     study: Optional[str] = None
     trial: Optional[int] = None
+    repeat: Optional[int] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="sweeper_search", node=SearchSweeperConf)

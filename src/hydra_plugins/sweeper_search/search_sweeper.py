@@ -4,8 +4,11 @@ Each trial is one Hydra job whose overrides are the trial's drawn values; the jo
 study and trial number from ``hydra.sweeper.study`` / ``hydra.sweeper.trial`` and reports to
 it through the storage (``sweeper_search.trial``). With a launcher that can ``submit`` one job
 at a time (sweeper's local and Ray launchers), a slot that frees takes the next trial at once;
-with any other launcher, trials run in batches of ``n_jobs``. The sweeper knows nothing of the
-app: a job's return value is the trial's value, and a job that returns none is asked again.
+with any other launcher, trials run in batches of ``n_jobs``. With ``repeats: k``, a trial is
+k jobs, one per value of ``repeat_key``, and its value is their mean
+(``sweeper_search.repeats``); a queued repeat takes a freed slot before a new trial is asked.
+The sweeper knows nothing of the app: a job's return value is its run's value, and a trial
+whose job returns none is asked again.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import concurrent.futures
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -27,12 +31,14 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from hydra_plugins.sweeper_search.repeats import TrialRuns
 from hydra_plugins.sweeper_search.space import SearchSpace, parse_space
 from hydra_plugins.sweeper_search.study import (
     ATTEMPT,
     CREATED_ATTR,
     INTERRUPTED,
     PRUNED_AT,
+    REPEATS_ATTR,
     RETRY_OF,
     SPACE_ATTR,
     SWEEP_ATTR,
@@ -44,7 +50,9 @@ from hydra_plugins.sweeper_search.study import (
     newest_study,
     owed,
     quiet_optuna,
+    recorded_values,
     settle,
+    value_attr,
 )
 
 DIRECTIONS = ("minimize", "maximize")
@@ -58,11 +66,16 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
         raise StudyConfigError(
             f"hydra.sweeper.direction={settings.direction!r} is invalid: minimize or maximize"
         )
-    for key in ("n_trials", "n_jobs"):
+    for key in ("n_trials", "n_jobs", "repeats"):
         if settings[key] < 1:
             raise StudyConfigError(f"hydra.sweeper.{key}={settings[key]} is invalid: must be >= 1")
     if settings.retries < 0:
         raise StudyConfigError(f"hydra.sweeper.retries={settings.retries} is invalid: must be >= 0")
+    if settings.repeats > 1 and settings.repeat_key in space.distributions:
+        raise StudyConfigError(
+            f"hydra.sweeper.repeat_key={settings.repeat_key} is invalid: the search space "
+            "searches it; repeats vary a key the space leaves alone"
+        )
     make_sampler(settings.sampler)
     make_pruner(settings.pruner)
     if settings.storage is None and (settings.pruner.name != "none" or settings.resume):
@@ -73,13 +86,34 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
     return space
 
 
+def repeat_values(settings: DictConfig, config: DictConfig) -> list[int]:
+    """The values of ``repeat_key`` that a trial's runs take: its composed value and the
+    ``repeats - 1`` integers after it. Raises ``StudyConfigError`` if the key holds no integer."""
+    key = settings.repeat_key
+    base = OmegaConf.select(config, key, default=None)
+    if settings.repeats > 1 and (not isinstance(base, int) or isinstance(base, bool)):
+        raise StudyConfigError(
+            f"hydra.sweeper.repeat_key={key} is invalid: repeats need an integer key of the "
+            f"config (it holds {base!r})"
+        )
+    return [int(base or 0) + r for r in range(settings.repeats)]
+
+
+def study_key(space: SearchSpace, settings: DictConfig) -> str:
+    """What a resumed search must share with its study: the space, the direction, and the
+    repeats (a mean over another number of seeds is another objective). One run per trial:
+    the space's key alone."""
+    key = space.key(settings.direction)
+    return key if settings.repeats == 1 else f"{key}/{settings.repeats}x{settings.repeat_key}"
+
+
 def sweep_to_resume(settings: DictConfig, arguments: Sequence[str]) -> str | None:
     """The name of the sweep directory whose study ``resume=true`` continues (the newest
-    study of the same space in the storage), or None."""
+    study of the same space and repeats in the storage), or None."""
     if settings.storage is None:
         return None
     space = parse_space(settings.get("params"), arguments)
-    found = newest_study(make_storage(settings.storage), space.key(settings.direction))
+    found = newest_study(make_storage(settings.storage), study_key(space, settings))
     return None if found is None else str(found.user_attrs.get(SWEEP_ATTR))
 
 
@@ -88,12 +122,31 @@ def trial_ended(ret: JobReturn) -> bool:
     return ret.status == JobStatus.COMPLETED
 
 
+def carried(attrs: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """The user attrs that carry a trial's finished runs over to the trial asking it again."""
+    values = recorded_values(attrs, repeats)
+    if not all(math.isfinite(v) for v in values.values()):
+        return {}
+    return {value_attr(r): v for r, v in values.items()}
+
+
+class Job(NamedTuple):
+    """One run of a trial: which of its repeats."""
+
+    runs: TrialRuns
+    repeat: int
+
+
 class SearchSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
         self.settings: DictConfig = OmegaConf.create(settings)
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
         self.best: float | None = None
+        # The trials asked and not yet told, and their runs queued for a slot.
+        self.open: dict[int, TrialRuns] = {}
+        self.queued: deque[Job] = deque()
+        self.repeat_values: list[int] = [0]
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -110,7 +163,7 @@ class SearchSweeper(Sweeper):
         assert config is not None
         storage = make_storage(s.storage)
         sampler, pruner = make_sampler(s.sampler), make_pruner(s.pruner)
-        key = space.key(s.direction)
+        key = study_key(space, s)
         found = newest_study(storage, key) if s.resume else None
         if found is None:
             sweep = Path(str(config.hydra.sweep.dir)).name
@@ -125,12 +178,13 @@ class SearchSweeper(Sweeper):
             study.set_user_attr(SPACE_ATTR, key)
             study.set_user_attr(CREATED_ATTR, time.time())
             study.set_user_attr(SWEEP_ATTR, sweep)
+            study.set_user_attr(REPEATS_ATTR, s.repeats)
             return study
         name = found.study_name
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         # A job that recorded its end before its process was stopped ended as it recorded.
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if any([settle(study, trial) for trial in running]):
+        if any([settle(study, trial, s.repeats) for trial in running]):
             study = optuna.load_study(
                 study_name=name, storage=storage, sampler=sampler, pruner=pruner
             )
@@ -142,7 +196,11 @@ class SearchSweeper(Sweeper):
                 study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(
                 trial.params,
-                user_attrs={RETRY_OF: trial.number, ATTEMPT: trial.user_attrs.get(ATTEMPT, 0)},
+                user_attrs={
+                    RETRY_OF: trial.number,
+                    ATTEMPT: trial.user_attrs.get(ATTEMPT, 0),
+                    **carried(trial.user_attrs, s.repeats),
+                },
             )
         print(
             f"Resuming study {name}: {counted(trials)} of {s.n_trials} trials done, "
@@ -151,7 +209,7 @@ class SearchSweeper(Sweeper):
         )
         return study
 
-    def _can_ask(self, study: optuna.Study, in_flight: int, start: float) -> bool:
+    def _can_ask(self, study: optuna.Study, start: float) -> bool:
         s = self.settings
         if s.timeout is not None and time.monotonic() - start >= s.timeout:
             return False
@@ -159,99 +217,182 @@ class SearchSweeper(Sweeper):
             reached = self.best <= s.target if s.direction == "minimize" else self.best >= s.target
             if reached:
                 return False
-        return counted(study.get_trials(deepcopy=False)) + in_flight < s.n_trials
+        return counted(study.get_trials(deepcopy=False)) + len(self.open) < s.n_trials
 
-    def _job_overrides(
-        self, study: optuna.Study, space: SearchSpace, trial: optuna.Trial
-    ) -> list[str]:
+    def _job_overrides(self, study: optuna.Study, space: SearchSpace, job: Job) -> list[str]:
+        trial = job.runs.trial
+        overrides = space.overrides(trial.params)
+        repeat: list[str] = []
+        if self.settings.repeats > 1:
+            key = self.settings.repeat_key
+            # The repeat's value replaces the one the command line fixes.
+            overrides = [o for o in overrides if o.partition("=")[0].lstrip("+~") != key]
+            repeat = [
+                f"{key}={self.repeat_values[job.repeat]}",
+                f"hydra.sweeper.repeat={job.repeat}",
+            ]
         return [
-            *space.overrides(trial.params),
+            *overrides,
+            *repeat,
             f"hydra.sweeper.study='{study.study_name}'",
             f"hydra.sweeper.trial={trial.number}",
         ]
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
-        """Tell the study how the trial's job ended; ask a trial whose job returned nothing
-        again, ``retries`` times at most."""
-        frozen = study._storage.get_trial(trial._trial_id)
-        if not trial_ended(ret) and settle(study, frozen):
-            return
-        if not trial_ended(ret):
-            attempt = int(frozen.user_attrs.get(ATTEMPT, 0))
-            study.tell(trial, state=TrialState.FAIL)
-            if attempt < self.settings.retries:
-                study.enqueue_trial(
-                    frozen.params, user_attrs={RETRY_OF: trial.number, ATTEMPT: attempt + 1}
-                )
-                print(
-                    f"Trial {trial.number} returned nothing ({ret._return_value}); "
-                    "it is asked again",
-                    flush=True,
-                )
-            return
-        if PRUNED_AT in frozen.user_attrs:
+    def _queue(self, runs: TrialRuns, repeats: Sequence[int]) -> None:
+        runs.open += len(repeats)
+        self.queued.extend(Job(runs, r) for r in repeats)
+
+    def _ask(self, study: optuna.Study, space: SearchSpace) -> None:
+        """Ask a new trial and queue its first run (every missing one if its first run's value
+        is carried over from the attempt it asks again)."""
+        storage = study._storage
+        trial = study.ask(space.distributions)
+        attrs = storage.get_trial(trial._trial_id).user_attrs
+        runs = TrialRuns(
+            trial, self.settings.repeats, recorded_values(attrs, self.settings.repeats)
+        )
+        if 0 in runs.values and RETRY_OF in attrs:
+            # The first run's curve: the pruner judges other trials against it.
+            earlier = storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, attrs[RETRY_OF]
+            )
+            for step, value in sorted(storage.get_trial(earlier).intermediate_values.items()):
+                trial.report(value, step)
+        self.open[trial.number] = runs
+        self._queue(runs, runs.first())
+        if runs.done:
+            self._tell(study, runs)
+
+    def _next_jobs(
+        self, study: optuna.Study, space: SearchSpace, start: float, slots: int
+    ) -> list[Job]:
+        """Up to ``slots`` jobs to start: queued repeats first, then the first runs of new
+        trials, while the budget allows."""
+        jobs: list[Job] = []
+        while len(jobs) < slots:
+            if not self.queued and self._can_ask(study, start):
+                self._ask(study, space)
+                continue
+            if not self.queued:
+                break
+            jobs.append(self.queued.popleft())
+        return jobs
+
+    def _job_ended(self, study: optuna.Study, job: Job, ret: JobReturn) -> None:
+        """Record how one run of a trial ended, queue the trial's next runs, and tell the
+        study once none of its runs is queued or running."""
+        runs = job.runs
+        attrs = study._storage.get_trial(runs.trial._trial_id).user_attrs
+        # A run that recorded its value ended, even if its process died before answering.
+        value = recorded_values(attrs, runs.repeats).get(job.repeat)
+        death = None
+        if value is None and trial_ended(ret):
+            returned = ret.return_value
+            value = float(returned) if isinstance(returned, int | float) else math.nan
+        elif value is None:
+            death = str(ret._return_value)
+        after = runs.ended(job.repeat, value, PRUNED_AT in attrs, death)
+        if runs.failed:
+            # Its queued runs could no longer make a value.
+            dropped = [j for j in self.queued if j.runs is runs]
+            self.queued = deque(j for j in self.queued if j.runs is not runs)
+            runs.open -= len(dropped)
+        self._queue(runs, after)
+        if runs.done:
+            self._tell(study, runs)
+
+    def _tell(self, study: optuna.Study, runs: TrialRuns) -> None:
+        """Tell the study how the trial ended: pruned, failed, or the mean of its runs' values;
+        ask a trial whose run returned nothing again, ``retries`` times at most, its finished
+        runs carried over."""
+        trial = runs.trial
+        del self.open[trial.number]
+        if runs.pruned:
             study.tell(trial, state=TrialState.PRUNED)
             return
-        value = ret.return_value
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        if not all(math.isfinite(v) for v in runs.values.values()):
             # A failed or diverged run: the sampler learns nothing from it but goes on.
             study.tell(trial, state=TrialState.FAIL)
             return
-        study.tell(trial, float(value))
+        if runs.death is not None:
+            attempt = int(study._storage.get_trial(trial._trial_id).user_attrs.get(ATTEMPT, 0))
+            study.tell(trial, state=TrialState.FAIL)
+            if attempt < self.settings.retries:
+                study.enqueue_trial(
+                    trial.params,
+                    user_attrs={
+                        RETRY_OF: trial.number,
+                        ATTEMPT: attempt + 1,
+                        **{value_attr(r): v for r, v in runs.values.items()},
+                    },
+                )
+                kept = (
+                    f", {len(runs.values)} of its {runs.repeats} runs kept" if runs.values else ""
+                )
+                print(
+                    f"Trial {trial.number} returned nothing ({runs.death}); it is asked "
+                    f"again{kept}",
+                    flush=True,
+                )
+            return
+        value = runs.mean
+        study.tell(trial, value)
         if self.best is None or (
             value < self.best if self.settings.direction == "minimize" else value > self.best
         ):
-            self.best = float(value)
+            self.best = value
 
     # --- the two schedulers ---
 
     def _run_asynchronously(self, study: optuna.Study, space: SearchSpace, start: float) -> None:
-        """Keep ``n_jobs`` trials running: a slot that frees takes the next trial at once."""
+        """Keep ``n_jobs`` runs going: a slot that frees takes a queued repeat, else the next
+        trial, at once."""
         launcher: Any = self.launcher
-        running: dict[concurrent.futures.Future[JobReturn], optuna.Trial] = {}
+        running: dict[concurrent.futures.Future[JobReturn], Job] = {}
+        number = 0
         try:
             while True:
-                while len(running) < self.settings.n_jobs and self._can_ask(
-                    study, len(running), start
+                for job in self._next_jobs(
+                    study, space, start, self.settings.n_jobs - len(running)
                 ):
-                    trial = study.ask(space.distributions)
-                    job = launcher.submit(self._job_overrides(study, space, trial), trial.number)
-                    running[job] = trial
+                    running[launcher.submit(self._job_overrides(study, space, job), number)] = job
+                    number += 1
                 if not running:
                     return
                 done, _ = concurrent.futures.wait(
                     running, return_when=concurrent.futures.FIRST_COMPLETED
                 )
-                for job in done:
-                    self._tell(study, running.pop(job), job.result())
+                for future in done:
+                    self._job_ended(study, running.pop(future), future.result())
         except KeyboardInterrupt:
-            self._interrupted(study, running.values())
+            self._interrupted(study)
             raise
 
     def _run_in_batches(self, study: optuna.Study, space: SearchSpace, start: float) -> None:
-        """Any launcher: ``n_jobs`` trials at a time, each batch waiting for its slowest."""
+        """Any launcher: ``n_jobs`` runs at a time, each batch waiting for its slowest."""
         assert self.launcher is not None
-        while self._can_ask(study, 0, start):
-            batch: list[optuna.Trial] = []
-            while len(batch) < self.settings.n_jobs and self._can_ask(study, len(batch), start):
-                batch.append(study.ask(space.distributions))
+        number = 0
+        while jobs := self._next_jobs(study, space, start, self.settings.n_jobs):
             try:
                 returns = self.launcher.launch(
-                    [self._job_overrides(study, space, t) for t in batch], batch[0].number
+                    [self._job_overrides(study, space, job) for job in jobs], number
                 )
             except KeyboardInterrupt:
-                self._interrupted(study, batch)
+                self._interrupted(study)
                 raise
-            for trial, ret in zip(batch, returns, strict=True):
-                self._tell(study, trial, ret)
+            number += len(jobs)
+            for job, ret in zip(jobs, returns, strict=True):
+                self._job_ended(study, job, ret)
 
-    @staticmethod
-    def _interrupted(study: optuna.Study, trials: Any) -> None:
-        """Ctrl-C: the trials in progress fail, marked so that ``resume=true`` asks them again,
-        but for those whose job recorded its end."""
-        for trial in trials:
+    def _interrupted(self, study: optuna.Study) -> None:
+        """Ctrl-C: the trials in progress fail, marked so that ``resume=true`` asks them again
+        (the values of their finished runs carried over), but for those whose runs recorded
+        how the trial ended."""
+        for runs in self.open.values():
+            trial = runs.trial
             try:
-                if settle(study, study._storage.get_trial(trial._trial_id)):
+                frozen = study._storage.get_trial(trial._trial_id)
+                if settle(study, frozen, runs.repeats):
                     continue
                 trial.set_user_attr(INTERRUPTED, True)
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -262,6 +403,7 @@ class SearchSweeper(Sweeper):
         assert self.config is not None and self.launcher is not None
         quiet_optuna()
         space = check_settings(self.settings, arguments)
+        self.repeat_values = repeat_values(self.settings, self.config)
         study = self._open_study(space)
         start = time.monotonic()
         if self.settings.asynchronous and hasattr(self.launcher, "submit"):
@@ -271,9 +413,10 @@ class SearchSweeper(Sweeper):
         done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         if done:
             best = study.best_trial
+            runs = f" (mean of {self.settings.repeats} runs)" if self.settings.repeats > 1 else ""
             print(
-                f"Study {study.study_name}: best trial {best.number}, value {best.value:.6g}, "
-                f"{' '.join(space.overrides(best.params)[len(space.fixed) :])}",
+                f"Study {study.study_name}: best trial {best.number}, value {best.value:.6g}"
+                f"{runs}, {' '.join(space.overrides(best.params)[len(space.fixed) :])}",
                 file=sys.stdout,
                 flush=True,
             )

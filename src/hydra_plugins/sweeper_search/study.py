@@ -11,7 +11,7 @@ import logging
 import math
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,12 @@ ATTEMPT = "attempt"
 INTERRUPTED = "interrupted"
 # Set by the job (sweeper_search.trial) when the pruner stopped it: the epoch it stopped at.
 PRUNED_AT = "pruned_at"
-# Set by the job once its run has ended: the value it returns. The trial ended then, even if
-# its process was stopped before it could answer (Ctrl-C while it exits).
+# Set by the job once its run has ended: the value it returns (``value_attr``: one per
+# repeat). The run ended then, even if its process was stopped before it could answer.
 VALUE = "value"
+# The study's repeats (runs per trial), for whoever looks at the study (its space key holds
+# them too, so that a resumed search keeps them).
+REPEATS_ATTR = "repeats"
 # SQLite waits this long for another process's write (the jobs report every epoch).
 SQLITE_TIMEOUT_S = 60
 # A storage URL with this scheme names Optuna's gRPC storage proxy; the sweeper and each job
@@ -173,19 +176,29 @@ def newest_study(
     return max(studies, key=lambda s: s.user_attrs.get(CREATED_ATTR, 0.0))
 
 
-def settle(study: optuna.Study, trial: FrozenTrial) -> bool:
-    """Tell the study how ``trial`` ended if its job recorded it (pruned, or its value);
-    whether it had."""
+def value_attr(repeat: int) -> str:
+    """The user attr where a trial's run number ``repeat`` records its value."""
+    return VALUE if repeat == 0 else f"{VALUE}.{repeat}"
+
+
+def recorded_values(attrs: Mapping[str, Any], repeats: int) -> dict[int, float]:
+    """The values that the trial's runs recorded, by repeat."""
+    return {r: float(attrs[value_attr(r)]) for r in range(repeats) if value_attr(r) in attrs}
+
+
+def settle(study: optuna.Study, trial: FrozenTrial, repeats: int = 1) -> bool:
+    """Tell the study how ``trial`` ended if its runs recorded it (pruned, one failed, or all
+    ``repeats`` values: their mean); whether they had."""
     if PRUNED_AT in trial.user_attrs:
         study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
         return True
-    value = trial.user_attrs.get(VALUE)
-    if value is None:
-        return False
-    if math.isfinite(value):
-        study.tell(trial.number, float(value), skip_if_finished=True)
-    else:
+    values = recorded_values(trial.user_attrs, repeats)
+    if not all(math.isfinite(v) for v in values.values()):
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        return True
+    if len(values) < repeats:
+        return False
+    study.tell(trial.number, math.fsum(values.values()) / repeats, skip_if_finished=True)
     return True
 
 

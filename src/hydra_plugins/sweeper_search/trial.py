@@ -1,7 +1,9 @@
 """A job's side of a search: report each step's value to its trial and learn when to stop.
 
-The search sweeper sets ``hydra.sweeper.study`` and ``hydra.sweeper.trial`` on each job's
-config; a job started by any other sweeper (or none) has no trial. The job reaches the study
+The search sweeper sets ``hydra.sweeper.study``, ``hydra.sweeper.trial`` and
+``hydra.sweeper.repeat`` on each job's config; a job started by any other sweeper (or none)
+has no trial. Of a trial's repeats, the first alone reports its steps (the one the pruner
+judges); each records its value. The job reaches the study
 through its storage, so this works in a process of its own or on another machine that
 reaches the same storage.
 """
@@ -13,15 +15,17 @@ import math
 import optuna
 from hydra.core.hydra_config import HydraConfig
 
-from hydra_plugins.sweeper_search.study import PRUNED_AT, VALUE, make_pruner, make_storage
+from hydra_plugins.sweeper_search.study import PRUNED_AT, make_pruner, make_storage, value_attr
 
 
 class TrialReporter:
     """The job's trial: :meth:`report` sends the best value so far after each step and says
-    whether the pruner stops the trial there."""
+    whether the pruner stops the trial there; ``repeat`` is which of the trial's runs the job
+    is."""
 
-    def __init__(self, trial: optuna.trial.Trial, maximize: bool = False) -> None:
+    def __init__(self, trial: optuna.trial.Trial, maximize: bool = False, repeat: int = 0) -> None:
         self.trial = trial
+        self.repeat = repeat
         self.better = max if maximize else min
         self.best = -math.inf if maximize else math.inf
         self.pruned_at: int | None = None
@@ -33,7 +37,10 @@ class TrialReporter:
     def report(self, step: int, value: float) -> bool:
         """Report ``value`` at ``step``; True once the pruner says stop (recorded on the
         trial, for the sweeper to tell it PRUNED). The best value so far is what is reported,
-        so a pruned trial's value is the objective it reached, the one the job records."""
+        so a pruned trial's value is the objective it reached, the one the job records. A
+        later repeat reports nothing: it starts only once the first ended unpruned."""
+        if self.repeat > 0:
+            return False
         self.best = self.better(self.best, value)
         self.trial.report(self.best, step)
         if self.trial.should_prune():
@@ -45,7 +52,7 @@ class TrialReporter:
     def ended(self, value: float) -> None:
         """Record the value the job is about to return: the trial ended, whatever happens to
         the job's process before it answers."""
-        self.trial.set_user_attr(VALUE, value)
+        self.trial.set_user_attr(value_attr(self.repeat), value)
 
 
 def current_trial() -> TrialReporter | None:
@@ -61,4 +68,5 @@ def current_trial() -> TrialReporter | None:
     )
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, sweeper.trial)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return TrialReporter(optuna.trial.Trial(study, trial_id), maximize)
+    repeat = int(sweeper.get("repeat") or 0)
+    return TrialReporter(optuna.trial.Trial(study, trial_id), maximize, repeat)
