@@ -69,7 +69,7 @@ class RayClusterLauncher(Launcher):
         from hydra_plugins.hydra_ray_launcher import _core
 
         return _core.launch(
-            launcher=self,  # type: ignore[arg-type]  # it reads the attributes set here
+            launcher=self,  # type: ignore[arg-type, unused-ignore]  # reads the attributes set here (checked only with the [ray] extra)
             job_overrides=job_overrides,
             initial_job_idx=initial_job_idx,
         )
