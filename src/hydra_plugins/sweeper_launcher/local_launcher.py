@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import cloudpickle
-from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.experimental.callback import Callback
@@ -81,6 +81,18 @@ def exit_description(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def with_scanned_plugins(singleton_state: dict[str, Any]) -> dict[str, Any]:
+    """Hydra's singleton state as a job's process sets it, with this process's Hydra plugins
+    where it has them (a preload that scanned them in the fork server). Without them,
+    ``Singleton.set_state`` scans again, executing every plugin module anew: each job would
+    pay for the scan, and the classes in its config would no longer be those of their modules,
+    so that pickling its return copies them by value (a search of every loaded module each)."""
+    plugins = Singleton._instances.get(Plugins)
+    if plugins is not None:
+        singleton_state["instances"][Plugins] = plugins
+    return singleton_state
+
+
 def _job_process(payload: bytes, results: Connection) -> None:
     """The job's own process: run the task as Hydra's launchers do, and send back its return."""
     try:
@@ -90,8 +102,7 @@ def _job_process(payload: bytes, results: Connection) -> None:
         gc.freeze()
         hydra_context, sweep_config, task_function, singleton_state = cloudpickle.loads(payload)
         setup_globals()
-        Singleton.set_state(singleton_state)
-        HydraConfig.instance().set_config(sweep_config)
+        Singleton.set_state(with_scanned_plugins(singleton_state))
         ret = run_job(
             hydra_context=hydra_context,
             config=sweep_config,
