@@ -277,3 +277,36 @@ def test_a_sweeps_check_names_each_bad_value_of_a_shape_in_one_line() -> None:
     ]
     # Each run's own values, not its shape's first run's.
     assert [(p["optimizer.lr"], p["seed"]) for p in params] == [(0.1, 0), (0.2, 1)]
+
+
+def test_the_default_sweeper_checks_a_batch_as_hydras_basic_sweeper_does() -> None:
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import HydraContext, RunMode
+    from hydra.utils import get_class
+
+    from sweeper.app import CONF_DIR
+
+    good = [[f"optimizer.lr={lr}", f"seed={seed}"] for lr in (0.1, 0.2) for seed in (0, 1)]
+    bad = [*good, ["optimizer.lr=fast", "seed=2"]]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        master = hydra.config_loader.load_configuration(
+            "config", ["hydra.launcher.n_jobs=1"], RunMode.MULTIRUN
+        )
+        assert master.hydra.sweeper._target_.endswith(".ShapedBasicSweeper")
+        errors = []
+        # As Hydra finds them after its plugin scan, which executes their modules again.
+        hydras = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+        for target in (master.hydra.sweeper._target_, hydras):
+            sweeper = get_class(target)(max_batch_size=None)
+            sweeper.hydra_context = HydraContext(hydra.config_loader, callbacks=None)  # type: ignore[arg-type]
+            sweeper.config = master
+            sweeper.validate_batch_is_legal(good)
+            with pytest.raises(ConfigCompositionException) as err:
+                sweeper.validate_batch_is_legal(bad)
+            errors.append((str(err.value), str(err.value.__cause__)))
+    assert errors[0] == errors[1]
+    assert "optimizer.lr=fast" in errors[0][0]

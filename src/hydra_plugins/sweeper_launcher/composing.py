@@ -140,11 +140,16 @@ class ShapeCache:
             )
         return cfg
 
-    def compose(self, config_name: str | None, overrides: Sequence[str]) -> DictConfig:
+    def compose(
+        self,
+        config_name: str | None,
+        overrides: Sequence[str],
+        run_mode: RunMode = RunMode.RUN,
+        from_shell: bool = False,
+    ) -> DictConfig:
         """As ``hydra.compose(config_name, overrides)``: the job's config without ``hydra``.
         Each shape's first config is kept without its ``hydra`` node too, which is most of
         what a copy would cost."""
-        run_mode, from_shell = RunMode.RUN, False
         shape, _, values = self._shape(config_name, overrides, run_mode, from_shell)
         bare = self._bare.get(shape) if shape is not None else None
         if bare is not None:
@@ -155,6 +160,19 @@ class ShapeCache:
         if shape is not None:
             self._bare[shape] = copy.deepcopy(cfg)
         return cfg
+
+    def check_sweep_config(self, master_config: DictConfig, overrides: Sequence[str]) -> None:
+        """Raise what ``load_sweep_config`` would raise for ``overrides``: the ``hydra`` node
+        is composed with each shape's first job (its overrides are part of the shape), and
+        only the values of the others are set."""
+        hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
+        assert isinstance(hydra_overrides, list)
+        self.compose(
+            master_config.hydra.job.config_name,
+            [*hydra_overrides, *overrides],
+            RunMode.RUN,
+            from_shell=True,
+        )
 
     def load_sweep_config(self, master_config: DictConfig, overrides: Sequence[str]) -> DictConfig:
         """As Hydra's ``ConfigLoader.load_sweep_config``: one job's config in a sweep."""
