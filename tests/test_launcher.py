@@ -310,3 +310,31 @@ def test_the_default_sweeper_checks_a_batch_as_hydras_basic_sweeper_does() -> No
             errors.append((str(err.value), str(err.value.__cause__)))
     assert errors[0] == errors[1]
     assert "optimizer.lr=fast" in errors[0][0]
+
+
+# A sweep's process that starts its fork server with a preload that takes long to import, then
+# exits at once, as a sweep stopped by a bad value does; its output is a pipe its caller reads.
+SLOW_PRELOAD_EXIT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from hydra_plugins.sweeper_launcher.local_launcher import fork_server_context
+
+    Path(sys.argv[1], "slow_preload.py").write_text("import time\\ntime.sleep(900)\\n")
+    sys.path.insert(0, sys.argv[1])
+    fork_server_context(["slow_preload"])
+    print("exiting")
+    """
+)
+
+
+def test_a_sweep_that_stops_at_once_does_not_wait_for_its_fork_servers_preload(
+    tmp_path: Path,
+) -> None:
+    # Without stopping its server, the caller would read until the 900 s preload ended.
+    proc = subprocess.run(
+        [sys.executable, "-c", SLOW_PRELOAD_EXIT, str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "exiting\n"

@@ -14,10 +14,13 @@ preload and what a death means are its settings.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
+import contextlib
 import gc
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import signal
 import sys
 import time
@@ -56,7 +59,20 @@ def fork_server_context(preload: Sequence[str]) -> multiprocessing.context.BaseC
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
     multiprocessing.forkserver.ensure_running()
+    atexit.unregister(_stop_fork_server)
+    atexit.register(_stop_fork_server)
     return context
+
+
+def _stop_fork_server() -> None:
+    """As the sweep's process exits, its fork server ends too. Left alone, it would end only
+    once its preload is imported, which a sweep that stops at once (a bad value) does not
+    wait for; until then it holds the command's output open, and a caller reading that output
+    waits for it. (Jobs it forked are not its to stop: they end on their own.)"""
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 class StartForkServer(Callback):
