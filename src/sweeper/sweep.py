@@ -4,7 +4,8 @@ At the start it plans and validates every run (``sweeper.plan``), opens the stor
 sweep's parent run or continues the sweep a ``resume=true`` command names (``sweeper.resume``),
 leaves what the runs need in the sweep directory (``sweeper.sweep_info``) and follows them
 (``sweeper.progress``). At the end it prints the summary, records the sweep's end, and exits
-non-zero if any run failed. A sweep stopped early is closed by ``sweeper.stopping``.
+non-zero if any run failed. A sweep stopped early is closed by ``sweeper.stopping``. Before
+any of that, :class:`ShareStore` names the sweep's store for the local launcher's fork server.
 """
 
 from __future__ import annotations
