@@ -157,9 +157,10 @@ def test_sweepers_launcher_settings_name_what_to_preload_and_who_records_a_death
     assert get_method(conf.on_job_death) is record_dead_job
 
 
-def composed_both_ways(jobs: list[list[str]]) -> list[tuple[str, str]]:
-    """Each job's config with its hydra node, as ShapeCache and as Hydra compose it."""
-    from hydra import initialize_config_dir
+def composed_both_ways(jobs: list[list[str]], bare: bool = False) -> list[tuple[str, str]]:
+    """Each job's config with its hydra node (``bare``: without, as ``hydra.compose`` gives
+    it), as ShapeCache and as Hydra compose it."""
+    from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
@@ -172,13 +173,57 @@ def composed_both_ways(jobs: list[list[str]]) -> list[tuple[str, str]]:
         shapes = ShapeCache(hydra.config_loader)  # type: ignore[arg-type]
         pairs = []
         for job in jobs:
-            ours = shapes.load_configuration("config", job)
-            hydras = hydra.config_loader.load_configuration("config", job, RunMode.RUN)
+            if bare:
+                ours, hydras = shapes.compose("config", job), compose("config", job)
+            else:
+                ours = shapes.load_configuration("config", job)
+                hydras = hydra.config_loader.load_configuration("config", job, RunMode.RUN)
             pairs.append((OmegaConf.to_yaml(ours), OmegaConf.to_yaml(hydras)))
         return pairs
 
 
-def test_jobs_composed_once_per_shape_get_the_config_hydra_composes() -> None:
+# A job's process as the fork server forks it, its plugins scanned by the preload: it sets the
+# sweep's Hydra state (with the scanned plugins or without), then pickles a config of one of
+# the launcher's classes, as its return does. Prints whether the class is still its module's,
+# and whether the pickle carries it by value.
+SCANNED_PLUGINS = textwrap.dedent(
+    """
+    import sys, cloudpickle
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+    from omegaconf import OmegaConf
+    from hydra_plugins.sweeper_launcher.local_launcher import with_scanned_plugins
+
+    Plugins.instance()
+    module = sys.modules["hydra_plugins.sweeper_launcher.config"]
+    cls = module.LocalLauncherConf
+    state = Singleton.get_state()
+    Singleton.set_state(with_scanned_plugins(state) if sys.argv[1] == "kept" else state)
+    by_value = b"_make_skeleton_class" in cloudpickle.dumps(OmegaConf.structured(cls))
+    print(module.LocalLauncherConf is cls, by_value, Plugins.instance().class_name_to_class[
+        "hydra_plugins.sweeper_launcher.local_launcher.LocalLauncher"
+    ].__module__)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("plugins", "seen"),
+    [
+        ("kept", "True False hydra_plugins.sweeper_launcher.local_launcher"),
+        ("scanned again", "False True hydra_plugins.sweeper_launcher.local_launcher"),
+    ],
+)
+def test_a_job_keeps_the_plugins_its_fork_server_scanned(plugins: str, seen: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCANNED_PLUGINS, plugins], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == seen
+
+
+@pytest.mark.parametrize("bare", [False, True], ids=["with hydra", "without hydra"])
+def test_jobs_composed_once_per_shape_get_the_config_hydra_composes(bare: bool) -> None:
     jobs = [
         [f"activation={activation}", f"optimizer.lr={lr}", f"seed={seed}", "train.epochs=5"]
         for activation in ("sigmoid", "relu")
@@ -193,7 +238,7 @@ def test_jobs_composed_once_per_shape_get_the_config_hydra_composes() -> None:
         ["regularizer=l2", "regularizer.lam=1e-3", "hydra.job.name=other"],
         ["regularizer=l2", "regularizer.lam=1e-4", "hydra.job.name=other"],
     ]
-    pairs = composed_both_ways(jobs)
+    pairs = composed_both_ways(jobs, bare)
     for job, (ours, hydras) in zip(jobs, pairs, strict=True):
         assert ours == hydras, job
     # Each job has its own values, not its shape's first.
@@ -201,12 +246,95 @@ def test_jobs_composed_once_per_shape_get_the_config_hydra_composes() -> None:
     assert "- 8\n" in pairs[9][0] and "- 32\n" not in pairs[9][0]
 
 
-def test_a_bad_value_in_a_later_job_of_a_shape_fails_as_hydra_says_it() -> None:
+@pytest.mark.parametrize("bare", [False, True], ids=["with hydra", "without hydra"])
+def test_a_bad_value_in_a_later_job_of_a_shape_fails_as_hydra_says_it(bare: bool) -> None:
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException) as ours:
-        composed_both_ways([["optimizer.lr=0.1"], ["optimizer.lr=fast"]])
+        composed_both_ways([["optimizer.lr=0.1"], ["optimizer.lr=fast"]], bare)
     with pytest.raises(ConfigCompositionException) as hydras:
-        composed_both_ways([["optimizer.lr=fast"]])
+        composed_both_ways([["optimizer.lr=fast"]], bare)
     assert str(ours.value) == str(hydras.value)
     assert str(ours.value.__cause__) == str(hydras.value.__cause__)
+
+
+def test_a_sweeps_check_names_each_bad_value_of_a_shape_in_one_line() -> None:
+    from hydra import initialize_config_dir
+
+    from sweeper.app import CONF_DIR
+    from sweeper.config import ConfigError
+    from sweeper.plan import validate_jobs
+
+    jobs = [[f"optimizer.lr={lr}", f"seed={seed}"] for lr in (0.1, -1, 0.2) for seed in (0, 1)]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        with pytest.raises(ConfigError) as err:
+            validate_jobs("config", jobs)
+        params = validate_jobs("config", [jobs[0], jobs[5]])
+    assert str(err.value).splitlines() == [
+        "2 of 6 runs are invalid; nothing was run:",
+        "  optimizer.lr=-1.0 is invalid: must be > 0  (in: optimizer.lr=-1 seed=0; "
+        "optimizer.lr=-1 seed=1)",
+    ]
+    # Each run's own values, not its shape's first run's.
+    assert [(p["optimizer.lr"], p["seed"]) for p in params] == [(0.1, 0), (0.2, 1)]
+
+
+def test_the_default_sweeper_checks_a_batch_as_hydras_basic_sweeper_does() -> None:
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import HydraContext, RunMode
+    from hydra.utils import get_class
+
+    from sweeper.app import CONF_DIR
+
+    good = [[f"optimizer.lr={lr}", f"seed={seed}"] for lr in (0.1, 0.2) for seed in (0, 1)]
+    bad = [*good, ["optimizer.lr=fast", "seed=2"]]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        master = hydra.config_loader.load_configuration(
+            "config", ["hydra.launcher.n_jobs=1"], RunMode.MULTIRUN
+        )
+        assert master.hydra.sweeper._target_.endswith(".ShapedBasicSweeper")
+        errors = []
+        # As Hydra finds them after its plugin scan, which executes their modules again.
+        hydras = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+        for target in (master.hydra.sweeper._target_, hydras):
+            sweeper = get_class(target)(max_batch_size=None)
+            sweeper.hydra_context = HydraContext(hydra.config_loader, callbacks=None)  # type: ignore[arg-type]
+            sweeper.config = master
+            sweeper.validate_batch_is_legal(good)
+            with pytest.raises(ConfigCompositionException) as err:
+                sweeper.validate_batch_is_legal(bad)
+            errors.append((str(err.value), str(err.value.__cause__)))
+    assert errors[0] == errors[1]
+    assert "optimizer.lr=fast" in errors[0][0]
+
+
+# A sweep's process that starts its fork server with a preload that takes long to import, then
+# exits at once, as a sweep stopped by a bad value does; its output is a pipe its caller reads.
+SLOW_PRELOAD_EXIT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from hydra_plugins.sweeper_launcher.local_launcher import fork_server_context
+
+    Path(sys.argv[1], "slow_preload.py").write_text("import time\\ntime.sleep(900)\\n")
+    sys.path.insert(0, sys.argv[1])
+    fork_server_context(["slow_preload"])
+    print("exiting")
+    """
+)
+
+
+def test_a_sweep_that_stops_at_once_does_not_wait_for_its_fork_servers_preload(
+    tmp_path: Path,
+) -> None:
+    # Without stopping its server, the caller would read until the 900 s preload ended.
+    proc = subprocess.run(
+        [sys.executable, "-c", SLOW_PRELOAD_EXIT, str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "exiting\n"

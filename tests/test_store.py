@@ -9,6 +9,8 @@ import io
 import os
 import socket
 import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -499,3 +501,65 @@ def test_server_gone_past_the_bound_fails_the_runs_and_resume_completes(
         finished = {r.data.params["seed"] for r in children(address) if r.info.status == "FINISHED"}
     assert finished == {"0", "1"}
     assert "Resuming sweep" in resumed.stdout
+
+
+# A fork server's part, then two forked workers that each record a run through MlflowClient,
+# as a sweep's jobs do. Prints what the parent saw of the store it opened, then what the
+# workers found.
+FORKED_WORKERS = textwrap.dedent(
+    """
+    import multiprocessing, sys, threading
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking._tracking_service.utils import _get_store
+    from sweeper.store_setup import open_for_forked_jobs, prepare_store
+
+    uri = sys.argv[1]
+    experiment_id = prepare_store(uri, "sweeper")
+    open_for_forked_jobs(uri)
+    store = _get_store(uri)
+    print(threading.active_count(), store.engine.pool.checkedout(), store.engine.pool.checkedin())
+
+    def worker(seed, answers):
+        client = MlflowClient(uri)
+        run = client.create_run(experiment_id, tags={"seed": str(seed)})
+        client.log_batch(run.info.run_id, metrics=[Metric("val_acc", 0.5 + seed, 0, 1)])
+        client.set_terminated(run.info.run_id)
+        answers.put(_get_store(uri) is store)
+
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    workers = [context.Process(target=worker, args=(s, answers)) for s in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    print([w.exitcode for w in workers], sorted(answers.get() for _ in workers))
+    """
+)
+
+
+def test_a_store_opened_before_forking_records_every_workers_run(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKERS, uri], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    opened, workers = proc.stdout.strip().splitlines()
+    # One thread, no connection open or pooled: nothing for a fork to share.
+    assert opened == "1 0 0"
+    # Both workers used the store opened before the fork, and recorded their runs.
+    assert workers == "[0, 0] [True, True]"
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sweeper")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    recorded = sorted((r.data.tags["seed"], r.info.status, r.data.metrics["val_acc"]) for r in runs)
+    assert recorded == [("0", "FINISHED", 0.5), ("1", "FINISHED", 1.5)]
+
+
+def test_a_store_that_does_not_exist_yet_is_left_to_the_jobs(tmp_path: Path) -> None:
+    from sweeper.store_setup import open_for_forked_jobs
+
+    open_for_forked_jobs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert not (tmp_path / "mlruns").exists()

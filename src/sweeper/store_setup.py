@@ -6,9 +6,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import _get_store
 from omegaconf import DictConfig
 
 from sweeper.config import TrackingConfig
@@ -49,12 +52,38 @@ def prepare_store(uri: str, experiment_name: str) -> str:
     if db_path is None:
         return _find_or_create_experiment(MlflowClient(uri), experiment_name, None)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with schema_lock(db_path):
         client = MlflowClient(uri)
         _use_write_ahead_log(db_path)
         artifact_location = (db_path.parent / "artifacts" / experiment_name).as_uri()
         return _find_or_create_experiment(client, experiment_name, artifact_location)
+
+
+@contextmanager
+def schema_lock(db_path: Path) -> Iterator[None]:
+    """Held while a process creates or checks the schema of the SQLite store at ``db_path``:
+    a lock file beside the database."""
+    with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def open_for_forked_jobs(uri: str) -> None:
+    """Open the SQLite store at ``uri`` in this process, whose only work is to fork the sweep's
+    jobs (the local launcher's fork server). MLflow keeps one store object per URI, so every
+    job finds it open instead of opening it and checking its schema itself. Its connections
+    are closed here, so that no job shares one: each connects anew. A store that does not exist
+    yet, or cannot be opened, is left to the jobs, which say what is wrong with it."""
+    path = sqlite_path(uri)
+    if path is None or not path.exists():
+        return
+    try:
+        with schema_lock(path):
+            # MLflow's own lookup, which every MlflowClient and mlflow.start_run go through.
+            store = _get_store(uri)
+        store.engine.dispose()
+    except Exception:
+        return
 
 
 def _find_or_create_experiment(

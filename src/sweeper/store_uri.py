@@ -13,6 +13,9 @@ from urllib.parse import urlparse
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
+# In the environment of a sweep's process: the store its runs record to, for the local
+# launcher's fork server to open once for all of them (sweeper.preload).
+SWEEP_STORE_VARIABLE = "SWEEPER_SWEEP_STORE"
 
 
 def resolve_tracking_uri(configured: str | None) -> str:

@@ -4,11 +4,13 @@ At the start it plans and validates every run (``sweeper.plan``), opens the stor
 sweep's parent run or continues the sweep a ``resume=true`` command names (``sweeper.resume``),
 leaves what the runs need in the sweep directory (``sweeper.sweep_info``) and follows them
 (``sweeper.progress``). At the end it prints the summary, records the sweep's end, and exits
-non-zero if any run failed. A sweep stopped early is closed by ``sweeper.stopping``.
+non-zero if any run failed. A sweep stopped early is closed by ``sweeper.stopping``. Before
+any of that, :class:`ShareStore` names the sweep's store for the local launcher's fork server.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -30,7 +32,7 @@ from sweeper.resume import continue_sweep, find_resumable_sweep
 from sweeper.search import search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
-from sweeper.store_uri import ui_command
+from sweeper.store_uri import SWEEP_STORE_VARIABLE, resolve_tracking_uri, ui_command
 from sweeper.sweep_info import DATASET_CACHE, SweepInfo
 from sweeper.sweep_runs import (
     best_child_run,
@@ -47,6 +49,15 @@ from sweeper.ui_links import (
     sweep_view,
     ui_address,
 )
+
+
+class ShareStore(Callback):
+    """Names the sweep's store in this process's environment as the sweep starts, before the
+    local launcher's fork server starts with it, so that the server opens the store once for
+    all the runs (``sweeper.preload``)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[SWEEP_STORE_VARIABLE] = resolve_tracking_uri(config.tracking.uri)
 
 
 class SweepCallback(Callback):

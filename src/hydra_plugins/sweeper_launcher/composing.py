@@ -35,8 +35,12 @@ class ShapeCache:
     def __init__(self, loader: ConfigLoaderImpl) -> None:
         self.loader = loader
         self._parser = OverridesParser.create()
+        # Each shape's first config, with its hydra node and (for compose) without.
         self._composed: dict[_Shape, DictConfig] = {}
+        self._bare: dict[_Shape, DictConfig] = {}
         self._groups: dict[str, bool] = {}
+        # Sweeps repeat the same few override lines, and Hydra's parser is slow.
+        self._parsed: dict[str, Override] = {}
 
     def _is_group(self, key: str) -> bool:
         if key not in self._groups:
@@ -56,6 +60,57 @@ class ShapeCache:
             and not isinstance(override.value(), dict)
         )
 
+    def _parse(self, overrides: Sequence[str]) -> list[Override]:
+        missing = [line for line in overrides if line not in self._parsed]
+        if missing:
+            for line, override in zip(missing, self._parser.parse_overrides(missing), strict=True):
+                self._parsed[line] = override
+        return [self._parsed[line] for line in overrides]
+
+    def _shape(
+        self, config_name: str | None, overrides: Sequence[str], run_mode: RunMode, from_shell: bool
+    ) -> tuple[_Shape | None, list[Override], list[Override]]:
+        """The shape of ``overrides``, each parsed, and the plain values among them; no shape
+        when a key is set twice (Hydra's composition decides which wins)."""
+        parsed = self._parse(overrides)
+        values = [o for o in parsed if self._is_value(o)]
+        keys = [o.key_or_group for o in values]
+        if len(set(keys)) != len(keys):
+            return None, parsed, values
+        lines = tuple(o.key_or_group if o in values else str(o.input_line) for o in parsed)
+        return (config_name, run_mode, from_shell, lines), parsed, values
+
+    def _compose(
+        self, config_name: str | None, overrides: Sequence[str], run_mode: RunMode, from_shell: bool
+    ) -> DictConfig:
+        return self.loader.load_configuration(
+            config_name=config_name,
+            overrides=list(overrides),
+            run_mode=run_mode,
+            from_shell=from_shell,
+        )
+
+    def _with_values(
+        self,
+        composed: DictConfig,
+        values: list[Override],
+        config_name: str | None,
+        overrides: Sequence[str],
+        run_mode: RunMode,
+        from_shell: bool,
+    ) -> DictConfig:
+        """A copy of ``composed`` with ``values`` set, as Hydra sets command-line overrides;
+        a value that cannot be set fails in Hydra's own composition, as Hydra says it."""
+        cfg = copy.deepcopy(composed)
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        except Exception:
+            cfg = self._compose(config_name, overrides, run_mode, from_shell)
+            if composed.get("hydra") is None:
+                with open_dict(cfg):
+                    del cfg["hydra"]
+        return cfg
+
     def load_configuration(
         self,
         config_name: str | None,
@@ -64,36 +119,14 @@ class ShapeCache:
         from_shell: bool = True,
     ) -> DictConfig:
         """The config Hydra composes for ``overrides`` (the ``hydra`` node included)."""
-        parsed = self._parser.parse_overrides(list(overrides))
-        values = [o for o in parsed if self._is_value(o)]
-        keys = [o.key_or_group for o in values]
-        shape: _Shape = (
-            config_name,
-            run_mode,
-            from_shell,
-            tuple(o.key_or_group if o in values else str(o.input_line) for o in parsed),
-        )
-        composed = self._composed.get(shape)
-        if composed is None or len(set(keys)) != len(keys):
-            cfg = self.loader.load_configuration(
-                config_name=config_name,
-                overrides=list(overrides),
-                run_mode=run_mode,
-                from_shell=from_shell,
-            )
-            self._composed[shape] = copy.deepcopy(cfg)
+        shape, parsed, values = self._shape(config_name, overrides, run_mode, from_shell)
+        composed = self._composed.get(shape) if shape is not None else None
+        if composed is None:
+            cfg = self._compose(config_name, overrides, run_mode, from_shell)
+            if shape is not None:
+                self._composed[shape] = copy.deepcopy(cfg)
             return cfg
-        cfg = copy.deepcopy(composed)
-        try:
-            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        except Exception:
-            # Whatever a value does wrong, Hydra's own composition says it as Hydra says it.
-            return self.loader.load_configuration(
-                config_name=config_name,
-                overrides=list(overrides),
-                run_mode=run_mode,
-                from_shell=from_shell,
-            )
+        cfg = self._with_values(composed, values, config_name, overrides, run_mode, from_shell)
         task = [o for o in parsed if not o.is_hydra_override()]
         hydra = cfg.hydra
         with open_dict(hydra):
@@ -107,12 +140,39 @@ class ShapeCache:
             )
         return cfg
 
-    def compose(self, config_name: str | None, overrides: Sequence[str]) -> DictConfig:
-        """As ``hydra.compose(config_name, overrides)``: the job's config without ``hydra``."""
-        cfg = self.load_configuration(config_name, overrides, RunMode.RUN, from_shell=False)
+    def compose(
+        self,
+        config_name: str | None,
+        overrides: Sequence[str],
+        run_mode: RunMode = RunMode.RUN,
+        from_shell: bool = False,
+    ) -> DictConfig:
+        """As ``hydra.compose(config_name, overrides)``: the job's config without ``hydra``.
+        Each shape's first config is kept without its ``hydra`` node too, which is most of
+        what a copy would cost."""
+        shape, _, values = self._shape(config_name, overrides, run_mode, from_shell)
+        bare = self._bare.get(shape) if shape is not None else None
+        if bare is not None:
+            return self._with_values(bare, values, config_name, overrides, run_mode, from_shell)
+        cfg = self.load_configuration(config_name, overrides, run_mode, from_shell)
         with open_dict(cfg):
             del cfg["hydra"]
+        if shape is not None:
+            self._bare[shape] = copy.deepcopy(cfg)
         return cfg
+
+    def check_sweep_config(self, master_config: DictConfig, overrides: Sequence[str]) -> None:
+        """Raise what ``load_sweep_config`` would raise for ``overrides``: the ``hydra`` node
+        is composed with each shape's first job (its overrides are part of the shape), and
+        only the values of the others are set."""
+        hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
+        assert isinstance(hydra_overrides, list)
+        self.compose(
+            master_config.hydra.job.config_name,
+            [*hydra_overrides, *overrides],
+            RunMode.RUN,
+            from_shell=True,
+        )
 
     def load_sweep_config(self, master_config: DictConfig, overrides: Sequence[str]) -> DictConfig:
         """As Hydra's ``ConfigLoader.load_sweep_config``: one job's config in a sweep."""

@@ -1,4 +1,5 @@
-"""The local launcher's typed settings: a bad value fails while Hydra composes, naming the key.
+"""The typed settings of the local launcher and of the basic sweeper that checks its jobs once
+per shape: a bad value fails while Hydra composes, naming the key.
 
 Hydra imports this module while it scans ``hydra_plugins`` at start-up, before it composes any
 config. (No ``from __future__ import annotations`` here: that scan imports modules without
@@ -7,6 +8,7 @@ registering them, and dataclasses then cannot resolve string annotations.)
 
 from dataclasses import dataclass, field
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 
 
@@ -23,3 +25,13 @@ class LocalLauncherConf:
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="sweeper_local", node=LocalLauncherConf)
+
+
+@dataclass
+class ShapedBasicSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.sweeper_launcher.basic_sweeper.ShapedBasicSweeper"
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="sweeper_basic", node=ShapedBasicSweeperConf
+)

@@ -14,10 +14,13 @@ preload and what a death means are its settings.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
+import contextlib
 import gc
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import signal
 import sys
 import time
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import cloudpickle
-from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.experimental.callback import Callback
@@ -56,7 +59,20 @@ def fork_server_context(preload: Sequence[str]) -> multiprocessing.context.BaseC
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
     multiprocessing.forkserver.ensure_running()
+    atexit.unregister(_stop_fork_server)
+    atexit.register(_stop_fork_server)
     return context
+
+
+def _stop_fork_server() -> None:
+    """As the sweep's process exits, its fork server ends too. Left alone, it would end only
+    once its preload is imported, which a sweep that stops at once (a bad value) does not
+    wait for; until then it holds the command's output open, and a caller reading that output
+    waits for it. (Jobs it forked are not its to stop: they end on their own.)"""
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 class StartForkServer(Callback):
@@ -81,6 +97,18 @@ def exit_description(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def with_scanned_plugins(singleton_state: dict[str, Any]) -> dict[str, Any]:
+    """Hydra's singleton state as a job's process sets it, with this process's Hydra plugins
+    where it has them (a preload that scanned them in the fork server). Without them,
+    ``Singleton.set_state`` scans again, executing every plugin module anew: each job would
+    pay for the scan, and the classes in its config would no longer be those of their modules,
+    so that pickling its return copies them by value (a search of every loaded module each)."""
+    plugins = Singleton._instances.get(Plugins)
+    if plugins is not None:
+        singleton_state["instances"][Plugins] = plugins
+    return singleton_state
+
+
 def _job_process(payload: bytes, results: Connection) -> None:
     """The job's own process: run the task as Hydra's launchers do, and send back its return."""
     try:
@@ -90,8 +118,7 @@ def _job_process(payload: bytes, results: Connection) -> None:
         gc.freeze()
         hydra_context, sweep_config, task_function, singleton_state = cloudpickle.loads(payload)
         setup_globals()
-        Singleton.set_state(singleton_state)
-        HydraConfig.instance().set_config(sweep_config)
+        Singleton.set_state(with_scanned_plugins(singleton_state))
         ret = run_job(
             hydra_context=hydra_context,
             config=sweep_config,
