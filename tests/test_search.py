@@ -525,3 +525,37 @@ def test_a_killed_repeat_runs_again_and_its_trials_finished_run_is_kept(workdir:
     (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == killed]
     assert_carried_over(again, trials[killed], runs)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
+def test_a_time_budget_ends_the_search_and_says_so(workdir: Path) -> None:
+    # 1,000 trials asked for, 15 seconds given: the search ends by itself, having started
+    # no trial after its budget, and shows the time left to it rather than an ETA.
+    proc = run_cli(
+        [*SEARCH, "train.epochs=2", "hydra.sweeper.n_trials=1000", "hydra.sweeper.timeout=15",
+         "topology.hidden=[16]", *ONE_CONFIGURATION],
+        workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "up to 1000 runs, none started after 0:15" in proc.stdout
+    assert "no new run after" in proc.stdout
+    runs = all_runs(workdir)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = child_runs(runs)
+    assert 1 <= len(children) < 1000
+    # A trial asked just before the budget ends starts a few seconds later (a process, the
+    # store): none starts long after it.
+    latest = max(r.info.start_time for r in children)
+    assert (latest - parent.info.start_time) / 1000 < 15 + 30
+    assert all(r.data.tags["status"] == "FINISHED" for r in children)
+
+
+def test_a_target_value_ends_the_search_when_a_trial_reaches_it(workdir: Path) -> None:
+    # Any digits run's best validation loss is below 10: the first trial reaches the target.
+    proc = run_cli(
+        [*SEARCH, "train.epochs=2", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=1",
+         "hydra.sweeper.target=10", "topology.hidden=[16]", *ONE_CONFIGURATION],
+        workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = child_runs(all_runs(workdir))
+    assert run.data.metrics["best_val_loss"] <= 10

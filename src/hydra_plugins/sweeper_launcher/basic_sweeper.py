@@ -1,7 +1,7 @@
-"""Hydra's basic sweeper (``hydra/sweeper=sweeper_basic``, sweeper's default), whose check that
-every job of a batch composes, made before the batch is launched, composes each shape of job
-once (``composing.ShapeCache``) instead of every job: Hydra's own check composes each job in
-full, about a tenth of a second each, before the first one starts.
+"""Hydra's basic sweeper (``hydra/sweeper=basic``, the default, under Hydra's name), whose
+check that every job of a batch composes, made before the batch is launched, composes each
+shape of job once (``composing.ShapeCache``) instead of every job: Hydra's own check composes
+each job in full, about a tenth of a second each, before the first one starts.
 """
 
 from __future__ import annotations

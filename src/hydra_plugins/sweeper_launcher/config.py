@@ -32,6 +32,7 @@ class ShapedBasicSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.sweeper_launcher.basic_sweeper.ShapedBasicSweeper"
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper", name="sweeper_basic", node=ShapedBasicSweeperConf
-)
+# Under Hydra's own name, so that it is the default and a preset's `override
+# /hydra/sweeper: search` still replaces it (a second override of the group in the primary
+# config would merge the two sweepers' settings).
+ConfigStore.instance().store(group="hydra/sweeper", name="basic", node=ShapedBasicSweeperConf)

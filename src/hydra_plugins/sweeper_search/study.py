@@ -117,7 +117,12 @@ def grpc_storage(url: str) -> optuna.storages.BaseStorage:
     with warnings.catch_warnings():
         # docs/scaling.md says it is experimental; a warning per job's process repeats it.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        try:
+            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        except ModuleNotFoundError:
+            raise StudyConfigError(
+                f"hydra.sweeper.storage={url!r} needs grpcio: pip install -e '.[ray]'"
+            ) from None
     try:
         proxy.wait_server_ready(timeout=GRPC_READY_TIMEOUT_S)
     except ConnectionError:
