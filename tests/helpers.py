@@ -187,6 +187,18 @@ def assert_study_agrees_with_mlflow(trials: list[FrozenTrial], runs: list[Run]) 
             assert run.info.status in ("FAILED", "KILLED")
 
 
+def assert_pruned_search_agrees(
+    trials: list[FrozenTrial], runs: list[Run], pruned: list[Run], n_trials: int
+) -> None:
+    """A search of ``n_trials`` numbered from 0 whose PRUNED trials are exactly the ``pruned``
+    runs', and whose every trial agrees with its run."""
+    assert sorted(t.number for t in trials) == list(range(n_trials))
+    assert {t.number for t in trials if t.state == TrialState.PRUNED} == {
+        int(r.data.tags["trial"]) for r in pruned
+    }
+    assert_study_agrees_with_mlflow(trials, runs)
+
+
 def refilled_while_another_runs(runs: list[Run]) -> bool:
     """Whether a slot freed by one run took the next trial while another run still trained:
     a run ``k`` ends during a run ``i`` and a run ``j`` starts before ``i`` ends. A batch

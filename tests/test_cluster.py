@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
 from helpers import (
     Sweep,
+    assert_pruned_search_agrees,
     assert_study_agrees_with_mlflow,
     refilled_while_another_runs,
     runs_by_trial,
@@ -416,11 +417,7 @@ def test_a_pruned_search_on_the_cluster_stops_runs_early_and_agrees_with_its_stu
     trials = study_of(tmp_path, sweep_id, storage).get_trials()
     # Through the proxy, nothing of the study is written beside the launching directory.
     assert (tmp_path / "mlruns" / "optuna.db").exists() != through_proxy
-    assert sorted(t.number for t in trials) == list(range(6))
-    assert {t.number for t in trials if t.state == TrialState.PRUNED} == {
-        int(r.data.tags["trial"]) for r in pruned
-    }
-    assert_study_agrees_with_mlflow(trials, runs)
+    assert_pruned_search_agrees(trials, runs, pruned, 6)
 
 
 @pytest.mark.parametrize("asynchronous", [True, False])

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from conftest import all_runs, child_runs, run_cli, store_uri
 from helpers import (
     Sweep,
+    assert_pruned_search_agrees,
     assert_study_agrees_with_mlflow,
     markdown_tables,
     refilled_while_another_runs,
@@ -47,6 +48,20 @@ SEARCH = [
 
 # The preset's other keys fixed, so that the epochs alone vary (and no trial diverges).
 ONE_CONFIGURATION = ["optimizer.lr=0.01", "regularizer=l2", "regularizer.lam=1e-4"]
+
+# Five trials one at a time, so the median pruner sees the same history every time: a trial
+# worse than the median of the ones before at the same epoch stops there (lr 1e-5 trials).
+MEDIAN_PRUNED = [
+    *SEARCH,
+    "train.epochs=4",
+    "hydra.sweeper.n_trials=5",
+    "hydra.sweeper.n_jobs=1",
+    "hydra.sweeper.sampler.seed=3",
+    "hydra.sweeper.pruner.name=median",
+    "hydra.sweeper.pruner.n_startup_trials=1",
+    "optimizer.lr=choice(0.00001, 0.05)",
+    "topology.hidden=[32]",
+]
 
 
 def test_the_override_grammar_becomes_optunas_distributions() -> None:
@@ -162,22 +177,7 @@ def test_a_grpc_storage_that_does_not_answer_fails_in_one_line() -> None:
 
 
 def test_pruned_runs_stop_early_keep_their_best_and_agree_with_the_study(workdir: Path) -> None:
-    # One trial at a time, so the median pruner sees the same history every time: a trial
-    # worse than the median of the ones before at the same epoch stops there.
-    proc = run_cli(
-        [
-            *SEARCH,
-            "train.epochs=4",
-            "hydra.sweeper.n_trials=5",
-            "hydra.sweeper.n_jobs=1",
-            "hydra.sweeper.sampler.seed=3",
-            "hydra.sweeper.pruner.name=median",
-            "hydra.sweeper.pruner.n_startup_trials=1",
-            "optimizer.lr=choice(0.00001, 0.05)",
-            "topology.hidden=[32]",
-        ],
-        workdir,
-    )
+    proc = run_cli(MEDIAN_PRUNED, workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = child_runs(all_runs(workdir))
     assert len(runs) == 5
@@ -191,13 +191,7 @@ def test_pruned_runs_stop_early_keep_their_best_and_agree_with_the_study(workdir
         assert f"PRUNED at epoch {epoch}" in proc.stdout
     assert {r.data.metrics["epochs_run"] for r in runs if r not in pruned} == {4}
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
-    study = study_of(workdir, sweep_id)
-    trials = study.get_trials()
-    assert sorted(t.number for t in trials) == list(range(5))
-    assert {t.number for t in trials if t.state == TrialState.PRUNED} == {
-        int(r.data.tags["trial"]) for r in pruned
-    }
-    assert_study_agrees_with_mlflow(trials, runs)
+    assert_pruned_search_agrees(study_of(workdir, sweep_id).get_trials(), runs, pruned, 5)
 
 
 @pytest.mark.parametrize("asynchronous", [True, False])
@@ -386,21 +380,7 @@ def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> N
 def test_with_repeats_a_pruned_trial_runs_once_and_the_pruner_judges_first_runs(
     workdir: Path,
 ) -> None:
-    proc = run_cli(
-        [
-            *SEARCH,
-            "train.epochs=4",
-            "hydra.sweeper.n_trials=5",
-            "hydra.sweeper.n_jobs=1",
-            "hydra.sweeper.sampler.seed=3",
-            "hydra.sweeper.pruner.name=median",
-            "hydra.sweeper.pruner.n_startup_trials=1",
-            "hydra.sweeper.repeats=2",
-            "optimizer.lr=choice(0.00001, 0.05)",
-            "topology.hidden=[32]",
-        ],
-        workdir,
-    )
+    proc = run_cli([*MEDIAN_PRUNED, "hydra.sweeper.repeats=2"], workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = child_runs(all_runs(workdir))
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
