@@ -76,10 +76,10 @@ def test_on_a_terminal_each_running_run_has_a_live_line(tmp_path: Path) -> None:
 def test_a_search_with_a_time_budget_shows_the_time_left_to_it_not_an_eta() -> None:
     # 10 of 1,000 trials in 10 minutes: at that pace the rest would take 16 hours.
     assert progress_line(10, 1000, 0, 600.0, timeout=3600.0) == (
-        "[10/1000 done] 0 failed, elapsed 10:00, no new run after 50:00"
+        "[10/1000 done] 0 failed, elapsed 10:00, no new trial after 50:00"
     )
-    assert progress_line(0, 1000, 0, 0.0, timeout=60.0).endswith("no new run after 1:00")
-    assert progress_line(10, 1000, 1, 4000.0, timeout=3600.0).endswith("no new run after 0:00")
+    assert progress_line(0, 1000, 0, 0.0, timeout=60.0).endswith("no new trial after 1:00")
+    assert progress_line(10, 1000, 1, 4000.0, timeout=3600.0).endswith("no new trial after 0:00")
     # The trials run out first: the ETA as without a budget.
     assert progress_line(10, 20, 0, 600.0, timeout=3600.0).endswith("ETA 10:00")
     assert progress_line(10, 20, 0, 600.0).endswith("ETA 10:00")

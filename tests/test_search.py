@@ -516,8 +516,8 @@ def test_a_time_budget_ends_the_search_and_says_so(workdir: Path) -> None:
         workdir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "up to 1000 runs, none started after 0:15" in proc.stdout
-    assert "no new run after" in proc.stdout
+    assert "up to 1000 runs, no trial started after 0:15" in proc.stdout
+    assert "no new trial after" in proc.stdout
     runs = all_runs(workdir)
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = child_runs(runs)

@@ -41,7 +41,7 @@ class Plan:
     param_keys: list[str]
     # How many runs, if known: the planned jobs, or the sweeper's n_trials.
     total: int | None
-    # Seconds after which the sweeper starts no new run (a search's time budget), if any.
+    # Seconds after which the sweeper starts no new trial (a search's time budget), if any.
     timeout: float | None = None
 
 

@@ -47,13 +47,13 @@ def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
 def progress_line(
     done: int, total: int | None, failed: int, elapsed: float, timeout: float | None = None
 ) -> str:
-    """The sweep's status; with a ``timeout`` (no run starts after it) that comes before the
+    """The sweep's status; with a ``timeout`` (no trial starts after it) that comes before the
     runs left would end at the pace so far, the time left to it instead of an ETA."""
     head = f"[{done}/{total} done]" if total is not None else f"[{done} done]"
     head += f" {failed} failed, elapsed {format_duration(elapsed)}"
     eta = elapsed / done * (total - done) if done and total is not None else None
     if timeout is not None and (eta is None or elapsed + eta > timeout):
-        return f"{head}, no new run after {format_duration(max(timeout - elapsed, 0.0))}"
+        return f"{head}, no new trial after {format_duration(max(timeout - elapsed, 0.0))}"
     if total is None:
         return head
     return f"{head}, ETA {format_duration(eta) if eta is not None else '?'}"
