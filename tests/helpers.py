@@ -22,7 +22,7 @@ from mlflow.entities import Run
 from optuna.trial import FrozenTrial, TrialState
 
 from conftest import all_runs, child_runs, cli_env
-from hydra_plugins.sweeper_search.study import INTERRUPTED, SWEEP_ATTR
+from hydra_plugins.sweeper_search.study import INTERRUPTED, RETRY_OF, SWEEP_ATTR
 from sweeper.outcome import PROGRESS_FILE, RunProgress
 
 
@@ -197,6 +197,19 @@ def assert_pruned_search_agrees(
         int(r.data.tags["trial"]) for r in pruned
     }
     assert_study_agrees_with_mlflow(trials, runs)
+
+
+def assert_killed_trial_asked_again(
+    trials: list[FrozenTrial], by_trial: dict[int, Run], killed: int, epochs: int, completed: int
+) -> None:
+    """Trial ``killed`` failed and was asked again with its values, and that retry trained
+    its ``epochs`` to the end among ``completed`` complete trials."""
+    (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == killed]
+    assert again.params == trials[killed].params
+    assert again.state == TrialState.COMPLETE
+    assert by_trial[again.number].data.metrics["epochs_run"] == epochs
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == completed
+    assert trials[killed].state == TrialState.FAIL
 
 
 def refilled_while_another_runs(runs: list[Run]) -> bool:

@@ -22,18 +22,17 @@ import numpy as np
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
 
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
 from helpers import (
     Sweep,
+    assert_killed_trial_asked_again,
     assert_pruned_search_agrees,
     assert_study_agrees_with_mlflow,
     refilled_while_another_runs,
     runs_by_trial,
     study_of,
 )
-from hydra_plugins.sweeper_search.study import RETRY_OF
 from services import BIN, Service, free_port, mlflow_service, start, stop, wait_until
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
@@ -490,11 +489,6 @@ def test_a_trial_whose_ray_worker_is_killed_is_asked_again(
     by_trial = runs_by_trial(runs)
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
     trials = study_of(tmp_path, sweep_id).get_trials()
-    (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == killed]
-    assert again.params == trials[killed].params
-    assert again.state == TrialState.COMPLETE
-    assert by_trial[again.number].data.metrics["epochs_run"] == 300
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
-    assert trials[killed].state == TrialState.FAIL
+    assert_killed_trial_asked_again(trials, by_trial, killed, epochs=300, completed=4)
     # The killed run itself stays RUNNING in MLflow: no on_job_death on Ray (docs/scaling.md).
     assert_study_agrees_with_mlflow([t for t in trials if t.number != killed], runs)

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from conftest import all_runs, child_runs, run_cli, store_uri
 from helpers import (
     Sweep,
+    assert_killed_trial_asked_again,
     assert_pruned_search_agrees,
     assert_study_agrees_with_mlflow,
     markdown_tables,
@@ -292,12 +293,7 @@ def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Pat
     assert by_trial[killed].data.tags["reason"] == "worker process died (killed by SIGKILL)"
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
     trials = study_of(workdir, sweep_id).get_trials()
-    (again,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == killed]
-    assert again.params == trials[killed].params
-    assert again.state == TrialState.COMPLETE
-    assert by_trial[again.number].data.metrics["epochs_run"] == 300
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
-    assert trials[killed].state == TrialState.FAIL
+    assert_killed_trial_asked_again(trials, by_trial, killed, epochs=300, completed=4)
     assert_study_agrees_with_mlflow(trials, runs)
 
 
