@@ -7,11 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
+import optuna
 import pytest
+from hydra.core.utils import JobReturn, JobStatus
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -26,9 +31,13 @@ from helpers import (
     runs_by_trial,
     study_of,
 )
+from hydra_plugins.sweeper_search import search_sweeper
+from hydra_plugins.sweeper_search.config import SearchSweeperConf
+from hydra_plugins.sweeper_search.search_sweeper import SearchSweeper
 from hydra_plugins.sweeper_search.space import SearchSpaceError, parse_space
 from hydra_plugins.sweeper_search.study import (
     GRPC_READY_TIMEOUT_S,
+    INTERRUPTED,
     RETRY_OF,
     StudyConfigError,
     make_storage,
@@ -221,6 +230,55 @@ def test_a_freed_slot_takes_the_next_trial_without_waiting_for_the_batch(
     epochs = sorted(r.data.metrics["epochs_run"] for r in runs)
     assert epochs[0] == 1 and epochs[-1] == 200
     assert refilled_while_another_runs(runs) == asynchronous
+
+
+class CtrlCWhileDrawing(optuna.samplers.RandomSampler):
+    """Ctrl-C arrives while the first trial's first param is drawn."""
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[no-untyped-def]
+        if trial.number == 0 and not trial.params:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+class OneJobEnds:
+    """A launcher whose first job returns 0.5 at once and whose others never end."""
+
+    def __init__(self) -> None:
+        self.submitted: list[list[str]] = []
+
+    def submit(self, overrides: list[str], job: int) -> Future[JobReturn]:
+        self.submitted.append(overrides)
+        future: Future[JobReturn] = Future()
+        if job == 0:
+            future.set_result(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5))
+        return future
+
+
+def test_ctrl_c_while_a_trial_is_drawn_keeps_whole_trials_and_the_ended_jobs_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(search_sweeper, "INTERRUPT_GRACE_SECONDS", 0.1)
+    settings = OmegaConf.to_container(OmegaConf.structured(SearchSweeperConf))
+    assert isinstance(settings, dict)
+    del settings["_target_"]
+    sweeper = SearchSweeper(**settings)
+    launcher = OneJobEnds()
+    sweeper.launcher = launcher  # type: ignore[assignment]
+    sweeper.repeat_values = [0]
+    searched = {"optimizer.lr": "interval(0.01, 0.1)", "regularizer.p": "interval(0, 1)"}
+    space = parse_space(searched, [])
+    study = optuna.create_study(sampler=CtrlCWhileDrawing(seed=0))
+    with pytest.raises(KeyboardInterrupt):
+        sweeper._run_asynchronously(study, space, time.monotonic())
+    # Both slots' trials were drawn whole and started before Ctrl-C was raised; the job that
+    # ended told its trial, the other's is failed, for resume=true to ask again.
+    first, second = study.get_trials()
+    assert len(launcher.submitted) == 2
+    assert set(first.params) == set(second.params) == set(searched)
+    assert first.state == TrialState.COMPLETE and first.value == 0.5
+    assert second.state == TrialState.FAIL and second.user_attrs[INTERRUPTED]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished(

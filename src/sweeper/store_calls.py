@@ -11,15 +11,13 @@ is safe.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper.store import outage_retried
 
 # Waits double from LOCK_RETRY_FIRST_WAIT, LOCK_RETRIES times, then the error is raised.
@@ -28,25 +26,6 @@ LOCK_RETRY_FIRST_WAIT = 0.05
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back until the block ends, then raise it. A KeyboardInterrupt inside an
-    MLflow call can leave a SQLite write transaction half done, its lock held, and every later
-    write (the run's own KILLED tag, the sweep's) then waits for a lock that never comes.
-    Signal handlers belong to the main thread; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
-        previous(signal.SIGINT, None)
 
 
 def _locked(err: BaseException) -> bool:
@@ -61,6 +40,8 @@ def store_call(func: Callable[P, T]) -> Callable[P, T]:
         return outage_retried(lambda: locks_retried(*args, **kwargs))
 
     def locks_retried(*args: P.args, **kwargs: P.kwargs) -> T:
+        # Ctrl-C inside an MLflow call can leave a SQLite write transaction half done, its
+        # lock held, and every later write (the run's KILLED tag, the sweep's) waiting on it.
         with interrupts_deferred():
             for attempt in Retrying(
                 retry=retry_if_exception(_locked),

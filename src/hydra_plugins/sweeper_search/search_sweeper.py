@@ -14,6 +14,7 @@ whose job returns none is asked again.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import math
 import sys
 import time
@@ -31,6 +32,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from hydra_plugins.sweeper_search.repeats import TrialRuns
 from hydra_plugins.sweeper_search.space import SearchSpace, parse_space
 from hydra_plugins.sweeper_search.study import (
@@ -56,6 +58,8 @@ from hydra_plugins.sweeper_search.study import (
 )
 
 DIRECTIONS = ("minimize", "maximize")
+# How long Ctrl-C waits for the running jobs, themselves interrupted, to end.
+INTERRUPT_GRACE_SECONDS = 30.0
 
 
 def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpace:
@@ -352,11 +356,15 @@ class SearchSweeper(Sweeper):
         number = 0
         try:
             while True:
-                for job in self._next_jobs(
-                    study, space, start, self.settings.n_jobs - len(running)
-                ):
-                    running[launcher.submit(self._job_overrides(study, space, job), number)] = job
-                    number += 1
+                # A trial is asked whole and its job tracked, or neither: else a resume would
+                # ask a trial again with half its params.
+                with interrupts_deferred():
+                    for job in self._next_jobs(
+                        study, space, start, self.settings.n_jobs - len(running)
+                    ):
+                        overrides = self._job_overrides(study, space, job)
+                        running[launcher.submit(overrides, number)] = job
+                        number += 1
                 if not running:
                     return
                 done, _ = concurrent.futures.wait(
@@ -365,6 +373,12 @@ class SearchSweeper(Sweeper):
                 for future in done:
                     self._job_ended(study, running.pop(future), future.result())
         except KeyboardInterrupt:
+            # Ctrl-C reached the jobs too; those that end with a value still count.
+            with contextlib.suppress(KeyboardInterrupt):
+                concurrent.futures.wait(running, timeout=INTERRUPT_GRACE_SECONDS)
+            for future, job in running.items():
+                if future.done() and future.exception() is None and trial_ended(future.result()):
+                    self._job_ended(study, job, future.result())
             self._interrupted(study)
             raise
 
@@ -372,17 +386,20 @@ class SearchSweeper(Sweeper):
         """Any launcher: ``n_jobs`` runs at a time, each batch waiting for its slowest."""
         assert self.launcher is not None
         number = 0
-        while jobs := self._next_jobs(study, space, start, self.settings.n_jobs):
-            try:
-                returns = self.launcher.launch(
-                    [self._job_overrides(study, space, job) for job in jobs], number
-                )
-            except KeyboardInterrupt:
-                self._interrupted(study)
-                raise
-            number += len(jobs)
-            for job, ret in zip(jobs, returns, strict=True):
-                self._job_ended(study, job, ret)
+        try:
+            while True:
+                with interrupts_deferred():
+                    jobs = self._next_jobs(study, space, start, self.settings.n_jobs)
+                if not jobs:
+                    return
+                overrides = [self._job_overrides(study, space, job) for job in jobs]
+                returns = self.launcher.launch(overrides, number)
+                number += len(jobs)
+                for job, ret in zip(jobs, returns, strict=True):
+                    self._job_ended(study, job, ret)
+        except KeyboardInterrupt:
+            self._interrupted(study)
+            raise
 
     def _interrupted(self, study: optuna.Study) -> None:
         """Ctrl-C: the trials in progress fail, marked so that ``resume=true`` asks them again
