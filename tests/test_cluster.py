@@ -490,5 +490,8 @@ def test_a_trial_whose_ray_worker_is_killed_is_asked_again(
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
     trials = study_of(tmp_path, sweep_id).get_trials()
     assert_killed_trial_asked_again(trials, by_trial, killed, epochs=300, completed=4)
-    # The killed run itself stays RUNNING in MLflow: no on_job_death on Ray (docs/scaling.md).
+    # on_job_death closed the killed run, found by its job number (Ray does not say the pid).
+    (dead,) = [r for r in runs if r.info.run_id == victim.info.run_id]
+    assert dead.info.status == "FAILED"
+    assert dead.data.tags["reason"].startswith("worker process died (Ray: ")
     assert_study_agrees_with_mlflow([t for t in trials if t.number != killed], runs)

@@ -5,6 +5,7 @@ A job killed in the middle of a sweep is tested end to end in test_robustness.py
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hydra.core.utils import JobStatus
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import get_method
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import run_cli
@@ -24,7 +26,11 @@ from hydra_plugins.sweeper_launcher.local_launcher import (
     fork_server_context,
     job_dir,
 )
+from hydra_plugins.sweeper_launcher.ray_launcher import job_future
+from sweeper.outcome import OUTCOME_FILE, RunOutcome
 from sweeper.stopping import record_dead_job
+from sweeper.store_setup import prepare_store
+from sweeper.sweep_info import SweepInfo
 
 
 def test_how_a_jobs_process_ended_reads_as_a_person_says_it() -> None:
@@ -338,3 +344,68 @@ def test_a_sweep_that_stops_at_once_does_not_wait_for_its_fork_servers_preload(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "exiting\n"
+
+
+class LostRayTask:
+    """A Ray ObjectRef whose task Ray could not finish."""
+
+    def future(self) -> concurrent.futures.Future[JobReturn]:
+        lost: concurrent.futures.Future[JobReturn] = concurrent.futures.Future()
+        lost.set_exception(
+            RuntimeError("The worker died unexpectedly while executing this task.\nmore")
+        )
+        return lost
+
+
+def test_a_ray_task_that_died_is_handed_to_on_job_death_and_its_job_fails(
+    tmp_path: Path,
+) -> None:
+    deaths: list[dict[str, object]] = []
+    future = job_future(LostRayTask(), _sweep_config(tmp_path), lambda **d: deaths.append(d))
+    ret = future.result(timeout=10)
+    assert ret.status is JobStatus.FAILED
+    (death,) = deaths
+    assert {k: death[k] for k in ("job", "overrides", "pid", "interrupted", "ended")} == {
+        "job": 3,
+        "overrides": ["seed=3"],
+        "pid": None,
+        "interrupted": False,
+        "ended": "Ray: The worker died unexpectedly while executing this task.",
+    }
+    assert death["job_dir"] == tmp_path / "3"
+
+
+def test_a_dead_job_whose_pid_is_unknown_closes_its_own_run_by_job_number(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = client.create_run(experiment_id, tags={"kind": "sweep"}).info.run_id
+    runs = {
+        job: client.create_run(
+            experiment_id, tags={"mlflow.parentRunId": parent, "job": str(job), "pid": "99"}
+        ).info.run_id
+        for job in (3, 4)
+    }
+    SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
+    record_dead_job(
+        sweep_dir=tmp_path, job_dir=tmp_path / "4", job=4, overrides=["seed=4"], pid=None,
+        interrupted=False, ended="Ray: The worker died", seconds=1.0,
+    )  # fmt: skip
+    dead, alive = client.get_run(runs[4]), client.get_run(runs[3])
+    assert dead.info.status == "FAILED"
+    assert dead.data.tags["reason"] == "worker process died (Ray: The worker died)"
+    assert alive.info.status == "RUNNING"
+    assert RunOutcome.load(tmp_path / "4" / OUTCOME_FILE).status == "FAILED"
+
+
+def test_the_ray_launcher_composes_with_its_death_handler_without_ray_installed() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from sweeper.app import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=ray_cluster"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.sweeper_launcher.ray_launcher.RayClusterLauncher"
+    assert get_method(launcher.on_job_death) is record_dead_job
+    assert launcher.ray.init.address == "auto" and launcher.ray.remote.num_cpus == 1

@@ -33,15 +33,16 @@ def record_dead_job(
     job_dir: Path,
     job: int,
     overrides: list[str],
-    pid: int,
+    pid: int | None,
     interrupted: bool,
     ended: str,
     seconds: float,
     **_: Any,
 ) -> float:
     """A job whose process ``pid`` died before it could record its own end: close its MLflow
-    run (its metrics so far stay), leave its outcome where the sweep's monitor reads it, and
-    return its objective. The keywords are the launcher's ``JobDeath``."""
+    run (found by ``pid``, else by ``job``; its metrics so far stay), leave its outcome where
+    the sweep's monitor reads it, and return its objective. The keywords are the launcher's
+    ``JobDeath``."""
     if interrupted:
         # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
         status, reason = "KILLED", INTERRUPTED
@@ -49,7 +50,13 @@ def record_dead_job(
         status, reason = "FAILED", f"worker process died ({ended})"
     info = SweepInfo.load(sweep_dir)
     closed = close_unfinished_runs(
-        info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason, pid=pid
+        info.tracking_uri,
+        info.experiment_id,
+        info.parent_run_id,
+        status,
+        reason,
+        pid=pid,
+        job=job if pid is None else None,
     )
     run_id = closed[0].info.run_id if closed else None
     outcome = RunOutcome(job, overrides, status, reason, seconds, run_id)

@@ -88,14 +88,17 @@ def close_unfinished_runs(
     status: str,
     reason: str,
     pid: int | None = None,
+    job: int | None = None,
 ) -> list[Run]:
     """End every child of the sweep still RUNNING (its process is gone), or only the one that
-    process ``pid`` trained, with ``status`` and ``reason``; return them. Their metrics logged
-    so far stay."""
+    process ``pid`` trained, or that job number ``job`` is, with ``status`` and ``reason``;
+    return them. Their metrics logged so far stay."""
     client = MlflowClient(uri)
     query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
     if pid is not None:
         query += f" and tags.pid = '{pid}'"
+    if job is not None:
+        query += f" and tags.job = '{job}'"
     running = search_all(client, experiment_id, query)
     tags = [RunTag("status", status), RunTag("reason", reason)]
     for run in running:

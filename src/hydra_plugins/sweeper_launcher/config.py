@@ -1,5 +1,5 @@
-"""The typed settings of the local launcher and of the basic sweeper that checks its jobs once
-per shape: a bad value fails while Hydra composes, naming the key.
+"""The typed settings of the local and Ray launchers and of the basic sweeper that checks its jobs
+once per shape: a bad value fails while Hydra composes, naming the key.
 
 Hydra imports this module while it scans ``hydra_plugins`` at start-up, before it composes any
 config. (No ``from __future__ import annotations`` here: that scan imports modules without
@@ -7,6 +7,7 @@ registering them, and dataclasses then cannot resolve string annotations.)
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
 from hydra.core.config_store import ConfigStore
@@ -25,6 +26,27 @@ class LocalLauncherConf:
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="sweeper_local", node=LocalLauncherConf)
+
+
+@dataclass
+class RayConf:
+    # Keyword arguments of ray.init and of ray.remote for each job, as hydra-ray-launcher's.
+    init: dict[str, Any] = field(default_factory=lambda: {"address": None})
+    remote: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RayClusterLauncherConf:
+    _target_: str = "hydra_plugins.sweeper_launcher.ray_launcher.RayClusterLauncher"
+    ray: RayConf = field(default_factory=RayConf)
+    # As the local launcher's, called when Ray reports that a job's task died (its worker
+    # killed, its node lost); the job is FAILED whatever it returns.
+    on_job_death: str | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="sweeper_ray_cluster", node=RayClusterLauncherConf
+)
 
 
 @dataclass

@@ -141,7 +141,8 @@ class JobDeath(NamedTuple):
     job_dir: Path
     job: int
     overrides: list[str]
-    pid: int
+    # None where the launcher cannot know it (a Ray task's worker).
+    pid: int | None
     # Ctrl-C (the process exited with EXIT_INTERRUPTED), not a crash or a kill.
     interrupted: bool
     # How the process ended, as a person reads it: "killed by SIGKILL", "exit code 1".

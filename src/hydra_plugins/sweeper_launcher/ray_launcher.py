@@ -4,7 +4,8 @@ a time for a sweeper that decides each job from the ones before.
 ``launch`` is hydra-ray-launcher's own (a batch of jobs, waited for together). ``submit`` starts
 one job as a Ray task the same way and returns at once, with the interface of the local
 launcher's ``submit``: a future that holds the job's return, FAILED when Ray lost the task (its
-worker died). So the search sweeper keeps every slot busy on a cluster as on this machine.
+worker died), once ``on_job_death`` has recorded the death as the local launcher's does. So the
+search sweeper keeps every slot busy on a cluster as on this machine.
 Nothing of Ray is imported until a job is launched: Hydra's plugin scan imports this module
 whether or not the ``[ray]`` extra is installed.
 """
@@ -12,6 +13,7 @@ whether or not the ``[ray]`` extra is installed.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,25 +22,60 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.sweeper_launcher.local_launcher import (
+    JobDeath,
+    JobDeathHandler,
+    job_dir,
+)
 
-def job_future(ref: Any, sweep_config: DictConfig) -> concurrent.futures.Future[JobReturn]:
+
+def first_line(error: BaseException) -> str:
+    """Ray's error as one line: its message's first, or its type's name."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def job_future(
+    ref: Any, sweep_config: DictConfig, on_death: JobDeathHandler | None = None
+) -> concurrent.futures.Future[JobReturn]:
     """The job's return once its Ray task ends; a task Ray could not finish (its worker died,
     the node left) is the job FAILED with Ray's error as its value, as the local launcher
-    returns a job whose process died."""
+    returns a job whose process died, once ``on_death`` has recorded the death. Ray does not
+    say which process the task ran in: the death's ``pid`` is None."""
     result: concurrent.futures.Future[JobReturn] = concurrent.futures.Future()
+    start = time.perf_counter()
+    overrides = list(sweep_config.hydra.overrides.task)
 
     def settle(done: concurrent.futures.Future[JobReturn]) -> None:
         try:
             result.set_result(done.result())
+            return
         except Exception as err:  # Ray's own errors: the task never returned
+            error = err
+        try:
+            if on_death is not None:
+                death = JobDeath(
+                    sweep_dir=Path(str(sweep_config.hydra.sweep.dir)),
+                    job_dir=job_dir(sweep_config),
+                    job=int(sweep_config.hydra.job.num),
+                    overrides=overrides,
+                    pid=None,
+                    interrupted=False,
+                    ended=f"Ray: {first_line(error)}",
+                    seconds=time.perf_counter() - start,
+                )
+                on_death(**death._asdict())
+        finally:
+            # Whatever on_death does, the sweeper learns how the job ended.
             result.set_result(
                 JobReturn(
-                    overrides=list(sweep_config.hydra.overrides.task),
+                    overrides=overrides,
                     cfg=sweep_config,
                     status=JobStatus.FAILED,
-                    _return_value=err,
+                    _return_value=error,
                 )
             )
 
@@ -49,8 +86,11 @@ def job_future(ref: Any, sweep_config: DictConfig) -> concurrent.futures.Future[
 class RayClusterLauncher(Launcher):
     """Hydra's Ray launcher (same ``ray.init`` / ``ray.remote`` settings) with ``submit``."""
 
-    def __init__(self, ray: DictConfig) -> None:
+    def __init__(self, ray: DictConfig, on_job_death: str | None = None) -> None:
         self.ray_cfg = ray
+        self.on_job_death: JobDeathHandler | None = (
+            get_method(on_job_death) if on_job_death else None
+        )
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -104,4 +144,4 @@ class RayClusterLauncher(Launcher):
             self.task_function,
             Singleton.get_state(),
         )
-        return job_future(ref, sweep_config)
+        return job_future(ref, sweep_config, self.on_job_death)
