@@ -116,3 +116,41 @@ def test_a_wrong_type_names_the_key(workdir: Path) -> None:
     assert proc.returncode == 1
     assert "train.batch_size" in proc.stderr
     assert "many" in proc.stderr
+
+
+def test_a_second_run_reads_the_data_its_first_prepared_and_trains_the_same(
+    workdir: Path,
+) -> None:
+    cache_home = workdir / "cache"
+    env = {"XDG_CACHE_HOME": str(cache_home)}
+    first = run_cli([*FAST, "gradcheck.enabled=false"], workdir, env=env)
+    assert first.returncode == 0, first.stderr
+    (entry,) = [
+        p
+        for p in (cache_home / "sweeper" / "prepared").iterdir()
+        if p.is_dir() and not p.name.startswith(".")
+    ]
+    assert isinstance(np.load(entry / "x_train.npy", mmap_mode="r"), np.memmap)
+    written = (entry / "x_train.npy").stat().st_mtime_ns
+    second = run_cli([*FAST, "gradcheck.enabled=false"], workdir, env=env)
+    assert second.returncode == 0, second.stderr
+    assert (entry / "x_train.npy").stat().st_mtime_ns == written
+    runs = all_runs(workdir)
+    assert len(runs) == 2
+    assert runs[0].data.metrics["test_acc"] == runs[1].data.metrics["test_acc"]
+    assert runs[0].data.metrics["best_val_loss"] == runs[1].data.metrics["best_val_loss"]
+
+    # SWEEPER_DATA_CACHE_GB=0: nothing kept; a value that is no size stops the run in one line.
+    none = run_cli(
+        [*FAST, "gradcheck.enabled=false"],
+        workdir,
+        env={"XDG_CACHE_HOME": str(workdir / "none"), "SWEEPER_DATA_CACHE_GB": "0"},
+    )
+    assert none.returncode == 0, none.stderr
+    assert not (workdir / "none" / "sweeper" / "prepared").exists()
+    bad = run_cli(FAST, workdir, env={"SWEEPER_DATA_CACHE_GB": "lots"})
+    assert bad.returncode == 1
+    assert (
+        bad.stderr.strip()
+        == "Error: SWEEPER_DATA_CACHE_GB='lots' is invalid: a size in GB, or 0 to keep none"
+    )

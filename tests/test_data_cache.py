@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,56 @@ def test_unknown_dataset_is_reported_without_touching_the_cache(tmp_path: Path) 
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         load_dataset_cached(tmp_path / "cache", "nope")
     assert not (tmp_path / "cache").exists()
+
+
+def _entries(cache_dir: Path) -> set[int]:
+    """The seeds of the digits entries in ``cache_dir``, read from their split."""
+    seeds = {}
+    for seed in range(1, 5):
+        seeds[load_dataset("digits", seed=seed).y_val.tobytes()] = seed
+    return {
+        seeds[np.load(p / "y_val.npy").tobytes()]
+        for p in cache_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".")
+    }
+
+
+def test_a_limited_cache_removes_the_least_recently_used_entries_first(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    load_dataset_cached(cache_dir, "digits", seed=1)
+    entry_bytes = sum(
+        f.stat().st_size
+        for p in cache_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".")
+        for f in p.iterdir()
+    )
+    limit = int(2.5 * entry_bytes)  # room for two entries
+    mapped = {}
+    for seed in (2, 1, 3):  # seed 1 used again after seed 2: seed 2 is the oldest
+        time.sleep(0.02)  # file times are a clock tick apart at least
+        mapped[seed] = load_dataset_cached(cache_dir, "digits", seed=seed, max_bytes=limit)
+    assert _entries(cache_dir) == {1, 3}
+    time.sleep(0.02)
+    load_dataset_cached(cache_dir, "digits", seed=4, max_bytes=limit)
+    assert _entries(cache_dir) == {3, 4}
+    # A process that mapped an entry keeps reading it once it is removed.
+    np.testing.assert_array_equal(mapped[1].x_train, load_dataset("digits", seed=1).x_train)
+
+
+def test_the_users_cache_size_comes_from_the_environment_in_gb(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(cache.LIMIT_ENV, raising=False)
+    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 4_000_000_000)
+    monkeypatch.setenv(cache.LIMIT_ENV, "0.5")
+    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 500_000_000)
+    monkeypatch.setenv(cache.LIMIT_ENV, "0")
+    assert cache.user_data_cache() is None
+    for bad in ("-1", "lots", "nan"):
+        monkeypatch.setenv(cache.LIMIT_ENV, bad)
+        with pytest.raises(
+            ValueError,
+            match=rf"^SWEEPER_DATA_CACHE_GB='{bad}' is invalid: a size in GB, or 0 to keep none$",
+        ):
+            cache.user_data_cache()

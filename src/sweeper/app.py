@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
+from sweeper.data.cache import DataCache, user_data_cache
 from sweeper.failures import EXIT_INTERRUPTED, exit_on_error
 from sweeper.progress import describe
 from sweeper.pruning import Pruning
@@ -72,19 +73,30 @@ def main(cfg: DictConfig) -> float:
         configure(sweep.tracking_uri, config.tracking.max_outage)
         job = int(hc.job.num)
         threads = run_threads(hc.launcher)
-        dataset_cache: Path | None = Path(hc.sweep.dir) / DATASET_CACHE
+        sweep_cache: Path | None = Path(hc.sweep.dir) / DATASET_CACHE
+        dataset_cache: DataCache | None = DataCache(Path(hc.sweep.dir) / DATASET_CACHE)
     else:
         with exit_on_error():
             uri, experiment_id = open_store(config.tracking)
+            dataset_cache = user_data_cache()
         sweep = SweepInfo(out_dir.name, uri, experiment_id, parent_run_id="")
         job = 0
         threads = blas_threads(None)
-        dataset_cache = None
+        sweep_cache = None
 
     # A search's job reports to its trial, and may be pruned; any other run has no trial.
     pruning = Pruning.of_job() if multirun else Pruning(None)
     outcome = run_config(
-        config, params, out_dir, job, overrides, sweep, dataset_cache, threads, pruning=pruning
+        config,
+        params,
+        out_dir,
+        job,
+        overrides,
+        sweep,
+        dataset_cache,
+        threads,
+        pruning=pruning,
+        environment_cache=sweep_cache,
     )
     pruning.ended(outcome.objective)
     outcome.save(out_dir)

@@ -24,7 +24,7 @@ from sweeper.core.network import MLP
 from sweeper.core.optimizers import make_optimizer
 from sweeper.core.training import EpochMetrics, TrainResult, train
 from sweeper.data import Dataset, load_dataset
-from sweeper.data.cache import load_dataset_cached
+from sweeper.data.cache import DataCache, load_dataset_cached
 from sweeper.plots import save_curves
 
 CHECKPOINT_FILE = "best_model.npz"
@@ -124,14 +124,14 @@ def train_and_evaluate(
     config: ExperimentConfig,
     out_dir: Path,
     epoch_callbacks: Sequence[Callable[[EpochMetrics], str | None]] = (),
-    dataset_cache: Path | None = None,
+    dataset_cache: DataCache | None = None,
     on_data: Callable[[Mapping[str, str]], None] | None = None,
     curves: bool = True,
 ) -> ExperimentResult:
     """Train one network as ``config`` says, writing its files to ``out_dir``.
 
-    With ``dataset_cache``, the prepared data is memory-mapped from that directory, shared
-    with every other run that uses it (see ``sweeper.data.cache``). ``on_data`` receives the
+    With ``dataset_cache``, the prepared data is memory-mapped from that cache, shared with
+    every other run that uses it (see ``sweeper.data.cache``). ``on_data`` receives the
     SHA-256 of every data file read, by path, once the data is loaded. ``curves``: draw the
     loss and accuracy figures.
 
@@ -143,7 +143,13 @@ def train_and_evaluate(
     cpu_start = time.process_time()
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(config.train.dtype.value)
-    load = load_dataset if dataset_cache is None else partial(load_dataset_cached, dataset_cache)
+    load = (
+        load_dataset
+        if dataset_cache is None
+        else partial(
+            load_dataset_cached, dataset_cache.directory, max_bytes=dataset_cache.max_bytes
+        )
+    )
     dataset = load(
         config.dataset.name.value,
         config.dataset.data_dir,

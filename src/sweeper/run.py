@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from sweeper.artifacts import PLOTS, log_served_model
 from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
+from sweeper.data.cache import DataCache
 from sweeper.experiment import run_seeds, train_and_evaluate
 from sweeper.failures import failure_reason, verbose_errors
 from sweeper.outcome import RunOutcome, RunProgress
@@ -84,15 +85,17 @@ def run_config(
     job: int,
     overrides: list[str],
     sweep: SweepInfo,
-    dataset_cache: Path | None = None,
+    dataset_cache: DataCache | None = None,
     threads: int | None = None,
     epoch_callbacks: list[EpochCallback] | None = None,
     pruning: Pruning | None = None,
+    environment_cache: Path | None = None,
 ) -> RunOutcome:
     """Run one configuration inside an MLflow run, under ``threads`` BLAS threads (all cores
     if None); a failure is recorded, not raised. ``epoch_callbacks`` are called after each
     epoch, after the run's own (MLflow's record, the live view's file, the ``pruning`` of a
-    search's trial, which ends the run PRUNED when its pruner says so)."""
+    search's trial, which ends the run PRUNED when its pruner says so). ``dataset_cache`` and
+    ``environment_cache`` (a sweep's directory) keep what the runs sharing them would each make."""
     start = time.perf_counter()
     run_id = None
     pruning = pruning or Pruning(None)
@@ -102,7 +105,7 @@ def run_config(
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(job, overrides, config.train.epochs, time.time())
     try:
-        environment, environment_files = capture_environment(out_dir, dataset_cache)
+        environment, environment_files = capture_environment(out_dir, environment_cache)
         tags = {
             "sweep_id": sweep.sweep_id,
             "overrides": " ".join(overrides),

@@ -1,9 +1,12 @@
-"""A prepared dataset on disk, memory-mapped read-only, so the workers of a sweep share one copy.
+"""A prepared dataset on disk, memory-mapped read-only: the workers of a sweep share one copy,
+and a run of its own finds the data its last run prepared.
 
 The first worker to ask for a (dataset, files, preprocessing, seed, split, dtype) prepares it
 with ``load_dataset`` and writes the arrays as ``.npy`` files; every worker, the first
 included, then maps them with ``np.load(..., mmap_mode="r")``. The operating system keeps one
 copy of the pages in memory however many workers read them, instead of one private copy each.
+A sweep's cache lives in its directory and goes with it; runs of their own share the user's
+(:func:`user_data_cache`), which keeps the most recently used entries up to a size.
 
 A lock file makes the others wait while one prepares (two workers preparing at once would
 double the peak memory the cache exists to save), and the files are written to a temporary
@@ -20,11 +23,13 @@ import shutil
 import tempfile
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 from sweeper.data.datasets import DATASETS, Dataset, load_dataset, resolve_data_dir, sha256_file
+from sweeper.data.locations import cache_root
 from sweeper.data.preprocessing import Standardizer
 
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -33,6 +38,32 @@ META_FILE = "meta.json"
 HASHES_DIR = ".sha256"
 # Bump when the layout of an entry or the preprocessing changes, so old entries are not read.
 FORMAT_VERSION = 2
+# The user's cache: its size in GB (0: none), and where in the user's cache directory it is.
+LIMIT_ENV = "SWEEPER_DATA_CACHE_GB"
+DEFAULT_LIMIT_GB = 4.0
+USER_CACHE = "prepared"
+
+
+class DataCache(NamedTuple):
+    """Where prepared datasets are kept, and how many bytes of them (None: no limit)."""
+
+    directory: Path
+    max_bytes: int | None = None
+
+
+def user_data_cache() -> DataCache | None:
+    """The user's cache of prepared datasets, ``$SWEEPER_DATA_CACHE_GB`` in size (4 unless
+    set; 0: none). Raises ``ValueError``, one line, for a value that is not a size."""
+    raw = os.environ.get(LIMIT_ENV, str(DEFAULT_LIMIT_GB))
+    try:
+        gb = float(raw)
+    except ValueError:
+        gb = -1.0
+    if not gb >= 0:
+        raise ValueError(f"{LIMIT_ENV}={raw!r} is invalid: a size in GB, or 0 to keep none")
+    if gb == 0:
+        return None
+    return DataCache(cache_root() / USER_CACHE, int(gb * 1e9))
 
 
 def _source_files(name: str, data_dir: str | Path | None) -> list[list[object]]:
@@ -85,6 +116,8 @@ def _write_entry(dataset: Dataset, entry: Path) -> None:
 
 def _read_entry(entry: Path) -> Dataset:
     meta = json.loads((entry / META_FILE).read_text())
+    # Its meta file's time says when the entry was last used (_evict).
+    os.utime(entry / META_FILE)
     arrays = {a: np.load(entry / f"{a}.npy", mmap_mode="r") for a in ARRAYS}
     standardizer = Standardizer(
         meta["normalization"], np.load(entry / "mean.npy"), np.load(entry / "std.npy")
@@ -97,6 +130,28 @@ def _read_entry(entry: Path) -> Dataset:
         sources=meta["sources"],
         **arrays,
     )
+
+
+def _evict(cache_dir: Path, keep: Path, max_bytes: int) -> None:
+    """Remove the least recently used entries, never ``keep``, until the cache holds at most
+    ``max_bytes``. A process that mapped a removed entry keeps reading it."""
+    sizes: dict[Path, int] = {}
+    used: dict[Path, float] = {}
+    for entry in cache_dir.iterdir():
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue  # hashes, locks, an entry being written
+        try:
+            sizes[entry] = sum(f.stat().st_size for f in entry.iterdir())
+            used[entry] = (entry / META_FILE).stat().st_mtime
+        except FileNotFoundError:
+            continue  # removed meanwhile by another process
+    total = sum(sizes.values())
+    for entry in sorted(sizes, key=used.__getitem__):
+        if total <= max_bytes:
+            break
+        if entry != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= sizes[entry]
 
 
 def _cached_sha256(cache_dir: Path, path: Path) -> str:
@@ -126,9 +181,11 @@ def load_dataset_cached(
     seed: int = 0,
     dtype: DTypeLike = np.float32,
     max_train_samples: int | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """``load_dataset`` with the same arguments, its arrays read-only memory maps of a cache entry
-    in ``cache_dir``, prepared by the first caller."""
+    in ``cache_dir``, prepared by the first caller. With ``max_bytes``, a new entry makes room
+    for itself by removing the least recently used ones."""
 
     def prepare() -> Dataset:
         return load_dataset(
@@ -150,4 +207,9 @@ def load_dataset_cached(
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not entry.is_dir():
                 _write_entry(prepare(), entry)
-    return _read_entry(entry)
+                if max_bytes is not None:
+                    _evict(cache_dir, entry, max_bytes)
+    try:
+        return _read_entry(entry)
+    except FileNotFoundError:  # evicted by another process since
+        return prepare()
