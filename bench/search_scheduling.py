@@ -12,6 +12,8 @@ trial chosen on validation loss (the best unpruned, finished run).
     python bench/search_scheduling.py --trials 12 --epochs 12 --out DIR
     python bench/search_scheduling.py --sampler random --only scheduling   # same trials both ways
     python bench/search_scheduling.py --only pruning     # the asynchronous variants only
+    python bench/search_scheduling.py --only pruning --budget 1107 --min-resource 12 \
+        --reduction-factor 4 --name halving_12x4      # other pruner settings, a known budget
 
 With ``--sampler random`` both schedulers run the very same trials (a seeded random sampler
 draws the same values in the same order whatever the results), so their difference is the
@@ -89,6 +91,13 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--min-resource", type=int, default=2)
+    parser.add_argument("--reduction-factor", type=int, default=3)
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="seconds for the last pruned search (default: the unpruned one's)",
+    )
+    parser.add_argument("--name", default="async_halving", help="the pruned searches' experiment")
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--only", choices=["all", "scheduling", "pruning"], default="all")
     parser.add_argument("--out", type=Path, default=Path("bench-search"))
@@ -99,17 +108,17 @@ def main() -> None:
     pruner = [
         "hydra.sweeper.pruner.name=successive_halving",
         f"hydra.sweeper.pruner.min_resource={args.min_resource}",
-        "hydra.sweeper.pruner.reduction_factor=3",
+        f"hydra.sweeper.pruner.reduction_factor={args.reduction_factor}",
     ]
     variants = [
         ("batched_none", ["hydra.sweeper.asynchronous=false"]),
         ("async_none", []),
-        ("async_halving", pruner),
+        (args.name, pruner),
     ]
     if args.only == "scheduling":
         variants = variants[:2]
     elif args.only == "pruning":
-        variants = variants[1:]
+        variants = variants[1:] if args.budget is None else variants[2:]
     rows = []
     walls: dict[str, float] = {}
     for name, extra in variants:
@@ -117,8 +126,8 @@ def main() -> None:
         rows.append(summarise(workdir, name, walls[name], args.n_jobs))
         print(rows[-1], flush=True)
     if args.only != "scheduling":
-        budget = walls["async_none"]
-        name = "async_halving_same_time"
+        budget = walls["async_none"] if args.budget is None else args.budget
+        name = f"{args.name}_same_time"
         extra = [*pruner, f"hydra.sweeper.timeout={budget:.0f}", "hydra.sweeper.n_trials=1000"]
         wall = run_search(workdir, name, args, extra)
         rows.append(summarise(workdir, name, wall, args.n_jobs))

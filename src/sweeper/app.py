@@ -73,8 +73,9 @@ def main(cfg: DictConfig) -> float:
         configure(sweep.tracking_uri, config.tracking.max_outage)
         job = int(hc.job.num)
         threads = run_threads(hc.launcher)
-        sweep_cache: Path | None = Path(hc.sweep.dir) / DATASET_CACHE
-        dataset_cache: DataCache | None = DataCache(Path(hc.sweep.dir) / DATASET_CACHE)
+        shared = Path(hc.sweep.dir) / DATASET_CACHE
+        environment_cache: Path | None = shared
+        dataset_cache: DataCache | None = DataCache(shared)
     else:
         with exit_on_error():
             uri, experiment_id = open_store(config.tracking)
@@ -82,7 +83,7 @@ def main(cfg: DictConfig) -> float:
         sweep = SweepInfo(out_dir.name, uri, experiment_id, parent_run_id="")
         job = 0
         threads = blas_threads(None)
-        sweep_cache = None
+        environment_cache = None
 
     # A search's job reports to its trial, and may be pruned; any other run has no trial.
     pruning = Pruning.of_job() if multirun else Pruning(None)
@@ -96,7 +97,7 @@ def main(cfg: DictConfig) -> float:
         dataset_cache,
         threads,
         pruning=pruning,
-        environment_cache=sweep_cache,
+        environment_cache=environment_cache,
     )
     pruning.ended(outcome.objective)
     outcome.save(out_dir)

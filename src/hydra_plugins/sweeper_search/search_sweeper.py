@@ -374,8 +374,14 @@ class SearchSweeper(Sweeper):
                     self._job_ended(study, running.pop(future), future.result())
         except KeyboardInterrupt:
             # Ctrl-C reached the jobs too; those that end with a value still count.
-            with contextlib.suppress(KeyboardInterrupt):
-                concurrent.futures.wait(running, timeout=INTERRUPT_GRACE_SECONDS)
+            if not all(future.done() for future in running):
+                print(
+                    f"Waiting up to {INTERRUPT_GRACE_SECONDS:.0f} s for the running trials to "
+                    "stop (Ctrl-C again: stop now)",
+                    flush=True,
+                )
+                with contextlib.suppress(KeyboardInterrupt):
+                    concurrent.futures.wait(running, timeout=INTERRUPT_GRACE_SECONDS)
             for future, job in running.items():
                 if future.done() and future.exception() is None and trial_ended(future.result()):
                     self._job_ended(study, job, future.result())
