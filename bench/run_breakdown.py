@@ -45,6 +45,9 @@ PARTS = [
     ("curves", "the two plots"),
     ("mlflow", "the run's other MLflow logging: params, files, summary metrics, tags"),
 ]
+# A contender's marker (not an override): its run is one of a sweep's.
+IN_SWEEP = "--in-sweep"
+IN_SWEEP_ENV = "SWEEPER_BENCH_IN_SWEEP"
 # "other" in the tables: the rest of the run (MLflow's start and end of the run, building the
 # network and optimiser).
 
@@ -86,6 +89,7 @@ class Stopwatches:
 def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     """One tracked run of ``overrides`` with the importable sweeper; the parts' seconds."""
     from hydra import compose, initialize_config_dir
+    from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
     from threadpoolctl import threadpool_limits
 
@@ -132,14 +136,21 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     wrap(app, "run_experiment", "experiment")
     for name in ("log_params", "set_tags", "log_files", "log_tree", "flush"):
         wrap(records.RunLogger, name, "mlflow")
-    try:  # what a run of its own reads its data from, since issue 19's second round
-        from sweeper.data.cache import user_data_cache
+    in_sweep = bool(os.environ.get(IN_SWEEP_ENV))
+    try:  # what a run reads its data from, since issue 19's second round
+        from sweeper.data.cache import DataCache, user_data_cache
 
-        data_cache = {"dataset_cache": user_data_cache()}
+        # A sweep's run: the sweep's cache (kept across repeats here, as across a sweep's runs).
+        shared = Path(os.environ.get("XDG_CACHE_HOME", str(workdir))) / "sweep"
+        caches = (
+            {"dataset_cache": DataCache(shared), "environment_cache": shared}
+            if in_sweep
+            else {"dataset_cache": user_data_cache()}
+        )
     except ImportError:
-        data_cache = {}
+        caches = {}
     if hasattr(run, "run_config"):
-        run_one = functools.partial(run.run_config, threads=1, **data_cache)
+        run_one = functools.partial(run.run_config, threads=1, **caches)
     else:
         run_one = app.execute_run  # type: ignore[attr-defined]
 
@@ -147,7 +158,11 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
         cfg = compose("config", overrides=overrides)
     config = to_experiment_config(cfg)
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    sweep = SweepInfo("bench", uri, prepare_store(uri, "bench"), parent_run_id="")
+    experiment_id = prepare_store(uri, "bench")
+    # Under a parent run, the run is one of a sweep's: its model and curves are the sweep's
+    # best run's, made at the sweep's end, not its own.
+    parent = MlflowClient(uri).create_run(experiment_id).info.run_id if in_sweep else ""
+    sweep = SweepInfo("bench", uri, experiment_id, parent_run_id=parent)
     out = workdir / "run"
     (out / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
@@ -170,6 +185,9 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
 def run_child(src: Path | None, overrides: list[str], env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sweeper-breakdown-") as tmp:
         env = dict(env)
+        if IN_SWEEP in overrides:
+            overrides = [o for o in overrides if o != IN_SWEEP]
+            env[IN_SWEEP_ENV] = "1"
         if src is not None:
             env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
         proc = subprocess.run(
@@ -203,9 +221,14 @@ def main() -> None:
     parser.add_argument("--before", default=DEFAULT_REF, help="commit timed as `before`")
     parser.add_argument("--full", action="store_true", help="also after, eval_train=full")
     parser.add_argument("--quick", action="store_true", help="digits, 5 epochs, 1 repeat")
+    parser.add_argument("--in-sweep", action="store_true", help="also after, as a sweep's run")
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if os.environ.get("PYTHONPATH"):
+            # An earlier commit's src/ first, and this checkout's (the editable install's) gone:
+            # Hydra's plugin scan would list this one's modules in the other's packages.
+            sys.path = [p for p in sys.path if Path(p).resolve() != REPO / "src"]
         print(json.dumps(child(args.overrides, Path(args.child))))
         return
     if args.quick:
@@ -221,6 +244,8 @@ def main() -> None:
     ]
     if args.full:
         contenders.append(("after, eval_train=full", None, ["train.eval_train=full"]))
+    if args.in_sweep:
+        contenders.append(("after, a sweep's run", None, [IN_SWEEP]))
     # The user's cache of prepared data, empty at the start: a run's first repeat prepares
     # it (cold), the next ones read it (warm), as a user's runs do.
     data_cache = tempfile.TemporaryDirectory(prefix="sweeper-breakdown-cache-")
