@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--min-resource", type=int, default=2)
     parser.add_argument("--reduction-factor", type=int, default=3)
     parser.add_argument(
+        "--pruner", choices=["successive_halving", "hyperband"], default="successive_halving"
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         help="seconds for the last pruned search (default: the unpruned one's)",
@@ -106,10 +109,12 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_model()}; {load_average()}", flush=True)
     pruner = [
-        "hydra.sweeper.pruner.name=successive_halving",
+        f"hydra.sweeper.pruner.name={args.pruner}",
         f"hydra.sweeper.pruner.min_resource={args.min_resource}",
         f"hydra.sweeper.pruner.reduction_factor={args.reduction_factor}",
     ]
+    if args.pruner == "hyperband":
+        pruner.append(f"hydra.sweeper.pruner.max_resource={args.epochs}")
     variants = [
         ("batched_none", ["hydra.sweeper.asynchronous=false"]),
         ("async_none", []),

@@ -31,7 +31,6 @@ from helpers import (
     runs_by_trial,
     study_of,
 )
-from hydra_plugins.sweeper_search import search_sweeper
 from hydra_plugins.sweeper_search.config import SearchSweeperConf
 from hydra_plugins.sweeper_search.search_sweeper import SearchSweeper
 from hydra_plugins.sweeper_search.space import SearchSpaceError, parse_space
@@ -255,10 +254,7 @@ class OneJobEnds:
         return future
 
 
-def test_ctrl_c_while_a_trial_is_drawn_keeps_whole_trials_and_the_ended_jobs_value(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(search_sweeper, "INTERRUPT_GRACE_SECONDS", 0.1)
+def test_ctrl_c_while_a_trial_is_drawn_keeps_whole_trials_and_the_ended_jobs_value() -> None:
     settings = OmegaConf.to_container(OmegaConf.structured(SearchSweeperConf))
     assert isinstance(settings, dict)
     del settings["_target_"]

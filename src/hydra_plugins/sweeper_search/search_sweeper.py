@@ -14,7 +14,6 @@ whose job returns none is asked again.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import math
 import sys
 import time
@@ -58,8 +57,6 @@ from hydra_plugins.sweeper_search.study import (
 )
 
 DIRECTIONS = ("minimize", "maximize")
-# How long Ctrl-C waits for the running jobs, themselves interrupted, to end.
-INTERRUPT_GRACE_SECONDS = 30.0
 
 
 def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpace:
@@ -373,15 +370,8 @@ class SearchSweeper(Sweeper):
                 for future in done:
                     self._job_ended(study, running.pop(future), future.result())
         except KeyboardInterrupt:
-            # Ctrl-C reached the jobs too; those that end with a value still count.
-            if not all(future.done() for future in running):
-                print(
-                    f"Waiting up to {INTERRUPT_GRACE_SECONDS:.0f} s for the running trials to "
-                    "stop (Ctrl-C again: stop now)",
-                    flush=True,
-                )
-                with contextlib.suppress(KeyboardInterrupt):
-                    concurrent.futures.wait(running, timeout=INTERRUPT_GRACE_SECONDS)
+            # Jobs that ended before Ctrl-C was handled still count. None is waited for: a job
+            # started as Ctrl-C arrived never got it, and ends with this process.
             for future, job in running.items():
                 if future.done() and future.exception() is None and trial_ended(future.result()):
                     self._job_ended(study, job, future.result())
