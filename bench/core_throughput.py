@@ -95,6 +95,12 @@ class Sweeper(Contender):
         return float(self.model.evaluate(x, y)[1])
 
 
+class BeforeWithWorkspace(Sweeper):
+    """An earlier core that already had ``Workspace`` (issue 19's second round on)."""
+
+    name = "before"
+
+
 class Before(Sweeper):
     """The earlier core's ``train_epoch``: one-hot labels, a fresh set of arrays every step."""
 
@@ -273,8 +279,10 @@ def measure(
 def available_contenders(wanted: list[str], before_ref: str | None) -> list[type[Contender]]:
     contenders: list[type[Contender]] = [Sweeper]
     if before_ref:
-        Before.core = load_core(before_ref)
-        contenders.append(Before)
+        core = load_core(before_ref)
+        before = BeforeWithWorkspace if hasattr(core, "Workspace") else Before
+        before.core = core
+        contenders.append(before)
     for module, cls in (("sklearn", Sklearn), ("torch", Torch)):
         if module not in wanted:
             continue

@@ -4,10 +4,11 @@ changes the parameter arrays in place, and each owns its learning-rate schedule.
 Before each epoch the training loop calls ``epoch_starts``, which sets ``lr`` from the rate
 the optimiser was built with and its schedule (``schedules``), as scikit-learn's optimisers
 own theirs (``iteration_ends``). State (velocities, moments) is created lazily on the first
-``update``, one array per parameter, in the parameters' own dtype, with scratch arrays of the
-same shapes so that an update allocates nothing. Hyper-parameters are kept as Python floats
-so float32 parameters are never promoted. The training loop passes the model's one flat
-parameter vector, so each operation is one pass over every parameter.
+``update``, one array per parameter, in the parameters' own dtype. An update consumes its
+gradients: it works in their arrays, so it allocates nothing and streams one array fewer
+through the cache than with a scratch copy of the parameters. Hyper-parameters are kept as
+Python floats so float32 parameters are never promoted. The training loop passes the model's
+one flat parameter vector, so each operation is one pass over every parameter.
 """
 
 from __future__ import annotations
@@ -48,19 +49,15 @@ class Optimizer:
         self.lr = scheduled_lr(self.schedule, self.base_lr, epoch, epochs)
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        """Change ``params`` in place by one step; ``grads`` are overwritten."""
         raise NotImplementedError
 
 
 class SGD(Optimizer):
-    def __init__(self, lr: float, schedule: str = "constant") -> None:
-        super().__init__(lr, schedule)
-        self.scratch: list[np.ndarray] = []
-
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        if not self.scratch:
-            self.scratch = _like(params)
-        for p, g, s in zip(params, grads, self.scratch, strict=True):
-            p -= np.multiply(g, self.lr, out=s)
+        for p, g in zip(params, grads, strict=True):
+            g *= self.lr
+            p -= g
 
 
 class Momentum(Optimizer):
@@ -79,20 +76,21 @@ class Momentum(Optimizer):
         lookup(MOMENTUM_FORMS, "form", form)
         self.form = form
         self.velocities: list[np.ndarray] = []
-        self.scratch: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.velocities:
-            self.velocities, self.scratch = _like(params), _like(params)
+            self.velocities = _like(params)
         m = self.momentum
-        for p, g, v, s in zip(params, grads, self.velocities, self.scratch, strict=True):
+        for p, g, v in zip(params, grads, self.velocities, strict=True):
             v *= m
             if self.form == "classic":
-                v -= np.multiply(g, self.lr, out=s)
+                g *= self.lr
+                v -= g
                 p += v
             else:
-                v += np.multiply(g, 1 - m, out=s)
-                p -= np.multiply(v, self.lr, out=s)
+                g *= 1 - m
+                v += g
+                p -= np.multiply(v, self.lr, out=g)
 
 
 class Nesterov(Optimizer):
@@ -105,18 +103,17 @@ class Nesterov(Optimizer):
         super().__init__(lr, schedule)
         self.momentum = float(momentum)
         self.velocities: list[np.ndarray] = []
-        self.scratch: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.velocities:
-            self.velocities, self.scratch = _like(params), _like(params)
+            self.velocities = _like(params)
         m = self.momentum
-        for p, g, v, s in zip(params, grads, self.velocities, self.scratch, strict=True):
-            step = np.multiply(g, self.lr, out=s)
+        for p, g, v in zip(params, grads, self.velocities, strict=True):
+            g *= self.lr  # the step
             v *= m
-            v -= step
-            p -= step
-            p += np.multiply(v, m, out=s)
+            v -= g
+            p -= g
+            p += np.multiply(v, m, out=g)
 
 
 class Adam(Optimizer):
@@ -137,27 +134,27 @@ class Adam(Optimizer):
         self.t = 0
         self.m: list[np.ndarray] = []
         self.v: list[np.ndarray] = []
-        self.scratch: list[tuple[np.ndarray, np.ndarray]] = []
+        self.scratch: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.m:
-            self.m, self.v = _like(params), _like(params)
-            self.scratch = list(zip(_like(params), _like(params), strict=True))
+            self.m, self.v, self.scratch = _like(params), _like(params), _like(params)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step = self.lr / (1 - b1**self.t)
         root_correction = math.sqrt(1 - b2**self.t)
-        for p, g, m, v, (s, d) in zip(params, grads, self.m, self.v, self.scratch, strict=True):
-            m *= b1
-            m += np.multiply(g, 1 - b1, out=s)
+        for p, g, m, v, s in zip(params, grads, self.m, self.v, self.scratch, strict=True):
             v *= b2
             g2 = np.multiply(g, g, out=s)
             g2 *= 1 - b2
             v += g2
-            denom = np.sqrt(v, out=d)
+            m *= b1
+            g *= 1 - b1
+            m += g
+            denom = np.sqrt(v, out=s)
             denom /= root_correction
             denom += self.eps
-            move = np.multiply(m, step, out=s)
+            move = np.multiply(m, step, out=g)
             move /= denom
             p -= move
 
