@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import write_cifar
-from sweeper.data import cache, load_dataset
+from sweeper.data import cache, datasets, load_dataset
 from sweeper.data.cache import ARRAYS, load_dataset_cached
 
 
@@ -48,6 +48,23 @@ def test_same_arrays_as_a_direct_load_memory_mapped_read_only(tmp_path: Path, dt
     assert cached.standardizer.mode == "channel"
     np.testing.assert_array_equal(cached.standardizer.mean, direct.standardizer.mean)
     np.testing.assert_array_equal(cached.standardizer.std, direct.standardizer.std)
+
+
+def test_an_entry_keeps_its_range_warnings_checked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three features far out of range in each held-out split, when the entry is prepared.
+    monkeypatch.setattr(datasets, "out_of_range_features", lambda *_: (3, 12.5))
+    prepared = load_dataset_cached(tmp_path / "cache", "digits", seed=1)
+    expected = prepared.range_warnings()
+    assert len(expected) == 2
+    assert "3 of 64 features of the test split lie more than 10 beyond" in expected[1]
+
+    def unexpected(*_: object) -> None:
+        raise AssertionError("the ranges were checked again")
+
+    monkeypatch.setattr(datasets, "out_of_range_features", unexpected)
+    assert load_dataset_cached(tmp_path / "cache", "digits", seed=1).range_warnings() == expected
 
 
 def test_second_load_reads_the_cache_and_other_options_get_their_own_entry(

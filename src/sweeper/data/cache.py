@@ -107,6 +107,7 @@ def _write_entry(dataset: Dataset, entry: Path) -> None:
             "image_shape": list(dataset.image_shape),
             "normalization": dataset.standardizer.mode,
             "sources": dataset.sources,
+            "range_warnings": dataset.range_warnings(),
         }
         (staging / META_FILE).write_text(json.dumps(meta))
         os.rename(staging, entry)
@@ -128,6 +129,7 @@ def _read_entry(entry: Path) -> Dataset:
         image_shape=tuple(meta["image_shape"]),
         standardizer=standardizer,
         sources=meta["sources"],
+        known_range_warnings=meta.get("range_warnings"),
         **arrays,
     )
 

@@ -100,11 +100,15 @@ class Dataset:
     standardizer: Standardizer
     # The SHA-256 of every data file the split was read from, by path.
     sources: dict[str, str] = field(default_factory=dict)
+    # What range_warnings says, when known: a cache entry checks once, not every run it serves.
+    known_range_warnings: list[str] | None = None
 
     def range_warnings(self) -> list[str]:
         """One line per held-out split with features standardised far outside anything in the
         training split (see ``out_of_range_features``); empty when there are none, or when
         the data are not standardised (``none`` keeps the raw values)."""
+        if self.known_range_warnings is not None:
+            return self.known_range_warnings
         if self.standardizer.mode == "none":
             return []
         warnings = []
