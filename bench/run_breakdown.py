@@ -8,7 +8,8 @@ inside another is counted once, in the inner part). The same configuration runs 
 checkout's code (`after`) and an earlier commit's whole ``src/`` (`before`, extracted with
 ``git archive``), the two alternating, repeats interleaved; the tables give medians. As a run
 of its own does, `after` keeps its prepared data in a user cache (a fresh one per invocation):
-its first repeat prepares it, the next ones read it.
+its first repeat prepares it, the next ones read it. With more than one repeat the tables
+summarise repeats 2 to n (the common case); every repeat's seconds are printed as it ends.
 
     python bench/run_breakdown.py                      # Fashion-MNIST and MNIST, h128, 20 epochs
     python bench/run_breakdown.py --hidden 1024,1024 --max-train-samples 12000
@@ -200,12 +201,28 @@ def run_child(src: Path | None, overrides: list[str], env: dict[str, str]) -> di
         return result
 
 
-def shares(results: list[dict[str, Any]], clock: str) -> dict[str, float]:
-    """Median seconds of each part, of the run, and of the run outside its steps."""
-    out: dict[str, float] = {}
+def warm(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The repeats after the first, which prepared the data its cache keeps for the others
+    (the common case: a user's next run, a sweep's other runs); all of one repeat."""
+    return results[1:] or results
+
+
+def summary(results: list[dict[str, Any]], clock: str) -> dict[str, float]:
+    """Medians over ``results``: seconds of the run and of its steps, and the fraction of the
+    run each part, the rest ("other") and everything outside the steps took, each fraction
+    taken repeat by repeat (a median of parts from different repeats need not add up)."""
+    out: dict[str, float] = {
+        "run": statistics.median(r[f"run_{clock}"] for r in results),
+        "steps_s": statistics.median(r[clock].get("steps", 0.0) for r in results),
+    }
     for part, _ in PARTS:
-        out[part] = statistics.median(r[clock].get(part, 0.0) for r in results)
-    out["run"] = statistics.median(r[f"run_{clock}"] for r in results)
+        out[part] = statistics.median(r[clock].get(part, 0.0) / r[f"run_{clock}"] for r in results)
+    out["other"] = statistics.median(
+        1 - sum(r[clock].get(p, 0.0) for p, _ in PARTS) / r[f"run_{clock}"] for r in results
+    )
+    out["outside"] = statistics.median(
+        1 - r[clock].get("steps", 0.0) / r[f"run_{clock}"] for r in results
+    )
     return out
 
 
@@ -282,23 +299,22 @@ def main() -> None:
                 print(f"    CPU/wall seconds: {parts}", flush=True)
         for name, _, _ in contenders:
             for clock in ("cpu", "wall"):
-                s = shares(results[name], clock)
-                outside = s["run"] - s["steps"]
+                s = summary(warm(results[name]), clock)
                 rows_share.append(
-                    [dataset, name, clock, f"{s['run']:.2f}", f"{s['steps']:.2f}",
-                     f"{outside:.2f}", f"**{outside / s['run']:.0%}**"]
+                    [dataset, name, clock, f"{s['run']:.2f}", f"{s['steps_s']:.2f}",
+                     f"**{s['outside']:.0%}**"]
                 )  # fmt: skip
-                other = s["run"] - sum(s[p] for p, _ in PARTS)
                 rows_parts.append(
                     [dataset, name, clock]
-                    + [f"{s[p] / s['run']:.1%}" for p, _ in PARTS]
-                    + [f"{other / s['run']:.1%}"]
+                    + [f"{s[p]:.1%}" for p, _ in PARTS]
+                    + [f"{s['other']:.1%}"]
                 )
             rows_acc.append([dataset, name] + [f"{r['test_acc']:.4f}" for r in results[name]])
-    print("\nA run's time and the share outside its minibatch steps (medians):\n")
-    header = ["dataset", "code", "clock", "run (s)", "steps (s)", "outside steps (s)", "share"]
+    which = "repeats 2 to n, the data read from the cache" if args.repeats > 1 else "one repeat"
+    print(f"\nA run's time and the share outside its minibatch steps (medians of {which}):\n")
+    header = ["dataset", "code", "clock", "run (s)", "steps (s)", "share outside the steps"]
     print(markdown_table(header, rows_share))
-    print("\nEach part's share of the run (medians):\n")
+    print(f"\nEach part's share of the run (medians of {which}):\n")
     print(markdown_table(["dataset", "code", "clock", *[p for p, _ in PARTS], "other"], rows_parts))
     print("\nParts: " + "; ".join(f"{p}: {what}" for p, what in PARTS) + ".")
     print("\nTest accuracy of each repeat (same seed):\n")

@@ -228,7 +228,7 @@ class TrackingConfig:
     model: Made = Made.best
     curves: Made = Made.best
     # A run's metrics and tags wait this long at most before they are written, together.
-    flush_seconds: float = 5.0
+    flush_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         _require(
