@@ -7,7 +7,11 @@ import io
 import time
 from pathlib import Path
 
-from sweeper.outcome import RunOutcome, RunProgress
+import pytest
+
+from sweeper import run
+from sweeper.core.training import EpochMetrics
+from sweeper.outcome import PROGRESS_FILE, PROGRESS_SECONDS, RunOutcome, RunProgress
 from sweeper.progress import ProgressMonitor, progress_line
 
 _METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
@@ -83,3 +87,25 @@ def test_a_search_with_a_time_budget_shows_the_time_left_to_it_not_an_eta() -> N
     # The trials run out first: the ETA as without a budget.
     assert progress_line(10, 20, 0, 600.0, timeout=3600.0).endswith("ETA 10:00")
     assert progress_line(10, 20, 0, 600.0).endswith("ETA 10:00")
+
+
+def test_a_run_writes_its_progress_at_most_as_often_as_the_view_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(run.time, "monotonic", lambda: clock[0])
+    progress = RunProgress(0, ["seed=0"], 30, time.time())
+    report = run.reported_epoch(progress, tmp_path)
+    saved = tmp_path / PROGRESS_FILE
+    assert RunProgress.load(saved).epoch == 0  # written at once, for the view's first read
+
+    def epoch(number: int, after: float) -> int:
+        clock[0] += after
+        report(EpochMetrics(number, 0.5, 0.8, 0.6, 0.7 + number / 100, 0.1, 0.01))
+        return RunProgress.load(saved).epoch
+
+    assert [epoch(n, PROGRESS_SECONDS / 4) for n in (1, 2, 3)] == [0, 0, 0]
+    assert epoch(4, PROGRESS_SECONDS / 4) == 4
+    assert RunProgress.load(saved).val_acc == 0.74
+    assert epoch(5, 0.0) == 4
+    assert epoch(6, PROGRESS_SECONDS) == 6

@@ -14,6 +14,8 @@ from pathlib import Path
 
 OUTCOME_FILE = "outcome.json"
 PROGRESS_FILE = "progress.json"
+# How often the sweep's live view reads the progress files, and so how often a run need write its.
+PROGRESS_SECONDS = 0.5
 
 
 def _write_whole(path: Path, data: object) -> Path:

@@ -20,7 +20,14 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from sweeper.outcome import OUTCOME_FILE, PROGRESS_FILE, RunOutcome, RunProgress, read_outcomes
+from sweeper.outcome import (
+    OUTCOME_FILE,
+    PROGRESS_FILE,
+    PROGRESS_SECONDS,
+    RunOutcome,
+    RunProgress,
+    read_outcomes,
+)
 from sweeper.ui_links import run_label
 
 
@@ -100,7 +107,7 @@ class ProgressMonitor:
         total: int | None,
         keys: set[str] | None = None,
         out: TextIO | None = None,
-        interval: float = 0.5,
+        interval: float = PROGRESS_SECONDS,
         timeout: float | None = None,
     ) -> None:
         self.sweep_dir = sweep_dir

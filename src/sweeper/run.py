@@ -26,7 +26,7 @@ from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
 from sweeper.experiment import run_seeds, train_and_evaluate
 from sweeper.failures import failure_reason, verbose_errors
-from sweeper.outcome import RunOutcome, RunProgress
+from sweeper.outcome import PROGRESS_SECONDS, RunOutcome, RunProgress
 from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
 from sweeper.pruning import PRUNED, Pruning
 from sweeper.run_records import RunLogger, tracked_run
@@ -68,12 +68,17 @@ def logged_epoch(run: RunLogger) -> EpochCallback:
 
 
 def reported_epoch(progress: RunProgress, out_dir: Path) -> EpochCallback:
-    """The epoch callback that leaves the run's latest epoch for the sweep's live view."""
+    """The epoch callback that leaves the run's latest epoch for the sweep's live view, at
+    most as often as the view reads it (a write after an epoch costs a run milliseconds)."""
     progress.save(out_dir)
+    saved = time.monotonic()
 
     def report(m: EpochMetrics) -> None:
+        nonlocal saved
         progress.epoch, progress.val_acc = m.epoch, m.val_acc
-        progress.save(out_dir)
+        if time.monotonic() - saved >= PROGRESS_SECONDS:
+            progress.save(out_dir)
+            saved = time.monotonic()
 
     return report
 
