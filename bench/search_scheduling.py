@@ -14,6 +14,7 @@ trial chosen on validation loss (the best unpruned, finished run).
     python bench/search_scheduling.py --only pruning     # the asynchronous variants only
     python bench/search_scheduling.py --only pruning --budget 1107 --min-resource 12 \
         --reduction-factor 4 --name halving_12x4      # other pruner settings, a known budget
+    python bench/search_scheduling.py --only pruning --budget 1107 --no-same-time  # no budget run
 
 With ``--sampler random`` both schedulers run the very same trials (a seeded random sampler
 draws the same values in the same order whatever the results), so their difference is the
@@ -101,6 +102,9 @@ def main() -> None:
         help="seconds for the last pruned search (default: the unpruned one's)",
     )
     parser.add_argument("--name", default="async_halving", help="the pruned searches' experiment")
+    parser.add_argument(
+        "--no-same-time", action="store_true", help="skip the pruned search given the time"
+    )
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--only", choices=["all", "scheduling", "pruning"], default="all")
     parser.add_argument("--out", type=Path, default=Path("bench-search"))
@@ -130,7 +134,7 @@ def main() -> None:
         walls[name] = run_search(workdir, name, args, extra)
         rows.append(summarise(workdir, name, walls[name], args.n_jobs))
         print(rows[-1], flush=True)
-    if args.only != "scheduling":
+    if args.only != "scheduling" and not args.no_same_time:
         budget = walls["async_none"] if args.budget is None else args.budget
         name = f"{args.name}_same_time"
         extra = [*pruner, f"hydra.sweeper.timeout={budget:.0f}", "hydra.sweeper.n_trials=1000"]

@@ -5,10 +5,10 @@ Before each epoch the training loop calls ``epoch_starts``, which sets ``lr`` fr
 the optimiser was built with and its schedule (``schedules``), as scikit-learn's optimisers
 own theirs (``iteration_ends``). State (velocities, moments) is created lazily on the first
 ``update``, one array per parameter, in the parameters' own dtype. An update consumes its
-gradients: it works in their arrays, so it allocates nothing and streams one array fewer
-through the cache than with a scratch copy of the parameters. Hyper-parameters are kept as
-Python floats so float32 parameters are never promoted. The training loop passes the model's
-one flat parameter vector, so each operation is one pass over every parameter.
+gradients: it works in their arrays, so it allocates nothing and keeps no scratch copy of the
+parameters. Hyper-parameters are kept as Python floats so float32 parameters are never
+promoted. The training loop passes the model's one flat parameter vector, so each operation
+is one pass over every parameter.
 """
 
 from __future__ import annotations
