@@ -1,14 +1,16 @@
 """How close a bare NumPy training step comes to the GEMM limit, beside sweeper's step.
 
-The bare step is 784-128-10, tanh, batch 128, momentum SGD written as tightly as NumPy
+The bare step is one hidden layer of tanh and momentum SGD written as tightly as NumPy
 allows: preallocated arrays, every product and activation in place, no input checks, no
 accuracy count, no dropout or penalty branches. It and sweeper's ``train_epoch`` train on
-the same shuffled batches of random float32 data (48,000 x 784, Fashion-MNIST's training
-split's shape; the values do not change the time); the limit is the step's five matrix
-products alone on one batch kept hot in cache, as in ``core_throughput.py``. Epochs of
-the three alternate, one BLAS thread, and the medians of the process's CPU time are given.
+the same shuffled batches of random float32 data of the network's shape (the values do not
+change the time): 784-128-10 at batch 128 on 48,000 samples (Fashion-MNIST's training split),
+64-64-10 at batch 32 on 1,150 (the digits default, eight epochs a round). The limit is the
+step's five matrix products alone on one batch kept hot in cache, as in
+``core_throughput.py``. Rounds of the three alternate, one BLAS thread, and the medians of
+the process's CPU time are given.
 
-    python bench/bare_step.py [--rounds 7]
+    python bench/bare_step.py [--rounds 7] [--networks h128 digits]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from machine import describe_machine
@@ -25,24 +28,41 @@ from threadpoolctl import threadpool_limits
 from sweeper.core import MLP, Momentum, Workspace, one_hot
 from sweeper.core.training import train_epoch
 
-N, D, H, K, B = 48_000, 784, 128, 10, 128
+K = 10
 LR, MOMENTUM = 0.01, 0.9
 
 
-def bare_trainer(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Callable:
-    w1 = (rng.standard_normal((D, H)) * 0.05).astype(np.float32)
-    w2 = (rng.standard_normal((H, K)) * 0.05).astype(np.float32)
-    b1, b2 = np.zeros(H, np.float32), np.zeros(K, np.float32)
+class Shape(NamedTuple):
+    samples: int
+    inputs: int
+    hidden: int
+    batch: int
+    epochs: int  # per round, so that a round of the small network is not all timer noise
+
+
+NETWORKS = {"h128": Shape(48_000, 784, 128, 128, 1), "digits": Shape(1_150, 64, 64, 32, 8)}
+
+
+def batches(shape: Shape) -> range:
+    """The start of every whole batch of an epoch."""
+    return range(0, shape.samples - shape.batch + 1, shape.batch)
+
+
+def bare_trainer(shape: Shape, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Callable:
+    d, h_, b = shape.inputs, shape.hidden, shape.batch
+    w1 = (rng.standard_normal((d, h_)) * 0.05).astype(np.float32)
+    w2 = (rng.standard_normal((h_, K)) * 0.05).astype(np.float32)
+    b1, b2 = np.zeros(h_, np.float32), np.zeros(K, np.float32)
     params = [w1, b1, w2, b2]
     velocities = [np.zeros_like(p) for p in params]
     grads = [np.empty_like(p) for p in params]
-    xb, yb = np.empty((B, D), np.float32), np.empty((B, K), np.float32)
-    h, dh, t = (np.empty((B, H), np.float32) for _ in range(3))
-    z, row = np.empty((B, K), np.float32), np.empty((B, 1), np.float32)
+    xb, yb = np.empty((b, d), np.float32), np.empty((b, K), np.float32)
+    h, dh, t = (np.empty((b, h_), np.float32) for _ in range(3))
+    z, row = np.empty((b, K), np.float32), np.empty((b, 1), np.float32)
 
     def epoch(order: np.ndarray) -> None:
-        for i in range(0, N - B + 1, B):
-            idx = order[i : i + B]
+        for i in batches(shape):
+            idx = order[i : i + b]
             x.take(idx, axis=0, out=xb, mode="clip")
             y.take(idx, axis=0, out=yb, mode="clip")
             np.matmul(xb, w1, out=h)
@@ -56,7 +76,7 @@ def bare_trainer(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Call
             np.add.reduce(z, axis=1, keepdims=True, out=row)
             np.divide(z, row, out=z)
             np.subtract(z, yb, out=z)
-            np.multiply(z, 1.0 / B, out=z)
+            np.multiply(z, 1.0 / b, out=z)
             np.matmul(h.T, z, out=grads[2])
             np.add.reduce(z, axis=0, out=grads[3])
             np.matmul(z, w2.T, out=dh)
@@ -74,28 +94,32 @@ def bare_trainer(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Call
     return epoch
 
 
-def sweeper_trainer(x: np.ndarray, labels: np.ndarray, y: np.ndarray) -> Callable:
-    model = MLP([D, H, K], "tanh")
+def sweeper_trainer(shape: Shape, x: np.ndarray, labels: np.ndarray, y: np.ndarray) -> Callable:
+    model = MLP([shape.inputs, shape.hidden, K], "tanh")
     optimizer = Momentum(LR, MOMENTUM)
-    workspace = Workspace(model, B)
+    workspace = Workspace(model, shape.batch)
+    whole = len(batches(shape)) * shape.batch
 
     def epoch(order: np.ndarray) -> None:
         # Whole batches only, as the bare step and the limit.
-        order = order[: N - N % B]
-        train_epoch(model, optimizer, x, labels, order, B, workspace=workspace, y_onehot=y)
+        train_epoch(
+            model, optimizer, x, labels, order[:whole], shape.batch,
+            workspace=workspace, y_onehot=y,
+        )  # fmt: skip
 
     return epoch
 
 
-def limit_trainer(x: np.ndarray, rng: np.random.Generator) -> Callable:
-    w1, w2 = rng.standard_normal((D, H), np.float32), rng.standard_normal((H, K), np.float32)
-    hot = np.ascontiguousarray(x[:B])
-    h, dh = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
-    z = np.empty((B, K), np.float32)
+def limit_trainer(shape: Shape, x: np.ndarray, rng: np.random.Generator) -> Callable:
+    d, h_, b = shape.inputs, shape.hidden, shape.batch
+    w1, w2 = rng.standard_normal((d, h_), np.float32), rng.standard_normal((h_, K), np.float32)
+    hot = np.ascontiguousarray(x[:b])
+    h, dh = np.empty((b, h_), np.float32), np.empty((b, h_), np.float32)
+    z = np.empty((b, K), np.float32)
     g1, g2 = np.empty_like(w1), np.empty_like(w2)
 
     def epoch(order: np.ndarray) -> None:
-        for _ in range(0, N - B + 1, B):
+        for _ in batches(shape):
             np.matmul(hot, w1, out=h)
             np.matmul(h, w2, out=z)
             np.matmul(h.T, z, out=g2)
@@ -105,36 +129,44 @@ def limit_trainer(x: np.ndarray, rng: np.random.Generator) -> Callable:
     return epoch
 
 
+def measure(name: str, shape: Shape, rounds: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((shape.samples, shape.inputs), dtype=np.float32)
+    labels = rng.integers(0, K, shape.samples)
+    y = one_hot(labels, K)
+    trainers = {
+        "bare": bare_trainer(shape, x, y, rng),
+        "sweeper": sweeper_trainer(shape, x, labels, y),
+        "limit": limit_trainer(shape, x, rng),
+    }
+    seconds: dict[str, list[float]] = {contender: [] for contender in trainers}
+    with threadpool_limits(limits=1):
+        for _ in range(rounds):
+            orders = [rng.permutation(shape.samples) for _ in range(shape.epochs)]
+            for contender, epoch in trainers.items():
+                start = time.process_time()
+                for order in orders:
+                    epoch(order)
+                seconds[contender].append(time.process_time() - start)
+    median = {contender: statistics.median(s) for contender, s in seconds.items()}
+    steps = len(batches(shape)) * shape.epochs
+    network = f"{shape.inputs}-{shape.hidden}-{K} b{shape.batch}"
+    print(f"\n{name}, {network}: medians of {rounds} rounds of {steps} steps, CPU time\n")
+    print("| step | us per step | fraction of the limit |")
+    print("|---|---|---|")
+    for contender, s in median.items():
+        print(f"| {contender} | {s / steps * 1e6:.1f} | {median['limit'] / s:.0%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     args = parser.parse_args()
     print("## A bare NumPy step against sweeper's and the limit\n")
     print(describe_machine())
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((N, D), dtype=np.float32)
-    labels = rng.integers(0, K, N)
-    y = one_hot(labels, K)
-    trainers = {
-        "bare": bare_trainer(x, y, rng),
-        "sweeper": sweeper_trainer(x, labels, y),
-        "limit": limit_trainer(x, rng),
-    }
-    seconds: dict[str, list[float]] = {name: [] for name in trainers}
-    with threadpool_limits(limits=1):
-        for _ in range(args.rounds):
-            order = rng.permutation(N)
-            for name, epoch in trainers.items():
-                start = time.process_time()
-                epoch(order)
-                seconds[name].append(time.process_time() - start)
-    median = {name: statistics.median(s) for name, s in seconds.items()}
-    steps = N // B
-    print(f"\nmedians of {args.rounds} epochs of {steps} steps, CPU time:\n")
-    print("| step | us per step | fraction of the limit |")
-    print("|---|---|---|")
-    for name, s in median.items():
-        print(f"| {name} | {s / steps * 1e6:.0f} | {median['limit'] / s:.0%} |")
+    for name in args.networks:
+        measure(name, NETWORKS[name], args.rounds)
 
 
 if __name__ == "__main__":
