@@ -4,7 +4,8 @@ Three networks, each with its own data: 784-128-10 and 784-1024-1024-10 at batch
 Fashion-MNIST, and the default study's 64-64-10 at batch 32 on the 8x8 digits. Every
 contender trains the same network with SGD and classic momentum 0.9 (same learning rate, no
 penalty): sweeper's core now (`sweeper`), the core of an earlier commit imported beside it
-(`before`, see previous_core.py), scikit-learn's MLPClassifier and PyTorch. The GEMM limit
+(`before`, see previous_core.py), scikit-learn's MLPClassifier and PyTorch, and with
+``--against bare`` the barest NumPy step (`bare`: what any NumPy MLP pays). The GEMM limit
 (`limit`) is nothing but numpy's matrix products of each training step on the exact shapes:
 no implementation of the network can be faster than the BLAS it calls.
 
@@ -16,6 +17,7 @@ medians over the rounds.
 
     python bench/core_throughput.py            # the full tables (several minutes)
     python bench/core_throughput.py --quick    # a smoke run on a slice
+    python bench/core_throughput.py --before '' --against bare   # sweeper against bare NumPy
 """
 
 from __future__ import annotations
@@ -180,6 +182,94 @@ class Torch(Contender):
         return float(np.mean(predicted == y))
 
 
+class Bare(Contender):
+    """The barest NumPy step: preallocated arrays, everything in place, no input checks, no
+    running loss or accuracy, no dropout or penalty branches; what any NumPy MLP pays."""
+
+    name = "bare"
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
+        rng = np.random.default_rng(SEED)
+        sizes = [x.shape[1], *net.hidden, N_CLASSES]
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        self.weights = [(rng.standard_normal(p) * 0.05).astype(x.dtype) for p in pairs]
+        self.biases = [np.zeros(o, x.dtype) for _, o in pairs]
+        self.params = [*self.weights, *self.biases]
+        self.velocities = [np.zeros_like(p) for p in self.params]
+        self.grads = [np.empty_like(p) for p in self.params]
+        self.x, self.y = x, np.eye(N_CLASSES, dtype=x.dtype)[y]
+        self.sizes, self.batch, self.relu = sizes, net.batch, activation == "relu"
+        self.buffers: dict[int, tuple[Any, ...]] = {}
+
+    def _buffers(self, n: int) -> tuple[Any, ...]:
+        """Inputs, targets, each layer's outputs, the deltas and derivatives of the hidden
+        layers, and a column (a row's max, then its sum), for batches of ``n`` rows."""
+        if n not in self.buffers:
+            dt, hidden = self.x.dtype, self.sizes[1:-1]
+            self.buffers[n] = (
+                np.empty((n, self.sizes[0]), dt),
+                np.empty((n, N_CLASSES), dt),
+                [np.empty((n, h), dt) for h in self.sizes[1:]],
+                [np.empty((n, h), dt) for h in hidden],
+                [np.empty((n, h), dt) for h in hidden],
+                np.empty((n, 1), dt),
+            )
+        return self.buffers[n]
+
+    def epoch(self, order: np.ndarray) -> None:
+        last = len(self.weights) - 1
+        for i in range(0, len(order), self.batch):
+            idx = order[i : i + self.batch]
+            xb, yb, outs, deltas, derivatives, row = self._buffers(len(idx))
+            self.x.take(idx, axis=0, out=xb, mode="clip")
+            self.y.take(idx, axis=0, out=yb, mode="clip")
+            a = xb
+            for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+                a = np.matmul(a, w, out=outs[layer])
+                a += b
+                if layer < last:
+                    if self.relu:
+                        np.maximum(a, 0, out=a)
+                    else:
+                        np.tanh(a, out=a)
+            np.maximum.reduce(a, axis=1, keepdims=True, out=row)
+            a -= row
+            np.exp(a, out=a)
+            np.add.reduce(a, axis=1, keepdims=True, out=row)
+            a /= row
+            a -= yb
+            a *= 1.0 / len(idx)
+            delta = a
+            for layer in range(last, -1, -1):
+                below = xb if layer == 0 else outs[layer - 1]
+                np.matmul(below.T, delta, out=self.grads[layer])
+                np.add.reduce(delta, axis=0, out=self.grads[last + 1 + layer])
+                if layer == 0:
+                    break
+                back = np.matmul(delta, self.weights[layer].T, out=deltas[layer - 1])
+                derivative = derivatives[layer - 1]
+                if self.relu:
+                    np.greater(below, 0, out=derivative)
+                else:
+                    np.multiply(below, below, out=derivative)
+                    np.subtract(1, derivative, out=derivative)
+                back *= derivative
+                delta = back
+            for p, v, g in zip(self.params, self.velocities, self.grads, strict=True):
+                v *= MOMENTUM
+                g *= LR
+                v -= g
+                p += v
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        a = x
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            a = a @ w + b
+            if layer < len(self.weights) - 1:
+                a = np.maximum(a, 0) if self.relu else np.tanh(a)
+        return float(np.mean(a.argmax(axis=1) == y))
+
+
 def gemm_shapes(
     sizes: list[int], batch: int
 ) -> list[tuple[tuple[int, int], tuple[int, int], bool]]:
@@ -283,6 +373,8 @@ def available_contenders(wanted: list[str], before_ref: str | None) -> list[type
         before = BeforeWithWorkspace if hasattr(core, "Workspace") else Before
         before.core = core
         contenders.append(before)
+    if "bare" in wanted:
+        contenders.append(Bare)
     for module, cls in (("sklearn", Sklearn), ("torch", Torch)):
         if module not in wanted:
             continue
@@ -307,7 +399,7 @@ def main() -> None:
         "--before", default=DEFAULT_REF, help="commit whose core is timed as `before` ('' : none)"
     )
     parser.add_argument(
-        "--against", nargs="*", default=["sklearn", "torch"], choices=["sklearn", "torch"]
+        "--against", nargs="*", default=["sklearn", "torch"], choices=["bare", "sklearn", "torch"]
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds on slices, h128 only")
     args = parser.parse_args()
