@@ -6,10 +6,14 @@ A job killed in the middle of a sweep is tested end to end in test_robustness.py
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import pickle
 import signal
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from conftest import run_cli
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 from hydra_plugins.sweeper_launcher.local_launcher import (
+    JobProcesses,
     _run_in_own_process,
     exit_description,
     fork_server_context,
@@ -155,6 +160,103 @@ def test_without_on_job_death_a_dead_job_fails_saying_how_its_process_ended(
     assert ret.status is JobStatus.FAILED
     with pytest.raises(RuntimeError, match=r"job 3's process died \(exit code 1\)"):
         ret.return_value  # noqa: B018 (reading it raises the job's error)
+
+
+class Call:
+    """Pickled, it is ``func(*args)`` called as it is unpickled: a job's payload that runs."""
+
+    def __init__(self, func: Callable[..., object], *args: object) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        return self.func, self.args
+
+
+def started_job(
+    tmp_path: Path, processes: JobProcesses, *calls: Call
+) -> tuple[concurrent.futures.Future[JobReturn], list[dict[str, object]]]:
+    """A job whose process makes ``calls``, says it is past them, then sleeps; once it has."""
+    ready = tmp_path / "ready"
+    payload = pickle.dumps((*calls, Call(os.mkdir, str(ready)), Call(time.sleep, 300)))
+    deaths: list[dict[str, object]] = []
+
+    def on_death(**death: object) -> float:
+        deaths.append(death)
+        return 7.0
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(
+        _run_in_own_process, fork_server_context([]), payload, _sweep_config(tmp_path),
+        on_death, False, processes,
+    )  # fmt: skip
+    pool.shutdown(wait=False)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert not future.done() and time.monotonic() < deadline
+        time.sleep(0.05)
+    return future, deaths
+
+
+def test_stopping_the_jobs_interrupts_a_process_that_missed_ctrl_c_and_records_it(
+    tmp_path: Path,
+) -> None:
+    # Forked as Ctrl-C reached the terminal's process group, a job's process never gets it.
+    processes = JobProcesses()
+    future, deaths = started_job(tmp_path, processes)
+    processes.stop(timeout=60)
+    # The death is recorded before stop returns: the sweep closes only what is left open.
+    (death,) = deaths
+    assert (death["interrupted"], death["ended"]) == (True, "exit code 130")
+    assert future.result(timeout=10).return_value == 7.0
+
+
+def test_a_job_that_ignores_ctrl_c_is_killed_when_the_stop_times_out_and_counts_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    processes = JobProcesses()
+    future, deaths = started_job(
+        tmp_path, processes, Call(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    )
+    processes.stop(timeout=1)
+    (death,) = deaths
+    assert (death["interrupted"], death["ended"]) == (True, "killed by SIGKILL")
+    assert future.result(timeout=10).return_value == 7.0
+
+
+def test_once_the_jobs_are_stopped_no_job_starts(tmp_path: Path) -> None:
+    processes = JobProcesses()
+    processes.stop(timeout=1)
+    deaths: list[dict[str, object]] = []
+    ret = _run_in_own_process(
+        fork_server_context([]), pickle.dumps(Call(os.mkdir, str(tmp_path / "ran"))),
+        _sweep_config(tmp_path), lambda **d: deaths.append(d), False, processes,
+    )  # fmt: skip
+    assert ret.status is JobStatus.FAILED and not deaths
+    with pytest.raises(RuntimeError, match="job 3 not started: the sweep was stopped"):
+        ret.return_value  # noqa: B018 (reading it raises the job's error)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_every_dead_jobs_exit_code_is_read_while_other_jobs_start(tmp_path: Path) -> None:
+    # Starting a process polls every other one multiprocessing started; a poll that raced the
+    # job's own wait read an exit code of 255 and a Ctrl-C looked like a crash.
+    context = fork_server_context([])
+    payload = pickle.dumps(Call(sys.exit, 130))
+    deaths: list[dict[str, object]] = []
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [
+            pool.submit(
+                _run_in_own_process,
+                context,
+                payload,
+                _sweep_config(tmp_path),
+                lambda **d: deaths.append(d),
+            )  # fmt: skip
+            for _ in range(24)
+        ]
+        concurrent.futures.wait(futures)
+    assert [d["ended"] for d in deaths] == ["exit code 130"] * 24
+    assert all(d["interrupted"] for d in deaths)
 
 
 def test_sweepers_launcher_settings_name_what_to_preload_and_who_records_a_death() -> None:

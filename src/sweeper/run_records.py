@@ -18,6 +18,7 @@ from mlflow.utils.validation import (
     MAX_PARAMS_TAGS_PER_BATCH,
 )
 
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper.failures import INTERRUPTED, failure_reason
 from sweeper.provenance import git_commit
 from sweeper.store_calls import store_call
@@ -105,9 +106,11 @@ def tracked_run(
     try:
         yield logger
     except KeyboardInterrupt:
-        logger.set_tags({"status": "KILLED", "reason": INTERRUPTED})
-        logger.flush()
-        end_run(RunStatus.to_string(RunStatus.KILLED))
+        # A second Ctrl-C (the sweep sends its own) waits until the run is closed.
+        with interrupts_deferred():
+            logger.set_tags({"status": "KILLED", "reason": INTERRUPTED})
+            logger.flush()
+            end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as err:
         try:

@@ -9,21 +9,21 @@ to close through it, so no module keeps the running sweep in a variable of its o
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from hydra_plugins.sweeper_launcher.local_launcher import stop_jobs
 from sweeper.failures import INTERRUPTED
 from sweeper.outcome import RunOutcome
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import close_unfinished_runs, end_sweep_run
 
-# Seconds a stopping sweep waits for its jobs' processes to close their own runs.
+# Seconds a sweep stopped by Ctrl-C waits for its jobs' processes to close their own runs
+# before it kills them.
 JOB_EXIT_WAIT = 30.0
 
 
@@ -65,15 +65,6 @@ def record_dead_job(
     return outcome.objective
 
 
-def wait_for_job_processes(timeout: float) -> None:
-    """Wait, at most ``timeout`` seconds, for the processes this one started for jobs (the
-    local launcher's) to end. On Ctrl-C each closes its own run; the sweep then closes only
-    what they left open, never a run its worker is closing at the same moment."""
-    deadline = time.monotonic() + timeout
-    for process in multiprocessing.active_children():
-        process.join(max(0.0, deadline - time.monotonic()))
-
-
 class SweepStop:
     """How a running sweep is closed if its launcher stops early; its Ctrl-C handler while
     its runs are launched (see the module's docstring)."""
@@ -110,7 +101,8 @@ class SweepStop:
         what did not run and how to complete it."""
         info = self.info
         if interrupted:
-            wait_for_job_processes(JOB_EXIT_WAIT)
+            # Each closes its own run; the sweep then closes only what they left open.
+            stop_jobs(JOB_EXIT_WAIT)
             status, reason = "KILLED", INTERRUPTED
         else:
             status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"

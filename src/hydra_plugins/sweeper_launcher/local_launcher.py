@@ -8,8 +8,9 @@ process forked from a server that has already imported the modules of ``preload`
 one costs milliseconds, not an import of numpy and MLflow). A process that dies takes only its
 own job with it: the callable named by ``on_job_death`` is told how it ended (sweeper's
 ``conf/hydra/launcher/local.yaml`` names one that marks the run FAILED with the signal), and
-the sweep goes on. The launcher imports nothing of the application it launches: what to
-preload and what a death means are its settings.
+the sweep goes on. On Ctrl-C, :func:`stop_jobs` starts no more jobs and sees every job's
+process interrupted and ended. The launcher imports nothing of the application it launches:
+what to preload and what a death means are its settings.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import multiprocessing.forkserver
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,6 +48,10 @@ from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 
 # A job's process stopped by Ctrl-C exits as a shell reports it: 128 + SIGINT.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
+# How a job's process that Ctrl-C stopped ends: its own exit, or Python's for a second Ctrl-C.
+INTERRUPTED_EXITS = (EXIT_INTERRUPTED, -signal.SIGINT)
+# Seconds between the SIGINTs that stop_jobs sends to a job's process still running.
+RESIGNAL_SECONDS = 2.0
 # Called with keyword arguments when a job's process dies before it answers (JobDeath's).
 JobDeathHandler = Callable[..., Any]
 
@@ -126,10 +133,79 @@ def _job_process(payload: bytes, results: Connection) -> None:
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
+        # Done: a Ctrl-C from now on would only print a traceback as the process exits.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
         # The sweep's own process reports the interruption; a traceback per job is noise.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         sys.exit(EXIT_INTERRUPTED)
     results.send_bytes(cloudpickle.dumps(ret))
+
+
+class JobProcesses:
+    """The processes this process started for jobs, started and reaped one at a time:
+    multiprocessing polls every process it started whenever it starts another, and of two
+    threads polling one process that ended, one reads its exit code and the other reads 255."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._running: set[BaseProcess] = set()
+        self.stopping = False
+
+    def start(self, process: BaseProcess) -> bool:
+        """Start ``process``; False, starting nothing, once the jobs are being stopped."""
+        with self._lock:
+            if self.stopping:
+                return False
+            process.start()
+            self._running.add(process)
+            return True
+
+    def join(self, process: BaseProcess) -> None:
+        """Wait for ``process`` to end, and read how it ended."""
+        wait([process.sentinel])
+        with self._lock:
+            process.join()
+
+    def ended(self, process: BaseProcess) -> None:
+        """``process``'s job is done with, its death recorded if it died."""
+        with self._lock:
+            self._running.discard(process)
+            self._lock.notify_all()
+
+    def stop(self, timeout: float) -> None:
+        """Ctrl-C: start no more jobs, and wait until the running ones are done with, killing
+        them after ``timeout`` seconds. One still running after RESIGNAL_SECONDS gets a SIGINT
+        of its own, and again every RESIGNAL_SECONDS: one forked as the terminal's Ctrl-C
+        arrived missed it (the fork server ignores Ctrl-C until its child sets Python's
+        handler); one that got it holds another back while it closes its run."""
+        deadline = time.monotonic() + timeout
+        next_signal = time.monotonic() + RESIGNAL_SECONDS
+        with self._lock:
+            self.stopping = True
+            while self._running and (now := time.monotonic()) < deadline:
+                if now >= next_signal:
+                    self._signal(signal.SIGINT)
+                    next_signal = now + RESIGNAL_SECONDS
+                self._lock.wait(min(next_signal, deadline) - now)
+            if self._running:
+                self._signal(signal.SIGKILL)
+                self._lock.wait_for(lambda: not self._running, RESIGNAL_SECONDS)
+
+    def _signal(self, signum: int) -> None:
+        for process in self._running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signum)  # type: ignore[arg-type]
+
+
+# This process's job processes.
+JOB_PROCESSES = JobProcesses()
+
+
+def stop_jobs(timeout: float) -> None:
+    """Ctrl-C stopped the sweep: see every job's process interrupted and its death recorded
+    (:meth:`JobProcesses.stop`)."""
+    JOB_PROCESSES.stop(timeout)
 
 
 class JobDeath(NamedTuple):
@@ -143,7 +219,8 @@ class JobDeath(NamedTuple):
     overrides: list[str]
     # None where the launcher cannot know it (a Ray task's worker).
     pid: int | None
-    # Ctrl-C (the process exited with EXIT_INTERRUPTED), not a crash or a kill.
+    # Ctrl-C (the process exited as INTERRUPTED_EXITS says, or died as the sweep stopped its
+    # jobs), not a crash or a kill.
     interrupted: bool
     # How the process ended, as a person reads it: "killed by SIGKILL", "exit code 1".
     ended: str
@@ -154,48 +231,62 @@ class JobProcessDiedError(RuntimeError):
     """What a submitted job returns when its process died before answering."""
 
 
+class JobNotStartedError(RuntimeError):
+    """What a job returns when Ctrl-C stopped the sweep before its process started."""
+
+
 def _run_in_own_process(
     context: multiprocessing.context.BaseContext,
     payload: bytes,
     sweep_config: DictConfig,
     on_death: JobDeathHandler | None,
     death_fails_job: bool = False,
+    processes: JobProcesses = JOB_PROCESSES,
 ) -> JobReturn:
     """Run one job in a new process and wait for it; if the process dies before it answers,
     its return is what ``on_death`` makes of that death. Without ``on_death``, or with
     ``death_fails_job`` (a search asks such a trial again), the job is FAILED, its value a
     :class:`JobProcessDiedError`, once ``on_death`` has recorded the death."""
     start = time.perf_counter()
-    receiver, sender = context.Pipe(duplex=False)
+    overrides = list(sweep_config.hydra.overrides.task)
     job = int(sweep_config.hydra.job.num)
+    receiver, sender = context.Pipe(duplex=False)
     # daemon: however the sweep's process ends, its jobs' processes end with it.
     process = context.Process(  # type: ignore[attr-defined]
         target=_job_process, args=(payload, sender), name=f"sweeper-job-{job}", daemon=True
     )
-    process.start()
-    pid = process.pid
-    assert pid is not None  # set by start()
-    sender.close()
-    try:
-        ret: JobReturn = cloudpickle.loads(receiver.recv_bytes())
-        return ret
-    except EOFError:
-        pass  # it died: the OOM killer, kill -9, a crash, Ctrl-C
-    finally:
+    if not processes.start(process):
         receiver.close()
-        process.join()
-    overrides = list(sweep_config.hydra.overrides.task)
-    death = JobDeath(
-        sweep_dir=Path(str(sweep_config.hydra.sweep.dir)),
-        job_dir=job_dir(sweep_config),
-        job=job,
-        overrides=overrides,
-        pid=pid,
-        interrupted=process.exitcode == EXIT_INTERRUPTED,
-        ended=exit_description(process.exitcode),
-        seconds=time.perf_counter() - start,
-    )
-    value = on_death(**death._asdict()) if on_death is not None else None
+        sender.close()
+        return JobReturn(
+            overrides=overrides,
+            cfg=sweep_config,
+            status=JobStatus.FAILED,
+            _return_value=JobNotStartedError(f"job {job} not started: the sweep was stopped"),
+        )
+    try:
+        sender.close()
+        try:
+            ret: JobReturn = cloudpickle.loads(receiver.recv_bytes())
+            return ret
+        except EOFError:
+            pass  # it died: the OOM killer, kill -9, a crash, Ctrl-C
+        finally:
+            receiver.close()
+            processes.join(process)
+        death = JobDeath(
+            sweep_dir=Path(str(sweep_config.hydra.sweep.dir)),
+            job_dir=job_dir(sweep_config),
+            job=job,
+            overrides=overrides,
+            pid=process.pid,
+            interrupted=processes.stopping or process.exitcode in INTERRUPTED_EXITS,
+            ended=exit_description(process.exitcode),
+            seconds=time.perf_counter() - start,
+        )
+        value = on_death(**death._asdict()) if on_death is not None else None
+    finally:
+        processes.ended(process)
     if on_death is None or death_fails_job:
         return JobReturn(
             overrides=overrides,

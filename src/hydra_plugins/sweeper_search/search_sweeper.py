@@ -370,8 +370,9 @@ class SearchSweeper(Sweeper):
                 for future in done:
                     self._job_ended(study, running.pop(future), future.result())
         except KeyboardInterrupt:
-            # Jobs that ended before Ctrl-C was handled still count. None is waited for: a job
-            # started as Ctrl-C arrived never got it, and ends with this process.
+            # Jobs that ended before Ctrl-C was handled still count. None is waited for here:
+            # the launcher's processes are stopped, and their deaths recorded, as the sweep
+            # stops (the local launcher's stop_jobs).
             for future, job in running.items():
                 if future.done() and future.exception() is None and trial_ended(future.result()):
                     self._job_ended(study, job, future.result())
