@@ -15,6 +15,8 @@ trial chosen on validation loss (the best unpruned, finished run).
     python bench/search_scheduling.py --only pruning --budget 1107 --min-resource 12 \
         --reduction-factor 4 --name halving_12x4      # other pruner settings, a known budget
     python bench/search_scheduling.py --only pruning --budget 1107 --no-same-time  # no budget run
+    python bench/search_scheduling.py --only given-time --budget 450 --pruner hyperband \
+        --name hyperband_450     # the pruned search given a time alone
 
 With ``--sampler random`` both schedulers run the very same trials (a seeded random sampler
 draws the same values in the same order whatever the results), so their difference is the
@@ -106,9 +108,13 @@ def main() -> None:
         "--no-same-time", action="store_true", help="skip the pruned search given the time"
     )
     parser.add_argument("--sampler", default="tpe")
-    parser.add_argument("--only", choices=["all", "scheduling", "pruning"], default="all")
+    parser.add_argument(
+        "--only", choices=["all", "scheduling", "pruning", "given-time"], default="all"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-search"))
     args = parser.parse_args()
+    if args.only == "given-time" and (args.budget is None or args.no_same_time):
+        parser.error("--only given-time needs --budget (and not --no-same-time)")
     workdir = args.out.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_model()}; {load_average()}", flush=True)
@@ -128,6 +134,8 @@ def main() -> None:
         variants = variants[:2]
     elif args.only == "pruning":
         variants = variants[1:] if args.budget is None else variants[2:]
+    elif args.only == "given-time":
+        variants = []
     rows = []
     walls: dict[str, float] = {}
     for name, extra in variants:
