@@ -48,8 +48,6 @@ from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 
 # A job's process stopped by Ctrl-C exits as a shell reports it: 128 + SIGINT.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
-# How a job's process that Ctrl-C stopped ends: its own exit, or Python's for a second Ctrl-C.
-INTERRUPTED_EXITS = (EXIT_INTERRUPTED, -signal.SIGINT)
 # Seconds between the SIGINTs that stop_jobs sends to a job's process still running.
 RESIGNAL_SECONDS = 2.0
 # Called with keyword arguments when a job's process dies before it answers (JobDeath's).
@@ -133,12 +131,12 @@ def _job_process(payload: bytes, results: Connection) -> None:
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
-        # Done: a Ctrl-C from now on would only print a traceback as the process exits.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
         # The sweep's own process reports the interruption; a traceback per job is noise.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        # Done or interrupted: another Ctrl-C would only print a traceback as the process exits.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     results.send_bytes(cloudpickle.dumps(ret))
 
 
@@ -219,8 +217,8 @@ class JobDeath(NamedTuple):
     overrides: list[str]
     # None where the launcher cannot know it (a Ray task's worker).
     pid: int | None
-    # Ctrl-C (the process exited as INTERRUPTED_EXITS says, or died as the sweep stopped its
-    # jobs), not a crash or a kill.
+    # Ctrl-C (the process exited with EXIT_INTERRUPTED, or died as the sweep stopped its jobs),
+    # not a crash or a kill.
     interrupted: bool
     # How the process ended, as a person reads it: "killed by SIGKILL", "exit code 1".
     ended: str
@@ -280,7 +278,7 @@ def _run_in_own_process(
             job=job,
             overrides=overrides,
             pid=process.pid,
-            interrupted=processes.stopping or process.exitcode in INTERRUPTED_EXITS,
+            interrupted=processes.stopping or process.exitcode == EXIT_INTERRUPTED,
             ended=exit_description(process.exitcode),
             seconds=time.perf_counter() - start,
         )
