@@ -107,24 +107,26 @@ class SweepStop:
         else:
             status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
         outcomes = self.wind_down()
-        cut_short = [
-            run.info.run_name or run.info.run_id
-            for run in close_unfinished_runs(
-                info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
-            )
-        ]
+        closed = close_unfinished_runs(
+            info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
+        )
         end_sweep_run(
             info.tracking_uri,
             info.parent_run_id,
             self.skipped + len(outcomes),
-            sum(o.failed for o in outcomes) + len(cut_short),
+            sum(o.failed for o in outcomes) + len(closed),
             status,
         )
         finished = sum(not o.failed for o in outcomes)
-        unfinished = f"{self.planned - len(outcomes)}" if self.planned is not None else "the other"
+        failed = sum(o.status == "FAILED" for o in outcomes)
+        # The runs in progress, closed by their own process or just now by the sweep.
+        cut_short = [" ".join(o.overrides) for o in outcomes if o.status == "KILLED"]
+        cut_short += [run.data.tags.get("overrides", run.info.run_id) for run in closed]
+        planned = self.planned
+        unfinished = f"{planned - finished - failed}" if planned is not None else "the other"
         lines = [
             f"\nSweep {info.sweep_id} stopped ({reason}): {finished} run(s) finished and kept, "
-            f"{len(outcomes) - finished} failed, {unfinished} not run or cut short "
+            f"{failed} failed, {unfinished} not run or cut short "
             f"(the runs in progress are marked {status}).",
         ]
         lines += [f"  {status}: {name}" for name in cut_short]
