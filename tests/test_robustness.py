@@ -87,6 +87,30 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
     assert {r.info.status for r in cut_short} == {"KILLED"}
     assert {r.data.tags["reason"] for r in cut_short} == {"interrupted (Ctrl-C)"}
     assert parent_run(workdir).info.status == "KILLED"
+    # The message counts the runs cut short with those not run, never as failed, and names them.
+    assert (
+        f"{len(finished)} run(s) finished and kept, 0 failed, {4 - len(finished)} not run or "
+        "cut short (the runs in progress are marked KILLED)."
+    ) in stderr
+    for run in cut_short:
+        assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
+
+
+def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir: Path) -> None:
+    sweep = Sweep(["-m", "seed=0,1", *QUICK], workdir)
+    # The summary is printed; the best run's model and curves are being made (a second or so).
+    deadline = time.monotonic() + 240
+    while "Report:" not in sweep.stdout.read_text():
+        assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.stderr.read_text()
+        time.sleep(0.02)
+    os.killpg(sweep.proc.pid, signal.SIGINT)
+    rc, stderr = sweep.finish()
+
+    assert rc == 130, stderr
+    assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
+    assert "2 run(s) finished and kept, 0 failed, 0 not run or cut short" in stderr
+    assert {r.info.status for r in child_runs(all_runs(workdir))} == {"FINISHED"}
+    assert parent_run(workdir).info.status == "KILLED"
 
 
 def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path) -> None:

@@ -143,8 +143,6 @@ class SweepCallback(Callback):
         return outcomes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self._stop is not None:
-            self._stop.uninstall()
         with exit_on_error("the sweep could not be completed"):
             self._end(config)
 
@@ -191,6 +189,10 @@ class SweepCallback(Callback):
             if verbose_errors():
                 traceback.print_exc()
             unrecorded = failure_reason(err)
+        # Until here a Ctrl-C (in the summary, or as the best run's model is made) still ends
+        # the sweep's run, through its SweepStop.
+        if self._stop is not None:
+            self._stop.uninstall()
         if failed:
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
