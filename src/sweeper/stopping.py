@@ -2,9 +2,10 @@
 :func:`record_dead_job` (the local launcher's ``on_job_death``), and a sweep stopped by Ctrl-C
 or by its launcher is closed by its :class:`SweepStop`, which says how to complete it.
 
-While a sweep's runs are launched, its :class:`SweepStop` is the process's Ctrl-C handler: it
-raises KeyboardInterrupt as Python's own does, and :func:`stop_running_sweep` finds the sweep
-to close through it, so no module keeps the running sweep in a variable of its own.
+From its first run's launch until its parent run is ended, a sweep's :class:`SweepStop` is
+the process's Ctrl-C handler: it raises KeyboardInterrupt as Python's own does, and
+:func:`stop_running_sweep` finds the sweep to close through it, so no module keeps the running
+sweep in a variable of its own.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def record_dead_job(
 
 
 class SweepStop:
-    """How a running sweep is closed if its launcher stops early; its Ctrl-C handler while
-    its runs are launched (see the module's docstring)."""
+    """How a running sweep is closed if it stops early; its Ctrl-C handler until its parent
+    run is ended (see the module's docstring)."""
 
     def __init__(
         self,
@@ -97,8 +98,8 @@ class SweepStop:
             signal.signal(signal.SIGINT, previous)
 
     def stop(self, interrupted: bool, cause: BaseException | None) -> None:
-        """The launcher gave up: keep what finished, close the runs it cut short, and say
-        what did not run and how to complete it."""
+        """The sweep stopped early (Ctrl-C, or its launcher gave up): keep what finished,
+        close the runs it cut short, and say what did not run and how to complete it."""
         info = self.info
         if interrupted:
             # Each closes its own run; the sweep then closes only what they left open.
