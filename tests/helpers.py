@@ -104,12 +104,14 @@ class Sweep:
                 start_new_session=True,
             )
 
-    def wait_until(self, condition: Callable[[], bool], timeout: float = 240) -> None:
+    def wait_until(
+        self, condition: Callable[[], bool], timeout: float = 240, every: float = 0.2
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             assert self.proc.poll() is None, self.stderr.read_text()
             assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.2)
+            time.sleep(every)
 
     def store_ready(self) -> bool:
         # The parent prepares the store before it writes sweep.json; opening the store earlier

@@ -99,10 +99,7 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
 def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir: Path) -> None:
     sweep = Sweep(["-m", "seed=0,1", *QUICK], workdir)
     # The summary is printed; the best run's model and curves are being made (a second or so).
-    deadline = time.monotonic() + 240
-    while "Report:" not in sweep.stdout.read_text():
-        assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.stderr.read_text()
-        time.sleep(0.02)
+    sweep.wait_until(lambda: "Report:" in sweep.stdout.read_text(), every=0.02)
     os.killpg(sweep.proc.pid, signal.SIGINT)
     rc, stderr = sweep.finish()
 

@@ -29,7 +29,8 @@ def _write_whole(path: Path, data: object) -> Path:
 class RunOutcome:
     job: int
     overrides: list[str]
-    status: str  # FINISHED or FAILED, as in MLflow; or PRUNED (a finished run a search stopped)
+    # FINISHED, FAILED or KILLED (Ctrl-C), as in MLflow; or PRUNED (a finished run a search stopped)
+    status: str
     reason: str
     seconds: float
     run_id: str | None = None
