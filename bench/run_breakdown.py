@@ -238,7 +238,9 @@ def main() -> None:
     parser.add_argument("--before", default=DEFAULT_REF, help="commit timed as `before`")
     parser.add_argument("--full", action="store_true", help="also after, eval_train=full")
     parser.add_argument("--quick", action="store_true", help="digits, 5 epochs, 1 repeat")
-    parser.add_argument("--in-sweep", action="store_true", help="also after, as a sweep's run")
+    parser.add_argument(
+        "--in-sweep", action="store_true", help="also before and after as a sweep's runs"
+    )
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -262,6 +264,7 @@ def main() -> None:
     if args.full:
         contenders.append(("after, eval_train=full", None, ["train.eval_train=full"]))
     if args.in_sweep:
+        contenders.insert(1, (f"before ({args.before}), a sweep's run", before_src, [IN_SWEEP]))
         contenders.append(("after, a sweep's run", None, [IN_SWEEP]))
     # The user's cache of prepared data, empty at the start: a run's first repeat prepares
     # it (cold), the next ones read it (warm), as a user's runs do.

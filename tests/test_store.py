@@ -251,23 +251,24 @@ def test_a_full_disk_fails_the_run_in_one_line_and_keeps_its_metrics(
         {"uri": f"sqlite:///{db}", "experiment": "x", "connect_timeout": 5, "max_outage": 5}
     )
     uri, experiment_id = open_store(tracking)
-    plot = tmp_path / "loss.png"
+    plot = tmp_path / "plots" / "loss.png"
+    plot.parent.mkdir()
     plot.write_bytes(b"png")
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     # The boundary: MLflow copying an artifact into the store's directory.
-    from mlflow.store.artifact import local_artifact_repo
+    from mlflow.utils import file_utils
 
-    monkeypatch.setattr(local_artifact_repo.shutil, "copyfileobj", disk_full)
+    monkeypatch.setattr(file_utils.shutil, "copy2", disk_full)
     with (
         pytest.raises(OSError) as caught,
         tracked_run(uri, experiment_id, "full", tags={}) as run,
     ):
         for epoch in (1, 2):
             run.log_metrics({"val_loss": 1.0 / epoch, "val_acc": 0.5}, step=epoch)
-        run.log_files([plot], artifact_path="plots")
+        run.log_tree(plot.parent)
     assert failure_reason(caught.value) == f"no space left on device ({db})"
 
     client = MlflowClient(uri)
@@ -446,7 +447,8 @@ def children(address: str) -> list[Run]:
 
 
 SERVER_SWEEP = ["-m", "seed=0,1", "train.epochs=4", "train.patience=null"]
-SERVER_SWEEP += ["gradcheck.enabled=false", "hydra.launcher.n_jobs=2"]
+# Every epoch written as it ends, so the server goes away while the runs are writing.
+SERVER_SWEEP += ["gradcheck.enabled=false", "hydra.launcher.n_jobs=2", "tracking.flush_seconds=0"]
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import (
     MAX_ENTITIES_PER_BATCH,
@@ -29,10 +30,15 @@ class RunLogger:
     together (one ``log_batch``) once ``flush_seconds`` have passed since the last write, and
     when the run ends, however it ends."""
 
-    def __init__(self, run_id: str, uri: str, flush_seconds: float = 0.0) -> None:
+    def __init__(
+        self, run_id: str, uri: str, artifact_uri: str, flush_seconds: float = 0.0
+    ) -> None:
         self.run_id = run_id
         self.flush_seconds = flush_seconds
         self._client = MlflowClient(uri)
+        # From the run as it was created: MLflow's own log_artifacts reads the run back from
+        # the store to find it.
+        self._artifacts = get_artifact_repository(artifact_uri, tracking_uri=uri)
         self._metrics: list[Metric] = []
         self._tags: dict[str, str] = {}
         self._written = time.monotonic()
@@ -70,14 +76,9 @@ class RunLogger:
         self._written = time.monotonic()
 
     @store_call
-    def log_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
-        for path in paths:
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
-
-    @store_call
     def log_tree(self, directory: Path) -> None:
         """Log every file under ``directory`` at its relative path, in one call."""
-        mlflow.log_artifacts(str(directory))
+        self._artifacts.log_artifacts(str(directory))
 
 
 @contextmanager
@@ -101,7 +102,7 @@ def tracked_run(
         # Strings: a tracking server's REST API rejects other tag values (SQLite converts them).
         tags={key: str(value) for key, value in tags.items()},
     )
-    logger = RunLogger(run.info.run_id, uri, flush_seconds)
+    logger = RunLogger(run.info.run_id, uri, run.info.artifact_uri, flush_seconds)
     end_run = store_call(mlflow.end_run)
     try:
         yield logger
