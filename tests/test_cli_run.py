@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -12,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import FAST, all_runs, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, run_cli, store_uri
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
 
@@ -116,6 +117,34 @@ def test_a_wrong_type_names_the_key(workdir: Path) -> None:
     assert proc.returncode == 1
     assert "train.batch_size" in proc.stderr
     assert "many" in proc.stderr
+
+
+def test_a_sweep_leaves_its_prepared_data_to_the_next_sweep_which_maps_it(
+    workdir: Path,
+) -> None:
+    cache_home = workdir / "cache"
+    env = {"XDG_CACHE_HOME": str(cache_home)}
+    sweep = ["-m", "seed=0,1", *FAST, "gradcheck.enabled=false"]
+    first = run_cli(sweep, workdir, env=env)
+    assert first.returncode == 0, first.stderr
+    # One entry per seed (it draws the validation split), moved out of the sweep's directory.
+    prepared = cache_home / "sweeper" / "prepared"
+    entries = sorted(p for p in prepared.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(entries) == 2
+    assert not list(workdir.glob("multirun/*/dataset-cache"))
+    written = [(e / "x_train.npy").stat().st_mtime_ns for e in entries]
+    for entry in entries:
+        os.utime(entry / "meta.json", (0, 0))  # a read touches it
+
+    second = run_cli(sweep, workdir, env=env)
+    assert second.returncode == 0, second.stderr
+    assert [(e / "x_train.npy").stat().st_mtime_ns for e in entries] == written
+    assert all((e / "meta.json").stat().st_mtime > 0 for e in entries)
+    by_seed: dict[str, list[float]] = {}
+    for run in child_runs(all_runs(workdir)):
+        by_seed.setdefault(run.data.params["seed"], []).append(run.data.metrics["test_acc"])
+    assert len(by_seed) == 2
+    assert all(len(accs) == 2 and accs[0] == accs[1] for accs in by_seed.values())
 
 
 def test_a_second_run_reads_the_data_its_first_prepared_and_trains_the_same(

@@ -84,6 +84,54 @@ def test_second_load_reads_the_cache_and_other_options_get_their_own_entry(
     assert len(entries) == 3
 
 
+def test_an_entry_the_users_cache_holds_is_mapped_from_there_not_prepared_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "prepared.log"
+    _count_preparations(monkeypatch, log)
+    user = tmp_path / "user"
+    prepared = load_dataset_cached(user, "digits", seed=1)
+    read = load_dataset_cached(tmp_path / "sweep", "digits", seed=1, read_also=user)
+    assert _preparations(log) == 1
+    assert Path(read.x_train.filename).parent.parent == user
+    np.testing.assert_array_equal(read.x_train, prepared.x_train)
+    assert not [p for p in (tmp_path / "sweep").iterdir() if not p.name.startswith(".")]
+
+    # Not there: prepared in the sweep's own cache.
+    load_dataset_cached(tmp_path / "sweep", "digits", seed=2, read_also=user)
+    assert _preparations(log) == 2
+    assert len([p for p in (tmp_path / "sweep").iterdir() if not p.name.startswith(".")]) == 1
+
+
+def test_a_sweeps_entries_move_to_the_users_cache_which_keeps_its_size(tmp_path: Path) -> None:
+    sweep, user = tmp_path / "sweep", tmp_path / "user"
+    load_dataset_cached(user, "digits", seed=1)
+    for seed in (1, 2, 3):
+        load_dataset_cached(sweep, "digits", seed=seed)
+    (first,) = [p for p in user.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    size = sum(f.stat().st_size for f in first.iterdir())
+
+    moved = cache.keep_prepared(sweep, cache.DataCache(user, max_bytes=int(2.5 * size)))
+    # seed 1: the user's cache had it already; 2 and 3 move in, and the oldest entry goes.
+    kept = sorted(p for p in user.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert moved == kept and len(kept) == 2
+    left = [p.name for p in sweep.iterdir() if not p.name.startswith(".")]
+    assert left == [cache.cache_key("digits", None, **_options(1))]
+    for seed in (2, 3):
+        entry = user / cache.cache_key("digits", None, **_options(seed))
+        again = load_dataset_cached(tmp_path / "next", "digits", seed=seed, read_also=user)
+        assert Path(again.x_train.filename).parent == entry
+    assert cache.keep_prepared(tmp_path / "none", cache.DataCache(user)) == []
+
+
+def _options(seed: int) -> dict[str, object]:
+    """load_dataset_cached's defaults, as its cache key names them."""
+    return {
+        "normalization": "feature", "val_fraction": 0.2, "seed": seed, "dtype": "float32",
+        "max_train_samples": None,
+    }  # fmt: skip
+
+
 def test_changed_source_files_are_prepared_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,9 +211,9 @@ def test_the_users_cache_size_comes_from_the_environment_in_gb(
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv(cache.LIMIT_ENV, raising=False)
-    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 4_000_000_000)
+    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 4_000_000_000, None)
     monkeypatch.setenv(cache.LIMIT_ENV, "0.5")
-    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 500_000_000)
+    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 500_000_000, None)
     monkeypatch.setenv(cache.LIMIT_ENV, "0")
     assert cache.user_data_cache() is None
     for bad in ("-1", "lots", "nan"):

@@ -75,7 +75,12 @@ def main(cfg: DictConfig) -> float:
         threads = run_threads(hc.launcher)
         shared = Path(hc.sweep.dir) / DATASET_CACHE
         environment_cache: Path | None = shared
-        dataset_cache: DataCache | None = DataCache(shared)
+        # What earlier sweeps and runs prepared is read from the user's cache (the sweep
+        # checked its size setting as it started).
+        user = user_data_cache()
+        dataset_cache: DataCache | None = DataCache(
+            shared, read_also=user.directory if user is not None else None
+        )
     else:
         with exit_on_error():
             uri, experiment_id = open_store(config.tracking)

@@ -147,7 +147,10 @@ def train_and_evaluate(
         load_dataset
         if dataset_cache is None
         else partial(
-            load_dataset_cached, dataset_cache.directory, max_bytes=dataset_cache.max_bytes
+            load_dataset_cached,
+            dataset_cache.directory,
+            max_bytes=dataset_cache.max_bytes,
+            read_also=dataset_cache.read_also,
         )
     )
     dataset = load(

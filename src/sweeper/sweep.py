@@ -24,6 +24,7 @@ from mlflow.entities import Run
 from omegaconf import DictConfig
 
 from sweeper.artifacts import make_best_run_artifacts
+from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
 from sweeper.outcome import RunOutcome
 from sweeper.plan import Plan, plan_sweep
@@ -66,6 +67,7 @@ class SweepCallback(Callback):
         self._info: SweepInfo | None = None
         self._keys: set[str] | None = None
         self._stop: SweepStop | None = None
+        self._data_cache: DataCache | None = None
         self._skipped = 0
         self._resume_command = ""
         self._command = ""
@@ -81,6 +83,8 @@ class SweepCallback(Callback):
     def _start(self, config: DictConfig, config_name: str) -> None:
         plan = plan_sweep(config, config_name)
         self._keys = plan.keys
+        # Checked here, so a bad size stops the sweep before its runs read it.
+        self._data_cache = user_data_cache()
         uri, experiment_id = open_store(config.tracking)
         sweep_dir = Path(config.hydra.sweep.dir)
         kept = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
@@ -135,11 +139,14 @@ class SweepCallback(Callback):
         return SweepInfo(sweep_dir.name, uri, experiment_id, parent)
 
     def _wind_down(self) -> list[RunOutcome]:
-        """However the sweep ends: stop following it, return every outcome, and remove the
-        runs' dataset cache, which nothing reads any more."""
+        """However the sweep ends: stop following it, return every outcome, and hand the
+        data its runs prepared to the user's cache (the rest of theirs is removed)."""
         assert self._monitor is not None
         outcomes = self._monitor.stop()
-        shutil.rmtree(self._monitor.sweep_dir / DATASET_CACHE, ignore_errors=True)
+        shared = self._monitor.sweep_dir / DATASET_CACHE
+        if self._data_cache is not None:
+            keep_prepared(shared, self._data_cache)
+        shutil.rmtree(shared, ignore_errors=True)
         return outcomes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

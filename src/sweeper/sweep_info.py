@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 SWEEP_FILE = "sweep.json"
-# The runs' shared, memory-mapped copy of the prepared data; removed however the sweep
-# ends (finished, interrupted, or stopped by an error).
+# The runs' shared, memory-mapped copy of the prepared data; handed to the user's cache or
+# removed however the sweep ends (finished, interrupted, or stopped by an error).
 DATASET_CACHE = "dataset-cache"
 
 

@@ -5,8 +5,11 @@ The first worker to ask for a (dataset, files, preprocessing, seed, split, dtype
 with ``load_dataset`` and writes the arrays as ``.npy`` files; every worker, the first
 included, then maps them with ``np.load(..., mmap_mode="r")``. The operating system keeps one
 copy of the pages in memory however many workers read them, instead of one private copy each.
-A sweep's cache lives in its directory and goes with it; runs of their own share the user's
-(:func:`user_data_cache`), which keeps the most recently used entries up to a size.
+A sweep's cache lives in its directory; runs of their own share the user's
+(:func:`user_data_cache`), which keeps the most recently used entries up to a size. A sweep's
+runs map an entry the user's cache already holds instead of preparing it again, and the
+entries a sweep prepared move to the user's cache when it ends (:func:`keep_prepared`), so the
+next sweep or run on the same data starts training at once.
 
 A lock file makes the others wait while one prepares (two workers preparing at once would
 double the peak memory the cache exists to save), and the files are written to a temporary
@@ -45,10 +48,12 @@ USER_CACHE = "prepared"
 
 
 class DataCache(NamedTuple):
-    """Where prepared datasets are kept, and how many bytes of them (None: no limit)."""
+    """Where prepared datasets are kept, and how many bytes of them (None: no limit);
+    ``read_also``: a cache whose entries are mapped from there, not prepared again."""
 
     directory: Path
     max_bytes: int | None = None
+    read_also: Path | None = None
 
 
 def user_data_cache() -> DataCache | None:
@@ -184,10 +189,12 @@ def load_dataset_cached(
     dtype: DTypeLike = np.float32,
     max_train_samples: int | None = None,
     max_bytes: int | None = None,
+    read_also: Path | None = None,
 ) -> Dataset:
     """``load_dataset`` with the same arguments, its arrays read-only memory maps of a cache entry
     in ``cache_dir``, prepared by the first caller. With ``max_bytes``, a new entry makes room
-    for itself by removing the least recently used ones."""
+    for itself by removing the least recently used ones. An entry already in ``read_also`` is
+    mapped from there."""
 
     def prepare() -> Dataset:
         return load_dataset(
@@ -204,6 +211,11 @@ def load_dataset_cached(
         name, data_dir, normalization=normalization, val_fraction=val_fraction, seed=seed,
         dtype=np.dtype(dtype).name, max_train_samples=max_train_samples,
     )  # fmt: skip
+    if read_also is not None and not entry.is_dir() and (read_also / entry.name).is_dir():
+        try:
+            return _read_entry(read_also / entry.name)
+        except FileNotFoundError:  # evicted from there meanwhile
+            pass
     if not entry.is_dir():
         with (cache_dir / f".{entry.name}.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -215,3 +227,26 @@ def load_dataset_cached(
         return _read_entry(entry)
     except FileNotFoundError:  # evicted by another process since
         return prepare()
+
+
+def keep_prepared(source_dir: Path, cache: DataCache) -> list[Path]:
+    """Move the entries prepared in ``source_dir`` (a sweep's cache, which nothing reads any
+    more) into ``cache``, then trim it to its size; the moved entries, where they now are. An
+    entry ``cache`` already holds, or one on another file system, is left where it is."""
+    if not source_dir.is_dir():
+        return []
+    cache.directory.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for entry in sorted(source_dir.iterdir()):
+        if entry.name.startswith(".") or not (entry / META_FILE).is_file():
+            continue  # hashes, locks, an entry being written
+        target = cache.directory / entry.name
+        try:
+            # Fails where target exists (a non-empty directory) or lies on another device.
+            os.rename(entry, target)
+        except OSError:
+            continue
+        moved.append(target)
+    if moved and cache.max_bytes is not None:
+        _evict(cache.directory, moved[-1], cache.max_bytes)
+    return [entry for entry in moved if entry.is_dir()]
