@@ -17,6 +17,8 @@ trial chosen on validation loss (the best unpruned, finished run).
     python bench/search_scheduling.py --only pruning --budget 1107 --no-same-time  # no budget run
     python bench/search_scheduling.py --only given-time --budget 450 --pruner hyperband \
         --name hyperband_450     # the pruned search given a time alone
+    python bench/search_scheduling.py --only given-time --budget 450 --pruner hyperband \
+        --name hyperband_450_seed1 --seed 1   # the same, another draw of TPE's
 
 With ``--sampler random`` both schedulers run the very same trials (a seeded random sampler
 draws the same values in the same order whatever the results), so their difference is the
@@ -43,7 +45,8 @@ def run_search(workdir: Path, name: str, args: argparse.Namespace, extra: list[s
         f"dataset={args.dataset}", f"train.epochs={args.epochs}",
         f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.n_jobs={args.n_jobs}",
         f"hydra.launcher.n_jobs={args.n_jobs}", f"tracking.experiment={name}",
-        f"hydra.sweeper.sampler.name={args.sampler}", *extra,
+        f"hydra.sweeper.sampler.name={args.sampler}",
+        f"hydra.sweeper.sampler.seed={args.seed}", *extra,
     ]  # fmt: skip
     start = time.perf_counter()
     with (workdir / f"{name}.log").open("w") as log:
@@ -108,6 +111,7 @@ def main() -> None:
         "--no-same-time", action="store_true", help="skip the pruned search given the time"
     )
     parser.add_argument("--sampler", default="tpe")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     parser.add_argument(
         "--only", choices=["all", "scheduling", "pruning", "given-time"], default="all"
     )
