@@ -105,31 +105,22 @@ def test_an_entry_the_users_cache_holds_is_mapped_from_there_not_prepared_again(
 
 def test_a_sweeps_entries_move_to_the_users_cache_which_keeps_its_size(tmp_path: Path) -> None:
     sweep, user = tmp_path / "sweep", tmp_path / "user"
-    load_dataset_cached(user, "digits", seed=1)
-    for seed in (1, 2, 3):
-        load_dataset_cached(sweep, "digits", seed=seed)
-    (first,) = [p for p in user.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    first = Path(load_dataset_cached(user, "digits", seed=1).x_train.filename).parent
+    names = {
+        seed: Path(load_dataset_cached(sweep, "digits", seed=seed).x_train.filename).parent.name
+        for seed in (1, 2, 3)
+    }
     size = sum(f.stat().st_size for f in first.iterdir())
 
     moved = cache.keep_prepared(sweep, cache.DataCache(user, max_bytes=int(2.5 * size)))
     # seed 1: the user's cache had it already; 2 and 3 move in, and the oldest entry goes.
     kept = sorted(p for p in user.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert moved == kept and len(kept) == 2
-    left = [p.name for p in sweep.iterdir() if not p.name.startswith(".")]
-    assert left == [cache.cache_key("digits", None, **_options(1))]
+    assert moved == kept == sorted([user / names[2], user / names[3]])
+    assert [p.name for p in sweep.iterdir() if not p.name.startswith(".")] == [names[1]]
     for seed in (2, 3):
-        entry = user / cache.cache_key("digits", None, **_options(seed))
         again = load_dataset_cached(tmp_path / "next", "digits", seed=seed, read_also=user)
-        assert Path(again.x_train.filename).parent == entry
+        assert Path(again.x_train.filename).parent == user / names[seed]
     assert cache.keep_prepared(tmp_path / "none", cache.DataCache(user)) == []
-
-
-def _options(seed: int) -> dict[str, object]:
-    """load_dataset_cached's defaults, as its cache key names them."""
-    return {
-        "normalization": "feature", "val_fraction": 0.2, "seed": seed, "dtype": "float32",
-        "max_train_samples": None,
-    }  # fmt: skip
 
 
 def test_changed_source_files_are_prepared_again(
