@@ -121,6 +121,11 @@ def test_a_sweeps_entries_move_to_the_users_cache_which_keeps_its_size(tmp_path:
         again = load_dataset_cached(tmp_path / "next", "digits", seed=seed, read_also=user)
         assert Path(again.x_train.filename).parent == user / names[seed]
     assert cache.keep_prepared(tmp_path / "none", cache.DataCache(user)) == []
+    # A cache that cannot be made (here, under a file) keeps nothing and raises nothing.
+    load_dataset_cached(sweep, "digits", seed=4)
+    (tmp_path / "file").write_text("")
+    assert cache.keep_prepared(sweep, cache.DataCache(tmp_path / "file" / "cache")) == []
+    assert names[1] in [p.name for p in sweep.iterdir()]
 
 
 def test_changed_source_files_are_prepared_again(

@@ -232,10 +232,14 @@ def load_dataset_cached(
 def keep_prepared(source_dir: Path, cache: DataCache) -> list[Path]:
     """Move the entries prepared in ``source_dir`` (a sweep's cache, which nothing reads any
     more) into ``cache``, then trim it to its size; the moved entries, where they now are. An
-    entry ``cache`` already holds, or one on another file system, is left where it is."""
+    entry ``cache`` already holds, or one on another file system, is left where it is, as is
+    everything when ``cache`` cannot be made: a sweep does not fail for want of a cache."""
     if not source_dir.is_dir():
         return []
-    cache.directory.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return []
     moved = []
     for entry in sorted(source_dir.iterdir()):
         if entry.name.startswith(".") or not (entry / META_FILE).is_file():
