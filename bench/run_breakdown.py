@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import os
 import statistics
@@ -89,6 +90,10 @@ class Stopwatches:
 
 def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
     """One tracked run of ``overrides`` with the importable sweeper; the parts' seconds."""
+    # The imports' objects frozen, as the command freezes its own (sweeper/__main__.py): else
+    # the collections that scan them fall wherever the heap's growth puts them, here inside
+    # the run, in a command before it starts (the `before` commit's command too).
+    gc.disable()
     from hydra import compose, initialize_config_dir
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
@@ -113,6 +118,8 @@ def child(overrides: list[str], workdir: Path) -> dict[str, Any]:
 
         run = app  # type: ignore[assignment]
 
+    gc.freeze()
+    gc.enable()
     clock = Stopwatches()
 
     def wrap(owner: Any, name: str, part: str) -> None:

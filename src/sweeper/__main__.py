@@ -1,3 +1,13 @@
-from sweeper.app import cli
+"""``python -m sweeper`` and the ``sweeper`` command."""
 
-cli()
+from sweeper.frozen_imports import imports_frozen
+
+
+def main() -> None:
+    with imports_frozen():
+        from sweeper.app import cli
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -24,9 +24,10 @@ def _curve_figure(
     path: Path,
     train_label: str,
 ) -> Path:
-    # Figure() without pyplot: no global state and no GUI backend in worker processes.
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
+    # Figure() without pyplot: no global state and no GUI backend in worker processes. Fixed
+    # margins, wide enough for the labels: a layout engine would draw the figure twice.
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots(gridspec_kw=dict(left=0.14, right=0.97, bottom=0.12, top=0.93))
     epochs = [m.epoch for m in history]
     ax.plot(epochs, [getattr(m, f"train_{metric}") for m in history], marker=".", label=train_label)
     ax.plot(epochs, [getattr(m, f"val_{metric}") for m in history], marker=".", label="validation")

@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from sweeper.report import worker
-from sweeper.report.runs import ReportError
+from sweeper.frozen_imports import imports_frozen
+
+with imports_frozen():
+    from sweeper.report import worker
+    from sweeper.report.runs import ReportError
 
 # MLflow draws a progress bar per downloaded artifact; the report prints its own summary.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -37,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = [s for s in (args.sweep or "").split(",") if s]
     # Forked before MLflow is imported, the analysis worker's imports overlap this process's.
     analysis = worker.start() if len(sweeps) < 2 else None
-    from sweeper.report.build import build_report
-    from sweeper.report.compare import compare_sweeps
+    with imports_frozen():
+        from sweeper.report.build import build_report
+        from sweeper.report.compare import compare_sweeps
 
     # Shut down however the report ends: no process of it outlives the command.
     with analysis or contextlib.nullcontext():
