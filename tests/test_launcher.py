@@ -15,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
@@ -385,6 +386,48 @@ def test_a_sweeps_check_names_each_bad_value_of_a_shape_in_one_line() -> None:
     ]
     # Each run's own values, not its shape's first run's.
     assert [(p["optimizer.lr"], p["seed"]) for p in params] == [(0.1, 0), (0.2, 1)]
+
+
+def test_a_sweep_composes_each_shape_once_for_both_checks_and_the_launch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from hydra_plugins.sweeper_launcher.composing import ShapeCache
+    from sweeper.app import CONF_DIR
+    from sweeper.plan import validate_jobs
+
+    jobs = [[f"activation={a}", f"seed={seed}"] for a in ("sigmoid", "relu") for seed in (0, 1, 2)]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        loader = hydra.config_loader
+        master = loader.load_configuration("config", ["hydra.launcher.n_jobs=2"], RunMode.MULTIRUN)
+        composed = []
+        compose = loader.load_configuration
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            composed.append(kwargs["overrides"])
+            return compose(*args, **kwargs)
+
+        monkeypatch.setattr(loader, "load_configuration", counted)
+        # The app's check, then for each job the sweeper's check and the launcher's config.
+        validate_jobs("config", jobs, list(master.hydra.overrides.hydra))
+        shapes = ShapeCache.of(loader)  # type: ignore[arg-type]
+        launched = []
+        for job in jobs:
+            shapes.check_sweep_config(master, job)
+            launched.append(shapes.load_sweep_config(master, job))
+    assert composed == [
+        ["hydra.launcher.n_jobs=2", "activation=sigmoid", "seed=0"],
+        ["hydra.launcher.n_jobs=2", "activation=relu", "seed=0"],
+    ]
+    assert [(c.activation.name.value, c.seed) for c in launched] == [
+        (a, seed) for a in ("sigmoid", "relu") for seed in (0, 1, 2)
+    ]
+    assert launched[4].hydra.overrides.task == ["activation=relu", "seed=1"]
 
 
 def test_the_default_sweeper_checks_a_batch_as_hydras_basic_sweeper_does() -> None:

@@ -55,7 +55,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         )
     jobs = planned_jobs(config)
     if jobs is not None:
-        params = validate_jobs(config_name, jobs)
+        params = validate_jobs(config_name, jobs, list(config.hydra.overrides.hydra))
         return Plan(
             jobs,
             [config_hash(p) for p in params],
@@ -134,18 +134,19 @@ def error_summary(err: Exception) -> str:
 
 
 def job_problems(
-    config_name: str, jobs: Sequence[Sequence[str]]
+    config_name: str, jobs: Sequence[Sequence[str]], hydra_overrides: Sequence[str] = ()
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """Compose and validate every run: the valid runs' ``flat_params``, and each problem's
-    one-line message with the runs it was found in."""
+    one-line message with the runs it was found in. With the command line's ``hydra_overrides``
+    each run is composed as the sweeper and the launcher compose it, so they find it composed."""
     problems: dict[str, list[str]] = {}
     params = []
     hydra = GlobalHydra.instance().hydra
     assert hydra is not None  # Hydra is composing this sweep
-    shapes = ShapeCache(hydra.config_loader)  # type: ignore[arg-type]
+    shapes = ShapeCache.of(hydra.config_loader)  # type: ignore[arg-type]
     for job in jobs:
         try:
-            cfg = shapes.compose(config_name, job)
+            cfg = shapes.compose(config_name, [*hydra_overrides, *job])
             to_experiment_config(cfg)
             params.append(flat_params(cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
@@ -153,10 +154,12 @@ def job_problems(
     return params, problems
 
 
-def validate_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+def validate_jobs(
+    config_name: str, jobs: Sequence[Sequence[str]], hydra_overrides: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Compose and validate every run and return each one's ``flat_params``; raise one
     ConfigError listing every invalid run."""
-    params, problems = job_problems(config_name, jobs)
+    params, problems = job_problems(config_name, jobs, hydra_overrides)
     if problems:
         lines = [
             f"{sum(map(len, problems.values()))} of {len(jobs)} runs are invalid; nothing was run:"

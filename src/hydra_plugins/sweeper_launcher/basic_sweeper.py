@@ -21,6 +21,6 @@ class ShapedBasicSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         assert self.hydra_context is not None and self.config is not None
         if self._shapes is None:
-            self._shapes = ShapeCache(self.hydra_context.config_loader)  # type: ignore[arg-type]
+            self._shapes = ShapeCache.of(self.hydra_context.config_loader)  # type: ignore[arg-type]
         for overrides in batch:
             self._shapes.check_sweep_config(self.config, overrides)

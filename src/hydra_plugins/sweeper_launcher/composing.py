@@ -3,10 +3,11 @@
 The jobs of a sweep mostly differ in values (``optimizer.lr=0.01`` against ``0.02``,
 ``seed=3``), not in config groups or keys. Composing a job (reading its YAML files, building its
 defaults tree, merging them) takes about a tenth of a second, and a sweep composes each of its
-jobs twice, once to check it before any runs and once to launch it. Here the first job of each
-shape is composed by Hydra, and every later job of that shape is a copy of it with the job's
-own values set by Hydra's own code for command-line overrides, the step that follows the
-composition in Hydra; its ``hydra`` node is filled as Hydra fills it.
+jobs more than once: to check it before any run (the sweeper, and the app may too) and to
+launch it. Here the first job of each shape is composed by Hydra, once for all of them (they
+share the config loader's cache, :meth:`ShapeCache.of`), and every later job of that shape is
+a copy of it with the job's own values set by Hydra's own code for command-line overrides, the
+step that follows the composition in Hydra; its ``hydra`` node is filled as Hydra fills it.
 
 A job's shape is its overrides with the values of plain ones left out: ``key=value`` on a key
 that is not a config group, with no package, no ``+``/``++``/``~``, not under ``hydra.``, and
@@ -16,6 +17,7 @@ a value that is not a dict (a dict merges into what the key held, so it belongs 
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -25,12 +27,25 @@ from hydra.plugins.config_source import ConfigLoadError
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-_Shape = tuple[str | None, RunMode, bool, tuple[str, ...]]
+# (config name, run mode, override lines with the values of plain ones left out). Not whether
+# the overrides came from a shell: that changes only the wording of an error for a sweep
+# override in a single run, which the shape's first job, composed by Hydra, would have raised.
+_Shape = tuple[str | None, RunMode, tuple[str, ...]]
+# Each config loader's cache, as long as the loader lives.
+_OF_LOADER: weakref.WeakKeyDictionary[ConfigLoaderImpl, ShapeCache] = weakref.WeakKeyDictionary()
 
 
 class ShapeCache:
     """Composes configs with ``loader`` as ``loader.load_configuration`` does, reusing the
     first config of each shape."""
+
+    @classmethod
+    def of(cls, loader: ConfigLoaderImpl) -> ShapeCache:
+        """``loader``'s cache, shared by everything in this process that composes with it."""
+        cache = _OF_LOADER.get(loader)
+        if cache is None:
+            cache = _OF_LOADER[loader] = cls(loader)
+        return cache
 
     def __init__(self, loader: ConfigLoaderImpl) -> None:
         self.loader = loader
@@ -68,7 +83,7 @@ class ShapeCache:
         return [self._parsed[line] for line in overrides]
 
     def _shape(
-        self, config_name: str | None, overrides: Sequence[str], run_mode: RunMode, from_shell: bool
+        self, config_name: str | None, overrides: Sequence[str], run_mode: RunMode
     ) -> tuple[_Shape | None, list[Override], list[Override]]:
         """The shape of ``overrides``, each parsed, and the plain values among them; no shape
         when a key is set twice (Hydra's composition decides which wins)."""
@@ -78,7 +93,7 @@ class ShapeCache:
         if len(set(keys)) != len(keys):
             return None, parsed, values
         lines = tuple(o.key_or_group if o in values else str(o.input_line) for o in parsed)
-        return (config_name, run_mode, from_shell, lines), parsed, values
+        return (config_name, run_mode, lines), parsed, values
 
     def _compose(
         self, config_name: str | None, overrides: Sequence[str], run_mode: RunMode, from_shell: bool
@@ -119,7 +134,7 @@ class ShapeCache:
         from_shell: bool = True,
     ) -> DictConfig:
         """The config Hydra composes for ``overrides`` (the ``hydra`` node included)."""
-        shape, parsed, values = self._shape(config_name, overrides, run_mode, from_shell)
+        shape, parsed, values = self._shape(config_name, overrides, run_mode)
         composed = self._composed.get(shape) if shape is not None else None
         if composed is None:
             cfg = self._compose(config_name, overrides, run_mode, from_shell)
@@ -150,7 +165,7 @@ class ShapeCache:
         """As ``hydra.compose(config_name, overrides)``: the job's config without ``hydra``.
         Each shape's first config is kept without its ``hydra`` node too, which is most of
         what a copy would cost."""
-        shape, _, values = self._shape(config_name, overrides, run_mode, from_shell)
+        shape, _, values = self._shape(config_name, overrides, run_mode)
         bare = self._bare.get(shape) if shape is not None else None
         if bare is not None:
             return self._with_values(bare, values, config_name, overrides, run_mode, from_shell)

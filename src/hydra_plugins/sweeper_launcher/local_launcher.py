@@ -323,7 +323,7 @@ class LocalLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
-        self._shapes = ShapeCache(hydra_context.config_loader)  # type: ignore[arg-type]
+        self._shapes = ShapeCache.of(hydra_context.config_loader)  # type: ignore[arg-type]
 
     def _sweep_config(self, overrides: Sequence[str], job: int) -> DictConfig:
         """One job's composed config, numbered as Hydra's launchers number them."""
