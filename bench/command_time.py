@@ -27,15 +27,8 @@ import time
 from pathlib import Path
 
 from machine import describe_machine, load_average, markdown_table
-from previous_core import DEFAULT_REF, extract
+from previous_core import DEFAULT_REF, extract, prepare_store
 
-PREPARE_STORE = """import sys
-try:
-    from sweeper.store_setup import prepare_store
-except ImportError:
-    from sweeper.tracking import prepare_store
-prepare_store(sys.argv[1], "sweeper")
-"""
 # (name, module, arguments): `make run`, `make sweep` and `make report` with their defaults,
 # in this order in one directory (the report is the sweep's).
 COMMANDS = [
@@ -53,9 +46,7 @@ def timed_commands(src: Path | None) -> list[dict[str, float]]:
         if src is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
         db = Path(tmp) / "mlruns" / "mlflow.db"
-        subprocess.run(
-            [sys.executable, "-c", PREPARE_STORE, f"sqlite:///{db}"], cwd=tmp, env=env, check=True
-        )
+        prepare_store(db, env)
         results = []
         for _, module, args in COMMANDS:
             known = runs_ids(db)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from machine import describe_machine, load_average, markdown_table
-from previous_core import extract
+from previous_core import extract, prepare_store
 
 CLOCK_DIR = Path(__file__).resolve().parent / "job_clock"
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -54,15 +54,6 @@ PARTS = [
     "run (rest)",
     "process end",
 ]
-
-# Makes the store as a sweep does, before the first job; its module depends on the commit.
-PREPARE_STORE = """import sys
-try:
-    from sweeper.store_setup import prepare_store
-except ImportError:
-    from sweeper.tracking import prepare_store
-prepare_store(sys.argv[1], "sweeper")
-"""
 
 
 def sweep_overrides(name: str, seeds: int) -> list[str]:
@@ -127,11 +118,7 @@ def timed_sweep(
         env["SWEEPER_JOB_CLOCK"] = str(clock)
         if profile is not None:
             env["SWEEPER_JOB_PROFILE"] = "1"
-        # The store exists beforehand, as for every sweep but a project's first.
-        subprocess.run(
-            [sys.executable, "-c", PREPARE_STORE, f"sqlite:///{workdir}/mlruns/mlflow.db"],
-            cwd=workdir, env=env, check=True,
-        )  # fmt: skip
+        prepare_store(workdir / "mlruns" / "mlflow.db", env)
         args = ["-m", *overrides, f"hydra.launcher.n_jobs={workers}"]
         start = time.time()
         proc = subprocess.run(

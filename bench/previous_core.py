@@ -2,7 +2,8 @@
 
 ``git archive`` extracts that commit's files into a temporary directory. ``load_core``
 imports its ``src/sweeper/core`` as a top-level package of another name (the core only
-imports itself and numpy), so both cores run in one process.
+imports itself and numpy), so both cores run in one process. ``prepare_store`` makes a
+tracking store with whichever commit's code a process imports.
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[1]
 # The last commit before issue 19's changes to the core.
 DEFAULT_REF = "ca370c1"
+
+
+# Makes the store as a sweep does, before the first job; its module depends on the commit.
+_PREPARE_STORE = """import sys
+try:
+    from sweeper.store_setup import prepare_store
+except ImportError:
+    from sweeper.tracking import prepare_store
+prepare_store(sys.argv[1], "sweeper")
+"""
+
+
+def prepare_store(db: Path, env: dict[str, str]) -> None:
+    """The SQLite store ``db`` made by the code ``env`` imports, as for every command but a
+    project's first."""
+    subprocess.run([sys.executable, "-c", _PREPARE_STORE, f"sqlite:///{db}"], env=env, check=True)
 
 
 def extract(ref: str, paths: list[str], prefix: str) -> Path:
