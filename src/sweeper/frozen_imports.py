@@ -17,7 +17,7 @@ from contextlib import contextmanager
 @contextmanager
 def imports_frozen() -> Iterator[None]:
     """Import in the block without collecting, then freeze what is tracked if the block
-    imported anything new (once per process, however often it is entered)."""
+    imported anything new (a block whose imports were already made freezes nothing)."""
     modules = len(sys.modules)
     enabled = gc.isenabled()
     gc.disable()
