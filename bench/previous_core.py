@@ -8,8 +8,10 @@ tracking store with whichever commit's code a process imports.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import io
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -39,11 +41,13 @@ def prepare_store(db: Path, env: dict[str, str]) -> None:
 
 
 def extract(ref: str, paths: list[str], prefix: str) -> Path:
-    """A temporary directory holding ``paths`` of commit ``ref`` (as ``<dir>/<path>``)."""
+    """A temporary directory holding ``paths`` of commit ``ref`` (as ``<dir>/<path>``),
+    removed when the benchmark exits."""
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", ref, *paths], check=True, capture_output=True
     ).stdout
     root = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
     return root
