@@ -16,11 +16,8 @@ from hydra_plugins.sweeper_launcher.composing import ShapeCache
 class ShapedBasicSweeper(BasicSweeper):
     """Hydra's ``BasicSweeper``, the same jobs in the same batches, checked once per shape."""
 
-    _shapes: ShapeCache | None = None
-
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         assert self.hydra_context is not None and self.config is not None
-        if self._shapes is None:
-            self._shapes = ShapeCache.of(self.hydra_context.config_loader)  # type: ignore[arg-type]
+        shapes = ShapeCache.of(self.hydra_context.config_loader)  # type: ignore[arg-type]
         for overrides in batch:
-            self._shapes.check_sweep_config(self.config, overrides)
+            shapes.check_sweep_config(self.config, overrides)
