@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from concurrent.futures import Future
 from pathlib import Path
 
 import optuna
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -32,7 +36,11 @@ from helpers import (
     study_of,
 )
 from hydra_plugins.sweeper_search.config import SearchSweeperConf
-from hydra_plugins.sweeper_search.search_sweeper import SearchSweeper
+from hydra_plugins.sweeper_search.search_sweeper import (
+    SearchSweeper,
+    repeat_values,
+    unused_name,
+)
 from hydra_plugins.sweeper_search.space import SearchSpaceError, parse_space
 from hydra_plugins.sweeper_search.study import (
     GRPC_READY_TIMEOUT_S,
@@ -114,6 +122,47 @@ def test_the_override_grammar_becomes_optunas_distributions() -> None:
 
 
 @pytest.mark.parametrize(
+    "option",
+    ["'a,b'", "'5'", "'true'", "'x=y'", '"it\'s"', "' pad '", "'[1,2]'", "[1,2]", "{a: 1}"],
+)
+def test_each_choice_reaches_the_run_as_the_value_it_was_written_as(option: str) -> None:
+    parser = OverridesParser.create()
+    (written,) = parser.parse_overrides([f"k={option}"])
+    space = parse_space({"k": f"choice({option}, other)"}, [])
+    drawn = space.distributions["k"].choices[0]  # type: ignore[attr-defined]
+    (override,) = parser.parse_overrides(space.overrides({"k": drawn}))
+    assert override.value() == written.value()
+    assert type(override.value()) is type(written.value())
+
+
+def test_one_run_per_trial_leaves_a_non_integer_repeat_key_alone() -> None:
+    settings = OmegaConf.create({"repeats": 1, "repeat_key": "optimizer.name"})
+    assert repeat_values(settings, OmegaConf.create({"optimizer": {"name": "sgd"}})) == []
+
+
+def test_a_sweep_directory_used_again_names_its_study_anew() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    assert unused_name(storage, "mlp_search_fixed") == "mlp_search_fixed"
+    optuna.create_study(study_name="mlp_search_fixed", storage=storage)
+    optuna.create_study(study_name="mlp_search_fixed_2", storage=storage)
+    assert unused_name(storage, "mlp_search_fixed") == "mlp_search_fixed_3"
+
+
+def test_the_study_proxy_on_a_taken_port_fails_in_one_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "hydra_plugins.sweeper_search.proxy",
+             f"sqlite:///{tmp_path / 'optuna.db'}", "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Serving" not in proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+
+
+@pytest.mark.parametrize(
     ("entry", "message"),
     [
         ("interval(0.5, 0.1)", "search space entry optimizer.lr: 'interval(0.5, 0.1)' is invalid"),
@@ -140,6 +189,10 @@ def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) 
         (
             ["hydra.sweeper.storage=null", "hydra.sweeper.pruner.name=median"],
             "hydra.sweeper.storage=null keeps the study in this process",
+        ),
+        (
+            ["hydra.sweeper.storage=foo://x"],
+            "hydra.sweeper.storage='foo://x' cannot be used: Can't load plugin",
         ),
         (["hydra.sweeper.repeats=0"], "hydra.sweeper.repeats=0 is invalid: must be >= 1"),
         (
@@ -468,7 +521,7 @@ REPEATED = [
     "hydra.sweeper.n_trials=2",
     "hydra.sweeper.repeats=2",
     "hydra.sweeper.sampler.seed=0",
-    "train.epochs=100",
+    "train.epochs=400",
     "topology.hidden=[32]",
     *ONE_CONFIGURATION,
     "train.batch_size=8",
@@ -589,3 +642,31 @@ def test_a_target_value_ends_the_search_when_a_trial_reaches_it(workdir: Path) -
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = child_runs(all_runs(workdir))
     assert run.data.metrics["best_val_loss"] <= 10
+
+
+def test_a_study_kept_in_memory_is_told_each_runs_value(workdir: Path) -> None:
+    proc = run_cli(
+        [*SEARCH, "train.epochs=1", "hydra.sweeper.n_trials=3", "hydra.sweeper.storage=null",
+         "topology.hidden=[16]", "optimizer.lr=interval(0.005, 0.05)"],
+        workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "returned nothing" not in proc.stdout
+    runs = child_runs(all_runs(workdir))
+    assert sorted(runs_by_trial(runs)) == [0, 1, 2]
+    assert all(r.data.tags["status"] == "FINISHED" for r in runs)
+    best = min(runs, key=lambda r: r.data.metrics["best_val_loss"])
+    assert f"best trial {best.data.tags['trial']}, value " in proc.stdout
+    assert not (workdir / "mlruns" / "optuna.db").exists()
+
+
+def test_resume_in_another_experiment_than_the_searchs_fails_in_one_line(workdir: Path) -> None:
+    args = [*SEARCH, "train.epochs=1", "hydra.sweeper.n_trials=1", "topology.hidden=[16]",
+            "optimizer.lr=interval(0.005, 0.05)"]  # fmt: skip
+    assert run_cli(args, workdir).returncode == 0
+    proc = run_cli([*args, "tracking.experiment=other", "resume=true"], workdir)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: resume=true: the newest search of this space is sweep ")
+    assert "experiment 'other'" in line
+    assert "Resuming study" not in proc.stdout

@@ -57,7 +57,9 @@ def check_search(config: DictConfig, arguments: Sequence[str]) -> list[list[str]
 def search_resume_point(
     config: DictConfig, arguments: Sequence[str], uri: str, experiment_id: str
 ) -> ResumePoint | None:
-    """The MLflow sweep of the search that ``resume=true`` continues, or None."""
+    """The MLflow sweep of the search that ``resume=true`` continues, or None where there is no
+    search of this space to continue. Raises ``ConfigError`` where the search's study is found
+    and its sweep is not, in this experiment: the study would go on, its runs elsewhere."""
     sweep_id = sweep_to_resume(config.hydra.sweeper, arguments)
     if sweep_id is None:
         return None
@@ -65,5 +67,9 @@ def search_resume_point(
         [experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.kind = 'sweep'", max_results=1
     )
     if not found:
-        return None
+        raise ConfigError(
+            f"Error: resume=true: the newest search of this space is sweep {sweep_id}, which "
+            f"experiment {config.tracking.experiment!r} of {uri} does not hold; resume it with "
+            "the tracking settings it ran with, or start a new search without resume=true"
+        )
     return ResumePoint(sweep_id, found[0].info.run_id, frozenset())

@@ -9,6 +9,7 @@ database driver, no database credentials and no shared filesystem for the study.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import warnings
 from collections.abc import Sequence
@@ -41,12 +42,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     quiet_optuna()
     # Optuna marks the proxy experimental; docs/scaling.md says so once.
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    print(f"Serving {args.storage} at grpc://{args.host}:{args.port}", flush=True)
+    # gRPC binds inside the call that then serves until stopped: the address is tried first,
+    # so that "Serving" is printed only where the proxy can listen.
     try:
+        with socket.create_server((args.host, args.port)):
+            pass
+        print(f"Serving {args.storage} at grpc://{args.host}:{args.port}", flush=True)
         # get_storage: the proxy keeps finished trials in memory, as Optuna advises.
         optuna.storages.run_grpc_proxy_server(
             optuna.storages.get_storage(storage), host=args.host, port=args.port
         )
+    except (OSError, RuntimeError) as err:
+        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {err}\n")
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -14,6 +14,7 @@ whose job returns none is asked again.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import math
 import sys
 import time
@@ -44,6 +45,7 @@ from hydra_plugins.sweeper_search.study import (
     SPACE_ATTR,
     SWEEP_ATTR,
     StudyConfigError,
+    check_storage_url,
     counted,
     make_pruner,
     make_sampler,
@@ -79,6 +81,7 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
         )
     make_sampler(settings.sampler)
     make_pruner(settings.pruner)
+    check_storage_url(settings.storage)
     if settings.storage is None and (settings.pruner.name != "none" or settings.resume):
         raise StudyConfigError(
             "hydra.sweeper.storage=null keeps the study in this process: a pruner (each run "
@@ -89,15 +92,18 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
 
 def repeat_values(settings: DictConfig, config: DictConfig) -> list[int]:
     """The values of ``repeat_key`` that a trial's runs take: its composed value and the
-    ``repeats - 1`` integers after it. Raises ``StudyConfigError`` if the key holds no integer."""
+    ``repeats - 1`` integers after it; none with one run per trial, which leaves the key as
+    composed. Raises ``StudyConfigError`` if repeats need the key and it holds no integer."""
+    if settings.repeats == 1:
+        return []
     key = settings.repeat_key
     base = OmegaConf.select(config, key, default=None)
-    if settings.repeats > 1 and (not isinstance(base, int) or isinstance(base, bool)):
+    if not isinstance(base, int) or isinstance(base, bool):
         raise StudyConfigError(
             f"hydra.sweeper.repeat_key={key} is invalid: repeats need an integer key of the "
             f"config (it holds {base!r})"
         )
-    return [int(base or 0) + r for r in range(settings.repeats)]
+    return [base + r for r in range(settings.repeats)]
 
 
 def study_key(space: SearchSpace, settings: DictConfig) -> str:
@@ -116,6 +122,14 @@ def sweep_to_resume(settings: DictConfig, arguments: Sequence[str]) -> str | Non
     space = parse_space(settings.get("params"), arguments)
     found = newest_study(make_storage(settings.storage), study_key(space, settings))
     return None if found is None else str(found.user_attrs.get(SWEEP_ATTR))
+
+
+def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``... where a study has it: a sweep directory used
+    again (a fixed ``hydra.sweep.dir``, two searches started in one second)."""
+    taken = set(optuna.get_all_study_names(storage))
+    candidates = (name if n == 1 else f"{name}_{n}" for n in itertools.count(1))
+    return next(c for c in candidates if c not in taken)
 
 
 def trial_ended(ret: JobReturn) -> bool:
@@ -147,7 +161,7 @@ class SearchSweeper(Sweeper):
         # The trials asked and not yet told, and their runs queued for a slot.
         self.open: dict[int, TrialRuns] = {}
         self.queued: deque[Job] = deque()
-        self.repeat_values: list[int] = [0]
+        self.repeat_values: list[int] = []
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -168,9 +182,8 @@ class SearchSweeper(Sweeper):
         found = newest_study(storage, key) if s.resume else None
         if found is None:
             sweep = Path(str(config.hydra.sweep.dir)).name
-            name = f"{s.study_name}_{sweep}"
             study = optuna.create_study(
-                study_name=name,
+                study_name=unused_name(storage, f"{s.study_name}_{sweep}"),
                 storage=storage,
                 sampler=sampler,
                 pruner=pruner,

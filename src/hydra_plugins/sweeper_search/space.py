@@ -18,6 +18,8 @@ from hydra.core.override_parser.types import (
     ChoiceSweep,
     IntervalSweep,
     Override,
+    Quote,
+    QuotedString,
     RangeSweep,
     Transformer,
 )
@@ -67,12 +69,34 @@ def format_value(value: object) -> str:
     return str(value)
 
 
-def _choices(override: Override) -> list[None | bool | int | float | str]:
-    """A sweep's options as Optuna stores them: lists and dicts encoded as override text."""
-    choices: list[None | bool | int | float | str] = []
-    for value in override.sweep_iterator(transformer=Transformer.encode):
-        assert isinstance(value, str | int | float | bool | None)  # encode turns the rest to text
-        choices.append(value)
+def _reads_back(text: str, parser: OverridesParser) -> bool:
+    try:
+        (override,) = parser.parse_overrides([f"k={text}"])
+    except HydraException:
+        return False
+    return override.value() == text
+
+
+def _option_text(value: str, parser: OverridesParser) -> str:
+    """A string option as override text that reads back as that string: as it is where it
+    does, else quoted (``'a,b'``, ``'5'``, ``'[1,2]'``)."""
+    if _reads_back(value, parser):
+        return value
+    return QuotedString(text=value, quote=Quote.single).with_quotes()
+
+
+def _choices(override: Override) -> list[bool | int | float | str]:
+    """A sweep's options as Optuna stores them: numbers and booleans as they are, the rest as
+    override text (lists and dicts encoded, strings quoted where the grammar needs it)."""
+    parser = OverridesParser.create()
+    choices: list[bool | int | float | str] = []
+    for value in override.sweep_iterator():
+        if isinstance(value, str):
+            choices.append(_option_text(value, parser))
+        else:
+            encoded = Transformer.encode(value)  # lists and dicts as text
+            assert isinstance(encoded, str | int | float | bool)
+            choices.append(encoded)
     return choices
 
 
@@ -90,7 +114,8 @@ def _distribution(override: Override) -> BaseDistribution:
             return CategoricalDistribution(_choices(override))
         if step <= 0 or stop <= start:
             raise ValueError("range() needs start < stop and a positive step")
-        # The last value range() yields, as Python's range: stop itself is left out.
+        # The last value Hydra's range() yields: stop is left out, as in Python's, but for
+        # float steps whose rounding lands on it (range(0.7, 1.0, 0.1) ends at 1.0).
         last = start + math.ceil((stop - start) / step - 1) * step
         if any(isinstance(x, float) for x in (start, stop, step)):
             return FloatDistribution(start, last, step=step)

@@ -104,9 +104,7 @@ def make_pruner(conf: DictConfig) -> BasePruner:
     return pruner
 
 
-def grpc_storage(url: str) -> optuna.storages.BaseStorage:
-    """``grpc://HOST:PORT``: Optuna's gRPC storage proxy (``sweeper_search.proxy``) in front of
-    the study's RDB, for workers that reach the proxy's address and no database."""
+def _grpc_address(url: str) -> tuple[str, int]:
     address = urllib.parse.urlsplit(url)
     try:
         host, port = address.hostname, address.port
@@ -114,6 +112,29 @@ def grpc_storage(url: str) -> optuna.storages.BaseStorage:
         host, port = None, None
     if not host or not port:
         raise StudyConfigError(f"hydra.sweeper.storage={url!r} is invalid: grpc://HOST:PORT")
+    return host, port
+
+
+def check_storage_url(url: str | None) -> None:
+    """What can be known of a storage URL without opening it: its form, and for a database,
+    that SQLAlchemy has its dialect and driver. Raises ``StudyConfigError``, one line."""
+    if url is None:
+        return
+    if url.startswith(GRPC_SCHEME):
+        _grpc_address(url)
+        return
+    try:
+        sqlalchemy.engine.make_url(url).get_dialect().import_dbapi()
+    except Exception as err:
+        raise StudyConfigError(
+            f"hydra.sweeper.storage={url!r} cannot be used: {str(err).splitlines()[0]}"
+        ) from None
+
+
+def grpc_storage(url: str) -> optuna.storages.BaseStorage:
+    """``grpc://HOST:PORT``: Optuna's gRPC storage proxy (``sweeper_search.proxy``) in front of
+    the study's RDB, for workers that reach the proxy's address and no database."""
+    host, port = _grpc_address(url)
     with warnings.catch_warnings():
         # docs/scaling.md says it is experimental; a warning per job's process repeats it.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -5,7 +5,9 @@ The search sweeper sets ``hydra.sweeper.study``, ``hydra.sweeper.trial`` and
 has no trial. Of a trial's repeats, the first alone reports its steps (the one the pruner
 judges); each records its value. The job reaches the study
 through its storage, so this works in a process of its own or on another machine that
-reaches the same storage.
+reaches the same storage. A study kept in the sweeper's memory (``storage: null``) is out of
+the job's reach: its job knows its trial's number alone and the sweeper tells the study the
+value the job returns.
 """
 
 from __future__ import annotations
@@ -23,23 +25,27 @@ class TrialReporter:
     whether the pruner stops the trial there; ``repeat`` is which of the trial's runs the job
     is."""
 
-    def __init__(self, trial: optuna.trial.Trial, maximize: bool = False, repeat: int = 0) -> None:
+    def __init__(
+        self,
+        number: int,
+        trial: optuna.trial.Trial | None,
+        maximize: bool = False,
+        repeat: int = 0,
+    ) -> None:
+        self.number = number
+        # None: the study lives in the sweeper's memory, which the job cannot reach.
         self.trial = trial
         self.repeat = repeat
         self.better = max if maximize else min
         self.best = -math.inf if maximize else math.inf
         self.pruned_at: int | None = None
 
-    @property
-    def number(self) -> int:
-        return self.trial.number
-
     def report(self, step: int, value: float) -> bool:
         """Report ``value`` at ``step``; True once the pruner says stop (recorded on the
         trial, for the sweeper to tell it PRUNED). The best value so far is what is reported,
         so a pruned trial's value is the objective it reached, the one the job records. A
         later repeat reports nothing: it starts only once the first ended unpruned."""
-        if self.repeat > 0:
+        if self.repeat > 0 or self.trial is None:
             return False
         self.best = self.better(self.best, value)
         self.trial.report(self.best, step)
@@ -52,7 +58,8 @@ class TrialReporter:
     def ended(self, value: float) -> None:
         """Record the value the job is about to return: the trial ended, whatever happens to
         the job's process before it answers."""
-        self.trial.set_user_attr(value_attr(self.repeat), value)
+        if self.trial is not None:
+            self.trial.set_user_attr(value_attr(self.repeat), value)
 
 
 def current_trial() -> TrialReporter | None:
@@ -62,11 +69,13 @@ def current_trial() -> TrialReporter | None:
     sweeper = HydraConfig.get().sweeper
     if sweeper.get("trial") is None or sweeper.get("study") is None:
         return None
+    number, repeat = int(sweeper.trial), int(sweeper.get("repeat") or 0)
+    if sweeper.get("storage") is None:
+        return TrialReporter(number, None, repeat=repeat)
     storage = make_storage(sweeper.storage, create_tables=False)
     study = optuna.load_study(
         study_name=sweeper.study, storage=storage, pruner=make_pruner(sweeper.pruner)
     )
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, sweeper.trial)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    repeat = int(sweeper.get("repeat") or 0)
-    return TrialReporter(optuna.trial.Trial(study, trial_id), maximize, repeat)
+    return TrialReporter(number, optuna.trial.Trial(study, trial_id), maximize, repeat)
