@@ -81,7 +81,7 @@ SWEEP ?=
 EXPERIMENT ?= sweeper
 
 report: install  ## tables and figures of a sweep (SWEEP=<id> or <a>,<b>, EXPERIMENT=...) in reports/
-	$(PY) -m sweeper.report --experiment $(EXPERIMENT) $(if $(SWEEP),--sweep $(SWEEP))
+	$(PY) -m sweeper.report --experiment $(EXPERIMENT) $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
 
 # The run to reproduce; ARGS adds --allow-data-change, --threads N or --tracking-uri URI.
 RUN ?=

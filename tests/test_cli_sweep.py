@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from helpers import Sweep
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 
@@ -58,7 +64,7 @@ def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
 def test_invalid_values_in_a_sweep_fail_before_any_run(workdir: Path) -> None:
     proc = run_cli(["-m", "optimizer.lr=0.1,-1", "regularizer.p=0.5,1.5", *QUICK], workdir)
     assert proc.returncode == 1
-    assert "optimizer.lr=-1.0 is invalid: must be > 0" in proc.stderr
+    assert "optimizer.lr=-1.0 is invalid: must be finite, > 0" in proc.stderr
     assert "regularizer.p=1.5 is invalid" in proc.stderr
     assert "nothing was run" in proc.stderr
     assert not (workdir / "mlruns").exists()
@@ -103,3 +109,77 @@ def test_metrics_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
         return out
 
     assert sweep_metrics(1, "one_worker") == sweep_metrics(2, "two_workers")
+
+
+def test_a_sweep_directory_used_again_shows_only_the_new_sweeps_runs(workdir: Path) -> None:
+    fixed = "hydra.sweep.dir=multirun/fixed"
+    first = run_cli(["-m", "seed=0,1", *QUICK, fixed], workdir)
+    assert first.returncode == 0, first.stderr
+    # The same two job directories, now one run diverging: its failure is what is shown.
+    again = run_cli(["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK, fixed], workdir)
+    assert again.returncode == 1
+    assert "[2/2 done] 1 failed" in again.stdout
+    assert ": 1 finished, 1 failed" in again.stdout
+    assert "seed=1" not in again.stdout
+
+
+def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir: Path) -> None:
+    fixed = "hydra.sweep.dir=multirun/fixed"
+    running = Sweep(["-m", "seed=0,1", "train.epochs=300", "train.batch_size=8",
+                     "train.patience=null", "gradcheck.enabled=false", fixed], workdir)  # fmt: skip
+    try:
+        running.wait_until(lambda: bool(running.running_children()))
+        second = run_cli(["-m", "seed=2,3", *QUICK, fixed], workdir)
+    finally:
+        os.killpg(running.proc.pid, signal.SIGINT)
+        running.finish()
+    assert second.returncode == 1
+    (line,) = second.stderr.strip().splitlines()
+    assert line == (
+        "Error: the sweep could not start: another sweep is running in multirun/fixed: start "
+        "this one again a second later, or give each its own hydra.sweep.dir"
+    )
+    assert {r.data.params["seed"] for r in child_runs(all_runs(workdir))} == {"0", "1"}
+
+
+def test_the_commands_a_sweep_prints_run_as_they_read(workdir: Path) -> None:
+    store = f"sqlite:///{workdir / 'elsewhere' / 'mlflow.db'}"
+    args = ["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK,
+            f"tracking.uri={store}", "hydra.launcher.n_jobs=1"]  # fmt: skip
+    proc = run_cli(args, workdir)
+    assert proc.returncode == 1
+    (again,) = [line for line in proc.stderr.splitlines() if "Run them again with:" in line]
+    command = shlex.split(again.partition("Run them again with:")[2])
+    # Hydra's own settings go with it, the sweep's directory and mode do not.
+    assert "hydra.launcher.n_jobs=1" in command
+    assert not [word for word in command if word.startswith(("hydra.mode", "hydra.sweep.dir"))]
+    assert command[-1] == "resume=true"
+    rerun = subprocess.run(
+        [sys.executable, *command[1:]], cwd=workdir, env=cli_env(),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Resuming sweep" in rerun.stdout
+
+    (report,) = [line for line in proc.stdout.splitlines() if line.startswith("Report:")]
+    assert f"ARGS='--tracking-uri {store}'" in report
+    assert "(or: make ui)" not in proc.stdout
+    words = shlex.split(report.removeprefix("Report:"))
+    settings = dict(w.split("=", 1) for w in words[2:])
+    shown = subprocess.run(
+        [sys.executable, "-m", "sweeper.report", "--sweep", settings["SWEEP"],
+         "--experiment", settings["EXPERIMENT"], *shlex.split(settings["ARGS"]),
+         "--out", str(workdir / "reports")],
+        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert f"# Sweep {settings['SWEEP']}" in shown.stdout
+
+
+def test_a_key_every_run_of_a_sweep_shares_cannot_vary(workdir: Path) -> None:
+    search = ["+experiment=search", "tracking.experiment=choice(a, b)"]
+    for args in (["-m", "tracking.experiment=a,b", *QUICK], ["-m", *search, *QUICK]):
+        proc = run_cli(args, workdir)
+        assert proc.returncode == 1
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("Error: tracking.experiment cannot vary within a sweep")
+    assert not (workdir / "mlruns").exists()

@@ -8,7 +8,7 @@ whose ends are composed and validated instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,9 @@ from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_
 from sweeper.search import check_search, is_search
 from sweeper.ui_links import params_of_keys, varied_params
 
+# What every run of a sweep shares: it records under one parent run, in one store and one
+# experiment.
+SWEEP_WIDE = ("tracking.uri", "tracking.experiment")
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
 
@@ -56,11 +59,13 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     jobs = planned_jobs(config)
     if jobs is not None:
         params = validate_jobs(config_name, jobs, list(config.hydra.overrides.hydra))
+        param_keys = varied_params(params)
+        check_sweep_wide(param_keys)
         return Plan(
             jobs,
             [config_hash(p) for p in params],
             varying_overrides(jobs),
-            varied_params(params),
+            param_keys,
             len(jobs),
         )
     if config.resume and not is_search(config):
@@ -80,6 +85,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     repeats = sweeper.get("repeats", 1)
     repeated = {sweeper.repeat_key} if repeats > 1 else set()
     keys = set(sweeper.get("params") or {}) | searched | repeated
+    check_sweep_wide(keys)
     fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
     base = compose(config_name=config_name, overrides=fixed)
     return Plan(
@@ -91,6 +97,16 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         sweeper.n_trials * repeats if sweeper.get("n_trials") is not None else None,
         sweeper.get("timeout"),
     )
+
+
+def check_sweep_wide(varied: Collection[str]) -> None:
+    """Raise a ConfigError if a key that every run of a sweep shares (``SWEEP_WIDE``) varies."""
+    for key in SWEEP_WIDE:
+        if key in varied:
+            raise ConfigError(
+                f"Error: {key} cannot vary within a sweep, whose runs record under one parent "
+                "run in one store and experiment: run one sweep per value"
+            )
 
 
 def planned_jobs(config: DictConfig) -> list[list[str]] | None:

@@ -34,7 +34,7 @@ from sweeper.search import search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
 from sweeper.store_uri import SWEEP_STORE_VARIABLE, resolve_tracking_uri, ui_command
-from sweeper.sweep_info import DATASET_CACHE, SweepInfo
+from sweeper.sweep_info import DATASET_CACHE, SweepInfo, claim
 from sweeper.sweep_runs import (
     best_child_run,
     describe_run,
@@ -50,6 +50,17 @@ from sweeper.ui_links import (
     sweep_view,
     ui_address,
 )
+
+# Hydra settings that a command run again makes anew: its mode and its own directories.
+_PER_COMMAND = ("hydra.mode=", "hydra.sweep.dir=", "hydra.run.dir=")
+
+
+def command_overrides(config: DictConfig) -> list[str]:
+    """The command line's overrides, Hydra's (launcher, sweeper) included, as a command that
+    runs the sweep again gives them, less ``resume=``."""
+    hydra = [o for o in config.hydra.overrides.hydra if not o.startswith(_PER_COMMAND)]
+    task = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
+    return [*hydra, *task]
 
 
 class ShareStore(Callback):
@@ -71,6 +82,8 @@ class SweepCallback(Callback):
         self._skipped = 0
         self._resume_command = ""
         self._command = ""
+        # The lock on the sweep directory (sweep_info.claim), held until the sweep ends.
+        self._claim: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Hydra ships its callbacks to the workers; the sweep's state stays in this process.
@@ -82,12 +95,13 @@ class SweepCallback(Callback):
 
     def _start(self, config: DictConfig, config_name: str) -> None:
         plan = plan_sweep(config, config_name)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        self._claim = claim(sweep_dir)
         self._keys = plan.keys
         # Checked here, so a bad size stops the sweep before its runs read it.
         self._data_cache = user_data_cache()
         uri, experiment_id = open_store(config.tracking)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        kept = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
+        kept = command_overrides(config)
         self._command = shlex.join(["python", "-m", "sweeper", "-m", *kept])
         self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
         self._info = self._open_sweep(config, plan, sweep_dir, uri, experiment_id)
@@ -150,8 +164,13 @@ class SweepCallback(Callback):
         return outcomes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        with exit_on_error("the sweep could not be completed"):
-            self._end(config)
+        try:
+            with exit_on_error("the sweep could not be completed"):
+                self._end(config)
+        finally:
+            if self._claim is not None:
+                os.close(self._claim)
+                self._claim = None
 
     def _end(self, config: DictConfig) -> None:
         assert self._monitor is not None and self._info is not None
@@ -163,14 +182,19 @@ class SweepCallback(Callback):
             f"{len(failed)} failed{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
-        print(f"\nBrowse:  {ui_command(self._info.tracking_uri)}   (or: make ui)")
-        address = ui_address(self._info.tracking_uri)
+        uri = self._info.tracking_uri
+        # make ui and make report read the default store (./mlruns, or $MLFLOW_TRACKING_URI).
+        default = uri == resolve_tracking_uri(None)
+        print(f"\nBrowse:  {ui_command(uri)}" + ("   (or: make ui)" if default else ""))
+        address = ui_address(uri)
         if address is not None:
             link = runs_link(address, self._info.experiment_id, self._info.parent_run_id)
             print(f"   then open {link}")
         experiment = shlex.quote(config.tracking.experiment)
+        elsewhere = "" if default else " ARGS=" + shlex.quote(f"--tracking-uri {uri}")
         print(
-            f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}", flush=True
+            f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}{elsewhere}",
+            flush=True,
         )
         # After the summary, which comes from the outcome files: a store that does not answer
         # is retried for up to tracking.max_outage first.
