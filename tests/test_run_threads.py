@@ -5,10 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+from pathlib import Path
 
 import joblib
 from omegaconf import OmegaConf
 
+from conftest import FAST, all_runs, child_runs, run_cli
 from sweeper.app import run_threads
 from sweeper.run import blas_threads
 
@@ -53,3 +55,12 @@ def test_a_process_pinned_to_one_core_gives_its_run_one_thread() -> None:
         ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True
     )
     assert pinned.stdout.strip() == "1", pinned.stderr
+
+
+def test_each_run_records_the_threads_it_trained_with(workdir: Path) -> None:
+    # As many jobs at once as cores: each run's limit is one thread, whatever the machine.
+    cores = joblib.cpu_count()
+    proc = run_cli(["-m", *FAST, "seed=0,1", f"hydra.launcher.n_jobs={cores}"], workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = child_runs(all_runs(workdir))
+    assert [r.data.tags["env.blas_threads"] for r in runs] == ["1", "1"]

@@ -120,7 +120,6 @@ def run_config(
             "pid": os.getpid(),
             **run_seeds(config),
             **pruning.tags(),
-            **environment.tags(),
         }
         with (
             threadpool_limits(limits=threads or blas_threads(None)),
@@ -128,7 +127,8 @@ def run_config(
                 sweep.tracking_uri,
                 sweep.experiment_id,
                 run_name=child_run_name(overrides, sweep.varied_keys),
-                tags=tags,
+                # Read once the limit above is set: env.blas_threads records it.
+                tags={**tags, **environment.tags()},
                 parent_run_id=sweep.parent_run_id or None,
                 flush_seconds=tracking.flush_seconds,
             ) as run,
