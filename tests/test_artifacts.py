@@ -209,3 +209,17 @@ def test_a_long_history_is_written_in_batches_mlflow_accepts(tmp_path: Path) -> 
             logged_epoch(run)(epoch(k))
     history = MlflowClient(uri).get_metric_history(run.run_id, "train_loss")
     assert [m.step for m in history] == list(range(1, 501))
+
+
+def test_a_run_that_failed_before_its_end_is_told_what_it_lacks(workdir: Path) -> None:
+    proc = run_cli([*FAST, "optimizer.lr=1e6", "activation=relu"], workdir)
+    assert proc.returncode == 1
+    (failed,) = all_runs(workdir)
+    reason = failed.data.tags["reason"]
+    assert reason.startswith("diverged at epoch 1")
+    run_id = failed.info.run_id
+    for only, lacks in (("model", "no checkpoint to make a model of"),
+                        ("curves", "no epoch's metrics to draw")):  # fmt: skip
+        proc = artifacts_command([run_id, "--only", only], workdir)
+        assert proc.returncode == 1
+        assert proc.stderr == f"Error: run {run_id}: {lacks} (it ended FAILED: {reason})\n"

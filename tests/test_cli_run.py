@@ -108,7 +108,7 @@ def test_an_invalid_value_fails_before_anything_runs(workdir: Path) -> None:
     proc = run_cli(["optimizer.lr=-0.1"], workdir)
     assert proc.returncode == 1
     assert "optimizer.lr=-0.1" in proc.stderr
-    assert "must be > 0" in proc.stderr
+    assert "must be finite, > 0" in proc.stderr
     assert not (workdir / "mlruns" / "mlflow.db").exists()
 
 

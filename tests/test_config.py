@@ -3,12 +3,15 @@ core trusts, once, before any run."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from sweeper import config, core, data
 from sweeper.config import (
     ConfigError,
     DatasetConfig,
+    GradCheckConfig,
     OptimizerConfig,
     RegularizerConfig,
     TrainConfig,
@@ -39,14 +42,18 @@ def test_init_and_dtype_choices_come_from_the_core() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: OptimizerConfig(lr=0.0), "optimizer.lr=0.0 is invalid: must be > 0"),
+        (lambda: OptimizerConfig(lr=0.0), "optimizer.lr=0.0 is invalid: must be finite, > 0"),
+        (lambda: OptimizerConfig(lr=math.inf), "optimizer.lr=inf is invalid: must be finite"),
         (lambda: OptimizerConfig(momentum=1.0), "optimizer.momentum=1.0 is invalid"),
         (lambda: OptimizerConfig(beta2=1.0), "optimizer.beta2=1.0 is invalid"),
         (lambda: TrainConfig(epochs=0), "train.epochs=0 is invalid: must be >= 1"),
         (lambda: TrainConfig(batch_size=0), "train.batch_size=0 is invalid: must be >= 1"),
         (lambda: TrainConfig(patience=0), "train.patience=0 is invalid"),
         (lambda: RegularizerConfig(p=1.0), "regularizer.p=1.0 is invalid"),
-        (lambda: RegularizerConfig(lam=-1.0), "regularizer.lam=-1.0 is invalid: must be >= 0"),
+        (lambda: RegularizerConfig(lam=-1.0), "regularizer.lam=-1.0 is invalid: must be finite"),
+        (lambda: RegularizerConfig(lam=math.inf), "regularizer.lam=inf is invalid: must be finite"),
+        (lambda: GradCheckConfig(eps=math.inf), "gradcheck.eps=inf is invalid: must be finite"),
+        (lambda: GradCheckConfig(tol=math.nan), "gradcheck.tol=nan is invalid: must be finite"),
         (lambda: RegularizerConfig(input_p=1.0), "regularizer.input_p=1.0 is invalid"),
         (lambda: RegularizerConfig(max_norm=0.0), "regularizer.max_norm=0.0 is invalid"),
         (lambda: DatasetConfig(val_fraction=1.0), "dataset.val_fraction=1.0 is invalid"),

@@ -97,6 +97,21 @@ def test_early_stopping_returns_best_weights(data: tuple) -> None:
     assert model.evaluate(xv, yv)[0] == losses[-1] > min(losses)
 
 
+@pytest.mark.parametrize("label_dtype", [np.uint8, np.int32])
+def test_labels_of_any_integer_type_train_as_int64_ones_do(data: tuple, label_dtype: type) -> None:
+    x, y, xv, yv = data
+
+    def run(labels: np.ndarray, val_labels: np.ndarray) -> list[tuple[float, ...]]:
+        model = MLP([5, 6, 3], seed=0)
+        history = train(
+            model, make_optimizer("momentum", 0.1), x, labels, xv, val_labels,
+            epochs=2, batch_size=20,
+        ).history  # fmt: skip
+        return [(m.train_loss, m.train_acc, m.val_loss, m.val_acc) for m in history]
+
+    assert run(y.astype(label_dtype), yv.astype(label_dtype)) == run(y, yv)
+
+
 def test_bit_identical_with_same_seed(data: tuple) -> None:
     x, y, xv, yv = data
 

@@ -212,7 +212,7 @@ def test_the_users_cache_size_comes_from_the_environment_in_gb(
     assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 500_000_000, None)
     monkeypatch.setenv(cache.LIMIT_ENV, "0")
     assert cache.user_data_cache() is None
-    for bad in ("-1", "lots", "nan"):
+    for bad in ("-1", "lots", "nan", "inf"):
         monkeypatch.setenv(cache.LIMIT_ENV, bad)
         with pytest.raises(
             ValueError,

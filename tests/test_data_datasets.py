@@ -54,6 +54,22 @@ def test_shapes_and_dtypes() -> None:
         load_dataset("digits", dtype=np.int32)
 
 
+@pytest.mark.parametrize(
+    ("options", "left"),
+    [({"max_train_samples": 2}, "leaves 2 to train on and 0 to validate on"),
+     ({"val_fraction": 0.0003}, "to train on and 0 to validate on"),
+     ({"val_fraction": 0.9, "max_train_samples": 1}, "leaves 0 to train on and 1 to validate on")],
+)  # fmt: skip
+def test_a_split_left_empty_is_one_line_naming_the_settings(
+    options: dict[str, float], left: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        load_dataset("digits", **options)  # type: ignore[arg-type]
+    (line,) = str(raised.value).splitlines()
+    assert left in line
+    assert line.endswith("(dataset.val_fraction, dataset.max_train_samples)")
+
+
 def test_max_train_samples_keeps_a_stratified_subset_before_the_split() -> None:
     data = load_dataset("digits", max_train_samples=500, seed=1)
     assert len(data.y_train) + len(data.y_val) == 500

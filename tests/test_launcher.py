@@ -381,7 +381,7 @@ def test_a_sweeps_check_names_each_bad_value_of_a_shape_in_one_line() -> None:
         params = validate_jobs("config", [jobs[0], jobs[5]])
     assert str(err.value).splitlines() == [
         "2 of 6 runs are invalid; nothing was run:",
-        "  optimizer.lr=-1.0 is invalid: must be > 0  (in: optimizer.lr=-1 seed=0; "
+        "  optimizer.lr=-1.0 is invalid: must be finite, > 0  (in: optimizer.lr=-1 seed=0; "
         "optimizer.lr=-1 seed=1)",
     ]
     # Each run's own values, not its shape's first run's.

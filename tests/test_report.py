@@ -326,6 +326,26 @@ def test_a_missing_store_is_reported_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "mlruns").exists()
 
 
+def test_a_store_that_is_no_database_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "mlruns").mkdir()
+    (tmp_path / "mlruns" / "mlflow.db").write_text("garbage")
+    command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store_uri(tmp_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: the store {tmp_path / 'mlruns' / 'mlflow.db'} is not a usable")
+
+
+def test_a_reports_directory_that_cannot_be_made_is_one_line(
+    reported: Reported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("")
+    argv = ["--tracking-uri", store_uri(reported.workdir), "--out", str(tmp_path / "afile" / "r")]
+    assert report_main(argv) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: the report cannot be written: [Errno 20] Not a directory")
+
+
 def record(config_hash: str, status: str, start_time: int, **metrics: float) -> RunRecord:
     return RunRecord(
         run_id=f"{config_hash}-{start_time}",

@@ -330,3 +330,12 @@ def test_no_such_run_is_one_line(workdir: Path) -> None:
     proc = reproduce_cli(["0123456789abcdef"], workdir)
     assert proc.returncode == 2
     assert proc.stderr == f"Error: no run '0123456789abcdef' in the store {store_uri(workdir)}\n"
+
+
+def test_a_store_that_is_no_database_is_one_line(workdir: Path) -> None:
+    (workdir / "mlruns").mkdir()
+    (workdir / "mlruns" / "mlflow.db").write_text("garbage")
+    proc = reproduce_cli(["0123456789abcdef"], workdir)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"Error: the store {workdir / 'mlruns' / 'mlflow.db'} is not a usable")

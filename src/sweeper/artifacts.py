@@ -86,13 +86,25 @@ def history_of(client: MlflowClient, run: Run) -> list[EpochMetrics]:
     ]
 
 
+class MissingPartError(ValueError):
+    """The run lacks what an artifact is made from (a run that failed before its end)."""
+
+
+def _ended_as(run: Run) -> str:
+    tags = run.data.tags
+    return f"it ended {tags.get('status', run.info.status)}: {tags.get('reason', 'no reason kept')}"
+
+
 def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = True) -> list[str]:
-    """Make the run's model and curves from the store, those it lacks; return what was made."""
+    """Make the run's model and curves from the store, those it lacks; return what was made.
+    Raises ``MissingPartError`` for a run without a checkpoint or without an epoch's metrics."""
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     made = []
     with tempfile.TemporaryDirectory(prefix="sweeper-artifacts-") as tmp:
         if model and not has_model(run):
+            if not client.list_artifacts(run_id, "checkpoint"):
+                raise MissingPartError(f"no checkpoint to make a model of ({_ended_as(run)})")
             checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp)
             mlflow.set_tracking_uri(uri)
             # MLflow files a model under the active experiment; the run's is where
@@ -102,7 +114,12 @@ def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = Tru
             made.append(f"runs:/{run_id}/{MODEL_NAME}")
         if curves and not has_curves(client, run_id):
             history = history_of(client, run)
-            best_epoch = int(run.data.metrics["best_epoch"])
+            if not history:
+                raise MissingPartError(f"no epoch's metrics to draw ({_ended_as(run)})")
+            # A run that failed after some epochs has curves and no best_epoch of its own.
+            best_epoch = int(
+                run.data.metrics.get("best_epoch", min(history, key=lambda m: m.val_loss).epoch)
+            )
             eval_train = run.data.params.get("train.eval_train", "full")
             figures = save_curves(history, best_epoch, Path(tmp), eval_train)
             for figure in figures:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -112,7 +113,7 @@ class RegularizerConfig:
     max_norm: float | None = None
 
     def __post_init__(self) -> None:
-        _require(self.lam >= 0.0, "regularizer.lam", self.lam, "must be >= 0")
+        _require(0.0 <= self.lam < math.inf, "regularizer.lam", self.lam, "must be finite, >= 0")
         _require(0.0 <= self.p < 1.0, "regularizer.p", self.p, "dropout p must be in [0, 1)")
         _require(
             0.0 <= self.input_p < 1.0,
@@ -177,7 +178,7 @@ class OptimizerConfig:
     schedule: LrSchedule = LrSchedule["constant"]
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0.0, "optimizer.lr", self.lr, "must be > 0")
+        _require(0.0 < self.lr < math.inf, "optimizer.lr", self.lr, "must be finite, > 0")
         _require(
             0.0 <= self.momentum < 1.0, "optimizer.momentum", self.momentum, "must be in [0, 1)"
         )
@@ -210,8 +211,8 @@ class GradCheckConfig:
     samples: int = 5
 
     def __post_init__(self) -> None:
-        _require(self.eps > 0.0, "gradcheck.eps", self.eps, "must be > 0")
-        _require(self.tol > 0.0, "gradcheck.tol", self.tol, "must be > 0")
+        _require(0.0 < self.eps < math.inf, "gradcheck.eps", self.eps, "must be finite, > 0")
+        _require(0.0 < self.tol < math.inf, "gradcheck.tol", self.tol, "must be finite, > 0")
         _require(self.samples >= 1, "gradcheck.samples", self.samples, "must be >= 1")
 
 

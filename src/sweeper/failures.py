@@ -35,8 +35,9 @@ def failure_reason(err: BaseException) -> str:
 
 @contextmanager
 def exit_on_error(what: str | None = None) -> Iterator[None]:
-    """Turn an error in the block into one line on stderr and exit status 1 (a ConfigError
-    as it is; another error as ``Error: what: reason``)."""
+    """Turn an error in the block into one line on stderr and exit status 1: a ConfigError's
+    message as it is (after ``Error: `` where no ``what`` is given), another error as
+    ``Error: what: reason``."""
     try:
         yield
     except ConfigError as err:

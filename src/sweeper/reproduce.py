@@ -40,6 +40,7 @@ from sweeper.provenance import (
     capture_environment,
 )
 from sweeper.run import blas_threads, run_config
+from sweeper.store import CONNECT_TIMEOUT_S, StoreError, check_store
 from sweeper.store_calls import store_call
 from sweeper.store_uri import resolve_tracking_uri
 from sweeper.sweep_info import SweepInfo
@@ -217,6 +218,10 @@ def reproduce(
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise ReproduceError(f"no MLflow store at {uri}: name one with --tracking-uri")
+    try:
+        check_store(uri, CONNECT_TIMEOUT_S)
+    except StoreError as err:
+        raise ReproduceError(str(err)) from None
     client = MlflowClient(uri)
     original = _find_run(client, run_id)
     tags = original.data.tags

@@ -45,6 +45,11 @@ OUTAGE_FIRST_WAIT = 1.0
 OUTAGE_MAX_WAIT = 10.0
 
 
+# Seconds a tracking server has to answer a command that has no tracking.connect_timeout
+# (the report, reproduce).
+CONNECT_TIMEOUT_S = 10.0
+
+
 class StoreError(RuntimeError):
     """The tracking store cannot be used; the message names it and says what to check."""
 
@@ -179,13 +184,16 @@ def _bounded_http(timeout: float) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def check_store(uri: str, connect_timeout: float) -> None:
+def check_store(uri: str, connect_timeout: float, writable: bool = True) -> None:
     """Raise a :class:`StoreError` unless the store at ``uri`` can be used: a tracking server
-    answers within ``connect_timeout`` seconds, a SQLite store is a database in a directory
-    this process can write. Other stores are left to MLflow."""
+    answers within ``connect_timeout`` seconds, a SQLite store is a database (in a directory
+    this process can write, unless only read: ``writable=False``). Other stores are left to
+    MLflow."""
     path = sqlite_path(uri)
     if path is not None:
-        _check_sqlite(path)
+        if writable:
+            _check_writable(path.parent)
+        _check_database(path)
     elif is_http(uri):
         _check_server(uri, connect_timeout)
 
@@ -207,9 +215,11 @@ def _check_server(uri: str, timeout: float) -> None:
         ) from err
 
 
-def _check_sqlite(path: Path) -> None:
-    directory = path.parent
-    fix = "set tracking.uri or MLFLOW_TRACKING_URI to another store"
+# What a command that cannot use its store is told to do.
+_OTHER_STORE = "set tracking.uri or MLFLOW_TRACKING_URI to another store"
+
+
+def _check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
@@ -220,8 +230,11 @@ def _check_sqlite(path: Path) -> None:
         # mkdir's answer for a path that is a file.
         why = "Not a directory" if isinstance(err, FileExistsError) else err.strerror
         raise StoreError(
-            f"the store's directory {directory} cannot be written ({why}): {fix}"
+            f"the store's directory {directory} cannot be written ({why}): {_OTHER_STORE}"
         ) from err
+
+
+def _check_database(path: Path) -> None:
     if not path.exists():
         return
     try:
@@ -236,5 +249,6 @@ def _check_sqlite(path: Path) -> None:
             conn.close()
     except (OSError, sqlite3.DatabaseError) as err:
         raise StoreError(
-            f"the store {path} is not a usable SQLite database ({err}): move it away, or {fix}"
+            f"the store {path} is not a usable SQLite database ({err}): move it away, or "
+            f"{_OTHER_STORE}"
         ) from err

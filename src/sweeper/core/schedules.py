@@ -1,8 +1,9 @@
 """Learning-rate schedules: the rate for each epoch of a run, from the optimiser's base rate.
 
 A constant rate keeps the noise of minibatch steps to the end; cosine annealing lowers it
-smoothly to zero over the planned epochs, so the last epochs settle into a minimum instead of
-bouncing around it, which is worth most when a run trains for its whole budget.
+smoothly toward zero over the planned epochs (the last trains at a small fraction of the base
+rate), so the last epochs settle into a minimum instead of bouncing around it, which is worth
+most when a run trains for its whole budget.
 """
 
 from __future__ import annotations

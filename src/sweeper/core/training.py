@@ -155,6 +155,8 @@ def train(
             y.size and (y.min() < 0 or y.max() >= model.n_classes)
         ):
             raise ValueError(f"{name} labels must be integers in [0, {model.n_classes})")
+    # The workspaces gather labels into index-sized integers.
+    y_train, y_val = y_train.astype(np.intp, copy=False), y_val.astype(np.intp, copy=False)
     y_train_onehot = one_hot(y_train, model.n_classes, dtype=model.dtype)
     shuffle_rng = np.random.default_rng(seed)
     # A separate stream, so switching dropout on does not change the shuffling order.

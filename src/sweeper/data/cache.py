@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -64,7 +65,7 @@ def user_data_cache() -> DataCache | None:
         gb = float(raw)
     except ValueError:
         gb = -1.0
-    if not gb >= 0:
+    if not 0 <= gb < math.inf:
         raise ValueError(f"{LIMIT_ENV}={raw!r} is invalid: a size in GB, or 0 to keep none")
     if gb == 0:
         return None

@@ -190,6 +190,12 @@ def load_dataset(
         kept = stratified_subset(labels, max_train_samples, seed)
         images, labels = images[kept], labels[kept]
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(
+            f"val_fraction={val_fraction} of {len(labels)} training images leaves "
+            f"{len(train_idx)} to train on and {len(val_idx)} to validate on; each needs one "
+            "at least (dataset.val_fraction, dataset.max_train_samples)"
+        )
 
     x_train = flatten(images[train_idx]).astype(dtype)
     channels = image_shape[0] if len(image_shape) == 3 else 1

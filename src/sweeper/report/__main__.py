@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         except ReportError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        except OSError as err:  # the reports directory
+            print(f"error: the report cannot be written: {err}", file=sys.stderr)
+            return 1
     print(f"# {title}\n\n{report.summary}")
     print(
         f"Report written to {report.directory}/ ({len(report.files)} files) "

@@ -67,12 +67,19 @@ Curve = list[tuple[int, float]]
 
 
 def open_store(uri: str) -> MlflowClient:
-    """A client on ``uri``; a SQLite store must already exist (MLflow would create an empty
-    one, and the report would then say nothing useful)."""
+    """A client on ``uri``, checked as a sweep checks its store (a database, a server that
+    answers); a SQLite store must already exist (MLflow would create an empty one, and the
+    report would then say nothing useful)."""
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
     from mlflow.tracking import MlflowClient
 
+    from sweeper.store import CONNECT_TIMEOUT_S, StoreError, check_store
+
+    try:
+        check_store(uri, CONNECT_TIMEOUT_S, writable=False)
+    except StoreError as err:
+        raise ReportError(str(err)) from None
     return MlflowClient(uri)
 
 
