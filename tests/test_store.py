@@ -25,12 +25,13 @@ from omegaconf import OmegaConf
 from conftest import FAST, run_cli
 from helpers import Sweep
 from services import free_port, mlflow_service
-from sweeper import store, sweep
+from sweeper import store, store_check, sweep
 from sweeper.failures import failure_reason
 from sweeper.outcome import RunOutcome
 from sweeper.progress import ProgressMonitor
 from sweeper.run_records import tracked_run
-from sweeper.store import StoreError, check_store, configure, outage_retried
+from sweeper.store import configure, outage_retried
+from sweeper.store_check import StoreError, check_store
 from sweeper.store_setup import open_store
 from sweeper.sweep import SweepCallback
 from sweeper.sweep_info import SweepInfo
@@ -123,7 +124,7 @@ def test_a_store_directory_that_cannot_be_written(
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError(code, os.strerror(code), str(tmp_path / "tmpXYZ"))
 
-    monkeypatch.setattr(store.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(store_check.tempfile, "TemporaryFile", refuse)
     with pytest.raises(StoreError) as caught:
         check_store(f"sqlite:///{tmp_path / 'mlflow.db'}", connect_timeout=5)
     assert str(caught.value).startswith(expected.format(dir=tmp_path))

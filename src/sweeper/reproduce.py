@@ -40,8 +40,8 @@ from sweeper.provenance import (
     capture_environment,
 )
 from sweeper.run import blas_threads, run_config
-from sweeper.store import CONNECT_TIMEOUT_S, StoreError, check_store
 from sweeper.store_calls import store_call
+from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
 from sweeper.store_uri import resolve_tracking_uri
 from sweeper.sweep_info import SweepInfo
 

@@ -16,8 +16,9 @@ from omegaconf import DictConfig
 
 from sweeper.config import TrackingConfig
 from sweeper.failures import failure_reason
-from sweeper.store import StoreError, check_store, configure
+from sweeper.store import configure
 from sweeper.store_calls import store_call
+from sweeper.store_check import StoreError, check_store
 from sweeper.store_uri import resolve_tracking_uri, sqlite_path
 from sweeper.ui_links import EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT
 

@@ -74,7 +74,7 @@ def open_store(uri: str) -> MlflowClient:
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
     from mlflow.tracking import MlflowClient
 
-    from sweeper.store import CONNECT_TIMEOUT_S, StoreError, check_store
+    from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
 
     try:
         check_store(uri, CONNECT_TIMEOUT_S, writable=False)
