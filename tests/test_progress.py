@@ -89,6 +89,12 @@ def test_a_search_with_a_time_budget_shows_the_time_left_to_it_not_an_eta() -> N
     assert progress_line(10, 20, 0, 600.0).endswith("ETA 10:00")
 
 
+def test_more_runs_than_planned_show_a_count_and_no_eta() -> None:
+    # A search asked a trial whose process died again: three runs of two planned.
+    assert progress_line(3, 2, 1, 12.0) == "[3 done] 1 failed, elapsed 0:12"
+    assert progress_line(2, 2, 1, 12.0) == "[2/2 done] 1 failed, elapsed 0:12, ETA 0:00"
+
+
 def test_a_run_writes_its_progress_at_most_as_often_as_the_view_reads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,7 @@ from helpers import (
 )
 from sweeper import store_calls
 from sweeper.config import config_hash
+from sweeper.outcome import RunOutcome
 from sweeper.store_uri import ui_command
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
@@ -94,6 +95,49 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
     ) in stderr
     for run in cut_short:
         assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
+    # Each outcome left for the monitor names its run, the ones cut short included.
+    recorded = {RunOutcome.load(p).run_id for p in workdir.glob("multirun/*/*/outcome.json")}
+    assert recorded == {r.info.run_id for r in runs}
+
+
+# Runs long enough that none ends within a test: two layers of 2,000 units, batches of 2.
+SLOW_RUNS = ["-m", "seed=0,1", "train.epochs=3", "train.batch_size=2",
+             "topology.hidden=[2000,2000]", "gradcheck.enabled=false"]  # fmt: skip
+
+
+def test_ctrl_c_as_the_sweep_starts_starts_no_run_and_prints_no_traceback(
+    workdir: Path,
+) -> None:
+    # The fork server is importing its preload as the sweep says it has started.
+    sweep = Sweep(SLOW_RUNS, workdir)
+    sweep.wait_until(lambda: "Sweep " in sweep.stdout.read_text(), every=0.02)
+    os.killpg(sweep.proc.pid, signal.SIGINT)
+    rc, stderr = sweep.finish()
+    assert rc == 130, stderr
+    assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
+    assert {r.info.status for r in child_runs(all_runs(workdir))} <= {"KILLED"}
+
+
+def test_a_sweep_killed_outright_takes_its_runs_with_it(workdir: Path) -> None:
+    sweep = Sweep(SLOW_RUNS, workdir)
+    sweep.wait_until(lambda: len(sweep.running_children()) == 2)
+    pids = [int(r.data.tags["pid"]) for r in sweep.running_children()]
+    os.kill(sweep.proc.pid, signal.SIGKILL)
+    sweep.finish()
+
+    def gone(pid: int) -> bool:
+        # Exited: no process, or one left for its parent to reap.
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 60
+    while not all(gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"runs' processes {pids} outlived their sweep"
+        time.sleep(0.2)
+    # Each closed its run as Ctrl-C would have.
+    assert {r.info.status for r in child_runs(all_runs(workdir))} == {"KILLED"}
 
 
 def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir: Path) -> None:

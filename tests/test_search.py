@@ -394,6 +394,9 @@ def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Pat
     assert rc == 0, stderr
     killed = int(victim.data.tags["trial"])
     assert f"Trial {killed} returned nothing" in stdout
+    # Five runs for four trials: counted as they ended, with no ETA past the plan.
+    assert "[5 done] 1 failed, elapsed" in stdout
+    assert ": 4 finished, 0 failed, 1 failed and run again" in stdout
     runs = child_runs(all_runs(workdir))
     assert len(runs) == 5
     by_trial = runs_by_trial(runs)

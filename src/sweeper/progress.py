@@ -56,6 +56,9 @@ def progress_line(
 ) -> str:
     """The sweep's status; with a ``timeout`` (no trial starts after it) that comes before the
     runs left would end at the pace so far, the time left to it instead of an ETA."""
+    # A search asks a trial whose process died again: more runs than planned, no end in sight.
+    if total is not None and done > total:
+        total = None
     head = f"[{done}/{total} done]" if total is not None else f"[{done} done]"
     head += f" {failed} failed, elapsed {format_duration(elapsed)}"
     eta = elapsed / done * (total - done) if done and total is not None else None

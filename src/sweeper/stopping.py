@@ -17,11 +17,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from hydra_plugins.sweeper_launcher.local_launcher import stop_jobs
+from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import INTERRUPTED
 from sweeper.outcome import RunOutcome
 from sweeper.sweep_info import SweepInfo
-from sweeper.sweep_runs import close_unfinished_runs, end_sweep_run
+from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
 
 # Seconds a sweep stopped by Ctrl-C waits for its jobs' processes to close their own runs
 # before it kills them.
@@ -59,7 +59,11 @@ def record_dead_job(
         pid=pid,
         job=job if pid is None else None,
     )
-    run_id = closed[0].info.run_id if closed else None
+    run_id = (
+        closed[0].info.run_id
+        if closed
+        else child_run_id(info.tracking_uri, info.experiment_id, info.parent_run_id, pid, job)
+    )
     outcome = RunOutcome(job, overrides, status, reason, seconds, run_id)
     job_dir.mkdir(parents=True, exist_ok=True)
     outcome.save(job_dir)
@@ -87,6 +91,8 @@ class SweepStop:
         self._previous: Any = None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        # No job starts from here on, while the interruption unwinds to stop().
+        refuse_new_jobs()
         raise KeyboardInterrupt
 
     def install(self) -> None:

@@ -176,10 +176,11 @@ class SweepCallback(Callback):
         assert self._monitor is not None and self._info is not None
         outcomes = self._wind_down()
         failed = [o for o in outcomes if o.failed and not retried(o, outcomes)]
+        again = sum(o.failed for o in outcomes) - len(failed)
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
         print(
-            f"\nSweep {self._info.sweep_id}: {len(outcomes) - len(failed)} finished, "
-            f"{len(failed)} failed{skipped}\n"
+            f"\nSweep {self._info.sweep_id}: {sum(not o.failed for o in outcomes)} finished, "
+            f"{len(failed)} failed{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
         uri = self._info.tracking_uri

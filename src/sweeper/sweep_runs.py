@@ -110,6 +110,18 @@ def close_unfinished_runs(
 
 
 @store_call
+def child_run_id(
+    uri: str, experiment_id: str, parent_run_id: str, pid: int | None, job: int
+) -> str | None:
+    """The child of the sweep that process ``pid`` trained, else job number ``job`` (whatever
+    its status: it may have closed itself); None if there is none."""
+    found = f"tags.pid = '{pid}'" if pid is not None else f"tags.job = '{job}'"
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and {found}"
+    runs = MlflowClient(uri).search_runs([experiment_id], query, max_results=1)
+    return str(runs[0].info.run_id) if runs else None
+
+
+@store_call
 def end_sweep_run(
     uri: str, run_id: str, n_runs: int, n_failed: int, status: str | None = None
 ) -> None:

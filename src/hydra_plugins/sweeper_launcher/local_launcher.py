@@ -21,7 +21,9 @@ import contextlib
 import gc
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
+import select
 import signal
 import sys
 import threading
@@ -60,10 +62,20 @@ def fork_server_context(preload: Sequence[str]) -> multiprocessing.context.BaseC
     forkserver: a job's process starts from a clean, single-threaded server, never from the
     sweep's process with its threads and open database connections. Starting the server
     returns at once; it imports ``preload`` (the launcher's setting) while the caller goes on.
+    The server starts with Ctrl-C blocked: multiprocessing ignores it only once the preload
+    is imported, and one that came before would kill the server with a traceback (the sweep
+    would then start another for its next job). A Ctrl-C that arrives meanwhile reaches the
+    sweep's process all the same (another of its threads takes it).
     """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
-    multiprocessing.forkserver.ensure_running()
+    # First, apart: starting the resource tracker unblocks Ctrl-C, whatever blocked it before.
+    multiprocessing.resource_tracker.ensure_running()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     atexit.unregister(_stop_fork_server)
     atexit.register(_stop_fork_server)
     return context
@@ -114,9 +126,24 @@ def with_scanned_plugins(singleton_state: dict[str, Any]) -> dict[str, Any]:
     return singleton_state
 
 
+def _end_with_the_sweep(results: Connection) -> None:
+    """Wait until the sweep's process, which reads ``results``, is gone (``kill -9``): then end
+    this job as Ctrl-C would (its run closed KILLED), rather than train for nobody. (The fork
+    server outlives the sweep's process while jobs run, so no parent-death signal reaches
+    them.)"""
+    poller = select.poll()
+    poller.register(results.fileno(), select.POLLERR)  # a pipe's write end: no reader left
+    poller.poll()
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def _job_process(payload: bytes, results: Connection) -> None:
     """The job's own process: run the task as Hydra's launchers do, and send back its return."""
+    # Python's own Ctrl-C, which the fork server (started with it blocked) did not pass on.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=_end_with_the_sweep, args=(results,), daemon=True).start()
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         # Inside the try too: Ctrl-C can arrive while a job is still setting up.
         # The objects inherited from the fork server live as long as the process: frozen, the
         # collector never walks them (each walk writes to, so copies, every page they are on).
@@ -200,6 +227,12 @@ class JobProcesses:
 JOB_PROCESSES = JobProcesses()
 
 
+def refuse_new_jobs() -> None:
+    """Start no job from now on (Ctrl-C's handler calls it, before :func:`stop_jobs`): a bare
+    assignment, safe in a signal handler, where the lock might be held."""
+    JOB_PROCESSES.stopping = True
+
+
 def stop_jobs(timeout: float) -> None:
     """Ctrl-C stopped the sweep: see every job's process interrupted and its death recorded
     (:meth:`JobProcesses.stop`)."""
@@ -249,7 +282,8 @@ def _run_in_own_process(
     overrides = list(sweep_config.hydra.overrides.task)
     job = int(sweep_config.hydra.job.num)
     receiver, sender = context.Pipe(duplex=False)
-    # daemon: however the sweep's process ends, its jobs' processes end with it.
+    # daemon: as the sweep's process exits, multiprocessing ends its jobs' processes; killed
+    # (kill -9), it takes them with it through _end_with_the_sweep.
     process = context.Process(  # type: ignore[attr-defined]
         target=_job_process, args=(payload, sender), name=f"sweeper-job-{job}", daemon=True
     )

@@ -1,11 +1,13 @@
 """sweeper's Ray launcher (``hydra/launcher=ray_cluster``): Hydra's Ray launcher, and one job at
 a time for a sweeper that decides each job from the ones before.
 
-``launch`` is hydra-ray-launcher's own (a batch of jobs, waited for together). ``submit`` starts
-one job as a Ray task the same way and returns at once, with the interface of the local
-launcher's ``submit``: a future that holds the job's return, FAILED when Ray lost the task (its
-worker died), once ``on_job_death`` has recorded the death as the local launcher's does. So the
-search sweeper keeps every slot busy on a cluster as on this machine.
+``submit`` starts one job as a Ray task the way hydra-ray-launcher does and returns at once,
+with the interface of the local launcher's ``submit``: a future that holds the job's return,
+FAILED when Ray lost the task (its worker died), once ``on_job_death`` has recorded the death
+as the local launcher's does. So the search sweeper keeps every slot busy on a cluster as on
+this machine. ``launch`` (a batch, waited for together) submits each of its jobs so: Ray runs
+each once, and a job whose worker died is FAILED and recorded, not run again behind the
+sweep's back (Ray's default) nor the end of the whole sweep.
 Nothing of Ray is imported until a job is launched: Hydra's plugin scan imports this module
 whether or not the ``[ray]`` extra is installed.
 """
@@ -106,13 +108,10 @@ class RayClusterLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from hydra_plugins.hydra_ray_launcher import _core
-
-        return _core.launch(
-            launcher=self,  # type: ignore[arg-type, unused-ignore]  # reads the attributes set here (checked only with the [ray] extra)
-            job_overrides=job_overrides,
-            initial_job_idx=initial_job_idx,
-        )
+        futures = [
+            self.submit(overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)
+        ]
+        return [future.result() for future in futures]
 
     def submit(self, overrides: Sequence[str], job: int) -> concurrent.futures.Future[JobReturn]:
         """Start one job as a Ray task and return at once; the future holds its return.
