@@ -9,8 +9,8 @@ ARGS ?=
 STORE ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 PORT ?= 5000
 
-.PHONY: install run sweep test test-slow lint data ui clean report browser study install-ray reproduce \
-	dashboard
+.PHONY: help install run sweep test test-slow lint data ui clean report browser study install-ray \
+	reproduce dashboard
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ $(RAY_STAMP): $(STAMP)
 
 install-ray: $(RAY_STAMP)  ## add the [ray] extra (Hydra's Ray launcher) to .venv
 
-lint: install
+lint: install  ## ruff (lint and format check) and mypy, without the tests
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
@@ -121,3 +121,6 @@ bench: install data  ## core throughput, sweep scaling, shared memory, report ti
 	$(PY) bench/sweep_scaling.py $(BENCH_FLAGS)
 	$(PY) bench/shared_memory.py $(BENCH_FLAGS)
 	$(PY) bench/report_time.py $(BENCH_FLAGS)
+
+help:  ## list these targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 14

@@ -5,7 +5,7 @@ For each epoch, ranks every trial by its best validation loss so far (what the s
 report to a pruner) and prints the places of the trials that ended best. A rung at an epoch
 where they already lead prunes little of what matters; one where they trail prunes them.
 
-    python bench/rung_ranks.py --store DIR/mlruns/mlflow.db --experiment async_none
+    python bench/rung_ranks.py --store DIR/mlruns/mlflow.db --experiment async_none [--sweep ID]
 """
 
 from __future__ import annotations
@@ -20,17 +20,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="the MLflow SQLite file")
     parser.add_argument("--experiment", default="async_none")
+    parser.add_argument("--sweep", help="the search's sweep id (default: the newest search)")
     parser.add_argument("--top", type=int, default=6)
     parser.add_argument("--epochs", default="2,4,6,8,10,12,15,18,20,25,30")
     args = parser.parse_args()
     client = MlflowClient(f"sqlite:///{args.store}")
     experiment = client.get_experiment_by_name(args.experiment)
-    assert experiment is not None, f"no experiment {args.experiment!r}"
-    runs = [
+    if experiment is None:
+        raise SystemExit(f"no experiment {args.experiment!r} in {args.store}")
+    # A search's runs carry their trial's number; a grid sweep's in the same experiment do not.
+    trials = [
         r
         for r in client.search_runs([experiment.experiment_id], max_results=5000)
-        if "mlflow.parentRunId" in r.data.tags and r.data.tags.get("status") == "FINISHED"
+        if "trial" in r.data.tags and r.data.tags.get("status") == "FINISHED"
     ]
+    if not trials:
+        raise SystemExit(f"no finished search trial in experiment {args.experiment!r}")
+    sweep = args.sweep or max(trials, key=lambda r: r.info.start_time).data.tags["sweep_id"]
+    runs = [r for r in trials if r.data.tags["sweep_id"] == sweep]
     best_so_far = {}
     for run in runs:
         history = sorted(
@@ -40,10 +47,15 @@ def main() -> None:
             itertools.accumulate((m.value for m in history), min)
         )
     final = sorted(best_so_far, key=lambda t: best_so_far[t][-1])[: args.top]
-    print(f"{len(runs)} finished trials; the best {args.top} at the end: trials {', '.join(final)}")
+    print(
+        f"sweep {sweep}: {len(runs)} finished trials; the best {args.top} at the end: "
+        f"trials {', '.join(final)}"
+    )
     print("| epoch | their places (0 = best) |")
     print("|---|---|")
-    for epoch in (int(e) for e in args.epochs.split(",")):
+    # Epochs every finished trial reached (early stopping ends some sooner).
+    reached = min(len(curve) for curve in best_so_far.values())
+    for epoch in (int(e) for e in args.epochs.split(",") if int(e) <= reached):
         order = sorted(best_so_far, key=lambda t: best_so_far[t][epoch - 1])
         print(f"| {epoch} | {', '.join(str(order.index(t)) for t in final)} |")
 

@@ -166,7 +166,25 @@ def test_fetch_puts_verified_files_where_the_loader_looks(
     assert len(data.y_train) + len(data.y_val) == 60 and len(data.y_test) == 20
 
     server.requests.clear()
-    assert fetch("mnist") == [f"mnist: already in {cache / 'mnist'}"]
+    assert fetch("mnist") == [f"mnist: already in {cache / 'mnist'}, 4 file(s) verified"]
+    assert server.requests == []
+
+
+def test_files_put_in_place_by_hand_are_verified(
+    server: FileServer, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    # What the error without network asks for: the files, in the directory it names.
+    target = cache / "mnist"
+    target.mkdir(parents=True)
+    files = mnist_files()
+    serve(monkeypatch, server, "mnist", files)  # their checksums, the published ones here
+    for name, data in files.items():
+        (target / name).write_bytes(data)
+    test_labels, train_labels = "t10k-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz"
+    (target / test_labels).write_bytes(files[train_labels])  # the wrong file under its name
+    with pytest.raises(FetchError) as raised:
+        fetch("mnist")
+    assert str(raised.value).startswith(f"{target / test_labels} is there but its sha256 is ")
     assert server.requests == []
 
 

@@ -673,3 +673,15 @@ def test_resume_in_another_experiment_than_the_searchs_fails_in_one_line(workdir
     assert line.startswith("Error: resume=true: the newest search of this space is sweep ")
     assert "experiment 'other'" in line
     assert "Resuming study" not in proc.stdout
+
+
+def test_a_resumed_seeded_search_draws_new_trials_not_its_first_again(workdir: Path) -> None:
+    args = [*SEARCH, "train.epochs=1", "hydra.sweeper.sampler.seed=0", "topology.hidden=[16]",
+            "optimizer.lr=interval(0.005, 0.05)"]  # fmt: skip
+    assert run_cli([*args, "hydra.sweeper.n_trials=2"], workdir).returncode == 0
+    proc = run_cli([*args, "hydra.sweeper.n_trials=4", "resume=true"], workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in child_runs(all_runs(workdir))}
+    lrs = [t.params["optimizer.lr"] for t in study_of(workdir, sweep_id).get_trials()]
+    assert len(lrs) == 4
+    assert not set(lrs[2:]) & set(lrs[:2])

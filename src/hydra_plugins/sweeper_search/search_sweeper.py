@@ -132,6 +132,17 @@ def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:
     return next(c for c in candidates if c not in taken)
 
 
+def reseeded(sampler: DictConfig, asked: int) -> DictConfig:
+    """The sampler settings of a study resumed after ``asked`` trials: its seed moved on by
+    that many, so that a seeded sampler does not draw its first trials again (its random
+    start would repeat them), and a resumed search is as reproducible as one run through."""
+    if sampler.get("seed") is None:
+        return sampler
+    moved = OmegaConf.merge(sampler, {"seed": int(sampler.seed) + asked})
+    assert isinstance(moved, DictConfig)
+    return moved
+
+
 def trial_ended(ret: JobReturn) -> bool:
     """Whether the job returned a value; one that raised, or whose process died, did not."""
     return ret.status == JobStatus.COMPLETED
@@ -177,10 +188,11 @@ class SearchSweeper(Sweeper):
         s, config = self.settings, self.config
         assert config is not None
         storage = make_storage(s.storage)
-        sampler, pruner = make_sampler(s.sampler), make_pruner(s.pruner)
+        pruner = make_pruner(s.pruner)
         key = study_key(space, s)
         found = newest_study(storage, key) if s.resume else None
         if found is None:
+            sampler = make_sampler(s.sampler)
             sweep = Path(str(config.hydra.sweep.dir)).name
             study = optuna.create_study(
                 study_name=unused_name(storage, f"{s.study_name}_{sweep}"),
@@ -195,6 +207,7 @@ class SearchSweeper(Sweeper):
             study.set_user_attr(REPEATS_ATTR, s.repeats)
             return study
         name = found.study_name
+        sampler = make_sampler(reseeded(s.sampler, found.n_trials))
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         # A job that recorded its end before its process was stopped ended as it recorded.
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

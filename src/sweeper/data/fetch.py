@@ -31,7 +31,7 @@ import numpy as np
 
 from sweeper.data.cifar import BATCHES, SUBDIRECTORY
 from sweeper.data.idx import IDX_FILES
-from sweeper.data.locations import default_data_dir
+from sweeper.data.locations import SYSTEM_COPIES, default_data_dir
 from sweeper.data.npz import IMAGE_SIZE, NOTMNIST_FILE
 
 MIRROR_ENV = "SWEEPER_DATA_MIRROR"
@@ -366,12 +366,7 @@ def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, ou
     algorithm, expected = file.checksum.split(":")
     destination = data_dir / file.name
     if destination.is_file():
-        got = _digest(destination, algorithm)
-        if got != expected:
-            raise FetchError(
-                f"{destination} is there but its {algorithm} is {got}, expected {expected}:"
-                " delete it and run this again"
-            )
+        check_in_place(destination, file)
         return
     partial = data_dir / f"{file.name}.part"
     failures: list[tuple[str, str]] = []
@@ -400,6 +395,18 @@ def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, ou
     )
 
 
+def check_in_place(path: Path, file: RemoteFile) -> None:
+    """Raise a FetchError unless ``path``, a copy of ``file`` already there (put by hand, or
+    an earlier fetch), has the published checksum."""
+    algorithm, expected = file.checksum.split(":")
+    got = _digest(path, algorithm)
+    if got != expected:
+        raise FetchError(
+            f"{path} is there but its {algorithm} is {got}, expected {expected}:"
+            " delete it and run this again"
+        )
+
+
 def is_fetched(name: str, data_dir: Path) -> bool:
     return all((data_dir / path).is_file() for path in SOURCES[name].ready)
 
@@ -422,7 +429,15 @@ def fetch(
     if mirror is None:
         mirror = os.environ.get(MIRROR_ENV) or None
     if is_fetched(name, target):
-        return [f"{name}: already in {target}"]
+        if target == SYSTEM_COPIES.get(name):
+            # A distribution's copy: recompressed, the same arrays in other bytes.
+            return [f"{name}: already in {target}"]
+        # Files put there by hand are checked as downloaded ones are (an archive may have
+        # been removed once prepared).
+        there = [file for file in source.files if (target / file.name).is_file()]
+        for file in there:
+            check_in_place(target / file.name, file)
+        return [f"{name}: already in {target}, {len(there)} file(s) verified"]
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as error:
