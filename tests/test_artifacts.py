@@ -20,6 +20,7 @@ from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
 from sweeper.checkpoint import load_checkpoint
 from sweeper.core.training import EpochMetrics
 from sweeper.data import load_dataset
+from sweeper.data.digits import load_digits_split
 from sweeper.run import logged_epoch
 from sweeper.run_records import tracked_run
 from sweeper.store_setup import open_store
@@ -61,10 +62,17 @@ def served_predictions_match_the_checkpoint(workdir: Path, run_id: str) -> None:
     model, standardizer = load_checkpoint(local)
     data = load_dataset("digits")
     assert standardizer is not None
-    raw = (data.x_test * standardizer.std + standardizer.mean).reshape(-1, 8, 8)
+    # The test images as the dataset holds them: 8x8 uint8 pixels, 0 to 16.
+    raw, _ = load_digits_split("test", 10)
     mlflow.set_tracking_uri(store_uri(workdir))
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     assert np.array_equal(served.predict(raw), model.predict(data.x_test))
+    assert np.array_equal(served.predict(raw.reshape(len(raw), 64)), served.predict(raw))
+    assert served.predict(raw[:0]).shape == (0,)
+    # One image without its batch axis, or a row of the wrong width: refused, not guessed.
+    for wrong in (raw[0], raw.reshape(len(raw), 64)[:, :60]):
+        with pytest.raises(Exception, match=r"expected n images of 64 values each"):
+            served.predict(wrong)
 
 
 def test_every_run_keeps_params_metrics_tags_config_gradcheck_and_checkpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,10 @@ def _tamper(path: Path, **changes: np.ndarray | None) -> Path:
         ({"W4": np.zeros((3, 3), dtype=np.float32)}, r"unexpected arrays \['W4'\]"),
         ({"layer_sizes": np.array([6, 5, 4], dtype=np.int64)}, r"unexpected arrays \['W3', 'b3'\]"),
         ({"W1": np.zeros((6, 5), dtype=np.float64)}, "'W1' has dtype float64"),
+        ({"W2": np.full((5, 4), np.nan, np.float32)}, "'W2' holds values that are not finite"),
+        ({"dtype": np.asarray("garbage")}, "array 'dtype': dtype='garbage' is unsupported"),
+        ({"dropout": np.zeros(2)}, "array 'dropout' is malformed"),
+        ({"standardizer_mode": np.asarray("bogus")}, "'standardizer_mode' is unknown: 'bogus'"),
     ],
 )
 def test_tampered_checkpoint_refused(tmp_path: Path, changes: dict, match: str) -> None:
@@ -118,3 +123,27 @@ def test_standardizer_shape_checked(tmp_path: Path) -> None:
     good = save_checkpoint(tmp_path / "m.npz", _trained_like(), std)
     with pytest.raises(ValueError, match="'standardizer_std' has shape"):
         load_checkpoint(_tamper(good, standardizer_std=np.ones(5)))
+
+
+def test_a_standardizer_that_cannot_scale_is_refused(tmp_path: Path) -> None:
+    std = Standardizer("feature", np.zeros(6), np.ones(6))
+    good = save_checkpoint(tmp_path / "m.npz", _trained_like(), std)
+    for spread in (np.zeros(6), np.full(6, np.nan)):
+        with pytest.raises(ValueError, match="mean or spread is not finite, positive"):
+            load_checkpoint(_tamper(good, standardizer_std=spread))
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_naming_it(tmp_path: Path) -> None:
+    npy = tmp_path / "weights.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(ValueError, match=r"weights\.npy: not a sweeper checkpoint"):
+        load_checkpoint(npy)
+    # A member that is no .npy array.
+    good = save_checkpoint(tmp_path / "m.npz", _trained_like())
+    odd = tmp_path / "odd.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(odd, "w") as dst:
+        for item in src.namelist():
+            data = b"not an array" if item == "W1.npy" else src.read(item)
+            dst.writestr(item, data)
+    with pytest.raises(ValueError, match=r"odd\.npz"):
+        load_checkpoint(odd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from pathlib import Path
 
@@ -99,5 +100,24 @@ def test_missing_key_and_truncated_pickle(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no b'labels' entry"):
         read_cifar_batch(path)
     path.write_bytes(pickle.dumps(batch(4), protocol=2)[:-100])
+    with pytest.raises(DatasetError, match=f"cannot unpickle {path}"):
+        read_cifar_batch(path)
+
+
+class _Encodes:
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return codecs.encode, ("abc", "nonesuch")
+
+
+class _Huge:
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return np.empty(0).__reduce__()[0], (np.ndarray, (10**13,), b"b")
+
+
+@pytest.mark.parametrize("content", [_Encodes(), _Huge()], ids=["codec", "huge_array"])
+def test_a_crafted_pickle_the_allowed_calls_cannot_build_is_refused(
+    tmp_path: Path, content: object
+) -> None:
+    path = write_pickle(tmp_path / "data_batch_1", {b"data": content, b"labels": [0]})
     with pytest.raises(DatasetError, match=f"cannot unpickle {path}"):
         read_cifar_batch(path)

@@ -339,3 +339,31 @@ def test_a_store_that_is_no_database_is_one_line(workdir: Path) -> None:
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"Error: the store {workdir / 'mlruns' / 'mlflow.db'} is not a usable")
+
+
+def test_a_file_that_is_not_utf8_in_the_tree_is_kept_in_the_diff(dirty_checkout: Path) -> None:
+    (dirty_checkout / "notes.txt").write_bytes("café, in Latin-1\n".encode("latin-1"))
+    state = provenance.git_state(dirty_checkout)
+    assert state.dirty
+    assert "+caf\ufffd, in Latin-1" in state.diff
+
+
+def test_a_stored_config_that_no_longer_fits_the_schema_is_one_line(workdir: Path) -> None:
+    proc = run_cli([*FAST], workdir)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = all_runs(workdir)
+    # What a run recorded before a key was removed from the schema.
+    config = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="config.yaml", tracking_uri=store_uri(workdir)
+        )
+    )
+    stored = Path(run.info.artifact_uri.removeprefix("file://")) / "config.yaml"
+    stored.write_text(config.read_text().replace("train:\n", "train:\n  warmup_epochs: 0\n"))
+    proc = reproduce_cli([run.info.run_id], workdir)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(
+        f"Error: the stored config of run {run.info.run_id} does not fit today's schema: "
+    )
+    assert "warmup_epochs" in line

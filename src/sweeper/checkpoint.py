@@ -8,13 +8,15 @@ unicode scalars; mode "" means no standardiser), ``dropout`` (float64), ``W1..Wk
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sweeper.core.network import MLP, check_dtype
-from sweeper.data.preprocessing import Standardizer
+from sweeper.data.preprocessing import NORMALIZATIONS, Standardizer
 
 _META = ("layer_sizes", "activation", "dtype", "dropout", "standardizer_mode")
 _STATS = ("standardizer_mean", "standardizer_std")
@@ -52,63 +54,87 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[MLP, Standardizer | None]:
-    """Load a checkpoint, refusing any whose arrays disagree with its stored architecture."""
+    """Load a checkpoint, refusing any whose arrays disagree with its stored architecture or
+    hold values no trained model has (non-finite weights, a spread that is not positive).
+    Only the arrays the architecture names are read. Raises ``ValueError``, naming the file."""
     path = Path(path)
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return _from_arrays(path, data)
+    except ValueError:
+        raise
+    # A file that is no .npz, a member that is no .npy, a corrupt or oversized one.
+    except (
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        MemoryError,
+        AttributeError,
+        TypeError,
+    ) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a sweeper checkpoint ({reason})") from None
+
+
+def _from_arrays(path: Path, data: Any) -> tuple[MLP, Standardizer | None]:
+    names = set(data.files)
 
     def need(name: str) -> np.ndarray:
-        if name not in arrays:
+        if name not in names:
             raise ValueError(f"{path}: missing array {name!r}")
-        return arrays[name]
+        return np.asarray(data[name])
 
-    for name in _META + _STATS:
-        need(name)
     sizes = need("layer_sizes")
     if sizes.ndim != 1 or len(sizes) < 2 or not np.issubdtype(sizes.dtype, np.integer):
         raise ValueError(f"{path}: array 'layer_sizes' is malformed: {sizes!r}")
     n_layers = len(sizes) - 1
-    try:
-        dtype = check_dtype(str(need("dtype")))
-    except ValueError as exc:
-        raise ValueError(f"{path}: array 'dtype': {exc}") from None
-    expected = set(_META + _STATS)
-    weights: list[np.ndarray] = []
-    biases: list[np.ndarray] = []
-    for i in range(1, n_layers + 1):
-        fan_in, fan_out = int(sizes[i - 1]), int(sizes[i])
-        shapes: tuple[tuple[str, tuple[int, ...]], ...] = (
-            (f"W{i}", (fan_in, fan_out)),
-            (f"b{i}", (fan_out,)),
-        )
-        for name, shape in shapes:
-            arr = need(name)
-            if arr.shape != shape:
-                raise ValueError(f"{path}: array {name!r} has shape {arr.shape}, expected {shape}")
-            if arr.dtype != dtype:
-                raise ValueError(f"{path}: array {name!r} has dtype {arr.dtype}, expected {dtype}")
-            expected.add(name)
-            (weights if name[0] == "W" else biases).append(arr)
-    unexpected = sorted(set(arrays) - expected)
+    layers = [f"{kind}{i}" for i in range(1, n_layers + 1) for kind in "Wb"]
+    unexpected = sorted(names - set(_META + _STATS) - set(layers))
     if unexpected:
         raise ValueError(
             f"{path}: unexpected arrays {unexpected} for {n_layers} layers (layer_sizes "
             f"{sizes.tolist()})"
         )
+    for name in _META + _STATS:
+        need(name)
     try:
-        model = MLP.from_parameters(
-            weights, biases, str(need("activation")), dtype, float(need("dropout"))
-        )
+        dtype = check_dtype(str(need("dtype")))
+    except ValueError as exc:
+        raise ValueError(f"{path}: array 'dtype': {exc}") from None
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
+    for i in range(1, n_layers + 1):
+        fan_in, fan_out = int(sizes[i - 1]), int(sizes[i])
+        for name, shape in ((f"W{i}", (fan_in, fan_out)), (f"b{i}", (fan_out,))):
+            arr = need(name)
+            if arr.shape != shape:
+                raise ValueError(f"{path}: array {name!r} has shape {arr.shape}, expected {shape}")
+            if arr.dtype != dtype:
+                raise ValueError(f"{path}: array {name!r} has dtype {arr.dtype}, expected {dtype}")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{path}: array {name!r} holds values that are not finite")
+            (weights if name[0] == "W" else biases).append(arr)
+    dropout = need("dropout")
+    if dropout.shape != () or not np.issubdtype(dropout.dtype, np.floating):
+        raise ValueError(f"{path}: array 'dropout' is malformed: {dropout!r}")
+    try:
+        model = MLP.from_parameters(weights, biases, str(need("activation")), dtype, float(dropout))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     mode = str(need("standardizer_mode"))
+    if mode not in ("", *NORMALIZATIONS):
+        raise ValueError(f"{path}: array 'standardizer_mode' is unknown: {mode!r}")
     if mode in ("feature", "channel"):
         for name in _STATS:
-            if need(name).shape != (int(sizes[0]),):
+            stat = need(name)
+            if stat.shape != (int(sizes[0]),) or not np.issubdtype(stat.dtype, np.floating):
                 raise ValueError(
-                    f"{path}: array {name!r} has shape {need(name).shape}, expected "
-                    f"({int(sizes[0])},) for standardizer mode {mode!r}"
+                    f"{path}: array {name!r} has shape {stat.shape} and dtype {stat.dtype}, "
+                    f"expected ({int(sizes[0])},) floats for standardizer mode {mode!r}"
                 )
+        mean, std = need("standardizer_mean"), need("standardizer_std")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"{path}: the standardizer's mean or spread is not finite, positive")
     standardizer = (
         Standardizer(mode, need("standardizer_mean"), need("standardizer_std")) if mode else None
     )

@@ -61,6 +61,9 @@ def _git(directory: Path, *args: str, env: dict[str, str] | None = None) -> str:
         cwd=directory,
         capture_output=True,
         text=True,
+        # A file that is not UTF-8 (untracked, in the diff) is kept with U+FFFD for its
+        # odd bytes rather than failing the run.
+        errors="replace",
         check=True,
         env={**os.environ, **(env or {})},
     )

@@ -22,10 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from threadpoolctl import threadpool_limits
 
 from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_params
@@ -193,7 +195,14 @@ def stored_config(client: MlflowClient, run: Run, directory: Path) -> DictConfig
         raise ReproduceError(
             f"run {run.info.run_id} has no {CONFIG_ARTIFACT} artifact: it cannot be rebuilt"
         ) from None
-    return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.load(path))  # type: ignore[return-value]
+    try:
+        stored = OmegaConf.load(path)
+        return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), stored)  # type: ignore[return-value]
+    except (OmegaConfBaseException, yaml.YAMLError) as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ReproduceError(
+            f"the stored config of run {run.info.run_id} does not fit today's schema: {reason}"
+        ) from None
 
 
 def _original_packages(client: MlflowClient, run: Run, directory: Path) -> str | None:

@@ -1,9 +1,12 @@
 """The MLflow model of a run, logged as code so no pickled object is ever loaded.
 
-``mlflow.pyfunc.load_model(...).predict(images)`` takes images of any shape ``(n, ...)`` as
-a user holds them (raw pixels) and returns class labels.
+``mlflow.pyfunc.load_model(...).predict(images)`` takes ``n`` images as a user holds them
+(raw pixels), each of any shape with as many values as the network has inputs (8x8 or 64
+for the digits; CIFAR-10 channels first, 3x32x32, as the loader reads them), and returns
+their ``n`` class labels. Any other input is refused, naming the shapes.
 """
 
+import math
 from typing import Any
 
 import mlflow
@@ -25,7 +28,12 @@ class CheckpointModel(PythonModel):
 
     def predict(self, context, model_input, params=None):
         x = np.asarray(model_input, dtype=self.model.dtype)
-        x = x.reshape(len(x), -1)
+        inputs = self.model.layer_sizes[0]
+        if x.ndim < 2 or math.prod(x.shape[1:]) != inputs:
+            raise ValueError(
+                f"expected n images of {inputs} values each, shape (n, ...); got shape {x.shape}"
+            )
+        x = x.reshape(x.shape[0], inputs)
         if self.standardizer is not None:
             x = self.standardizer.transform(x)
         return self.model.predict(x)

@@ -26,7 +26,8 @@ def check_dtype(dtype: DTypeLike) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in SUPPORTED_DTYPES:
+    # Not `in`: a dtype compares equal to None (np.dtype(None) is float64).
+    if dt is None or not any(dt == allowed for allowed in SUPPORTED_DTYPES):
         raise ValueError(f"dtype={dtype!r} is unsupported; allowed: float32, float64")
     return dt
 

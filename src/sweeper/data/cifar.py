@@ -33,8 +33,15 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): np.dtype,
     # Python 3 writes bytes as _codecs.encode(text, "latin1") in pickle protocols 0-2, the
     # protocols of the original batches; it is a pure text-to-bytes conversion.
-    ("_codecs", "encode"): codecs.encode,
+    ("_codecs", "encode"): lambda text, encoding: _latin1_bytes(text, encoding),
 }
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    # A batch names latin1; another codec is no batch's (and need not exist).
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"bytes encoded as {encoding!r}, not latin1")
+    return codecs.encode(text, "latin1")
 
 
 # What a truncated or garbled pickle raises from the allowed constructors or the opcodes.
@@ -46,6 +53,8 @@ _MALFORMED_PICKLE = (
     AttributeError,
     IndexError,
     KeyError,
+    # An array declared larger than memory.
+    MemoryError,
 )
 
 
