@@ -69,6 +69,9 @@ def served_predictions_match_the_checkpoint(workdir: Path, run_id: str) -> None:
     assert np.array_equal(served.predict(raw), model.predict(data.x_test))
     assert np.array_equal(served.predict(raw.reshape(len(raw), 64)), served.predict(raw))
     assert served.predict(raw[:0]).shape == (0,)
+    # Nothing a fresh environment would install from PyPI under sweeper's name (another's).
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"runs:/{run_id}/model"))
+    assert [line.split("=")[0] for line in requirements.read_text().split()] == ["numpy", "mlflow"]
     # One image without its batch axis, or a row of the wrong width: refused, not guessed.
     for wrong in (raw[0], raw.reshape(len(raw), 64)[:, :60]):
         with pytest.raises(Exception, match=r"expected n images of 64 values each"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,11 @@ def test_not_an_archive(tmp_path: Path) -> None:
     path.write_bytes(b"garbage, not a zip file")
     with pytest.raises(DatasetError, match=str(path)):
         load_notmnist_split(tmp_path, "train", 10)
+
+
+def test_a_member_that_is_no_array_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "kmnist-train-imgs.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("arr_0.npy", b"not an array")
+    with pytest.raises(DatasetError, match=f"{path}: key 'arr_0' is not an .npy array"):
+        read_npz_arrays(path, "arr_0")

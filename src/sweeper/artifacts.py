@@ -53,8 +53,10 @@ def log_served_model(uri: str, run_id: str, checkpoint: Path) -> None:
         run_id=run_id,
         python_model=str(SERVED_MODEL_CODE),
         artifacts={"checkpoint": str(checkpoint)},
-        # Listed by hand: inferring them would load the model in a subprocess.
-        pip_requirements=["numpy", "mlflow", "sweeper"],
+        # Listed by hand: inferring them would load the model in a subprocess. Not sweeper:
+        # the PyPI package of that name is another project's, which an environment built
+        # from this list would install; the model loads where this sweeper is installed.
+        pip_requirements=["numpy", "mlflow"],
     )
 
 

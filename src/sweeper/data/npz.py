@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,15 @@ def read_npz_arrays(path: Path, *keys: str) -> list[np.ndarray]:
         arrays = []
         for key in keys:
             try:
-                arrays.append(archive[key])
+                array = archive[key]
             except ValueError as error:
                 # allow_pickle=False makes numpy refuse object arrays with a ValueError.
                 raise DatasetError(f"{path}: key {key!r} refused: {error}") from error
-            except (OSError, EOFError, zipfile.BadZipFile) as error:
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as error:
                 raise DatasetError(f"{path}: cannot read key {key!r}: {error}") from error
+            if not isinstance(array, np.ndarray):  # a member that is no .npy comes as bytes
+                raise DatasetError(f"{path}: key {key!r} is not an .npy array")
+            arrays.append(array)
         return arrays
 
 
