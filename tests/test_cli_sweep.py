@@ -125,8 +125,10 @@ def test_a_sweep_directory_used_again_shows_only_the_new_sweeps_runs(workdir: Pa
 
 def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir: Path) -> None:
     fixed = "hydra.sweep.dir=multirun/fixed"
-    running = Sweep(["-m", "seed=0,1", "train.epochs=300", "train.batch_size=8",
-                     "train.patience=null", "gradcheck.enabled=false", fixed], workdir)  # fmt: skip
+    # Runs of a minute or more: the first sweep holds the directory while the second starts.
+    running = Sweep(["-m", "seed=0,1", "train.epochs=3", "train.batch_size=2",
+                     "topology.hidden=[2000,2000]", "gradcheck.enabled=false", fixed],
+                    workdir)  # fmt: skip
     try:
         running.wait_until(lambda: bool(running.running_children()))
         second = run_cli(["-m", "seed=2,3", *QUICK, fixed], workdir)
