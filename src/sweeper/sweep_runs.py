@@ -94,11 +94,7 @@ def close_unfinished_runs(
     process ``pid`` trained, or that job number ``job`` is, with ``status`` and ``reason``;
     return them. Their metrics logged so far stay."""
     client = MlflowClient(uri)
-    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
-    if pid is not None:
-        query += f" and tags.pid = '{pid}'"
-    if job is not None:
-        query += f" and tags.job = '{job}'"
+    query = _children(parent_run_id, pid, job) + " and attributes.status = 'RUNNING'"
     running = search_all(client, experiment_id, query)
     tags = [RunTag("status", status), RunTag("reason", reason)]
     for run in running:
@@ -115,10 +111,20 @@ def child_run_id(
 ) -> str | None:
     """The child of the sweep that process ``pid`` trained, else job number ``job`` (whatever
     its status: it may have closed itself); None if there is none."""
-    found = f"tags.pid = '{pid}'" if pid is not None else f"tags.job = '{job}'"
-    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and {found}"
+    query = _children(parent_run_id, pid, job if pid is None else None)
     runs = MlflowClient(uri).search_runs([experiment_id], query, max_results=1)
     return str(runs[0].info.run_id) if runs else None
+
+
+def _children(parent_run_id: str, pid: int | None, job: int | None) -> str:
+    """The filter of the sweep's children, or of the one process ``pid`` trained, or job
+    number ``job`` is."""
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    if pid is not None:
+        query += f" and tags.pid = '{pid}'"
+    if job is not None:
+        query += f" and tags.job = '{job}'"
+    return query
 
 
 @store_call
