@@ -185,3 +185,15 @@ def test_a_key_every_run_of_a_sweep_shares_cannot_vary(workdir: Path) -> None:
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith("Error: tracking.experiment cannot vary within a sweep")
     assert not (workdir / "mlruns").exists()
+
+
+def test_a_store_named_by_the_environment_is_reported_as_make_report_reads_it(
+    workdir: Path,
+) -> None:
+    # make report reads $MLFLOW_TRACKING_URI as the sweep did; make ui browses ./mlruns only.
+    store = f"sqlite:///{workdir / 'elsewhere' / 'mlflow.db'}"
+    proc = run_cli(["-m", "seed=0,1", *QUICK], workdir, env={"MLFLOW_TRACKING_URI": store})
+    assert proc.returncode == 0, proc.stderr
+    (report,) = [line for line in proc.stdout.splitlines() if line.startswith("Report:")]
+    assert "ARGS=" not in report
+    assert "(or: make ui)" not in proc.stdout

@@ -78,11 +78,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[MLP, Standardizer | N
 
 def _from_arrays(path: Path, data: Any) -> tuple[MLP, Standardizer | None]:
     names = set(data.files)
+    # Each member read once: an .npz decompresses a member on every access.
+    read: dict[str, np.ndarray] = {}
 
     def need(name: str) -> np.ndarray:
         if name not in names:
             raise ValueError(f"{path}: missing array {name!r}")
-        return np.asarray(data[name])
+        if name not in read:
+            read[name] = np.asarray(data[name])
+        return read[name]
 
     sizes = need("layer_sizes")
     if sizes.ndim != 1 or len(sizes) < 2 or not np.issubdtype(sizes.dtype, np.integer):

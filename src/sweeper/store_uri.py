@@ -25,6 +25,11 @@ def resolve_tracking_uri(configured: str | None) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
+    return local_store_uri()
+
+
+def local_store_uri() -> str:
+    """``./mlruns/mlflow.db``, the store ``make ui`` browses."""
     return f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / DEFAULT_DB_NAME}"
 
 

@@ -33,7 +33,12 @@ from sweeper.resume import continue_sweep, find_resumable_sweep
 from sweeper.search import search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
-from sweeper.store_uri import SWEEP_STORE_VARIABLE, resolve_tracking_uri, ui_command
+from sweeper.store_uri import (
+    SWEEP_STORE_VARIABLE,
+    local_store_uri,
+    resolve_tracking_uri,
+    ui_command,
+)
 from sweeper.sweep_info import DATASET_CACHE, SweepInfo, claim
 from sweeper.sweep_runs import (
     best_child_run,
@@ -184,15 +189,17 @@ class SweepCallback(Callback):
         )
         print(summary_table(outcomes, self._keys))
         uri = self._info.tracking_uri
-        # make ui and make report read the default store (./mlruns, or $MLFLOW_TRACKING_URI).
-        default = uri == resolve_tracking_uri(None)
-        print(f"\nBrowse:  {ui_command(uri)}" + ("   (or: make ui)" if default else ""))
+        # make ui browses ./mlruns; make report the default store (./mlruns, or
+        # $MLFLOW_TRACKING_URI).
+        browsed = uri == local_store_uri()
+        print(f"\nBrowse:  {ui_command(uri)}" + ("   (or: make ui)" if browsed else ""))
         address = ui_address(uri)
         if address is not None:
             link = runs_link(address, self._info.experiment_id, self._info.parent_run_id)
             print(f"   then open {link}")
         experiment = shlex.quote(config.tracking.experiment)
-        elsewhere = "" if default else " ARGS=" + shlex.quote(f"--tracking-uri {uri}")
+        reported = uri == resolve_tracking_uri(None)
+        elsewhere = "" if reported else " ARGS=" + shlex.quote(f"--tracking-uri {uri}")
         print(
             f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}{elsewhere}",
             flush=True,
