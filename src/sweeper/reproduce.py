@@ -44,7 +44,7 @@ from sweeper.provenance import (
 from sweeper.run import blas_threads, run_config
 from sweeper.store_calls import store_call
 from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
-from sweeper.store_uri import resolve_tracking_uri
+from sweeper.store_uri import resolve_tracking_uri, sqlite_path
 from sweeper.sweep_info import SweepInfo
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
@@ -225,7 +225,7 @@ def reproduce(
 ) -> int:
     """Run ``run_id`` again and compare; return the exit status."""
     uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    if (db := sqlite_path(uri)) is not None and not db.is_file():
         raise ReproduceError(f"no MLflow store at {uri}: name one with --tracking-uri")
     try:
         check_store(uri, CONNECT_TIMEOUT_S)

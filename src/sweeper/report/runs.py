@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweeper.store_uri import sqlite_path
+
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
     # (the analysis worker, ``sweeper.report.worker``, never talks to the store).
@@ -70,7 +72,7 @@ def open_store(uri: str) -> MlflowClient:
     """A client on ``uri``, checked as a sweep checks its store (a database, a server that
     answers); a SQLite store must already exist (MLflow would create an empty one, and the
     report would then say nothing useful)."""
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    if (db := sqlite_path(uri)) is not None and not db.is_file():
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
     from mlflow.tracking import MlflowClient
 
