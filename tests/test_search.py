@@ -685,3 +685,27 @@ def test_a_resumed_seeded_search_draws_new_trials_not_its_first_again(workdir: P
     lrs = [t.params["optimizer.lr"] for t in study_of(workdir, sweep_id).get_trials()]
     assert len(lrs) == 4
     assert not set(lrs[2:]) & set(lrs[:2])
+
+
+def test_a_search_preset_from_the_users_own_config_directory_runs(workdir: Path) -> None:
+    # Hydra's hydra.searchpath adds a directory of configs: the space's check and the sweep's
+    # plan compose with it as the trials do.
+    presets = workdir / "my_conf" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "my_search.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - search\n"
+        "hydra:\n  sweeper:\n    n_trials: 2\n    params:\n"
+        "      optimizer.lr: interval(0.005, 0.05)\n"
+        "      regularizer: choice(l2)\n"
+        "      topology.hidden: choice([16])\n"
+    )
+    proc = run_cli(
+        ["-m", "+experiment=my_search", f"hydra.searchpath=[file://{presets.parent}]",
+         "dataset.val_fraction=0.2", "train.epochs=1", "hydra.sweeper.sampler.name=random"],
+        workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = child_runs(all_runs(workdir))
+    assert sorted(runs_by_trial(runs)) == [0, 1]
+    assert all(r.data.tags["status"] == "FINISHED" for r in runs)

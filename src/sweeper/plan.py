@@ -12,7 +12,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -87,7 +86,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     keys = set(sweeper.get("params") or {}) | searched | repeated
     check_sweep_wide(keys)
     fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
-    base = compose(config_name=config_name, overrides=fixed)
+    base = _shapes().compose(config_name, [*config.hydra.overrides.hydra, *fixed])
     return Plan(
         None,
         [],
@@ -149,6 +148,13 @@ def error_summary(err: Exception) -> str:
     return summary
 
 
+def _shapes() -> ShapeCache:
+    """The composer the launcher composes runs with."""
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None  # Hydra is composing this sweep
+    return ShapeCache.of(hydra.config_loader)  # type: ignore[arg-type]
+
+
 def job_problems(
     config_name: str, jobs: Sequence[Sequence[str]], hydra_overrides: Sequence[str] = ()
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
@@ -157,9 +163,7 @@ def job_problems(
     each run is composed as the sweeper and the launcher compose it, so they find it composed."""
     problems: dict[str, list[str]] = {}
     params = []
-    hydra = GlobalHydra.instance().hydra
-    assert hydra is not None  # Hydra is composing this sweep
-    shapes = ShapeCache.of(hydra.config_loader)  # type: ignore[arg-type]
+    shapes = _shapes()
     for job in jobs:
         try:
             cfg = shapes.compose(config_name, [*hydra_overrides, *job])
@@ -192,7 +196,7 @@ def check_search_space(config_name: str, config: DictConfig) -> None:
     """A search's settings, and runs at the ends of its space composed and validated: a bad
     entry stops the command in one line, before any run."""
     jobs = check_search(config, config.hydra.overrides.task)
-    _, problems = job_problems(config_name, jobs)
+    _, problems = job_problems(config_name, jobs, list(config.hydra.overrides.hydra))
     if problems:
         # The first problem, without the runs it was found in (the space's ends, not the user's).
         raise ConfigError(f"Error: search space: {next(iter(problems))}")
