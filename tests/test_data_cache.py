@@ -219,3 +219,37 @@ def test_the_users_cache_size_comes_from_the_environment_in_gb(
             match=rf"^SWEEPER_DATA_CACHE_GB='{bad}' is invalid: a size in GB, or 0 to keep none$",
         ):
             cache.user_data_cache()
+
+
+def test_a_cache_that_cannot_be_written_is_done_without_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Under a file (as under a home directory one cannot write, or on a full disk).
+    (tmp_path / "file").write_text("")
+    unwritable = tmp_path / "file" / "cache"
+    with caplog.at_level("WARNING"):
+        got = load_dataset_cached(unwritable, "digits", seed=1)
+    expected = load_dataset("digits", seed=1)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    (warning,) = caplog.messages
+    assert warning.startswith(f"the prepared-data cache {unwritable} cannot be used (")
+    assert "SWEEPER_DATA_CACHE_GB=0 turns the cache off" in warning
+
+
+def test_a_dataset_larger_than_the_whole_cache_is_not_kept(tmp_path: Path) -> None:
+    user = tmp_path / "user"
+    small = load_dataset_cached(user, "digits", seed=1, max_bytes=10**9)
+    size = sum(f.stat().st_size for f in Path(small.x_train.filename).parent.iterdir())
+    # Limited to less than one entry: the data is served, and the cache keeps what it had.
+    got = load_dataset_cached(user, "digits", seed=2, max_bytes=size // 2)
+    np.testing.assert_array_equal(got.x_train, load_dataset("digits", seed=2).x_train)
+    assert len(_entries_in(user)) == 1
+    # Nor does a sweep's entry move into a cache smaller than it.
+    load_dataset_cached(tmp_path / "sweep", "digits", seed=3)
+    assert cache.keep_prepared(tmp_path / "sweep", cache.DataCache(user, size // 2)) == []
+    assert len(_entries_in(user)) == 1
+
+
+def _entries_in(cache_dir: Path) -> list[Path]:
+    return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]

@@ -121,3 +121,39 @@ def test_a_crafted_pickle_the_allowed_calls_cannot_build_is_refused(
     path = write_pickle(tmp_path / "data_batch_1", {b"data": content, b"labels": [0]})
     with pytest.raises(DatasetError, match=f"cannot unpickle {path}"):
         read_cifar_batch(path)
+
+
+def test_the_archives_batches_are_read_when_the_ones_beside_them_are_not_all_there(
+    tmp_path: Path,
+) -> None:
+    # Training batches put there by hand without test_batch, and the archive's directory
+    # that `fetch cifar10` extracts beside them: the whole set is read.
+    write_cifar(tmp_path, per_batch=3)
+    (tmp_path / "test_batch").unlink()
+    write_cifar(tmp_path / "cifar-10-batches-py", per_batch=4, n_test=7)
+    assert load_cifar10_split(tmp_path, "train", 10)[0].shape == (20, 3, 32, 32)
+    assert load_cifar10_split(tmp_path, "test", 10)[0].shape == (7, 3, 32, 32)
+
+
+def test_a_damaged_batch_names_the_file_and_how_to_fetch_it_again(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    damaged = tmp_path / "data_batch_4"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(DatasetError) as info:
+        load_dataset("cifar10", tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"cannot unpickle {damaged}: ")
+    assert message.endswith(
+        "if a download is damaged, delete the file and fetch it again:"
+        f" python -m sweeper.data fetch cifar10 --dir {tmp_path}"
+    )
+    assert "\n" not in message
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_one(tmp_path: Path) -> None:
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"")
+    with pytest.raises(DatasetError) as info:
+        load_dataset("cifar10", archive)
+    assert str(info.value).startswith(f"dataset.data_dir={archive} is a file: set it to the ")
+    assert "fetch" not in str(info.value)

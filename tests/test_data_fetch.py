@@ -8,6 +8,7 @@ import io
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,12 +41,13 @@ IDX_NAMES = [f.name for f in SOURCES["mnist"].files]
 @dataclass
 class FileServer:
     """Serves ``files`` (URL path -> bytes); honours Range when ``ranges``; a path in
-    ``truncate`` is cut off halfway once."""
+    ``truncate`` is cut off halfway once; ``pause`` halfway through every file."""
 
     url: str
     files: dict[str, bytes] = field(default_factory=dict)
     truncate: set[str] = field(default_factory=set)
     ranges: bool = True
+    pause: float = 0.0  # seconds between a file's two halves
     requests: list[tuple[str, str | None]] = field(default_factory=list)
 
 
@@ -76,6 +78,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path in state.truncate:
             state.truncate.discard(self.path)
             rest = rest[: len(rest) // 2]
+        if state.pause:
+            self.wfile.write(rest[: len(rest) // 2])
+            self.wfile.flush()
+            time.sleep(state.pause)
+            rest = rest[len(rest) // 2 :]
         self.wfile.write(rest)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -494,3 +501,57 @@ def test_real_mnist_table_through_a_mirror_of_the_official_files(
     assert lines[0] == "mnist: train-images-idx3-ubyte.gz (9.5 MiB) sha256 verified"
     data = load_dataset("mnist", max_train_samples=1000)
     assert data.x_test.shape == (10_000, 784)
+
+
+def test_two_fetches_into_one_directory_at_once_both_end_with_the_data(
+    server: FileServer, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    # The server pauses halfway through each file: the second fetch starts while the first
+    # holds half a file, waits for it, and finds the data there.
+    files = mnist_files(n_train=500)
+    serve(monkeypatch, server, "mnist", files)
+    server.pause = 0.3
+    directory = cache / "mnist"
+    results: dict[str, list[str] | Exception] = {}
+
+    def first() -> None:
+        try:
+            results["first"] = fetch("mnist")
+        except Exception as error:  # reported by the asserts below
+            results["first"] = error
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (directory / f"{IDX_NAMES[0]}.part").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    results["second"] = fetch("mnist")
+    thread.join()
+    assert results["first"] == [
+        *(f"mnist: {n} ({fetch_module._mib(len(files[n]))}) sha256 verified" for n in IDX_NAMES),
+        f"mnist: ready in {directory}",
+    ]
+    assert results["second"] == [f"mnist: already in {directory}, 4 file(s) verified"]
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == files
+
+
+def test_a_part_file_that_is_no_prefix_of_the_file_is_fetched_again_from_its_start(
+    server: FileServer, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    files = mnist_files()
+    serve(monkeypatch, server, "mnist", files)
+    images = IDX_NAMES[0]
+    directory = cache / "mnist"
+    directory.mkdir(parents=True)
+    (directory / f"{images}.part").write_bytes(bytes(100))  # left by something else
+    fetch("mnist")
+    assert (directory / images).read_bytes() == files[images]
+    asked = [wanted for path, wanted in server.requests if path == f"/mnist/{images}"]
+    assert asked == ["bytes=100-", None]
+
+
+def test_fetch_into_a_file_says_it_is_one(tmp_path: Path) -> None:
+    archive = tmp_path / "notmnist.npz"
+    archive.write_bytes(b"")
+    with pytest.raises(FetchError, match=f"^{archive} is a file: fetch into a directory"):
+        fetch("notmnist", archive)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeper.data import DatasetError, load_dataset
+from helpers import write_mnist_like
+from sweeper.data import DatasetError, MissingDataError, load_dataset
 from sweeper.data.npz import load_kmnist_split, load_notmnist_split, read_npz_arrays
 
 
@@ -104,3 +105,25 @@ def test_a_member_that_is_no_array_is_refused_naming_it(tmp_path: Path) -> None:
         archive.writestr("arr_0.npy", b"not an array")
     with pytest.raises(DatasetError, match=f"{path}: key 'arr_0' is not an .npy array"):
         read_npz_arrays(path, "arr_0")
+
+
+def test_the_whole_set_is_read_when_an_npz_set_is_partial(tmp_path: Path) -> None:
+    # KMNIST's training npz files beside the four IDX files `fetch kmnist` writes: the IDX
+    # set is whole, so it is the one read; without it, the error names what fetch would put.
+    write_kmnist(tmp_path)
+    for name in ("kmnist-test-imgs.npz", "kmnist-test-labels.npz"):
+        (tmp_path / name).unlink()
+    with pytest.raises(MissingDataError) as info:
+        load_dataset("kmnist", tmp_path)
+    assert f"missing {tmp_path / 'train-images-idx3-ubyte'}" in str(info.value)
+    assert str(info.value).endswith(f"python -m sweeper.data fetch kmnist --dir {tmp_path}")
+    write_mnist_like(tmp_path, n_train=60, n_test=30, gz=True)
+    data = load_dataset("kmnist", tmp_path)
+    assert (len(data.y_train) + len(data.y_val), len(data.y_test)) == (60, 30)
+
+
+def test_notmnist_missing_names_the_npz_its_fetch_writes(tmp_path: Path) -> None:
+    with pytest.raises(MissingDataError) as info:
+        load_dataset("notmnist", tmp_path)
+    assert f"missing {tmp_path / 'notmnist.npz'}" in str(info.value)
+    assert str(info.value).endswith(f"python -m sweeper.data fetch notmnist --dir {tmp_path}")

@@ -9,7 +9,8 @@ A sweep's cache lives in its directory; runs of their own share the user's
 (:func:`user_data_cache`), which keeps the most recently used entries up to a size. A sweep's
 runs map an entry the user's cache already holds instead of preparing it again, and the
 entries a sweep prepared move to the user's cache when it ends (:func:`keep_prepared`), so the
-next sweep or run on the same data starts training at once.
+next sweep or run on the same data starts training at once. A dataset larger than the
+whole cache is not kept, and a run whose cache cannot be written reads its data without one.
 
 A lock file makes the others wait while one prepares (two workers preparing at once would
 double the peak memory the cache exists to save), and the files are written to a temporary
@@ -21,10 +22,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -46,6 +49,8 @@ FORMAT_VERSION = 2
 LIMIT_ENV = "SWEEPER_DATA_CACHE_GB"
 DEFAULT_LIMIT_GB = 4.0
 USER_CACHE = "prepared"
+
+log = logging.getLogger(__name__)
 
 
 class DataCache(NamedTuple):
@@ -149,7 +154,7 @@ def _evict(cache_dir: Path, keep: Path, max_bytes: int) -> None:
         if entry.name.startswith(".") or not entry.is_dir():
             continue  # hashes, locks, an entry being written
         try:
-            sizes[entry] = sum(f.stat().st_size for f in entry.iterdir())
+            sizes[entry] = _entry_bytes(entry)
             used[entry] = (entry / META_FILE).stat().st_mtime
         except FileNotFoundError:
             continue  # removed meanwhile by another process
@@ -194,24 +199,39 @@ def load_dataset_cached(
 ) -> Dataset:
     """``load_dataset`` with the same arguments, its arrays read-only memory maps of a cache entry
     in ``cache_dir``, prepared by the first caller. With ``max_bytes``, a new entry makes room
-    for itself by removing the least recently used ones. An entry already in ``read_also`` is
-    mapped from there."""
-
-    def prepare() -> Dataset:
-        return load_dataset(
-            name, data_dir, normalization=normalization, val_fraction=val_fraction, seed=seed,
-            dtype=dtype, max_train_samples=max_train_samples,
-            file_hash=partial(_cached_sha256, Path(cache_dir)),
-        )  # fmt: skip
-
+    for itself by removing the least recently used ones, and a dataset larger than that is not
+    kept. An entry already in ``read_also`` is mapped from there. Where the cache cannot be
+    written, the dataset is loaded without it, with a warning."""
+    load = partial(
+        load_dataset, name, data_dir, normalization=normalization, val_fraction=val_fraction,
+        seed=seed, dtype=dtype, max_train_samples=max_train_samples,
+    )  # fmt: skip
     if name not in DATASETS:
-        return prepare()  # raises the error that names the known datasets
+        return load()  # raises the error that names the known datasets
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    entry = cache_dir / cache_key(
+    key = cache_key(
         name, data_dir, normalization=normalization, val_fraction=val_fraction, seed=seed,
         dtype=np.dtype(dtype).name, max_train_samples=max_train_samples,
     )  # fmt: skip
+    try:
+        prepare = partial(load, file_hash=partial(_cached_sha256, cache_dir))
+        return _cached(cache_dir / key, prepare, max_bytes, read_also)
+    except OSError as error:
+        # The cache saves time and memory; a run does without it rather than fail.
+        log.warning(
+            "the prepared-data cache %s cannot be used (%s): the data is read without it"
+            " (%s=0 turns the cache off, XDG_CACHE_HOME moves it)",
+            cache_dir, error.strerror or error, LIMIT_ENV,
+        )  # fmt: skip
+        return load()
+
+
+def _cached(
+    entry: Path, prepare: Callable[[], Dataset], max_bytes: int | None, read_also: Path | None
+) -> Dataset:
+    """``entry`` mapped: from ``read_also`` if there, else prepared first where missing."""
+    cache_dir = entry.parent
+    cache_dir.mkdir(parents=True, exist_ok=True)
     if read_also is not None and not entry.is_dir() and (read_also / entry.name).is_dir():
         try:
             return _read_entry(read_also / entry.name)
@@ -221,13 +241,24 @@ def load_dataset_cached(
         with (cache_dir / f".{entry.name}.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not entry.is_dir():
-                _write_entry(prepare(), entry)
+                dataset = prepare()
+                if max_bytes is not None and _nbytes(dataset) > max_bytes:
+                    return dataset  # more than the whole cache may hold
+                _write_entry(dataset, entry)
                 if max_bytes is not None:
                     _evict(cache_dir, entry, max_bytes)
     try:
         return _read_entry(entry)
     except FileNotFoundError:  # evicted by another process since
         return prepare()
+
+
+def _entry_bytes(entry: Path) -> int:
+    return sum(f.stat().st_size for f in entry.iterdir())
+
+
+def _nbytes(dataset: Dataset) -> int:
+    return sum(getattr(dataset, array).nbytes for array in ARRAYS)
 
 
 def keep_prepared(source_dir: Path, cache: DataCache) -> list[Path]:
@@ -245,6 +276,8 @@ def keep_prepared(source_dir: Path, cache: DataCache) -> list[Path]:
     for entry in sorted(source_dir.iterdir()):
         if entry.name.startswith(".") or not (entry / META_FILE).is_file():
             continue  # hashes, locks, an entry being written
+        if cache.max_bytes is not None and _entry_bytes(entry) > cache.max_bytes:
+            continue  # more than the whole cache may hold
         target = cache.directory / entry.name
         try:
             # Fails where target exists (a non-empty directory) or lies on another device.

@@ -111,11 +111,13 @@ def read_cifar_batch(path: str | Path, n_classes: int = 10) -> tuple[np.ndarray,
 
 
 def batches_dir(data_dir: Path) -> Path:
-    """Where the batches are: ``data_dir`` itself, or the archive's ``cifar-10-batches-py/``."""
+    """Where the batches are: ``data_dir`` itself, or the archive's ``cifar-10-batches-py/``,
+    whichever holds all of them; where neither does, the archive's if it is there."""
     nested = data_dir / SUBDIRECTORY
-    if not (data_dir / BATCHES["train"][0]).is_file() and nested.is_dir():
-        return nested
-    return data_dir
+    for directory in (data_dir, nested):
+        if all((directory / b).is_file() for split in BATCHES.values() for b in split):
+            return directory
+    return nested if nested.is_dir() else data_dir
 
 
 def load_cifar10_split(data_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,13 +52,27 @@ def _load_digits(data_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray
     return load_digits_split(split, n_classes)
 
 
-def _npz_or_idx(load_npz: RawLoader, npz_file: str) -> RawLoader:
-    """Read the npz release when ``npz_file`` is in the directory, the IDX files otherwise."""
+def _all_there(directory: Path, names: Iterable[str], *suffixes: str) -> bool:
+    """Whether every file of ``names`` is in ``directory``, under its name or with a suffix."""
+    return all(
+        any((directory / f"{name}{suffix}").is_file() for suffix in ("", *suffixes))
+        for name in names
+    )
+
+
+def _npz_or_idx(load_npz: RawLoader, npz_files: Iterable[str], fetched: str) -> RawLoader:
+    """Read whichever of the npz release and the IDX files is whole in the directory; where
+    neither is, ``fetched`` (``npz`` or ``idx``, what ``fetch`` writes), so the error names
+    what the fetch command it suggests puts there."""
+    npz_files = tuple(npz_files)
+    idx_files = [name for pair in IDX_FILES.values() for name in pair]
 
     def load(data_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-        if (data_dir / npz_file).is_file():
+        if _all_there(data_dir, npz_files):
             return load_npz(data_dir, split, n_classes)
-        return load_idx_split(data_dir, split, n_classes)
+        if _all_there(data_dir, idx_files, ".gz") or fetched == "idx":
+            return load_idx_split(data_dir, split, n_classes)
+        return load_npz(data_dir, split, n_classes)
 
     return load
 
@@ -70,7 +84,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(_load_digits, files="", needs_data_dir=False),
     "mnist": DatasetSpec(load_idx_split, files=_IDX_NAMES),
     "kmnist": DatasetSpec(
-        _npz_or_idx(load_kmnist_split, KMNIST_FILES["train"][0]),
+        _npz_or_idx(load_kmnist_split, (n for pair in KMNIST_FILES.values() for n in pair), "idx"),
         files=f"{_KMNIST_NPZ_NAMES} (or {_IDX_NAMES})",
     ),
     "fashion_mnist": DatasetSpec(load_idx_split, files=_IDX_NAMES),
@@ -79,7 +93,8 @@ DATASETS: dict[str, DatasetSpec] = {
         files="data_batch_1..data_batch_5, test_batch (or cifar-10-batches-py/ holding them)",
     ),
     "notmnist": DatasetSpec(
-        _npz_or_idx(load_notmnist_split, NOTMNIST_FILE), files=f"{NOTMNIST_FILE} (or {_IDX_NAMES})"
+        _npz_or_idx(load_notmnist_split, [NOTMNIST_FILE], "npz"),
+        files=f"{NOTMNIST_FILE} (or {_IDX_NAMES})",
     ),
 }
 
@@ -170,6 +185,11 @@ def load_dataset(
     if max_train_samples is not None and max_train_samples < 1:
         raise ValueError(f"max_train_samples must be positive, got {max_train_samples}")
     spec = DATASETS[name]
+    given = resolve_data_dir(name, data_dir)
+    if given is not None and given.is_file():
+        raise DatasetError(
+            f"dataset.data_dir={given} is a file: set it to the directory that holds {spec.files}"
+        )
     try:
         directory = _data_dir(name, spec, data_dir)
         with recording_reads() as read:
@@ -179,6 +199,13 @@ def load_dataset(
         if name not in SOURCES:
             raise
         raise MissingDataError(with_fetch_command(str(error), fetch_hint(name, data_dir))) from None
+    except DatasetError as error:
+        if name not in SOURCES:
+            raise
+        raise DatasetError(
+            f"{error}; if a download is damaged, delete the file and fetch it again:"
+            f" {fetch_hint(name, data_dir)}"
+        ) from None
     image_shape = images.shape[1:]
     if test_images.shape[1:] != image_shape:
         raise DatasetError(

@@ -5,12 +5,14 @@ serve them (the canonical one first, then known mirrors). A file is downloaded t
 ``<file>.part`` beside its destination, verified, and only then renamed into place, so no
 partial or unverified file ever carries a name a loader reads; an interrupted download resumes
 from its ``.part`` file where the server honours HTTP Range requests, and starts clean where
-it does not. Archives are then turned into what the loaders read: CIFAR-10's tar is extracted
+it does not. A fetch locks its directory, so a second one into it waits, then finds the data
+there. Archives are then turned into what the loaders read: CIFAR-10's tar is extracted
 with tarfile's ``data`` filter, notMNIST's PNG folders are read into ``notmnist.npz``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import io
@@ -361,33 +363,44 @@ def manual_steps(name: str, data_dir: Path, mirror: str | None) -> str:
     return f"download {names} from {base} by hand, put {them} in {data_dir} and run this again"
 
 
+def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO) -> str | None:
+    """Download ``url`` into ``partial`` and verify it: None when it is ``file``, else why not
+    (a part that fails its checksum is deleted)."""
+    algorithm, expected = file.checksum.split(":")
+    try:
+        _stream(url, partial, label, file.size, out)
+    except (OSError, http.client.HTTPException) as error:
+        # urllib's URLError and HTTPError, refused connections and timeouts are OSErrors.
+        if isinstance(error, http.client.IncompleteRead):
+            return f"stopped {error.expected:,} bytes short"
+        return str(getattr(error, "reason", None) or error)
+    got = _digest(partial, algorithm)
+    if got != expected:
+        partial.unlink()
+        return f"{algorithm} {got}, expected {expected} (deleted)"
+    return None
+
+
 def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, out: TextIO) -> None:
     """Put ``file`` in ``data_dir``, verified: a copy already there is checked, not fetched."""
-    algorithm, expected = file.checksum.split(":")
     destination = data_dir / file.name
     if destination.is_file():
         check_in_place(destination, file)
         return
     partial = data_dir / f"{file.name}.part"
+    label = f"{name}: {file.name}"
     failures: list[tuple[str, str]] = []
-    urls = file_urls(name, file, mirror)
-    for url in urls:
-        try:
-            _stream(url, partial, f"{name}: {file.name}", file.size, out)
-        except (OSError, http.client.HTTPException) as error:
-            # urllib's URLError and HTTPError, refused connections and timeouts are OSErrors.
-            reason = getattr(error, "reason", None) or error
-            if isinstance(error, http.client.IncompleteRead):
-                reason = f"stopped {error.expected:,} bytes short"
-            failures.append((url, str(reason)))
-            continue
-        got = _digest(partial, algorithm)
-        if got != expected:
-            partial.unlink()
-            failures.append((url, f"{algorithm} {got}, expected {expected} (deleted)"))
-            continue
-        os.replace(partial, destination)
-        return
+    for url in file_urls(name, file, mirror):
+        resumed = partial.exists()
+        reason = _attempt(url, partial, label, file, out)
+        if reason is not None and resumed and not partial.exists():
+            # The part resumed was no prefix of this file (it failed its checksum): from the
+            # first byte once more.
+            reason = _attempt(url, partial, label, file, out)
+        if reason is None:
+            os.replace(partial, destination)
+            return
+        failures.append((url, reason))
     kept = " (the part received is kept: the same command resumes it)" if partial.exists() else ""
     raise FetchError(
         f"cannot download {file.name} from {_failures(failures)}{kept}. Without network:"
@@ -429,26 +442,41 @@ def fetch(
     if mirror is None:
         mirror = os.environ.get(MIRROR_ENV) or None
     if is_fetched(name, target):
-        if target == SYSTEM_COPIES.get(name):
-            # A distribution's copy: recompressed, the same arrays in other bytes.
-            return [f"{name}: already in {target}"]
-        # Files put there by hand are checked as downloaded ones are (an archive may have
-        # been removed once prepared).
-        there = [file for file in source.files if (target / file.name).is_file()]
-        for file in there:
-            check_in_place(target / file.name, file)
-        return [f"{name}: already in {target}, {len(there)} file(s) verified"]
+        return _already_there(name, target)
+    if target.exists() and not target.is_dir():
+        raise FetchError(f"{target} is a file: fetch into a directory (--dir)")
     try:
         target.mkdir(parents=True, exist_ok=True)
+        claim = os.open(target, os.O_RDONLY)
     except OSError as error:
         raise FetchError(f"cannot create {target}: {error.strerror}") from None
-    lines = []
-    for file in source.files:
-        download(name, file, target, mirror, out)
-        size = (target / file.name).stat().st_size
-        algorithm = file.checksum.split(":")[0]
-        lines.append(f"{name}: {file.name} ({_mib(size)}) {algorithm} verified")
-        if source.prepare is not None:
-            lines.append(f"{name}: {source.prepare(target / file.name, target)}")
-    lines.append(f"{name}: ready in {target}")
-    return lines
+    try:
+        # Another fetch into the directory is waited for: two would write one .part file.
+        fcntl.flock(claim, fcntl.LOCK_EX)
+        if is_fetched(name, target):
+            return _already_there(name, target)
+        lines = []
+        for file in source.files:
+            download(name, file, target, mirror, out)
+            size = (target / file.name).stat().st_size
+            algorithm = file.checksum.split(":")[0]
+            lines.append(f"{name}: {file.name} ({_mib(size)}) {algorithm} verified")
+            if source.prepare is not None:
+                lines.append(f"{name}: {source.prepare(target / file.name, target)}")
+        lines.append(f"{name}: ready in {target}")
+        return lines
+    finally:
+        os.close(claim)
+
+
+def _already_there(name: str, target: Path) -> list[str]:
+    """The line for a dataset fetched before, its files there checked."""
+    if target == SYSTEM_COPIES.get(name):
+        # A distribution's copy: recompressed, the same arrays in other bytes.
+        return [f"{name}: already in {target}"]
+    # Files put there by hand are checked as downloaded ones are (an archive may have
+    # been removed once prepared).
+    there = [file for file in SOURCES[name].files if (target / file.name).is_file()]
+    for file in there:
+        check_in_place(target / file.name, file)
+    return [f"{name}: already in {target}, {len(there)} file(s) verified"]
