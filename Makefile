@@ -62,7 +62,7 @@ data: install  ## download DATASET=NAME, checksums verified (default: Fashion-MN
 
 ui: install  ## browse the runs in the MLflow UI (loopback only), with a link to the newest sweep
 	@echo "MLflow UI on http://127.0.0.1:$(PORT) (store: $(STORE))"
-	@$(PY) -m sweeper.ui_links --tracking-uri $(STORE) --experiment $(EXPERIMENT) \
+	@$(PY) -m sweeper.ui_links --tracking-uri '$(STORE)' --experiment '$(EXPERIMENT)' \
 		--address http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
 
@@ -81,7 +81,7 @@ SWEEP ?=
 EXPERIMENT ?= sweeper
 
 report: install  ## tables and figures of a sweep (SWEEP=<id> or <a>,<b>, EXPERIMENT=...) in reports/
-	$(PY) -m sweeper.report --experiment $(EXPERIMENT) $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
+	$(PY) -m sweeper.report --experiment '$(EXPERIMENT)' $(if $(SWEEP),--sweep '$(SWEEP)') $(ARGS)
 
 # The run to reproduce; ARGS adds --allow-data-change, --threads N or --tracking-uri URI.
 RUN ?=

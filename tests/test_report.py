@@ -409,14 +409,22 @@ def test_single_seed_sweep_lists_runs_and_leaves_out_superseded_ones(tmp_path: P
         tags={"sweep_id": "one-seed", "config_hash": "relu-0.05-0", "reason": "killed"},
     )
     client.set_terminated(replaced.info.run_id, "FAILED")
+    # The runs kept record one commit; the one replaced (killed before it began) none, and a
+    # resumed sweep's runs log resume=True: neither splits the sweep.
+    for run in child_runs(client.search_runs([experiment.experiment_id])):
+        if run.info.run_id != replaced.info.run_id:
+            client.set_tag(run.info.run_id, "git_commit", "0123456789abcdef")
+            client.log_param(run.info.run_id, "resume", str(run.info.start_time % 2 == 0))
 
     report = build_report(uri, sweep_id="one-seed", out_dir=tmp_path / "reports")
     assert "1 older run(s) of configurations that were run again (resume) are left out" in (
         report.summary
     )
+    assert "one commit (0123456789ab)" in report.summary
+    assert "Provenance differs" not in report.summary
     table, pivot, _ = markdown_tables(report.summary)  # runs, pivot, importance
     assert len(table) == n == 20
-    assert "n" not in table[0] and "seed" not in table[0]
+    assert "n" not in table[0] and "seed" not in table[0] and "resume" not in table[0]
     assert [row["#"] for row in table[:2]] == ["1 (best)", "2"]
     # The largest learning rate fails for every activation: last, with the reason.
     assert [row["status"] for row in table[-4:]] == ["FAILED: diverged at epoch 1 (loss=nan)"] * 4

@@ -145,6 +145,21 @@ def test_a_usable_store_is_opened(tmp_path: Path) -> None:
     assert store._store.max_outage == 7
 
 
+def test_a_sqlite_file_named_relative_to_the_working_directory_holds_the_sweep(
+    workdir: Path,
+) -> None:
+    # MLflow's own form for a database in the working directory.
+    proc = run_cli(
+        ["-m", "seed=0,1", *QUICK], workdir, env={"MLFLOW_TRACKING_URI": "sqlite:///here.db"}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{workdir / 'here.db'}")
+    experiment = client.get_experiment_by_name("sweeper")
+    assert experiment is not None
+    assert len(client.search_runs([experiment.experiment_id])) == 3  # the sweep and its 2 runs
+    assert f"--backend-store-uri sqlite:///{workdir / 'here.db'}" in proc.stdout
+
+
 def test_cli_unreachable_server_one_line_exit_1(workdir: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()

@@ -19,13 +19,14 @@ SWEEP_STORE_VARIABLE = "SWEEPER_SWEEP_STORE"
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
-    """``configured``, else ``$MLFLOW_TRACKING_URI``, else ``./mlruns/mlflow.db``."""
-    if configured:
-        return configured
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    return local_store_uri()
+    """``configured``, else ``$MLFLOW_TRACKING_URI``, else ``./mlruns/mlflow.db``; a SQLite
+    file named relative to the working directory (``sqlite:///mlflow.db``) made absolute, so
+    every process of a sweep finds the same file."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri()
+    path = sqlite_path(uri)
+    if path is not None and not path.is_absolute():
+        return f"sqlite:///{Path.cwd() / path}"
+    return uri
 
 
 def local_store_uri() -> str:

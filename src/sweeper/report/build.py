@@ -419,7 +419,7 @@ def build_report(
 
     summary = [
         _intro(experiment, sweep, len(every_run), records),
-        Text(provenance_summary([r.tags for r in every_run])[0]),
+        Text(provenance_summary([r.tags for r in records])[0]),
         *_comparison(runs, records, varying, configs, repeats),
     ]
     if (configs["n"] > 0).any():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweeper.config import NOT_HASHED
 from sweeper.report.runs import RunRecord
 
 SEED = "seed"
@@ -53,11 +54,16 @@ def _override_keys(overrides: str) -> list[str]:
 
 
 def varying_keys(records: Sequence[RunRecord], overrides: str = "") -> list[str]:
-    """The params whose values differ between runs, in the order of the sweep's overrides."""
+    """The params whose values differ between runs, in the order of the sweep's overrides;
+    never the keys that name no configuration (``NOT_HASHED``: ``resume``, ``tracking.*``)."""
     params = pd.DataFrame([r.params for r in records if r.params])
     if params.empty:
         return []
-    varying = [k for k in sorted(params.columns) if params[k].nunique(dropna=False) > 1]
+    varying = [
+        k
+        for k in sorted(params.columns)
+        if params[k].nunique(dropna=False) > 1 and not k.startswith(NOT_HASHED)
+    ]
     order = _override_keys(overrides)
 
     def rank(key: str) -> int:
