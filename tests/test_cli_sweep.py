@@ -197,3 +197,37 @@ def test_a_store_named_by_the_environment_is_reported_as_make_report_reads_it(
     (report,) = [line for line in proc.stdout.splitlines() if line.startswith("Report:")]
     assert "ARGS=" not in report
     assert "(or: make ui)" not in proc.stdout
+
+
+# The sweep command, interrupted (Ctrl-C) just after it opened its parent run, before its
+# Ctrl-C handler is in place.
+_INTERRUPTED_AT_START = """
+import sys
+from sweeper import app, sweep
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+sweep.share_sweep_view = interrupted
+sys.argv = ["sweeper", *sys.argv[1:]]
+app.cli()
+"""
+
+
+def test_ctrl_c_as_a_sweep_opens_its_parent_run_ends_it_and_says_how_to_run_it_again(
+    workdir: Path,
+) -> None:
+    args = ["-m", "seed=0,1", *FAST]
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_AT_START, *args],
+        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "stopped before any run started (its parent run is marked KILLED)" in proc.stderr
+    (parent,) = all_runs(workdir)
+    assert parent.info.status == "KILLED"
+    again = proc.stderr.split("Run it again with:")[1].split("\n")[0].strip()
+    assert "resume=true" not in again
+    proc = run_cli(shlex.split(again)[3:], workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = all_runs(workdir)
+    assert len(child_runs(runs)) == 2
+    assert {r.info.status for r in runs if r.info.run_id != parent.info.run_id} == {"FINISHED"}

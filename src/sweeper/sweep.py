@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -86,6 +87,8 @@ class SweepCallback(Callback):
         self._data_cache: DataCache | None = None
         self._skipped = 0
         self._resume_command = ""
+        # Whether this sweep continues one in the store (resume=true found it).
+        self._resumed = False
         self._command = ""
         # The lock on the sweep directory (sweep_info.claim), held until the sweep ends.
         self._claim: int | None = None
@@ -110,6 +113,48 @@ class SweepCallback(Callback):
         self._command = shlex.join(["python", "-m", "sweeper", "-m", *kept])
         self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
         self._info = self._open_sweep(config, plan, sweep_dir, uri, experiment_id)
+        try:
+            self._follow(plan, sweep_dir, uri, experiment_id)
+        except BaseException as stopped:
+            self._close_unstarted(stopped)
+            raise
+
+    def _close_unstarted(self, stopped: BaseException) -> None:
+        """End the parent run of a sweep stopped before its Ctrl-C handler was in place."""
+        assert self._info is not None
+        interrupted = isinstance(stopped, KeyboardInterrupt)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bookkeeping finishes
+        try:
+            if self._monitor is not None:
+                self._monitor.stop()
+            end_sweep_run(
+                self._info.tracking_uri,
+                self._info.parent_run_id,
+                self._skipped,
+                0,
+                "KILLED" if interrupted else "FAILED",
+            )
+        except Exception:  # the error that stopped the sweep is the one to report
+            pass
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if interrupted:
+            # A sweep resumed goes on with resume=true; a new one has nothing to resume.
+            if self._resumed:
+                label, command = "Complete it with", self._resume_command
+            else:
+                label, command = "Run it again with", self._command
+            print(
+                f"\nSweep {self._info.sweep_id} stopped before any run started (its parent run"
+                f" is marked KILLED).\n{label}:  {command}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _follow(self, plan: Plan, sweep_dir: Path, uri: str, experiment_id: str) -> None:
+        """Describe the sweep's parent run, start following its runs, and install its
+        Ctrl-C handler."""
+        assert self._info is not None
         self._info.varied_keys = sorted(plan.keys)
         share_sweep_view(
             uri,
@@ -147,6 +192,7 @@ class SweepCallback(Callback):
                 info, self._skipped = continue_sweep(
                     resumed, plan.hashes, uri, experiment_id, overrides
                 )
+                self._resumed = True
                 return info
             print(
                 "resume=true: no sweep in the store ran any of these configurations; "
