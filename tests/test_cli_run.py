@@ -119,6 +119,24 @@ def test_a_wrong_type_names_the_key(workdir: Path) -> None:
     assert "many" in proc.stderr
 
 
+def test_a_key_the_config_lacks_added_with_plus_fails_naming_the_keys_there(
+    workdir: Path,
+) -> None:
+    # Hydra's hint for a mistyped key ("To append to your config use +optimizer.lrr=...")
+    # would otherwise run with the default learning rate.
+    proc = run_cli(["+optimizer.lrr=5"], workdir)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "Error: optimizer.lrr is not a key of optimizer, which has: name, lr, momentum, form,"
+        " beta1, beta2, schedule"
+    )
+    sweep = run_cli(["-m", "+foo=1,2"], workdir)
+    assert sweep.returncode == 1
+    assert "2 of 2 runs are invalid; nothing was run:" in sweep.stderr
+    assert "foo is not a key of the config, which has: dataset, " in sweep.stderr
+    assert not (workdir / "mlruns" / "mlflow.db").exists()
+
+
 def test_a_sweep_leaves_its_prepared_data_to_the_next_sweep_which_maps_it(
     workdir: Path,
 ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
@@ -272,7 +272,20 @@ def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
             raise cause from None
         raise ConfigError(str(err).splitlines()[0]) from None
     assert isinstance(obj, ExperimentConfig)
+    _refuse_unknown_keys(obj, "")
     return obj
+
+
+def _refuse_unknown_keys(node: Any, prefix: str) -> None:
+    """Raise a ConfigError for a key the schema lacks (added with ``+key=value``), which
+    ``OmegaConf.to_object`` keeps as an attribute nothing reads."""
+    known = [f.name for f in fields(node)]
+    for key, value in vars(node).items():
+        if key not in known:
+            where = f"of {prefix[:-1]}" if prefix else "of the config"
+            raise ConfigError(f"{prefix}{key} is not a key {where}, which has: {', '.join(known)}")
+        if is_dataclass(value):
+            _refuse_unknown_keys(value, f"{prefix}{key}.")
 
 
 def flat_params(cfg: DictConfig) -> dict[str, Any]:
