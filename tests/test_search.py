@@ -661,6 +661,15 @@ def test_a_study_kept_in_memory_is_told_each_runs_value(workdir: Path) -> None:
     best = min(runs, key=lambda r: r.data.metrics["best_val_loss"])
     assert f"best trial {best.data.tags['trial']}, value " in proc.stdout
     assert not (workdir / "mlruns" / "optuna.db").exists()
+    # The runs are named by what the search drew, to 4 significant digits, never by the
+    # key the command line fixed.
+    (parent,) = [r for r in all_runs(workdir) if "mlflow.parentRunId" not in r.data.tags]
+    assert "topology.hidden" not in parent.info.run_name
+    for run in runs:
+        drawn = run.data.params["optimizer.lr"]
+        assert f"optimizer.lr={float(drawn):.4g} " in run.info.run_name
+        assert "topology.hidden" not in run.info.run_name
+        assert f"optimizer.lr={float(drawn):.4g} " in proc.stdout
 
 
 def test_resume_in_another_experiment_than_the_searchs_fails_in_one_line(workdir: Path) -> None:

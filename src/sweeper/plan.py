@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
-from sweeper.search import check_search, is_search
+from sweeper.search import check_search, is_search, searched_keys
 from sweeper.ui_links import params_of_keys, varied_params
 
 # What every run of a sweep shares: it records under one parent run, in one store and one
@@ -72,18 +72,22 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
             "resume=true needs Hydra's basic sweeper, which plans every run, or "
             "hydra/sweeper=search, which keeps its study"
         )
-    if is_search(config):
-        check_search_space(config_name, config)
     # Optuna draws its trials as it goes: what varies is its search space, the sweeper's
-    # params and the command line's sweep overrides.
+    # params and the command line's sweep overrides, less the keys the command line fixes.
     lines = list(config.hydra.overrides.task)
     task = OverridesParser.create().parse_overrides(lines)
-    searched = {o.get_key_element() for o in task if o.is_sweep_override()}
     sweeper = config.hydra.sweeper
+    if is_search(config):
+        check_search_space(config_name, config)
+        searched = searched_keys(config)
+    else:
+        searched = set(sweeper.get("params") or {}) | {
+            o.get_key_element() for o in task if o.is_sweep_override()
+        }
     # A search that repeats each trial varies the repeated key too.
     repeats = sweeper.get("repeats", 1)
     repeated = {sweeper.repeat_key} if repeats > 1 else set()
-    keys = set(sweeper.get("params") or {}) | searched | repeated
+    keys = searched | repeated
     check_sweep_wide(keys)
     fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
     base = _shapes().compose(config_name, [*config.hydra.overrides.hydra, *fixed])

@@ -16,6 +16,7 @@ from hydra_plugins.sweeper_search.search_sweeper import (
     repeat_values,
     sweep_to_resume,
 )
+from hydra_plugins.sweeper_search.space import parse_space
 from sweeper.config import ConfigError
 from sweeper.resume import ResumePoint
 from sweeper.store_calls import store_call
@@ -23,6 +24,13 @@ from sweeper.store_calls import store_call
 
 def is_search(config: DictConfig) -> bool:
     return bool(config.hydra.sweeper.get("_target_") == SearchSweeperConf._target_)
+
+
+def searched_keys(config: DictConfig) -> set[str]:
+    """The keys the search draws: its params and the command line's sweeps, less the keys the
+    command line fixes."""
+    space = parse_space(config.hydra.sweeper.get("params"), config.hydra.overrides.task)
+    return set(space.distributions)
 
 
 def corner_jobs(config: DictConfig, arguments: Sequence[str]) -> list[list[str]]:

@@ -41,9 +41,26 @@ _TABLE_COLUMNS = ("0", "attributes.`Run Name`", "runDateAndNestInfo", "duration"
 
 
 def run_label(overrides: Sequence[str], keys: Collection[str] | None) -> str:
-    """A run named by its overrides of the keys that vary (all of them if not known)."""
-    shown = [o for o in overrides if keys is None or o.partition("=")[0] in keys]
+    """A run named by its overrides of the keys that vary (all of them if not known), their
+    numbers as ``short_number`` writes them."""
+    shown = [_short(o) for o in overrides if keys is None or o.partition("=")[0] in keys]
     return " ".join(shown) or "(defaults)"
+
+
+def _short(override: str) -> str:
+    key, equals, value = override.partition("=")
+    return f"{key}={short_number(value)}" if equals else override
+
+
+def short_number(value: str) -> str:
+    """A float with more than 4 significant digits (as an Optuna search draws them:
+    0.09092050849502302) to 4, anything else as written; the params keep every digit."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    short = f"{number:.4g}"
+    return value if float(short) == number else short
 
 
 def varied_params(params: Sequence[Mapping[str, Any]]) -> list[str]:
