@@ -401,3 +401,20 @@ def test_the_ui_listens_on_loopback_only() -> None:
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     (ui_line,) = [line for line in makefile.splitlines() if "mlflow ui" in line]
     assert "--host 127.0.0.1" in ui_line
+
+
+def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir: Path) -> None:
+    # Ctrl-C as the best run's model is made: every run FINISHED, the parent KILLED, no
+    # model. tracking.* names no configuration, so the resume skips both runs.
+    args = ["-m", "seed=0,1", *QUICK]
+    assert run_cli([*args, "tracking.model=none"], workdir).returncode == 0
+    parent = parent_run(workdir)
+    client = MlflowClient(store_uri(workdir))
+    client.set_terminated(parent.info.run_id, "KILLED")
+
+    again = run_cli([*args, "resume=true"], workdir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Nothing left to run; the sweep's end is made now." in again.stdout
+    assert "Made for the best run: runs:/" in again.stdout
+    assert parent_run(workdir).info.status == "FINISHED"
+    assert len(child_runs(all_runs(workdir))) == 2

@@ -59,7 +59,8 @@ def continue_sweep(
 ) -> tuple[SweepInfo, int]:
     """Continue ``resumed``: its FINISHED configurations are skipped (how many is returned),
     the others run as children of its parent run, under its sweep_id. Exits 0 if nothing is
-    left to run. A search plans no ``hashes``: its study knows what is left."""
+    left to run and the sweep was not interrupted. A search plans no ``hashes``: its study knows
+    what is left."""
     skipped = sum(h in resumed.finished_hashes for h in hashes)
     if not hashes:
         # A search: its study says which trials are done (hydra_plugins.sweeper_search).
@@ -71,8 +72,12 @@ def continue_sweep(
             flush=True,
         )
         if skipped == len(hashes):
-            print("Nothing left to run.", flush=True)
-            raise SystemExit(0)
+            if MlflowClient(uri).get_run(resumed.parent_run_id).info.status != "KILLED":
+                print("Nothing left to run.", flush=True)
+                raise SystemExit(0)
+            # Interrupted after its last run (as its best run's model was made): its end is
+            # what is left.
+            print("Nothing left to run; the sweep's end is made now.", flush=True)
     reopen_sweep_run(uri, resumed.parent_run_id, overrides)
     done = sorted(resumed.finished_hashes.intersection(hashes))
     info = SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)
