@@ -354,7 +354,12 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
 
     proc = run_cli([*args, "resume=true"], workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Resuming study" in proc.stdout
+    assert f"Resuming study mlp_search_{first[0].data.tags['sweep_id']}: {len(finished)} of 6" in (
+        proc.stdout
+    )
+    # The progress counts the trials left, not the budget.
+    assert f": {6 - len(finished)} runs, tracking to " in proc.stdout
+    assert f"[{6 - len(finished)}/{6 - len(finished)} done]" in proc.stdout
     (sweep_id,) = {r.data.tags["sweep_id"] for r in first}
     study = study_of(workdir, sweep_id)
     trials = study.get_trials()

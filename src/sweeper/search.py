@@ -68,16 +68,18 @@ def search_resume_point(
     """The MLflow sweep of the search that ``resume=true`` continues, or None where there is no
     search of this space to continue. Raises ``ConfigError`` where the search's study is found
     and its sweep is not, in this experiment: the study would go on, its runs elsewhere."""
-    sweep_id = sweep_to_resume(config.hydra.sweeper, arguments)
-    if sweep_id is None:
+    found = sweep_to_resume(config.hydra.sweeper, arguments)
+    if found is None:
         return None
-    found = MlflowClient(uri).search_runs(
+    sweep_id, trials_done = found
+    sweep = MlflowClient(uri).search_runs(
         [experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.kind = 'sweep'", max_results=1
     )
-    if not found:
+    if not sweep:
         raise ConfigError(
             f"Error: resume=true: the newest search of this space is sweep {sweep_id}, which "
             f"experiment {config.tracking.experiment!r} of {uri} does not hold; resume it with "
             "the tracking settings it ran with, or start a new search without resume=true"
         )
-    return ResumePoint(sweep_id, found[0].info.run_id, frozenset())
+    runs_done = trials_done * config.hydra.sweeper.repeats
+    return ResumePoint(sweep_id, sweep[0].info.run_id, frozenset(), runs_done)

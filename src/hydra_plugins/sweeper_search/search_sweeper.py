@@ -114,14 +114,19 @@ def study_key(space: SearchSpace, settings: DictConfig) -> str:
     return key if settings.repeats == 1 else f"{key}/{settings.repeats}x{settings.repeat_key}"
 
 
-def sweep_to_resume(settings: DictConfig, arguments: Sequence[str]) -> str | None:
+def sweep_to_resume(settings: DictConfig, arguments: Sequence[str]) -> tuple[str, int] | None:
     """The name of the sweep directory whose study ``resume=true`` continues (the newest
-    study of the same space and repeats in the storage), or None."""
+    study of the same space and repeats in the storage) and how many of its trials count as
+    done, or None."""
     if settings.storage is None:
         return None
     space = parse_space(settings.get("params"), arguments)
-    found = newest_study(make_storage(settings.storage), study_key(space, settings))
-    return None if found is None else str(found.user_attrs.get(SWEEP_ATTR))
+    storage = make_storage(settings.storage)
+    found = newest_study(storage, study_key(space, settings))
+    if found is None:
+        return None
+    study = optuna.load_study(study_name=found.study_name, storage=storage)
+    return str(found.user_attrs.get(SWEEP_ATTR)), counted(study.get_trials(deepcopy=False))
 
 
 def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:
