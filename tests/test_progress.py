@@ -12,7 +12,7 @@ import pytest
 from sweeper import run
 from sweeper.core.training import EpochMetrics
 from sweeper.outcome import PROGRESS_FILE, PROGRESS_SECONDS, RunOutcome, RunProgress
-from sweeper.progress import ProgressMonitor, progress_line
+from sweeper.progress import ProgressMonitor, eta_seconds, progress_line
 
 _METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
 
@@ -87,6 +87,32 @@ def test_a_search_with_a_time_budget_shows_the_time_left_to_it_not_an_eta() -> N
     # The trials run out first: the ETA as without a budget.
     assert progress_line(10, 20, 0, 600.0, timeout=3600.0).endswith("ETA 10:00")
     assert progress_line(10, 20, 0, 600.0).endswith("ETA 10:00")
+
+
+def test_the_eta_counts_the_runs_in_progress_and_the_slots() -> None:
+    # 64 runs of 60 s, 16 at a time: the first ended, the other 15 of its wave 60 s in. Three
+    # waves are left, 3 minutes; the pace since the start (60 s a run) said 63 minutes.
+    assert eta_seconds(63, [60.0], [60.0] * 15, 16) == pytest.approx(180.0)
+    assert progress_line(1, 64, 0, 60.0).endswith("ETA 1:03:00")
+    assert progress_line(1, 64, 0, 60.0, eta=180.0).endswith("ETA 3:00")
+    # Half-way through the last wave; a run longer than the mean counts as nearly done.
+    assert eta_seconds(2, [10.0, 30.0], [10.0, 50.0], 2) == pytest.approx(5.0)
+    assert eta_seconds(3, [], [5.0], 2) is None
+    assert eta_seconds(0, [10.0], [], 2) == 0.0
+
+
+def test_the_monitor_estimates_from_its_ended_and_running_runs(tmp_path: Path) -> None:
+    out = io.StringIO()
+    for job in range(3):
+        (tmp_path / str(job)).mkdir()
+        RunProgress(job, [f"seed={job}"], 30, time.time() - 10).save(tmp_path / str(job))
+    monitor = ProgressMonitor(tmp_path, 6, {"seed"}, out=out, interval=60).start()
+    monitor.poll()  # three running: three slots
+    finish(tmp_path, 0)  # it took 1 s (finish writes the outcome's seconds)
+    monitor.stop()
+    (line,) = [x for x in out.getvalue().splitlines() if x.startswith("[1/6 done]")]
+    # Five runs left of 1 s each, three at a time, the two running already past the mean.
+    assert ", ETA 0:01 | #0 seed=0" in line
 
 
 def test_more_runs_than_planned_show_a_count_and_no_eta() -> None:

@@ -9,10 +9,11 @@ printed, one each.
 
 from __future__ import annotations
 
+import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -52,21 +53,43 @@ def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
 
 
 def progress_line(
-    done: int, total: int | None, failed: int, elapsed: float, timeout: float | None = None
+    done: int,
+    total: int | None,
+    failed: int,
+    elapsed: float,
+    timeout: float | None = None,
+    eta: float | None = None,
 ) -> str:
-    """The sweep's status; with a ``timeout`` (no trial starts after it) that comes before the
-    runs left would end at the pace so far, the time left to it instead of an ETA."""
+    """The sweep's status, with ``eta`` (else the pace so far: ``elapsed`` per run done); with
+    a ``timeout`` (no trial starts after it) that comes before the runs left would end, the
+    time left to it instead of an ETA."""
     # A search asks a trial whose process died again: more runs than planned, no end in sight.
     if total is not None and done > total:
         total = None
     head = f"[{done}/{total} done]" if total is not None else f"[{done} done]"
     head += f" {failed} failed, elapsed {format_duration(elapsed)}"
-    eta = elapsed / done * (total - done) if done and total is not None else None
+    if eta is None and done and total is not None:
+        eta = elapsed / done * (total - done)
     if timeout is not None and (eta is None or elapsed + eta > timeout):
         return f"{head}, no new trial after {format_duration(max(timeout - elapsed, 0.0))}"
     if total is None:
         return head
     return f"{head}, ETA {format_duration(eta) if eta is not None else '?'}"
+
+
+def eta_seconds(
+    left: int, ended: Sequence[float], running_for: Sequence[float], slots: int
+) -> float | None:
+    """Seconds until ``left`` more runs end (those running included), each taking the mean of
+    the ``ended`` runs' seconds, ``slots`` at a time, the running ones ``running_for`` seconds
+    in; None before any run ended."""
+    if left <= 0:
+        return 0.0
+    if not ended:
+        return None
+    mean = statistics.fmean(ended)
+    work = left * mean - sum(min(seconds, mean) for seconds in running_for)
+    return max(work, 0.0) / max(slots, 1)
 
 
 def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
@@ -122,6 +145,7 @@ class ProgressMonitor:
         self._console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
         self._live: Live | None = None
         self._start = time.monotonic()
+        self._slots = 1
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
@@ -131,28 +155,46 @@ class ProgressMonitor:
         if self._console.is_terminal:
             # transient: the live lines go when the sweep ends; the finished ones stay.
             self._live = Live(
-                self._view(), console=self._console, auto_refresh=False, transient=True
+                self._view(self._running()),
+                console=self._console,
+                auto_refresh=False,
+                transient=True,
             )
             self._live.start()
         self._thread.start()
         return self
 
-    def _status(self) -> str:
+    def _status(self, running: Sequence[RunProgress]) -> str:
         failed = sum(o.failed for o in self.outcomes.values())
         elapsed = time.monotonic() - self._start
-        return progress_line(len(self.outcomes), self.total, failed, elapsed, self.timeout)
+        done = len(self.outcomes)
+        eta = None
+        if self.total is not None:
+            now = time.time()
+            eta = eta_seconds(
+                self.total - done,
+                [o.seconds for o in self.outcomes.values()],
+                [now - r.started for r in running],
+                self._slots,
+            )
+        return progress_line(done, self.total, failed, elapsed, self.timeout, eta)
 
-    def _view(self) -> Group:
-        now = time.time()
+    def _running(self, ended: Collection[Path] = ()) -> list[RunProgress]:
+        """The runs in progress: those with no outcome, seen before or in ``ended``."""
         running = []
         for path in sorted(self.sweep_dir.glob(f"*/{PROGRESS_FILE}")):
-            if path.parent / OUTCOME_FILE not in self.outcomes:
+            outcome = path.parent / OUTCOME_FILE
+            if outcome not in self.outcomes and outcome not in ended:
                 try:
                     running.append(RunProgress.load(path))
                 except (OSError, ValueError):
                     continue  # gone or replaced between the listing and the read
+        return running
+
+    def _view(self, running: Sequence[RunProgress]) -> Group:
+        now = time.time()
         lines = [Text(running_line(r, self.keys, now)) for r in running]
-        lines.append(Text(f"{self._status()}, {len(running)} running"))
+        lines.append(Text(f"{self._status(running)}, {len(running)} running"))
         return Group(*lines)
 
     def poll(self) -> list[RunOutcome]:
@@ -160,14 +202,18 @@ class ProgressMonitor:
         to, redraw the live lines, and return the new outcomes."""
         with self._lock:
             new = []
-            for path, outcome in read_outcomes(self.sweep_dir).items():
+            ended = read_outcomes(self.sweep_dir)
+            running = self._running(ended)
+            # The runs at once: as many as ever ran together (a gap between two is no slot less).
+            self._slots = max(self._slots, len(running))
+            for path, outcome in ended.items():
                 if path not in self.outcomes:
                     self.outcomes[path] = outcome
                     new.append(outcome)
-                    line = f"{self._status()} | {describe(outcome, self.keys)}"
+                    line = f"{self._status(running)} | {describe(outcome, self.keys)}"
                     self._console.print(line, markup=False)
             if self._live is not None:
-                self._live.update(self._view(), refresh=True)
+                self._live.update(self._view(running), refresh=True)
             return new
 
     def _loop(self) -> None:
