@@ -61,3 +61,12 @@ def test_tab_completion_offers_groups_and_keys(
     )
     assert proc.returncode == 0, proc.stderr
     assert expected <= set(proc.stdout.split())
+
+
+def test_cfg_with_a_sweep_is_one_line(workdir: Path) -> None:
+    proc = run_cli(["-m", "activation=relu,tanh", "--cfg", "job"], workdir)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "Error: Only one of --run, --multirun, --cfg, --info and --shell_completion can be"
+        " specified"
+    )

@@ -115,6 +115,10 @@ def main(cfg: DictConfig) -> float:
     return outcome.objective
 
 
+# Hydra's words for -m given with --cfg, --info or --shell-completion.
+_HYDRA_ONE_MODE = "Only one of --run, --multirun"
+
+
 def cli() -> None:
     """``python -m sweeper``: :func:`main`, with Ctrl-C and a broken sweep closed cleanly."""
     try:
@@ -128,6 +132,12 @@ def cli() -> None:
         # Hydra reports an exception from the launcher (a lost Ray worker, say) and exits;
         # the exception it reported is the context of its SystemExit.
         stop_running_sweep(interrupted=False, cause=exit_.__context__)
+        raise
+    except ValueError as err:
+        if str(err).startswith(_HYDRA_ONE_MODE):  # raised before Hydra's own error handling
+            print(f"Error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        stop_running_sweep(interrupted=False, cause=err)
         raise
     except Exception as err:  # only with HYDRA_FULL_ERROR=1 does Hydra let it through
         stop_running_sweep(interrupted=False, cause=err)
