@@ -4,14 +4,27 @@ sweep to; on a terminal, a live line per run in progress."""
 from __future__ import annotations
 
 import io
+import os
+import pty
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import cli_env
 from sweeper import run
 from sweeper.core.training import EpochMetrics
-from sweeper.outcome import PROGRESS_FILE, PROGRESS_SECONDS, RunOutcome, RunProgress
+from sweeper.outcome import (
+    LIVE_FILE,
+    OUTPUT_FILE,
+    PROGRESS_FILE,
+    PROGRESS_SECONDS,
+    RunOutcome,
+    RunProgress,
+)
 from sweeper.progress import ProgressMonitor, eta_seconds, progress_line
 
 _METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
@@ -141,3 +154,53 @@ def test_a_run_writes_its_progress_at_most_as_often_as_the_view_reads_it(
     assert RunProgress.load(saved).val_acc == 0.74
     assert epoch(5, 0.0) == 4
     assert epoch(6, PROGRESS_SECONDS) == 6
+
+
+def test_on_a_terminal_what_the_runs_print_is_shown_above_the_live_lines(tmp_path: Path) -> None:
+    out = Terminal()
+    (tmp_path / "0").mkdir()
+    monitor = ProgressMonitor(tmp_path, 1, {"seed"}, out=out, interval=60).start()
+    # The runs started after this find the marker and print to their output file.
+    assert (tmp_path / LIVE_FILE).exists()
+    (tmp_path / "0" / OUTPUT_FILE).write_text("a warning\npart of a")
+    monitor.poll()
+    with (tmp_path / "0" / OUTPUT_FILE).open("a") as file:
+        file.write(" line\nthe last, unended")
+    monitor.poll()
+    monitor.stop()
+    text = out.getvalue()
+    for line in ("a warning", "part of a line", "the last, unended"):
+        assert text.count(line) == 1, text
+    assert text.index("a warning") < text.index("part of a line") < text.index("the last")
+    assert not (tmp_path / LIVE_FILE).exists()
+
+
+def test_a_sweep_on_a_terminal_keeps_its_runs_warnings_out_of_its_live_lines(
+    workdir: Path,
+) -> None:
+    # 50 training images of the digits: some test features lie far outside the training
+    # range, which each run warns about as it starts.
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", "-m", "seed=0,1,2,3", "dataset.max_train_samples=50",
+         "train.epochs=5", "train.batch_size=1", "gradcheck.enabled=false"],
+        cwd=workdir, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+        env=cli_env({"TERM": "xterm", "COLUMNS": "200"}),
+    )  # fmt: skip
+    os.close(follower)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end closed: the sweep has ended
+            break
+        if not chunk:
+            break
+        received += chunk
+    assert proc.wait(timeout=300) == 0
+    os.close(leader)
+    text = received.decode(errors="replace")
+    warnings = re.findall(r"(.{0,8})\[\d{4}-[^\]]+\]\[sweeper\.experiment\]\[WARNING\]", text)
+    assert len(warnings) == 4, text
+    # Each on a line of its own: the live lines were cleared (ESC[2K) before it was printed.
+    assert all(before.endswith(("\x1b[2K", "\n")) for before in warnings), warnings

@@ -23,6 +23,7 @@ from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_para
 from sweeper.config import to_experiment_config as validate
 from sweeper.data.cache import DataCache, user_data_cache
 from sweeper.failures import EXIT_INTERRUPTED, exit_on_error
+from sweeper.outcome import LIVE_FILE, send_output_to
 from sweeper.progress import describe
 from sweeper.pruning import Pruning
 from sweeper.run import blas_threads, run_config
@@ -56,6 +57,8 @@ def main(cfg: DictConfig) -> float:
     """Run one configuration; the returned objective is what the Optuna sweeper minimises."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    if multirun and (Path(hc.sweep.dir) / LIVE_FILE).exists():
+        send_output_to(Path(hc.runtime.output_dir))
     # A sweep validated every run before launching; this is a single run's bad value.
     with exit_on_error():
         config = validate(cfg)

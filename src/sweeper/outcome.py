@@ -1,5 +1,7 @@
 """What a run leaves in its output directory for the sweep to pick up: how far it has got
-while it trains (``progress.json``), and its one-line result once it ends (``outcome.json``).
+while it trains (``progress.json``), its one-line result once it ends (``outcome.json``), and,
+while the sweep draws live lines on a terminal, what it prints (``output.log``), which the
+sweep shows above them rather than let it land in the middle of them.
 
 Runs may be other processes or other machines, so files are the one channel that works with
 any Hydra launcher. Each is written whole, then renamed, so a reader never sees half of one.
@@ -9,11 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 OUTCOME_FILE = "outcome.json"
 PROGRESS_FILE = "progress.json"
+OUTPUT_FILE = "output.log"
+# In the sweep directory while the sweep draws live lines: its runs print to OUTPUT_FILE.
+LIVE_FILE = ".live"
 # How often the sweep's live view reads the progress files, and so how often a run need write its.
 PROGRESS_SECONDS = 0.5
 
@@ -83,3 +90,14 @@ class RunProgress:
     @classmethod
     def load(cls, path: Path) -> RunProgress:
         return cls(**json.loads(path.read_text()))
+
+
+def send_output_to(directory: Path) -> None:
+    """From here on, this process's standard output and error (its logging, a library's
+    warnings) go to ``directory/output.log``."""
+    fd = os.open(directory / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

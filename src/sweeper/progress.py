@@ -3,8 +3,9 @@ sweep's done/total, failures and ETA; on a terminal, also a live line per run in
 
 The monitor reads the files the runs leave in the sweep directory (``sweeper.outcome``), which
 works with any Hydra launcher. On a terminal, rich draws the live lines below the finished
-ones and redraws them in place; elsewhere (a CI log, a file) only the finished lines are
-printed, one each.
+ones and redraws them in place, and what the runs print (a warning, a store's retries) comes
+through their output files and is printed above them; elsewhere (a CI log, a file) only the
+finished lines are printed, one each, and the runs print as they go.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from rich.live import Live
 from rich.text import Text
 
 from sweeper.outcome import (
+    LIVE_FILE,
     OUTCOME_FILE,
+    OUTPUT_FILE,
     PROGRESS_FILE,
     PROGRESS_SECONDS,
     RunOutcome,
@@ -146,6 +149,8 @@ class ProgressMonitor:
         self._live: Live | None = None
         self._start = time.monotonic()
         self._slots = 1
+        # How many bytes of each run's output file were printed.
+        self._relayed: dict[Path, int] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
@@ -153,6 +158,9 @@ class ProgressMonitor:
     def start(self) -> ProgressMonitor:
         self._start = time.monotonic()
         if self._console.is_terminal:
+            # The runs print to files this relays: printed to the terminal, it would land in
+            # the middle of the live lines.
+            (self.sweep_dir / LIVE_FILE).touch()
             # transient: the live lines go when the sweep ends; the finished ones stay.
             self._live = Live(
                 self._view(self._running()),
@@ -213,8 +221,28 @@ class ProgressMonitor:
                     line = f"{self._status(running)} | {describe(outcome, self.keys)}"
                     self._console.print(line, markup=False)
             if self._live is not None:
+                self._relay_output()
                 self._live.update(self._view(running), refresh=True)
             return new
+
+    def _relay_output(self, whole: bool = False) -> None:
+        """Print what the runs printed since the last poll: whole lines, or all with
+        ``whole``."""
+        for path in sorted(self.sweep_dir.glob(f"*/{OUTPUT_FILE}")):
+            read = self._relayed.get(path, 0)
+            try:
+                with path.open("rb") as file:
+                    file.seek(read)
+                    text = file.read()
+            except OSError:
+                continue
+            if not whole:
+                text = text[: text.rfind(b"\n") + 1]
+            if text:
+                self._relayed[path] = read + len(text)
+                self._console.print(
+                    text.decode(errors="replace").rstrip("\n"), markup=False, highlight=False
+                )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -227,6 +255,8 @@ class ProgressMonitor:
             self._thread.join()
         self.poll()
         if self._live is not None:
+            self._relay_output(whole=True)
             self._live.stop()
             self._live = None
+            (self.sweep_dir / LIVE_FILE).unlink(missing_ok=True)
         return sorted(self.outcomes.values(), key=lambda o: o.job)

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sweeper.outcome import OUTCOME_FILE, PROGRESS_FILE
+from sweeper.outcome import LIVE_FILE, OUTCOME_FILE, OUTPUT_FILE, PROGRESS_FILE
 
 SWEEP_FILE = "sweep.json"
 # Held (flock) by the sweep using the directory, as long as its process lives.
@@ -60,7 +60,8 @@ def claim(sweep_dir: Path) -> int:
             f"another sweep is running in {sweep_dir}: start this one again a second later, "
             "or give each its own hydra.sweep.dir"
         ) from None
-    for name in (OUTCOME_FILE, PROGRESS_FILE):
+    for name in (OUTCOME_FILE, PROGRESS_FILE, OUTPUT_FILE):
         for left in sweep_dir.glob(f"*/{name}"):
             left.unlink(missing_ok=True)
+    (sweep_dir / LIVE_FILE).unlink(missing_ok=True)
     return fd
