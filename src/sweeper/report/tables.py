@@ -161,15 +161,16 @@ def _knob_value(record: RunRecord, knob: str, params: Sequence[str]) -> str:
 def runs_frame(
     records: Sequence[RunRecord],
     keys: Sequence[str],
-    knobs: dict[str, list[str]] | None = None,
+    knob_params: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
     """One row per run in report order: finished runs by validation loss, then the others in
     the order they started, pruned ones last; params ``keys`` as logged (strings), a column
-    per group of ``knobs`` (their value for the run), metrics as floats, and the label of the
-    run's configuration (its ``keys`` but the seed). Labels differ exactly where the params
-    do, so that grouping by label is grouping by the params' values."""
+    per group of ``knob_params`` (:func:`knobs`; the group's value for the run), metrics as
+    floats, and the label of the run's configuration (its ``keys`` but the seed). Labels
+    differ exactly where the params do, so that grouping by label is grouping by the
+    params' values."""
     config_keys = [k for k in keys if k != SEED]
-    groups = {k: p for k, p in (knobs or {}).items() if p != [k]}
+    groups = {k: p for k, p in (knob_params or {}).items() if p != [k]}
     rows = [
         {
             "run_id": r.run_id,
