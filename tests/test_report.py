@@ -594,12 +594,19 @@ def test_two_sweeps_side_by_side_by_config_hash(tmp_path: Path) -> None:
         }
 
     before, after = finished("before"), finished("after")
+    for run in child_runs(
+        client.search_runs([experiment.experiment_id], "tags.sweep_id = 'after'")
+    ):
+        client.set_tag(run.info.run_id, "git_commit", "0123456789abcdef")
     code = report_main(
         ["--sweep", "before,after", "--tracking-uri", uri, "--out", str(tmp_path / "reports")]
     )
     assert code == 0
     markdown = (tmp_path / "reports" / "before_vs_after" / "report.md").read_text()
     assert f"{len(before)} finished runs of sweep `before` and sweep `after`" in markdown
+    # A difference is the code's only if the two sweeps say what each ran on.
+    assert "Sweep `before`: Provenance: every run shares one commit (not recorded)" in markdown
+    assert "Sweep `after`: Provenance: every run shares one commit (0123456789ab)" in markdown
     (table,) = markdown_tables(markdown)
     assert len(table) == 20
     for row in table:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from sweeper.frozen_imports import imports_frozen
+from sweeper.store_uri import DEFAULT_DB_NAME, DEFAULT_STORE_DIR
 
 with imports_frozen():
     from sweeper.report import worker
@@ -32,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--experiment", default="sweeper", help="MLflow experiment name")
     parser.add_argument(
-        "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)"
+        "--tracking-uri",
+        help="MLflow store, or a directory holding its mlflow.db (default: "
+        f"$MLFLOW_TRACKING_URI, else sqlite:///./{DEFAULT_STORE_DIR}/{DEFAULT_DB_NAME})",
     )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="reports directory")
     args = parser.parse_args(argv)
@@ -54,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             elif len(sweeps) > 2:
                 raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
             else:
-                report = build_report(
-                    args.tracking_uri, args.experiment, args.sweep or None, args.out, analysis
-                )
+                sweep = sweeps[0] if sweeps else None
+                report = build_report(args.tracking_uri, args.experiment, sweep, args.out, analysis)
                 title = f"Sweep {report.sweep.sweep_id}"
         except ReportError as err:
             print(f"error: {err}", file=sys.stderr)

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import DatasetError
+from sweeper.plots import TRAIN_CURVE_LABELS
 from sweeper.report import worker
 from sweeper.report.confusion import confusion_on_test_set
 from sweeper.report.document import Block, Heading, Image, Text, to_html, to_markdown
@@ -46,12 +47,14 @@ from sweeper.report.stats import ALPHA, VERDICT_START, pareto_front, verdict
 from sweeper.report.tables import (
     CONFIG,
     SEED,
+    TRAIN_MEASURE,
     Table,
     configurations,
     configurations_table,
     constant_params,
-    label,
-    pivot_keys,
+    is_search,
+    knobs,
+    pivot_knobs,
     pivot_means,
     pivot_table,
     runs_frame,
@@ -121,11 +124,17 @@ class _FigureWriter:
     others in ``worker`` (the analysis process, once its analysis is done) at the same time."""
 
     def __init__(
-        self, client: MlflowClient, figures: Path, keys: list[str], pool: Executor
+        self,
+        client: MlflowClient,
+        figures: Path,
+        keys: list[str],
+        crossed: tuple[str, str] | None,
+        pool: Executor,
     ) -> None:
         self.client = client
         self.figures = figures
         self.keys = keys
+        self.crossed = crossed
         self.pool = pool
         self.drawn_apart: list[Future[Path]] = []
         self.figures.mkdir(parents=True, exist_ok=True)
@@ -152,7 +161,7 @@ class _FigureWriter:
         runs: pd.DataFrame,
         configs: pd.DataFrame,
         best_run: RunRecord,
-        varying: list[str],
+        best_label: str,
         repeats: bool,
     ) -> list[Block]:
         finished = configs[configs["n"] > 0]
@@ -169,7 +178,7 @@ class _FigureWriter:
             for name, group in done.groupby(CONFIG, sort=False)
         }
         by_config = {name: by_config[name] for name in finished.index}
-        best_label = label(best_run, varying)
+        best_measure = runs.loc[runs["run_id"] == best_run.run_id, TRAIN_MEASURE].iloc[0]
         return [
             Heading("Figures"),
             self.png(
@@ -197,6 +206,7 @@ class _FigureWriter:
                 curves[best_run.run_id],
                 int(best_run.metrics["best_epoch"]),
                 f"best run: {best_label}",
+                TRAIN_CURVE_LABELS[best_measure],
             ),
         ]
 
@@ -243,14 +253,13 @@ class _FigureWriter:
                     apart=True,
                 )
             )
-        crossed = pivot_keys(configs, self.keys)
-        if crossed is not None:
+        if self.crossed is not None:
             blocks += [
                 self.png(
                     "pivot_heatmap",
                     "heatmap of the pivot of test accuracy",
                     heatmap,
-                    pivot_means(runs, *crossed),
+                    pivot_means(runs, *self.crossed),
                     "mean test accuracy",
                     apart=True,
                 ),
@@ -327,17 +336,32 @@ def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecor
     return Text(text)
 
 
+def _train_measure(runs: pd.DataFrame) -> Text:
+    """How the tables' train accuracy and loss were measured, in the words of the runs' plots
+    (``train.eval_train``)."""
+    measures = runs[TRAIN_MEASURE].value_counts()
+    if len(measures) == 1:
+        how = TRAIN_CURVE_LABELS[measures.index[0]]
+    else:
+        how = "; ".join(f"{TRAIN_CURVE_LABELS[m]} in {n} runs" for m, n in measures.items())
+    return Text(f"The `train acc` and `train loss` columns: {how}.")
+
+
 def _comparison(
     runs: pd.DataFrame,
     records: list[RunRecord],
     varying: list[str],
     configs: pd.DataFrame,
     repeats: bool,
+    crossed: tuple[str, str] | None,
 ) -> list[Block]:
     """The constant params, the main table with its verdict, and the pruned runs apart."""
     keys = [k for k in varying if k != SEED]
     constants = ", ".join(f"`{k}={v}`" for k, v in constant_params(records, varying).items())
-    blocks: list[Block] = [Text(f"Constant params: {constants or '(none)'}.")]
+    blocks: list[Block] = [
+        Text(f"Constant params: {constants or '(none)'}."),
+        _train_measure(runs),
+    ]
     if repeats:
         blocks += [
             Heading(
@@ -357,7 +381,6 @@ def _comparison(
             Heading("Pruned runs: stopped early by the search, not ranked"),
             runs_table(runs[runs["pruned"]], varying),
         ]
-    crossed = pivot_keys(configs, keys)
     if crossed is not None:
         blocks += [
             Heading(f"Test accuracy: {crossed[0]} x {crossed[1]}"),
@@ -388,13 +411,17 @@ def build_report(
             raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
         varying = varying_keys(records, sweep.overrides)
         keys = [k for k in varying if k != SEED]
-        runs = runs_frame(records, varying)
-        configs = configurations(runs, keys)
+        # The importance and the pivot are over what the command varied: an override key
+        # that sets several params (a config group) is one knob.
+        knob_params = knobs(keys, sweep.overrides)
+        crossed = pivot_knobs(list(knob_params), is_search(records))
+        runs = runs_frame(records, varying, knob_params)
+        configs = configurations(runs, list(dict.fromkeys([*keys, *knob_params])))
         repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
-        analysed = pool.submit(worker.analyse, runs, configs, keys, repeats)
+        analysed = pool.submit(worker.analyse, runs, configs, list(knob_params), repeats)
         directory = out_dir / sweep.sweep_id
         directory.mkdir(parents=True, exist_ok=True)
-        writer = _FigureWriter(client, directory / FIGURES_DIR, keys, pool)
+        writer = _FigureWriter(client, directory / FIGURES_DIR, keys, crossed, pool)
         figures: list[Block] = []
         if (configs["n"] > 0).any():
             figures += writer.interactions(runs, configs)
@@ -402,6 +429,9 @@ def build_report(
                 done = runs[runs["finished"]]
                 best_id = done.loc[done[CONFIG] == configs.index[0], "run_id"].iloc[0]
                 best_run = next(r for r in records if r.run_id == best_id)
+                best_label = configs.index[0]
+                if SEED in varying:
+                    best_label += f" {SEED}={best_run.params.get(SEED, '')}"
                 checkpoint = download_artifact(
                     client, best_id, "checkpoint/best_model.npz", Path(tmp)
                 )
@@ -411,7 +441,7 @@ def build_report(
                     if checkpoint is not None:
                         sizes = load_checkpoint(checkpoint)[0].layer_sizes
                 figures += writer.costs(configs, sizes)
-                figures += writer.curves(runs, configs, best_run, varying, repeats)
+                figures += writer.curves(runs, configs, best_run, best_label, repeats)
                 figures += writer.confusion(best_run, checkpoint)
                 figures += writer.gradcheck(best_id, Path(tmp))
         configs, importances = analysed.result()
@@ -420,7 +450,7 @@ def build_report(
     summary = [
         _intro(experiment, sweep, len(every_run), records),
         Text(provenance_summary([r.tags for r in records])[0]),
-        *_comparison(runs, records, varying, configs, repeats),
+        *_comparison(runs, records, varying, configs, repeats, crossed),
     ]
     if (configs["n"] > 0).any():
         summary += _importance(configs, importances)

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.report.build import Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
+from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import ReportError, find_sweep, latest_per_config, open_store, sweep_runs
 from sweeper.report.tables import CONFIG, SEED, Table, runs_frame, varying_keys
 from sweeper.store_uri import resolve_tracking_uri
@@ -20,12 +21,14 @@ COMPARED = (("val loss", "best_val_loss", 4), ("test acc", "test_acc", 4))
 
 def _finished_runs(
     client: MlflowClient, experiment: str, sweep_id: str
-) -> tuple[pd.DataFrame, str]:
+) -> tuple[pd.DataFrame, str, str]:
+    """The sweep's finished runs, its id, and the sentence on what its runs share."""
     sweep = find_sweep(client, experiment, sweep_id)
     records = latest_per_config(sweep_runs(client, sweep))
     varying = varying_keys(records, sweep.overrides)
     runs = runs_frame(records, varying)
-    return runs[runs["finished"]], sweep.sweep_id
+    provenance = provenance_summary([r.tags for r in records])[0]
+    return runs[runs["finished"]], sweep.sweep_id, provenance
 
 
 def compare_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -61,7 +64,9 @@ def compare_sweeps(
 ) -> Report:
     """Write ``report.md``, ``report.html`` and ``compare.csv`` comparing two sweeps."""
     client = open_store(resolve_tracking_uri(tracking_uri))
-    (a, name_a), (b, name_b) = (_finished_runs(client, experiment, s) for s in sweep_ids)
+    (a, name_a, provenance_a), (b, name_b, provenance_b) = (
+        _finished_runs(client, experiment, s) for s in sweep_ids
+    )
     shared = set(a["config_hash"]) & set(b["config_hash"])
     if not shared:
         raise ReportError(
@@ -79,6 +84,10 @@ def compare_sweeps(
             f"sweep `{name_b}` share a config_hash; {len(set(a['config_hash']) - shared)} "
             f"only in `{name_a}`, {len(set(b['config_hash']) - shared)} only in `{name_b}`."
         ),
+        # A difference between the sweeps is the code's or the data's only if that is all
+        # that changed.
+        Text(f"Sweep `{name_a}`: {provenance_a}"),
+        Text(f"Sweep `{name_b}`: {provenance_b}"),
         Heading(f"Per configuration: {name_a} vs {name_b}, diff = {name_b} - {name_a}{seeds}"),
         _table(means, names),
     ]

@@ -23,7 +23,7 @@ class Heading:
 
 @dataclass(frozen=True)
 class Text:
-    """A paragraph; `backticks` mark code."""
+    """A paragraph; `backticks` mark code, **double stars** strong text."""
 
     text: str
 
@@ -54,8 +54,10 @@ def to_markdown(blocks: list[Block], base: Path) -> str:
 
 
 def _inline(text: str) -> Markup:
-    """Escaped text with `backticks` as <code>."""
-    return Markup(re.sub(r"`([^`]*)`", r"<code>\1</code>", str(escape(text))))
+    """Escaped text with `backticks` as <code> and **double stars** as <strong>, as
+    Markdown shows them."""
+    html = re.sub(r"`([^`]*)`", r"<code>\1</code>", str(escape(text)))
+    return Markup(re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html))
 
 
 _ENV = jinja2.Environment(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
 
 import matplotlib
@@ -49,6 +49,12 @@ def mean_curve(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray]:
     return epochs, np.array([np.mean(by_epoch[e]) for e in epochs])
 
 
+def _dot(points: Sized) -> dict[str, str]:
+    """A marker for a line of one point (a run stopped after its first epoch), which a line
+    alone does not draw."""
+    return {"marker": "o"} if len(points) == 1 else {}
+
+
 def validation_curves(
     curves: Mapping[str, Sequence[Mapping[str, Curve]]],
     best: str,
@@ -72,9 +78,11 @@ def validation_curves(
                 color="0.7",
                 zorder=1,
                 label="pruned" if i == 0 else None,
+                **_dot(run[metric]),
             )
         for config_label, runs in curves.items():
             epochs, values = mean_curve([run[metric] for run in runs])
+            dot = _dot(epochs)
             if config_label == best:
                 ax.plot(
                     epochs,
@@ -83,11 +91,12 @@ def validation_curves(
                     color="black",
                     zorder=3,
                     label=f"{config_label} (best)",
+                    **dot,
                 )
             elif named:
-                ax.plot(epochs, values, linewidth=1.2, label=config_label)
+                ax.plot(epochs, values, linewidth=1.2, label=config_label, **dot)
             else:
-                ax.plot(epochs, values, linewidth=0.8, color="tab:blue", alpha=0.3)
+                ax.plot(epochs, values, linewidth=0.8, color="tab:blue", alpha=0.3, **dot)
         ax.set_title(title + (" (mean over the seeds at each epoch)" if repeats else ""))
         _epoch_axis(ax)
     losses = np.concatenate(
@@ -103,8 +112,11 @@ def validation_curves(
     return fig
 
 
-def train_vs_validation(curves: Mapping[str, Curve], best_epoch: int, title: str) -> Figure:
-    """The best run's train and validation loss and accuracy per epoch."""
+def train_vs_validation(
+    curves: Mapping[str, Curve], best_epoch: int, title: str, train_label: str
+) -> Figure:
+    """The best run's train and validation loss and accuracy per epoch; ``train_label`` says
+    how its train curve was measured."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     fig.suptitle(textwrap.fill(title, 110))
     axes = fig.subplots(1, 2)
@@ -117,7 +129,7 @@ def train_vs_validation(curves: Mapping[str, Curve], best_epoch: int, title: str
                 [e for e, _ in points],
                 [v for _, v in points],
                 marker=".",
-                label="train" if split == "train" else "validation",
+                label=train_label if split == "train" else "validation",
             )
         ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
         ax.set_ylabel(name)

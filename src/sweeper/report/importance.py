@@ -65,17 +65,24 @@ def trials(configs: pd.DataFrame, keys: Sequence[str]) -> list[optuna.trial.Froz
 
 
 def param_importances(configs: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
-    """Each varying param's share of the variance of the mean validation loss (fANOVA),
-    largest first; raises ``ImportanceUnavailableError`` with the reason when it cannot say."""
+    """Each varied knob's (``keys``) share of the variance of the mean validation loss
+    (fANOVA), largest first; raises ``ImportanceUnavailableError`` with the reason when it
+    cannot say."""
     if len(keys) < 2:
         raise ImportanceUnavailableError(
             f"it needs at least 2 varied parameters besides the seed; this sweep varies {len(keys)}"
         )
-    finished = int((configs["n"] > 0).sum())
-    if finished < MIN_CONFIGURATIONS:
+    finished = configs[configs["n"] > 0]
+    if len(finished) < MIN_CONFIGURATIONS:
         raise ImportanceUnavailableError(
             f"it needs at least {MIN_CONFIGURATIONS} finished configurations; this sweep has "
-            f"{finished}"
+            f"{len(finished)}"
+        )
+    losses = finished[f"{SORT_METRIC}_mean"]
+    if losses.nunique() == 1:
+        raise ImportanceUnavailableError(
+            f"every finished configuration has the same mean validation loss "
+            f"({losses.iloc[0]:.6g}), so no parameter explains any of its variance"
         )
     optuna_logger = logging.getLogger("optuna")
     level = optuna_logger.level
@@ -86,6 +93,8 @@ def param_importances(configs: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
         importances = optuna.importance.get_param_importances(
             study, evaluator=FanovaImportanceEvaluator(seed=SEED)
         )
+    except (RuntimeError, ValueError) as err:  # fANOVA's forest finds nothing to split
+        raise ImportanceUnavailableError(f"Optuna's fANOVA could not compute it ({err})") from None
     finally:
         optuna_logger.setLevel(level)
     return pd.Series(importances, name="importance").sort_values(ascending=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.store_uri import sqlite_path
+from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -71,18 +71,32 @@ Curve = list[tuple[int, float]]
 def open_store(uri: str) -> MlflowClient:
     """A client on ``uri``, checked as a sweep checks its store (a database, a server that
     answers); a SQLite store must already exist (MLflow would create an empty one, and the
-    report would then say nothing useful)."""
+    report would then say nothing useful). A directory holding a sweep's ``mlflow.db``
+    (``mlruns``) names that database; a store MLflow will not open is a ``ReportError``."""
+    if "://" not in uri and (Path(uri) / DEFAULT_DB_NAME).is_file():
+        uri = f"sqlite:///{(Path(uri) / DEFAULT_DB_NAME).resolve()}"
     if (db := sqlite_path(uri)) is not None and not db.is_file():
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
 
     try:
         check_store(uri, CONNECT_TIMEOUT_S, writable=False)
+        client = MlflowClient(uri)
+        if sqlite_path(uri) is None and not is_http(uri):
+            # Stores check_store leaves to MLflow (a file store) fail on their first query.
+            client.search_experiments(max_results=1)
     except StoreError as err:
         raise ReportError(str(err)) from None
-    return MlflowClient(uri)
+    except MlflowException as err:
+        reason = str(err).strip().splitlines()[0].split(". ")[0]
+        raise ReportError(
+            f"MLflow cannot open the store {uri} ({reason}): give a URI such as "
+            f"sqlite:///path/{DEFAULT_DB_NAME}, or a directory holding {DEFAULT_DB_NAME}"
+        ) from None
+    return client
 
 
 def _quoted(value: str) -> str:

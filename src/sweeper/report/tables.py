@@ -15,20 +15,27 @@ import pandas as pd
 
 from sweeper.config import NOT_HASHED
 from sweeper.report.runs import RunRecord
+from sweeper.ui_links import params_of_keys
 
 SEED = "seed"
-# (column, metric key, decimals): the values at each run's best epoch, then its totals.
-METRIC_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("train acc", "best_train_acc", 4),
-    ("train loss", "best_train_loss", 4),
-    ("val acc", "best_val_acc", 4),
-    ("val loss", "best_val_loss", 4),
-    ("test acc", "test_acc", 4),
-    ("best epoch", "best_epoch", 0),
-    ("epochs run", "epochs_run", 0),
-    ("seconds", "train_seconds", 1),
+# (column, metric key, format): the values at each run's best epoch, then its totals; seconds
+# to 3 significant figures, since a small run trains in hundredths of a second.
+METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("train acc", "best_train_acc", ".4f"),
+    ("train loss", "best_train_loss", ".4f"),
+    ("val acc", "best_val_acc", ".4f"),
+    ("val loss", "best_val_loss", ".4f"),
+    ("test acc", "test_acc", ".4f"),
+    ("best epoch", "best_epoch", ".0f"),
+    ("epochs run", "epochs_run", ".0f"),
+    ("seconds", "train_seconds", ".3g"),
 )
 METRICS = [key for _, key, _ in METRIC_COLUMNS]
+# The param that says how a run measured its train accuracy and loss, its default for runs
+# that logged none (``sweeper.artifacts`` reads it the same way), and its column in the frame.
+EVAL_TRAIN = "train.eval_train"
+EVAL_TRAIN_DEFAULT = "full"
+TRAIN_MEASURE = "train_measure"
 CSV_METRICS = [*METRICS, "test_loss"]
 SORT_METRIC = "best_val_loss"
 CONFIG = "configuration"  # the column holding a configuration's label
@@ -51,6 +58,40 @@ class Table:
 
 def _override_keys(overrides: str) -> list[str]:
     return [token.partition("=")[0].lstrip("+~") for token in overrides.split() if "=" in token]
+
+
+def _override_value(overrides: str, key: str) -> str | None:
+    for token in overrides.split():
+        name, equals, value = token.partition("=")
+        if equals and name.lstrip("+~") == key:
+            return value
+    return None
+
+
+def is_search(records: Sequence[RunRecord]) -> bool:
+    """Whether the runs are an Optuna search's trials (tagged ``trial``), not a grid."""
+    return any("trial" in r.tags for r in records)
+
+
+def knobs(keys: Sequence[str], overrides: str) -> dict[str, list[str]]:
+    """The varied params (``keys``, the seed left out) grouped by the override key that sets
+    them, each under the most specific one (``optimizer=sgd,adam`` sets ``optimizer.name``,
+    ``optimizer.momentum``, ...: one knob). A knob of one param is named by that param; a
+    param no override key sets (a search draws it) is a knob of its own."""
+    order = _override_keys(overrides)
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        if key == SEED:
+            continue
+        groups.setdefault(_owner(key, order), []).append(key)
+    return {(params[0] if len(params) == 1 else owner): params for owner, params in groups.items()}
+
+
+def _owner(key: str, override_keys: Sequence[str]) -> str:
+    """The most specific of ``override_keys`` that sets the param ``key``
+    (``ui_links.params_of_keys`` in reverse), else ``key`` itself."""
+    owners = [o for o in override_keys if params_of_keys({key: None}, [o])]
+    return max(owners, key=len, default=key)
 
 
 def varying_keys(records: Sequence[RunRecord], overrides: str = "") -> list[str]:
@@ -93,16 +134,43 @@ def param_cell(value: str) -> str:
     return value if float(short) == number else short
 
 
-def label(params: dict[str, str] | RunRecord, keys: Sequence[str]) -> str:
-    values = params.params if isinstance(params, RunRecord) else params
-    return " ".join(f"{k}={param_cell(values.get(k, ''))}" for k in keys) or "(defaults)"
+def param_cells(values: Sequence[str]) -> dict[str, str]:
+    """Each of a column's values as :func:`param_cell` shows it, but as logged where two
+    values would show alike (0.050001 and 0.050002 are two configurations, not one)."""
+    unique = set(values)
+    shown: dict[str, set[str]] = {}
+    for value in unique:
+        shown.setdefault(param_cell(value), set()).add(value)
+    return {v: param_cell(v) if len(shown[param_cell(v)]) == 1 else v for v in unique}
 
 
-def runs_frame(records: Sequence[RunRecord], keys: Sequence[str]) -> pd.DataFrame:
+def shown_params(column: pd.Series) -> pd.Series:
+    """A column of params as the tables show it (:func:`param_cells`)."""
+    return column.map(param_cells(list(column)))
+
+
+def _knob_value(record: RunRecord, knob: str, params: Sequence[str]) -> str:
+    """A run's value of a knob: the param's, or for a group the choice its overrides name
+    (``sgd`` of ``optimizer=sgd``), else its params' values together."""
+    if params == [knob]:
+        return record.params.get(knob, "")
+    chosen = _override_value(record.tags.get("overrides", ""), knob)
+    return chosen if chosen is not None else " ".join(record.params.get(p, "") for p in params)
+
+
+def runs_frame(
+    records: Sequence[RunRecord],
+    keys: Sequence[str],
+    knob_params: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """One row per run in report order: finished runs by validation loss, then the others in
-    the order they started, pruned ones last; params ``keys`` as logged (strings), metrics as
-    floats, and the label of the run's configuration (its ``keys`` but the seed)."""
+    the order they started, pruned ones last; params ``keys`` as logged (strings), a column
+    per group of ``knob_params`` (:func:`knobs`; the group's value for the run), metrics as
+    floats, and the label of the run's configuration (its ``keys`` but the seed). Labels
+    differ exactly where the params do, so that grouping by label is grouping by the
+    params' values."""
     config_keys = [k for k in keys if k != SEED]
+    groups = {k: p for k, p in (knob_params or {}).items() if p != [k]}
     rows = [
         {
             "run_id": r.run_id,
@@ -112,14 +180,19 @@ def runs_frame(records: Sequence[RunRecord], keys: Sequence[str]) -> pd.DataFram
             "config_hash": r.config_hash,
             "start_time": r.start_time,
             "pruned": r.pruned,
-            CONFIG: label(r, config_keys),
+            TRAIN_MEASURE: r.params.get(EVAL_TRAIN, EVAL_TRAIN_DEFAULT),
             **{k: r.params.get(k, "") for k in keys},
+            **{k: _knob_value(r, k, p) for k, p in groups.items()},
             **{k: r.metrics.get(k, float("nan")) for k in CSV_METRICS},
         }
         for r in records
     ]
     columns = ["run_id", "run_name", "status", "reason", "config_hash", "start_time", "pruned"]
-    frame = pd.DataFrame(rows, columns=[*columns, CONFIG, *keys, *CSV_METRICS])
+    frame = pd.DataFrame(
+        rows, columns=[*columns, TRAIN_MEASURE, *dict.fromkeys([*keys, *groups]), *CSV_METRICS]
+    )
+    shown = pd.DataFrame({k: shown_params(frame[k]) for k in config_keys}, index=frame.index)
+    frame.insert(len(columns), CONFIG, _labels(shown, config_keys))
     frame["finished"] = (
         (frame["status"] == "FINISHED") & ~frame["pruned"] & frame[SORT_METRIC].notna()
     )
@@ -128,6 +201,12 @@ def runs_frame(records: Sequence[RunRecord], keys: Sequence[str]) -> pd.DataFram
         ["pruned", "_order", "start_time"], na_position="last", kind="stable"
     ).drop(columns="_order")
     return frame.reset_index(drop=True)
+
+
+def _labels(shown: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    if not keys:
+        return ["(defaults)"] * len(shown)
+    return [" ".join(f"{k}={row[k]}" for k in keys) for _, row in shown.iterrows()]
 
 
 def status_text(runs: pd.DataFrame) -> str:
@@ -165,15 +244,16 @@ def configurations(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return table.sort_values(f"{SORT_METRIC}_mean", na_position="last", kind="stable")
 
 
-def mean_std(mean: float, std: float, n: int, decimals: int) -> str:
-    """``mean ± std`` (sample std) over ``n`` values; the mean alone for one value."""
+def mean_std(mean: float, std: float, n: int, spec: str) -> str:
+    """``mean ± std`` (sample std) over ``n`` values, each formatted by ``spec``; the mean
+    alone for one value."""
     if n == 0:
         return ""
     if n == 1:
-        return f"{mean:.{decimals}f}"
+        return f"{mean:{spec}}"
     # Means of whole numbers (epochs) get one decimal, or they would hide the spread.
-    decimals = max(decimals, 1)
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+    spec = ".1f" if spec == ".0f" else spec
+    return f"{mean:{spec}} ± {std:{spec}}"
 
 
 def _rank_cells(ranked: pd.Series) -> list[str]:
@@ -189,12 +269,12 @@ def configurations_table(configs: pd.DataFrame, keys: Sequence[str]) -> Table:
     how it compares with the best (``vs best``, from ``stats.compare_with_best``)."""
     frame = pd.DataFrame({"#": _rank_cells(configs["n"] > 0)}, index=configs.index)
     for k in keys:
-        frame[k] = configs[k].map(param_cell)
+        frame[k] = shown_params(configs[k])
     frame["n"] = configs["n"].astype(str)
-    for column, key, decimals in METRIC_COLUMNS:
+    for column, key, spec in METRIC_COLUMNS:
         means, stds = configs[f"{key}_mean"], configs[f"{key}_std"]
         frame[column] = [
-            mean_std(m, s, n, decimals) for m, s, n in zip(means, stds, configs["n"], strict=True)
+            mean_std(m, s, n, spec) for m, s, n in zip(means, stds, configs["n"], strict=True)
         ]
     if "vs best" in configs:
         frame["vs best"] = configs["vs best"]
@@ -203,13 +283,15 @@ def configurations_table(configs: pd.DataFrame, keys: Sequence[str]) -> Table:
 
 
 def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
-    """One row per run, in the frame's (report) order."""
+    """One row per run, in the frame's (report) order: the metrics of the finished runs and
+    of those a pruner stopped (ranked or not, they trained)."""
     frame = pd.DataFrame({"#": _rank_cells(runs["finished"])})
     for k in keys:
-        frame[k] = runs[k].map(param_cell).to_numpy()
-    for column, key, decimals in METRIC_COLUMNS:
-        values = runs[key].where(runs["finished"])
-        frame[column] = [f"{v:.{decimals}f}" if pd.notna(v) else "" for v in values]
+        frame[k] = shown_params(runs[k]).to_numpy()
+    trained = runs["finished"] | runs["pruned"]
+    for column, key, spec in METRIC_COLUMNS:
+        values = runs[key].where(trained)
+        frame[column] = [f"{v:{spec}}" if pd.notna(v) else "" for v in values]
     status = runs["status"].where(~runs["pruned"], "PRUNED")
     with_reason = status + ": " + runs["reason"]
     shown = status.where(runs["reason"] == "", with_reason).where(~runs["finished"], "FINISHED")
@@ -220,6 +302,11 @@ def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
     return Table(frame, best=best, muted=muted)
 
 
+def _cells(values: list[str]) -> list[str]:
+    shown = param_cells(values)
+    return [shown[v] for v in values]
+
+
 def _ordered(values: pd.Series) -> list[str]:
     unique = list(values.unique())
     try:
@@ -228,19 +315,12 @@ def _ordered(values: pd.Series) -> list[str]:
         return sorted(unique)
 
 
-def pivot_keys(configs: pd.DataFrame, keys: Sequence[str]) -> tuple[str, str] | None:
-    """Two independent keys to cross, or None.
-
-    A key that a group choice sets along with another (``optimizer=sgd,adam`` varies
-    ``optimizer.name`` and ``optimizer.lr`` together) adds no second dimension.
-    """
-    if len(keys) < 2:
+def pivot_knobs(knobs: Sequence[str], search: bool) -> tuple[str, str] | None:
+    """The two knobs a grid crosses, or None: a search's trials fill no grid, and a sweep over
+    one key or three has no table of two."""
+    if search or len(knobs) != 2:
         return None
-    rows = keys[0]
-    for columns in keys[1:]:
-        if (configs.groupby(rows)[columns].nunique() > 1).any():
-            return rows, columns
-    return None
+    return knobs[0], knobs[1]
 
 
 def pivot_means(runs: pd.DataFrame, rows_key: str, columns_key: str) -> pd.DataFrame:
@@ -249,7 +329,11 @@ def pivot_means(runs: pd.DataFrame, rows_key: str, columns_key: str) -> pd.DataF
     done = runs[runs["finished"]]
     means = done.pivot_table(index=rows_key, columns=columns_key, values="test_acc", aggfunc="mean")
     kept = runs[~runs["pruned"]]
-    return means.reindex(index=_ordered(kept[rows_key]), columns=_ordered(kept[columns_key]))
+    rows, columns = _ordered(kept[rows_key]), _ordered(kept[columns_key])
+    means = means.reindex(index=rows, columns=columns)
+    means.index = pd.Index(_cells(rows), name=rows_key)
+    means.columns = pd.Index(_cells(columns), name=columns_key)
+    return means
 
 
 def pivot_table(runs: pd.DataFrame, rows_key: str, columns_key: str) -> Table:
@@ -261,16 +345,17 @@ def pivot_table(runs: pd.DataFrame, rows_key: str, columns_key: str) -> Table:
     row_values, column_values = _ordered(kept[rows_key]), _ordered(kept[columns_key])
     statuses = kept.groupby([rows_key, columns_key]).apply(status_text, include_groups=False)
     rows = []
-    for rv in row_values:
-        cells = [rv]
+    for rv, shown in zip(row_values, _cells(row_values), strict=True):
+        cells = [shown]
         for cv in column_values:
             if (rv, cv) in stats.index:
                 mean, std, n = stats.loc[(rv, cv)]
-                cells.append(mean_std(mean, std, int(n), 4))
+                cells.append(mean_std(mean, std, int(n), ".4f"))
             else:
                 cells.append(statuses.get((rv, cv), ""))
         rows.append(cells)
-    return Table(pd.DataFrame(rows, columns=[f"{rows_key} \\ {columns_key}", *column_values]))
+    headers = [f"{rows_key} \\ {columns_key}", *_cells(column_values)]
+    return Table(pd.DataFrame(rows, columns=headers))
 
 
 def write_runs_csv(runs: pd.DataFrame, keys: Sequence[str], path: Path) -> Path:

@@ -1,0 +1,228 @@
+"""`make report` on the sweeps that used to break it: no spread in the loss, a config group
+varied, labels that coincide at 4 digits, pruned and one-epoch runs, odd command lines."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from conftest import all_runs, child_runs, run_cli, store_uri
+from helpers import markdown_tables
+from sweeper.plots import TRAIN_CURVE_LABELS
+from sweeper.report.__main__ import main as report_main
+from sweeper.report.build import build_report
+from sweeper.report.document import Text, to_html
+from sweeper.report.figures import train_vs_validation, validation_curves
+from sweeper.report.provenance import provenance_summary
+
+SMALL = ["train.epochs=2", "topology.hidden=[16]"]
+
+
+def sweep(workdir: Path, *overrides: str) -> tuple[str, list[Run]]:
+    """Run a small sweep in ``workdir``; its id and its child runs."""
+    proc = run_cli(["-m", *overrides, *SMALL], workdir)
+    assert proc.returncode == 0, proc.stderr
+    runs = all_runs(workdir)
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    return parent.data.tags["sweep_id"], child_runs(runs)
+
+
+def report(workdir: Path, *args: str) -> str:
+    """report.md of the report ``args`` ask for (the latest sweep in ``workdir``'s store)."""
+    out = workdir / "reports"
+    argv = ["--tracking-uri", store_uri(workdir), "--out", str(out), *args]
+    assert report_main(argv) == 0
+    (directory,) = out.iterdir()
+    assert {p.name for p in directory.iterdir()} >= {"report.md", "report.html", "runs.csv"}
+    return (directory / "report.md").read_text()
+
+
+def table_with(markdown: str, header: str) -> list[dict[str, str]]:
+    return next(t for t in markdown_tables(markdown) if header in t[0])
+
+
+def test_no_spread_in_the_loss_is_no_importance_not_a_crash(tmp_path: Path) -> None:
+    # Patience and a norm cap that 2 epochs never reach: four configurations, one loss.
+    _, runs = sweep(tmp_path, "train.patience=10,20", "regularizer.max_norm=null,1000")
+    losses = {r.data.metrics["best_val_loss"] for r in runs}
+    assert len(runs) == 4 and len(losses) == 1
+    markdown = report(tmp_path)
+    assert (
+        "No importance: every finished configuration has the same mean validation loss "
+        f"({losses.pop():.6g}), so no parameter explains any of its variance." in markdown
+    )
+
+
+@pytest.fixture(scope="module")
+def group_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Run], str]:
+    """A config group (four optimizers, which set name, lr and momentum) against an
+    activation, reported."""
+    workdir = tmp_path_factory.mktemp("group")
+    _, runs = sweep(workdir, "optimizer=sgd,momentum,nesterov,adam", "activation=tanh,relu")
+    return runs, report(workdir)
+
+
+def test_a_config_group_is_one_knob_of_the_pivot_and_the_importance(
+    group_sweep: tuple[list[Run], str],
+) -> None:
+    runs, markdown = group_sweep
+    assert "## Test accuracy: optimizer x activation.name" in markdown
+    pivot = table_with(markdown, "optimizer \\ activation.name")
+    cells = {row["optimizer \\ activation.name"]: row for row in pivot}
+    assert set(cells) == {"sgd", "momentum", "nesterov", "adam"}
+    for run in runs:
+        optimizer = run.data.tags["overrides"].split()[0].removeprefix("optimizer=")
+        acc = run.data.metrics["test_acc"]
+        assert cells[optimizer][run.data.params["activation.name"]] == f"{acc:.4f}"
+    importance = table_with(markdown, "importance")
+    assert {row["parameter"] for row in importance} == {"optimizer", "activation.name"}
+    assert sum(float(row["importance"]) for row in importance) == pytest.approx(1, abs=2e-3)
+
+
+def test_train_columns_say_they_are_running_means(group_sweep: tuple[list[Run], str]) -> None:
+    runs, markdown = group_sweep
+    assert {r.data.params["train.eval_train"] for r in runs} == {"running"}
+    assert f"The `train acc` and `train loss` columns: {TRAIN_CURVE_LABELS['running']}." in (
+        markdown
+    )
+    figure = train_vs_validation(
+        {"train_loss": [(1, 1.0)], "val_loss": [(1, 1.1)], "train_acc": [(1, 0.5)]}
+        | {"val_acc": [(1, 0.4)]},
+        1,
+        "best run",
+        TRAIN_CURVE_LABELS["running"],
+    )
+    legend = figure.axes[0].get_legend()
+    assert legend is not None
+    assert TRAIN_CURVE_LABELS["running"] in [t.get_text() for t in legend.get_texts()]
+
+
+def test_seconds_of_a_short_run_show_three_significant_figures(
+    group_sweep: tuple[list[Run], str],
+) -> None:
+    runs, markdown = group_sweep
+    seconds = {r.info.run_id: r.data.metrics["train_seconds"] for r in runs}
+    table = table_with(markdown, "run id")
+    assert all(seconds[row["run id"]] < 1 for row in table)  # what the digits train in
+    for row in table:
+        assert row["seconds"] == f"{seconds[row['run id']]:.3g}"
+        assert float(row["seconds"]) > 0
+
+
+def test_a_search_gets_no_pivot(tmp_path: Path) -> None:
+    from fake_store import fill_fake_sweep
+
+    uri = store_uri(tmp_path)
+    fill_fake_sweep(uri, "search", seeds=1, epochs=2)
+    client = MlflowClient(uri)
+    for number, run in enumerate(child_runs(client.search_runs(["1"], max_results=100))):
+        client.set_tag(run.info.run_id, "trial", str(number))
+    built = build_report(uri, sweep_id="search", out_dir=tmp_path / "reports")
+    assert "Test accuracy:" not in built.summary
+    assert not (built.directory / "figures" / "pivot_heatmap.png").exists()
+    importance = table_with(built.summary, "importance")
+    assert {row["parameter"] for row in importance} == {"activation.name", "optimizer.lr"}
+
+
+@pytest.fixture(scope="module")
+def close_rates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[Run]]:
+    """Two learning rates that 4 significant digits cannot tell apart, two seeds each."""
+    workdir = tmp_path_factory.mktemp("close")
+    sweep_id, runs = sweep(workdir, "optimizer.lr=0.050001,0.050002", "seed=0,1")
+    return workdir, sweep_id, runs
+
+
+def test_configurations_alike_at_four_digits_stay_apart(
+    close_rates: tuple[Path, str, list[Run]],
+) -> None:
+    workdir, _, runs = close_rates
+    # A trailing comma (a shell loop's) names the one sweep.
+    markdown = report(workdir, "--sweep", f"{close_rates[1]},")
+    table = markdown_tables(markdown)[0]
+    assert sorted(row["optimizer.lr"] for row in table) == ["0.050001", "0.050002"]
+    assert [row["n"] for row in table] == ["2", "2"]
+    for row in table:
+        losses = [
+            r.data.metrics["best_val_loss"]
+            for r in runs
+            if r.data.params["optimizer.lr"] == row["optimizer.lr"]
+        ]
+        mean, std = statistics.mean(losses), statistics.stdev(losses)
+        assert row["val loss"] == f"{mean:.4f} ± {std:.4f}"
+
+
+def test_a_directory_holding_the_store_is_the_store(
+    close_rates: tuple[Path, str, list[Run]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    workdir, sweep_id, _ = close_rates
+    monkeypatch.chdir(workdir)
+    out = workdir / "by-directory"
+    assert report_main(["--tracking-uri", "mlruns", "--out", str(out)]) == 0
+    assert (out / sweep_id / "report.md").is_file()
+    capsys.readouterr()
+    # A directory with no mlflow.db in it: MLflow's file store, which it no longer opens.
+    assert report_main(["--tracking-uri", str(out), "--out", str(out)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: MLflow cannot open the store {out} (")
+    assert line.endswith(
+        "give a URI such as sqlite:///path/mlflow.db, or a directory holding mlflow.db"
+    )
+
+
+def test_help_names_the_real_default_store(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        report_main(["--help"])
+    assert "sqlite:///./mlruns/mlflow.db" in " ".join(capsys.readouterr().out.split())
+
+
+def test_pruned_runs_show_the_metrics_they_reached(tmp_path: Path) -> None:
+    from fake_store import fill_fake_sweep
+
+    uri = store_uri(tmp_path)
+    fill_fake_sweep(uri, "pruned", seeds=1, epochs=2)
+    client = MlflowClient(uri)
+    pruned = child_runs(client.search_runs(["1"], "params.`optimizer.lr` = '0.1'"))
+    for run in pruned:
+        client.set_tag(run.info.run_id, "status", "PRUNED")
+        client.set_tag(run.info.run_id, "reason", "pruned at epoch 2")
+    built = build_report(uri, sweep_id="pruned", out_dir=tmp_path / "reports")
+    ranked, shown = markdown_tables(built.summary)[:2]
+    ids = {r.info.run_id for r in pruned}
+    assert not ids & {row["run id"] for row in ranked}
+    assert {row["run id"] for row in shown} == ids
+    metrics = {r.info.run_id: r.data.metrics for r in pruned}
+    for row in shown:
+        assert row["#"] == "-"
+        assert row["val loss"] == f"{metrics[row['run id']]['best_val_loss']:.4f}"
+        assert row["test acc"] == f"{metrics[row['run id']]['test_acc']:.4f}"
+    with (built.directory / "runs.csv").open() as f:
+        assert {row["run_id"] for row in csv.DictReader(f) if row["status"] == "PRUNED"} == ids
+
+
+def _drawn(figure: Figure) -> list[tuple[int, str]]:
+    """Each line of the loss panel: its number of points and its marker."""
+    return [(len(line.get_xdata()), str(line.get_marker())) for line in figure.axes[0].lines]
+
+
+def test_a_run_pruned_after_one_epoch_is_drawn() -> None:
+    kept = {"a": [{"val_loss": [(1, 1.0), (2, 0.8)], "val_acc": [(1, 0.5), (2, 0.6)]}]}
+    stopped = [{"val_loss": [(1, 2.0)], "val_acc": [(1, 0.2)]}]
+    lines = _drawn(validation_curves(kept, "a", False, stopped))
+    # A line through one point draws nothing; a marker does.
+    assert sorted(lines) == [(1, "o"), (2, "None")]
+
+
+def test_bold_markdown_is_strong_in_html() -> None:
+    sentence, shared = provenance_summary([{"git_commit": "a" * 40}, {"git_commit": "b" * 40}])
+    assert not shared
+    page = to_html([Text(sentence)], "provenance")
+    assert "<strong>Provenance differs between the runs of this sweep</strong>" in page
+    assert "**" not in page
