@@ -248,7 +248,7 @@ def test_the_comparison_names_the_first_epoch_and_metric_that_differ() -> None:
     }
     same = {k: dict(v) for k, v in original.items()} | {"train_seconds": {0: 9.0}}
     assert compare_histories(original, same) == []
-    assert comparison_report(original, []).startswith("Identical: all 7 values of 3 metrics")
+    assert comparison_report(original, same, []).startswith("Identical: all 7 values of 3 metrics")
 
     changed = same | {"val_loss": {1: 0.8, 2: 0.75 + 2**-40, 3: 0.5}, "test_acc": {0: 0.9}}
     found = compare_histories(original, changed)
@@ -257,7 +257,7 @@ def test_the_comparison_names_the_first_epoch_and_metric_that_differ() -> None:
         Difference(3, "val_loss", math.nan, 0.5),
         Difference(0, "test_acc", 0.875, 0.9),
     ]
-    text = comparison_report(original, found)
+    text = comparison_report(original, changed, found)
     assert "3 of 7 values differ; the first:\n  epoch 2 val_loss: 0.75 (original) vs" in text
     assert "differs by +9.09e-13" in text
     assert "final test_acc: 0.875 (original) vs 0.9 (reproduction), differs by +0.025" in text
@@ -265,6 +265,18 @@ def test_the_comparison_names_the_first_epoch_and_metric_that_differ() -> None:
     stopped_early = same | {"train_loss": {1: 0.9, 2: 0.7}}
     (missing,) = compare_histories(original, stopped_early)
     assert missing.describe() == "epoch 3 train_loss: not logged by the reproduction"
+
+
+def test_the_count_of_differences_is_out_of_every_value_either_run_logged() -> None:
+    original = {"val_loss": {1: 0.8, 2: 0.7}, "test_acc": {0: 0.9}}
+    longer = {"val_loss": {1: 0.8, 2: 0.7, 3: 0.6, 4: 0.5}, "test_acc": {0: 0.8}}
+    longer |= {"epochs_run": {0: 4.0}}
+    found = compare_histories(original, longer)
+    assert len(found) == 4  # epochs 3 and 4, test_acc, epochs_run
+    text = comparison_report(original, longer, found)
+    assert text.startswith("Different: 4 of 6 values differ; the first:\n  epoch 3 val_loss:")
+    shorter = comparison_report(longer, original, compare_histories(longer, original))
+    assert shorter.startswith("Different: 4 of 6 values differ; the first:")
 
 
 def test_environment_and_package_differences() -> None:

@@ -136,23 +136,34 @@ def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
+def _compared(original: Histories, reproduced: Histories) -> dict[str, set[int]]:
+    """The steps compared of each metric: those either run logged, timings aside."""
+    return {
+        key: original.get(key, {}).keys() | reproduced.get(key, {}).keys()
+        for key in original.keys() | reproduced.keys()
+        if not is_timing(key)
+    }
+
+
 def compare_histories(original: Histories, reproduced: Histories) -> list[Difference]:
     """Every (step, metric) whose values are not identical, epochs in order, final ones last."""
     differences = []
-    for key in sorted(original.keys() | reproduced.keys()):
-        if is_timing(key):
-            continue
+    for key, steps in _compared(original, reproduced).items():
         was, now = original.get(key, {}), reproduced.get(key, {})
-        for step in was.keys() | now.keys():
+        for step in steps:
             a, b = was.get(step), now.get(step)
             if a is None or b is None or not _same(a, b):
                 differences.append(Difference(step, key, a, b))
     return sorted(differences, key=lambda d: (d.step == FINAL_STEP, d.step, d.key))
 
 
-def comparison_report(original: Histories, differences: Sequence[Difference]) -> str:
-    compared = [k for k in original if not is_timing(k)]
-    values = sum(len(original[k]) for k in compared)
+def comparison_report(
+    original: Histories, reproduced: Histories, differences: Sequence[Difference]
+) -> str:
+    """The verdict: "Identical", or "Different" and where the runs first differ, out of every
+    value either run logged."""
+    compared = _compared(original, reproduced)
+    values = sum(len(steps) for steps in compared.values())
     if not differences:
         return (
             f"Identical: all {values} values of {len(compared)} metrics, bit for bit "
@@ -303,7 +314,7 @@ def reproduce(
     reproduced = client.get_run(outcome.run_id)
     before, after = _histories(client, original), _histories(client, reproduced)
     found = compare_histories(before, after)
-    say(comparison_report(before, found))
+    say(comparison_report(before, after, found))
     return EXIT_DIFFERENT if found else EXIT_IDENTICAL
 
 
