@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -38,6 +39,8 @@ from sweeper.store_setup import prepare_store
 from sweeper.sweep_info import SweepInfo
 
 TIMINGS = {"train_seconds", "cpu_seconds"}
+# On the digits, relu at this rate overflows in the second epoch: the run ends FAILED.
+DIVERGES = [*FAST, "activation=relu", "optimizer.lr=5"]
 
 
 def reproduce_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -58,6 +61,14 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, fl
         for key in run.data.metrics
         if key not in TIMINGS
     }
+
+
+def artifact_paths(workdir: Path, run_id: str, path: str = "") -> set[str]:
+    client = MlflowClient(store_uri(workdir))
+    paths = set()
+    for info in client.list_artifacts(run_id, path):
+        paths |= artifact_paths(workdir, run_id, info.path) if info.is_dir else {info.path}
+    return paths
 
 
 def sha256(path: Path) -> str:
@@ -90,6 +101,29 @@ def test_a_stored_run_reproduces_bit_identically_in_a_fresh_store(workdir: Path)
     expected = histories(client, original.info.run_id)
     assert [step for step, _ in expected["val_loss"]] == [1, 2, 3]
     assert histories(client, copy.info.run_id) == expected
+
+
+def reproduction_of(workdir: Path, run_id: str) -> Run:
+    (copy,) = [r for r in all_runs(workdir) if r.data.tags.get("reproduces") == run_id]
+    return copy
+
+
+def test_a_run_that_diverged_reproduces_its_divergence(workdir: Path) -> None:
+    proc = run_cli(DIVERGES, workdir)
+    assert proc.returncode == 1, proc.stderr
+    (original,) = all_runs(workdir)
+    run_id, reason = original.info.run_id, "diverged at epoch 2 (loss=inf)"
+    assert (original.info.status, original.data.tags["reason"]) == ("FAILED", reason)
+    # What it logged before training: enough to rebuild it; nothing training would have made.
+    assert {"config.yaml", "provenance/requirements.txt"} <= artifact_paths(workdir, run_id)
+    assert not any(p.startswith("checkpoint") for p in artifact_paths(workdir, run_id))
+
+    proc = reproduce_cli([run_id], workdir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"(failed, {reason}), " in proc.stdout
+    assert "Identical: all 5 values of 5 metrics, bit for bit" in proc.stdout
+    copy = reproduction_of(workdir, run_id)
+    assert (copy.info.status, copy.data.tags["reason"]) == ("FAILED", reason)
 
 
 def test_a_data_file_changed_by_one_byte_is_refused_naming_it(workdir: Path) -> None:
