@@ -14,13 +14,15 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import FAST, all_runs, cli_env, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
 from helpers import write_mnist_like
 from sweeper import provenance
 from sweeper.config import ExperimentConfig, flat_params, to_experiment_config
+from sweeper.core.training import EpochMetrics
 from sweeper.data import cache, datasets
 from sweeper.data.cache import load_dataset_cached
 from sweeper.data.datasets import load_dataset
@@ -28,16 +30,35 @@ from sweeper.report.build import build_report
 from sweeper.report.provenance import provenance_summary, sweep_provenance
 from sweeper.reproduce import (
     Difference,
+    Ending,
     compare_histories,
     comparison_report,
     environment_differences,
     package_differences,
+    reproduce,
 )
 from sweeper.run import run_config
 from sweeper.store_setup import prepare_store
 from sweeper.sweep_info import SweepInfo
 
 TIMINGS = {"train_seconds", "cpu_seconds"}
+# On the digits, relu at this rate overflows in the second epoch: the run ends FAILED.
+DIVERGES = [*FAST, "activation=relu", "optimizer.lr=5"]
+# Trials one at a time on a seeded random sampler, so the median pruner decides alike every
+# time: a trial at lr 1e-5 is worse than the median of those before it and stops early.
+PRUNED_SEARCH = [
+    "-m",
+    "+experiment=search",
+    "train.epochs=4",
+    "topology.hidden=[16]",
+    "hydra.sweeper.n_trials=4",
+    "hydra.sweeper.n_jobs=1",
+    "hydra.sweeper.sampler.name=random",
+    "hydra.sweeper.sampler.seed=3",
+    "hydra.sweeper.pruner.name=median",
+    "hydra.sweeper.pruner.n_startup_trials=1",
+    "optimizer.lr=choice(0.00001, 0.05)",
+]
 
 
 def reproduce_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -58,6 +79,14 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, fl
         for key in run.data.metrics
         if key not in TIMINGS
     }
+
+
+def artifact_paths(workdir: Path, run_id: str, path: str = "") -> set[str]:
+    client = MlflowClient(store_uri(workdir))
+    paths = set()
+    for info in client.list_artifacts(run_id, path):
+        paths |= artifact_paths(workdir, run_id, info.path) if info.is_dir else {info.path}
+    return paths
 
 
 def sha256(path: Path) -> str:
@@ -90,6 +119,109 @@ def test_a_stored_run_reproduces_bit_identically_in_a_fresh_store(workdir: Path)
     expected = histories(client, original.info.run_id)
     assert [step for step, _ in expected["val_loss"]] == [1, 2, 3]
     assert histories(client, copy.info.run_id) == expected
+
+
+def reproduction_of(workdir: Path, run_id: str) -> Run:
+    (copy,) = [r for r in all_runs(workdir) if r.data.tags.get("reproduces") == run_id]
+    return copy
+
+
+def test_a_pruned_run_reproduces_stopping_where_its_pruner_stopped_it(workdir: Path) -> None:
+    proc = run_cli(PRUNED_SEARCH, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pruned = [r for r in child_runs(all_runs(workdir)) if r.data.tags["status"] == "PRUNED"]
+    assert pruned, proc.stdout
+    original = pruned[0]
+    epoch = int(original.data.tags["pruned_epoch"])
+    assert original.data.metrics["epochs_run"] == epoch < 4
+
+    proc = reproduce_cli([original.info.run_id], workdir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    client = MlflowClient(store_uri(workdir))
+    expected = histories(client, original.info.run_id)
+    values = sum(len(steps) for steps in expected.values())
+    assert f"The original was pruned at epoch {epoch}: the reproduction stops there." in proc.stdout
+    assert (
+        f"Identical: all {values} values of {len(expected)} metrics, bit for bit (timings not "
+        f"compared); both ended PRUNED, pruned at epoch {epoch}.\n"
+    ) in proc.stdout
+    copy = reproduction_of(workdir, original.info.run_id)
+    assert copy.data.tags["status"] == "PRUNED"
+    assert copy.data.tags["pruned_epoch"] == str(epoch)
+    assert copy.data.metrics["epochs_run"] == epoch
+    assert histories(client, copy.info.run_id) == expected
+
+
+def test_a_run_that_diverged_reproduces_its_divergence(workdir: Path) -> None:
+    proc = run_cli(DIVERGES, workdir)
+    assert proc.returncode == 1, proc.stderr
+    (original,) = all_runs(workdir)
+    run_id, reason = original.info.run_id, "diverged at epoch 2 (loss=inf)"
+    assert (original.info.status, original.data.tags["reason"]) == ("FAILED", reason)
+    # What it logged before training: enough to rebuild it; nothing training would have made.
+    assert {"config.yaml", "provenance/requirements.txt"} <= artifact_paths(workdir, run_id)
+    assert not any(p.startswith("checkpoint") for p in artifact_paths(workdir, run_id))
+
+    proc = reproduce_cli([run_id], workdir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"(failed, {reason}), " in proc.stdout
+    assert (
+        "Identical: all 5 values of 5 metrics, bit for bit (timings not compared); "
+        f"both ended FAILED, {reason}.\n"
+    ) in proc.stdout
+    copy = reproduction_of(workdir, run_id)
+    assert (copy.info.status, copy.data.tags["reason"]) == ("FAILED", reason)
+
+    # As if the code had changed since: the original diverged one epoch later.
+    MlflowClient(store_uri(workdir)).set_tag(run_id, "reason", "diverged at epoch 3 (loss=inf)")
+    proc = reproduce_cli([run_id], workdir)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.endswith(
+        "Different: the original ended FAILED, diverged at epoch 3 (loss=inf); "
+        f"the reproduction FAILED, {reason}.\n"
+    )
+
+
+def test_a_killed_run_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) -> None:
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(ExperimentConfig),
+        {"train": {"epochs": 4, "patience": None}, "gradcheck": {"enabled": False}},
+    )
+    out_dir = tmp_path / "out"
+    (out_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, out_dir / ".hydra" / "config.yaml")
+    uri = store_uri(tmp_path)
+    sweep = SweepInfo("killed", uri, prepare_store(uri, "sweeper"), "")
+
+    def ctrl_c(metrics: EpochMetrics) -> None:
+        if metrics.epoch == 2:  # as the third epoch starts
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_config(
+            to_experiment_config(cfg), flat_params(cfg), out_dir, 0, [], sweep,
+            threads=1, epoch_callbacks=[ctrl_c],
+        )  # fmt: skip
+    (original,) = all_runs(tmp_path)
+    run_id = original.info.run_id
+    assert original.info.status == "KILLED"
+
+    said: list[str] = []
+    status = reproduce(run_id, uri, out_root=tmp_path / "outputs", say=said.append)
+    assert status == 0, said
+    text = "\n".join(said)
+    assert "The original was killed after epoch 2: the reproduction stops there" in text
+    assert text.endswith(
+        "Identical: all 10 values of 5 metrics, bit for bit (timings not compared)."
+    )
+    copy = reproduction_of(tmp_path, run_id)
+    assert copy.data.metrics["epochs_run"] == 2
+    assert copy.data.tags["reason"] == f"stopped after epoch 2, where run {run_id} was killed"
+    client = MlflowClient(uri)
+    expected = histories(client, run_id)
+    assert {
+        k: v for k, v in histories(client, copy.info.run_id).items() if k in expected
+    } == expected
 
 
 def test_a_data_file_changed_by_one_byte_is_refused_naming_it(workdir: Path) -> None:
@@ -248,7 +380,7 @@ def test_the_comparison_names_the_first_epoch_and_metric_that_differ() -> None:
     }
     same = {k: dict(v) for k, v in original.items()} | {"train_seconds": {0: 9.0}}
     assert compare_histories(original, same) == []
-    assert comparison_report(original, []).startswith("Identical: all 7 values of 3 metrics")
+    assert comparison_report(original, same, []).startswith("Identical: all 7 values of 3 metrics")
 
     changed = same | {"val_loss": {1: 0.8, 2: 0.75 + 2**-40, 3: 0.5}, "test_acc": {0: 0.9}}
     found = compare_histories(original, changed)
@@ -257,7 +389,7 @@ def test_the_comparison_names_the_first_epoch_and_metric_that_differ() -> None:
         Difference(3, "val_loss", math.nan, 0.5),
         Difference(0, "test_acc", 0.875, 0.9),
     ]
-    text = comparison_report(original, found)
+    text = comparison_report(original, changed, found)
     assert "3 of 7 values differ; the first:\n  epoch 2 val_loss: 0.75 (original) vs" in text
     assert "differs by +9.09e-13" in text
     assert "final test_acc: 0.875 (original) vs 0.9 (reproduction), differs by +0.025" in text
@@ -265,6 +397,37 @@ def test_the_comparison_names_the_first_epoch_and_metric_that_differ() -> None:
     stopped_early = same | {"train_loss": {1: 0.9, 2: 0.7}}
     (missing,) = compare_histories(original, stopped_early)
     assert missing.describe() == "epoch 3 train_loss: not logged by the reproduction"
+
+
+def test_the_count_of_differences_is_out_of_every_value_either_run_logged() -> None:
+    original = {"val_loss": {1: 0.8, 2: 0.7}, "test_acc": {0: 0.9}}
+    longer = {"val_loss": {1: 0.8, 2: 0.7, 3: 0.6, 4: 0.5}, "test_acc": {0: 0.8}}
+    longer |= {"epochs_run": {0: 4.0}}
+    found = compare_histories(original, longer)
+    assert len(found) == 4  # epochs 3 and 4, test_acc, epochs_run
+    text = comparison_report(original, longer, found)
+    assert text.startswith("Different: 4 of 6 values differ; the first:\n  epoch 3 val_loss:")
+    shorter = comparison_report(longer, original, compare_histories(longer, original))
+    assert shorter.startswith("Different: 4 of 6 values differ; the first:")
+
+
+def test_how_a_run_ended_is_compared_too() -> None:
+    history = {"val_loss": {1: 0.8}}
+    diverged = Ending("FAILED", "diverged at epoch 2 (loss=inf)")
+    assert comparison_report(history, history, [], (diverged, diverged)) == (
+        "Identical: all 1 values of 1 metrics, bit for bit (timings not compared); "
+        "both ended FAILED, diverged at epoch 2 (loss=inf)."
+    )
+    finished = Ending("FINISHED", "max_epochs")
+    assert comparison_report(history, history, [], (diverged, finished)) == (
+        "Different: the original ended FAILED, diverged at epoch 2 (loss=inf); "
+        "the reproduction FINISHED, max_epochs."
+    )
+    assert comparison_report({}, {}, [], (diverged, diverged)) == (
+        "Identical: neither run logged a metric; both ended FAILED, diverged at epoch 2 (loss=inf)."
+    )
+    # A run that predates the status tag is compared on its metrics alone.
+    assert comparison_report(history, history, [], (None, finished)).startswith("Identical")
 
 
 def test_environment_and_package_differences() -> None:

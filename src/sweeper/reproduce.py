@@ -6,7 +6,9 @@ command says how today's environment differs from the one the run recorded, and 
 data file whose SHA-256 changed (``--allow-data-change`` runs anyway). The reproduction is a
 new run in the same experiment, made by the app's own ``run_config`` under the run's BLAS
 thread count and tagged ``reproduces=<RUN_ID>``; then every per-epoch metric and every final
-metric of the two runs is compared exactly. Exit status: 0 identical, 1 different, 2 refused.
+metric of the two runs is compared exactly, and how each ended. A pruned run's reproduction
+stops at the epoch its pruner stopped it at, a killed run's after the last epoch it logged; a
+failed one runs until it fails. Exit status: 0 identical, 1 different, 2 refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
+from sweeper.core.training import EpochMetrics
 from sweeper.data.datasets import sha256_file
 from sweeper.provenance import (
     ARTIFACT_PATH,
@@ -41,7 +44,8 @@ from sweeper.provenance import (
     PACKAGES_FILE,
     capture_environment,
 )
-from sweeper.run import blas_threads, run_config
+from sweeper.pruning import PRUNED, Pruning, pruned_reason
+from sweeper.run import EpochCallback, blas_threads, run_config
 from sweeper.store_calls import store_call
 from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
 from sweeper.store_uri import resolve_tracking_uri, sqlite_path
@@ -51,6 +55,7 @@ EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
 REPRODUCES_TAG = "reproduces"
 CONFIG_ARTIFACT = "config.yaml"
 OUTPUT_DIR = Path("outputs")
+KILLED = "KILLED"  # MLflow's status of a run stopped by Ctrl-C or with its sweep
 # Final metrics are logged without a step (0); per-epoch ones at steps 1, 2, ...
 FINAL_STEP = 0
 
@@ -136,30 +141,72 @@ def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
+def _compared(original: Histories, reproduced: Histories) -> dict[str, set[int]]:
+    """The steps compared of each metric: those either run logged, timings aside."""
+    return {
+        key: original.get(key, {}).keys() | reproduced.get(key, {}).keys()
+        for key in original.keys() | reproduced.keys()
+        if not is_timing(key)
+    }
+
+
 def compare_histories(original: Histories, reproduced: Histories) -> list[Difference]:
     """Every (step, metric) whose values are not identical, epochs in order, final ones last."""
     differences = []
-    for key in sorted(original.keys() | reproduced.keys()):
-        if is_timing(key):
-            continue
+    for key, steps in _compared(original, reproduced).items():
         was, now = original.get(key, {}), reproduced.get(key, {})
-        for step in was.keys() | now.keys():
+        for step in steps:
             a, b = was.get(step), now.get(step)
             if a is None or b is None or not _same(a, b):
                 differences.append(Difference(step, key, a, b))
     return sorted(differences, key=lambda d: (d.step == FINAL_STEP, d.step, d.key))
 
 
-def comparison_report(original: Histories, differences: Sequence[Difference]) -> str:
-    compared = [k for k in original if not is_timing(k)]
-    values = sum(len(original[k]) for k in compared)
-    if not differences:
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended, as its ``status`` and ``reason`` tags say."""
+
+    status: str  # FINISHED, PRUNED, FAILED or KILLED
+    reason: str
+
+    @classmethod
+    def of(cls, run: Run) -> Ending | None:
+        """None for a run that recorded no status (one that predates the tag, or still runs)."""
+        tags = run.data.tags
+        return cls(tags["status"], tags.get("reason", "")) if "status" in tags else None
+
+    def describe(self) -> str:
+        return f"{self.status}, {self.reason}"
+
+
+def comparison_report(
+    original: Histories,
+    reproduced: Histories,
+    differences: Sequence[Difference],
+    endings: tuple[Ending | None, Ending | None] = (None, None),
+) -> str:
+    """The verdict: "Identical" when every value compared and the way both runs ended (where
+    the original recorded it) are the same, else "Different" and where they first differ."""
+    compared = _compared(original, reproduced)
+    values = sum(len(steps) for steps in compared.values())
+    was, now = endings
+    if not differences and (was is None or was == now):
+        both = f"; both ended {was.describe()}" if was and was.status != "FINISHED" else ""
+        if not values:  # a run that failed in its first epoch
+            return f"Identical: neither run logged a metric{both}."
         return (
             f"Identical: all {values} values of {len(compared)} metrics, bit for bit "
-            "(timings not compared)."
+            f"(timings not compared){both}."
         )
+    lines = []
+    if was is not None and was != now:
+        then = now.describe() if now else "recorded no end"
+        lines.append(f"Different: the original ended {was.describe()}; the reproduction {then}.")
+    if not differences:
+        return lines[0]
+    count = f"{len(differences)} of {values} values differ; the first:"
+    lines.append(f"Different: {count}" if not lines else count)
     first = differences[0]
-    lines = [f"Different: {len(differences)} of {values} values differ; the first:"]
     lines.append(f"  {first.describe()}")
     same_step = [d for d in differences[1:] if d.step == first.step]
     lines += [f"  {d.describe()}" for d in same_step]
@@ -176,6 +223,44 @@ def _histories(client: MlflowClient, run: Run) -> dict[str, dict[int, float]]:
     return {
         key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
         for key in run.data.metrics
+    }
+
+
+class ReplayedPruning(Pruning):
+    """A pruned run's pruning, replayed: training stops after the epoch its pruner stopped it
+    at, and the reproduction ends PRUNED there as the run did."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(None)
+        self.epoch = epoch
+        self.reached: int | None = None
+
+    @property
+    def pruned_at(self) -> int | None:
+        return self.reached
+
+    def on_epoch(self, metrics: EpochMetrics) -> str | None:
+        if metrics.epoch != self.epoch:
+            return None
+        self.reached = metrics.epoch
+        return pruned_reason(metrics.epoch)
+
+
+def stop_after(epoch: int, reason: str) -> EpochCallback:
+    """The epoch callback that stops training after ``epoch``."""
+    return lambda metrics: reason if metrics.epoch == epoch else None
+
+
+def last_epoch(histories: Histories) -> int:
+    """The last epoch a run logged (0: none)."""
+    return max((s for steps in histories.values() for s in steps if s != FINAL_STEP), default=0)
+
+
+def logged_alike(original: Histories, reproduced: Histories) -> dict[str, dict[int, float]]:
+    """The values of ``reproduced`` at the metrics and steps ``original`` logged."""
+    return {
+        key: {s: value for s, value in reproduced.get(key, {}).items() if s in steps}
+        for key, steps in original.items()
     }
 
 
@@ -288,11 +373,32 @@ def reproduce(
     else:
         say(f"Data: {len(recorded_data)} file(s), SHA-256 unchanged.")
 
+    before = _histories(client, original)
+    ending = Ending.of(original)
+    pruning, stops = None, []
+    if ending is not None and ending.status == PRUNED:
+        pruning = ReplayedPruning(int(tags["pruned_epoch"]))
+        say(f"The original was pruned at epoch {pruning.epoch}: the reproduction stops there.")
+    elif original.info.status == KILLED:  # however it was marked, with its tags or without
+        epoch = last_epoch(before)
+        if epoch == 0:
+            raise ReproduceError(
+                f"run {run_id} was killed before its first epoch ended: nothing to compare"
+            )
+        stops = [stop_after(epoch, f"stopped after epoch {epoch}, where run {run_id} was killed")]
+        say(
+            f"The original was killed after epoch {epoch}: the reproduction stops there, and "
+            "what the original logged is compared."
+        )
+
     (out_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / ".hydra" / CONFIG_ARTIFACT)
     sweep = SweepInfo(out_dir.name, uri, original.info.experiment_id, parent_run_id="")
     overrides = tags.get("overrides", "").split()
-    outcome = run_config(config, params, out_dir, 0, overrides, sweep, threads=threads)
+    outcome = run_config(
+        config, params, out_dir, 0, overrides, sweep,
+        threads=threads, epoch_callbacks=stops, pruning=pruning,
+    )  # fmt: skip
     if outcome.run_id is None:
         raise ReproduceError(f"the reproduction could not start: {outcome.reason}")
     store_call(client.set_tag)(outcome.run_id, REPRODUCES_TAG, run_id)
@@ -301,10 +407,15 @@ def reproduce(
         f"{threads} BLAS threads, tagged {REPRODUCES_TAG}={run_id}"
     )
     reproduced = client.get_run(outcome.run_id)
-    before, after = _histories(client, original), _histories(client, reproduced)
+    after = _histories(client, reproduced)
+    endings = (ending, Ending.of(reproduced))
+    if stops:  # killed: it has nothing past its last epoch, and no end of its own to compare
+        after = logged_alike(before, after)
+        endings = (None, None)
     found = compare_histories(before, after)
-    say(comparison_report(before, found))
-    return EXIT_DIFFERENT if found else EXIT_IDENTICAL
+    say(comparison_report(before, after, found, endings))
+    same_end = endings[0] is None or endings[0] == endings[1]
+    return EXIT_IDENTICAL if not found and same_end else EXIT_DIFFERENT
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """One run of one configuration, recorded in MLflow: :func:`run_config`, the one call the
 command line, ``reproduce`` and the benchmarks make to run a config.
 
-Inside an MLflow run it logs the params and environment, trains and evaluates
-(``sweeper.experiment``), and logs every epoch, the summary metrics and the files in batches;
-the model and the curves only where ``tracking.model``/``tracking.curves`` say (``artifacts``).
+Inside an MLflow run it logs the params, the config and the environment before training (a
+run that fails or is killed can be reproduced), trains and evaluates (``sweeper.experiment``),
+and logs every epoch, the summary metrics and its other files in batches; the model and the
+curves only where ``tracking.model``/``tracking.curves`` say (``artifacts``).
 A failure is recorded, not raised: the run ends FAILED with its reason in one line.
 """
 
@@ -33,8 +34,10 @@ from sweeper.run_records import RunLogger, tracked_run
 from sweeper.sweep_info import SweepInfo
 from sweeper.ui_links import child_run_name
 
-# In a run's output directory: its artifacts, laid out as MLflow keeps them.
+# In a run's output directory: its artifacts, laid out as MLflow keeps them, those logged
+# before training apart from those logged after it.
 STAGED_DIR = "artifacts"
+STARTED, ENDED = "started", "ended"
 # An epoch callback returns a reason to stop training after that epoch, or None.
 EpochCallback = Callable[[EpochMetrics], str | None]
 
@@ -135,6 +138,9 @@ def run_config(
         ):
             run_id = run.run_id
             run.log_params(params)
+            # Before training, so that a run that fails or is killed can be reproduced.
+            started = {"": [out_dir / ".hydra" / "config.yaml"], ARTIFACT_PATH: environment_files}
+            run.log_tree(_staged(out_dir / STAGED_DIR / STARTED, started))
             result = train_and_evaluate(
                 config,
                 out_dir,
@@ -150,15 +156,12 @@ def run_config(
             )
             metrics = result.summary_metrics()
             run.log_metrics(metrics)
-            files: dict[str, list[Path]] = {
-                "": [out_dir / ".hydra" / "config.yaml"],
-                ARTIFACT_PATH: environment_files,
+            ended: dict[str, list[Path]] = {
+                "": [] if result.gradcheck_csv is None else [result.gradcheck_csv],
                 PLOTS: result.figures,
                 "checkpoint": [result.checkpoint],
             }
-            if result.gradcheck_csv is not None:
-                files[""].append(result.gradcheck_csv)
-            run.log_tree(_staged(out_dir / STAGED_DIR, files))
+            run.log_tree(_staged(out_dir / STAGED_DIR / ENDED, ended))
             if tracking.model in made:
                 log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
             status = "FINISHED" if pruning.pruned_at is None else PRUNED
