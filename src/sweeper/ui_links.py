@@ -38,18 +38,21 @@ VIEW_METRICS = (RANKED_BY, "test_acc", "best_val_loss", "epochs_run")
 RUN_NAME_WIDTH = 320
 # The runs table's own columns (ag-grid ids), which a view must list to set a width.
 _TABLE_COLUMNS = ("0", "attributes.`Run Name`", "runDateAndNestInfo", "duration")
+# A number written with more significant digits was drawn by a sampler, not typed.
+DRAWN_DIGITS = 8
 
 
 def run_label(overrides: Sequence[str], keys: Collection[str] | None) -> str:
-    """A run named by its overrides of the keys that vary (all of them if not known), their
-    numbers as ``short_number`` writes them."""
+    """A run named by its overrides of the keys that vary (all of them if not known), a number
+    a search drew written as ``short_number`` writes it."""
     shown = [_short(o) for o in overrides if keys is None or o.partition("=")[0] in keys]
     return " ".join(shown) or "(defaults)"
 
 
 def _short(override: str) -> str:
     key, equals, value = override.partition("=")
-    return f"{key}={short_number(value)}" if equals else override
+    drawn = sum(c.isdigit() for c in value.partition("e")[0]) > DRAWN_DIGITS
+    return f"{key}={short_number(value)}" if equals and drawn else override
 
 
 def short_number(value: str) -> str:

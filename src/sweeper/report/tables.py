@@ -15,7 +15,7 @@ import pandas as pd
 
 from sweeper.config import NOT_HASHED
 from sweeper.report.runs import RunRecord
-from sweeper.ui_links import params_of_keys
+from sweeper.ui_links import params_of_keys, short_number
 
 SEED = "seed"
 # (column, metric key, format): the values at each run's best epoch, then its totals; seconds
@@ -123,15 +123,8 @@ def constant_params(records: Sequence[RunRecord], varying: Sequence[str]) -> dic
 
 
 def param_cell(value: str) -> str:
-    """A param as the tables show it: a float with more than 4 significant digits (as an
-    Optuna search draws them: 0.09092050849502302) to 4, anything else as logged. runs.csv
-    keeps every digit."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    short = f"{number:.4g}"
-    return value if float(short) == number else short
+    """A param as the tables show it (``ui_links.short_number``); runs.csv keeps every digit."""
+    return short_number(value)
 
 
 def param_cells(values: Sequence[str]) -> dict[str, str]:
