@@ -121,10 +121,15 @@ class Sweep:
     def outcomes(self) -> int:
         return len(list(self.cwd.glob("multirun/*/*/outcome.json")))
 
-    def running_children(self) -> list[Run]:
+    def running_children(self, epochs: str | None = None) -> list[Run]:
+        """The sweep's runs in progress; with ``epochs``, those set to train that many."""
         if not self.store_ready():
             return []
-        return [r for r in child_runs(all_runs(self.cwd)) if r.info.status == "RUNNING"]
+        return [
+            r
+            for r in child_runs(all_runs(self.cwd))
+            if r.info.status == "RUNNING" and epochs in (None, r.data.params.get("train.epochs"))
+        ]
 
     def epochs_done(self, job: int) -> int:
         """The epochs job ``job`` has finished, as its live-view file says."""

@@ -343,7 +343,7 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
         "train.batch_size=8",
     ]
     sweep = Sweep(args, workdir)
-    sweep.wait_until(lambda: sweep.outcomes() >= 2 and len(sweep.running_children()) >= 1)
+    sweep.wait_until(lambda: sweep.outcomes() >= 2 and sweep.running_children("100"))
     os.killpg(sweep.proc.pid, signal.SIGINT)
     rc, stderr = sweep.finish()
     assert rc == 130, stderr
