@@ -28,7 +28,7 @@ from sweeper.config import Made
 from sweeper.core.training import EpochMetrics
 from sweeper.experiment import CHECKPOINT_FILE
 from sweeper.failures import failure_reason
-from sweeper.plots import save_curves
+from sweeper.plots import eval_train_of, save_curves
 from sweeper.store_uri import resolve_tracking_uri
 
 # Downloading the checkpoint (and logging a model, which copies its files through a download)
@@ -122,7 +122,7 @@ def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = Tru
             best_epoch = int(
                 run.data.metrics.get("best_epoch", min(history, key=lambda m: m.val_loss).epoch)
             )
-            eval_train = run.data.params.get("train.eval_train", "full")
+            eval_train = eval_train_of(run.data.params)
             figures = save_curves(history, best_epoch, Path(tmp), eval_train)
             for figure in figures:
                 client.log_artifact(run_id, str(figure), PLOTS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -14,6 +14,12 @@ TRAIN_CURVE_LABELS = {
     "running": "train (running mean over the epoch's steps)",
     "full": "train (full pass after the epoch)",
 }
+
+
+def eval_train_of(params: Mapping[str, str]) -> str:
+    """How a run (its logged params) measured its training curve; a run that logged no
+    ``train.eval_train`` predates the option, and made a full pass."""
+    return params.get("train.eval_train", "full")
 
 
 def _curve_figure(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweeper.config import NOT_HASHED
+from sweeper.plots import eval_train_of
 from sweeper.report.runs import RunRecord
 from sweeper.ui_links import params_of_keys, short_number
 
@@ -31,10 +32,7 @@ METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("seconds", "train_seconds", ".3g"),
 )
 METRICS = [key for _, key, _ in METRIC_COLUMNS]
-# The param that says how a run measured its train accuracy and loss, its default for runs
-# that logged none (``sweeper.artifacts`` reads it the same way), and its column in the frame.
-EVAL_TRAIN = "train.eval_train"
-EVAL_TRAIN_DEFAULT = "full"
+# How each run measured its train accuracy and loss (``plots.eval_train_of``): a column.
 TRAIN_MEASURE = "train_measure"
 CSV_METRICS = [*METRICS, "test_loss"]
 SORT_METRIC = "best_val_loss"
@@ -173,7 +171,7 @@ def runs_frame(
             "config_hash": r.config_hash,
             "start_time": r.start_time,
             "pruned": r.pruned,
-            TRAIN_MEASURE: r.params.get(EVAL_TRAIN, EVAL_TRAIN_DEFAULT),
+            TRAIN_MEASURE: eval_train_of(r.params),
             **{k: r.params.get(k, "") for k in keys},
             **{k: _knob_value(r, k, p) for k, p in groups.items()},
             **{k: r.metrics.get(k, float("nan")) for k in CSV_METRICS},
