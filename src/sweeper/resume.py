@@ -63,7 +63,7 @@ def continue_sweep(
     the others run as children of its parent run, under its sweep_id. Exits 0 if nothing is
     left to run and the sweep was not interrupted. A search plans no ``hashes``: its study knows
     what is left."""
-    skipped = sum(h in resumed.finished_hashes for h in hashes) or resumed.finished_runs
+    skipped = sum(h in resumed.finished_hashes for h in hashes) if hashes else resumed.finished_runs
     if not hashes:
         # A search: its study says which trials are done (hydra_plugins.sweeper_search).
         print(f"Resuming search sweep {resumed.sweep_id}", flush=True)
