@@ -256,6 +256,20 @@ def test_pruned_runs_stop_early_keep_their_best_and_agree_with_the_study(workdir
     assert_pruned_search_agrees(study_of(workdir, sweep_id).get_trials(), runs, pruned, 5)
 
 
+def test_a_run_is_not_pruned_at_its_last_epoch(workdir: Path) -> None:
+    # One epoch each: the lr 1e-5 trials, pruned at epoch 1 when it is not their last, finish.
+    args = [a.replace("train.epochs=4", "train.epochs=1") for a in MEDIAN_PRUNED]
+    proc = run_cli(args, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = child_runs(all_runs(workdir))
+    assert {r.data.tags["status"] for r in runs} == {"FINISHED"}
+    assert "PRUNED" not in proc.stdout
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    trials = study_of(workdir, sweep_id).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    assert_study_agrees_with_mlflow(trials, runs)
+
+
 @pytest.mark.parametrize("asynchronous", [True, False])
 def test_a_freed_slot_takes_the_next_trial_without_waiting_for_the_batch(
     workdir: Path, asynchronous: bool
@@ -336,14 +350,14 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
     args = [
         *SEARCH,
         "hydra.sweeper.n_trials=6",
-        "hydra.sweeper.sampler.seed=0",
-        "train.epochs=choice(1, 100)",
+        "hydra.sweeper.sampler.seed=2",
+        "train.epochs=choice(1, 300)",
         "topology.hidden=[32]",
         *ONE_CONFIGURATION,
         "train.batch_size=8",
     ]
     sweep = Sweep(args, workdir)
-    sweep.wait_until(lambda: sweep.outcomes() >= 2 and sweep.running_children("100"))
+    sweep.wait_until(lambda: sweep.outcomes() >= 2 and sweep.running_children("300"))
     os.killpg(sweep.proc.pid, signal.SIGINT)
     rc, stderr = sweep.finish()
     assert rc == 130, stderr

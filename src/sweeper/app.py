@@ -94,7 +94,7 @@ def main(cfg: DictConfig) -> float:
         environment_cache = None
 
     # A search's job reports to its trial, and may be pruned; any other run has no trial.
-    pruning = Pruning.of_job() if multirun else Pruning(None)
+    pruning = Pruning.of_job(config.train.epochs) if multirun else Pruning(None)
     outcome = run_config(
         config,
         params,

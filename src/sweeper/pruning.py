@@ -22,12 +22,14 @@ def pruned_reason(epoch: int) -> str:
 class Pruning:
     """The run's trial, if a search started it."""
 
-    def __init__(self, reporter: TrialReporter | None) -> None:
+    def __init__(self, reporter: TrialReporter | None, epochs: int | None = None) -> None:
         self.reporter = reporter
+        # The run's last epoch, not judged: a run pruned there would have trained all it could.
+        self.epochs = epochs
 
     @classmethod
-    def of_job(cls) -> Pruning:
-        return cls(current_trial())
+    def of_job(cls, epochs: int) -> Pruning:
+        return cls(current_trial(), epochs)
 
     @property
     def pruned_at(self) -> int | None:
@@ -51,6 +53,8 @@ class Pruning:
 
     def on_epoch(self, metrics: EpochMetrics) -> str | None:
         """The epoch callback: report the validation loss; a reason to stop when pruned."""
-        if self.reporter is not None and self.reporter.report(metrics.epoch, metrics.val_loss):
+        if self.reporter is None:
+            return None
+        if self.reporter.report(metrics.epoch, metrics.val_loss, metrics.epoch == self.epochs):
             return pruned_reason(metrics.epoch)
         return None

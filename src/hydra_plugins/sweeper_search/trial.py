@@ -40,16 +40,17 @@ class TrialReporter:
         self.best = -math.inf if maximize else math.inf
         self.pruned_at: int | None = None
 
-    def report(self, step: int, value: float) -> bool:
+    def report(self, step: int, value: float, last: bool = False) -> bool:
         """Report ``value`` at ``step``; True once the pruner says stop (recorded on the
         trial, for the sweeper to tell it PRUNED). The best value so far is what is reported,
-        so a pruned trial's value is the objective it reached, the one the job records. A
-        later repeat reports nothing: it starts only once the first ended unpruned."""
+        so a pruned trial's value is the objective it reached, the one the job records. The
+        ``last`` step is not judged: stopping there would save nothing. A later repeat reports
+        nothing: it starts only once the first ended unpruned."""
         if self.repeat > 0 or self.trial is None:
             return False
         self.best = self.better(self.best, value)
         self.trial.report(self.best, step)
-        if self.trial.should_prune():
+        if not last and self.trial.should_prune():
             self.pruned_at = step
             self.trial.set_user_attr(PRUNED_AT, step)
             return True
