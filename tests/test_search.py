@@ -350,6 +350,8 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
     args = [
         *SEARCH,
         "hydra.sweeper.n_trials=6",
+        # Draws 300 epochs for trials 0 and 5 alone: trial 0 is still training when short
+        # ones have ended, even on a quiet machine, and resuming reruns at most two long ones.
         "hydra.sweeper.sampler.seed=2",
         "train.epochs=choice(1, 300)",
         "topology.hidden=[32]",
