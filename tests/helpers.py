@@ -1,6 +1,6 @@
-"""Helpers several test modules share: small data files in the real formats, a sweep
-started through the command line as a terminal would start it, a search's study read
-against its MLflow runs, and a report's tables read back."""
+"""Helpers several test modules share: small data files in the real formats, a run made in
+the test's own process, a sweep started through the command line as a terminal would start
+it, a search's study read against its MLflow runs, and a report's tables read back."""
 
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ import numpy as np
 import optuna
 import pytest
 from mlflow.entities import Run
+from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from conftest import all_runs, child_runs, cli_env
+from conftest import all_runs, child_runs, cli_env, store_uri
 from hydra_plugins.sweeper_search.study import INTERRUPTED, RETRY_OF, SWEEP_ATTR
-from sweeper.outcome import PROGRESS_FILE, RunProgress
+from sweeper.config import ExperimentConfig, flat_params, to_experiment_config
+from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
+from sweeper.run import run_config
+from sweeper.store_setup import prepare_store
+from sweeper.sweep_info import SweepInfo
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -75,6 +80,19 @@ def write_cifar(directory: Path, per_batch: int = 20, n_test: int = 20) -> None:
     for i in range(1, 6):
         write_pickle(directory / f"data_batch_{i}", batch(per_batch, seed=i))
     write_pickle(directory / "test_batch", batch(n_test, seed=9))
+
+
+def run_here(tmp_path: Path, settings: dict[str, object], **kwargs: object) -> RunOutcome:
+    """One run of the default config with ``settings`` merged in, made by ``run_config`` in
+    this process (``kwargs`` passed on), tracked in ``tmp_path``'s store."""
+    cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), settings)
+    out_dir = tmp_path / "out"
+    (out_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / ".hydra" / "config.yaml")
+    uri = store_uri(tmp_path)
+    sweep = SweepInfo("here", uri, prepare_store(uri, "sweeper"), "")
+    config, params = to_experiment_config(cfg), flat_params(cfg)
+    return run_config(config, params, out_dir, 0, [], sweep, **kwargs)  # type: ignore[arg-type]
 
 
 class RunsCommand:

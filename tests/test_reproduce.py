@@ -16,12 +16,10 @@ import numpy as np
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import write_mnist_like
+from helpers import run_here, write_mnist_like
 from sweeper import provenance
-from sweeper.config import ExperimentConfig, flat_params, to_experiment_config
 from sweeper.core.training import EpochMetrics
 from sweeper.data import cache, datasets
 from sweeper.data.cache import load_dataset_cached
@@ -37,9 +35,7 @@ from sweeper.reproduce import (
     package_differences,
     reproduce,
 )
-from sweeper.run import run_config
 from sweeper.store_setup import prepare_store
-from sweeper.sweep_info import SweepInfo
 
 TIMINGS = {"train_seconds", "cpu_seconds"}
 # On the digits, relu at this rate overflows in the second epoch: the run ends FAILED.
@@ -183,25 +179,14 @@ def test_a_run_that_diverged_reproduces_its_divergence(workdir: Path) -> None:
 
 
 def test_a_killed_run_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) -> None:
-    cfg = OmegaConf.merge(
-        OmegaConf.structured(ExperimentConfig),
-        {"train": {"epochs": 4, "patience": None}, "gradcheck": {"enabled": False}},
-    )
-    out_dir = tmp_path / "out"
-    (out_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, out_dir / ".hydra" / "config.yaml")
-    uri = store_uri(tmp_path)
-    sweep = SweepInfo("killed", uri, prepare_store(uri, "sweeper"), "")
-
     def ctrl_c(metrics: EpochMetrics) -> None:
         if metrics.epoch == 2:  # as the third epoch starts
             raise KeyboardInterrupt
 
+    settings = {"train": {"epochs": 4, "patience": None}, "gradcheck": {"enabled": False}}
     with pytest.raises(KeyboardInterrupt):
-        run_config(
-            to_experiment_config(cfg), flat_params(cfg), out_dir, 0, [], sweep,
-            threads=1, epoch_callbacks=[ctrl_c],
-        )  # fmt: skip
+        run_here(tmp_path, settings, threads=1, epoch_callbacks=[ctrl_c])
+    uri = store_uri(tmp_path)
     (original,) = all_runs(tmp_path)
     run_id = original.info.run_id
     assert original.info.status == "KILLED"
@@ -284,18 +269,13 @@ def test_a_dirty_tree_is_recorded_with_its_diff(
     objects_before = sorted((dirty_checkout / ".git" / "objects").rglob("*"))
     monkeypatch.setattr(provenance, "SOURCE_DIR", dirty_checkout)
     provenance._capture.cache_clear()
-    cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), {"train": {"epochs": 1}})
-    out_dir = tmp_path / "out"
-    (out_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, out_dir / ".hydra" / "config.yaml")
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    sweep = SweepInfo("dirty", uri, prepare_store(uri, "sweeper"), "")
     try:
-        outcome = run_config(to_experiment_config(cfg), flat_params(cfg), out_dir, 0, [], sweep)
+        outcome = run_here(tmp_path, {"train": {"epochs": 1}})
     finally:
         provenance._capture.cache_clear()
     assert outcome.status == "FINISHED", outcome.reason
 
+    uri = store_uri(tmp_path)
     client = MlflowClient(uri)
     assert outcome.run_id is not None
     tags = client.get_run(outcome.run_id).data.tags

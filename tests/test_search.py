@@ -32,6 +32,7 @@ from helpers import (
     assert_study_agrees_with_mlflow,
     markdown_tables,
     refilled_while_another_runs,
+    run_here,
     runs_by_trial,
     study_of,
 )
@@ -49,7 +50,9 @@ from hydra_plugins.sweeper_search.study import (
     StudyConfigError,
     make_storage,
 )
+from hydra_plugins.sweeper_search.trial import TrialReporter
 from services import free_port
+from sweeper.pruning import Pruning
 from sweeper.report.build import build_report
 from sweeper.report.tables import param_cell
 
@@ -396,6 +399,36 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
     assert len(done) == 6
     assert {t.number for t in done} >= finished
     assert_study_agrees_with_mlflow(trials, runs)
+
+
+class CtrlCAsItsValueIsRecorded(TrialReporter):
+    """A trial whose job gets Ctrl-C as it records the value its run ended with."""
+
+    def __init__(self) -> None:
+        super().__init__(0, None)
+        self.value: float | None = None
+
+    def ended(self, value: float) -> None:
+        self.value = value
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_as_a_run_ends_leaves_it_finished_and_its_value_on_its_trial(
+    tmp_path: Path,
+) -> None:
+    # Resuming fails and asks again a trial with no value, so a run FINISHED in the store must
+    # have one: the run is closed before the Ctrl-C, which the job still obeys.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    trial = CtrlCAsItsValueIsRecorded()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_here(tmp_path, {"train": {"epochs": 2}}, threads=1, pruning=Pruning(trial))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["status"] == "FINISHED"
+    assert trial.value == run.data.metrics["best_val_loss"]
 
 
 def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Path) -> None:

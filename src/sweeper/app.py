@@ -107,7 +107,6 @@ def main(cfg: DictConfig) -> float:
         pruning=pruning,
         environment_cache=environment_cache,
     )
-    pruning.ended(outcome.objective)
     outcome.save(out_dir)
 
     if not multirun:

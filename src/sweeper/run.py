@@ -10,17 +10,20 @@ A failure is recorded, not raised: the run ends FAILED with its reason in one li
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import joblib
 from threadpoolctl import threadpool_limits
 
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper.artifacts import PLOTS, log_served_model
 from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
@@ -102,7 +105,8 @@ def run_config(
     """Run one configuration inside an MLflow run, under ``threads`` BLAS threads (all cores
     if None); a failure is recorded, not raised. ``epoch_callbacks`` are called after each
     epoch, after the run's own (MLflow's record, the live view's file, the ``pruning`` of a
-    search's trial, which ends the run PRUNED when its pruner says so). ``dataset_cache`` and
+    search's trial, which ends the run PRUNED when its pruner says so, and is given the run's
+    value as the run is closed). ``dataset_cache`` and
     ``environment_cache`` (a sweep's directory) keep what the runs sharing them would each make."""
     start = time.perf_counter()
     run_id = None
@@ -125,6 +129,8 @@ def run_config(
             **pruning.tags(),
         }
         with (
+            # Left after the run is closed: what is entered here outlasts it.
+            ExitStack() as closing,
             threadpool_limits(limits=threads or blas_threads(None)),
             tracked_run(
                 sweep.tracking_uri,
@@ -167,9 +173,14 @@ def run_config(
             status = "FINISHED" if pruning.pruned_at is None else PRUNED
             reason = result.training.stop_reason
             run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
+            # Ctrl-C from here on waits until the run is closed: a run FINISHED in the store
+            # whose trial has no value would be run again by a resumed search.
+            closing.enter_context(interrupts_deferred())
+            pruning.ended(metrics.get("best_val_loss", math.inf))
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
+        pruning.ended(math.inf)
         return RunOutcome(
             job, overrides, "FAILED", failure_reason(err), time.perf_counter() - start, run_id
         )
