@@ -64,7 +64,7 @@ ui: install  ## browse the runs in the MLflow UI (loopback only), with a link to
 	@echo "MLflow UI on http://127.0.0.1:$(PORT) (store: $(STORE))"
 	@$(PY) -m sweeper.ui_links --tracking-uri '$(STORE)' --experiment '$(EXPERIMENT)' \
 		--address http://127.0.0.1:$(PORT)
-	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+	$(VENV)/bin/mlflow ui --backend-store-uri '$(STORE)' --host 127.0.0.1 --port $(PORT)
 
 # The search sweeper's studies (hydra/sweeper=search keeps them in mlruns/optuna.db).
 DASHBOARD_PORT ?= 8080

@@ -1,13 +1,15 @@
-"""A tracking store that cannot be used: unreachable, not a database, not writable, full, or
-gone in the middle of a sweep. Each says so in one line, the exit status is non-zero, and
-nothing already logged is lost."""
+"""A tracking store that cannot be used: unreachable, not a database, not writable, on a
+read-only filesystem, full, or gone in the middle of a sweep. Each says so in one line, the
+exit status is non-zero, and nothing already logged is lost."""
 
 from __future__ import annotations
 
 import errno
 import io
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -129,6 +131,95 @@ def test_a_store_directory_that_cannot_be_written(
         check_store(f"sqlite:///{tmp_path / 'mlflow.db'}", connect_timeout=5)
     assert str(caught.value).startswith(expected.format(dir=tmp_path))
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.fixture
+def read_only_store(tmp_path: Path) -> Iterator[Path]:
+    """A sweep's store (WAL journaling, no -shm file beside it, as after its last
+    connection closed) seen through a read-only bind mount (needs root and a kernel that lets
+    this process mount); the ``mlruns`` directory there."""
+    made, source, mount_point = tmp_path / "made", tmp_path / "source", tmp_path / "ro"
+    tracking = {"uri": f"sqlite:///{made / 'mlflow.db'}", "experiment": "sweeper"}
+    open_store(OmegaConf.create({**tracking, "connect_timeout": 5, "max_outage": 7}))
+    with sqlite3.connect(made / "mlflow.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    (source / "mlruns").mkdir(parents=True)
+    shutil.copyfile(made / "mlflow.db", source / "mlruns" / "mlflow.db")
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(source), str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount read-only here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point / "mlruns"
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def read_only_message(db: Path, reason: str) -> str:
+    return (
+        f"the store {db} is on a read-only filesystem, where SQLite cannot open it ({reason}): "
+        f"copy {db.parent} somewhere writable and use the copy"
+    )
+
+
+def test_a_store_on_a_read_only_filesystem_is_said_to_be_so(read_only_store: Path) -> None:
+    db = read_only_store / "mlflow.db"
+    message = read_only_message(db, "unable to open database file")
+    with pytest.raises(StoreError) as caught:
+        check_store(f"sqlite:///{db}", connect_timeout=5, writable=False)
+    assert str(caught.value) == message
+    assert store_check.read_only_filesystem(read_only_store)
+    assert not store_check.read_only_filesystem(read_only_store.parents[1] / "made")
+    report = subprocess.run(
+        [sys.executable, "-m", "sweeper.report", "--tracking-uri", str(read_only_store)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 1
+    assert report.stderr.strip() == f"error: {message}"
+    links = subprocess.run(
+        [sys.executable, "-m", "sweeper.ui_links", "--tracking-uri", str(read_only_store)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert links.stdout.strip() == f"No sweep to link to yet ({message})."
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_a_database_sqlite_cannot_open_is_told_by_where_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_only: bool
+) -> None:
+    # What SQLite answers for a WAL database whose -shm file it cannot create.
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+    conn.close()
+
+    def cannot_open(*args: object, **kwargs: object) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    real_statvfs = os.statvfs
+
+    def statvfs(path: object) -> object:
+        flags = real_statvfs(path).f_flag | (os.ST_RDONLY if read_only else 0)
+        return type("Statvfs", (), {"f_flag": flags})()
+
+    monkeypatch.setattr(store_check.sqlite3, "connect", cannot_open)
+    monkeypatch.setattr(store_check.os, "statvfs", statvfs)
+    with pytest.raises(StoreError) as caught:
+        check_store(f"sqlite:///{db}", connect_timeout=5, writable=False)
+    if read_only:
+        assert str(caught.value) == read_only_message(db, "unable to open database file")
+    else:
+        assert str(caught.value).startswith(f"the store {db} is not a usable SQLite database")
 
 
 def test_a_usable_store_is_opened(tmp_path: Path) -> None:

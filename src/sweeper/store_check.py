@@ -136,6 +136,14 @@ def _check_writable(directory: Path) -> None:
         ) from err
 
 
+def read_only_filesystem(path: Path) -> bool:
+    """Whether ``path`` is on a filesystem mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _check_database(path: Path) -> None:
     if not path.exists():
         return
@@ -149,8 +157,20 @@ def _check_database(path: Path) -> None:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
             conn.close()
+    except sqlite3.OperationalError as err:
+        # SQLite cannot open a WAL database (every store a sweep made) where it cannot create
+        # the -shm file beside it: the database is fine, its place is not.
+        if read_only_filesystem(path.parent):
+            raise StoreError(
+                f"the store {path} is on a read-only filesystem, where SQLite cannot open it "
+                f"({err}): copy {path.parent} somewhere writable and use the copy"
+            ) from err
+        raise _not_a_database(path, err) from err
     except (OSError, sqlite3.DatabaseError) as err:
-        raise StoreError(
-            f"the store {path} is not a usable SQLite database ({err}): move it away, or "
-            f"{_OTHER_STORE}"
-        ) from err
+        raise _not_a_database(path, err) from err
+
+
+def _not_a_database(path: Path, err: BaseException) -> StoreError:
+    return StoreError(
+        f"the store {path} is not a usable SQLite database ({err}): move it away, or {_OTHER_STORE}"
+    )

@@ -7,9 +7,12 @@ points elsewhere, a tracking server included.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shlex
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
@@ -25,19 +28,46 @@ def resolve_tracking_uri(configured: str | None) -> str:
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri()
     path = sqlite_path(uri)
     if path is not None and not path.is_absolute():
-        return f"sqlite:///{Path.cwd() / path}"
+        return sqlite_uri(Path.cwd() / path, uri.partition("?")[2])
     return uri
 
 
 def local_store_uri() -> str:
     """``./mlruns/mlflow.db``, the store ``make ui`` browses."""
-    return f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / DEFAULT_DB_NAME}"
+    return sqlite_uri(Path.cwd() / DEFAULT_STORE_DIR / DEFAULT_DB_NAME)
 
 
 def sqlite_path(uri: str) -> Path | None:
+    """The database file of a SQLite URI, read as SQLAlchemy (MLflow's opener) reads it: up
+    to the query string (``?timeout=60``, which goes to SQLAlchemy as given), percent-decoded."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri.removeprefix("sqlite:///"))
+    return Path(unquote(uri.removeprefix("sqlite:///").partition("?")[0]))
+
+
+def sqlite_uri(path: Path, query: str = "") -> str:
+    """The SQLite URI of the database file ``path`` (absolute), ``query`` appended: the two
+    characters SQLAlchemy reads otherwise in a path escaped."""
+    escaped = str(path).replace("%", "%25").replace("?", "%3F")
+    return f"sqlite:///{escaped}" + (f"?{query}" if query else "")
+
+
+# A directory name that means the same on every filesystem: lower case (macOS folds case),
+# no separator, not starting with a dot.
+_PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
+
+
+def artifact_dir_name(experiment: str) -> str:
+    """The directory, under the store's ``artifacts/``, of a new experiment's artifacts: its
+    name where that is a plain directory name (``sweeper``), else the name's letters, digits
+    and ``_.-`` (any others as ``_``, 60 at most) and 12 hex digits of its SHA-256, so that a
+    name never leaves ``artifacts/`` (``/Shared/study``, ``..``) and two names never share a
+    directory (``/Shared/study`` is ``Shared_study-9f3d661ed51a``)."""
+    if _PLAIN_NAME.fullmatch(experiment):
+        return experiment
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment).strip("_.-")[:60]
+    digest = hashlib.sha256(experiment.encode()).hexdigest()[:12]
+    return f"{readable}-{digest}" if readable else digest
 
 
 def is_http(uri: str) -> bool:
@@ -47,5 +77,5 @@ def is_http(uri: str) -> bool:
 def ui_command(uri: str) -> str:
     """The shell command that browses this store in the MLflow UI."""
     if is_http(uri):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        return f"open {shlex.quote(uri)}"
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1"

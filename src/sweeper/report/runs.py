@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path
+from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path, sqlite_uri
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -74,7 +74,7 @@ def open_store(uri: str) -> MlflowClient:
     report would then say nothing useful). A directory holding a sweep's ``mlflow.db``
     (``mlruns``) names that database; a store MLflow will not open is a ``ReportError``."""
     if "://" not in uri and (Path(uri) / DEFAULT_DB_NAME).is_file():
-        uri = f"sqlite:///{(Path(uri) / DEFAULT_DB_NAME).resolve()}"
+        uri = sqlite_uri((Path(uri) / DEFAULT_DB_NAME).resolve())
     if (db := sqlite_path(uri)) is not None and not db.is_file():
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
     from mlflow.exceptions import MlflowException
