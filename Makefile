@@ -33,7 +33,7 @@ test: install  ## the fast test suite (lint and types included)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
-test-slow: install data install-ray  ## tests on real Fashion-MNIST and on a Ray cluster (minutes)
+test-slow: install data install-ray  ## tests on real Fashion-MNIST, on a Ray cluster, the longest sweeps (minutes)
 	$(PY) -m pytest -q -m slow
 
 # Past one machine (docs/scaling.md): the Ray launcher, an optional extra the cluster tests need.

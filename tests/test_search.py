@@ -619,6 +619,7 @@ def assert_carried_over(again: FrozenTrial, earlier: FrozenTrial, runs: list[Run
     assert again.value == pytest.approx(statistics.mean(best_val_losses([first, second])))
 
 
+@pytest.mark.slow  # three 400-epoch runs one after another
 def test_resume_with_repeats_reruns_no_finished_run(workdir: Path) -> None:
     sweep = Sweep(REPEATED, workdir)
     sweep.wait_until(lambda: bool(second_repeat_past_an_epoch(sweep)))
@@ -647,6 +648,7 @@ def test_resume_with_repeats_reruns_no_finished_run(workdir: Path) -> None:
         assert trial.value == pytest.approx(statistics.mean(losses), rel=1e-6)
 
 
+@pytest.mark.slow  # three 400-epoch runs one after another
 def test_a_killed_repeat_runs_again_and_its_trials_finished_run_is_kept(workdir: Path) -> None:
     sweep = Sweep(REPEATED, workdir)
     sweep.wait_until(lambda: bool(second_repeat_past_an_epoch(sweep)))
