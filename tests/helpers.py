@@ -103,12 +103,22 @@ class RunsCommand:
         return os.system, (self.command,)
 
 
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Sweep:
     """A CLI sweep running in its own process group, as a terminal's foreground job."""
 
     def __init__(
-        self, args: list[str], cwd: Path, name: str = "sweep", env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        cwd: Path,
+        name: str = "sweep",
+        env: dict[str, str] | None = None,
+        ctrl_c_ignored: bool = False,
     ) -> None:
+        """``ctrl_c_ignored``: started as a script's ``command &`` starts it, Ctrl-C ignored."""
         self.cwd = cwd
         self.stdout = cwd / f"{name}.out"
         self.stderr = cwd / f"{name}.err"
@@ -120,6 +130,7 @@ class Sweep:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                preexec_fn=_ignore_ctrl_c if ctrl_c_ignored else None,
             )
 
     def wait_until(

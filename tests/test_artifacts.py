@@ -234,3 +234,51 @@ def test_a_run_that_failed_before_its_end_is_told_what_it_lacks(workdir: Path) -
         proc = artifacts_command([run_id, "--only", only], workdir)
         assert proc.returncode == 1
         assert proc.stderr == f"Error: run {run_id}: {lacks} (it ended FAILED: {reason})\n"
+
+
+def test_a_killed_run_gets_its_curves_and_is_told_why_it_has_no_model(workdir: Path) -> None:
+    tracking = OmegaConf.create(
+        {"uri": store_uri(workdir), "experiment": "x", "connect_timeout": 5, "max_outage": 5}
+    )
+    uri, experiment_id = open_store(tracking)
+    # Ctrl-C after two epochs: its metrics are kept, its checkpoint never logged.
+    with (
+        pytest.raises(KeyboardInterrupt),
+        tracked_run(uri, experiment_id, "killed", tags={}, flush_seconds=3600) as run,
+    ):
+        logged_epoch(run)(epoch(1))
+        logged_epoch(run)(epoch(2))
+        raise KeyboardInterrupt
+    run_id = run.run_id
+    lacks = "no checkpoint to make a model of (it ended KILLED: interrupted (Ctrl-C))"
+
+    # The model asked by name cannot be made: an error, and nothing else is made.
+    proc = artifacts_command([run_id, "--only", "model"], workdir)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == f"Error: run {run_id}: {lacks}\n"
+    assert not artifact_paths(uri, run_id)
+
+    # Both asked for: the curves are made, and why the model is not is said in one line.
+    proc = artifacts_command([run_id], workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{run_id}: plots/loss.png, plots/accuracy.png\n"
+    assert proc.stderr == f"run {run_id}: {lacks}\n"
+    assert artifact_paths(uri, run_id) == {"plots/loss.png", "plots/accuracy.png"}
+
+
+@pytest.mark.parametrize("uri", [None, "sqlite:///typo/mlflow.db"], ids=["default", "typo"])
+def test_the_command_makes_no_store_where_none_is(tmp_path: Path, uri: str | None) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.artifacts", "0123abcd", *(["--uri", uri] if uri else [])],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    where = tmp_path / ("typo" if uri else "mlruns") / "mlflow.db"
+    assert proc.stderr == (
+        f"Error: no MLflow store at sqlite:///{where}: run a sweep first (make sweep)\n"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -224,6 +224,31 @@ def test_a_job_that_ignores_ctrl_c_is_killed_when_the_stop_times_out_and_counts_
     assert future.result(timeout=10).return_value == 7.0
 
 
+@pytest.mark.parametrize(
+    ("calls", "ended"),
+    [
+        ([], "exit code 130"),
+        # One that ignores Ctrl-C can still be stopped.
+        ([Call(signal.signal, signal.SIGINT, signal.SIG_IGN)], "killed by SIGTERM"),
+    ],
+    ids=["as-ctrl-c", "ctrl-c-ignored"],
+)
+def test_a_jobs_process_takes_sigterm_as_ctrl_c(
+    tmp_path: Path, calls: list[Call], ended: str
+) -> None:
+    # A batch system or a container stops every process of the sweep with SIGTERM.
+    payload = pickle.dumps(
+        (*calls, Call(signal.raise_signal, signal.SIGTERM), Call(time.sleep, 60))
+    )
+    deaths: list[dict[str, object]] = []
+    ret = _run_in_own_process(
+        fork_server_context([]), payload, _sweep_config(tmp_path), lambda **d: deaths.append(d)
+    )
+    assert ret.status is JobStatus.COMPLETED
+    (death,) = deaths
+    assert (death["interrupted"], death["ended"]) == (ended == "exit code 130", ended)
+
+
 def test_once_the_jobs_are_stopped_no_job_starts(tmp_path: Path) -> None:
     processes = JobProcesses()
     processes.stop(timeout=1)

@@ -28,7 +28,7 @@ from helpers import (
 )
 from sweeper import store_calls
 from sweeper.config import config_hash
-from sweeper.outcome import RunOutcome
+from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
 from sweeper.store_uri import ui_command
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
@@ -152,6 +152,55 @@ def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir
     assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
     assert "2 run(s) finished and kept, 0 failed, 0 not run or cut short" in stderr
     assert {r.info.status for r in child_runs(all_runs(workdir))} == {"FINISHED"}
+    assert parent_run(workdir).info.status == "KILLED"
+
+
+@pytest.mark.parametrize("ctrl_c_ignored", [False, True], ids=["foreground", "background"])
+def test_sigterm_ends_a_run_of_its_own_as_ctrl_c_does_with_its_metrics(
+    workdir: Path, ctrl_c_ignored: bool
+) -> None:
+    # kill, timeout, docker stop, systemd, SLURM: SIGTERM. A script's `command &` also
+    # starts the run with Ctrl-C ignored, so SIGTERM is the only stop it gets.
+    args = ["train.epochs=6000", "train.patience=null", "gradcheck.enabled=false"]
+    run = Sweep(args, workdir, name="run", ctrl_c_ignored=ctrl_c_ignored)
+
+    def epochs_done() -> int:
+        found = list(workdir.glob(f"outputs/*/{PROGRESS_FILE}"))
+        return RunProgress.load(found[0]).epoch if found else 0
+
+    # Past a few epochs, all still waiting in memory (tracking.flush_seconds: 30).
+    run.wait_until(lambda: epochs_done() >= 3)
+    os.kill(run.proc.pid, signal.SIGTERM)
+    rc, stderr = run.finish()
+
+    assert rc == 143, stderr
+    assert stderr == "Interrupted (SIGTERM).\n"
+    (killed,) = all_runs(workdir)
+    assert killed.info.status == "KILLED"
+    assert killed.info.end_time is not None
+    assert killed.data.tags["status"] == "KILLED"
+    assert killed.data.tags["reason"] == "interrupted (SIGTERM)"
+    history = MlflowClient(store_uri(workdir)).get_metric_history(killed.info.run_id, "val_loss")
+    assert len(history) >= 3
+    assert [m.step for m in history] == list(range(1, len(history) + 1))
+
+
+@pytest.mark.parametrize("whom", ["group", "sweep"])
+def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_exits_143(workdir: Path, whom: str) -> None:
+    # group: timeout, systemd and SLURM signal every process; sweep: kill or docker stop
+    # signal the sweep's own, which stops its runs.
+    sweep = Sweep(SLOW_RUNS, workdir)
+    sweep.wait_until(lambda: len(sweep.running_children()) == 2)
+    if whom == "group":
+        os.killpg(sweep.proc.pid, signal.SIGTERM)
+    else:
+        os.kill(sweep.proc.pid, signal.SIGTERM)
+    rc, stderr = sweep.finish()
+
+    assert rc == 143, stderr
+    assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
+    assert stderr.endswith("resume=true\nInterrupted (SIGTERM).\n"), stderr
+    assert {r.info.status for r in child_runs(all_runs(workdir))} == {"KILLED"}
     assert parent_run(workdir).info.status == "KILLED"
 
 

@@ -3,7 +3,8 @@
 Hydra composes the config and, with ``-m``, hands each run of the sweep to the launcher
 (``hydra/launcher=local``); :func:`main` validates one run's config and runs it
 (``sweeper.run``). The sweep around the runs is ``sweeper.sweep``'s callback. :func:`cli`
-turns Ctrl-C and a broken sweep into closed records, a short message and an exit status.
+turns Ctrl-C (SIGTERM alike) and a broken sweep into closed records, a short message and an
+exit status.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
 from sweeper.data.cache import DataCache, user_data_cache
-from sweeper.failures import EXIT_INTERRUPTED, exit_on_error
+from sweeper.failures import exit_on_error, interruption
 from sweeper.outcome import LIVE_FILE, send_output_to
 from sweeper.progress import describe
 from sweeper.pruning import Pruning
@@ -122,14 +124,18 @@ _HYDRA_ONE_MODE = "Only one of --run, --multirun"
 
 
 def cli() -> None:
-    """``python -m sweeper``: :func:`main`, with Ctrl-C and a broken sweep closed cleanly."""
+    """``python -m sweeper``: :func:`main`, with Ctrl-C, SIGTERM and a broken sweep closed
+    cleanly."""
+    # kill, timeout, a container's or a batch system's stop: their runs are closed as at Ctrl-C.
+    terminate_as_interrupt()
     try:
         main()
     except KeyboardInterrupt:
         # Each run in progress was marked KILLED by its own worker, or is marked here.
         stop_running_sweep(interrupted=True)
-        print("Interrupted.", file=sys.stderr, flush=True)
-        sys.exit(EXIT_INTERRUPTED)
+        reason, status = interruption()
+        print(f"{reason[0].upper()}{reason[1:]}.", file=sys.stderr, flush=True)
+        sys.exit(status)
     except SystemExit as exit_:
         # Hydra reports an exception from the launcher (a lost Ray worker, say) and exits;
         # the exception it reported is the context of its SystemExit.

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import mlflow
 from mlflow.entities import Run
@@ -92,53 +93,83 @@ class MissingPartError(ValueError):
     """The run lacks what an artifact is made from (a run that failed before its end)."""
 
 
+class Artifacts(NamedTuple):
+    """What was made for a run, and what could not be, each in one line that says why."""
+
+    made: list[str]
+    missing: list[str]
+
+
 def _ended_as(run: Run) -> str:
     tags = run.data.tags
     return f"it ended {tags.get('status', run.info.status)}: {tags.get('reason', 'no reason kept')}"
 
 
-def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = True) -> list[str]:
-    """Make the run's model and curves from the store, those it lacks; return what was made.
-    Raises ``MissingPartError`` for a run without a checkpoint or without an epoch's metrics."""
+def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = True) -> Artifacts:
+    """Make the run's model and curves from the store, those it lacks, each that it can: a
+    run without a checkpoint (killed or failed before its first best epoch was kept) may
+    still have epochs' metrics to draw."""
     client = MlflowClient(uri)
     run = client.get_run(run_id)
-    made = []
+    made: list[str] = []
+    missing: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sweeper-artifacts-") as tmp:
-        if model and not has_model(run):
-            if not client.list_artifacts(run_id, "checkpoint"):
-                raise MissingPartError(f"no checkpoint to make a model of ({_ended_as(run)})")
-            checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp)
-            mlflow.set_tracking_uri(uri)
-            # MLflow files a model under the active experiment; the run's is where
-            # runs:/RUN_ID/model is looked up.
-            mlflow.set_experiment(experiment_id=run.info.experiment_id)
-            log_served_model(uri, run_id, Path(checkpoint))
-            made.append(f"runs:/{run_id}/{MODEL_NAME}")
-        if curves and not has_curves(client, run_id):
-            history = history_of(client, run)
-            if not history:
-                raise MissingPartError(f"no epoch's metrics to draw ({_ended_as(run)})")
-            # A run that failed after some epochs has curves and no best_epoch of its own.
-            best_epoch = int(
-                run.data.metrics.get("best_epoch", min(history, key=lambda m: m.val_loss).epoch)
-            )
-            eval_train = eval_train_of(run.data.params)
-            figures = save_curves(history, best_epoch, Path(tmp), eval_train)
-            for figure in figures:
-                client.log_artifact(run_id, str(figure), PLOTS)
-            made += [f"{PLOTS}/{figure.name}" for figure in figures]
-    return made
+        for wanted, make in ((model, _make_model), (curves, _make_curves)):
+            if not wanted:
+                continue
+            try:
+                made += make(client, uri, run, Path(tmp))
+            except MissingPartError as err:
+                missing.append(str(err))
+    return Artifacts(made, missing)
+
+
+def _make_model(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str]:
+    run_id = run.info.run_id
+    if has_model(run):
+        return []
+    if not client.list_artifacts(run_id, "checkpoint"):
+        raise MissingPartError(f"no checkpoint to make a model of ({_ended_as(run)})")
+    checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(tmp))
+    mlflow.set_tracking_uri(uri)
+    # MLflow files a model under the active experiment; the run's is where runs:/RUN_ID/model
+    # is looked up.
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    log_served_model(uri, run_id, Path(checkpoint))
+    return [f"runs:/{run_id}/{MODEL_NAME}"]
+
+
+def _make_curves(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str]:
+    run_id = run.info.run_id
+    if has_curves(client, run_id):
+        return []
+    history = history_of(client, run)
+    if not history:
+        raise MissingPartError(f"no epoch's metrics to draw ({_ended_as(run)})")
+    # A run that failed after some epochs has curves and no best_epoch of its own.
+    best_epoch = int(
+        run.data.metrics.get("best_epoch", min(history, key=lambda m: m.val_loss).epoch)
+    )
+    figures = save_curves(history, best_epoch, tmp, eval_train_of(run.data.params))
+    for figure in figures:
+        client.log_artifact(run_id, str(figure), PLOTS)
+    return [f"{PLOTS}/{figure.name}" for figure in figures]
 
 
 def make_best_run_artifacts(uri: str, run_id: str, model: Made, curves: Made) -> list[str]:
     """At a sweep's end: the artifacts that ``tracking.model`` and ``tracking.curves`` give
-    its best run; what was made."""
-    return make_artifacts(
+    its best run; what was made. Raises ``MissingPartError`` for one it cannot have."""
+    made, missing = make_artifacts(
         uri, run_id, model=Made(model) is Made.best, curves=Made(curves) is Made.best
     )
+    if missing:
+        raise MissingPartError("; ".join(missing))
+    return made
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sweeper.report.runs import ReportError, open_store
+
     parser = argparse.ArgumentParser(
         prog="python -m sweeper.artifacts",
         description="Make runs' MLflow pyfunc model and loss/accuracy figures from the store.",
@@ -147,18 +178,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uri", help="tracking URI (default: tracking.uri's default)")
     parser.add_argument("--only", choices=["model", "curves"], help="make only this one")
     args = parser.parse_args(argv)
-    uri = resolve_tracking_uri(args.uri)
+    try:
+        # Checked as the report checks it: MLflow would make an empty store where none is.
+        uri = open_store(resolve_tracking_uri(args.uri)).tracking_uri
+    except ReportError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
     status = 0
     for run_id in args.run_ids:
         try:
-            made = make_artifacts(
+            made, missing = make_artifacts(
                 uri, run_id, model=args.only != "curves", curves=args.only != "model"
             )
         except Exception as err:
             print(f"Error: run {run_id}: {failure_reason(err)}", file=sys.stderr)
             status = 1
             continue
-        print(f"{run_id}: {', '.join(made) if made else 'nothing to make, already there'}")
+        if made or not missing:
+            print(f"{run_id}: {', '.join(made) if made else 'nothing to make, already there'}")
+        # An error where none of what was asked for can be made (the one --only names);
+        # else what can be made is, and what cannot is said.
+        failed = len(missing) == (1 if args.only else 2)
+        for why in missing:
+            print(f"{'Error: ' if failed else ''}run {run_id}: {why}", file=sys.stderr)
+        status = max(status, int(failed))
     return status
 
 

@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from hydra_plugins.sweeper_launcher.interrupts import terminated
 from sweeper.config import ConfigError
 from sweeper.store import store_problem
 
@@ -16,6 +17,15 @@ from sweeper.store import store_problem
 INTERRUPTED = "interrupted (Ctrl-C)"
 # The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+# SIGTERM stops a command as Ctrl-C does (hydra_plugins...interrupts.terminate_as_interrupt),
+# under these words and the shell's status for it (128 + SIGTERM).
+TERMINATED = "interrupted (SIGTERM)"
+EXIT_TERMINATED = 143
+
+
+def interruption() -> tuple[str, int]:
+    """The reason and exit status of this process stopped as by Ctrl-C: by Ctrl-C or SIGTERM."""
+    return (TERMINATED, EXIT_TERMINATED) if terminated() else (INTERRUPTED, EXIT_INTERRUPTED)
 
 
 def verbose_errors() -> bool:

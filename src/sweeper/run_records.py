@@ -1,5 +1,6 @@
 """One run's records in MLflow: opened as a child of its sweep, logged to, and closed
-FINISHED, FAILED with its reason, or KILLED on Ctrl-C, however the block that trains it ends."""
+FINISHED, FAILED with its reason, or KILLED on Ctrl-C or SIGTERM, however the block that
+trains it ends."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from mlflow.utils.validation import (
 )
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
-from sweeper.failures import INTERRUPTED, failure_reason
+from sweeper.failures import failure_reason, interruption
 from sweeper.provenance import git_commit
 from sweeper.store_calls import store_call
 
@@ -90,8 +91,9 @@ def tracked_run(
     parent_run_id: str | None = None,
     flush_seconds: float = 0.0,
 ) -> Iterator[RunLogger]:
-    """An active MLflow run; it ends FINISHED, KILLED on Ctrl-C, or FAILED with its reason
-    tagged if the block raises. What the run's logger holds back is written before it ends."""
+    """An active MLflow run; it ends FINISHED, KILLED on Ctrl-C (or SIGTERM), or FAILED with
+    its reason tagged if the block raises. What the run's logger holds back is written before
+    it ends."""
     mlflow.set_tracking_uri(uri)
     if "git_commit" not in tags:
         tags = {**tags, "git_commit": git_commit()}
@@ -109,7 +111,7 @@ def tracked_run(
     except KeyboardInterrupt:
         # A second Ctrl-C (the sweep sends its own) waits until the run is closed.
         with interrupts_deferred():
-            logger.set_tags({"status": "KILLED", "reason": INTERRUPTED})
+            logger.set_tags({"status": "KILLED", "reason": interruption()[0]})
             logger.flush()
             end_run(RunStatus.to_string(RunStatus.KILLED))
         raise

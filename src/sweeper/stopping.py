@@ -1,6 +1,7 @@
 """Runs and sweeps that end early keep their records: a run whose process died is closed by
 :func:`record_dead_job` (the local launcher's ``on_job_death``), and a sweep stopped by Ctrl-C
-or by its launcher is closed by its :class:`SweepStop`, which says how to complete it.
+(or SIGTERM, taken as Ctrl-C) or by its launcher is closed by its :class:`SweepStop`, which
+says how to complete it.
 
 From its first run's launch until its parent run is ended, a sweep's :class:`SweepStop` is
 the process's Ctrl-C handler: it raises KeyboardInterrupt as Python's own does, and
@@ -18,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
-from sweeper.failures import INTERRUPTED
+from sweeper.failures import interruption
 from sweeper.outcome import RunOutcome
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
@@ -46,7 +47,7 @@ def record_dead_job(
     ``JobDeath``."""
     if interrupted:
         # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
-        status, reason = "KILLED", INTERRUPTED
+        status, reason = "KILLED", interruption()[0]
     else:
         status, reason = "FAILED", f"worker process died ({ended})"
     info = SweepInfo.load(sweep_dir)
@@ -110,7 +111,7 @@ class SweepStop:
         if interrupted:
             # Each closes its own run; the sweep then closes only what they left open.
             stop_jobs(JOB_EXIT_WAIT)
-            status, reason = "KILLED", INTERRUPTED
+            status, reason = "KILLED", interruption()[0]
         else:
             status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
         outcomes = self.wind_down()

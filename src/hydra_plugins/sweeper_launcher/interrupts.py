@@ -1,4 +1,5 @@
-"""Ctrl-C held back while a block that must not be cut in half runs."""
+"""Ctrl-C held back while a block that must not be cut in half runs, and SIGTERM taken as
+Ctrl-C (``kill``, ``timeout``, a container or a batch system stopping the process)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,68 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
+
+# "terminated": whether a SIGTERM stopped this process; "ignored_from_start": whether Ctrl-C
+# was ignored when terminate_as_interrupt was called (a command a script or a batch system
+# started with `&`: SIGTERM is the only Ctrl-C it gets). Kept when Hydra's plugin scan
+# executes this module again, in place, after the handler is installed.
+_STATE: dict[str, bool] = globals().get("_STATE") or {
+    "terminated": False,
+    "ignored_from_start": False,
+}
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back until the block ends, then raise it. Signal handlers belong to the main
-    thread; elsewhere the block runs as it is."""
+    """Hold Ctrl-C (and SIGTERM where :func:`terminate_as_interrupt` took it) back until the
+    block ends, then raise it. Signal handlers belong to the main thread; elsewhere the block
+    runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    held = [signal.SIGINT]
+    if callable(signal.getsignal(signal.SIGTERM)):
+        held.append(signal.SIGTERM)
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in held
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
-        previous(signal.SIGINT, None)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for arrived in received:
+        handler = previous[signal.Signals(arrived)]
+        if callable(handler):
+            handler(arrived, None)
+
+
+def terminate_as_interrupt() -> None:
+    """From now on a SIGTERM stops this process as Ctrl-C does: it is handed to whatever
+    handles Ctrl-C at that moment, or raises KeyboardInterrupt where Ctrl-C was ignored from
+    the start. Where Ctrl-C is ignored since (a process closing its records, one that chose
+    to), SIGTERM ends the process as it would have, so such a process can still be stopped.
+    Main thread only."""
+    _STATE["ignored_from_start"] = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    interrupt = signal.getsignal(signal.SIGINT)
+    if callable(interrupt):
+        _STATE["terminated"] = True
+        interrupt(signal.SIGINT, frame)
+        return
+    if _STATE["ignored_from_start"] and not _STATE["terminated"]:
+        _STATE["terminated"] = True
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGTERM)
+
+
+def terminated() -> bool:
+    """Whether a SIGTERM taken as Ctrl-C, not Ctrl-C alone, stopped this process."""
+    return _STATE["terminated"]

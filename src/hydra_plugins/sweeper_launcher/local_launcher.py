@@ -9,8 +9,9 @@ one costs milliseconds, not an import of numpy and MLflow). A process that dies 
 own job with it: the callable named by ``on_job_death`` is told how it ended (sweeper's
 ``conf/hydra/launcher/local.yaml`` names one that marks the run FAILED with the signal), and
 the sweep goes on. On Ctrl-C, :func:`stop_jobs` starts no more jobs and sees every job's
-process interrupted and ended. The launcher imports nothing of the application it launches:
-what to preload and what a death means are its settings.
+process interrupted and ended; a job's process takes SIGTERM as Ctrl-C (a batch system or a
+container stops every process of the sweep with it). The launcher imports nothing of the
+application it launches: what to preload and what a death means are its settings.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
+from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 
 # A job's process stopped by Ctrl-C exits as a shell reports it: 128 + SIGINT.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -141,6 +143,7 @@ def _job_process(payload: bytes, results: Connection) -> None:
     """The job's own process: run the task as Hydra's launchers do, and send back its return."""
     # Python's own Ctrl-C, which the fork server (started with it blocked) did not pass on.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    terminate_as_interrupt()
     threading.Thread(target=_end_with_the_sweep, args=(results,), daemon=True).start()
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
