@@ -187,6 +187,26 @@ def test_a_key_every_run_of_a_sweep_shares_cannot_vary(workdir: Path) -> None:
     assert not (workdir / "mlruns").exists()
 
 
+def test_runs_that_would_train_the_same_network_stop_the_sweep_in_one_line(workdir: Path) -> None:
+    cases = {
+        # The default regularizer (none) reads no lam; plain SGD no momentum.
+        "regularizer.lam=1e-4,1e-3": "#0 (regularizer.lam=0.0001) and #1 (regularizer.lam=0.001) "
+        "would train the same network: they differ only in regularizer.lam, which "
+        "regularizer=none does not read",
+        "optimizer=sgd,momentum optimizer.momentum=0.5,0.9": "#0 (optimizer.momentum=0.5) and #1 "
+        "(optimizer.momentum=0.9) would train the same network: they differ only in "
+        "optimizer.momentum, which optimizer=sgd does not read",
+        "seed=1,1": "#0 and #1 (seed=1 train.epochs=1) are the same configuration",
+    }
+    for sweep, said in cases.items():
+        proc = run_cli(["-m", *sweep.split(), "train.epochs=1"], workdir)
+        assert proc.returncode == 1
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"Error: runs {said}"), line
+    assert not (workdir / "mlruns").exists()
+    # (l1 and l2 both read lam: the regularization preset sweeps them, test_experiments.)
+
+
 def test_a_store_named_by_the_environment_is_reported_as_make_report_reads_it(
     workdir: Path,
 ) -> None:

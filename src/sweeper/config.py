@@ -102,6 +102,16 @@ class ActivationConfig:
     init: InitName = InitName["auto"]
 
 
+# The settings each regularizer (by its core argument) reads; max_norm is read whatever the
+# regularizer.
+REGULARIZER_READS: dict[str | None, tuple[str, ...]] = {
+    None: (),
+    "l1": ("lam",),
+    "l2": ("lam",),
+    "dropout": ("p", "input_p"),
+}
+
+
 @dataclass
 class RegularizerConfig:
     name: RegularizerName = RegularizerName["none"]
@@ -303,6 +313,17 @@ def flat_params(cfg: DictConfig) -> dict[str, Any]:
 
     walk("", {k: v for k, v in container.items() if k != "hydra"})
     return flat
+
+
+def unread_keys(params: dict[str, Any]) -> set[str]:
+    """The keys of ``params`` (``flat_params``) that the run's regularizer and optimizer do not
+    read: whatever their values, the run computes the same."""
+    reads = REGULARIZER_READS[REGULARIZERS[params["regularizer.name"]]]
+    takes = OPTIMIZERS[params["optimizer.name"]][1]
+    return {
+        *(f"regularizer.{k}" for ks in REGULARIZER_READS.values() for k in ks if k not in reads),
+        *(f"optimizer.{k}" for _, ks in OPTIMIZERS.values() for k in ks if k not in takes),
+    }
 
 
 def config_hash(params: dict[str, Any]) -> str:

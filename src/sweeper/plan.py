@@ -20,7 +20,14 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.sweeper_launcher.composing import ShapeCache
-from sweeper.config import ConfigError, config_hash, flat_params, to_experiment_config
+from sweeper.config import (
+    NOT_HASHED,
+    ConfigError,
+    config_hash,
+    flat_params,
+    to_experiment_config,
+    unread_keys,
+)
 from sweeper.search import check_search, is_search, searched_keys
 from sweeper.ui_links import params_of_keys, varied_params
 
@@ -60,6 +67,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         params = validate_jobs(config_name, jobs, list(config.hydra.overrides.hydra))
         param_keys = varied_params(params)
         check_sweep_wide(param_keys)
+        check_distinct(jobs, params)
         return Plan(
             jobs,
             [config_hash(p) for p in params],
@@ -110,6 +118,39 @@ def check_sweep_wide(varied: Collection[str]) -> None:
                 f"Error: {key} cannot vary within a sweep, whose runs record under one parent "
                 "run in one store and experiment: run one sweep per value"
             )
+
+
+def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any]]) -> None:
+    """Raise a ConfigError if two runs would train the same network: the same configuration,
+    or two that differ only in settings their options do not read (``regularizer.lam`` with
+    ``regularizer=dropout``), which the report would show as different configurations."""
+    first: dict[str, int] = {}
+    for job, run in enumerate(params):
+        unread = unread_keys(run)
+        same = first.setdefault(config_hash({k: v for k, v in run.items() if k not in unread}), job)
+        if same == job:
+            continue
+        other = params[same]
+        differ = sorted(k for k in run if run[k] != other.get(k) and not k.startswith(NOT_HASHED))
+        a, b = (
+            " ".join(o for o in x if o not in y)
+            for x, y in ((jobs[same], jobs[job]), (jobs[job], jobs[same]))
+        )
+        named = (
+            f"#{same} ({a}) and #{job} ({b})"
+            if a
+            else f"#{same} and #{job} ({' '.join(jobs[job])})"
+        )
+        if not differ:
+            raise ConfigError(f"Error: runs {named} are the same configuration: run it once")
+        readers = sorted(
+            {f"{k.partition('.')[0]}={run[k.partition('.')[0] + '.name']}" for k in differ}
+        )
+        raise ConfigError(
+            f"Error: runs {named} would train the same network: they differ only in "
+            f"{', '.join(differ)}, which {' and '.join(readers)} does not read; "
+            "vary it only with the options that read it"
+        )
 
 
 def planned_jobs(config: DictConfig) -> list[list[str]] | None:
