@@ -145,9 +145,9 @@ def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir:
 
 
 def test_the_commands_a_sweep_prints_run_as_they_read(workdir: Path) -> None:
-    store = f"sqlite:///{workdir / 'elsewhere' / 'mlflow.db'}"
+    store = f"sqlite:///{workdir / 'else where' / 'mlflow.db'}"
     args = ["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK,
-            f"tracking.uri={store}", "hydra.launcher.n_jobs=1"]  # fmt: skip
+            f"tracking.uri='{store}'", "hydra.launcher.n_jobs=1"]  # fmt: skip
     proc = run_cli(args, workdir)
     assert proc.returncode == 1
     (again,) = [line for line in proc.stderr.splitlines() if "Run them again with:" in line]
@@ -163,10 +163,11 @@ def test_the_commands_a_sweep_prints_run_as_they_read(workdir: Path) -> None:
     assert "Resuming sweep" in rerun.stdout
 
     (report,) = [line for line in proc.stdout.splitlines() if line.startswith("Report:")]
-    assert f"ARGS='--tracking-uri {store}'" in report
     assert "(or: make ui)" not in proc.stdout
     words = shlex.split(report.removeprefix("Report:"))
     settings = dict(w.split("=", 1) for w in words[2:])
+    # make hands ARGS to the shell as it is, which splits it once more.
+    assert shlex.split(settings["ARGS"]) == ["--tracking-uri", store]
     shown = subprocess.run(
         [sys.executable, "-m", "sweeper.report", "--sweep", settings["SWEEP"],
          "--experiment", settings["EXPERIMENT"], *shlex.split(settings["ARGS"]),

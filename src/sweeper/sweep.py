@@ -245,7 +245,8 @@ class SweepCallback(Callback):
             print(f"   then open {link}")
         experiment = shlex.quote(config.tracking.experiment)
         reported = uri == resolve_tracking_uri(None)
-        elsewhere = "" if reported else " ARGS=" + shlex.quote(f"--tracking-uri {uri}")
+        # Quoted twice: make hands ARGS to the shell unquoted, which splits it again.
+        elsewhere = "" if reported else " ARGS=" + shlex.quote(f"--tracking-uri {shlex.quote(uri)}")
         print(
             f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}{elsewhere}",
             flush=True,
