@@ -568,6 +568,29 @@ def test_a_dead_job_whose_pid_is_unknown_closes_its_own_run_by_job_number(tmp_pa
     assert RunOutcome.load(tmp_path / "4" / OUTCOME_FILE).status == "FAILED"
 
 
+def test_a_job_stopped_by_ctrl_c_after_its_run_ended_keeps_its_outcome(tmp_path: Path) -> None:
+    # Ctrl-C held back while its run ended is raised once the outcome is left: the process then
+    # exits as interrupted, but the run it finished stays finished, and counted so.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = client.create_run(experiment_id, tags={"kind": "sweep"}).info.run_id
+    tags = {"mlflow.parentRunId": parent, "job": "2", "pid": "99"}
+    run_id = client.create_run(experiment_id, tags=tags).info.run_id
+    client.set_terminated(run_id, "FINISHED")
+    SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
+    metrics = {"best_val_loss": 0.25}
+    (tmp_path / "2").mkdir()
+    RunOutcome(2, ["seed=2"], "FINISHED", "", 1.0, run_id, metrics).save(tmp_path / "2")
+    objective = record_dead_job(
+        sweep_dir=tmp_path, job_dir=tmp_path / "2", job=2, overrides=["seed=2"], pid=99,
+        interrupted=True, ended="exit code 130", seconds=1.0,
+    )  # fmt: skip
+    assert objective == 0.25
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert RunOutcome.load(tmp_path / "2" / OUTCOME_FILE).status == "FINISHED"
+
+
 def test_the_ray_launcher_composes_with_its_death_handler_without_ray_installed() -> None:
     from hydra import compose, initialize_config_dir
 

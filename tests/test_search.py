@@ -52,6 +52,7 @@ from hydra_plugins.sweeper_search.study import (
 )
 from hydra_plugins.sweeper_search.trial import TrialReporter
 from services import free_port
+from sweeper.outcome import OUTCOME_FILE, RunOutcome
 from sweeper.pruning import Pruning
 from sweeper.report.build import build_report
 from sweeper.report.tables import param_cell
@@ -429,6 +430,9 @@ def test_ctrl_c_as_a_run_ends_leaves_it_finished_and_its_value_on_its_trial(
     assert run.info.status == "FINISHED"
     assert run.data.tags["status"] == "FINISHED"
     assert trial.value == run.data.metrics["best_val_loss"]
+    # Its outcome too, which the sweep's monitor counts.
+    outcome = RunOutcome.load(tmp_path / "out" / OUTCOME_FILE)
+    assert (outcome.status, outcome.run_id) == ("FINISHED", run.info.run_id)
 
 
 def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Path) -> None:

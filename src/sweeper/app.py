@@ -109,7 +109,6 @@ def main(cfg: DictConfig) -> float:
         pruning=pruning,
         environment_cache=environment_cache,
     )
-    outcome.save(out_dir)
 
     if not multirun:
         print(describe(outcome), flush=True)

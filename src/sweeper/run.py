@@ -107,7 +107,8 @@ def run_config(
     epoch, after the run's own (MLflow's record, the live view's file, the ``pruning`` of a
     search's trial, which ends the run PRUNED when its pruner says so, and is given the run's
     value as the run is closed). ``dataset_cache`` and
-    ``environment_cache`` (a sweep's directory) keep what the runs sharing them would each make."""
+    ``environment_cache`` (a sweep's directory) keep what the runs sharing them would each make.
+    The outcome is also left in ``out_dir``, where a sweep's monitor reads it."""
     start = time.perf_counter()
     run_id = None
     pruning = pruning or Pruning(None)
@@ -128,71 +129,78 @@ def run_config(
             **run_seeds(config),
             **pruning.tags(),
         }
-        with (
-            # Left after the run is closed: what is entered here outlasts it.
-            ExitStack() as closing,
-            threadpool_limits(limits=threads or blas_threads(None)),
-            tracked_run(
-                sweep.tracking_uri,
-                sweep.experiment_id,
-                run_name=child_run_name(overrides, sweep.varied_keys),
-                # Read once the limit above is set: env.blas_threads records it.
-                tags={**tags, **environment.tags()},
-                parent_run_id=sweep.parent_run_id or None,
-                flush_seconds=tracking.flush_seconds,
-            ) as run,
-        ):
-            run_id = run.run_id
-            run.log_params(params)
-            # Before training, so that a run that fails or is killed can be reproduced.
-            started = {"": [out_dir / ".hydra" / "config.yaml"], ARTIFACT_PATH: environment_files}
-            run.log_tree(_staged(out_dir / STAGED_DIR / STARTED, started))
-            result = train_and_evaluate(
-                config,
-                out_dir,
-                epoch_callbacks=[
-                    logged_epoch(run),
-                    reported_epoch(progress, out_dir),
-                    pruning.on_epoch,
-                    *(epoch_callbacks or []),
-                ],
-                dataset_cache=dataset_cache,
-                on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
-                curves=tracking.curves in made,
+        # What is entered here outlasts the MLflow run: Ctrl-C held back as the run ends waits
+        # until its outcome is left too.
+        with ExitStack() as closing:
+            with (
+                threadpool_limits(limits=threads or blas_threads(None)),
+                tracked_run(
+                    sweep.tracking_uri,
+                    sweep.experiment_id,
+                    run_name=child_run_name(overrides, sweep.varied_keys),
+                    # Read once the limit above is set: env.blas_threads records it.
+                    tags={**tags, **environment.tags()},
+                    parent_run_id=sweep.parent_run_id or None,
+                    flush_seconds=tracking.flush_seconds,
+                ) as run,
+            ):
+                run_id = run.run_id
+                run.log_params(params)
+                # Before training, so that a run that fails or is killed can be reproduced.
+                started = {
+                    "": [out_dir / ".hydra" / "config.yaml"],
+                    ARTIFACT_PATH: environment_files,
+                }
+                run.log_tree(_staged(out_dir / STAGED_DIR / STARTED, started))
+                result = train_and_evaluate(
+                    config,
+                    out_dir,
+                    epoch_callbacks=[
+                        logged_epoch(run),
+                        reported_epoch(progress, out_dir),
+                        pruning.on_epoch,
+                        *(epoch_callbacks or []),
+                    ],
+                    dataset_cache=dataset_cache,
+                    on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
+                    curves=tracking.curves in made,
+                )
+                metrics = result.summary_metrics()
+                run.log_metrics(metrics)
+                ended: dict[str, list[Path]] = {
+                    "": [] if result.gradcheck_csv is None else [result.gradcheck_csv],
+                    PLOTS: result.figures,
+                    "checkpoint": [result.checkpoint],
+                }
+                run.log_tree(_staged(out_dir / STAGED_DIR / ENDED, ended))
+                if tracking.model in made:
+                    log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
+                status = "FINISHED" if pruning.pruned_at is None else PRUNED
+                reason = result.training.stop_reason
+                run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
+                # Ctrl-C from here on waits until the run is closed and its outcome left: a run
+                # FINISHED in the store whose trial has no value would be run again by a resumed
+                # search, one whose outcome is missing would be counted as cut short.
+                closing.enter_context(interrupts_deferred())
+                pruning.ended(metrics.get("best_val_loss", math.inf))
+            seconds = time.perf_counter() - start
+            return _left(
+                RunOutcome(job, overrides, status, reason, seconds, run_id, metrics), out_dir
             )
-            metrics = result.summary_metrics()
-            run.log_metrics(metrics)
-            ended: dict[str, list[Path]] = {
-                "": [] if result.gradcheck_csv is None else [result.gradcheck_csv],
-                PLOTS: result.figures,
-                "checkpoint": [result.checkpoint],
-            }
-            run.log_tree(_staged(out_dir / STAGED_DIR / ENDED, ended))
-            if tracking.model in made:
-                log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
-            status = "FINISHED" if pruning.pruned_at is None else PRUNED
-            reason = result.training.stop_reason
-            run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
-            # Ctrl-C from here on waits until the run is closed: a run FINISHED in the store
-            # whose trial has no value would be run again by a resumed search.
-            closing.enter_context(interrupts_deferred())
-            pruning.ended(metrics.get("best_val_loss", math.inf))
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
         pruning.ended(math.inf)
-        return RunOutcome(
-            job, overrides, "FAILED", failure_reason(err), time.perf_counter() - start, run_id
+        seconds = time.perf_counter() - start
+        return _left(
+            RunOutcome(job, overrides, "FAILED", failure_reason(err), seconds, run_id), out_dir
         )
-    return RunOutcome(
-        job,
-        overrides,
-        status,
-        reason,
-        time.perf_counter() - start,
-        run_id,
-        metrics,
-    )
+
+
+def _left(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
+    """``outcome``, saved in ``out_dir`` where a sweep's monitor reads it."""
+    outcome.save(out_dir)
+    return outcome
 
 
 def _staged(directory: Path, files: dict[str, list[Path]]) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import interruption
-from sweeper.outcome import RunOutcome
+from sweeper.outcome import OUTCOME_FILE, RunOutcome
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
 
@@ -43,8 +43,8 @@ def record_dead_job(
 ) -> float:
     """A job whose process ``pid`` died before it could record its own end: close its MLflow
     run (found by ``pid``, else by ``job``; its metrics so far stay), leave its outcome where
-    the sweep's monitor reads it, and return its objective. The keywords are the launcher's
-    ``JobDeath``."""
+    the sweep's monitor reads it, and return its objective. One that recorded its end first
+    (Ctrl-C held back until it had) keeps it. The keywords are the launcher's ``JobDeath``."""
     if interrupted:
         # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
         status, reason = "KILLED", interruption()[0]
@@ -65,6 +65,12 @@ def record_dead_job(
         if closed
         else child_run_id(info.tracking_uri, info.experiment_id, info.parent_run_id, pid, job)
     )
+    left = job_dir / OUTCOME_FILE
+    if not closed and left.is_file():
+        # Its run ended and left its outcome; Ctrl-C, held back until then, ended the process.
+        kept = RunOutcome.load(left)
+        if kept.run_id == run_id and not kept.failed:
+            return kept.objective
     outcome = RunOutcome(job, overrides, status, reason, seconds, run_id)
     job_dir.mkdir(parents=True, exist_ok=True)
     outcome.save(job_dir)
