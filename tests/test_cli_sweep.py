@@ -125,10 +125,10 @@ def test_a_sweep_directory_used_again_shows_only_the_new_sweeps_runs(workdir: Pa
 
 def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir: Path) -> None:
     fixed = "hydra.sweep.dir=multirun/fixed"
-    # Runs of a minute or more: the first sweep holds the directory while the second starts.
-    running = Sweep(["-m", "seed=0,1", "train.epochs=3", "train.batch_size=2",
-                     "topology.hidden=[2000,2000]", "gradcheck.enabled=false", fixed],
-                    workdir)  # fmt: skip
+    # Runs that would last hours, stopped once the second sweep has answered: the first sweep
+    # holds the directory while the second starts, however fast the machine.
+    running = Sweep(["-m", "seed=0,1", "train.epochs=100000", "train.patience=null",
+                     "gradcheck.enabled=false", fixed], workdir)  # fmt: skip
     try:
         running.wait_until(lambda: bool(running.running_children()))
         second = run_cli(["-m", "seed=2,3", *QUICK, fixed], workdir)

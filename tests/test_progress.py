@@ -7,6 +7,7 @@ import io
 import os
 import pty
 import re
+import select
 import subprocess
 import sys
 import time
@@ -189,7 +190,12 @@ def test_a_sweep_on_a_terminal_keeps_its_runs_warnings_out_of_its_live_lines(
     )  # fmt: skip
     os.close(follower)
     received = b""
-    while True:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if not select.select([leader], [], [], 1.0)[0]:
+            if proc.poll() is not None:  # ended, and nothing left to read
+                break
+            continue
         try:
             chunk = os.read(leader, 65536)
         except OSError:  # the terminal's other end closed: the sweep has ended
@@ -197,7 +203,7 @@ def test_a_sweep_on_a_terminal_keeps_its_runs_warnings_out_of_its_live_lines(
         if not chunk:
             break
         received += chunk
-    assert proc.wait(timeout=300) == 0
+    assert proc.wait(timeout=10) == 0
     os.close(leader)
     text = received.decode(errors="replace")
     warnings = re.findall(r"(.{0,8})\[\d{4}-[^\]]+\]\[sweeper\.experiment\]\[WARNING\]", text)

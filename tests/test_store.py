@@ -492,8 +492,10 @@ def failed_sweep_output(sweep_: Sweep) -> tuple[str, str]:
 def test_cli_disk_filled_mid_sweep(workdir: Path, small_disk: Path) -> None:
     db = small_disk / "mlflow.db"
     uri = f"sqlite:///{db}"
+    # Four runs after the first, one at a time: some start after the disk is full, even where
+    # each lasts under a second.
     sweep_ = Sweep(
-        ["-m", "seed=0,1,2", *QUICK, "hydra.launcher.n_jobs=1", f"tracking.uri={uri}"], workdir
+        ["-m", "seed=range(5)", *QUICK, "hydra.launcher.n_jobs=1", f"tracking.uri={uri}"], workdir
     )
     sweep_.wait_until(lambda: sweep_.outcomes() >= 1)
     fill(small_disk)
