@@ -10,13 +10,13 @@ A failure is recorded, not raised: the run ends FAILED with its reason in one li
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
 import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -182,23 +182,21 @@ def run_config(
                 # FINISHED in the store whose trial has no value would be run again by a resumed
                 # search, one whose outcome is missing would be counted as cut short.
                 closing.enter_context(interrupts_deferred())
-                pruning.ended(metrics.get("best_val_loss", math.inf))
-            seconds = time.perf_counter() - start
-            return _left(
-                RunOutcome(job, overrides, status, reason, seconds, run_id, metrics), out_dir
-            )
+                outcome = RunOutcome(job, overrides, status, reason, 0.0, run_id, metrics)
+                pruning.ended(outcome.objective)
+            return _left(outcome, start, out_dir)
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
-        pruning.ended(math.inf)
-        seconds = time.perf_counter() - start
-        return _left(
-            RunOutcome(job, overrides, "FAILED", failure_reason(err), seconds, run_id), out_dir
-        )
+        outcome = RunOutcome(job, overrides, "FAILED", failure_reason(err), 0.0, run_id)
+        pruning.ended(outcome.objective)
+        return _left(outcome, start, out_dir)
 
 
-def _left(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
-    """``outcome``, saved in ``out_dir`` where a sweep's monitor reads it."""
+def _left(outcome: RunOutcome, start: float, out_dir: Path) -> RunOutcome:
+    """``outcome``, timed from ``start`` and saved in ``out_dir``, where a sweep's monitor
+    reads it."""
+    outcome = replace(outcome, seconds=time.perf_counter() - start)
     outcome.save(out_dir)
     return outcome
 
