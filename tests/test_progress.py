@@ -62,6 +62,18 @@ def test_runs_that_finish_in_the_same_poll_each_get_their_own_count(tmp_path: Pa
     assert lines[2].endswith("#2 seed=2: val_acc=0.9000 test_acc=0.8000 epochs=3 1.0s")
 
 
+def test_a_run_cut_short_is_not_counted_as_failed(tmp_path: Path) -> None:
+    # Ctrl-C or SIGTERM: the summary says "0 failed, 1 not run or cut short", and so does this.
+    out = io.StringIO()
+    monitor = ProgressMonitor(tmp_path, 2, {"seed"}, out=out)
+    finish(tmp_path, 0, "KILLED")
+    finish(tmp_path, 1, "FAILED")
+    monitor.poll()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[1/2 done] 0 failed") and lines[0].endswith(": KILLED: max_epochs")
+    assert lines[1].startswith("[2/2 done] 1 failed")
+
+
 def test_elsewhere_than_a_terminal_only_finished_runs_are_printed(tmp_path: Path) -> None:
     out = io.StringIO()
     (tmp_path / "0").mkdir()

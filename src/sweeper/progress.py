@@ -173,7 +173,8 @@ class ProgressMonitor:
         return self
 
     def _status(self, running: Sequence[RunProgress]) -> str:
-        failed = sum(o.failed for o in self.outcomes.values())
+        # As the summary counts them: a run cut short (KILLED) has not failed.
+        failed = sum(o.status == "FAILED" for o in self.outcomes.values())
         elapsed = time.monotonic() - self._start
         done = len(self.outcomes)
         eta = None
