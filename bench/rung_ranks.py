@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--store", required=True, help="the MLflow SQLite file")
     parser.add_argument("--experiment", default="async_none")
     parser.add_argument("--sweep", help="the search's sweep id (default: the newest search)")
@@ -29,10 +29,13 @@ def main() -> None:
     if experiment is None:
         raise SystemExit(f"no experiment {args.experiment!r} in {args.store}")
     # A search's runs carry their trial's number; a grid sweep's in the same experiment do not.
+    # With repeats, a trial's first run is the one its pruner judges.
     trials = [
         r
         for r in client.search_runs([experiment.experiment_id], max_results=5000)
-        if "trial" in r.data.tags and r.data.tags.get("status") == "FINISHED"
+        if "trial" in r.data.tags
+        and r.data.tags.get("status") == "FINISHED"
+        and r.data.tags.get("repeat", "0") == "0"
     ]
     if not trials:
         raise SystemExit(f"no finished search trial in experiment {args.experiment!r}")
@@ -48,7 +51,7 @@ def main() -> None:
         )
     final = sorted(best_so_far, key=lambda t: best_so_far[t][-1])[: args.top]
     print(
-        f"sweep {sweep}: {len(runs)} finished trials; the best {args.top} at the end: "
+        f"sweep {sweep}: {len(best_so_far)} finished trials; the best {len(final)} at the end: "
         f"trials {', '.join(final)}"
     )
     print("| epoch | their places (0 = best) |")
