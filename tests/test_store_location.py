@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,7 +136,10 @@ def test_a_garbage_database_named_with_a_query_is_found(tmp_path: Path) -> None:
 # --- the printed command that browses the store ---
 
 
-def test_the_browse_command_runs_as_pasted_for_a_path_with_spaces() -> None:
+def test_the_browse_command_runs_as_pasted_for_a_path_with_spaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
     uri = "sqlite:////home/me/my runs/mlruns/mlflow.db"
     assert shlex.split(ui_command(uri)) == [
         "mlflow",
@@ -161,3 +165,13 @@ def test_make_ui_passes_a_store_with_spaces_as_one_argument() -> None:
     (line,) = [line for line in printed.splitlines() if "mlflow ui" in line]
     words = shlex.split(line)
     assert words[words.index("--backend-store-uri") + 1] == uri
+
+
+def test_the_browse_command_names_mlflow_where_the_shell_would_not_find_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # make runs the venv's Python without putting the venv on PATH.
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (mlflow, *rest) = shlex.split(ui_command("sqlite:////x/mlflow.db"))
+    assert Path(mlflow) == Path(sys.executable).parent / "mlflow"
+    assert rest[0] == "ui"

@@ -11,6 +11,8 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -78,4 +80,13 @@ def ui_command(uri: str) -> str:
     """The shell command that browses this store in the MLflow UI."""
     if is_http(uri):
         return f"open {shlex.quote(uri)}"
-    return f"mlflow ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1"
+    return f"{_mlflow()} ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1"
+
+
+def _mlflow() -> str:
+    """``mlflow`` where the shell finds it, else the one beside this Python (a virtualenv that
+    is not activated, as under ``make``)."""
+    beside = Path(sys.executable).parent / "mlflow"
+    if shutil.which("mlflow") is None and beside.is_file():
+        return shlex.quote(str(beside))
+    return "mlflow"
