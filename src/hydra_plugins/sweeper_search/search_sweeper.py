@@ -183,9 +183,12 @@ class SearchSweeper(Sweeper):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
+        # Ctrl-C inside OmegaConf's building of the launcher's config leaves a node half-made,
+        # which then fails as an AttributeError with a traceback: it waits until that is done.
+        with interrupts_deferred():
+            self.launcher = Plugins.instance().instantiate_launcher(
+                hydra_context=hydra_context, task_function=task_function, config=config
+            )
 
     # --- the study ---
 
