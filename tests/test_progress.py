@@ -217,7 +217,8 @@ def test_a_sweep_on_a_terminal_keeps_its_runs_warnings_out_of_its_live_lines(
         received += chunk
     assert proc.wait(timeout=10) == 0
     os.close(leader)
-    text = received.decode(errors="replace")
+    # Hiding the cursor, as the live view starts, puts nothing on a line.
+    text = received.decode(errors="replace").replace("\x1b[?25l", "")
     warnings = re.findall(r"(.{0,8})\[\d{4}-[^\]]+\]\[sweeper\.experiment\]\[WARNING\]", text)
     assert len(warnings) == 4, text
     # Each on a line of its own: the live lines were cleared (ESC[2K) before it was printed.
