@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,11 @@ class RunOutcome:
     @classmethod
     def load(cls, path: Path) -> RunOutcome:
         return cls(**json.loads(path.read_text()))
+
+
+def count_failed(outcomes: Iterable[RunOutcome]) -> int:
+    """How many runs failed; one cut short by Ctrl-C or SIGTERM (KILLED) has not."""
+    return sum(o.status == "FAILED" for o in outcomes)
 
 
 def read_outcomes(sweep_dir: Path) -> dict[Path, RunOutcome]:

@@ -30,6 +30,7 @@ from sweeper.outcome import (
     PROGRESS_SECONDS,
     RunOutcome,
     RunProgress,
+    count_failed,
     read_outcomes,
 )
 from sweeper.ui_links import run_label
@@ -173,8 +174,7 @@ class ProgressMonitor:
         return self
 
     def _status(self, running: Sequence[RunProgress]) -> str:
-        # As the summary counts them: a run cut short (KILLED) has not failed.
-        failed = sum(o.status == "FAILED" for o in self.outcomes.values())
+        failed = count_failed(self.outcomes.values())  # as the summary counts them
         elapsed = time.monotonic() - self._start
         done = len(self.outcomes)
         eta = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import interruption
-from sweeper.outcome import OUTCOME_FILE, RunOutcome
+from sweeper.outcome import OUTCOME_FILE, RunOutcome, count_failed
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
 
@@ -132,7 +132,7 @@ class SweepStop:
             status,
         )
         finished = sum(not o.failed for o in outcomes)
-        failed = sum(o.status == "FAILED" for o in outcomes)
+        failed = count_failed(outcomes)
         # The runs in progress, closed by their own process or just now by the sweep.
         cut_short = [" ".join(o.overrides) for o in outcomes if o.status == "KILLED"]
         cut_short += [run.data.tags.get("overrides", run.info.run_id) for run in closed]
