@@ -363,3 +363,10 @@ def test_eviction_leaves_an_entry_whose_lock_another_process_holds(tmp_path: Pat
         load_dataset_cached(cache_dir, "digits", seed=3, max_bytes=limit)
     assert _entries(cache_dir) == {1, 3}
 
+
+def test_an_empty_cache_size_counts_as_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv(cache.LIMIT_ENV, "")
+    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 4_000_000_000, None)

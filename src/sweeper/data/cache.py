@@ -69,7 +69,8 @@ class DataCache(NamedTuple):
 def user_data_cache() -> DataCache | None:
     """The user's cache of prepared datasets, ``$SWEEPER_DATA_CACHE_GB`` in size (4 unless
     set; 0: none). Raises ``ValueError``, one line, for a value that is not a size."""
-    raw = os.environ.get(LIMIT_ENV, str(DEFAULT_LIMIT_GB))
+    # Empty counts as unset, as an empty XDG_CACHE_HOME or SWEEPER_DATA_MIRROR does.
+    raw = os.environ.get(LIMIT_ENV) or str(DEFAULT_LIMIT_GB)
     try:
         gb = float(raw)
     except ValueError:
