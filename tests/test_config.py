@@ -57,6 +57,7 @@ def test_init_and_dtype_choices_come_from_the_core() -> None:
         (lambda: RegularizerConfig(input_p=1.0), "regularizer.input_p=1.0 is invalid"),
         (lambda: RegularizerConfig(max_norm=0.0), "regularizer.max_norm=0.0 is invalid"),
         (lambda: DatasetConfig(val_fraction=1.0), "dataset.val_fraction=1.0 is invalid"),
+        (lambda: DatasetConfig(data_dir=" "), "dataset.data_dir=' ' is invalid: an empty path"),
     ],
 )
 def test_the_values_the_core_trusts_are_checked_here(make: object, message: str) -> None:
@@ -77,3 +78,19 @@ def test_a_regularizer_sets_only_the_training_argument_its_name_says() -> None:
         n: RegularizerConfig(config.RegularizerName[n], input_p=0.2) for n in ("l2", "dropout")
     }
     assert (inputs["l2"].input_dropout, inputs["dropout"].input_dropout) == (0.0, 0.2)
+
+
+def test_an_empty_data_dir_is_refused_in_one_line_that_says_null() -> None:
+    # `dataset.data_dir=$UNSET_VAR` in a shell: Hydra composes an empty string.
+    from hydra import compose, initialize_config_dir
+
+    from sweeper.app import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", ["dataset=mnist", "dataset.data_dir="])
+    with pytest.raises(ConfigError) as info:
+        config.to_experiment_config(cfg)
+    assert str(info.value) == (
+        "dataset.data_dir='' is invalid: an empty path; use null for the dataset's default"
+        " place, or a directory"
+    )

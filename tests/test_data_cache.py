@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +255,118 @@ def test_a_dataset_larger_than_the_whole_cache_is_not_kept(tmp_path: Path) -> No
 
 def _entries_in(cache_dir: Path) -> list[Path]:
     return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# How an entry's file is damaged (a full disk, a crash of the machine, a stray write), and what
+# the warning says of the file.
+DAMAGES: dict[str, tuple[str, Callable[[Path], object], str]] = {
+    "truncated": ("x_train.npy", _truncate, "cannot be read"),
+    "broken meta": ("meta.json", lambda p: p.write_text('{"name":'), "cannot be read"),
+    "random bytes": ("x_test.npy", lambda p: p.write_bytes(os.urandom(500)), "cannot be read"),
+    "removed": ("y_val.npy", Path.unlink, "is missing"),
+}
+
+
+def _damaged(message: str, entry: Path, reason: str) -> bool:
+    return message == (
+        f"the prepared-data cache entry {entry} is damaged ({reason}):"
+        " it is removed and the data prepared again"
+    )
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_entry_is_removed_with_one_warning_and_prepared_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    log = tmp_path / "prepared.log"
+    _count_preparations(monkeypatch, log)
+    entry = Path(load_dataset_cached(tmp_path / "cache", "digits", seed=1).x_train.filename).parent
+    file, spoil, says = DAMAGES[damage]
+    spoil(entry / file)
+    with caplog.at_level("WARNING"):
+        got = load_dataset_cached(tmp_path / "cache", "digits", seed=1)
+    expected = load_dataset("digits", seed=1)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    (warning,) = caplog.messages
+    assert _damaged(warning, entry, f"{file} {says}"), warning
+    assert "pickle" not in warning
+    # Prepared again into the same place, whole: the next run maps it without a word.
+    assert Path(got.x_train.filename).parent == entry
+    caplog.clear()
+    load_dataset_cached(tmp_path / "cache", "digits", seed=1)
+    assert not caplog.messages
+    assert _preparations(log) == 2
+
+
+def test_a_damaged_entry_of_the_users_cache_is_removed_and_the_sweep_prepares_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    user, sweep = tmp_path / "user", tmp_path / "sweep"
+    entry = Path(load_dataset_cached(user, "digits", seed=1).x_train.filename).parent
+    _truncate(entry / "x_val.npy")
+    with caplog.at_level("WARNING"):
+        got = load_dataset_cached(sweep, "digits", seed=1, read_also=user)
+    (warning,) = caplog.messages
+    assert _damaged(warning, entry, "x_val.npy cannot be read"), warning
+    assert not entry.exists()
+    assert Path(got.x_val.filename).parent == sweep / entry.name
+    np.testing.assert_array_equal(got.x_val, load_dataset("digits", seed=1).x_val)
+
+
+def test_concurrent_workers_on_a_damaged_entry_prepare_it_again_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "prepared.log"
+    _count_preparations(monkeypatch, log)
+    _load_in_worker(tmp_path / "cache")
+    (entry,) = _entries_in(tmp_path / "cache")
+    (entry / "meta.json").write_text("")
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        sums = pool.map(_load_in_worker, [tmp_path / "cache"] * 8)
+    assert _preparations(log) == 2
+    assert len(set(sums)) == 1
+    assert sums[0] == pytest.approx(load_dataset("digits", seed=5).x_train.sum(dtype=np.float64))
+
+
+def _two_entries_room(cache_dir: Path) -> tuple[Path, int]:
+    """Seed 1's entry in ``cache_dir``, and a size with room for two such entries."""
+    first = Path(load_dataset_cached(cache_dir, "digits", seed=1).x_train.filename).parent
+    return first, int(2.5 * sum(f.stat().st_size for f in first.iterdir()))
+
+
+def test_eviction_removes_a_damaged_entry_first(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    _, limit = _two_entries_room(cache_dir)
+    time.sleep(0.02)
+    damaged = Path(load_dataset_cached(cache_dir, "digits", seed=2).x_train.filename).parent
+    (damaged / "meta.json").unlink()
+    time.sleep(0.02)
+    load_dataset_cached(cache_dir, "digits", seed=3, max_bytes=limit)
+    # The damaged entry goes, not the least recently used whole one.
+    assert _entries(cache_dir) == {1, 3}
+
+
+def test_eviction_leaves_an_entry_whose_lock_another_process_holds(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    first, limit = _two_entries_room(cache_dir)
+    time.sleep(0.02)
+    load_dataset_cached(cache_dir, "digits", seed=2)
+    # Seed 1's lock held, as by a process preparing it again: seed 2 goes instead.
+    with (cache_dir / f".{first.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        time.sleep(0.02)
+        load_dataset_cached(cache_dir, "digits", seed=3, max_bytes=limit)
+    assert _entries(cache_dir) == {1, 3}
+
+
+def test_an_empty_cache_size_counts_as_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv(cache.LIMIT_ENV, "")
+    assert cache.user_data_cache() == (tmp_path / "sweeper" / "prepared", 4_000_000_000, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import subprocess
 import sys
 import tarfile
 import threading
@@ -555,3 +556,25 @@ def test_fetch_into_a_file_says_it_is_one(tmp_path: Path) -> None:
     archive.write_bytes(b"")
     with pytest.raises(FetchError, match=f"^{archive} is a file: fetch into a directory"):
         fetch("notmnist", archive)
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [(["mnist", "--dir", "my data"], "fetch mnist --dir 'my data'"), (["--help"], "fetch --help")],
+)
+def test_the_fetch_module_run_as_a_script_names_the_command_and_does_nothing(
+    tmp_path: Path, args: list[str], command: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.data.fetch", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    # runpy's own warning of the module imported twice aside, one line.
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("<frozen runpy>")]
+    assert ours == [f"error: this module is not the command; run: python -m sweeper.data {command}"]
+    assert list(tmp_path.iterdir()) == []

@@ -91,6 +91,20 @@ def test_truncated_gzip_is_refused(tmp_path: Path) -> None:
         read_idx(path)
 
 
+@pytest.mark.parametrize("size", [(0, 28), (28, 0)])
+def test_images_of_no_pixels_are_one_line_naming_the_file(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    write_mnist_like(tmp_path)
+    path = write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((100, *size)))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((30, *size)))
+    with pytest.raises(DatasetError) as info:
+        load_dataset("mnist", tmp_path)
+    assert str(info.value).startswith(
+        f"{path}: images are {size[0]}x{size[1]}, expected non-empty; if a download is damaged"
+    )
+
+
 def test_image_label_count_mismatch(tmp_path: Path) -> None:
     write_mnist_like(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(99) % 10)

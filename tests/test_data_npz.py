@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
@@ -92,11 +93,29 @@ def test_bad_arrays_are_refused(tmp_path: Path, key: str, value: np.ndarray, mat
     assert str(path) in str(info.value)
 
 
-def test_not_an_archive(tmp_path: Path) -> None:
+def _npy_bytes() -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, images(2))
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"<!DOCTYPE html><html><body>Moved</body></html>", b"", b"garbage", _npy_bytes()],
+    ids=["html", "empty", "garbage", "npy"],
+)
+def test_a_file_that_is_no_zip_archive_is_one_line_never_advice_to_unpickle_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    # An error page a server sent saved under the archive's name, say.
     path = tmp_path / "notmnist.npz"
-    path.write_bytes(b"garbage, not a zip file")
-    with pytest.raises(DatasetError, match=str(path)):
-        load_notmnist_split(tmp_path, "train", 10)
+    path.write_bytes(content)
+    with pytest.raises(DatasetError) as info:
+        load_dataset("notmnist", tmp_path)
+    assert str(info.value) == (
+        f"{path} is not an .npz (zip) archive; if a download is damaged, delete the file and"
+        f" fetch it again: python -m sweeper.data fetch notmnist --dir {tmp_path}"
+    )
 
 
 def test_a_member_that_is_no_array_is_refused_naming_it(tmp_path: Path) -> None:

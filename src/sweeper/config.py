@@ -81,6 +81,14 @@ class DatasetConfig:
     max_train_samples: int | None = None
 
     def __post_init__(self) -> None:
+        if self.data_dir is not None:
+            # `dataset.data_dir=$UNSET_VAR` would read the current directory.
+            _require(
+                self.data_dir.strip() != "",
+                "dataset.data_dir",
+                self.data_dir,
+                "an empty path; use null for the dataset's default place, or a directory",
+            )
         _require(
             0.0 < self.val_fraction < 1.0,
             "dataset.val_fraction",

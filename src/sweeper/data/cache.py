@@ -15,6 +15,9 @@ whole cache is not kept, and a run whose cache cannot be written reads its data 
 A lock file makes the others wait while one prepares (two workers preparing at once would
 double the peak memory the cache exists to save), and the files are written to a temporary
 directory renamed into place, so a crashed writer never leaves a half-written entry behind.
+Whoever prepares, repairs or removes an entry holds its lock, so an entry that cannot be read
+under it is damaged (a truncated or overwritten file), not being written or removed: it is
+removed, with one warning that names it, and prepared again.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -65,7 +69,8 @@ class DataCache(NamedTuple):
 def user_data_cache() -> DataCache | None:
     """The user's cache of prepared datasets, ``$SWEEPER_DATA_CACHE_GB`` in size (4 unless
     set; 0: none). Raises ``ValueError``, one line, for a value that is not a size."""
-    raw = os.environ.get(LIMIT_ENV, str(DEFAULT_LIMIT_GB))
+    # Empty counts as unset, as an empty XDG_CACHE_HOME or SWEEPER_DATA_MIRROR does.
+    raw = os.environ.get(LIMIT_ENV) or str(DEFAULT_LIMIT_GB)
     try:
         gb = float(raw)
     except ValueError:
@@ -126,28 +131,78 @@ def _write_entry(dataset: Dataset, entry: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+class _DamagedEntryError(Exception):
+    """A file of a cache entry that cannot be read as it was written; the message names it."""
+
+
 def _read_entry(entry: Path) -> Dataset:
-    meta = json.loads((entry / META_FILE).read_text())
-    # Its meta file's time says when the entry was last used (_evict).
-    os.utime(entry / META_FILE)
-    arrays = {a: np.load(entry / f"{a}.npy", mmap_mode="r") for a in ARRAYS}
-    standardizer = Standardizer(
-        meta["normalization"], np.load(entry / "mean.npy"), np.load(entry / "std.npy")
-    )
-    return Dataset(
-        name=meta["name"],
-        n_classes=meta["n_classes"],
-        image_shape=tuple(meta["image_shape"]),
-        standardizer=standardizer,
-        sources=meta["sources"],
-        known_range_warnings=meta.get("range_warnings"),
-        **arrays,
-    )
+    """``entry``'s arrays mapped. Raises FileNotFoundError where it, or a file of it, is gone,
+    and _DamagedEntryError where a file cannot be read as it was written."""
+    reading = META_FILE
+    try:
+        meta = json.loads((entry / META_FILE).read_text())
+        # Its meta file's time says when the entry was last used (_evict).
+        os.utime(entry / META_FILE)
+        arrays = {}
+        for array in (*ARRAYS, "mean", "std"):
+            reading = f"{array}.npy"
+            # The splits mapped; the statistics are small, read whole.
+            arrays[array] = np.load(entry / reading, mmap_mode="r" if array in ARRAYS else None)
+        reading = META_FILE
+        standardizer = Standardizer(meta["normalization"], arrays.pop("mean"), arrays.pop("std"))
+        return Dataset(
+            name=meta["name"],
+            n_classes=meta["n_classes"],
+            image_shape=tuple(meta["image_shape"]),
+            standardizer=standardizer,
+            sources=meta["sources"],
+            known_range_warnings=meta.get("range_warnings"),
+            **arrays,
+        )
+    except (ValueError, EOFError, KeyError, TypeError) as error:
+        # Not numpy's message, which for a file that is no .npy advises unpickling it.
+        raise _DamagedEntryError(f"{reading} cannot be read") from error
+
+
+@contextmanager
+def _entry_lock(entry: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold ``entry``'s lock; with ``wait`` False, yield False, holding nothing, where another
+    process holds it."""
+    with (entry.parent / f".{entry.name}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def _read_or_discard(entry: Path) -> Dataset | None:
+    """``entry`` read, its lock held; None where it is not there, or was damaged and is now
+    removed, with a warning that names it."""
+    if not entry.is_dir():
+        return None
+    try:
+        return _read_entry(entry)
+    except FileNotFoundError as error:
+        # Under the lock no other process removes it: a missing file is damage.
+        reason = f"{Path(error.filename or META_FILE).name} is missing"
+    except _DamagedEntryError as error:
+        reason = str(error)
+    log.warning(
+        "the prepared-data cache entry %s is damaged (%s): it is removed and the data"
+        " prepared again",
+        entry, reason,
+    )  # fmt: skip
+    shutil.rmtree(entry)
+    return None
 
 
 def _evict(cache_dir: Path, keep: Path, max_bytes: int) -> None:
-    """Remove the least recently used entries, never ``keep``, until the cache holds at most
-    ``max_bytes``. A process that mapped a removed entry keeps reading it."""
+    """Remove the least recently used entries, never ``keep`` nor one whose lock another
+    process holds (preparing or repairing it), until the cache holds at most ``max_bytes``.
+    An entry without its meta file (damaged) is the first to go. A process that mapped a
+    removed entry keeps reading it."""
     sizes: dict[Path, int] = {}
     used: dict[Path, float] = {}
     for entry in cache_dir.iterdir():
@@ -155,16 +210,22 @@ def _evict(cache_dir: Path, keep: Path, max_bytes: int) -> None:
             continue  # hashes, locks, an entry being written
         try:
             sizes[entry] = _entry_bytes(entry)
-            used[entry] = (entry / META_FILE).stat().st_mtime
         except FileNotFoundError:
             continue  # removed meanwhile by another process
+        try:
+            used[entry] = (entry / META_FILE).stat().st_mtime
+        except FileNotFoundError:
+            used[entry] = -math.inf  # damaged: the first to go
     total = sum(sizes.values())
     for entry in sorted(sizes, key=used.__getitem__):
         if total <= max_bytes:
             break
-        if entry != keep:
-            shutil.rmtree(entry, ignore_errors=True)
-            total -= sizes[entry]
+        if entry == keep:
+            continue
+        with _entry_lock(entry, wait=False) as held:
+            if held:
+                shutil.rmtree(entry, ignore_errors=True)
+                total -= sizes[entry]
 
 
 def _cached_sha256(cache_dir: Path, path: Path) -> str:
@@ -200,8 +261,9 @@ def load_dataset_cached(
     """``load_dataset`` with the same arguments, its arrays read-only memory maps of a cache entry
     in ``cache_dir``, prepared by the first caller. With ``max_bytes``, a new entry makes room
     for itself by removing the least recently used ones, and a dataset larger than that is not
-    kept. An entry already in ``read_also`` is mapped from there. Where the cache cannot be
-    written, the dataset is loaded without it, with a warning."""
+    kept. An entry already in ``read_also`` is mapped from there. A damaged entry is removed,
+    with a warning, and prepared again. Where the cache cannot be written, the dataset is
+    loaded without it, with a warning."""
     load = partial(
         load_dataset, name, data_dir, normalization=normalization, val_fraction=val_fraction,
         seed=seed, dtype=dtype, max_train_samples=max_train_samples,
@@ -229,28 +291,36 @@ def load_dataset_cached(
 def _cached(
     entry: Path, prepare: Callable[[], Dataset], max_bytes: int | None, read_also: Path | None
 ) -> Dataset:
-    """``entry`` mapped: from ``read_also`` if there, else prepared first where missing."""
+    """``entry`` mapped: from ``read_also`` if there, else prepared first where missing. An
+    entry found damaged is removed, under its lock, and prepared again."""
     cache_dir = entry.parent
     cache_dir.mkdir(parents=True, exist_ok=True)
-    if read_also is not None and not entry.is_dir() and (read_also / entry.name).is_dir():
+    elsewhere = read_also / entry.name if read_also is not None else None
+    if elsewhere is not None and not entry.is_dir() and elsewhere.is_dir():
         try:
-            return _read_entry(read_also / entry.name)
-        except FileNotFoundError:  # evicted from there meanwhile
-            pass
-    if not entry.is_dir():
-        with (cache_dir / f".{entry.name}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not entry.is_dir():
-                dataset = prepare()
-                if max_bytes is not None and _nbytes(dataset) > max_bytes:
-                    return dataset  # more than the whole cache may hold
-                _write_entry(dataset, entry)
-                if max_bytes is not None:
-                    _evict(cache_dir, entry, max_bytes)
-    try:
+            return _read_entry(elsewhere)
+        except (FileNotFoundError, _DamagedEntryError):
+            # Evicted from there meanwhile, or damaged: looked at again under its lock.
+            with _entry_lock(elsewhere):
+                kept = _read_or_discard(elsewhere)
+            if kept is not None:
+                return kept
+    if entry.is_dir():
+        try:
+            return _read_entry(entry)
+        except (FileNotFoundError, _DamagedEntryError):
+            pass  # evicted meanwhile, or damaged: looked at again under its lock
+    with _entry_lock(entry):
+        kept = _read_or_discard(entry)
+        if kept is not None:
+            return kept
+        dataset = prepare()
+        if max_bytes is not None and _nbytes(dataset) > max_bytes:
+            return dataset  # more than the whole cache may hold
+        _write_entry(dataset, entry)
+        if max_bytes is not None:
+            _evict(cache_dir, entry, max_bytes)
         return _read_entry(entry)
-    except FileNotFoundError:  # evicted by another process since
-        return prepare()
 
 
 def _entry_bytes(entry: Path) -> int:

@@ -8,6 +8,7 @@ from its ``.part`` file where the server honours HTTP Range requests, and starts
 it does not. A fetch locks its directory, so a second one into it waits, then finds the data
 there. Archives are then turned into what the loaders read: CIFAR-10's tar is extracted
 with tarfile's ``data`` filter, notMNIST's PNG folders are read into ``notmnist.npz``.
+The command is ``python -m sweeper.data fetch`` (``sweeper.data.__main__``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import http.client
 import io
 import os
+import shlex
 import shutil
 import sys
 import tarfile
@@ -480,3 +482,11 @@ def _already_there(name: str, target: Path) -> list[str]:
     for file in there:
         check_in_place(target / file.name, file)
     return [f"{name}: already in {target}, {len(there)} file(s) verified"]
+
+
+if __name__ == "__main__":
+    # Run as a script, this module is a second copy of the one sweeper.data imported (runpy
+    # warns so): it names the command rather than run it.
+    given = shlex.join(sys.argv[1:]) or "NAME ..."
+    print(f"error: this module is not the command; run: {FETCH_COMMAND} {given}", file=sys.stderr)
+    sys.exit(2)

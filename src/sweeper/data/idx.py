@@ -65,6 +65,10 @@ def load_idx_split(data_dir: Path, split: str, n_classes: int) -> tuple[np.ndarr
     images_path = find_file(data_dir, images_name, f"{images_name}.gz")
     labels_path = find_file(data_dir, labels_name, f"{labels_name}.gz")
     images = read_idx(images_path, ndim=3)
+    if 0 in images.shape[1:]:
+        raise DatasetError(
+            f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected non-empty"
+        )
     labels = read_idx(labels_path, ndim=1)
     check_labelled(images, labels, f"{images_path} and {labels_path}", n_classes)
     return images, labels.astype(np.int64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 import zlib
 from pathlib import Path
@@ -12,6 +11,8 @@ import numpy as np
 from sweeper.data.errors import DatasetError, check_labelled, find_file
 
 IMAGE_SIZE = (28, 28)
+# How a zip archive begins: a local file header, or the end record of an empty one.
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 KMNIST_FILES: dict[str, tuple[str, str]] = {
     "train": ("kmnist-train-imgs.npz", "kmnist-train-labels.npz"),
     "test": ("kmnist-test-imgs.npz", "kmnist-test-labels.npz"),
@@ -26,11 +27,17 @@ NOTMNIST_KEYS: dict[str, tuple[str, str]] = {
 def read_npz_arrays(path: Path, *keys: str) -> list[np.ndarray]:
     """The arrays stored under ``keys``; pickled (object) arrays are refused, never loaded."""
     try:
+        with path.open("rb") as stream:
+            magic = stream.read(len(ZIP_MAGIC[0]))
+    except OSError as error:
+        raise DatasetError(f"cannot read {path}: {error.strerror or error}") from error
+    # np.load reads any other file as a pickle, and its refusal advises unpickling it.
+    if not magic.startswith(ZIP_MAGIC):
+        raise DatasetError(f"{path} is not an .npz (zip) archive")
+    try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DatasetError(f"cannot read {path} as an .npz archive: {error}") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DatasetError(f"{path}: holds a single array, expected an .npz archive")
     with archive:
         missing = [key for key in keys if key not in archive.files]
         if missing:
