@@ -413,6 +413,25 @@ def test_a_sweeps_check_names_each_bad_value_of_a_shape_in_one_line() -> None:
     assert [(p["optimizer.lr"], p["seed"]) for p in params] == [(0.1, 0), (0.2, 1)]
 
 
+def test_a_sweeps_check_names_a_config_group_given_a_number() -> None:
+    from hydra import initialize_config_dir
+
+    from sweeper.app import CONF_DIR
+    from sweeper.config import ConfigError
+    from sweeper.plan import validate_jobs
+
+    with (
+        initialize_config_dir(str(CONF_DIR), version_base="1.3"),
+        pytest.raises(ConfigError) as err,
+    ):
+        validate_jobs("config", [["regularizer=l2"], ["regularizer=1"]])
+    assert str(err.value).splitlines() == [
+        "1 of 2 runs are invalid; nothing was run:",
+        "  regularizer=1 is invalid: regularizer is a config group; give the name of one of its "
+        "options: dropout, l1, l2, none  (in: regularizer=1)",
+    ]
+
+
 def test_a_sweep_composes_each_shape_once_for_both_checks_and_the_launch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -39,6 +40,7 @@ from helpers import (
 from hydra_plugins.sweeper_search.config import SearchSweeperConf
 from hydra_plugins.sweeper_search.search_sweeper import (
     SearchSweeper,
+    check_settings,
     repeat_values,
     unused_name,
 )
@@ -48,10 +50,13 @@ from hydra_plugins.sweeper_search.study import (
     INTERRUPTED,
     RETRY_OF,
     StudyConfigError,
+    make_pruner,
+    make_sampler,
     make_storage,
 )
 from hydra_plugins.sweeper_search.trial import TrialReporter
 from services import free_port
+from sweeper.core.training import EpochMetrics
 from sweeper.outcome import OUTCOME_FILE, RunOutcome
 from sweeper.pruning import Pruning
 from sweeper.report.build import build_report
@@ -125,6 +130,117 @@ def test_the_override_grammar_becomes_optunas_distributions() -> None:
     ]
 
 
+def test_a_log_tagged_range_is_a_log_scaled_int_range() -> None:
+    space = parse_space({"train.batch_size": "tag(log, range(16, 257))"}, [])
+    assert space.distributions == {"train.batch_size": IntDistribution(16, 256, log=True)}
+
+
+def search_settings(**changes: object) -> DictConfig:
+    """The search sweeper's settings as Hydra gives them, a storage URL set, and ``changes``
+    (dotted keys) merged in."""
+    settings = OmegaConf.structured(SearchSweeperConf)
+    settings.storage = "sqlite://"
+    for key, value in changes.items():
+        OmegaConf.update(settings, key, value)
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # Optuna checks these only once a run reports (every run would fail), or never.
+        (
+            {"pruner.name": "hyperband", "pruner.max_resource": -3},
+            "hydra.sweeper.pruner.max_resource=-3 is invalid: 'auto' or an integer >= "
+            "min_resource (1)",
+        ),
+        (
+            {"pruner.name": "hyperband", "pruner.min_resource": 4, "pruner.max_resource": 3},
+            "hydra.sweeper.pruner.max_resource=3 is invalid",
+        ),
+        (
+            {"pruner.name": "hyperband", "pruner.min_resource": 0},
+            "hydra.sweeper.pruner.min_resource=0 is invalid: an integer >= 1",
+        ),
+        (
+            {"pruner.name": "hyperband", "pruner.min_resource": "auto"},
+            "hydra.sweeper.pruner.min_resource=auto is invalid: an integer >= 1",
+        ),
+        (
+            {"sampler.n_startup_trials": -2},
+            "hydra.sweeper.sampler.n_startup_trials=-2 is invalid: must be >= 0",
+        ),
+        (
+            {"pruner.name": "median", "pruner.n_warmup_steps": -1},
+            "hydra.sweeper.pruner.n_warmup_steps=-1 is invalid: must be >= 0",
+        ),
+        # A time budget that has run out before the search starts.
+        ({"timeout": -5}, "hydra.sweeper.timeout=-5.0 is invalid: seconds > 0"),
+        ({"timeout": 0}, "hydra.sweeper.timeout=0.0 is invalid: seconds > 0"),
+        ({"target": float("nan")}, "hydra.sweeper.target=nan is invalid: a finite"),
+        ({"target": float("inf")}, "hydra.sweeper.target=inf is invalid: a finite"),
+        # The objective is the best validation loss: maximizing it would pick the worst run.
+        (
+            {"direction": "maximize"},
+            "hydra.sweeper.direction='maximize' is invalid: the objective is the best "
+            "validation loss, which a search always minimizes",
+        ),
+    ],
+)
+def test_a_setting_that_would_fail_every_run_or_run_none_fails_in_one_line(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(StudyConfigError) as raised:
+        check_settings(search_settings(**changes), ["optimizer.lr=interval(0.01, 0.1)"])
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"pruner.name": "hyperband", "pruner.min_resource": 2, "pruner.max_resource": 2},
+        {"pruner.name": "hyperband", "pruner.max_resource": "auto"},
+        {"pruner.name": "successive_halving", "pruner.min_resource": "auto"},
+        {"timeout": 0.5, "target": 0.25, "direction": "minimize"},
+        {"sampler.n_startup_trials": 0},
+    ],
+)
+def test_settings_at_their_limits_are_accepted(changes: dict[str, object]) -> None:
+    check_settings(search_settings(**changes), ["optimizer.lr=interval(0.01, 0.1)"])
+
+
+def epoch(number: int, val_loss: float) -> EpochMetrics:
+    return EpochMetrics(number, val_loss, 0.5, val_loss, 0.5, 0.1, 0.01)
+
+
+def test_n_warmup_steps_is_the_epochs_a_trial_trains_before_the_median_pruner_judges_it() -> None:
+    # One finished trial's curve, then a trial far worse at every epoch: with
+    # n_warmup_steps=1 its epoch 1 is not judged, its epoch 2 is (runs count epochs from 1).
+    pruner = search_settings(
+        **{"pruner.name": "median", "pruner.n_startup_trials": 1, "pruner.n_warmup_steps": 1}
+    ).pruner
+    study = optuna.create_study(pruner=make_pruner(pruner))
+    first = study.ask()
+    for number in (1, 2, 3):
+        first.report(0.5, number)
+    study.tell(first, 0.5)
+    worse = Pruning(TrialReporter(1, study.ask()), epochs=3)
+    assert worse.on_epoch(epoch(1, 2.0)) is None
+    assert worse.on_epoch(epoch(2, 2.0)) == "pruned at epoch 2"
+    assert worse.pruned_at == 2
+
+
+def test_the_qmc_sampler_is_made_without_optunas_experimental_warning() -> None:
+    sampler = search_settings(**{"sampler.name": "qmc"}).sampler
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert isinstance(make_sampler(sampler), optuna.samplers.QMCSampler)
+        # Another experimental feature still warns.
+        optuna.samplers.QMCSampler(seed=0)
+    assert [str(w.message).split(" is experimental")[0] for w in caught] == ["QMCSampler"]
+
+
 @pytest.mark.parametrize(
     "option",
     ["'a,b'", "'5'", "'true'", "'x=y'", '"it\'s"', "' pad '", "'[1,2]'", "[1,2]", "{a: 1}"],
@@ -174,6 +290,22 @@ def test_the_study_proxy_on_a_taken_port_fails_in_one_line(tmp_path: Path) -> No
         ("choice()", "search space entry optimizer.lr: 'choice()' is invalid"),
         ("glob(*)", "search space entry optimizer.lr: 'glob(*)' is invalid"),
         ("interval(0.1", "search space entry optimizer.lr: 'interval(0.1' is invalid"),
+        # A tag the search does not read, or log where it means nothing, is no silent uniform.
+        (
+            "tag(lgo, interval(0.01, 0.1))",
+            "search space entry optimizer.lr: 'tag(lgo, interval(0.01, 0.1))' is invalid: "
+            "tag 'lgo' is not one a search reads: log alone",
+        ),
+        (
+            "tag(log, choice(0.01, 0.1))",
+            "search space entry optimizer.lr: 'tag(log, choice(0.01, 0.1))' is invalid: "
+            "log applies to interval and range",
+        ),
+        (
+            "interval(0.01, 0.01)",
+            "search space entry optimizer.lr: 'interval(0.01, 0.01)' is invalid: an interval of "
+            "one value: give the value itself (0.01)",
+        ),
     ],
 )
 def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) -> None:
@@ -210,6 +342,16 @@ def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) 
         (
             ["hydra.sweeper.repeats=2", "hydra.sweeper.repeat_key=sed"],
             "hydra.sweeper.repeat_key=sed is invalid: repeats need an integer key",
+        ),
+        (
+            ["hydra.sweeper.pruner.name=hyperband", "hydra.sweeper.pruner.max_resource=-3"],
+            "hydra.sweeper.pruner.max_resource=-3 is invalid",
+        ),
+        (["hydra.sweeper.timeout=-5"], "hydra.sweeper.timeout=-5.0 is invalid: seconds > 0"),
+        (
+            ["regularizer=choice(l2, 1, true)"],
+            "Error: search space: regularizer=1 is invalid: regularizer is a config group; give "
+            "the name of one of its options: dropout, l1, l2, none",
         ),
     ],
 )
@@ -704,7 +846,11 @@ def test_a_target_value_ends_the_search_when_a_trial_reaches_it(workdir: Path) -
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = child_runs(all_runs(workdir))
-    assert run.data.metrics["best_val_loss"] <= 10
+    best = run.data.metrics["best_val_loss"]
+    assert best <= 10
+    # The header says the budget is at most, and the end says why the search stopped early.
+    assert ": up to 5 runs, tracking to " in proc.stdout
+    assert f"Target reached: trial 0, value {best:.6g} <= 10\n" in proc.stdout
 
 
 def test_a_study_kept_in_memory_is_told_each_runs_value(workdir: Path) -> None:

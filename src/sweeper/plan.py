@@ -52,6 +52,8 @@ class Plan:
     total: int | None
     # Seconds after which the sweeper starts no new trial (a search's time budget), if any.
     timeout: float | None = None
+    # The value at which a search starts no new trial, if any.
+    target: float | None = None
 
 
 def plan_sweep(config: DictConfig, config_name: str) -> Plan:
@@ -107,6 +109,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         # At most: a pruned trial runs once.
         sweeper.n_trials * repeats if sweeper.get("n_trials") is not None else None,
         sweeper.get("timeout"),
+        sweeper.get("target"),
     )
 
 
@@ -216,7 +219,36 @@ def job_problems(
             params.append(flat_params(cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             problems.setdefault(error_summary(err), []).append(" ".join(job) or "(defaults)")
+        except ValueError:
+            # Hydra's defaults list raises it, naming no override, for a group given a number.
+            problem = group_given_no_name(shapes, job)
+            if problem is None:
+                raise
+            problems.setdefault(problem, []).append(" ".join(job))
     return params, problems
+
+
+def group_given_no_name(shapes: ShapeCache, job: Sequence[str]) -> str | None:
+    """What is wrong with the override of ``job`` that gives a config group something other
+    than an option's name (a number, a boolean, null), as Hydra's defaults list rejects it;
+    None if no override does."""
+    for override in OverridesParser.create().parse_overrides(list(job)):
+        key, value = override.key_or_group, override.value()
+        if (
+            override.is_sweep_override()
+            or isinstance(value, dict)
+            or not shapes.is_group(key)
+            or isinstance(value, str)
+            or (isinstance(value, list) and not override.is_delete())
+            or (value is None and override.is_delete())
+        ):
+            continue
+        options = shapes.loader.get_group_options(key)
+        return (
+            f"{override.input_line} is invalid: {key} is a config group; give the name of one "
+            f"of its options: {', '.join(options)}"
+        )
+    return None
 
 
 def validate_jobs(

@@ -166,8 +166,11 @@ class SweepCallback(Callback):
         self._info.save(sweep_dir)
         total = plan.total - self._skipped if plan.total is not None else None
         runs = f"{total if total is not None else '?'} runs"
+        # A time budget, or a trial that reaches the target value, can end a search early.
+        if plan.timeout is not None or plan.target is not None:
+            runs = f"up to {runs}"
         if plan.timeout is not None:
-            runs = f"up to {runs}, no trial started after {format_duration(plan.timeout)}"
+            runs += f", no trial started after {format_duration(plan.timeout)}"
         print(f"Sweep {self._info.sweep_id}: {runs}, tracking to {uri}", flush=True)
         self._monitor = ProgressMonitor(sweep_dir, total, plan.keys, timeout=plan.timeout).start()
         planned = len(plan.jobs) - self._skipped if plan.jobs is not None else None

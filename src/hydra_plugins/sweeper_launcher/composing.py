@@ -57,7 +57,7 @@ class ShapeCache:
         # Sweeps repeat the same few override lines, and Hydra's parser is slow.
         self._parsed: dict[str, Override] = {}
 
-    def _is_group(self, key: str) -> bool:
+    def is_group(self, key: str) -> bool:
         if key not in self._groups:
             try:
                 self._groups[key] = self.loader.repository.group_exists(key)
@@ -71,7 +71,7 @@ class ShapeCache:
             and override.package is None
             and not override.is_sweep_override()
             and not override.is_hydra_override()
-            and not self._is_group(override.key_or_group)
+            and not self.is_group(override.key_or_group)
             and not isinstance(override.value(), dict)
         )
 

@@ -28,7 +28,8 @@ class SamplerConf:
 class PrunerConf:
     # none, median, successive_halving or hyperband (sweeper_search.study.PRUNERS)
     name: str = "none"
-    # median: trials that finish before any is pruned, and steps (epochs) before a trial can be.
+    # median: trials that finish before any is pruned, and epochs a trial trains before it can
+    # be (n_warmup_steps: 5 judges a trial from epoch 6 on).
     n_startup_trials: int = 5
     n_warmup_steps: int = 0
     # successive_halving, hyperband: the epochs of the first rung, and how few go on per rung.
@@ -41,6 +42,8 @@ class PrunerConf:
 @dataclass
 class SearchSweeperConf:
     _target_: str = "hydra_plugins.sweeper_search.search_sweeper.SearchSweeper"
+    # minimize alone: the objective is each trial's best validation loss (kept for configs
+    # that name it).
     direction: str = "minimize"
     # The study is named after this and the sweep directory's name.
     study_name: str = "search"

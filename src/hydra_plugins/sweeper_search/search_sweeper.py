@@ -58,29 +58,81 @@ from hydra_plugins.sweeper_search.study import (
     value_attr,
 )
 
-DIRECTIONS = ("minimize", "maximize")
+
+def _whole(value: object) -> bool:
+    """An integer, not a boolean (a setting typed Any keeps ``true`` as it is)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpace:
-    """Every setting a search needs, checked before anything starts; return its space. Raises
-    ``SearchSpaceError`` or ``StudyConfigError``, one line naming the key."""
-    space = parse_space(settings.get("params"), arguments)
-    if settings.direction not in DIRECTIONS:
+def check_budget(settings: DictConfig) -> None:
+    """The direction and the budgets: trials, seconds, a target value."""
+    if settings.direction != "minimize":
+        # outcome.RunOutcome.objective: the lowest validation loss, whatever the direction.
         raise StudyConfigError(
-            f"hydra.sweeper.direction={settings.direction!r} is invalid: minimize or maximize"
+            f"hydra.sweeper.direction={settings.direction!r} is invalid: the objective is the "
+            "best validation loss, which a search always minimizes"
         )
     for key in ("n_trials", "n_jobs", "repeats"):
         if settings[key] < 1:
             raise StudyConfigError(f"hydra.sweeper.{key}={settings[key]} is invalid: must be >= 1")
     if settings.retries < 0:
         raise StudyConfigError(f"hydra.sweeper.retries={settings.retries} is invalid: must be >= 0")
+    if settings.timeout is not None and not settings.timeout > 0:
+        raise StudyConfigError(
+            f"hydra.sweeper.timeout={settings.timeout} is invalid: seconds > 0, or null for none"
+        )
+    if settings.target is not None and not math.isfinite(settings.target):
+        raise StudyConfigError(
+            f"hydra.sweeper.target={settings.target} is invalid: a finite validation loss, or "
+            "null for none"
+        )
+
+
+def check_sampler_and_pruner(settings: DictConfig) -> None:
+    """The sampler's and the pruner's settings, those Optuna checks only once a trial asks
+    included (a job's first epoch, where every run would fail)."""
+    sampler, pruner = settings.sampler, settings.pruner
+    if not sampler.n_startup_trials >= 0:
+        raise StudyConfigError(
+            f"hydra.sweeper.sampler.n_startup_trials={sampler.n_startup_trials} is invalid: "
+            "must be >= 0"
+        )
+    if pruner.name == "median" and not pruner.n_warmup_steps >= 0:
+        # make_pruner gives Optuna one more, which its own check would let through at -1.
+        raise StudyConfigError(
+            f"hydra.sweeper.pruner.n_warmup_steps={pruner.n_warmup_steps} is invalid: must be >= 0"
+        )
+    if pruner.name in ("successive_halving", "hyperband"):
+        low = pruner.min_resource
+        # Hyperband divides by it to size its brackets: no 'auto' there.
+        auto = pruner.name == "successive_halving" and low == "auto"
+        if not auto and not (_whole(low) and low >= 1):
+            raise StudyConfigError(
+                f"hydra.sweeper.pruner.min_resource={low} is invalid: an integer >= 1"
+                + (" or 'auto'" if pruner.name == "successive_halving" else "")
+            )
+    if pruner.name == "hyperband":
+        high = pruner.max_resource
+        if high != "auto" and not (_whole(high) and high >= pruner.min_resource):
+            raise StudyConfigError(
+                f"hydra.sweeper.pruner.max_resource={high} is invalid: 'auto' or an integer "
+                f">= min_resource ({pruner.min_resource})"
+            )
+    make_sampler(sampler)
+    make_pruner(pruner)
+
+
+def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpace:
+    """Every setting a search needs, checked before anything starts; return its space. Raises
+    ``SearchSpaceError`` or ``StudyConfigError``, one line naming the key."""
+    space = parse_space(settings.get("params"), arguments)
+    check_budget(settings)
     if settings.repeats > 1 and settings.repeat_key in space.distributions:
         raise StudyConfigError(
             f"hydra.sweeper.repeat_key={settings.repeat_key} is invalid: the search space "
             "searches it; repeats vary a key the space leaves alone"
         )
-    make_sampler(settings.sampler)
-    make_pruner(settings.pruner)
+    check_sampler_and_pruner(settings)
     check_storage_url(settings.storage)
     if settings.storage is None and (settings.pruner.name != "none" or settings.resume):
         raise StudyConfigError(
@@ -173,7 +225,8 @@ class SearchSweeper(Sweeper):
         self.settings: DictConfig = OmegaConf.create(settings)
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
-        self.best: float | None = None
+        # The first trial whose value reached ``target``, and that value: no trial starts after.
+        self.reached: tuple[int, float] | None = None
         # The trials asked and not yet told, and their runs queued for a slot.
         self.open: dict[int, TrialRuns] = {}
         self.queued: deque[Job] = deque()
@@ -248,10 +301,8 @@ class SearchSweeper(Sweeper):
         s = self.settings
         if s.timeout is not None and time.monotonic() - start >= s.timeout:
             return False
-        if s.target is not None and self.best is not None:
-            reached = self.best <= s.target if s.direction == "minimize" else self.best >= s.target
-            if reached:
-                return False
+        if self.reached is not None:
+            return False
         return counted(study.get_trials(deepcopy=False)) + len(self.open) < s.n_trials
 
     def _job_overrides(self, study: optuna.Study, space: SearchSpace, job: Job) -> list[str]:
@@ -372,10 +423,9 @@ class SearchSweeper(Sweeper):
             return
         value = runs.mean
         study.tell(trial, value)
-        if self.best is None or (
-            value < self.best if self.settings.direction == "minimize" else value > self.best
-        ):
-            self.best = value
+        target = self.settings.target
+        if self.reached is None and target is not None and value <= target:
+            self.reached = (trial.number, value)
 
     # --- the two schedulers ---
 
@@ -458,6 +508,12 @@ class SearchSweeper(Sweeper):
             self._run_asynchronously(study, space, start)
         else:
             self._run_in_batches(study, space, start)
+        if self.reached is not None:
+            number, value = self.reached
+            print(
+                f"Target reached: trial {number}, value {value:.6g} <= {self.settings.target:g}",
+                flush=True,
+            )
         done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         if done:
             best = study.best_trial

@@ -2,7 +2,9 @@
 
 ``interval(a, b)`` is a float range, ``tag(log, interval(a, b))``
 its log-scaled form, ``choice(...)`` a categorical, ``range(a, b[, step])`` a stepped int or
-float range. A bad entry raises :class:`SearchSpaceError`, one line that names the key.
+float range (``tag(log, range(a, b))``: log-scaled ints). A bad entry raises
+:class:`SearchSpaceError`, one line that names the key: another tag than ``log``, ``log`` on a
+choice, an interval of one value included.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hydra.core.override_parser.types import (
     Quote,
     QuotedString,
     RangeSweep,
+    Sweep,
     Transformer,
 )
 from hydra.errors import CompactHydraException, HydraException
@@ -100,8 +103,24 @@ def _choices(override: Override) -> list[bool | int | float | str]:
     return choices
 
 
+def _log(value: Sweep) -> bool:
+    """Whether the sweep is tagged ``log``, the one tag the search reads; any other is a
+    mistake it would otherwise ignore."""
+    unknown = sorted(value.tags - {"log"})
+    if unknown:
+        raise ValueError(f"tag {unknown[0]!r} is not one a search reads: log alone")
+    log = "log" in value.tags
+    scaled = isinstance(value, IntervalSweep) or (
+        isinstance(value, RangeSweep) and not value.shuffle
+    )
+    if log and not scaled:
+        raise ValueError("log applies to interval and range, not to a set of options")
+    return log
+
+
 def _distribution(override: Override) -> BaseDistribution:
     value = override.value()
+    log = _log(value) if isinstance(value, Sweep) else False
     if isinstance(value, ChoiceSweep):
         choices = _choices(override)
         if not choices:
@@ -118,12 +137,13 @@ def _distribution(override: Override) -> BaseDistribution:
         # float steps whose rounding lands on it (range(0.7, 1.0, 0.1) ends at 1.0).
         last = start + math.ceil((stop - start) / step - 1) * step
         if any(isinstance(x, float) for x in (start, stop, step)):
-            return FloatDistribution(start, last, step=step)
-        return IntDistribution(int(start), int(last), step=int(step))
+            return FloatDistribution(start, last, step=step, log=log)
+        return IntDistribution(int(start), int(last), step=int(step), log=log)
     if isinstance(value, IntervalSweep):
         start, end = value.start, value.end
         assert start is not None and end is not None
-        log = "log" in value.tags
+        if start == end:
+            raise ValueError(f"an interval of one value: give the value itself ({start})")
         if isinstance(start, int) and isinstance(end, int):
             return IntDistribution(start, end, log=log)
         return FloatDistribution(float(start), float(end), log=log)

@@ -51,6 +51,17 @@ class StudyConfigError(CompactHydraException):
     """A sampler, pruner or storage setting that cannot be used; one line naming the key."""
 
 
+def _qmc_sampler(conf: DictConfig) -> BaseSampler:
+    with warnings.catch_warnings():
+        # The README says it is experimental; a warning at each construction repeats it.
+        warnings.filterwarnings(
+            "ignore", "QMCSampler is experimental", optuna.exceptions.ExperimentalWarning
+        )
+        return optuna.samplers.QMCSampler(
+            qmc_type=conf.qmc_type, seed=conf.seed, warn_asynchronous_seeding=False
+        )
+
+
 SAMPLERS: dict[str, Callable[[DictConfig], BaseSampler]] = {
     # constant_liar: trials in flight count as bad guesses, so parallel slots spread out.
     "tpe": lambda c: optuna.samplers.TPESampler(
@@ -60,15 +71,15 @@ SAMPLERS: dict[str, Callable[[DictConfig], BaseSampler]] = {
     "cmaes": lambda c: optuna.samplers.CmaEsSampler(
         seed=c.seed, n_startup_trials=c.n_startup_trials, warn_independent_sampling=False
     ),
-    "qmc": lambda c: optuna.samplers.QMCSampler(
-        qmc_type=c.qmc_type, seed=c.seed, warn_asynchronous_seeding=False
-    ),
+    "qmc": _qmc_sampler,
 }
 
 PRUNERS: dict[str, Callable[[DictConfig], BasePruner]] = {
     "none": lambda c: optuna.pruners.NopPruner(),
+    # A run reports its epochs as steps from 1, and Optuna judges from step n_warmup_steps on:
+    # one more, so that n_warmup_steps counts the epochs a trial trains unjudged.
     "median": lambda c: optuna.pruners.MedianPruner(
-        n_startup_trials=c.n_startup_trials, n_warmup_steps=c.n_warmup_steps
+        n_startup_trials=c.n_startup_trials, n_warmup_steps=c.n_warmup_steps + 1
     ),
     "successive_halving": lambda c: optuna.pruners.SuccessiveHalvingPruner(
         min_resource=c.min_resource, reduction_factor=c.reduction_factor

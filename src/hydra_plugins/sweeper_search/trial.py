@@ -29,15 +29,14 @@ class TrialReporter:
         self,
         number: int,
         trial: optuna.trial.Trial | None,
-        maximize: bool = False,
         repeat: int = 0,
     ) -> None:
         self.number = number
         # None: the study lives in the sweeper's memory, which the job cannot reach.
         self.trial = trial
         self.repeat = repeat
-        self.better = max if maximize else min
-        self.best = -math.inf if maximize else math.inf
+        # A search minimizes (search_sweeper.check_budget).
+        self.best = math.inf
         self.pruned_at: int | None = None
 
     def report(self, step: int, value: float, last: bool = False) -> bool:
@@ -48,7 +47,7 @@ class TrialReporter:
         nothing: it starts only once the first ended unpruned."""
         if self.repeat > 0 or self.trial is None:
             return False
-        self.best = self.better(self.best, value)
+        self.best = min(self.best, value)
         self.trial.report(self.best, step)
         if not last and self.trial.should_prune():
             self.pruned_at = step
@@ -78,5 +77,4 @@ def current_trial() -> TrialReporter | None:
         study_name=sweeper.study, storage=storage, pruner=make_pruner(sweeper.pruner)
     )
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return TrialReporter(number, optuna.trial.Trial(study, trial_id), maximize, repeat)
+    return TrialReporter(number, optuna.trial.Trial(study, trial_id), repeat)
