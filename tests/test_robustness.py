@@ -200,7 +200,10 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_exits_143(workdir: Path, whom:
     assert rc == 143, stderr
     assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
     assert stderr.endswith("resume=true\nInterrupted (SIGTERM).\n"), stderr
-    assert {r.info.status for r in child_runs(all_runs(workdir))} == {"KILLED"}
+    runs = child_runs(all_runs(workdir))
+    assert {r.info.status for r in runs} == {"KILLED"}
+    # Each run records the stop the sweep reports, whichever of its processes got it.
+    assert {r.data.tags["reason"] for r in runs} == {"interrupted (SIGTERM)"}
     assert parent_run(workdir).info.status == "KILLED"
 
 
