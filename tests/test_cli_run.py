@@ -48,6 +48,7 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
     assert metrics["cpu_seconds"] > 0
     assert 0.85 < metrics["test_acc"] <= 1.0
     assert metrics["gradcheck_passed"] == 1.0
+    assert len(client.get_metric_history(run.info.run_id, "gradcheck_passed")) == 1
 
     local = Path(
         mlflow.artifacts.download_artifacts(
@@ -102,6 +103,16 @@ def test_divergence_is_recorded_as_failed_with_its_reason(workdir: Path) -> None
     (run,) = all_runs(workdir)
     assert run.info.status == "FAILED"
     assert run.data.tags["reason"].startswith("diverged at epoch 1 (loss=")
+    # The gradient check, done before training, is recorded however training ends, once.
+    client = MlflowClient(store_uri(workdir))
+    assert run.data.metrics["gradcheck_passed"] == 1.0
+    history = client.get_metric_history(run.info.run_id, "gradcheck_max_abs_diff")
+    assert len(history) == 1 and 0.0 <= history[0].value < 1e-4
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == [
+        "config.yaml",
+        "gradcheck.csv",
+        "provenance",
+    ]
 
 
 def test_an_invalid_value_fails_before_anything_runs(workdir: Path) -> None:

@@ -59,6 +59,7 @@ def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
     (parent,) = [r for r in all_runs(workdir) if r.data.tags.get("kind") == "sweep"]
     assert parent.info.status == "FAILED"
     assert parent.data.metrics["failed_runs"] == 1
+    assert parent.data.metrics["killed_runs"] == 0
 
 
 def test_invalid_values_in_a_sweep_fail_before_any_run(workdir: Path) -> None:

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import run_cli
+from hydra_plugins.sweeper_launcher import interrupts
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 from hydra_plugins.sweeper_launcher.local_launcher import (
     JobProcesses,
@@ -208,6 +209,23 @@ def test_stopping_the_jobs_interrupts_a_process_that_missed_ctrl_c_and_records_i
     # The death is recorded before stop returns: the sweep closes only what is left open.
     (death,) = deaths
     assert (death["interrupted"], death["ended"]) == (True, "exit code 130")
+    assert future.result(timeout=10).return_value == 7.0
+
+
+def test_a_sweep_stopped_by_sigterm_stops_its_jobs_with_sigterm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `kill` or `docker stop` signal the sweep's own process: its jobs get SIGTERM from it, so
+    # each run records the stop the sweep records. SIGTERM, left to end the job's process as
+    # it does by default, shows which signal came.
+    monkeypatch.setitem(interrupts._STATE, "terminated", True)
+    processes = JobProcesses()
+    future, deaths = started_job(
+        tmp_path, processes, Call(signal.signal, signal.SIGTERM, signal.SIG_DFL)
+    )
+    processes.stop(timeout=60)
+    (death,) = deaths
+    assert (death["interrupted"], death["ended"]) == (True, "killed by SIGTERM")
     assert future.result(timeout=10).return_value == 7.0
 
 

@@ -88,7 +88,14 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
     assert len(cut_short) >= 1
     assert {r.info.status for r in cut_short} == {"KILLED"}
     assert {r.data.tags["reason"] for r in cut_short} == {"interrupted (Ctrl-C)"}
-    assert parent_run(workdir).info.status == "KILLED"
+    parent = parent_run(workdir)
+    assert parent.info.status == "KILLED"
+    # The parent counts the runs as the message does: those cut short have not failed.
+    assert parent.data.metrics == {
+        "runs": len(runs),
+        "failed_runs": 0,
+        "killed_runs": len(cut_short),
+    }
     # The message counts the runs cut short with those not run, never as failed, and names them.
     assert (
         f"{len(finished)} run(s) finished and kept, 0 failed, {4 - len(finished)} not run or "
@@ -200,7 +207,10 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_exits_143(workdir: Path, whom:
     assert rc == 143, stderr
     assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
     assert stderr.endswith("resume=true\nInterrupted (SIGTERM).\n"), stderr
-    assert {r.info.status for r in child_runs(all_runs(workdir))} == {"KILLED"}
+    runs = child_runs(all_runs(workdir))
+    assert {r.info.status for r in runs} == {"KILLED"}
+    # Each run records the stop the sweep reports, whichever of its processes got it.
+    assert {r.data.tags["reason"] for r in runs} == {"interrupted (SIGTERM)"}
     assert parent_run(workdir).info.status == "KILLED"
 
 

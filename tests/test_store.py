@@ -34,9 +34,10 @@ from sweeper.progress import ProgressMonitor
 from sweeper.run_records import tracked_run
 from sweeper.store import configure, outage_retried
 from sweeper.store_check import StoreError, check_store
-from sweeper.store_setup import open_store
+from sweeper.store_setup import open_store, prepare_store
 from sweeper.sweep import SweepCallback
 from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import start_sweep_run
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 
@@ -388,18 +389,26 @@ def test_a_full_disk_fails_the_run_in_one_line_and_keeps_its_metrics(
     ]
 
 
-def make_ended_sweep(tmp_path: Path, uri: str) -> SweepCallback:
-    """A sweep callback whose two runs have left their outcomes, one failed."""
+def make_ended_sweep(
+    tmp_path: Path,
+    uri: str,
+    *more: RunOutcome,
+    experiment_id: str = "0",
+    parent_run_id: str = "parent",
+) -> SweepCallback:
+    """A sweep callback whose two runs have left their outcomes, one failed; and ``more``."""
     sweep_dir = tmp_path / "multirun"
-    for outcome in (
+    outcomes = (
         RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 1.0, "r0", _METRICS),
         RunOutcome(1, ["seed=1"], "FAILED", "no space left on device (/x)", 1.0, "r1"),
-    ):
+        *more,
+    )
+    for outcome in outcomes:
         (sweep_dir / str(outcome.job)).mkdir(parents=True)
         outcome.save(sweep_dir / str(outcome.job))
     callback = SweepCallback()
-    callback._monitor = ProgressMonitor(sweep_dir, 2, out=io.StringIO())
-    callback._info = SweepInfo("s1", uri, "0", "parent")
+    callback._monitor = ProgressMonitor(sweep_dir, len(outcomes), out=io.StringIO())
+    callback._info = SweepInfo("s1", uri, experiment_id, parent_run_id)
     callback._resume_command = "python -m sweeper -m seed=0,1 resume=true"
     return callback
 
@@ -430,6 +439,31 @@ def test_a_sweep_whose_end_cannot_be_recorded_prints_its_summary_and_exits_1(
         f"no space left on device ({tmp_path / 'mlflow.db'})"
     )
     assert "Traceback" not in err
+
+
+def test_a_sweeps_end_counts_a_run_cut_short_apart_from_the_failed_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A run's own process stopped by Ctrl-C or SIGTERM while the sweep went on: KILLED.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    configure(uri, 5)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent_run_id = start_sweep_run(uri, experiment_id, "s1", "seed=0,1,2", "sweep s1")
+    killed = RunOutcome(2, ["seed=2"], "KILLED", "interrupted (SIGTERM)", 1.0, "r2")
+    callback = make_ended_sweep(
+        tmp_path, uri, killed, experiment_id=experiment_id, parent_run_id=parent_run_id
+    )
+    with pytest.raises(SystemExit) as exited:
+        callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "sweeper"}}))
+    assert exited.value.code == 1  # both are to run again
+    out, err = capsys.readouterr()
+    assert "Sweep s1: 1 finished, 1 failed, 1 cut short\n" in out
+    assert "2 run(s) failed or cut short:\n" in err
+    assert "#2 seed=2: interrupted (SIGTERM)" in err
+    # The parent run counts them as the summary does.
+    parent = MlflowClient(uri).get_run(parent_run_id)
+    assert parent.data.metrics == {"runs": 3.0, "failed_runs": 1.0, "killed_runs": 1.0}
+    assert parent.info.status == "FAILED"
 
 
 def test_a_broken_summary_still_exits_1(

@@ -41,7 +41,6 @@ class ExperimentResult:
     train_seconds: float
     cpu_seconds: float
     gradcheck: list[GradCheckRow]
-    gradcheck_csv: Path | None
     figures: list[Path]
     checkpoint: Path
 
@@ -59,9 +58,6 @@ class ExperimentResult:
             "best_val_loss": best.val_loss,
             "best_val_acc": best.val_acc,
         }
-        if self.gradcheck:
-            metrics["gradcheck_max_abs_diff"] = max(r.abs_diff for r in self.gradcheck)
-            metrics["gradcheck_passed"] = float(all(r.passed for r in self.gradcheck))
         return metrics
 
 
@@ -111,6 +107,14 @@ def gradient_check(config: ExperimentConfig, model: MLP, dataset: Dataset) -> li
     )
 
 
+def gradcheck_metrics(rows: list[GradCheckRow]) -> dict[str, float]:
+    """The check in two numbers: its largest difference, and whether every row passed."""
+    return {
+        "gradcheck_max_abs_diff": max(r.abs_diff for r in rows),
+        "gradcheck_passed": float(all(r.passed for r in rows)),
+    }
+
+
 def write_gradcheck_csv(rows: list[GradCheckRow], path: Path) -> Path:
     records = rows_to_records(rows)
     with path.open("w", newline="") as f:
@@ -126,14 +130,17 @@ def train_and_evaluate(
     epoch_callbacks: Sequence[Callable[[EpochMetrics], str | None]] = (),
     dataset_cache: DataCache | None = None,
     on_data: Callable[[Mapping[str, str]], None] | None = None,
+    on_gradcheck: Callable[[Mapping[str, float], Path], None] | None = None,
     curves: bool = True,
 ) -> ExperimentResult:
     """Train one network as ``config`` says, writing its files to ``out_dir``.
 
     With ``dataset_cache``, the prepared data is memory-mapped from that cache, shared with
     every other run that uses it (see ``sweeper.data.cache``). ``on_data`` receives the
-    SHA-256 of every data file read, by path, once the data is loaded. ``curves``: draw the
-    loss and accuracy figures.
+    SHA-256 of every data file read, by path, once the data is loaded; ``on_gradcheck``
+    receives the gradient check's :func:`gradcheck_metrics` and its CSV once the check is
+    done, before training (which may fail or be stopped). ``curves``: draw the loss and
+    accuracy figures.
 
     Raises the core's ``TrainingDiverged`` or the data's ``DatasetError`` unchanged, so the
     caller can record why the run failed; metrics sent to ``epoch_callbacks`` before that
@@ -169,10 +176,11 @@ def train_and_evaluate(
     model = build_model(config, dataset)
 
     rows: list[GradCheckRow] = []
-    gradcheck_csv = None
     if config.gradcheck.enabled:
         rows = gradient_check(config, model, dataset)
         gradcheck_csv = write_gradcheck_csv(rows, out_dir / GRADCHECK_FILE)
+        if on_gradcheck is not None:
+            on_gradcheck(gradcheck_metrics(rows), gradcheck_csv)
 
     opt = config.optimizer
     optimizer = make_optimizer(
@@ -216,7 +224,6 @@ def train_and_evaluate(
         train_seconds=train_seconds,
         cpu_seconds=cpu_seconds,
         gradcheck=rows,
-        gradcheck_csv=gradcheck_csv,
         figures=save_curves(
             training.history, training.best_epoch, out_dir, config.train.eval_train.value
         )

@@ -73,6 +73,11 @@ def count_failed(outcomes: Iterable[RunOutcome]) -> int:
     return sum(o.status == "FAILED" for o in outcomes)
 
 
+def count_killed(outcomes: Iterable[RunOutcome]) -> int:
+    """How many runs were cut short by Ctrl-C or SIGTERM (KILLED)."""
+    return sum(o.status == "KILLED" for o in outcomes)
+
+
 def read_outcomes(sweep_dir: Path) -> dict[Path, RunOutcome]:
     """Every outcome the sweep's runs have left so far, by file."""
     return {path: RunOutcome.load(path) for path in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))}

@@ -2,9 +2,10 @@
 command line, ``reproduce`` and the benchmarks make to run a config.
 
 Inside an MLflow run it logs the params, the config and the environment before training (a
-run that fails or is killed can be reproduced), trains and evaluates (``sweeper.experiment``),
-and logs every epoch, the summary metrics and its other files in batches; the model and the
-curves only where ``tracking.model``/``tracking.curves`` say (``artifacts``).
+run that fails or is killed can be reproduced) and the gradient check as soon as it is done,
+trains and evaluates (``sweeper.experiment``), and logs every epoch, the summary metrics and
+its other files in batches; the model and the curves only where
+``tracking.model``/``tracking.curves`` say (``artifacts``).
 A failure is recorded, not raised: the run ends FAILED with its reason in one line.
 """
 
@@ -14,7 +15,7 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -38,9 +39,9 @@ from sweeper.sweep_info import SweepInfo
 from sweeper.ui_links import child_run_name
 
 # In a run's output directory: its artifacts, laid out as MLflow keeps them, those logged
-# before training apart from those logged after it.
+# before training, after the gradient check and after training apart.
 STAGED_DIR = "artifacts"
-STARTED, ENDED = "started", "ended"
+STARTED, CHECKED, ENDED = "started", "checked", "ended"
 # An epoch callback returns a reason to stop training after that epoch, or None.
 EpochCallback = Callable[[EpochMetrics], str | None]
 
@@ -69,6 +70,19 @@ def logged_epoch(run: RunLogger) -> EpochCallback:
             "lr": m.lr,
         }
         run.log_metrics(metrics, step=m.epoch)
+
+    return log
+
+
+def logged_gradcheck(run: RunLogger, out_dir: Path) -> Callable[[Mapping[str, float], Path], None]:
+    """The gradient check's callback: its metrics and CSV recorded in the MLflow run as soon as
+    it is done, so that a run that then fails, diverges or is killed keeps them."""
+
+    def log(metrics: Mapping[str, float], csv: Path) -> None:
+        run.log_metrics(metrics)
+        # Written with the CSV: a run killed outright keeps both.
+        run.flush()
+        run.log_tree(_staged(out_dir / STAGED_DIR / CHECKED, {"": [csv]}))
 
     return log
 
@@ -163,12 +177,12 @@ def run_config(
                     ],
                     dataset_cache=dataset_cache,
                     on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
+                    on_gradcheck=logged_gradcheck(run, out_dir),
                     curves=tracking.curves in made,
                 )
                 metrics = result.summary_metrics()
                 run.log_metrics(metrics)
                 ended: dict[str, list[Path]] = {
-                    "": [] if result.gradcheck_csv is None else [result.gradcheck_csv],
                     PLOTS: result.figures,
                     "checkpoint": [result.checkpoint],
                 }

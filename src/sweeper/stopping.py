@@ -20,7 +20,7 @@ from typing import Any
 
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import interruption
-from sweeper.outcome import OUTCOME_FILE, RunOutcome, count_failed
+from sweeper.outcome import OUTCOME_FILE, RunOutcome, count_failed, count_killed
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
 
@@ -124,15 +124,17 @@ class SweepStop:
         closed = close_unfinished_runs(
             info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
         )
+        finished = sum(not o.failed for o in outcomes)
+        failed = count_failed(outcomes)
+        # The parent counts each run as MLflow marks it; those just closed, as marked now.
         end_sweep_run(
             info.tracking_uri,
             info.parent_run_id,
-            self.skipped + len(outcomes),
-            sum(o.failed for o in outcomes) + len(closed),
+            self.skipped + len(outcomes) + len(closed),
+            failed + (len(closed) if status == "FAILED" else 0),
+            count_killed(outcomes) + (len(closed) if status == "KILLED" else 0),
             status,
         )
-        finished = sum(not o.failed for o in outcomes)
-        failed = count_failed(outcomes)
         # The runs in progress, closed by their own process or just now by the sweep.
         cut_short = [" ".join(o.overrides) for o in outcomes if o.status == "KILLED"]
         cut_short += [run.data.tags.get("overrides", run.info.run_id) for run in closed]

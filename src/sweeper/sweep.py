@@ -4,8 +4,9 @@ At the start it plans and validates every run (``sweeper.plan``), opens the stor
 sweep's parent run or continues the sweep a ``resume=true`` command names (``sweeper.resume``),
 leaves what the runs need in the sweep directory (``sweeper.sweep_info``) and follows them
 (``sweeper.progress``). At the end it prints the summary, records the sweep's end, and exits
-non-zero if any run failed. A sweep stopped early is closed by ``sweeper.stopping``. Before
-any of that, :class:`ShareStore` names the sweep's store for the local launcher's fork server.
+non-zero if any run failed or was cut short. A sweep stopped early is closed by
+``sweeper.stopping``. Before any of that, :class:`ShareStore` names the sweep's store for the
+local launcher's fork server.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from omegaconf import DictConfig
 from sweeper.artifacts import make_best_run_artifacts
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
-from sweeper.outcome import RunOutcome
+from sweeper.outcome import RunOutcome, count_failed, count_killed
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, format_duration, summary_table
 from sweeper.resume import continue_sweep, find_resumable_sweep
@@ -132,6 +133,7 @@ class SweepCallback(Callback):
                 self._info.parent_run_id,
                 self._skipped,
                 0,
+                0,
                 "KILLED" if interrupted else "FAILED",
             )
         except Exception:  # the error that stopped the sweep is the one to report
@@ -230,11 +232,15 @@ class SweepCallback(Callback):
         assert self._monitor is not None and self._info is not None
         outcomes = self._wind_down()
         failed = [o for o in outcomes if o.failed and not retried(o, outcomes)]
+        # Counted as the progress line, the parent run and a stopped sweep count them.
+        n_failed, n_killed = count_failed(failed), count_killed(failed)
         again = sum(o.failed for o in outcomes) - len(failed)
+        cut_short = f", {n_killed} cut short" if n_killed else ""
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
         print(
             f"\nSweep {self._info.sweep_id}: {sum(not o.failed for o in outcomes)} finished, "
-            f"{len(failed)} failed{f', {again} failed and run again' if again else ''}{skipped}\n"
+            f"{n_failed} failed{cut_short}"
+            f"{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
         uri = self._info.tracking_uri
@@ -272,7 +278,8 @@ class SweepCallback(Callback):
                 self._info.tracking_uri,
                 self._info.parent_run_id,
                 self._skipped + len(outcomes),
-                len(failed),
+                n_failed,
+                n_killed,
             )
         except Exception as err:
             if verbose_errors():
@@ -287,7 +294,8 @@ class SweepCallback(Callback):
             # were recorded, not raised, so the exit status is decided here.
             reasons = "\n".join(f"  #{o.job} {' '.join(o.overrides)}: {o.reason}" for o in failed)
             print(
-                f"\n{len(failed)} run(s) failed:\n{reasons}\n"
+                f"\n{len(failed)} run(s) {'failed or cut short' if n_killed else 'failed'}:\n"
+                f"{reasons}\n"
                 f"Run them again with:  {self._resume_command}",
                 file=sys.stderr,
                 flush=True,

@@ -3,9 +3,10 @@ described, searched, their leftovers closed, and ended with the sweep's counts."
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from mlflow.entities import Run, RunStatus, RunTag
+from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from sweeper.provenance import git_commit
@@ -129,12 +130,15 @@ def _children(parent_run_id: str, pid: int | None, job: int | None) -> str:
 
 @store_call
 def end_sweep_run(
-    uri: str, run_id: str, n_runs: int, n_failed: int, status: str | None = None
+    uri: str, run_id: str, n_runs: int, n_failed: int, n_killed: int, status: str | None = None
 ) -> None:
-    """Log the sweep's counts and end its parent run: ``status``, else FAILED if any failed."""
+    """Log the sweep's counts (its runs, and of them those FAILED and those cut short, KILLED)
+    and end its parent run: ``status``, else FAILED if any failed or was cut short."""
     client = MlflowClient(uri)
-    client.log_metric(run_id, "runs", n_runs)
-    client.log_metric(run_id, "failed_runs", n_failed)
+    now = int(time.time() * 1000)
+    counts = {"runs": n_runs, "failed_runs": n_failed, "killed_runs": n_killed}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in counts.items()])
     if status is None:
-        status = RunStatus.to_string(RunStatus.FAILED if n_failed else RunStatus.FINISHED)
+        ended = RunStatus.FAILED if n_failed or n_killed else RunStatus.FINISHED
+        status = RunStatus.to_string(ended)
     client.set_terminated(run_id, status)

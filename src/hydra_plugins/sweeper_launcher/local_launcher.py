@@ -10,7 +10,8 @@ own job with it: the callable named by ``on_job_death`` is told how it ended (sw
 ``conf/hydra/launcher/local.yaml`` names one that marks the run FAILED with the signal), and
 the sweep goes on. On Ctrl-C, :func:`stop_jobs` starts no more jobs and sees every job's
 process interrupted and ended; a job's process takes SIGTERM as Ctrl-C (a batch system or a
-container stops every process of the sweep with it). The launcher imports nothing of the
+container stops every process of the sweep with it), and gets it from :func:`stop_jobs` where
+SIGTERM stopped the sweep. The launcher imports nothing of the
 application it launches: what to preload and what a death means are its settings.
 """
 
@@ -48,11 +49,11 @@ from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
-from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
+from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt, terminated
 
 # A job's process stopped by Ctrl-C exits as a shell reports it: 128 + SIGINT.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
-# Seconds between the SIGINTs that stop_jobs sends to a job's process still running.
+# Seconds between the signals that stop_jobs sends to a job's process still running.
 RESIGNAL_SECONDS = 2.0
 # Called with keyword arguments when a job's process dies before it answers (JobDeath's).
 JobDeathHandler = Callable[..., Any]
@@ -203,17 +204,20 @@ class JobProcesses:
 
     def stop(self, timeout: float) -> None:
         """Ctrl-C: start no more jobs, and wait until the running ones are done with, killing
-        them after ``timeout`` seconds. One still running after RESIGNAL_SECONDS gets a SIGINT
-        of its own, and again every RESIGNAL_SECONDS: one forked as the terminal's Ctrl-C
-        arrived missed it (the fork server ignores Ctrl-C until its child sets Python's
-        handler); one that got it holds another back while it closes its run."""
+        them after ``timeout`` seconds. One still running after RESIGNAL_SECONDS gets the
+        signal that stopped this process (SIGTERM taken as Ctrl-C, else SIGINT), so that its
+        run records the same stop, and again every RESIGNAL_SECONDS: one forked as the
+        terminal's Ctrl-C arrived missed it (the fork server ignores Ctrl-C until its child
+        sets Python's handler), and `kill` or `docker stop` signal this process alone; one
+        that got it holds another back while it closes its run."""
         deadline = time.monotonic() + timeout
         next_signal = time.monotonic() + RESIGNAL_SECONDS
+        signum = signal.SIGTERM if terminated() else signal.SIGINT
         with self._lock:
             self.stopping = True
             while self._running and (now := time.monotonic()) < deadline:
                 if now >= next_signal:
-                    self._signal(signal.SIGINT)
+                    self._signal(signum)
                     next_signal = now + RESIGNAL_SECONDS
                 self._lock.wait(min(next_signal, deadline) - now)
             if self._running:
@@ -237,8 +241,8 @@ def refuse_new_jobs() -> None:
 
 
 def stop_jobs(timeout: float) -> None:
-    """Ctrl-C stopped the sweep: see every job's process interrupted and its death recorded
-    (:meth:`JobProcesses.stop`)."""
+    """Ctrl-C (or SIGTERM) stopped the sweep: see every job's process interrupted by it and its
+    death recorded (:meth:`JobProcesses.stop`)."""
     JOB_PROCESSES.stop(timeout)
 
 
