@@ -266,8 +266,18 @@ def test_a_killed_run_gets_its_curves_and_is_told_why_it_has_no_model(workdir: P
     assert artifact_paths(uri, run_id) == {"plots/loss.png", "plots/accuracy.png"}
 
 
-@pytest.mark.parametrize("uri", [None, "sqlite:///typo/mlflow.db"], ids=["default", "typo"])
-def test_the_command_makes_no_store_where_none_is(tmp_path: Path, uri: str | None) -> None:
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        (None, "sqlite:///{cwd}/mlruns/mlflow.db"),
+        ("sqlite:///typo/mlflow.db", "sqlite:///{cwd}/typo/mlflow.db"),
+        ("typo/mlruns", "typo/mlruns"),  # no scheme: not MLflow's file store
+    ],
+    ids=["default", "typo", "path"],
+)
+def test_the_command_makes_no_store_where_none_is(
+    tmp_path: Path, uri: str | None, shown: str
+) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sweeper.artifacts", "0123abcd", *(["--uri", uri] if uri else [])],
         cwd=tmp_path,
@@ -277,8 +287,27 @@ def test_the_command_makes_no_store_where_none_is(tmp_path: Path, uri: str | Non
         timeout=300,
     )
     assert proc.returncode == 1
-    where = tmp_path / ("typo" if uri else "mlruns") / "mlflow.db"
-    assert proc.stderr == (
-        f"Error: no MLflow store at sqlite:///{where}: run a sweep first (make sweep)\n"
-    )
+    where = shown.format(cwd=tmp_path)
+    assert proc.stderr == f"Error: no MLflow store at {where}: run a sweep first (make sweep)\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_takes_the_database_file_as_its_store(tmp_path: Path) -> None:
+    from fake_store import fill_fake_sweep
+
+    uri = store_uri(tmp_path)
+    fill_fake_sweep(uri, "fake", seeds=1, epochs=2)
+    run = next(r for r in child_runs(all_runs(tmp_path)) if r.info.status == "FINISHED")
+    run_id = run.info.run_id
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.artifacts", run_id, "--only", "curves"]
+        + ["--uri", "mlruns/mlflow.db"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{run_id}: plots/loss.png, plots/accuracy.png\n"
+    assert artifact_paths(uri, run_id, "plots") == {"plots/loss.png", "plots/accuracy.png"}

@@ -175,6 +175,7 @@ def sweep_note(
 def main(argv: list[str] | None = None) -> int:
     """Print the link to the newest sweep of an experiment (``make ui``)."""
     from sweeper.report.runs import ReportError, find_sweep, open_store
+    from sweeper.store_uri import resolve_tracking_uri
 
     parser = argparse.ArgumentParser(
         prog="python -m sweeper.ui_links",
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=DEFAULT_UI_ADDRESS, help="where the UI listens")
     args = parser.parse_args(argv)
     try:
-        client = open_store(args.tracking_uri)
+        client = open_store(resolve_tracking_uri(args.tracking_uri))
         sweep = find_sweep(client, args.experiment, None)
     except ReportError as err:
         print(f"No sweep to link to yet ({err}).")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path, sqlite_uri
+from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -69,13 +69,12 @@ Curve = list[tuple[int, float]]
 
 
 def open_store(uri: str) -> MlflowClient:
-    """A client on ``uri``, checked as a sweep checks its store (a database, a server that
-    answers); a SQLite store must already exist (MLflow would create an empty one, and the
-    report would then say nothing useful). A directory holding a sweep's ``mlflow.db``
-    (``mlruns``) names that database; a store MLflow will not open is a ``ReportError``."""
-    if "://" not in uri and (Path(uri) / DEFAULT_DB_NAME).is_file():
-        uri = sqlite_uri((Path(uri) / DEFAULT_DB_NAME).resolve())
-    if (db := sqlite_path(uri)) is not None and not db.is_file():
+    """A client on ``uri`` (as ``resolve_tracking_uri`` returns it), checked as a sweep checks
+    its store (a database, a server that answers); a SQLite store must already exist (MLflow
+    would create an empty one, and the report would then say nothing useful), and so must a
+    path with no scheme. A store MLflow will not open is a ``ReportError``."""
+    db = sqlite_path(uri)
+    if (db is not None and not db.is_file()) or ("://" not in uri and not Path(uri).exists()):
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
