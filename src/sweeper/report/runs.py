@@ -173,21 +173,18 @@ def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
             return records
 
 
-def latest_per_config(records: Iterable[RunRecord]) -> list[RunRecord]:
-    """One run per configuration: the newest finished one, else the newest.
+def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """The runs a report shows, in the order they started: every finished and every pruned
+    one (a search may draw one configuration more than once), and a run that did not finish
+    (failed, killed) only if no newer run of its configuration replaced it.
 
     A resumed sweep reruns the configurations that failed or were killed under the original
-    sweep id, so one configuration can hold an old failed run and a newer finished one.
+    sweep id, and a search asks a killed trial again, so one configuration can hold an old
+    failed run and a newer finished one; of several failed attempts the newest stays.
     """
-    kept: dict[str, RunRecord] = {}
-    for record in records:
-        current = kept.get(record.config_hash)
-        if current is None or (record.finished, record.start_time) > (
-            current.finished,
-            current.start_time,
-        ):
-            kept[record.config_hash] = record
-    return sorted(kept.values(), key=lambda r: r.start_time)
+    ordered = sorted(records, key=lambda r: r.start_time)
+    newest = {r.config_hash: r.start_time for r in ordered}
+    return [r for r in ordered if r.finished or r.pruned or r.start_time == newest[r.config_hash]]
 
 
 def metric_curves(
