@@ -73,6 +73,21 @@ def count_failed(outcomes: Iterable[RunOutcome]) -> int:
     return sum(o.status == "FAILED" for o in outcomes)
 
 
+def count_finished(outcomes: Iterable[RunOutcome]) -> int:
+    """How many runs trained to their end; one a search's pruner stopped has not."""
+    return sum(o.status == "FINISHED" for o in outcomes)
+
+
+def count_pruned(outcomes: Iterable[RunOutcome]) -> int:
+    """How many runs a search's pruner stopped early (kept, never ranked)."""
+    return sum(o.pruned for o in outcomes)
+
+
+def ended_counts(finished: int, pruned: int, failed: int) -> str:
+    """``3 finished, 1 pruned, 0 failed``; pruned left out when none (a grid has none)."""
+    return f"{finished} finished, " + (f"{pruned} pruned, " if pruned else "") + f"{failed} failed"
+
+
 def read_outcomes(sweep_dir: Path) -> dict[Path, RunOutcome]:
     """Every outcome the sweep's runs have left so far, by file."""
     return {path: RunOutcome.load(path) for path in sorted(sweep_dir.glob(f"*/{OUTCOME_FILE}"))}

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from sweeper.artifacts import make_best_run_artifacts
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
-from sweeper.outcome import RunOutcome
+from sweeper.outcome import RunOutcome, count_finished, count_pruned, ended_counts
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, format_duration, summary_table
 from sweeper.resume import continue_sweep, find_resumable_sweep
@@ -229,9 +229,11 @@ class SweepCallback(Callback):
         failed = [o for o in outcomes if o.failed and not retried(o, outcomes)]
         again = sum(o.failed for o in outcomes) - len(failed)
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
+        # The failed count is of those not run again, which decide the exit status.
+        counts = ended_counts(count_finished(outcomes), count_pruned(outcomes), len(failed))
         print(
-            f"\nSweep {self._info.sweep_id}: {sum(not o.failed for o in outcomes)} finished, "
-            f"{len(failed)} failed{f', {again} failed and run again' if again else ''}{skipped}\n"
+            f"\nSweep {self._info.sweep_id}: {counts}"
+            f"{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
         uri = self._info.tracking_uri
