@@ -49,7 +49,6 @@ from sweeper.sweep_runs import (
     start_sweep_run,
 )
 from sweeper.ui_links import (
-    RANKED_BY,
     runs_link,
     sweep_note,
     sweep_run_name,
@@ -305,7 +304,7 @@ class SweepCallback(Callback):
         """Name the sweep's best run in its parent's description; return it."""
         info = self._info
         assert info is not None
-        best = best_child_run(info.tracking_uri, info.experiment_id, info.parent_run_id, RANKED_BY)
+        best = best_child_run(info.tracking_uri, info.experiment_id, info.parent_run_id)
         if best is not None:
             name = best.info.run_name or best.info.run_id
             note = sweep_note(
