@@ -1,6 +1,7 @@
 """Helpers several test modules share: small data files in the real formats, a run made in
-the test's own process, a sweep started through the command line as a terminal would start
-it, a search's study read against its MLflow runs, and a report's tables read back."""
+the test's own process, a sweep's runs written straight to a store, a sweep started through
+the command line as a terminal would start it, a search's study read against its MLflow runs,
+and a report's tables read back."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from mlflow.entities import Run
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
@@ -93,6 +95,31 @@ def run_here(tmp_path: Path, settings: dict[str, object], **kwargs: object) -> R
     sweep = SweepInfo("here", uri, prepare_store(uri, "sweeper"), "")
     config, params = to_experiment_config(cfg), flat_params(cfg)
     return run_config(config, params, out_dir, 0, [], sweep, **kwargs)  # type: ignore[arg-type]
+
+
+def add_child_run(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    name: str,
+    status: str = "FINISHED",
+    tags: dict[str, str] | None = None,
+    start_time: int | None = None,
+    **metrics: float,
+) -> str:
+    """A child run of the sweep ``parent_run_id`` with final ``metrics``, ended ``status``, as
+    a sweep's run leaves it (a run a search pruned ends FINISHED with the tag status=PRUNED,
+    which ``tags`` sets); its id."""
+    run = client.create_run(
+        experiment_id,
+        start_time=start_time,
+        run_name=name,
+        tags={"mlflow.parentRunId": parent_run_id, "status": status, **(tags or {})},
+    )
+    for key, value in metrics.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.from_string(status)))
+    return str(run.info.run_id)
 
 
 class RunsCommand:

@@ -17,13 +17,18 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from helpers import add_child_run
 from sweeper.checkpoint import load_checkpoint
 from sweeper.core.training import EpochMetrics
 from sweeper.data import load_dataset
 from sweeper.data.digits import load_digits_split
 from sweeper.run import logged_epoch
 from sweeper.run_records import tracked_run
-from sweeper.store_setup import open_store
+from sweeper.store_setup import open_store, prepare_store
+from sweeper.sweep import SweepCallback
+from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import start_sweep_run
+from sweeper.ui_links import NOTE_TAG
 
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
@@ -42,7 +47,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Swept:
     workdir = tmp_path_factory.mktemp("swept")
     proc = run_cli(["-m", "activation=sigmoid,tanh,relu", *FAST], workdir)
     assert proc.returncode == 0, proc.stderr
-    ranked = sorted(child_runs(all_runs(workdir)), key=lambda r: -r.data.metrics["best_val_acc"])
+    ranked = sorted(child_runs(all_runs(workdir)), key=lambda r: r.data.metrics["best_val_loss"])
     return Swept(workdir, proc.stdout, ranked[0], ranked[1:])
 
 
@@ -119,6 +124,51 @@ def test_only_the_best_run_gets_the_model_and_curves_at_the_sweeps_end(swept: Sw
     for run in swept.others:
         assert not any(p.startswith("plots/") for p in artifact_paths(uri, run.info.run_id))
         assert not MlflowClient(uri).get_run(run.info.run_id).outputs.model_outputs
+
+
+def best_at_the_sweeps_end(uri: str, runs: list[dict[str, object]]) -> tuple[str, str]:
+    """A sweep of ``runs`` (``add_child_run``'s keywords) in a new store; the name of the run
+    its end names best (and makes the model and curves for), and the parent's description."""
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "s", "", "sweep")
+    client = MlflowClient(uri)
+    for run in runs:
+        add_child_run(client, experiment_id, parent, **run)  # type: ignore[arg-type]
+    sweep = SweepCallback()
+    sweep._info = SweepInfo("s", uri, experiment_id, parent)
+    best = sweep._describe_best()
+    assert best is not None
+    return best.info.run_name, client.get_run(parent).data.tags[NOTE_TAG]
+
+
+def test_the_best_run_is_the_lowest_validation_loss_not_the_highest_accuracy(
+    tmp_path: Path,
+) -> None:
+    # As the report's first row and a search's objective rank them.
+    best, note = best_at_the_sweeps_end(
+        store_uri(tmp_path),
+        [
+            {"name": "lr=0.1", "best_val_loss": 0.30, "best_val_acc": 0.95, "test_acc": 0.94},
+            {"name": "lr=0.05", "best_val_loss": 0.25, "best_val_acc": 0.93, "test_acc": 0.92},
+            {"name": "lr=1e6", "status": "FAILED"},
+        ],
+    )
+    assert best == "lr=0.05"
+    assert "**Best run** (by lowest best_val_loss): [lr=0.05](" in note
+    assert "best_val_loss 0.2500, best_val_acc 0.9300, test_acc 0.9200" in note
+
+
+def test_a_run_a_search_pruned_is_never_the_best(tmp_path: Path) -> None:
+    pruned = {"tags": {"status": "PRUNED"}, "best_val_loss": 0.1, "best_val_acc": 0.99}
+    best, note = best_at_the_sweeps_end(
+        store_uri(tmp_path),
+        [
+            {"name": "pruned", **pruned, "test_acc": 0.99},
+            {"name": "trained", "best_val_loss": 0.5, "best_val_acc": 0.9, "test_acc": 0.9},
+        ],
+    )
+    assert best == "trained"
+    assert "[trained](" in note and "[pruned]" not in note
 
 
 def artifacts_command(args: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
@@ -266,8 +316,18 @@ def test_a_killed_run_gets_its_curves_and_is_told_why_it_has_no_model(workdir: P
     assert artifact_paths(uri, run_id) == {"plots/loss.png", "plots/accuracy.png"}
 
 
-@pytest.mark.parametrize("uri", [None, "sqlite:///typo/mlflow.db"], ids=["default", "typo"])
-def test_the_command_makes_no_store_where_none_is(tmp_path: Path, uri: str | None) -> None:
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        (None, "sqlite:///{cwd}/mlruns/mlflow.db"),
+        ("sqlite:///typo/mlflow.db", "sqlite:///{cwd}/typo/mlflow.db"),
+        ("typo/mlruns", "typo/mlruns"),  # no scheme: not MLflow's file store
+    ],
+    ids=["default", "typo", "path"],
+)
+def test_the_command_makes_no_store_where_none_is(
+    tmp_path: Path, uri: str | None, shown: str
+) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sweeper.artifacts", "0123abcd", *(["--uri", uri] if uri else [])],
         cwd=tmp_path,
@@ -277,8 +337,27 @@ def test_the_command_makes_no_store_where_none_is(tmp_path: Path, uri: str | Non
         timeout=300,
     )
     assert proc.returncode == 1
-    where = tmp_path / ("typo" if uri else "mlruns") / "mlflow.db"
-    assert proc.stderr == (
-        f"Error: no MLflow store at sqlite:///{where}: run a sweep first (make sweep)\n"
-    )
+    where = shown.format(cwd=tmp_path)
+    assert proc.stderr == f"Error: no MLflow store at {where}: run a sweep first (make sweep)\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_takes_the_database_file_as_its_store(tmp_path: Path) -> None:
+    from fake_store import fill_fake_sweep
+
+    uri = store_uri(tmp_path)
+    fill_fake_sweep(uri, "fake", seeds=1, epochs=2)
+    run = next(r for r in child_runs(all_runs(tmp_path)) if r.info.status == "FINISHED")
+    run_id = run.info.run_id
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.artifacts", run_id, "--only", "curves"]
+        + ["--uri", "mlruns/mlflow.db"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{run_id}: plots/loss.png, plots/accuracy.png\n"
+    assert artifact_paths(uri, run_id, "plots") == {"plots/loss.png", "plots/accuracy.png"}

@@ -41,7 +41,7 @@ def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -
     assert "[3/3 done] 0 failed" in proc.stdout
     assert "ETA" in proc.stdout
     assert proc.stdout.count("val_acc=") == 3
-    assert "| # | run | status | val_acc | test_acc | epochs | seconds |" in proc.stdout
+    assert "| # | run | status | val_loss | val_acc | test_acc | epochs | seconds |" in proc.stdout
     assert f"make report SWEEP={sweep_id} EXPERIMENT=sweeper" in proc.stdout
     assert "mlflow ui --backend-store-uri" in proc.stdout
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import scipy.stats
 from mlflow.entities import Run
@@ -27,19 +28,19 @@ from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
 from sweeper.report import runs as report_runs
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report, parameter_count
-from sweeper.report.compare import compare_sweeps
+from sweeper.report.compare import compare_sweeps, compare_table
 from sweeper.report.confusion import confusion_on_test_set
 from sweeper.report.importance import SEED as FANOVA_SEED
 from sweeper.report.runs import (
     ReportError,
     RunRecord,
     find_sweep,
-    latest_per_config,
+    kept_runs,
     metric_curves,
     sweep_runs,
 )
 from sweeper.report.stats import holm, pareto_front
-from sweeper.report.tables import param_cell
+from sweeper.report.tables import CONFIG, param_cell
 
 # Two keys, two seeds each; relu at lr=1e6 diverges, so two runs fail with a reason.
 SWEEP = ["-m", "activation=tanh,relu", "optimizer.lr=0.05,1e6", "seed=0,1", *FAST]
@@ -346,7 +347,9 @@ def test_a_reports_directory_that_cannot_be_made_is_one_line(
     assert line.startswith("error: the report cannot be written: [Errno 20] Not a directory")
 
 
-def record(config_hash: str, status: str, start_time: int, **metrics: float) -> RunRecord:
+def record(
+    config_hash: str, status: str, start_time: int, pruned: bool = False, **metrics: float
+) -> RunRecord:
     return RunRecord(
         run_id=f"{config_hash}-{start_time}",
         name="",
@@ -356,16 +359,19 @@ def record(config_hash: str, status: str, start_time: int, **metrics: float) -> 
         config_hash=config_hash,
         params={},
         metrics=metrics,
+        pruned=pruned,
     )
 
 
-def test_a_resumed_configuration_keeps_its_newest_finished_run() -> None:
-    old_failed = record("a", "FAILED", 1)
-    resumed = record("a", "FINISHED", 2)
-    killed_after = record("a", "KILLED", 3)
-    only_failed_old, only_failed_new = record("b", "FAILED", 1), record("b", "KILLED", 4)
-    kept = latest_per_config([old_failed, resumed, killed_after, only_failed_old, only_failed_new])
-    assert kept == [resumed, only_failed_new]
+def test_every_finished_and_pruned_run_stays_and_a_failed_one_until_it_runs_again() -> None:
+    # A search drew configuration "a" three times: two runs finished, one was pruned.
+    drawn = [record("a", "FINISHED", 1), record("a", "FINISHED", 3, pruned=True)]
+    drawn.append(record("a", "FINISHED", 5))
+    # A resume ran "b" again after it failed; "c" failed twice.
+    old_failed, resumed = record("b", "FAILED", 2), record("b", "FINISHED", 6)
+    failed_twice = [record("c", "FAILED", 4), record("c", "KILLED", 7)]
+    kept = kept_runs([resumed, *failed_twice, old_failed, *drawn])
+    assert kept == [drawn[0], drawn[1], drawn[2], resumed, failed_twice[1]]
 
 
 def test_params_an_optuna_search_drew_show_four_significant_digits() -> None:
@@ -405,7 +411,7 @@ def test_single_seed_sweep_lists_runs_and_leaves_out_superseded_ones(tmp_path: P
     # A run that a resumed sweep replaced: same config_hash, started earlier, failed.
     replaced = client.create_run(
         experiment.experiment_id,
-        start_time=0,
+        start_time=1,  # not 0, which MLflow reads as now
         tags={"sweep_id": "one-seed", "config_hash": "relu-0.05-0", "reason": "killed"},
     )
     client.set_terminated(replaced.info.run_id, "FAILED")
@@ -417,9 +423,10 @@ def test_single_seed_sweep_lists_runs_and_leaves_out_superseded_ones(tmp_path: P
             client.log_param(run.info.run_id, "resume", str(run.info.start_time % 2 == 0))
 
     report = build_report(uri, sweep_id="one-seed", out_dir=tmp_path / "reports")
-    assert "1 older run(s) of configurations that were run again (resume) are left out" in (
-        report.summary
-    )
+    assert (
+        ": 20 runs (4 failed, 16 finished). 1 run(s) that failed or were cut short are left out: "
+        "a later run of the same configuration replaced each"
+    ) in report.summary
     assert "one commit (0123456789ab)" in report.summary
     assert "Provenance differs" not in report.summary
     table, pivot, _ = markdown_tables(report.summary)  # runs, pivot, importance
@@ -630,6 +637,32 @@ def test_two_sweeps_side_by_side_by_config_hash(tmp_path: Path) -> None:
     client.set_terminated(other.info.run_id)
     with pytest.raises(ReportError, match="share no finished run with the same config_hash"):
         compare_sweeps(uri, "sweeper", ("before", "other"), tmp_path / "reports")
+
+
+def test_a_configuration_a_sweep_ran_twice_is_matched_once_by_its_mean() -> None:
+    # A search may draw one configuration (one config_hash) twice: both its runs are kept.
+    a = pd.DataFrame(
+        {
+            "config_hash": ["h", "h", "k"],
+            CONFIG: ["lr=0.1", "lr=0.1", "lr=0.2"],
+            "best_val_loss": [0.2, 0.4, 0.5],
+            "test_acc": [0.9, 0.8, 0.7],
+        }
+    )
+    b = pd.DataFrame(
+        {
+            "config_hash": ["k", "h"],
+            CONFIG: ["lr=0.2", "lr=0.1"],
+            "best_val_loss": [0.6, 0.25],
+            "test_acc": [0.6, 0.8],
+        }
+    )
+    means = compare_table(a, b)
+    assert list(means.index) == ["lr=0.1", "lr=0.2"]  # a's order
+    assert list(means["n"]) == [1, 1]
+    assert list(means["best_val_loss_a"]) == pytest.approx([0.3, 0.5])
+    assert list(means["best_val_loss_diff"]) == pytest.approx([-0.05, 0.1])
+    assert list(means["test_acc_diff"]) == pytest.approx([-0.05, -0.1])
 
 
 def _fake_curves(uri: str) -> tuple[list[str], dict[str, dict[str, list[tuple[int, float]]]]]:

@@ -177,6 +177,24 @@ def test_a_directory_holding_the_store_is_the_store(
     )
 
 
+def test_the_database_file_is_the_store_and_a_path_to_nothing_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fake_store import fill_fake_sweep
+
+    fill_fake_sweep(store_uri(tmp_path), "by-file", seeds=1, epochs=2)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "reports"
+    assert report_main(["--tracking-uri", "mlruns/mlflow.db", "--out", str(out)]) == 0
+    assert (out / "by-file" / "report.md").is_file()
+    capsys.readouterr()
+    assert report_main(["--tracking-uri", "no/such/dir", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        "error: no MLflow store at no/such/dir: run a sweep first (make sweep)\n"
+    )
+    assert not (tmp_path / "no").exists()
+
+
 def test_help_names_the_real_default_store(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         report_main(["--help"])

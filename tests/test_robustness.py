@@ -29,7 +29,11 @@ from helpers import (
 from sweeper import store_calls
 from sweeper.config import config_hash
 from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
+from sweeper.stopping import SweepStop
+from sweeper.store_setup import prepare_store
 from sweeper.store_uri import ui_command
+from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import start_sweep_run
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 # Python's own report of an exception raised in a finalizer or weakref callback, which it
@@ -160,6 +164,27 @@ def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir
     assert "2 run(s) finished and kept, 0 failed, 0 not run or cut short" in stderr
     assert {r.info.status for r in child_runs(all_runs(workdir))} == {"FINISHED"}
     assert parent_run(workdir).info.status == "KILLED"
+
+
+def test_a_stopped_search_counts_its_pruned_runs_apart_from_its_finished_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "s", "", "sweep")
+    metrics = {"best_val_loss": 0.5, "best_val_acc": 0.9, "test_acc": 0.9, "epochs_run": 1.0}
+    outcomes = [
+        RunOutcome(0, ["lr=0.1"], "FINISHED", "max_epochs", 1.0, metrics=metrics),
+        RunOutcome(1, ["lr=9"], "PRUNED", "pruned at epoch 1", 1.0, metrics=metrics),
+        RunOutcome(2, ["lr=1e6"], "FAILED", "diverged at epoch 1 (loss=nan)", 1.0),
+    ]
+    info = SweepInfo("s", uri, experiment_id, parent)
+    stop = SweepStop(info, lambda: outcomes, 5, 0, "python -m sweeper -m resume=true")
+    stop.stop(False, RuntimeError("the launcher gave up"))
+    assert (
+        "1 run(s) finished, 1 pruned and kept, 1 failed, 2 not run or cut short"
+        in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("ctrl_c_ignored", [False, True], ids=["foreground", "background"])

@@ -61,6 +61,7 @@ from sweeper.outcome import OUTCOME_FILE, RunOutcome
 from sweeper.pruning import Pruning
 from sweeper.report.build import build_report
 from sweeper.report.tables import param_cell
+from sweeper.ui_links import NOTE_TAG
 
 # A search on the digits: small nets, few epochs, no gradient check, two trials at a time.
 SEARCH = [
@@ -414,6 +415,62 @@ def test_a_run_is_not_pruned_at_its_last_epoch(workdir: Path) -> None:
     trials = study_of(workdir, sweep_id).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
     assert_study_agrees_with_mlflow(trials, runs)
+
+
+# Four trials of two choices, one at a time: lr 0.0005 is drawn three times, and lr 1000 is
+# pruned after its first epoch with a validation accuracy above theirs and a far worse loss.
+REDRAWN_AND_PRUNED = [
+    "-m",
+    "+experiment=search",
+    "hydra.launcher.n_jobs=1",
+    "hydra.sweeper.n_jobs=1",
+    "hydra.sweeper.n_trials=4",
+    "train.epochs=3",
+    "activation=sigmoid",
+    "optimizer.lr=choice(1000.0, 0.0005)",
+    "regularizer=l2",
+    "regularizer.lam=1e-6",
+    "regularizer.p=0.3",
+    "topology.hidden=[32]",
+    "hydra.sweeper.pruner.name=successive_halving",
+    "hydra.sweeper.pruner.min_resource=1",
+    "hydra.sweeper.pruner.reduction_factor=2",
+]
+
+
+def test_a_search_names_its_studys_best_trial_best_and_reports_every_trial(
+    workdir: Path,
+) -> None:
+    proc = run_cli(REDRAWN_AND_PRUNED, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = child_runs(all_runs(workdir))
+    pruned = [r for r in runs if r.data.tags["status"] == "PRUNED"]
+    trained = [r for r in runs if r not in pruned]
+    assert pruned and len({r.data.tags["config_hash"] for r in trained}) < len(trained)
+    assert max(r.data.metrics["best_val_acc"] for r in pruned) > max(
+        r.data.metrics["best_val_acc"] for r in trained
+    )
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    assert f"Sweep {sweep_id}: {len(trained)} finished, {len(pruned)} pruned, 0 failed\n" in (
+        proc.stdout
+    )
+    # The model, the curves and the parent's description go to the study's best trial.
+    best = runs_by_trial(runs)[study_of(workdir, sweep_id).best_trial.number]
+    assert best in trained
+    assert f"Made for the best run: runs:/{best.info.run_id}/model" in proc.stdout
+    (parent,) = [r for r in all_runs(workdir) if r.data.tags.get("kind") == "sweep"]
+    assert f"/runs/{best.info.run_id}?" in parent.data.tags[NOTE_TAG]
+    # The report keeps every trial, the redrawn ones and the pruned one, and ranks as the
+    # sweep's end did.
+    report = build_report(store_uri(workdir), sweep_id=sweep_id, out_dir=workdir / "reports")
+    assert f": {len(runs)} runs ({len(trained)} finished, {len(pruned)} pruned)." in (
+        report.summary
+    )
+    assert "left out" not in report.summary
+    ranked, pruned_table = markdown_tables(report.summary)[:2]
+    assert ranked[0]["#"] == "1 (best)" and ranked[0]["run id"] == best.info.run_id
+    assert sorted(row["run id"] for row in ranked) == sorted(r.info.run_id for r in trained)
+    assert [row["run id"] for row in pruned_table] == [r.info.run_id for r in pruned]
 
 
 @pytest.mark.parametrize("asynchronous", [True, False])

@@ -413,7 +413,7 @@ def make_ended_sweep(
     return callback
 
 
-_METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
+_METRICS = {"best_val_loss": 0.3, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
 
 
 def test_a_sweep_whose_end_cannot_be_recorded_prints_its_summary_and_exits_1(
@@ -432,7 +432,7 @@ def test_a_sweep_whose_end_cannot_be_recorded_prints_its_summary_and_exits_1(
     assert exited.value.code == 1
     out, err = capsys.readouterr()
     assert "Sweep s1: 1 finished, 1 failed" in out
-    assert "| 0 | seed=0 | FINISHED | 0.9000 | 0.8000 | 3 | 1.0 |" in out
+    assert "| 0 | seed=0 | FINISHED | 0.3000 | 0.9000 | 0.8000 | 3 | 1.0 |" in out
     assert "#1 seed=1: no space left on device (/x)" in err
     assert err.strip().endswith(
         f"Error: the sweep's end could not be recorded in {uri}: "

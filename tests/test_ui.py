@@ -45,7 +45,7 @@ class Swept:
 
     @property
     def best(self) -> Run:
-        return max(self.children, key=lambda run: run.data.metrics["best_val_acc"])
+        return min(self.children, key=lambda run: run.data.metrics["best_val_loss"])
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,8 @@ def test_parent_description_gives_command_varied_keys_and_best_run(swept: Swept)
     best = swept.best
     assert f"[{best.info.run_name}](#/experiments/{swept.experiment_id}/runs/" in note
     assert best.info.run_id in note
+    assert "**Best run** (by lowest best_val_loss)" in note
+    assert f"best_val_loss {best.data.metrics['best_val_loss']:.4f}" in note
     assert f"best_val_acc {best.data.metrics['best_val_acc']:.4f}" in note
 
 
@@ -106,7 +108,7 @@ def test_printed_link_opens_a_shared_view_of_the_sweeps_runs(swept: Swept) -> No
     view = json.loads(tags[SHARED_VIEW_TAG_PREFIX + key])
     listed = client.search_runs([swept.experiment_id], view["searchFilter"])
     assert {run.info.run_id for run in listed} == {run.info.run_id for run in swept.children}
-    assert view["orderByKey"] == "metrics.`best_val_acc`" and view["orderByAsc"] is False
+    assert view["orderByKey"] == "metrics.`best_val_loss`" and view["orderByAsc"] is True
     # activation.name is the one param that differs between the runs.
     assert view["selectedColumns"] == [
         "params.`activation.name`",
@@ -143,7 +145,7 @@ def test_a_person_follows_the_link_to_the_best_runs_curves(swept: Swept, tmp_pat
 
     shots = tmp_path / "screenshots"
     (link,) = LINK.findall(swept.stdout)
-    ranked = sorted(swept.children, key=lambda run: -run.data.metrics["best_val_acc"])
+    ranked = sorted(swept.children, key=lambda run: run.data.metrics["best_val_loss"])
     with (
         mlflow_service(
             ["ui", "--backend-store-uri", store_uri(swept.workdir)], tmp_path / "ui.log"
@@ -209,6 +211,6 @@ def test_a_sweep_without_a_shared_view_is_linked_with_its_filter_in_the_url() ->
     assert parse_qs(query) == {
         "workflowType": ["machine_learning"],
         "searchFilter": ["tags.mlflow.parentRunId = 'abc'"],
-        "orderByKey": ["metrics.`best_val_acc`"],
-        "orderByAsc": ["false"],
+        "orderByKey": ["metrics.`best_val_loss`"],
+        "orderByAsc": ["true"],
     }

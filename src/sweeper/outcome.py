@@ -5,6 +5,9 @@ sweep shows above them rather than let it land in the middle of them.
 
 Runs may be other processes or other machines, so files are the one channel that works with
 any Hydra launcher. Each is written whole, then renamed, so a reader never sees half of one.
+
+Also here: the metric runs are ranked by, wherever sweeper ranks them (``RANKED_BY``), and how
+the sweep counts its runs' endings.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ PROGRESS_FILE = "progress.json"
 OUTPUT_FILE = "output.log"
 # In the sweep directory while the sweep draws live lines: its runs print to OUTPUT_FILE.
 LIVE_FILE = ".live"
+# The metric every ranking of runs goes by, lowest first: a search's objective, the sweep's best
+# run (its model and curves, the parent run's description), the summary table, the UI's order
+# of a sweep's runs, and the report; each run's checkpoint is its epoch of lowest val loss too.
+RANKED_BY = "best_val_loss"
+RANK_ASCENDING = True
 # How often the sweep's live view reads the progress files, and so how often a run need write its.
 PROGRESS_SECONDS = 0.5
 
@@ -54,11 +62,11 @@ class RunOutcome:
 
     @property
     def objective(self) -> float:
-        """What a hyperparameter search minimises: the best validation loss. A failed run
-        scores +inf, so a diverged trial ranks last and the search goes on."""
+        """What a hyperparameter search minimises: the best validation loss (``RANKED_BY``).
+        A failed run scores +inf, so a diverged trial ranks last and the search goes on."""
         if self.failed:
             return math.inf
-        return self.metrics.get("best_val_loss", math.inf)
+        return self.metrics.get(RANKED_BY, math.inf)
 
     def save(self, directory: Path) -> Path:
         return _write_whole(directory / OUTCOME_FILE, asdict(self))
@@ -76,6 +84,21 @@ def count_failed(outcomes: Iterable[RunOutcome]) -> int:
 def count_killed(outcomes: Iterable[RunOutcome]) -> int:
     """How many runs were cut short by Ctrl-C or SIGTERM (KILLED)."""
     return sum(o.status == "KILLED" for o in outcomes)
+
+
+def count_finished(outcomes: Iterable[RunOutcome]) -> int:
+    """How many runs trained to their end; one a search's pruner stopped has not."""
+    return sum(o.status == "FINISHED" for o in outcomes)
+
+
+def count_pruned(outcomes: Iterable[RunOutcome]) -> int:
+    """How many runs a search's pruner stopped early (kept, never ranked)."""
+    return sum(o.pruned for o in outcomes)
+
+
+def ended_counts(finished: int, pruned: int, failed: int) -> str:
+    """``3 finished, 1 pruned, 0 failed``; pruned left out when none (a grid has none)."""
+    return f"{finished} finished, " + (f"{pruned} pruned, " if pruned else "") + f"{failed} failed"
 
 
 def read_outcomes(sweep_dir: Path) -> dict[Path, RunOutcome]:

@@ -10,6 +10,7 @@ finished lines are printed, one each, and the runs print as they go.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import threading
@@ -28,6 +29,8 @@ from sweeper.outcome import (
     OUTPUT_FILE,
     PROGRESS_FILE,
     PROGRESS_SECONDS,
+    RANK_ASCENDING,
+    RANKED_BY,
     RunOutcome,
     RunProgress,
     count_failed,
@@ -105,23 +108,28 @@ def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
 
 
 def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) -> str:
-    """A Markdown table of the sweep, best validation accuracy first, then runs a search
-    pruned, failures last."""
-    header = "| # | run | status | val_acc | test_acc | epochs | seconds |"
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    """A Markdown table of the sweep, best run first (``RANKED_BY``, as the sweep's best run
+    and the report rank them), then runs a search pruned, failures last."""
+    header = "| # | run | status | val_loss | val_acc | test_acc | epochs | seconds |"
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    worst = math.inf if RANK_ASCENDING else -math.inf
+    sign = 1 if RANK_ASCENDING else -1
 
     def sort_key(o: RunOutcome) -> tuple[bool, bool, float]:
-        return o.failed, o.pruned, -o.metrics.get("best_val_acc", 0.0)
+        return o.failed, o.pruned, sign * o.metrics.get(RANKED_BY, worst)
 
     for o in sorted(outcomes, key=sort_key):
         label = run_label(o.overrides, keys)
         if o.failed:
-            lines.append(f"| {o.job} | {label} | {o.status}: {o.reason} | | | | {o.seconds:.1f} |")
+            lines.append(
+                f"| {o.job} | {label} | {o.status}: {o.reason} | | | | | {o.seconds:.1f} |"
+            )
             continue
         m = o.metrics
         status = f"PRUNED at epoch {int(m['epochs_run'])}" if o.pruned else o.status
         lines.append(
-            f"| {o.job} | {label} | {status} | {m['best_val_acc']:.4f} | {m['test_acc']:.4f} "
+            f"| {o.job} | {label} | {status} | {m['best_val_loss']:.4f} "
+            f"| {m['best_val_acc']:.4f} | {m['test_acc']:.4f} "
             f"| {int(m['epochs_run'])} | {o.seconds:.1f} |"
         )
     return "\n".join(lines)

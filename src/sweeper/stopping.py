@@ -20,7 +20,14 @@ from typing import Any
 
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import interruption
-from sweeper.outcome import OUTCOME_FILE, RunOutcome, count_failed, count_killed
+from sweeper.outcome import (
+    OUTCOME_FILE,
+    RunOutcome,
+    count_failed,
+    count_finished,
+    count_killed,
+    count_pruned,
+)
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
 
@@ -124,7 +131,7 @@ class SweepStop:
         closed = close_unfinished_runs(
             info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
         )
-        finished = sum(not o.failed for o in outcomes)
+        finished, pruned = count_finished(outcomes), count_pruned(outcomes)
         failed = count_failed(outcomes)
         # The parent counts each run as MLflow marks it; those just closed, as marked now.
         end_sweep_run(
@@ -139,9 +146,11 @@ class SweepStop:
         cut_short = [" ".join(o.overrides) for o in outcomes if o.status == "KILLED"]
         cut_short += [run.data.tags.get("overrides", run.info.run_id) for run in closed]
         planned = self.planned
-        unfinished = f"{planned - finished - failed}" if planned is not None else "the other"
+        ended = finished + pruned + failed
+        unfinished = f"{planned - ended}" if planned is not None else "the other"
+        kept = f"{finished} run(s) finished" + (f", {pruned} pruned" if pruned else "")
         lines = [
-            f"\nSweep {info.sweep_id} stopped ({reason}): {finished} run(s) finished and kept, "
+            f"\nSweep {info.sweep_id} stopped ({reason}): {kept} and kept, "
             f"{failed} failed, {unfinished} not run or cut short "
             f"(the runs in progress are marked {status}).",
         ]

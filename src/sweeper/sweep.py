@@ -28,7 +28,14 @@ from omegaconf import DictConfig
 from sweeper.artifacts import make_best_run_artifacts
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
-from sweeper.outcome import RunOutcome, count_failed, count_killed
+from sweeper.outcome import (
+    RunOutcome,
+    count_failed,
+    count_finished,
+    count_killed,
+    count_pruned,
+    ended_counts,
+)
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, format_duration, summary_table
 from sweeper.resume import continue_sweep, find_resumable_sweep
@@ -50,7 +57,6 @@ from sweeper.sweep_runs import (
     start_sweep_run,
 )
 from sweeper.ui_links import (
-    RANKED_BY,
     runs_link,
     sweep_note,
     sweep_run_name,
@@ -237,9 +243,10 @@ class SweepCallback(Callback):
         again = sum(o.failed for o in outcomes) - len(failed)
         cut_short = f", {n_killed} cut short" if n_killed else ""
         skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
+        # Of the runs not run again, which decide the exit status.
+        counts = ended_counts(count_finished(outcomes), count_pruned(outcomes), n_failed)
         print(
-            f"\nSweep {self._info.sweep_id}: {sum(not o.failed for o in outcomes)} finished, "
-            f"{n_failed} failed{cut_short}"
+            f"\nSweep {self._info.sweep_id}: {counts}{cut_short}"
             f"{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
@@ -314,7 +321,7 @@ class SweepCallback(Callback):
         """Name the sweep's best run in its parent's description; return it."""
         info = self._info
         assert info is not None
-        best = best_child_run(info.tracking_uri, info.experiment_id, info.parent_run_id, RANKED_BY)
+        best = best_child_run(info.tracking_uri, info.experiment_id, info.parent_run_id)
         if best is not None:
             name = best.info.run_name or best.info.run_id
             note = sweep_note(

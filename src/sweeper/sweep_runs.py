@@ -9,7 +9,9 @@ from typing import Any
 from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 from sweeper.provenance import git_commit
+from sweeper.pruning import PRUNED
 from sweeper.store_calls import store_call
 from sweeper.ui_links import NOTE_TAG, SHARED_VIEW_TAG_PREFIX, share_key, view_json
 
@@ -56,15 +58,27 @@ def describe_run(uri: str, run_id: str, note: str) -> None:
 
 
 @store_call
-def best_child_run(uri: str, experiment_id: str, parent_run_id: str, metric: str) -> Run | None:
-    """The FINISHED child of the sweep with the highest ``metric``, resumed runs included."""
-    found = MlflowClient(uri).search_runs(
-        [experiment_id],
-        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
-        order_by=[f"metrics.`{metric}` DESC"],
-        max_results=1,
-    )
-    return found[0] if found else None
+def best_child_run(uri: str, experiment_id: str, parent_run_id: str) -> Run | None:
+    """The sweep's best run: its FINISHED child (resumed runs included) ranked first by
+    ``RANKED_BY``, of those a search's pruner did not stop (they end FINISHED too); of equal
+    ones the first started, as a search's best trial is the first to reach its value."""
+    client = MlflowClient(uri)
+    order = "ASC" if RANK_ASCENDING else "DESC"
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
+            order_by=[f"metrics.`{RANKED_BY}` {order}", "attributes.start_time ASC"],
+            max_results=100,
+            page_token=token,
+        )
+        for run in page:
+            if run.data.tags.get("status") != PRUNED and RANKED_BY in run.data.metrics:
+                return run
+        token = page.token
+        if not token:
+            return None
 
 
 def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:

@@ -24,6 +24,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
+from sweeper.outcome import RANK_ASCENDING, RANKED_BY
+
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 # The UI's name for classic training (its other choice is "genai_development").
 MODEL_DEVELOPMENT = "custom_model_development"
@@ -32,8 +34,7 @@ NOTE_TAG = "mlflow.note.content"
 # Where `mlflow ui` and `make ui` listen unless told otherwise.
 DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
 # The sweep's results as columns, the first one ranking the runs as the summary table does.
-RANKED_BY = "best_val_acc"
-VIEW_METRICS = (RANKED_BY, "test_acc", "best_val_loss", "epochs_run")
+VIEW_METRICS = (RANKED_BY, "best_val_acc", "test_acc", "epochs_run")
 # Wide enough for a name such as "activation=leaky_relu optimizer.lr=0.005".
 RUN_NAME_WIDTH = 320
 # The runs table's own columns (ag-grid ids), which a view must list to set a width.
@@ -104,7 +105,7 @@ def sweep_view(parent_run_id: str, param_keys: Sequence[str]) -> dict[str, Any]:
     return {
         "searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
         "orderByKey": _column("metrics", RANKED_BY),
-        "orderByAsc": False,
+        "orderByAsc": RANK_ASCENDING,
         "selectedColumns": params + metrics,
         "columnOrder": [*_TABLE_COLUMNS, *params, *metrics],
         "columnWidths": {_column("attributes", "Run Name"): RUN_NAME_WIDTH},
@@ -141,7 +142,7 @@ def runs_link(
         query |= {
             "searchFilter": view["searchFilter"],
             "orderByKey": view["orderByKey"],
-            "orderByAsc": "false",
+            "orderByAsc": str(view["orderByAsc"]).lower(),
         }
     return f"{address}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
 
@@ -164,10 +165,10 @@ def sweep_note(
     if best is not None:
         name, run_id, metrics = best
         results = ", ".join(f"{key} {metrics[key]:.4f}" for key in VIEW_METRICS[:3])
+        ranking = f"{'lowest' if RANK_ASCENDING else 'highest'} {RANKED_BY}"
         lines += [
             "",
-            f"**Best run** (by {RANKED_BY}): [{name}]({run_link(experiment_id, run_id)}): "
-            f"{results}",
+            f"**Best run** (by {ranking}): [{name}]({run_link(experiment_id, run_id)}): {results}",
         ]
     return "\n".join(lines)
 
@@ -175,6 +176,7 @@ def sweep_note(
 def main(argv: list[str] | None = None) -> int:
     """Print the link to the newest sweep of an experiment (``make ui``)."""
     from sweeper.report.runs import ReportError, find_sweep, open_store
+    from sweeper.store_uri import resolve_tracking_uri
 
     parser = argparse.ArgumentParser(
         prog="python -m sweeper.ui_links",
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=DEFAULT_UI_ADDRESS, help="where the UI listens")
     args = parser.parse_args(argv)
     try:
-        client = open_store(args.tracking_uri)
+        client = open_store(resolve_tracking_uri(args.tracking_uri))
         sweep = find_sweep(client, args.experiment, None)
     except ReportError as err:
         print(f"No sweep to link to yet ({err}).")

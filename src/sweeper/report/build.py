@@ -38,7 +38,7 @@ from sweeper.report.runs import (
     Sweep,
     download_artifact,
     find_sweep,
-    latest_per_config,
+    kept_runs,
     metric_curves,
     open_store,
     sweep_runs,
@@ -330,8 +330,9 @@ def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecor
     )
     if every_run > len(records):
         text += (
-            f" {every_run - len(records)} older run(s) of configurations that were "
-            "run again (resume) are left out."
+            f" {every_run - len(records)} run(s) that failed or were cut short are left out: "
+            "a later run of the same configuration replaced each (a resume, or a search "
+            "asking a killed trial again)."
         )
     return Text(text)
 
@@ -406,7 +407,7 @@ def build_report(
     sweep = find_sweep(client, experiment, sweep_id)
     with analysis or worker.start() as pool:
         every_run = sweep_runs(client, sweep)
-        records = latest_per_config(every_run)
+        records = kept_runs(every_run)
         if not records:
             raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
         varying = varying_keys(records, sweep.overrides)
@@ -417,7 +418,8 @@ def build_report(
         crossed = pivot_knobs(list(knob_params), is_search(records))
         runs = runs_frame(records, varying, knob_params)
         configs = configurations(runs, list(dict.fromkeys([*keys, *knob_params])))
-        repeats = bool((runs[~runs["pruned"]].groupby(CONFIG).size() > 1).any())
+        # Several seeds of a configuration; the same run drawn again by a search is no repeat.
+        repeats = bool((runs[~runs["pruned"]].groupby(CONFIG)["config_hash"].nunique() > 1).any())
         analysed = pool.submit(worker.analyse, runs, configs, list(knob_params), repeats)
         directory = out_dir / sweep.sweep_id
         directory.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from sweeper.report.build import Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.provenance import provenance_summary
-from sweeper.report.runs import ReportError, find_sweep, latest_per_config, open_store, sweep_runs
+from sweeper.report.runs import ReportError, find_sweep, kept_runs, open_store, sweep_runs
 from sweeper.report.tables import CONFIG, SEED, Table, runs_frame, varying_keys
 from sweeper.store_uri import resolve_tracking_uri
 
@@ -24,18 +24,27 @@ def _finished_runs(
 ) -> tuple[pd.DataFrame, str, str]:
     """The sweep's finished runs, its id, and the sentence on what its runs share."""
     sweep = find_sweep(client, experiment, sweep_id)
-    records = latest_per_config(sweep_runs(client, sweep))
+    records = kept_runs(sweep_runs(client, sweep))
     varying = varying_keys(records, sweep.overrides)
     runs = runs_frame(records, varying)
     provenance = provenance_summary([r.tags for r in records])[0]
     return runs[runs["finished"]], sweep.sweep_id, provenance
 
 
+def _per_hash(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per config_hash, in the order of ``runs``: its configuration's label and the
+    mean of each compared metric over its runs (a search may run one configuration twice)."""
+    keys = [m for _, m, _ in COMPARED]
+    grouped = runs.groupby("config_hash", sort=False)
+    means = grouped.agg(**{CONFIG: (CONFIG, "first")}, **{k: (k, "mean") for k in keys})
+    return means.reset_index()
+
+
 def compare_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as labelled in ``a``): the mean of each compared metric over the
-    runs finished in both sweeps, in each sweep, and the difference ``b - a``; the
-    configurations in ``a``'s order (best first)."""
-    matched = a.merge(b, on="config_hash", suffixes=("_a", "_b"))
+    config_hashes finished in both sweeps (each one's runs averaged first), in each sweep,
+    and the difference ``b - a``; the configurations in ``a``'s order (best first)."""
+    matched = _per_hash(a).merge(_per_hash(b), on="config_hash", suffixes=("_a", "_b"))
     keys = [m for _, m, _ in COMPARED]
     means = matched.groupby(f"{CONFIG}_a", sort=False).agg(
         n=("config_hash", "count"),

@@ -12,7 +12,7 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.importance import FanovaImportanceEvaluator
 
-from sweeper.report.tables import SORT_METRIC
+from sweeper.outcome import RANKED_BY
 
 SEED = 0  # fANOVA's random forest: a fixed seed, so a report is the same each time
 MIN_CONFIGURATIONS = 4
@@ -58,7 +58,7 @@ def trials(configs: pd.DataFrame, keys: Sequence[str]) -> list[optuna.trial.Froz
         }
         made.append(
             optuna.trial.create_trial(
-                params=params, distributions=spaces, value=float(row[f"{SORT_METRIC}_mean"])
+                params=params, distributions=spaces, value=float(row[f"{RANKED_BY}_mean"])
             )
         )
     return made
@@ -78,7 +78,7 @@ def param_importances(configs: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
             f"it needs at least {MIN_CONFIGURATIONS} finished configurations; this sweep has "
             f"{len(finished)}"
         )
-    losses = finished[f"{SORT_METRIC}_mean"]
+    losses = finished[f"{RANKED_BY}_mean"]
     if losses.nunique() == 1:
         raise ImportanceUnavailableError(
             f"every finished configuration has the same mean validation loss "

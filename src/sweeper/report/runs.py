@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path, sqlite_uri
+from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -69,13 +69,12 @@ Curve = list[tuple[int, float]]
 
 
 def open_store(uri: str) -> MlflowClient:
-    """A client on ``uri``, checked as a sweep checks its store (a database, a server that
-    answers); a SQLite store must already exist (MLflow would create an empty one, and the
-    report would then say nothing useful). A directory holding a sweep's ``mlflow.db``
-    (``mlruns``) names that database; a store MLflow will not open is a ``ReportError``."""
-    if "://" not in uri and (Path(uri) / DEFAULT_DB_NAME).is_file():
-        uri = sqlite_uri((Path(uri) / DEFAULT_DB_NAME).resolve())
-    if (db := sqlite_path(uri)) is not None and not db.is_file():
+    """A client on ``uri`` (as ``resolve_tracking_uri`` returns it), checked as a sweep checks
+    its store (a database, a server that answers); a SQLite store must already exist (MLflow
+    would create an empty one, and the report would then say nothing useful), and so must a
+    path with no scheme. A store MLflow will not open is a ``ReportError``."""
+    db = sqlite_path(uri)
+    if (db is not None and not db.is_file()) or ("://" not in uri and not Path(uri).exists()):
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -174,21 +173,18 @@ def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
             return records
 
 
-def latest_per_config(records: Iterable[RunRecord]) -> list[RunRecord]:
-    """One run per configuration: the newest finished one, else the newest.
+def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """The runs a report shows, in the order they started: every finished and every pruned
+    one (a search may draw one configuration more than once), and a run that did not finish
+    (failed, killed) only if no newer run of its configuration replaced it.
 
     A resumed sweep reruns the configurations that failed or were killed under the original
-    sweep id, so one configuration can hold an old failed run and a newer finished one.
+    sweep id, and a search asks a killed trial again, so one configuration can hold an old
+    failed run and a newer finished one; of several failed attempts the newest stays.
     """
-    kept: dict[str, RunRecord] = {}
-    for record in records:
-        current = kept.get(record.config_hash)
-        if current is None or (record.finished, record.start_time) > (
-            current.finished,
-            current.start_time,
-        ):
-            kept[record.config_hash] = record
-    return sorted(kept.values(), key=lambda r: r.start_time)
+    ordered = sorted(records, key=lambda r: r.start_time)
+    newest = {r.config_hash: r.start_time for r in ordered}
+    return [r for r in ordered if r.finished or r.pruned or r.start_time == newest[r.config_hash]]
 
 
 def metric_curves(

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from sweeper.report.tables import CONFIG, SORT_METRIC
+from sweeper.outcome import RANKED_BY
+from sweeper.report.tables import CONFIG
 
 ALPHA = 0.05  # the family-wise error rate Holm's correction holds the comparisons to
 REAL, NOISE = "real", "within noise"
@@ -41,7 +42,7 @@ def compare_with_best(runs: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame
     # Here, not at the top: the report runs this in its worker process (build.analyse).
     from scipy import stats
 
-    losses = runs[runs["finished"]].groupby(CONFIG)[SORT_METRIC].apply(list)
+    losses = runs[runs["finished"]].groupby(CONFIG)[RANKED_BY].apply(list)
     best = losses[configs.index[0]]
     tested = [c for c in configs.index[1:] if configs.at[c, "n"] >= 2]
     if not tested:
@@ -63,7 +64,7 @@ def verdict(configs: pd.DataFrame) -> str:
     best = configs.index[0]
     tested = configs[configs["p_holm"].notna()]
     head = (
-        f"{VERDICT_START}{best}`: validation loss {configs.at[best, f'{SORT_METRIC}_mean']:.4f} "
+        f"{VERDICT_START}{best}`: validation loss {configs.at[best, f'{RANKED_BY}_mean']:.4f} "
         f"(n={configs.at[best, 'n']}). "
     )
     if tested.empty:

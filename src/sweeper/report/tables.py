@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweeper.config import NOT_HASHED
+from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 from sweeper.plots import eval_train_of
 from sweeper.report.runs import RunRecord
 from sweeper.ui_links import params_of_keys, short_number
@@ -35,7 +36,6 @@ METRICS = [key for _, key, _ in METRIC_COLUMNS]
 # How each run measured its train accuracy and loss (``plots.eval_train_of``): a column.
 TRAIN_MEASURE = "train_measure"
 CSV_METRICS = [*METRICS, "test_loss"]
-SORT_METRIC = "best_val_loss"
 CONFIG = "configuration"  # the column holding a configuration's label
 
 
@@ -185,11 +185,14 @@ def runs_frame(
     shown = pd.DataFrame({k: shown_params(frame[k]) for k in config_keys}, index=frame.index)
     frame.insert(len(columns), CONFIG, _labels(shown, config_keys))
     frame["finished"] = (
-        (frame["status"] == "FINISHED") & ~frame["pruned"] & frame[SORT_METRIC].notna()
+        (frame["status"] == "FINISHED") & ~frame["pruned"] & frame[RANKED_BY].notna()
     )
-    frame["_order"] = frame[SORT_METRIC].where(frame["finished"])
+    frame["_order"] = frame[RANKED_BY].where(frame["finished"])
     frame = frame.sort_values(
-        ["pruned", "_order", "start_time"], na_position="last", kind="stable"
+        ["pruned", "_order", "start_time"],
+        ascending=[True, RANK_ASCENDING, True],
+        na_position="last",
+        kind="stable",
     ).drop(columns="_order")
     return frame.reset_index(drop=True)
 
@@ -225,14 +228,16 @@ def configurations(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         kept[kept["finished"]]
         .groupby(CONFIG, sort=False)
         .agg(
-            n=(SORT_METRIC, "count"),
+            n=(RANKED_BY, "count"),
             **{f"{k}_{f}": (k, f) for k in METRICS for f in ("mean", "std")},
         )
     )
     table = params.join(stats)
     table["n"] = table["n"].fillna(0).astype(int)
     table["status"] = groups.apply(status_text, include_groups=False)
-    return table.sort_values(f"{SORT_METRIC}_mean", na_position="last", kind="stable")
+    return table.sort_values(
+        f"{RANKED_BY}_mean", ascending=RANK_ASCENDING, na_position="last", kind="stable"
+    )
 
 
 def mean_std(mean: float, std: float, n: int, spec: str) -> str:
