@@ -40,7 +40,8 @@ from sweeper.report.runs import (
     sweep_runs,
 )
 from sweeper.report.stats import holm, pareto_front
-from sweeper.report.tables import CONFIG, param_cell
+from sweeper.report.tables import CONFIG
+from sweeper.ui_links import short_number
 
 # Two keys, two seeds each; relu at lr=1e6 diverges, so two runs fail with a reason.
 SWEEP = ["-m", "activation=tanh,relu", "optimizer.lr=0.05,1e6", "seed=0,1", *FAST]
@@ -375,10 +376,10 @@ def test_every_finished_and_pruned_run_stays_and_a_failed_one_until_it_runs_agai
 
 
 def test_params_an_optuna_search_drew_show_four_significant_digits() -> None:
-    assert param_cell("0.09092050849502302") == "0.09092"
-    assert param_cell("4.311710058685491e-05") == "4.312e-05"
+    assert short_number("0.09092050849502302") == "0.09092"
+    assert short_number("4.311710058685491e-05") == "4.312e-05"
     for as_logged in ("0.05", "1000000.0", "128", "relu", "[512, 512]", "True", "null", ""):
-        assert param_cell(as_logged) == as_logged
+        assert short_number(as_logged) == as_logged
 
 
 def test_latest_sweep_is_the_newest_parent_run(tmp_path: Path) -> None:

@@ -60,8 +60,7 @@ from sweeper.core.training import EpochMetrics
 from sweeper.outcome import OUTCOME_FILE, RunOutcome
 from sweeper.pruning import Pruning
 from sweeper.report.build import build_report
-from sweeper.report.tables import param_cell
-from sweeper.ui_links import NOTE_TAG
+from sweeper.ui_links import NOTE_TAG, short_number
 
 # A search on the digits: small nets, few epochs, no gradient check, two trials at a time.
 SEARCH = [
@@ -729,7 +728,7 @@ def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> N
     table = markdown_tables(report.summary)[0]
     assert len(table) == 3
     assert "seed" not in table[0]
-    by_lr = {param_cell(rs[0].data.params["optimizer.lr"]): rs for rs in by_trial.values()}
+    by_lr = {short_number(rs[0].data.params["optimizer.lr"]): rs for rs in by_trial.values()}
     for row in table:
         losses = best_val_losses(by_lr[row["optimizer.lr"]])
         assert row["n"] == "2"
@@ -737,7 +736,7 @@ def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> N
             f"{statistics.mean(losses):.4f} ± {statistics.stdev(losses):.4f}"
         )
     best = by_trial[study.best_trial.number][0].data.params["optimizer.lr"]
-    assert table[0]["optimizer.lr"] == param_cell(best)
+    assert table[0]["optimizer.lr"] == short_number(best)
 
 
 def test_with_repeats_a_pruned_trial_runs_once_and_the_pruner_judges_first_runs(

@@ -120,19 +120,15 @@ def constant_params(records: Sequence[RunRecord], varying: Sequence[str]) -> dic
     return {k: v for k, v in sorted(logged[0].params.items()) if k not in varying}
 
 
-def param_cell(value: str) -> str:
-    """A param as the tables show it (``ui_links.short_number``); runs.csv keeps every digit."""
-    return short_number(value)
-
-
 def param_cells(values: Sequence[str]) -> dict[str, str]:
-    """Each of a column's values as :func:`param_cell` shows it, but as logged where two
-    values would show alike (0.050001 and 0.050002 are two configurations, not one)."""
+    """Each of a column's values as the tables show it (``ui_links.short_number``; runs.csv
+    keeps every digit), but as logged where two values would show alike (0.050001 and
+    0.050002 are two configurations, not one)."""
     unique = set(values)
     shown: dict[str, set[str]] = {}
     for value in unique:
-        shown.setdefault(param_cell(value), set()).add(value)
-    return {v: param_cell(v) if len(shown[param_cell(v)]) == 1 else v for v in unique}
+        shown.setdefault(short_number(value), set()).add(value)
+    return {v: short_number(v) if len(shown[short_number(v)]) == 1 else v for v in unique}
 
 
 def shown_params(column: pd.Series) -> pd.Series:
