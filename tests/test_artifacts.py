@@ -22,6 +22,7 @@ from sweeper.checkpoint import load_checkpoint
 from sweeper.core.training import EpochMetrics
 from sweeper.data import load_dataset
 from sweeper.data.digits import load_digits_split
+from sweeper.plots import curve_figure
 from sweeper.run import logged_epoch
 from sweeper.run_records import tracked_run
 from sweeper.store_setup import open_store, prepare_store
@@ -180,6 +181,13 @@ def artifacts_command(args: list[str], workdir: Path) -> subprocess.CompletedPro
         text=True,
         timeout=300,
     )
+
+
+def test_a_runs_curves_tick_whole_epochs_only() -> None:
+    history = [EpochMetrics(e, 1 / e, 0.5, 1.2 / e, 0.4, 0.0, 0.01) for e in (1, 2, 3)]
+    for metric in ("loss", "acc"):
+        ticks = curve_figure(history, 2, metric, metric, "train").axes[0].get_xticks()
+        assert len(ticks) and all(tick == round(tick) for tick in ticks), ticks
 
 
 def test_the_command_makes_model_and_curves_for_any_run(swept: Swept) -> None:

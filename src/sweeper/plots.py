@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sweeper.core.training import EpochMetrics
 
@@ -22,14 +23,10 @@ def eval_train_of(params: Mapping[str, str]) -> str:
     return params.get("train.eval_train", "full")
 
 
-def _curve_figure(
-    history: Sequence[EpochMetrics],
-    best_epoch: int,
-    metric: str,
-    label: str,
-    path: Path,
-    train_label: str,
-) -> Path:
+def curve_figure(
+    history: Sequence[EpochMetrics], best_epoch: int, metric: str, label: str, train_label: str
+) -> Figure:
+    """Train and validation ``metric`` ("loss" or "acc") per epoch, the best epoch marked."""
     # Figure() without pyplot: no global state and no GUI backend in worker processes. Fixed
     # margins, wide enough for the labels: a layout engine would draw the figure twice.
     fig = Figure(figsize=(6, 4))
@@ -38,12 +35,13 @@ def _curve_figure(
     ax.plot(epochs, [getattr(m, f"train_{metric}") for m in history], marker=".", label=train_label)
     ax.plot(epochs, [getattr(m, f"val_{metric}") for m in history], marker=".", label="validation")
     ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+    # Epochs are whole: a run of a few epochs would get ticks at 1.2, 1.4, ...
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=100)
-    return path
+    return fig
 
 
 def save_curves(
@@ -51,11 +49,9 @@ def save_curves(
 ) -> list[Path]:
     """Write ``loss.png`` and ``accuracy.png`` (train vs validation per epoch) to ``out_dir``."""
     train_label = TRAIN_CURVE_LABELS[eval_train]
-    return [
-        _curve_figure(
-            history, best_epoch, "loss", "cross-entropy", out_dir / "loss.png", train_label
-        ),
-        _curve_figure(
-            history, best_epoch, "acc", "accuracy", out_dir / "accuracy.png", train_label
-        ),
-    ]
+    paths = []
+    for metric, label, name in (("loss", "cross-entropy", "loss"), ("acc", "accuracy", "accuracy")):
+        path = out_dir / f"{name}.png"
+        curve_figure(history, best_epoch, metric, label, train_label).savefig(path, dpi=100)
+        paths.append(path)
+    return paths
