@@ -66,14 +66,16 @@ ui: install  ## browse the runs in the MLflow UI (loopback only), with a link to
 		--address http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri '$(STORE)' --host 127.0.0.1 --port $(PORT)
 
-# The search sweeper's studies (hydra/sweeper=search keeps them in mlruns/optuna.db).
+# The search sweeper's studies, where hydra/sweeper=search keeps them unless told: beside
+# STORE's SQLite database (mlruns/optuna.db by default; sweeper.store_uri.study_storage).
 DASHBOARD_PORT ?= 8080
-OPTUNA_STORAGE ?= sqlite:///$(CURDIR)/mlruns/optuna.db
+OPTUNA_STORAGE ?= $(shell $(PY) -c 'import sys; from sweeper.store_uri import study_storage; \
+	print(study_storage(sys.argv[1], sys.argv[2]))' '$(STORE)' '$(CURDIR)')
 
 dashboard: install  ## the searches' Optuna studies in optuna-dashboard on 127.0.0.1 (DASHBOARD_PORT)
 	$(PY) -m pip install -q -e '.[dashboard]'
 	@echo "optuna-dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (storage: $(OPTUNA_STORAGE))"
-	$(VENV)/bin/optuna-dashboard $(OPTUNA_STORAGE) --host 127.0.0.1 --port $(DASHBOARD_PORT)
+	$(VENV)/bin/optuna-dashboard '$(OPTUNA_STORAGE)' --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 # --- report (issue 4) ---
 # The sweep to report (default: the latest; A,B compares two) and its MLflow experiment.

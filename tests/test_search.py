@@ -5,6 +5,9 @@ and the Optuna study agreeing with MLflow on every trial."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -41,14 +44,20 @@ from hydra_plugins.sweeper_search.config import SearchSweeperConf
 from hydra_plugins.sweeper_search.search_sweeper import (
     SearchSweeper,
     check_settings,
+    fixed_settings,
     repeat_values,
+    study_key,
+    study_to_resume,
     unused_name,
 )
 from hydra_plugins.sweeper_search.space import SearchSpaceError, parse_space
 from hydra_plugins.sweeper_search.study import (
+    CREATED_ATTR,
+    FIXED_ATTR,
     GRPC_READY_TIMEOUT_S,
     INTERRUPTED,
     RETRY_OF,
+    SPACE_ATTR,
     StudyConfigError,
     make_pruner,
     make_sampler,
@@ -56,11 +65,15 @@ from hydra_plugins.sweeper_search.study import (
 )
 from hydra_plugins.sweeper_search.trial import TrialReporter
 from services import free_port
+from sweeper.config import NOT_HASHED
 from sweeper.core.training import EpochMetrics
 from sweeper.outcome import OUTCOME_FILE, RunOutcome
 from sweeper.pruning import Pruning
 from sweeper.report.build import build_report
+from sweeper.store_uri import study_storage
 from sweeper.ui_links import NOTE_TAG, short_number
+
+REPO = Path(__file__).parents[1]
 
 # A search on the digits: small nets, few epochs, no gradient check, two trials at a time.
 SEARCH = [
@@ -980,3 +993,236 @@ def test_a_search_preset_from_the_users_own_config_directory_runs(workdir: Path)
     runs = child_runs(all_runs(workdir))
     assert sorted(runs_by_trial(runs)) == [0, 1]
     assert all(r.data.tags["status"] == "FINISHED" for r in runs)
+
+
+# --- resume: the same settings, the budget, the numbering, the study's place ---
+
+
+class ValueAtOnce:
+    """A launcher whose jobs end at once, each returning the learning rate its trial drew."""
+
+    def __init__(self) -> None:
+        self.drawn: list[float] = []
+
+    def submit(self, overrides: list[str], job: int) -> Future[JobReturn]:
+        (lr,) = [float(o.partition("=")[2]) for o in overrides if o.startswith("optimizer.lr=")]
+        self.drawn.append(lr)
+        future: Future[JobReturn] = Future()
+        future.set_result(JobReturn(status=JobStatus.COMPLETED, _return_value=lr))
+        return future
+
+
+def search_here(
+    storage: Path, sweep_dir: Path, n_trials: int, seed: int, resume: bool = False
+) -> list[float]:
+    """A seeded random search of the learning rate, made in this process, its study in the
+    SQLite file ``storage``; the rates it drew."""
+    settings = OmegaConf.to_container(OmegaConf.structured(SearchSweeperConf))
+    assert isinstance(settings, dict)
+    del settings["_target_"]
+    settings.update(storage=f"sqlite:///{storage}", n_trials=n_trials, n_jobs=1, resume=resume)
+    settings["sampler"].update(name="random", seed=seed)
+    sweeper = SearchSweeper(**settings)
+    launcher = ValueAtOnce()
+    sweeper.launcher = launcher  # type: ignore[assignment]
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}, "seed": 0})
+    sweeper.sweep(["optimizer.lr=interval(0.001, 0.1)"])
+    return launcher.drawn
+
+
+def test_a_resumed_seeded_search_draws_again_what_it_drew_and_not_another_seeds_trials(
+    tmp_path: Path,
+) -> None:
+    first = tmp_path / "first.db"
+    search_here(first, tmp_path / "a", n_trials=2, seed=0)
+    # The same study resumed twice, each from a copy: the same two new trials.
+    resumed = []
+    for copy in ("once.db", "twice.db"):
+        shutil.copy(first, tmp_path / copy)
+        resumed.append(
+            search_here(tmp_path / copy, tmp_path / copy, n_trials=4, seed=0, resume=True)
+        )
+    assert len(resumed[0]) == 2
+    assert resumed[0] == resumed[1]
+    # Seed 0 resumed after two trials once drew what a search seeded 2 draws first.
+    fresh = search_here(tmp_path / "seed2.db", tmp_path / "b", n_trials=2, seed=2)
+    assert not set(resumed[0]) & set(fresh)
+
+
+def test_the_settings_a_search_shares_leave_out_what_it_searches_repeats_and_records() -> None:
+    config = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": "multirun/x"}},
+            "seed": 5,
+            "resume": True,
+            "optimizer": {"name": "momentum", "lr": 0.01},
+            "regularizer": {"name": "l2", "lam": 0.0001},
+            "train": {"epochs": 3, "hidden": [16]},
+            "tracking": {"uri": "sqlite:///x.db", "flush_seconds": 30},
+        }
+    )
+    # regularizer.lam is fixed inside the regularizer group the space searches.
+    space = parse_space(
+        {"optimizer.lr": "interval(0.001, 0.1)", "regularizer": "choice(l2, dropout)"},
+        ["regularizer.lam=1e-4", "train.epochs=3"],
+    )
+    settings = OmegaConf.create(
+        {"repeats": 1, "repeat_key": "seed", "resume_ignores": ["resume", "tracking"]}
+    )
+    assert fixed_settings(settings, config, space) == {
+        "seed": 5,
+        "optimizer.name": "momentum",
+        "regularizer.lam": 0.0001,
+        "train.epochs": 3,
+        "train.hidden": [16],
+    }
+    # With repeats, the repeated key varies between a trial's runs.
+    repeated = OmegaConf.merge(settings, {"repeats": 2})
+    assert "seed" not in fixed_settings(repeated, config, space)  # type: ignore[arg-type]
+    # The app's search ignores what a configuration's hash leaves out.
+    preset = OmegaConf.load(REPO / "conf" / "hydra" / "sweeper" / "search.yaml")
+    assert set(preset.resume_ignores) == {key.rstrip(".") for key in NOT_HASHED}
+
+
+def test_resume_finds_an_older_study_by_its_space_and_a_newer_one_by_its_settings_too() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    settings = OmegaConf.create({"direction": "minimize", "repeats": 1, "repeat_key": "seed"})
+    space = parse_space({"optimizer.lr": "interval(0.001, 0.1)"}, [])
+    older = optuna.create_study(storage=storage, study_name="older")
+    older.set_user_attr(SPACE_ATTR, study_key(space, settings))
+    older.set_user_attr(CREATED_ATTR, 1.0)
+    # A study made before its settings were recorded is resumed as it was: by its space.
+    found = study_to_resume(storage, settings, space, {"train.epochs": 2})
+    assert found is not None and found.study_name == "older"
+    newer = optuna.create_study(storage=storage, study_name="newer")
+    newer.set_user_attr(SPACE_ATTR, study_key(space, settings))
+    newer.set_user_attr(CREATED_ATTR, 2.0)
+    newer.set_user_attr(FIXED_ATTR, {"train.epochs": 4, "dataset.name": "digits"})
+    found = study_to_resume(storage, settings, space, {"train.epochs": 4, "dataset.name": "digits"})
+    assert found is not None and found.study_name == "newer"
+    with pytest.raises(StudyConfigError) as raised:
+        study_to_resume(storage, settings, space, {"train.epochs": 2, "topology.hidden": [16]})
+    assert str(raised.value) == (
+        "resume=true: the newest search of this space ran with dataset.name=digits and no "
+        "topology.hidden and train.epochs=4, not no dataset.name and topology.hidden=[16] and "
+        "train.epochs=2; give the same settings or drop resume=true"
+    )
+
+
+def test_resume_refuses_a_study_whose_trials_shared_other_settings(workdir: Path) -> None:
+    args = [*SEARCH, "hydra.sweeper.sampler.seed=0", "topology.hidden=[16]",
+            "optimizer.lr=interval(0.005, 0.05)"]  # fmt: skip
+    assert run_cli([*args, "train.epochs=2", "hydra.sweeper.n_trials=1"], workdir).returncode == 0
+    # Where and how the runs are recorded (tracking.*, resume) may differ; the epochs not.
+    proc = run_cli(
+        [*args, "train.epochs=1", "hydra.sweeper.n_trials=2", "tracking.flush_seconds=0",
+         "resume=true"],
+        workdir,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == (
+        "Error: resume=true: the newest search of this space ran with train.epochs=2, not "
+        "train.epochs=1; give the same settings or drop resume=true"
+    )
+    assert "Resuming" not in proc.stdout
+    assert len(child_runs(all_runs(workdir))) == 1
+
+
+def parent_run(workdir: Path) -> Run:
+    (parent,) = [r for r in all_runs(workdir) if "mlflow.parentRunId" not in r.data.tags]
+    return parent
+
+
+def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
+    workdir: Path,
+) -> None:
+    # Every trial diverges: a result the sampler learnt from, counted toward n_trials.
+    args = [*SEARCH, "train.epochs=2", "optimizer.lr=interval(20, 50)", "topology.hidden=[256]",
+            "regularizer=l2"]  # fmt: skip
+    proc = run_cli([*args, "hydra.sweeper.n_trials=2"], workdir)
+    assert proc.returncode == 1
+    assert proc.stderr.count("diverged at epoch") == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "Failed trials count toward hydra.sweeper.n_trials=2: raise it, with resume=true, "
+        "to search on."
+    )
+    assert parent_run(workdir).info.status == "FAILED"
+    # The same budget resumed: nothing to run, and the sweep's records stay as they were.
+    proc = run_cli([*args, "hydra.sweeper.n_trials=2", "resume=true"], workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing left to run: the study's trials done reach hydra.sweeper.n_trials" in (
+        proc.stdout
+    )
+    assert "finished before" not in proc.stdout
+    assert parent_run(workdir).info.status == "FAILED"
+    assert len(child_runs(all_runs(workdir))) == 2
+    # A larger one runs one more trial; the failed ones are not called finished.
+    proc = run_cli([*args, "hydra.sweeper.n_trials=3", "resume=true"], workdir)
+    assert proc.returncode == 1
+    assert ": 0 finished, 1 failed, 2 skipped (failed before)\n" in proc.stdout
+    assert len(child_runs(all_runs(workdir))) == 3
+
+
+def test_a_resumed_search_numbers_its_jobs_on_and_names_runs_by_trial_and_repeat(
+    workdir: Path,
+) -> None:
+    args = [*SEARCH, "train.epochs=1", "hydra.sweeper.repeats=2", "hydra.sweeper.sampler.seed=0",
+            "topology.hidden=[16]", "optimizer.lr=interval(0.005, 0.05)"]  # fmt: skip
+    first = run_cli([*args, "hydra.sweeper.n_trials=1"], workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    proc = run_cli([*args, "hydra.sweeper.n_trials=2", "resume=true"], workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = child_runs(all_runs(workdir))
+    # One job number per run of the sweep, the resumed ones after the first command's.
+    jobs = {(r.data.tags["trial"], r.data.tags["repeat"]): r.data.tags["job"] for r in runs}
+    assert jobs == {("0", "0"): "0", ("0", "1"): "1", ("1", "0"): "2", ("1", "1"): "3"}
+    # Each command's lines name its runs as the study's lines do: trial.repeat.
+    for out, trial in ((first.stdout, 0), (proc.stdout, 1)):
+        rows = [row for row in out.splitlines() if re.match(r"\| \d", row)]
+        assert sorted(row.split(" | ")[0] for row in rows) == [f"| {trial}.0", f"| {trial}.1"]
+        assert f"| #{trial}.0 " in out and f"| #{trial}.1 " in out
+    assert "best trial " in proc.stdout
+
+
+def test_the_study_lives_beside_the_tracking_stores_database(workdir: Path) -> None:
+    store = workdir / "store"
+    args = [*SEARCH, "train.epochs=1", "topology.hidden=[16]",
+            "optimizer.lr=interval(0.005, 0.05)", f"tracking.uri=sqlite:///{store / 'mlflow.db'}",
+            "hydra.sweeper.pruner.name=median"]  # fmt: skip
+    assert run_cli([*args, "hydra.sweeper.n_trials=1"], workdir).returncode == 0
+    proc = run_cli([*args, "hydra.sweeper.n_trials=2", "resume=true"], workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Resuming study" in proc.stdout
+    assert not (workdir / "mlruns").exists()
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sweeper")
+    assert experiment is not None
+    runs = child_runs(client.search_runs([experiment.experiment_id]))
+    (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
+    # Each run reported to its trial there, from its own process.
+    trials = study_of(workdir, sweep_id, f"sqlite:///{store / 'optuna.db'}").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert_study_agrees_with_mlflow(trials, runs)
+
+
+def test_a_study_is_kept_beside_a_sqlite_store_else_in_the_launch_directory() -> None:
+    assert study_storage("sqlite:////srv/runs/mlflow.db", "/home/me") == (
+        "sqlite:////srv/runs/optuna.db"
+    )
+    assert study_storage("http://tracking:5000", "/home/me") == (
+        "sqlite:////home/me/mlruns/optuna.db"
+    )
+
+
+def test_make_dashboard_shows_the_studies_beside_the_store_it_is_given() -> None:
+    store = "sqlite:////home/me/my runs/store/mlflow.db"
+    # -n prints the commands without running them; -o: the venv counts as made.
+    printed = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed-stamp", "dashboard", f"STORE={store}",
+         f"PY={sys.executable}"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    ).stdout  # fmt: skip
+    (line,) = [line for line in printed.splitlines() if "bin/optuna-dashboard" in line]
+    assert shlex.split(line)[1] == "sqlite:////home/me/my runs/store/optuna.db"

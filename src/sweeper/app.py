@@ -18,7 +18,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
@@ -32,13 +32,15 @@ from sweeper.run import blas_threads, run_config
 from sweeper.stopping import stop_running_sweep
 from sweeper.store import configure
 from sweeper.store_setup import open_store
-from sweeper.store_uri import ui_command
+from sweeper.store_uri import study_storage, ui_command
 from sweeper.sweep_info import DATASET_CACHE, SweepInfo
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # The schema that conf/config.yaml's defaults list names first.
 ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
+# conf/hydra/sweeper/search.yaml's default storage: the study beside the tracking store.
+OmegaConf.register_new_resolver("study_storage", study_storage, replace=True)
 
 
 def run_threads(launcher: DictConfig) -> int:

@@ -51,6 +51,14 @@ class RunOutcome:
     seconds: float
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # A search's run: its trial's number, ".k" after it for its repeat k where trials repeat.
+    trial: str | None = None
+
+    @property
+    def number(self) -> str:
+        """What the sweep's lines call the run (``#4``): a search's trial (``trial``), which the
+        study's lines name too, else its job number."""
+        return self.trial if self.trial is not None else str(self.job)
 
     @property
     def failed(self) -> bool:
@@ -117,6 +125,12 @@ class RunProgress:
     started: float
     epoch: int = 0
     val_acc: float | None = None
+    trial: str | None = None
+
+    @property
+    def number(self) -> str:
+        """As ``RunOutcome.number``."""
+        return self.trial if self.trial is not None else str(self.job)
 
     def save(self, directory: Path) -> Path:
         return _write_whole(directory / PROGRESS_FILE, asdict(self))

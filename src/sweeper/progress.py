@@ -48,12 +48,12 @@ def format_duration(seconds: float) -> str:
 def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
     label = run_label(outcome.overrides, keys)
     if outcome.failed:
-        return f"#{outcome.job} {label}: {outcome.status}: {outcome.reason}"
+        return f"#{outcome.number} {label}: {outcome.status}: {outcome.reason}"
     m = outcome.metrics
     if outcome.pruned:
         label = f"{label}: PRUNED at epoch {int(m.get('epochs_run', 0))}"
     return (
-        f"#{outcome.job} {label}: val_acc={m.get('best_val_acc', float('nan')):.4f} "
+        f"#{outcome.number} {label}: val_acc={m.get('best_val_acc', float('nan')):.4f} "
         f"test_acc={m.get('test_acc', float('nan')):.4f} epochs={int(m.get('epochs_run', 0))} "
         f"{outcome.seconds:.1f}s"
     )
@@ -102,7 +102,7 @@ def eta_seconds(
 def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
     val_acc = f"{run.val_acc:.4f}" if run.val_acc is not None else "-"
     return (
-        f"  #{run.job} {run_label(run.overrides, keys)}: epoch {run.epoch}/{run.epochs} "
+        f"  #{run.number} {run_label(run.overrides, keys)}: epoch {run.epoch}/{run.epochs} "
         f"val_acc={val_acc} {format_duration(now - run.started)}"
     )
 
@@ -122,13 +122,13 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
         label = run_label(o.overrides, keys)
         if o.failed:
             lines.append(
-                f"| {o.job} | {label} | {o.status}: {o.reason} | | | | | {o.seconds:.1f} |"
+                f"| {o.number} | {label} | {o.status}: {o.reason} | | | | | {o.seconds:.1f} |"
             )
             continue
         m = o.metrics
         status = f"PRUNED at epoch {int(m['epochs_run'])}" if o.pruned else o.status
         lines.append(
-            f"| {o.job} | {label} | {status} | {m['best_val_loss']:.4f} "
+            f"| {o.number} | {label} | {status} | {m['best_val_loss']:.4f} "
             f"| {m['best_val_acc']:.4f} | {m['test_acc']:.4f} "
             f"| {int(m['epochs_run'])} | {o.seconds:.1f} |"
         )

@@ -35,6 +35,17 @@ class Pruning:
     def pruned_at(self) -> int | None:
         return self.reporter.pruned_at if self.reporter is not None else None
 
+    @property
+    def trial(self) -> str | None:
+        """The run's trial as the sweep's lines name it: its number, and ``.k`` after it for
+        its repeat k where the search repeats trials (``4.1``); None without a trial."""
+        reporter = self.reporter
+        if reporter is None:
+            return None
+        if reporter.repeats == 1:
+            return str(reporter.number)
+        return f"{reporter.number}.{reporter.repeat}"
+
     def tags(self) -> dict[str, str]:
         """The run's trial number and which of the trial's repeats it is, which match its
         MLflow run with the study's trial."""

@@ -25,8 +25,12 @@ class ResumePoint:
     sweep_id: str
     parent_run_id: str
     finished_hashes: frozenset[str]
-    # A search's runs that count as done: its study's trials done, times its repeats.
-    finished_runs: int = 0
+    # A search's runs that count as done: its study's trials done, times its repeats; of them,
+    # those of trials that failed (they count toward n_trials too, and are not run again).
+    done_runs: int = 0
+    failed_runs: int = 0
+    # A search whose trials done reach its n_trials: nothing is left to run.
+    budget_spent: bool = False
 
 
 @store_call
@@ -60,26 +64,33 @@ def continue_sweep(
     resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str, overrides: str
 ) -> tuple[SweepInfo, int]:
     """Continue ``resumed``: its FINISHED configurations are skipped (how many is returned),
-    the others run as children of its parent run, under its sweep_id. Exits 0 if nothing is
-    left to run and the sweep was not interrupted. A search plans no ``hashes``: its study knows
-    what is left."""
-    skipped = sum(h in resumed.finished_hashes for h in hashes) if hashes else resumed.finished_runs
+    the others run as children of its parent run, under its sweep_id. Exits 0, the sweep's
+    records untouched, if nothing is left to run and the sweep was not interrupted. A search
+    plans no ``hashes``: its study knows what is left."""
+    skipped = sum(h in resumed.finished_hashes for h in hashes) if hashes else resumed.done_runs
     if not hashes:
         # A search: its study says which trials are done (hydra_plugins.sweeper_search).
         print(f"Resuming search sweep {resumed.sweep_id}", flush=True)
+        nothing_left = resumed.budget_spent
+        spent = (
+            "Nothing left to run: the study's trials done reach hydra.sweeper.n_trials (failed "
+            "ones count toward it); raise it to search on"
+        )
     else:
         print(
             f"Resuming sweep {resumed.sweep_id}: skipping {skipped} of {len(hashes)} "
             "runs, FINISHED there already",
             flush=True,
         )
-        if skipped == len(hashes):
-            if MlflowClient(uri).get_run(resumed.parent_run_id).info.status != "KILLED":
-                print("Nothing left to run.", flush=True)
-                raise SystemExit(0)
-            # Interrupted after its last run (as its best run's model was made): its end is
-            # what is left.
-            print("Nothing left to run; the sweep's end is made now.", flush=True)
+        nothing_left = skipped == len(hashes)
+        spent = "Nothing left to run"
+    if nothing_left:
+        if MlflowClient(uri).get_run(resumed.parent_run_id).info.status != "KILLED":
+            print(f"{spent}.", flush=True)
+            raise SystemExit(0)
+        # Interrupted after its last run (as its best run's model was made): its end is what
+        # is left.
+        print(f"{spent}; the sweep's end is made now.", flush=True)
     reopen_sweep_run(uri, resumed.parent_run_id, overrides)
     done = sorted(resumed.finished_hashes.intersection(hashes))
     info = SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)

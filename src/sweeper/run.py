@@ -130,7 +130,7 @@ def run_config(
     # A run of its own (no sweep) is its own best run.
     made = {Made.every} if sweep.parent_run_id else {Made.every, Made.best}
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress = RunProgress(job, overrides, config.train.epochs, time.time())
+    progress = RunProgress(job, overrides, config.train.epochs, time.time(), trial=pruning.trial)
     try:
         environment, environment_files = capture_environment(out_dir, environment_cache)
         tags = {
@@ -196,13 +196,17 @@ def run_config(
                 # FINISHED in the store whose trial has no value would be run again by a resumed
                 # search, one whose outcome is missing would be counted as cut short.
                 closing.enter_context(interrupts_deferred())
-                outcome = RunOutcome(job, overrides, status, reason, 0.0, run_id, metrics)
+                outcome = RunOutcome(
+                    job, overrides, status, reason, 0.0, run_id, metrics, pruning.trial
+                )
                 pruning.ended(outcome.objective)
             return _left(outcome, start, out_dir)
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
-        outcome = RunOutcome(job, overrides, "FAILED", failure_reason(err), 0.0, run_id)
+        outcome = RunOutcome(
+            job, overrides, "FAILED", failure_reason(err), 0.0, run_id, trial=pruning.trial
+        )
         pruning.ended(outcome.objective)
         return _left(outcome, start, out_dir)
 

@@ -67,11 +67,15 @@ def search_resume_point(
 ) -> ResumePoint | None:
     """The MLflow sweep of the search that ``resume=true`` continues, or None where there is no
     search of this space to continue. Raises ``ConfigError`` where the search's study is found
-    and its sweep is not, in this experiment: the study would go on, its runs elsewhere."""
-    found = sweep_to_resume(config.hydra.sweeper, arguments)
+    and its sweep is not, in this experiment (the study would go on, its runs elsewhere), or
+    where its trials shared other settings than this search's (``sweep_to_resume``)."""
+    try:
+        found = sweep_to_resume(config, arguments)
+    except HydraException as err:
+        raise ConfigError(f"Error: {err}") from None
     if found is None:
         return None
-    sweep_id, trials_done = found
+    sweep_id = found.sweep
     sweep = MlflowClient(uri).search_runs(
         [experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.kind = 'sweep'", max_results=1
     )
@@ -81,5 +85,12 @@ def search_resume_point(
             f"experiment {config.tracking.experiment!r} of {uri} does not hold; resume it with "
             "the tracking settings it ran with, or start a new search without resume=true"
         )
-    runs_done = trials_done * config.hydra.sweeper.repeats
-    return ResumePoint(sweep_id, sweep[0].info.run_id, frozenset(), runs_done)
+    settings = config.hydra.sweeper
+    return ResumePoint(
+        sweep_id,
+        sweep[0].info.run_id,
+        frozenset(),
+        done_runs=found.done * settings.repeats,
+        failed_runs=found.failed * settings.repeats,
+        budget_spent=found.done >= settings.n_trials,
+    )

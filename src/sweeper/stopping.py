@@ -22,7 +22,9 @@ from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_
 from sweeper.failures import interruption
 from sweeper.outcome import (
     OUTCOME_FILE,
+    PROGRESS_FILE,
     RunOutcome,
+    RunProgress,
     count_failed,
     count_finished,
     count_killed,
@@ -78,10 +80,19 @@ def record_dead_job(
         kept = RunOutcome.load(left)
         if kept.run_id == run_id and not kept.failed:
             return kept.objective
-    outcome = RunOutcome(job, overrides, status, reason, seconds, run_id)
+    outcome = RunOutcome(job, overrides, status, reason, seconds, run_id, trial=_trial(job_dir))
     job_dir.mkdir(parents=True, exist_ok=True)
     outcome.save(job_dir)
     return outcome.objective
+
+
+def _trial(job_dir: Path) -> str | None:
+    """A search's trial that the job ran, as the run's progress file names it (None before
+    the run had left one)."""
+    try:
+        return RunProgress.load(job_dir / PROGRESS_FILE).trial
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 class SweepStop:

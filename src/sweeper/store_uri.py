@@ -2,7 +2,8 @@
 
 The default store is a SQLite database in ``./mlruns`` with the artifacts beside it, because
 MLflow 3 no longer accepts a bare file store. ``tracking.uri`` (or ``MLFLOW_TRACKING_URI``)
-points elsewhere, a tracking server included.
+points elsewhere, a tracking server included. A search's Optuna study lives beside a SQLite
+store (``study_storage``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from urllib.parse import unquote, urlparse
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
+# A search's studies, beside the tracking store's database (``study_storage``).
+STUDY_DB_NAME = "optuna.db"
 # In the environment of a sweep's process: the store its runs record to, for the local
 # launcher's fork server to open once for all of them (sweeper.preload).
 SWEEP_STORE_VARIABLE = "SWEEPER_SWEEP_STORE"
@@ -40,6 +43,15 @@ def resolve_tracking_uri(configured: str | None) -> str:
     if path is not None and not path.is_absolute():
         return sqlite_uri(Path.cwd() / path, uri.partition("?")[2])
     return uri
+
+
+def study_storage(tracking_uri: str | None, launch_dir: str) -> str:
+    """Where a search keeps its Optuna study unless told (``hydra.sweeper.storage``): beside
+    the tracking store's SQLite database (``tracking_uri`` as ``resolve_tracking_uri`` reads
+    it), so that the two travel together; with a tracking server, in ``launch_dir/mlruns``."""
+    database = sqlite_path(resolve_tracking_uri(tracking_uri))
+    directory = database.parent if database is not None else Path(launch_dir) / DEFAULT_STORE_DIR
+    return sqlite_uri(directory / STUDY_DB_NAME)
 
 
 def local_store_uri() -> str:

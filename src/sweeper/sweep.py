@@ -39,7 +39,7 @@ from sweeper.outcome import (
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, format_duration, summary_table
 from sweeper.resume import continue_sweep, find_resumable_sweep
-from sweeper.search import search_resume_point
+from sweeper.search import is_search, search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
 from sweeper.store_uri import (
@@ -93,6 +93,8 @@ class SweepCallback(Callback):
         self._stop: SweepStop | None = None
         self._data_cache: DataCache | None = None
         self._skipped = 0
+        # Of the skipped runs, those a resumed search's trials failed (they count as done).
+        self._failed_before = 0
         self._resume_command = ""
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
@@ -203,6 +205,7 @@ class SweepCallback(Callback):
                 info, self._skipped = continue_sweep(
                     resumed, plan.hashes, uri, experiment_id, overrides
                 )
+                self._failed_before = resumed.failed_runs
                 self._resumed = True
                 return info
             print(
@@ -242,7 +245,15 @@ class SweepCallback(Callback):
         n_failed, n_killed = count_failed(failed), count_killed(failed)
         again = sum(o.failed for o in outcomes) - len(failed)
         cut_short = f", {n_killed} cut short" if n_killed else ""
-        skipped = f", {self._skipped} skipped (finished before)" if self._skipped else ""
+        finished_before = self._skipped - self._failed_before
+        before = (
+            "finished"
+            if not self._failed_before
+            else "failed"
+            if not finished_before
+            else f"{finished_before} finished, {self._failed_before} failed"
+        )
+        skipped = f", {self._skipped} skipped ({before} before)" if self._skipped else ""
         # Of the runs not run again, which decide the exit status.
         counts = ended_counts(count_finished(outcomes), count_pruned(outcomes), n_failed)
         print(
@@ -299,11 +310,21 @@ class SweepCallback(Callback):
         if failed:
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
-            reasons = "\n".join(f"  #{o.job} {' '.join(o.overrides)}: {o.reason}" for o in failed)
+            reasons = "\n".join(
+                f"  #{o.number} {' '.join(o.overrides)}: {o.reason}" for o in failed
+            )
+            if is_search(config) and not n_killed:
+                # A failed trial is a result the sampler learnt from, and counts as done:
+                # resume=true asks again only the trials cut short.
+                hint = (
+                    "Failed trials count toward hydra.sweeper.n_trials="
+                    f"{config.hydra.sweeper.n_trials}: raise it, with resume=true, to search on."
+                )
+            else:
+                hint = f"Run them again with:  {self._resume_command}"
             print(
                 f"\n{len(failed)} run(s) {'failed or cut short' if n_killed else 'failed'}:\n"
-                f"{reasons}\n"
-                f"Run them again with:  {self._resume_command}",
+                f"{reasons}\n{hint}",
                 file=sys.stderr,
                 flush=True,
             )

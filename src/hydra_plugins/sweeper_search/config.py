@@ -4,11 +4,11 @@ Hydra imports this module while it scans ``hydra_plugins`` at start-up (no ``fro
 import annotations``: dataclasses must resolve their annotations then).
 """
 
-# OmegaConf 2.3 reads typing.Optional and Dict in a structured config, not ``X | None``.
+# OmegaConf 2.3 reads typing.Optional, Dict and List in a structured config, not ``X | None``.
 # ruff: noqa: UP006, UP035, UP045
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -66,8 +66,12 @@ class SearchSweeperConf:
     repeat_key: str = "seed"
     # How often a trial whose job returned nothing (its process killed) is asked again.
     retries: int = 1
-    # Continue the newest study of the same search space in the storage.
+    # Continue the newest study of the same search space in the storage; its trials must have
+    # shared every setting this search's trials share (the composed config less the searched
+    # keys and the repeated one), but for the keys here and the keys under them: where a run
+    # is recorded, say, not what it computes.
     resume: bool = False
+    resume_ignores: List[str] = field(default_factory=list)
     sampler: SamplerConf = field(default_factory=SamplerConf)
     pruner: PrunerConf = field(default_factory=PrunerConf)
     # key: a sweep in Hydra's override grammar (interval, tag(log, interval), choice, range).

@@ -8,28 +8,35 @@ with any other launcher, trials run in batches of ``n_jobs``. With ``repeats: k`
 k jobs, one per value of ``repeat_key``, and its value is their mean
 (``sweeper_search.repeats``); a queued repeat takes a freed slot before a new trial is asked.
 The sweeper knows nothing of the app: a job's return value is its run's value, and a trial
-whose job returns none is asked again.
+whose job returns none is asked again. ``resume: true`` continues the newest study of the
+same space, its trials and its job numbers, where its trials shared the settings this
+search's share (``fixed_settings``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
 import math
 import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
@@ -38,7 +45,9 @@ from hydra_plugins.sweeper_search.space import SearchSpace, parse_space
 from hydra_plugins.sweeper_search.study import (
     ATTEMPT,
     CREATED_ATTR,
+    FIXED_ATTR,
     INTERRUPTED,
+    JOBS_ATTR,
     PRUNED_AT,
     REPEATS_ATTR,
     RETRY_OF,
@@ -47,6 +56,7 @@ from hydra_plugins.sweeper_search.study import (
     StudyConfigError,
     check_storage_url,
     counted,
+    done_trials,
     make_pruner,
     make_sampler,
     make_storage,
@@ -166,19 +176,111 @@ def study_key(space: SearchSpace, settings: DictConfig) -> str:
     return key if settings.repeats == 1 else f"{key}/{settings.repeats}x{settings.repeat_key}"
 
 
-def sweep_to_resume(settings: DictConfig, arguments: Sequence[str]) -> tuple[str, int] | None:
-    """The name of the sweep directory whose study ``resume=true`` continues (the newest
-    study of the same space and repeats in the storage) and how many of its trials count as
-    done, or None."""
+def _under(key: str, roots: Sequence[str] | set[str]) -> bool:
+    return any(key == root or key.startswith(f"{root}.") for root in roots)
+
+
+def fixed_settings(settings: DictConfig, config: DictConfig, space: SearchSpace) -> dict[str, Any]:
+    """What every trial of the search shares: the composed task config (``config`` less its
+    ``hydra`` node), flat, less the keys the space searches and those under them (a searched
+    group's), the repeated key (with repeats), and ``resume_ignores``; a command-line override
+    under a searched group (``regularizer.lam=1e-4`` while ``regularizer`` is searched) is
+    shared too, as its value."""
+    varied = set(space.distributions) | ({settings.repeat_key} if settings.repeats > 1 else set())
+    ignored = list(settings.get("resume_ignores") or [])
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(f"{prefix}{key}.", value)
+        else:
+            flat[prefix[:-1]] = node.name if isinstance(node, Enum) else node
+
+    # Resolved key by key: the hydra node (times, the job's own) is not the trials' to share.
+    for top in map(str, config):
+        if top != "hydra":
+            node = config[top]
+            if isinstance(node, DictConfig | ListConfig):
+                node = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+            walk(f"{top}.", node)
+    fixed = {k: v for k, v in flat.items() if not _under(k, varied) and not _under(k, ignored)}
+    parser = OverridesParser.create()
+    for override in parser.parse_overrides(list(space.fixed)):
+        key = override.get_key_element().lstrip("+~")
+        if _under(key, varied) and key not in varied and not _under(key, ignored):
+            fixed[key] = override.value()
+    # As the study keeps it (JSON): a tuple is a list there.
+    shared = json.loads(json.dumps(fixed, default=str))
+    assert isinstance(shared, dict)
+    return shared
+
+
+def _stored(settings: dict[str, Any], key: str) -> str | None:
+    """A setting as JSON text (NaN equal to NaN), None where it is not set."""
+    return json.dumps(settings[key], sort_keys=True) if key in settings else None
+
+
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _described(settings: dict[str, Any], keys: list[str]) -> str:
+    return " and ".join(
+        f"{k}={_value_text(settings[k])}" if k in settings else f"no {k}" for k in keys
+    )
+
+
+def study_to_resume(
+    storage: optuna.storages.BaseStorage,
+    settings: DictConfig,
+    space: SearchSpace,
+    fixed: dict[str, Any],
+) -> optuna.study.StudySummary | None:
+    """The study ``resume=true`` continues: the newest of the same space and repeats in
+    ``storage``, or None. Raises ``StudyConfigError``, one line naming each key with both
+    values, where its trials shared other settings than ``fixed`` (one study would hold two
+    searches). A study made before its settings were recorded is matched by its space alone."""
+    found = newest_study(storage, study_key(space, settings))
+    if found is None or FIXED_ATTR not in found.user_attrs:
+        return found
+    earlier: dict[str, Any] = found.user_attrs[FIXED_ATTR]
+    differ = sorted(
+        k for k in earlier.keys() | fixed.keys() if _stored(earlier, k) != _stored(fixed, k)
+    )
+    if differ:
+        raise StudyConfigError(
+            f"resume=true: the newest search of this space ran with {_described(earlier, differ)}"
+            f", not {_described(fixed, differ)}; give the same settings or drop resume=true"
+        )
+    return found
+
+
+class StudyProgress(NamedTuple):
+    """Where the study that ``resume=true`` continues stands: the name of the sweep directory
+    that made it, how many of its trials count toward ``n_trials`` (``done_trials``), and how
+    many of those failed."""
+
+    sweep: str
+    done: int
+    failed: int
+
+
+def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgress | None:
+    """The study that ``resume=true`` continues (``study_to_resume``), as far as it got, or
+    None; ``config`` is the composed multirun config."""
+    settings = config.hydra.sweeper
     if settings.storage is None:
         return None
     space = parse_space(settings.get("params"), arguments)
     storage = make_storage(settings.storage)
-    found = newest_study(storage, study_key(space, settings))
+    found = study_to_resume(storage, settings, space, fixed_settings(settings, config, space))
     if found is None:
         return None
     study = optuna.load_study(study_name=found.study_name, storage=storage)
-    return str(found.user_attrs.get(SWEEP_ATTR)), counted(study.get_trials(deepcopy=False))
+    done = done_trials(study.get_trials(deepcopy=False))
+    failed = sum(t.state == TrialState.FAIL for t in done)
+    return StudyProgress(str(found.user_attrs.get(SWEEP_ATTR)), len(done), failed)
 
 
 def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:
@@ -190,14 +292,21 @@ def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:
 
 
 def reseeded(sampler: DictConfig, asked: int) -> DictConfig:
-    """The sampler settings of a study resumed after ``asked`` trials: its seed moved on by
-    that many, so that a seeded sampler does not draw its first trials again (its random
-    start would repeat them), and a resumed search is as reproducible as one run through."""
+    """The sampler settings of a study resumed after ``asked`` trials: a seed drawn from its
+    seed and ``asked``, so that a seeded sampler does not draw its first trials again (its
+    random start would repeat them), nor those of a search seeded ``seed + asked`` (as
+    ``seed + asked`` would), and a resumed search is as reproducible as one run through."""
     if sampler.get("seed") is None:
         return sampler
-    moved = OmegaConf.merge(sampler, {"seed": int(sampler.seed) + asked})
+    seed = int(np.random.SeedSequence([int(sampler.seed), asked]).generate_state(1)[0])
+    moved = OmegaConf.merge(sampler, {"seed": seed})
     assert isinstance(moved, DictConfig)
     return moved
+
+
+def _quoted(text: str) -> str:
+    """``text`` as an override's value that reads back as that string."""
+    return str(QuotedString(text=text, quote=Quote.single).with_quotes())
 
 
 def trial_ended(ret: JobReturn) -> bool:
@@ -231,6 +340,8 @@ class SearchSweeper(Sweeper):
         self.open: dict[int, TrialRuns] = {}
         self.queued: deque[Job] = deque()
         self.repeat_values: list[int] = []
+        # The next job's number: a resumed study's runs number on after its earlier ones.
+        self.next_job = 0
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -251,7 +362,8 @@ class SearchSweeper(Sweeper):
         storage = make_storage(s.storage)
         pruner = make_pruner(s.pruner)
         key = study_key(space, s)
-        found = newest_study(storage, key) if s.resume else None
+        fixed = fixed_settings(s, config, space)
+        found = study_to_resume(storage, s, space, fixed) if s.resume else None
         if found is None:
             sampler = make_sampler(s.sampler)
             sweep = Path(str(config.hydra.sweep.dir)).name
@@ -266,6 +378,7 @@ class SearchSweeper(Sweeper):
             study.set_user_attr(CREATED_ATTR, time.time())
             study.set_user_attr(SWEEP_ATTR, sweep)
             study.set_user_attr(REPEATS_ATTR, s.repeats)
+            study.set_user_attr(FIXED_ATTR, fixed)
             return study
         name = found.study_name
         sampler = make_sampler(reseeded(s.sampler, found.n_trials))
@@ -277,6 +390,8 @@ class SearchSweeper(Sweeper):
                 study_name=name, storage=storage, sampler=sampler, pruner=pruner
             )
         trials = study.get_trials(deepcopy=False)
+        # A study made before it kept its job numbers ran at most ``repeats`` jobs a trial.
+        self.next_job = int(found.user_attrs.get(JOBS_ATTR, len(trials) * s.repeats))
         again = owed(trials)
         for trial in again:
             if trial.state == TrialState.RUNNING:
@@ -317,11 +432,16 @@ class SearchSweeper(Sweeper):
                 f"{key}={self.repeat_values[job.repeat]}",
                 f"hydra.sweeper.repeat={job.repeat}",
             ]
+        # The storage as this process resolved it: the job's own config might resolve its
+        # default elsewhere (another machine, another working directory).
+        storage = self.settings.storage
+        where = [] if storage is None else [f"hydra.sweeper.storage={_quoted(storage)}"]
         return [
             *overrides,
             *repeat,
             f"hydra.sweeper.study='{study.study_name}'",
             f"hydra.sweeper.trial={trial.number}",
+            *where,
         ]
 
     def _queue(self, runs: TrialRuns, repeats: Sequence[int]) -> None:
@@ -434,18 +554,18 @@ class SearchSweeper(Sweeper):
         trial, at once."""
         launcher: Any = self.launcher
         running: dict[concurrent.futures.Future[JobReturn], Job] = {}
-        number = 0
         try:
             while True:
                 # A trial is asked whole and its job tracked, or neither: else a resume would
                 # ask a trial again with half its params.
                 with interrupts_deferred():
-                    for job in self._next_jobs(
-                        study, space, start, self.settings.n_jobs - len(running)
-                    ):
+                    jobs = self._next_jobs(study, space, start, self.settings.n_jobs - len(running))
+                    for job in jobs:
                         overrides = self._job_overrides(study, space, job)
-                        running[launcher.submit(overrides, number)] = job
-                        number += 1
+                        running[launcher.submit(overrides, self.next_job)] = job
+                        self.next_job += 1
+                    if jobs:
+                        study.set_user_attr(JOBS_ATTR, self.next_job)
                 if not running:
                     return
                 done, _ = concurrent.futures.wait(
@@ -466,16 +586,17 @@ class SearchSweeper(Sweeper):
     def _run_in_batches(self, study: optuna.Study, space: SearchSpace, start: float) -> None:
         """Any launcher: ``n_jobs`` runs at a time, each batch waiting for its slowest."""
         assert self.launcher is not None
-        number = 0
         try:
             while True:
                 with interrupts_deferred():
                     jobs = self._next_jobs(study, space, start, self.settings.n_jobs)
+                    if jobs:
+                        study.set_user_attr(JOBS_ATTR, self.next_job + len(jobs))
                 if not jobs:
                     return
                 overrides = [self._job_overrides(study, space, job) for job in jobs]
-                returns = self.launcher.launch(overrides, number)
-                number += len(jobs)
+                returns = self.launcher.launch(overrides, self.next_job)
+                self.next_job += len(jobs)
                 for job, ret in zip(jobs, returns, strict=True):
                     self._job_ended(study, job, ret)
         except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 Samplers and pruners are registries, a name and its construction together; a name not in
 them fails before any trial, in one line. A study records the key of its search space
-(``SearchSpace.key``) so that ``resume=true`` finds the newest study of the same space.
+(``SearchSpace.key``) so that ``resume=true`` finds the newest study of the same space, and
+the settings its trials share, which a resumed search must share too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 SPACE_ATTR = "search_space"
 CREATED_ATTR = "created"
+# What every trial of the study shares (``search_sweeper.fixed_settings``): a resumed search
+# must share it too.
+FIXED_ATTR = "fixed"
+# The job number the study's next run takes: a resumed search's runs number on from there.
+JOBS_ATTR = "jobs"
 # The name of the sweep directory that created the study, by which the app finds its runs.
 SWEEP_ATTR = "sweep"
 # A trial's user attrs: the trial it repeats, which attempt it is, and that Ctrl-C cut it.
@@ -244,13 +250,20 @@ def retried(trials: Iterable[FrozenTrial]) -> set[int]:
     return {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
 
 
-def counted(trials: list[FrozenTrial]) -> int:
-    """Trials that count toward the budget: ended, and not asked again."""
+def done_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials that count toward the budget: ended (a failed one too: the sampler learnt from
+    it), and not asked again."""
     again = retried(trials)
-    return sum(
-        t.state.is_finished() and t.number not in again and not t.user_attrs.get(INTERRUPTED)
+    return [
+        t
         for t in trials
-    )
+        if t.state.is_finished() and t.number not in again and not t.user_attrs.get(INTERRUPTED)
+    ]
+
+
+def counted(trials: list[FrozenTrial]) -> int:
+    """How many trials count toward the budget (``done_trials``)."""
+    return len(done_trials(trials))
 
 
 def owed(trials: list[FrozenTrial]) -> list[FrozenTrial]:

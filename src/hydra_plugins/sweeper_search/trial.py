@@ -22,19 +22,21 @@ from hydra_plugins.sweeper_search.study import PRUNED_AT, make_pruner, make_stor
 
 class TrialReporter:
     """The job's trial: :meth:`report` sends the best value so far after each step and says
-    whether the pruner stops the trial there; ``repeat`` is which of the trial's runs the job
-    is."""
+    whether the pruner stops the trial there; ``repeat`` is which of the trial's ``repeats``
+    runs the job is."""
 
     def __init__(
         self,
         number: int,
         trial: optuna.trial.Trial | None,
         repeat: int = 0,
+        repeats: int = 1,
     ) -> None:
         self.number = number
         # None: the study lives in the sweeper's memory, which the job cannot reach.
         self.trial = trial
         self.repeat = repeat
+        self.repeats = repeats
         # A search minimizes (search_sweeper.check_budget).
         self.best = math.inf
         self.pruned_at: int | None = None
@@ -70,11 +72,12 @@ def current_trial() -> TrialReporter | None:
     if sweeper.get("trial") is None or sweeper.get("study") is None:
         return None
     number, repeat = int(sweeper.trial), int(sweeper.get("repeat") or 0)
+    repeats = int(sweeper.get("repeats") or 1)
     if sweeper.get("storage") is None:
-        return TrialReporter(number, None, repeat=repeat)
+        return TrialReporter(number, None, repeat=repeat, repeats=repeats)
     storage = make_storage(sweeper.storage, create_tables=False)
     study = optuna.load_study(
         study_name=sweeper.study, storage=storage, pruner=make_pruner(sweeper.pruner)
     )
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    return TrialReporter(number, optuna.trial.Trial(study, trial_id), repeat)
+    return TrialReporter(number, optuna.trial.Trial(study, trial_id), repeat, repeats)
