@@ -413,6 +413,8 @@ def make_ended_sweep(
     return callback
 
 
+# What a grid sweep's end reads of its config.
+GRID_CONFIG = OmegaConf.create({"tracking": {"experiment": "sweeper"}, "hydra": {"sweeper": {}}})
 _METRICS = {"best_val_loss": 0.3, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
 
 
@@ -428,7 +430,7 @@ def test_a_sweep_whose_end_cannot_be_recorded_prints_its_summary_and_exits_1(
     monkeypatch.setattr(sweep, "end_sweep_run", full)
     callback = make_ended_sweep(tmp_path, uri)
     with pytest.raises(SystemExit) as exited:
-        callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "sweeper"}}))
+        callback.on_multirun_end(GRID_CONFIG)
     assert exited.value.code == 1
     out, err = capsys.readouterr()
     assert "Sweep s1: 1 finished, 1 failed" in out
@@ -454,7 +456,7 @@ def test_a_sweeps_end_counts_a_run_cut_short_apart_from_the_failed_ones(
         tmp_path, uri, killed, experiment_id=experiment_id, parent_run_id=parent_run_id
     )
     with pytest.raises(SystemExit) as exited:
-        callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "sweeper"}}))
+        callback.on_multirun_end(GRID_CONFIG)
     assert exited.value.code == 1  # both are to run again
     out, err = capsys.readouterr()
     assert "Sweep s1: 1 finished, 1 failed, 1 cut short\n" in out
@@ -476,7 +478,7 @@ def test_a_broken_summary_still_exits_1(
     monkeypatch.setattr(sweep, "summary_table", broken)
     callback = make_ended_sweep(tmp_path, "sqlite:///unused")
     with pytest.raises(SystemExit) as exited:
-        callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "sweeper"}}))
+        callback.on_multirun_end(GRID_CONFIG)
     assert exited.value.code == 1
     assert "Error: the sweep could not be completed: 'best_val_acc'" in capsys.readouterr().err
 
