@@ -154,15 +154,19 @@ def test_a_run_that_diverged_reproduces_its_divergence(workdir: Path) -> None:
     (original,) = all_runs(workdir)
     run_id, reason = original.info.run_id, "diverged at epoch 2 (loss=inf)"
     assert (original.info.status, original.data.tags["reason"]) == ("FAILED", reason)
-    # What it logged before training: enough to rebuild it; nothing training would have made.
-    assert {"config.yaml", "provenance/requirements.txt"} <= artifact_paths(workdir, run_id)
+    # What it logged before training: enough to rebuild it, and its gradient check; nothing
+    # training would have made.
+    assert {"config.yaml", "provenance/requirements.txt", "gradcheck.csv"} <= artifact_paths(
+        workdir, run_id
+    )
     assert not any(p.startswith("checkpoint") for p in artifact_paths(workdir, run_id))
 
     proc = reproduce_cli([run_id], workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"(failed, {reason}), " in proc.stdout
     assert (
-        "Identical: all 5 values of 5 metrics, bit for bit (timings not compared); "
+        # Its one scored epoch's 5 metrics and the gradient check's 2.
+        "Identical: all 7 values of 7 metrics, bit for bit (timings not compared); "
         f"both ended FAILED, {reason}.\n"
     ) in proc.stdout
     copy = reproduction_of(workdir, run_id)
