@@ -122,7 +122,11 @@ def test_the_eta_counts_the_runs_in_progress_and_the_slots() -> None:
     assert progress_line(1, 64, 0, 60.0).endswith("ETA 1:03:00")
     assert progress_line(1, 64, 0, 60.0, eta=180.0).endswith("ETA 3:00")
     # Half-way through the last wave; a run longer than the mean counts as nearly done.
-    assert eta_seconds(2, [10.0, 30.0], [10.0, 50.0], 2) == pytest.approx(5.0)
+    assert eta_seconds(2, [10.0, 30.0], [10.0, 50.0], 2) == pytest.approx(10.0)
+    # A run is not split across slots: one left to start after 8 nearly done, 10 + 600 s; one
+    # just started with 7 slots idle, its 600 s (the work spread over 8 slots said 75 s).
+    assert eta_seconds(9, [600.0] * 8, [590.0] * 8, 8) == pytest.approx(610.0)
+    assert eta_seconds(1, [600.0] * 8, [0.0], 8) == pytest.approx(600.0)
     assert eta_seconds(3, [], [5.0], 2) is None
     assert eta_seconds(0, [10.0], [], 2) == 0.0
 

@@ -10,6 +10,7 @@ finished lines are printed, one each, and the runs print as they go.
 
 from __future__ import annotations
 
+import heapq
 import math
 import statistics
 import sys
@@ -89,14 +90,20 @@ def eta_seconds(
 ) -> float | None:
     """Seconds until ``left`` more runs end (those running included), each taking the mean of
     the ``ended`` runs' seconds, ``slots`` at a time, the running ones ``running_for`` seconds
-    in; None before any run ended."""
+    in; None before any run ended. A run is not split across slots: the last ones to start
+    set the end."""
     if left <= 0:
         return 0.0
     if not ended:
         return None
     mean = statistics.fmean(ended)
-    work = left * mean - sum(min(seconds, mean) for seconds in running_for)
-    return max(work, 0.0) / max(slots, 1)
+    # When each slot frees: a running run longer than the mean counts as nearly done.
+    free_at = [max(mean - seconds, 0.0) for seconds in running_for]
+    free_at += [0.0] * max(slots - len(free_at), 0)
+    heapq.heapify(free_at)
+    for _ in range(max(left - len(running_for), 0)):
+        heapq.heappush(free_at, heapq.heappop(free_at) + mean)
+    return max(free_at)
 
 
 def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
