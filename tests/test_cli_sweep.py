@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
@@ -221,25 +222,33 @@ def test_a_store_named_by_the_environment_is_reported_as_make_report_reads_it(
     assert "(or: make ui)" not in proc.stdout
 
 
-# The sweep command, interrupted (Ctrl-C) just after it opened its parent run, before its
-# Ctrl-C handler is in place.
+# The sweep command, interrupted (Ctrl-C) as it opens its parent run: just after, before its
+# Ctrl-C handler is in place; or as MLflow has made the run, before the sweep kept its id.
 _INTERRUPTED_AT_START = """
-import sys
+import os, signal, sys
 from sweeper import app, sweep
 def interrupted(*args, **kwargs):
     raise KeyboardInterrupt
-sweep.share_sweep_view = interrupted
-sys.argv = ["sweeper", *sys.argv[1:]]
+def made_then_interrupted(*args, start_sweep_run=sweep.start_sweep_run, **kwargs):
+    run_id = start_sweep_run(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return run_id
+if sys.argv[1] == "made":
+    sweep.start_sweep_run = made_then_interrupted
+else:
+    sweep.share_sweep_view = interrupted
+sys.argv = ["sweeper", *sys.argv[2:]]
 app.cli()
 """
 
 
+@pytest.mark.parametrize("moment", ["made", "opened"])
 def test_ctrl_c_as_a_sweep_opens_its_parent_run_ends_it_and_says_how_to_run_it_again(
-    workdir: Path,
+    workdir: Path, moment: str
 ) -> None:
     args = ["-m", "seed=0,1", *FAST]
     proc = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_AT_START, *args],
+        [sys.executable, "-c", _INTERRUPTED_AT_START, moment, *args],
         cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 130, proc.stderr[-2000:]

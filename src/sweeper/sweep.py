@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper.artifacts import make_best_run_artifacts
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
@@ -121,11 +122,12 @@ class SweepCallback(Callback):
         kept = command_overrides(config)
         self._command = shlex.join(["python", "-m", "sweeper", "-m", *kept])
         self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
-        self._info = self._open_sweep(config, plan, sweep_dir, uri, experiment_id)
         try:
+            self._open_sweep(config, plan, sweep_dir, uri, experiment_id)
             self._follow(plan, sweep_dir, uri, experiment_id)
         except BaseException as stopped:
-            self._close_unstarted(stopped)
+            if self._info is not None:
+                self._close_unstarted(stopped)
             raise
 
     def _close_unstarted(self, stopped: BaseException) -> None:
@@ -191,9 +193,10 @@ class SweepCallback(Callback):
 
     def _open_sweep(
         self, config: DictConfig, plan: Plan, sweep_dir: Path, uri: str, experiment_id: str
-    ) -> SweepInfo:
-        """The sweep's records: a new parent run, or the one of the sweep ``resume=true``
-        continues."""
+    ) -> None:
+        """Open the sweep's records (``_info``): a new parent run, or the one of the sweep
+        ``resume=true`` continues. A Ctrl-C as the parent run is made or reopened is raised
+        once it is kept, so that it is ended."""
         overrides = " ".join(config.hydra.overrides.task)
         if config.resume:
             resumed = (
@@ -202,20 +205,22 @@ class SweepCallback(Callback):
                 else search_resume_point(config, config.hydra.overrides.task, uri, experiment_id)
             )
             if resumed is not None:
-                info, self._skipped = continue_sweep(
-                    resumed, plan.hashes, uri, experiment_id, overrides
-                )
+                with interrupts_deferred():
+                    self._info, self._skipped = continue_sweep(
+                        resumed, plan.hashes, uri, experiment_id, overrides
+                    )
                 self._failed_before = resumed.failed_runs
                 self._resumed = True
-                return info
+                return
             print(
                 "resume=true: no sweep in the store ran any of these configurations; "
                 "starting a new sweep",
                 flush=True,
             )
         name = sweep_run_name(plan.keys, sweep_dir.name)
-        parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides, name)
-        return SweepInfo(sweep_dir.name, uri, experiment_id, parent)
+        with interrupts_deferred():
+            parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides, name)
+            self._info = SweepInfo(sweep_dir.name, uri, experiment_id, parent)
 
     def _wind_down(self) -> list[RunOutcome]:
         """However the sweep ends: stop following it, return every outcome, and hand the
