@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
 from helpers import Sweep
+from sweeper.report.build import build_report
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 
@@ -123,6 +124,9 @@ def test_a_sweep_directory_used_again_shows_only_the_new_sweeps_runs(workdir: Pa
     assert "[2/2 done] 1 failed" in again.stdout
     assert ": 1 finished, 1 failed" in again.stdout
     assert "seed=1" not in again.stdout
+    # Both sweeps have the directory's name as their id: the report is of the newest alone.
+    report = build_report(store_uri(workdir), sweep_id="fixed", out_dir=workdir / "reports")
+    assert "2 runs (1 failed, 1 finished)" in (report.directory / "report.md").read_text()
 
 
 def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir: Path) -> None:

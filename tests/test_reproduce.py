@@ -25,7 +25,8 @@ from sweeper.data import cache, datasets
 from sweeper.data.cache import load_dataset_cached
 from sweeper.data.datasets import load_dataset
 from sweeper.report.build import build_report
-from sweeper.report.provenance import provenance_summary, sweep_provenance
+from sweeper.report.provenance import provenance_summary
+from sweeper.report.runs import find_sweep, sweep_runs
 from sweeper.reproduce import (
     Difference,
     Ending,
@@ -439,9 +440,8 @@ def test_the_report_flags_a_sweep_whose_runs_differ(workdir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     runs = [r for r in all_runs(workdir) if r.data.tags.get("kind") != "sweep"]
     client = MlflowClient(store_uri(workdir))
-    text, shared = sweep_provenance(
-        client, runs[0].info.experiment_id, runs[0].data.tags["sweep_id"]
-    )
+    sweep = find_sweep(client, "sweeper", runs[0].data.tags["sweep_id"])
+    text, shared = provenance_summary([r.tags for r in sweep_runs(client, sweep)])
     commit = runs[0].data.tags["git_commit"][:12]
     assert shared, text
     assert text.startswith(f"Provenance: every run shares one commit ({commit}")

@@ -1129,6 +1129,25 @@ def test_resume_refuses_a_study_whose_trials_shared_other_settings(workdir: Path
     assert len(child_runs(all_runs(workdir))) == 1
 
 
+@pytest.mark.slow
+def test_resume_continues_its_studys_sweep_when_its_directory_named_a_later_one(
+    workdir: Path,
+) -> None:
+    fixed = "hydra.sweep.dir=multirun/fixed"
+    args = [*SEARCH, fixed, "hydra.sweeper.sampler.seed=0", "topology.hidden=[16]",
+            "optimizer.lr=interval(0.005, 0.05)", "train.epochs=1"]  # fmt: skip
+    assert run_cli([*args, "hydra.sweeper.n_trials=1"], workdir).returncode == 0
+    search_id = parent_run(workdir).info.run_id
+    # A grid sweep in the same directory: a second sweep of the id "fixed".
+    grid = run_cli(["-m", "seed=0", "train.epochs=1", "gradcheck.enabled=false", fixed], workdir)
+    assert grid.returncode == 0, grid.stderr
+    proc = run_cli([*args, "hydra.sweeper.n_trials=2", "resume=true"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    trials = [r for r in child_runs(all_runs(workdir)) if "trial" in r.data.tags]
+    assert sorted(r.data.tags["trial"] for r in trials) == ["0", "1"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {search_id}
+
+
 def parent_run(workdir: Path) -> Run:
     (parent,) = [r for r in all_runs(workdir) if "mlflow.parentRunId" not in r.data.tags]
     return parent

@@ -76,8 +76,13 @@ def search_resume_point(
     if found is None:
         return None
     sweep_id = found.sweep
+    query = f"tags.sweep_id = '{sweep_id}' and tags.kind = 'sweep'"
+    if found.created is not None:
+        # A sweep directory used again names several sweeps: the study's is the newest that
+        # began before it was made.
+        query += f" and attributes.start_time <= {int(found.created * 1000)}"
     sweep = MlflowClient(uri).search_runs(
-        [experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.kind = 'sweep'", max_results=1
+        [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
     )
     if not sweep:
         raise ConfigError(

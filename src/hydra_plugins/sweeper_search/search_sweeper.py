@@ -258,12 +258,14 @@ def study_to_resume(
 
 class StudyProgress(NamedTuple):
     """Where the study that ``resume=true`` continues stands: the name of the sweep directory
-    that made it, how many of its trials count toward ``n_trials`` (``done_trials``), and how
-    many of those failed."""
+    that made it and when (seconds since the epoch; None for a study that did not record it),
+    how many of its trials count toward ``n_trials`` (``done_trials``), and how many of those
+    failed."""
 
     sweep: str
     done: int
     failed: int
+    created: float | None = None
 
 
 def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgress | None:
@@ -280,7 +282,8 @@ def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgre
     study = optuna.load_study(study_name=found.study_name, storage=storage)
     done = done_trials(study.get_trials(deepcopy=False))
     failed = sum(t.state == TrialState.FAIL for t in done)
-    return StudyProgress(str(found.user_attrs.get(SWEEP_ATTR)), len(done), failed)
+    created = found.user_attrs.get(CREATED_ATTR)
+    return StudyProgress(str(found.user_attrs.get(SWEEP_ATTR)), len(done), failed, created)
 
 
 def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:

@@ -11,8 +11,6 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from mlflow.tracking import MlflowClient
-
 from sweeper.provenance import DATA_TAG, ENVIRONMENT_TAGS
 
 NOT_RECORDED = "not recorded"
@@ -70,16 +68,3 @@ def provenance_summary(runs_tags: Sequence[Mapping[str, str]]) -> tuple[str, boo
         + (f" They share {', '.join(shared)}." if shared else ""),
         False,
     )
-
-
-def sweep_provenance(client: MlflowClient, experiment_id: str, sweep_id: str) -> tuple[str, bool]:
-    """:func:`provenance_summary` of every child run of the sweep."""
-    query = f"tags.sweep_id = '{sweep_id}'"  # sweep ids are checked for quotes by find_sweep
-    tags: list[Mapping[str, str]] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], query, max_results=1000, page_token=token)
-        tags += [r.data.tags for r in page if r.data.tags.get("kind") != "sweep"]
-        token = page.token
-        if not token:
-            return provenance_summary(tags)

@@ -157,17 +157,18 @@ def _record(run: Run) -> RunRecord:
 
 
 def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
-    """Every child run tagged with the sweep's id, resumed ones included."""
+    """Every child run of the sweep's parent run, resumed ones included. Not every run of its
+    id: a ``hydra.sweep.dir`` used again gives another sweep the same one."""
     records: list[RunRecord] = []
     token = None
     while True:
         page = client.search_runs(
             [sweep.experiment_id],
-            f"tags.sweep_id = {_quoted(sweep.sweep_id)}",
+            f"tags.mlflow.parentRunId = '{sweep.parent_run_id}'",
             max_results=PAGE_SIZE,
             page_token=token,
         )
-        records += [_record(r) for r in page if r.data.tags.get("kind") != "sweep"]
+        records += [_record(r) for r in page]
         token = page.token
         if not token:
             return records
