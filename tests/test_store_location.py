@@ -113,6 +113,18 @@ def test_the_database_of_a_uri_with_a_query_is_the_path_before_it(tmp_path: Path
     )
 
 
+def test_a_path_to_a_database_yet_to_be_made_is_a_sqlite_store(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = workdir / "new" / "store" / "mlflow.db"
+    monkeypatch.chdir(workdir)
+    assert resolve_tracking_uri("new/store/mlflow.db") == f"sqlite:///{database}"
+    proc = run_cli([*FAST, "tracking.uri=new/store/mlflow.db"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = MlflowClient(f"sqlite:///{database}").search_runs(["1"])
+    assert run.info.status == "FINISHED"
+
+
 def test_a_store_named_with_a_query_is_switched_to_wal_and_locked(tmp_path: Path) -> None:
     db = tmp_path / "st" / "mlflow.db"
     client, experiment_id = opened(f"sqlite:///{db}?timeout=60", "x")
