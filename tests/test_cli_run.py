@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -13,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
 
@@ -113,6 +115,28 @@ def test_divergence_is_recorded_as_failed_with_its_reason(workdir: Path) -> None
         "gradcheck.csv",
         "provenance",
     ]
+
+
+# The command, Ctrl-C pressed while it imports its app (MLflow, Hydra: its first seconds).
+_INTERRUPTED_IMPORTING = """
+import runpy, sys
+class Interrupting:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sweeper.app":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupting())
+sys.argv = ["sweeper"]
+runpy.run_module("sweeper", run_name="__main__")
+"""
+
+
+def test_ctrl_c_as_the_command_starts_is_one_line(workdir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_IMPORTING],
+        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stderr) == (130, "Interrupted (Ctrl-C).\n")
+    assert not (workdir / "mlruns").exists()
 
 
 def test_an_invalid_value_fails_before_anything_runs(workdir: Path) -> None:

@@ -1,11 +1,18 @@
 """``python -m sweeper`` and the ``sweeper`` command."""
 
+import sys
+
 from sweeper.frozen_imports import imports_frozen
 
 
 def main() -> None:
-    with imports_frozen():
-        from sweeper.app import cli
+    try:
+        with imports_frozen():
+            from sweeper.app import cli
+    except KeyboardInterrupt:
+        # Before the app is loaded nothing is recorded, and its Ctrl-C handling is not there.
+        print("Interrupted (Ctrl-C).", file=sys.stderr, flush=True)
+        sys.exit(130)
     cli()
 
 
