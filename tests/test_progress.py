@@ -129,6 +129,7 @@ def test_the_eta_counts_the_runs_in_progress_and_the_slots() -> None:
     assert eta_seconds(1, [600.0] * 8, [0.0], 8) == pytest.approx(600.0)
     assert eta_seconds(3, [], [5.0], 2) is None
     assert eta_seconds(0, [10.0], [], 2) == 0.0
+    assert eta_seconds(2, [10.0], [], 0) == pytest.approx(20.0)  # no slot said: one
 
 
 def test_the_monitor_estimates_from_its_ended_and_running_runs(tmp_path: Path) -> None:

@@ -179,12 +179,15 @@ def test_a_stopped_search_counts_its_pruned_runs_apart_from_its_finished_ones(
         RunOutcome(2, ["lr=1e6"], "FAILED", "diverged at epoch 1 (loss=nan)", 1.0),
     ]
     info = SweepInfo("s", uri, experiment_id, parent)
-    stop = SweepStop(info, lambda: outcomes, 5, 0, "python -m sweeper -m resume=true")
+    # A search resumed after 4 runs, 2 of them failed: the parent counts the sweep's runs.
+    stop = SweepStop(info, lambda: outcomes, None, 4, 2, "python -m sweeper -m resume=true")
     stop.stop(False, RuntimeError("the launcher gave up"))
     assert (
-        "1 run(s) finished, 1 pruned and kept, 1 failed, 2 not run or cut short"
+        "1 run(s) finished, 1 pruned and kept, 1 failed, the other not run or cut short"
         in capsys.readouterr().err
     )
+    metrics = MlflowClient(uri).get_run(parent).data.metrics
+    assert metrics == {"runs": 7.0, "failed_runs": 3.0, "killed_runs": 0.0}
 
 
 @pytest.mark.parametrize("ctrl_c_ignored", [False, True], ids=["foreground", "background"])

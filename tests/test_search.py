@@ -195,8 +195,8 @@ def search_settings(**changes: object) -> DictConfig:
         # The objective is the best validation loss: maximizing it would pick the worst run.
         (
             {"direction": "maximize"},
-            "hydra.sweeper.direction='maximize' is invalid: the objective is the best "
-            "validation loss, which a search always minimizes",
+            "hydra.sweeper.direction='maximize' is invalid: the value each job returns is one "
+            "to minimize",
         ),
     ],
 )
@@ -1156,7 +1156,7 @@ def parent_run(workdir: Path) -> Run:
 def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
     workdir: Path,
 ) -> None:
-    # Every trial diverges: a result the sampler learnt from, counted toward n_trials.
+    # Every trial diverges: a trial run and told, counted toward n_trials.
     args = [*SEARCH, "train.epochs=2", "optimizer.lr=interval(20, 50)", "topology.hidden=[256]",
             "regularizer=l2"]  # fmt: skip
     proc = run_cli([*args, "hydra.sweeper.n_trials=2"], workdir)
@@ -1179,8 +1179,11 @@ def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
     # A larger one runs one more trial; the failed ones are not called finished.
     proc = run_cli([*args, "hydra.sweeper.n_trials=3", "resume=true"], workdir)
     assert proc.returncode == 1
-    assert ": 0 finished, 1 failed, 2 skipped (failed before)\n" in proc.stdout
+    assert ": 0 finished, 1 failed, 2 skipped (2 failed before)\n" in proc.stdout
     assert len(child_runs(all_runs(workdir))) == 3
+    # The parent counts the sweep's runs, those of the first command included.
+    metrics = parent_run(workdir).data.metrics
+    assert (metrics["runs"], metrics["failed_runs"], metrics["killed_runs"]) == (3, 3, 0)
 
 
 def test_a_resumed_search_numbers_its_jobs_on_and_names_runs_by_trial_and_repeat(

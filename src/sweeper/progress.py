@@ -99,7 +99,7 @@ def eta_seconds(
     mean = statistics.fmean(ended)
     # When each slot frees: a running run longer than the mean counts as nearly done.
     free_at = [max(mean - seconds, 0.0) for seconds in running_for]
-    free_at += [0.0] * max(slots - len(free_at), 0)
+    free_at += [0.0] * max(max(slots, 1) - len(free_at), 0)
     heapq.heapify(free_at)
     for _ in range(max(left - len(running_for), 0)):
         heapq.heappush(free_at, heapq.heappop(free_at) + mean)

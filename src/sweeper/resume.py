@@ -25,10 +25,12 @@ class ResumePoint:
     sweep_id: str
     parent_run_id: str
     finished_hashes: frozenset[str]
-    # A search's runs that count as done: its study's trials done, times its repeats; of them,
-    # those of trials that failed (they count toward n_trials too, and are not run again).
+    # A search's runs that count as done: its study's trials done, times its repeats (a pruned
+    # trial ran once); of them, those of trials that failed (they count toward n_trials too,
+    # and are not run again) and of those pruned.
     done_runs: int = 0
     failed_runs: int = 0
+    pruned_runs: int = 0
     # A search whose trials done reach its n_trials: nothing is left to run.
     budget_spent: bool = False
 

@@ -95,7 +95,8 @@ def search_resume_point(
         sweep_id,
         sweep[0].info.run_id,
         frozenset(),
-        done_runs=found.done * settings.repeats,
+        done_runs=(found.done - found.pruned) * settings.repeats + found.pruned,
         failed_runs=found.failed * settings.repeats,
+        pruned_runs=found.pruned,
         budget_spent=found.done >= settings.n_trials,
     )

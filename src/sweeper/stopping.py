@@ -105,13 +105,16 @@ class SweepStop:
         wind_down: Callable[[], list[RunOutcome]],
         planned: int | None,
         skipped: int,
+        failed_before: int,
         resume_command: str,
     ) -> None:
         self.info = info
         # Stops following the sweep and returns every outcome (SweepCallback._wind_down).
         self.wind_down = wind_down
         self.planned = planned
+        # Runs an earlier command of the sweep ran (a resume skips them); of those, the failed.
         self.skipped = skipped
+        self.failed_before = failed_before
         self.resume_command = resume_command
         self._previous: Any = None
 
@@ -149,7 +152,7 @@ class SweepStop:
             info.tracking_uri,
             info.parent_run_id,
             self.skipped + len(outcomes) + len(closed),
-            failed + (len(closed) if status == "FAILED" else 0),
+            self.failed_before + failed + (len(closed) if status == "FAILED" else 0),
             count_killed(outcomes) + (len(closed) if status == "KILLED" else 0),
             status,
         )

@@ -94,8 +94,10 @@ class SweepCallback(Callback):
         self._stop: SweepStop | None = None
         self._data_cache: DataCache | None = None
         self._skipped = 0
-        # Of the skipped runs, those a resumed search's trials failed (they count as done).
+        # Of the skipped runs, those a resumed search's trials failed or were pruned in (they
+        # count as done).
         self._failed_before = 0
+        self._pruned_before = 0
         self._resume_command = ""
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
@@ -142,7 +144,7 @@ class SweepCallback(Callback):
                 self._info.tracking_uri,
                 self._info.parent_run_id,
                 self._skipped,
-                0,
+                self._failed_before,
                 0,
                 "KILLED" if interrupted else "FAILED",
             )
@@ -187,7 +189,12 @@ class SweepCallback(Callback):
         self._monitor = ProgressMonitor(sweep_dir, total, plan.keys, timeout=plan.timeout).start()
         planned = len(plan.jobs) - self._skipped if plan.jobs is not None else None
         self._stop = SweepStop(
-            self._info, self._wind_down, planned, self._skipped, self._resume_command
+            self._info,
+            self._wind_down,
+            planned,
+            self._skipped,
+            self._failed_before,
+            self._resume_command,
         )
         self._stop.install()
 
@@ -210,6 +217,7 @@ class SweepCallback(Callback):
                         resumed, plan.hashes, uri, experiment_id, overrides
                     )
                 self._failed_before = resumed.failed_runs
+                self._pruned_before = resumed.pruned_runs
                 self._resumed = True
                 return
             print(
@@ -245,21 +253,27 @@ class SweepCallback(Callback):
     def _end(self, config: DictConfig) -> None:
         assert self._monitor is not None and self._info is not None
         outcomes = self._wind_down()
+        # Those not run again, which decide the exit status.
         failed = [o for o in outcomes if o.failed and not retried(o, outcomes)]
         # Counted as the progress line, the parent run and a stopped sweep count them.
         n_failed, n_killed = count_failed(failed), count_killed(failed)
         again = sum(o.failed for o in outcomes) - len(failed)
         cut_short = f", {n_killed} cut short" if n_killed else ""
-        finished_before = self._skipped - self._failed_before
+        finished_before = self._skipped - self._failed_before - self._pruned_before
         before = (
             "finished"
-            if not self._failed_before
-            else "failed"
-            if not finished_before
-            else f"{finished_before} finished, {self._failed_before} failed"
+            if finished_before == self._skipped
+            else ", ".join(
+                f"{n} {ended}"
+                for n, ended in (
+                    (finished_before, "finished"),
+                    (self._pruned_before, "pruned"),
+                    (self._failed_before, "failed"),
+                )
+                if n
+            )
         )
         skipped = f", {self._skipped} skipped ({before} before)" if self._skipped else ""
-        # Of the runs not run again, which decide the exit status.
         counts = ended_counts(count_finished(outcomes), count_pruned(outcomes), n_failed)
         print(
             f"\nSweep {self._info.sweep_id}: {counts}{cut_short}"
@@ -301,7 +315,7 @@ class SweepCallback(Callback):
                 self._info.tracking_uri,
                 self._info.parent_run_id,
                 self._skipped + len(outcomes),
-                n_failed,
+                self._failed_before + n_failed,
                 n_killed,
             )
         except Exception as err:
@@ -319,7 +333,7 @@ class SweepCallback(Callback):
                 f"  #{o.number} {' '.join(o.overrides)}: {o.reason}" for o in failed
             )
             if is_search(config) and not n_killed:
-                # A failed trial is a result the sampler learnt from, and counts as done:
+                # A failed trial was run and told, and counts as done:
                 # resume=true asks again only the trials cut short.
                 hint = (
                     "Failed trials count toward hydra.sweeper.n_trials="

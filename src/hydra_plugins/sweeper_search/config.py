@@ -42,8 +42,7 @@ class PrunerConf:
 @dataclass
 class SearchSweeperConf:
     _target_: str = "hydra_plugins.sweeper_search.search_sweeper.SearchSweeper"
-    # minimize alone: the objective is each trial's best validation loss (kept for configs
-    # that name it).
+    # minimize alone: a job returns a value to minimize (kept for configs that name it).
     direction: str = "minimize"
     # The study is named after this and the sweep directory's name.
     study_name: str = "search"

@@ -77,10 +77,9 @@ def _whole(value: object) -> bool:
 def check_budget(settings: DictConfig) -> None:
     """The direction and the budgets: trials, seconds, a target value."""
     if settings.direction != "minimize":
-        # outcome.RunOutcome.objective: the lowest validation loss, whatever the direction.
         raise StudyConfigError(
-            f"hydra.sweeper.direction={settings.direction!r} is invalid: the objective is the "
-            "best validation loss, which a search always minimizes"
+            f"hydra.sweeper.direction={settings.direction!r} is invalid: the value each job "
+            "returns is one to minimize"
         )
     for key in ("n_trials", "n_jobs", "repeats"):
         if settings[key] < 1:
@@ -93,8 +92,7 @@ def check_budget(settings: DictConfig) -> None:
         )
     if settings.target is not None and not math.isfinite(settings.target):
         raise StudyConfigError(
-            f"hydra.sweeper.target={settings.target} is invalid: a finite validation loss, or "
-            "null for none"
+            f"hydra.sweeper.target={settings.target} is invalid: a finite value, or null for none"
         )
 
 
@@ -260,12 +258,13 @@ class StudyProgress(NamedTuple):
     """Where the study that ``resume=true`` continues stands: the name of the sweep directory
     that made it and when (seconds since the epoch; None for a study that did not record it),
     how many of its trials count toward ``n_trials`` (``done_trials``), and how many of those
-    failed."""
+    failed and were pruned."""
 
     sweep: str
     done: int
     failed: int
     created: float | None = None
+    pruned: int = 0
 
 
 def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgress | None:
@@ -282,8 +281,9 @@ def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgre
     study = optuna.load_study(study_name=found.study_name, storage=storage)
     done = done_trials(study.get_trials(deepcopy=False))
     failed = sum(t.state == TrialState.FAIL for t in done)
+    pruned = sum(t.state == TrialState.PRUNED for t in done)
     created = found.user_attrs.get(CREATED_ATTR)
-    return StudyProgress(str(found.user_attrs.get(SWEEP_ATTR)), len(done), failed, created)
+    return StudyProgress(str(found.user_attrs.get(SWEEP_ATTR)), len(done), failed, created, pruned)
 
 
 def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:

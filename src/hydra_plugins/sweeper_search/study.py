@@ -251,8 +251,8 @@ def retried(trials: Iterable[FrozenTrial]) -> set[int]:
 
 
 def done_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Trials that count toward the budget: ended (a failed one too: the sampler learnt from
-    it), and not asked again."""
+    """Trials that count toward the budget: ended (a failed one too: it was run and told),
+    and not asked again."""
     again = retried(trials)
     return [
         t
