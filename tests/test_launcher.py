@@ -639,3 +639,41 @@ def test_the_ray_launcher_composes_with_its_death_handler_without_ray_installed(
     assert launcher._target_ == "hydra_plugins.sweeper_launcher.ray_launcher.RayClusterLauncher"
     assert get_method(launcher.on_job_death) is record_dead_job
     assert launcher.ray.init.address == "auto" and launcher.ray.remote.num_cpus == 1
+
+
+# A process that takes SIGTERM as Ctrl-C and, stopped, spends a while closing its records with
+# Ctrl-C ignored, as a sweep does.
+_CLOSING = """
+import signal, sys, time
+from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
+def closing(signum, frame):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    time.sleep(3.0)
+    print("closed", flush=True)
+    sys.exit(130)
+signal.signal(signal.SIGINT, closing)
+terminate_as_interrupt()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("gap", "ended"),
+    [
+        # timeout signals the command, then its process group: one stop, sent twice.
+        (0.05, (130, "closed\n")),
+        # Another stop, later: a process stuck closing can still be ended.
+        (1.5, (-signal.SIGTERM, "")),
+    ],
+)
+def test_a_sigterm_sent_again_at_once_lets_the_records_close_a_later_one_ends_the_process(
+    gap: float, ended: tuple[int, str]
+) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _CLOSING], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == ended

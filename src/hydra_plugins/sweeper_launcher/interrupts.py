@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -17,6 +18,10 @@ _STATE: dict[str, bool] = globals().get("_STATE") or {
     "terminated": False,
     "ignored_from_start": False,
 }
+# When a SIGTERM stopped this process (time.monotonic), kept as _STATE is.
+_TERMINATED_AT: list[float] = globals().get("_TERMINATED_AT") or [0.0]
+# A SIGTERM this soon after the one that stopped the process is that stop sent again.
+REPEATED_STOP_S = 1.0
 
 
 @contextmanager
@@ -50,23 +55,33 @@ def terminate_as_interrupt() -> None:
     """From now on a SIGTERM stops this process as Ctrl-C does: it is handed to whatever
     handles Ctrl-C at that moment, or raises KeyboardInterrupt where Ctrl-C was ignored from
     the start. Where Ctrl-C is ignored since (a process closing its records, one that chose
-    to), SIGTERM ends the process as it would have, so such a process can still be stopped.
-    Main thread only."""
+    to), SIGTERM ends the process as it would have, so such a process can still be stopped;
+    but not one that comes within ``REPEATED_STOP_S`` of the SIGTERM that stopped it: the same
+    stop sent again (``timeout`` signals the command, then its process group). Main thread
+    only."""
     _STATE["ignored_from_start"] = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     signal.signal(signal.SIGTERM, _terminate)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    now = time.monotonic()
+    if _STATE["terminated"] and now - _TERMINATED_AT[0] < REPEATED_STOP_S:
+        return
     interrupt = signal.getsignal(signal.SIGINT)
     if callable(interrupt):
-        _STATE["terminated"] = True
+        _stopped_by_sigterm(now)
         interrupt(signal.SIGINT, frame)
         return
     if _STATE["ignored_from_start"] and not _STATE["terminated"]:
-        _STATE["terminated"] = True
+        _stopped_by_sigterm(now)
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.raise_signal(signal.SIGTERM)
+
+
+def _stopped_by_sigterm(now: float) -> None:
+    _STATE["terminated"] = True
+    _TERMINATED_AT[0] = now
 
 
 def terminated() -> bool:
