@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from conftest import run_cli
 from hydra_plugins.sweeper_launcher import interrupts
-from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
+from hydra_plugins.sweeper_launcher.config import LocalLauncherConf, RayClusterLauncherConf
 from hydra_plugins.sweeper_launcher.local_launcher import (
     JobProcesses,
     _run_in_own_process,
@@ -34,7 +34,10 @@ from hydra_plugins.sweeper_launcher.local_launcher import (
     job_dir,
 )
 from hydra_plugins.sweeper_launcher.ray_launcher import job_future
+from sweeper import plan
+from sweeper.config import ConfigError
 from sweeper.outcome import OUTCOME_FILE, RunOutcome
+from sweeper.plan import check_launcher
 from sweeper.stopping import record_dead_job
 from sweeper.store_setup import prepare_store
 from sweeper.sweep_info import SweepInfo
@@ -677,3 +680,18 @@ def test_a_sigterm_sent_again_at_once_lets_the_records_close_a_later_one_ends_th
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert (proc.returncode, out) == ended
+
+
+def test_the_ray_launcher_without_its_extra_is_one_line_before_the_sweep_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    launcher = OmegaConf.structured(RayClusterLauncherConf)
+    monkeypatch.setattr(plan, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError) as refused:
+        check_launcher(launcher)
+    assert str(refused.value) == (
+        "hydra/launcher=ray_cluster needs Hydra's Ray launcher, the [ray] extra: "
+        "make install-ray (or pip install -e '.[ray]')"
+    )
+    monkeypatch.setattr(plan, "find_spec", lambda name: object())
+    check_launcher(launcher)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -20,6 +21,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.sweeper_launcher.composing import ShapeCache
+from hydra_plugins.sweeper_launcher.config import RayClusterLauncherConf
+from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
 from sweeper.config import (
     NOT_HASHED,
     ConfigError,
@@ -56,14 +59,27 @@ class Plan:
     target: float | None = None
 
 
-def plan_sweep(config: DictConfig, config_name: str) -> Plan:
-    """The sweep that ``config`` (the composed multirun config) asks for; a ConfigError
-    lists every run that cannot run."""
-    if config.hydra.launcher.get("n_jobs") == 0:
+def check_launcher(launcher: DictConfig) -> None:
+    """A launcher setting, or a launcher whose package is missing, that would fail only once
+    the sweep has started; ConfigError in one line."""
+    if launcher.get("n_jobs") == 0:
         # joblib's meaning: -1 one per core, -2 all but one; 0 means nothing.
         raise ConfigError(
             "hydra.launcher.n_jobs=0 is invalid: how many runs at a time, -1 for one per core"
         )
+    if launcher.get("_target_") == RayClusterLauncherConf._target_ and not find_spec(
+        RAY_LAUNCHER_PACKAGE
+    ):
+        raise ConfigError(
+            "hydra/launcher=ray_cluster needs Hydra's Ray launcher, the [ray] extra: "
+            "make install-ray (or pip install -e '.[ray]')"
+        )
+
+
+def plan_sweep(config: DictConfig, config_name: str) -> Plan:
+    """The sweep that ``config`` (the composed multirun config) asks for; a ConfigError
+    lists every run that cannot run."""
+    check_launcher(config.hydra.launcher)
     jobs = planned_jobs(config)
     if jobs is not None:
         params = validate_jobs(config_name, jobs, list(config.hydra.overrides.hydra))

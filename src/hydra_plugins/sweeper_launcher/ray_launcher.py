@@ -33,6 +33,9 @@ from hydra_plugins.sweeper_launcher.local_launcher import (
     job_dir,
 )
 
+# Hydra's Ray launcher, whose job running this one reuses (the ``[ray]`` extra).
+RAY_LAUNCHER_PACKAGE = "hydra_plugins.hydra_ray_launcher"
+
 
 def first_line(error: BaseException) -> str:
     """Ray's error as one line: its message's first, or its type's name."""
