@@ -1107,6 +1107,15 @@ def test_resume_finds_an_older_study_by_its_space_and_a_newer_one_by_its_setting
         "topology.hidden and train.epochs=4, not no dataset.name and topology.hidden=[16] and "
         "train.epochs=2; give the same settings or drop resume=true"
     )
+    # An older study of the space whose settings these are is the one continued.
+    fashion = optuna.create_study(storage=storage, study_name="fashion")
+    fashion.set_user_attr(SPACE_ATTR, study_key(space, settings))
+    fashion.set_user_attr(CREATED_ATTR, 1.5)
+    fashion.set_user_attr(FIXED_ATTR, {"train.epochs": 4, "dataset.name": "fashion_mnist"})
+    found = study_to_resume(
+        storage, settings, space, {"train.epochs": 4, "dataset.name": "fashion_mnist"}
+    )
+    assert found is not None and found.study_name == "fashion"
 
 
 def test_resume_refuses_a_study_whose_trials_shared_other_settings(workdir: Path) -> None:

@@ -60,11 +60,11 @@ from hydra_plugins.sweeper_search.study import (
     make_pruner,
     make_sampler,
     make_storage,
-    newest_study,
     owed,
     quiet_optuna,
     recorded_values,
     settle,
+    studies_of,
     value_attr,
 )
 
@@ -236,22 +236,32 @@ def study_to_resume(
     fixed: dict[str, Any],
 ) -> optuna.study.StudySummary | None:
     """The study ``resume=true`` continues: the newest of the same space and repeats in
-    ``storage``, or None. Raises ``StudyConfigError``, one line naming each key with both
-    values, where its trials shared other settings than ``fixed`` (one study would hold two
-    searches). A study made before its settings were recorded is matched by its space alone."""
-    found = newest_study(storage, study_key(space, settings))
-    if found is None or FIXED_ATTR not in found.user_attrs:
-        return found
-    earlier: dict[str, Any] = found.user_attrs[FIXED_ATTR]
-    differ = sorted(
+    ``storage`` whose trials shared the settings ``fixed``, or None where the space has no
+    study. Raises ``StudyConfigError``, one line naming each key with both values, where
+    none shared them (one study would hold two searches). A study made before its settings
+    were recorded is matched by its space alone, if it is the newest."""
+    studies = studies_of(storage, study_key(space, settings))
+    for found in studies:
+        if FIXED_ATTR not in found.user_attrs:
+            if found is studies[0]:
+                return found
+            continue
+        if not _differing(found.user_attrs[FIXED_ATTR], fixed):
+            return found
+    if not studies:
+        return None
+    newest = studies[0].user_attrs.get(FIXED_ATTR, {})
+    differ = _differing(newest, fixed)
+    raise StudyConfigError(
+        f"resume=true: the newest search of this space ran with {_described(newest, differ)}, "
+        f"not {_described(fixed, differ)}; give the same settings or drop resume=true"
+    )
+
+
+def _differing(earlier: dict[str, Any], fixed: dict[str, Any]) -> list[str]:
+    return sorted(
         k for k in earlier.keys() | fixed.keys() if _stored(earlier, k) != _stored(fixed, k)
     )
-    if differ:
-        raise StudyConfigError(
-            f"resume=true: the newest search of this space ran with {_described(earlier, differ)}"
-            f", not {_described(fixed, differ)}; give the same settings or drop resume=true"
-        )
-    return found
 
 
 class StudyProgress(NamedTuple):

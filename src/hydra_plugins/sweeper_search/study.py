@@ -205,18 +205,16 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(logging.WARNING)
 
 
-def newest_study(
+def studies_of(
     storage: optuna.storages.BaseStorage, space_key: str
-) -> optuna.study.StudySummary | None:
-    """The newest study of this search space in ``storage``, or None."""
+) -> list[optuna.study.StudySummary]:
+    """The studies of this search space in ``storage``, newest first."""
     studies = [
         s
         for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
         if s.user_attrs.get(SPACE_ATTR) == space_key
     ]
-    if not studies:
-        return None
-    return max(studies, key=lambda s: s.user_attrs.get(CREATED_ATTR, 0.0))
+    return sorted(studies, key=lambda s: s.user_attrs.get(CREATED_ATTR, 0.0), reverse=True)
 
 
 def value_attr(repeat: int) -> str:
