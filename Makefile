@@ -72,8 +72,13 @@ DASHBOARD_PORT ?= 8080
 OPTUNA_STORAGE ?= $(shell $(PY) -c 'import sys; from sweeper.store_uri import study_storage; \
 	print(study_storage(sys.argv[1], sys.argv[2]))' '$(STORE)' '$(CURDIR)')
 
-dashboard: install  ## the searches' Optuna studies in optuna-dashboard on 127.0.0.1 (DASHBOARD_PORT)
+# The [dashboard] extra, installed once (an offline machine that has it starts the dashboard).
+DASHBOARD_STAMP := $(VENV)/.dashboard-stamp
+$(DASHBOARD_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[dashboard]'
+	touch $(DASHBOARD_STAMP)
+
+dashboard: $(DASHBOARD_STAMP)  ## the searches' Optuna studies in optuna-dashboard on 127.0.0.1 (DASHBOARD_PORT)
 	@echo "optuna-dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (storage: $(OPTUNA_STORAGE))"
 	$(VENV)/bin/optuna-dashboard '$(OPTUNA_STORAGE)' --host 127.0.0.1 --port $(DASHBOARD_PORT)
 

@@ -1257,3 +1257,18 @@ def test_make_dashboard_shows_the_studies_beside_the_store_it_is_given() -> None
     ).stdout  # fmt: skip
     (line,) = [line for line in printed.splitlines() if "bin/optuna-dashboard" in line]
     assert shlex.split(line)[1] == "sqlite:////home/me/my runs/store/optuna.db"
+
+
+def test_make_dashboard_installs_its_extra_once(tmp_path: Path) -> None:
+    def planned() -> str:
+        return subprocess.run(
+            ["make", "-n", f"VENV={tmp_path}", "dashboard", f"PY={sys.executable}"],
+            cwd=REPO, capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        ).stdout  # fmt: skip
+
+    (tmp_path / ".installed-stamp").touch()
+    assert "pip install -q -e '.[dashboard]'" in planned()
+    (tmp_path / ".dashboard-stamp").touch()
+    # Installed: the dashboard starts without pip, offline too.
+    assert "pip install" not in planned()
