@@ -626,6 +626,15 @@ def test_server_restarted_mid_sweep_loses_nothing(workdir: Path, tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_run_on_a_server_prints_no_links_of_mlflows_own(workdir: Path, tmp_path: Path) -> None:
+    with mlflow_service(server_command(tmp_path / "server"), tmp_path / "server.log") as address:
+        proc = run_cli([*FAST, f"tracking.uri={address}"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "View run" not in proc.stdout and "View experiment" not in proc.stdout
+    assert proc.stdout.startswith("#0 ")
+
+
+@pytest.mark.slow
 def test_server_gone_past_the_bound_fails_the_runs_and_resume_completes(
     workdir: Path, tmp_path: Path
 ) -> None:

@@ -58,6 +58,9 @@ def configure(uri: str, max_outage: float) -> None:
     if is_http(uri):
         for key, value in HTTP_RETRY_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        # MLflow prints a run's and its experiment's links as each run ends on a server; the
+        # command prints its own, once.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         # urllib3 logs each retry of MLflow's; outage_retried says it once, in one line.
         logging.getLogger("urllib3.connectionpool").addFilter(_not_a_retry_warning)
 
