@@ -86,6 +86,16 @@ class ShareStore(Callback):
         os.environ[SWEEP_STORE_VARIABLE] = resolve_tracking_uri(config.tracking.uri)
 
 
+def _skipped_text(skipped: int, failed: int, pruned: int) -> str:
+    """``, 4 skipped (finished before)``, or how the earlier command's runs that a resumed
+    search skips ended; nothing where none is skipped."""
+    if not skipped:
+        return ""
+    ended = ((skipped - failed - pruned, "finished"), (pruned, "pruned"), (failed, "failed"))
+    before = "finished" if not failed + pruned else ", ".join(f"{n} {e}" for n, e in ended if n)
+    return f", {skipped} skipped ({before} before)"
+
+
 class SweepCallback(Callback):
     def __init__(self) -> None:
         self._monitor: ProgressMonitor | None = None
@@ -259,21 +269,7 @@ class SweepCallback(Callback):
         n_failed, n_killed = count_failed(failed), count_killed(failed)
         again = sum(o.failed for o in outcomes) - len(failed)
         cut_short = f", {n_killed} cut short" if n_killed else ""
-        finished_before = self._skipped - self._failed_before - self._pruned_before
-        before = (
-            "finished"
-            if finished_before == self._skipped
-            else ", ".join(
-                f"{n} {ended}"
-                for n, ended in (
-                    (finished_before, "finished"),
-                    (self._pruned_before, "pruned"),
-                    (self._failed_before, "failed"),
-                )
-                if n
-            )
-        )
-        skipped = f", {self._skipped} skipped ({before} before)" if self._skipped else ""
+        skipped = _skipped_text(self._skipped, self._failed_before, self._pruned_before)
         counts = ended_counts(count_finished(outcomes), count_pruned(outcomes), n_failed)
         print(
             f"\nSweep {self._info.sweep_id}: {counts}{cut_short}"
