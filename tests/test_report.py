@@ -409,12 +409,14 @@ def test_single_seed_sweep_lists_runs_and_leaves_out_superseded_ones(tmp_path: P
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("sweeper")
     assert experiment is not None
-    # A run that a resumed sweep replaced: same config_hash, started earlier, failed.
+    # A run that a resumed sweep replaced: same parent and config_hash, started earlier, failed.
+    parent = find_sweep(client, "sweeper", "one-seed").parent_run_id
     replaced = client.create_run(
         experiment.experiment_id,
         start_time=1,  # not 0, which MLflow reads as now
-        tags={"sweep_id": "one-seed", "config_hash": "relu-0.05-0", "reason": "killed"},
-    )
+        tags={"sweep_id": "one-seed", "config_hash": "relu-0.05-0", "reason": "killed",
+              "mlflow.parentRunId": parent},
+    )  # fmt: skip
     client.set_terminated(replaced.info.run_id, "FAILED")
     # The runs kept record one commit; the one replaced (killed before it began) none, and a
     # resumed sweep's runs log resume=True: neither splits the sweep.
