@@ -246,7 +246,7 @@ app.cli()
 """
 
 
-@pytest.mark.parametrize("moment", ["made", "opened"])
+@pytest.mark.parametrize("moment", [pytest.param("made", marks=pytest.mark.slow), "opened"])
 def test_ctrl_c_as_a_sweep_opens_its_parent_run_ends_it_and_says_how_to_run_it_again(
     workdir: Path, moment: str
 ) -> None:

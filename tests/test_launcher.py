@@ -202,46 +202,35 @@ def started_job(
     return future, deaths
 
 
-def test_stopping_the_jobs_interrupts_a_process_that_missed_ctrl_c_and_records_it(
+@pytest.mark.parametrize(
+    ("by_sigterm", "calls", "timeout", "ended"),
+    [
+        # Forked as Ctrl-C reached the terminal's process group, a job's process never gets it.
+        (False, [], 60, "exit code 130"),
+        # `kill` or `docker stop` signal the sweep's own process: its jobs get SIGTERM from it,
+        # so each run records the stop the sweep records. Left to end the job's process as it
+        # does by default, SIGTERM shows which signal came.
+        (True, [Call(signal.signal, signal.SIGTERM, signal.SIG_DFL)], 60, "killed by SIGTERM"),
+        # One that ignores Ctrl-C is killed when the stop times out.
+        (False, [Call(signal.signal, signal.SIGINT, signal.SIG_IGN)], 1, "killed by SIGKILL"),
+    ],
+    ids=["missed-ctrl-c", "sigterm", "ignores-ctrl-c"],
+)
+def test_stopping_the_jobs_ends_each_and_records_it_interrupted(
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    by_sigterm: bool,
+    calls: list[Call],
+    timeout: float,
+    ended: str,
 ) -> None:
-    # Forked as Ctrl-C reached the terminal's process group, a job's process never gets it.
+    monkeypatch.setitem(interrupts._STATE, "terminated", by_sigterm)
     processes = JobProcesses()
-    future, deaths = started_job(tmp_path, processes)
-    processes.stop(timeout=60)
+    future, deaths = started_job(tmp_path, processes, *calls)
+    processes.stop(timeout=timeout)
     # The death is recorded before stop returns: the sweep closes only what is left open.
     (death,) = deaths
-    assert (death["interrupted"], death["ended"]) == (True, "exit code 130")
-    assert future.result(timeout=10).return_value == 7.0
-
-
-def test_a_sweep_stopped_by_sigterm_stops_its_jobs_with_sigterm(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `kill` or `docker stop` signal the sweep's own process: its jobs get SIGTERM from it, so
-    # each run records the stop the sweep records. SIGTERM, left to end the job's process as
-    # it does by default, shows which signal came.
-    monkeypatch.setitem(interrupts._STATE, "terminated", True)
-    processes = JobProcesses()
-    future, deaths = started_job(
-        tmp_path, processes, Call(signal.signal, signal.SIGTERM, signal.SIG_DFL)
-    )
-    processes.stop(timeout=60)
-    (death,) = deaths
-    assert (death["interrupted"], death["ended"]) == (True, "killed by SIGTERM")
-    assert future.result(timeout=10).return_value == 7.0
-
-
-def test_a_job_that_ignores_ctrl_c_is_killed_when_the_stop_times_out_and_counts_as_interrupted(
-    tmp_path: Path,
-) -> None:
-    processes = JobProcesses()
-    future, deaths = started_job(
-        tmp_path, processes, Call(signal.signal, signal.SIGINT, signal.SIG_IGN)
-    )
-    processes.stop(timeout=1)
-    (death,) = deaths
-    assert (death["interrupted"], death["ended"]) == (True, "killed by SIGKILL")
+    assert (death["interrupted"], death["ended"]) == (True, ended)
     assert future.result(timeout=10).return_value == 7.0
 
 

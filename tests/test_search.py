@@ -450,6 +450,7 @@ REDRAWN_AND_PRUNED = [
 ]
 
 
+@pytest.mark.slow
 def test_a_search_names_its_studys_best_trial_best_and_reports_every_trial(
     workdir: Path,
 ) -> None:
@@ -1118,6 +1119,7 @@ def test_resume_finds_an_older_study_by_its_space_and_a_newer_one_by_its_setting
     assert found is not None and found.study_name == "fashion"
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_study_whose_trials_shared_other_settings(workdir: Path) -> None:
     args = [*SEARCH, "hydra.sweeper.sampler.seed=0", "topology.hidden=[16]",
             "optimizer.lr=interval(0.005, 0.05)"]  # fmt: skip
@@ -1162,6 +1164,7 @@ def parent_run(workdir: Path) -> Run:
     return parent
 
 
+@pytest.mark.slow
 def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
     workdir: Path,
 ) -> None:
@@ -1195,6 +1198,7 @@ def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
     assert (metrics["runs"], metrics["failed_runs"], metrics["killed_runs"]) == (3, 3, 0)
 
 
+@pytest.mark.slow
 def test_a_resumed_search_numbers_its_jobs_on_and_names_runs_by_trial_and_repeat(
     workdir: Path,
 ) -> None:
@@ -1216,6 +1220,7 @@ def test_a_resumed_search_numbers_its_jobs_on_and_names_runs_by_trial_and_repeat
     assert "best trial " in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_study_lives_beside_the_tracking_stores_database(workdir: Path) -> None:
     store = workdir / "store"
     args = [*SEARCH, "train.epochs=1", "topology.hidden=[16]",
