@@ -200,6 +200,7 @@ def test_a_sweep_leaves_its_prepared_data_to_the_next_sweep_which_maps_it(
     assert all(len(accs) == 2 and accs[0] == accs[1] for accs in by_seed.values())
 
 
+@pytest.mark.slow
 def test_a_second_run_reads_the_data_its_first_prepared_and_trains_the_same(
     workdir: Path,
 ) -> None:

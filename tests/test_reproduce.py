@@ -123,6 +123,7 @@ def reproduction_of(workdir: Path, run_id: str) -> Run:
     return copy
 
 
+@pytest.mark.slow
 def test_a_pruned_run_reproduces_stopping_where_its_pruner_stopped_it(workdir: Path) -> None:
     proc = run_cli(PRUNED_SEARCH, workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -214,6 +215,7 @@ def test_a_killed_run_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) 
     } == expected
 
 
+@pytest.mark.slow
 def test_a_data_file_changed_by_one_byte_is_refused_naming_it(workdir: Path) -> None:
     data = workdir / "data"
     write_mnist_like(data)

@@ -491,6 +491,7 @@ def test_the_ui_listens_on_loopback_only() -> None:
     assert "--host 127.0.0.1" in ui_line
 
 
+@pytest.mark.slow
 def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir: Path) -> None:
     # Ctrl-C as the best run's model is made: every run FINISHED, the parent KILLED, no
     # model. tracking.* names no configuration, so the resume skips both runs.

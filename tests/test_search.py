@@ -753,6 +753,7 @@ def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> N
     assert table[0]["optimizer.lr"] == short_number(best)
 
 
+@pytest.mark.slow
 def test_with_repeats_a_pruned_trial_runs_once_and_the_pruner_judges_first_runs(
     workdir: Path,
 ) -> None:
@@ -885,6 +886,7 @@ def test_a_killed_repeat_runs_again_and_its_trials_finished_run_is_kept(workdir:
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
 
 
+@pytest.mark.slow
 def test_a_time_budget_ends_the_search_and_says_so(workdir: Path) -> None:
     # 1,000 trials asked for, 15 seconds given: the search ends by itself, having started
     # no trial after its budget, and shows the time left to it rather than an ETA.
@@ -948,6 +950,7 @@ def test_a_study_kept_in_memory_is_told_each_runs_value(workdir: Path) -> None:
         assert f"optimizer.lr={float(drawn):.4g} " in proc.stdout
 
 
+@pytest.mark.slow
 def test_resume_in_another_experiment_than_the_searchs_fails_in_one_line(workdir: Path) -> None:
     args = [*SEARCH, "train.epochs=1", "hydra.sweeper.n_trials=1", "topology.hidden=[16]",
             "optimizer.lr=interval(0.005, 0.05)"]  # fmt: skip
@@ -960,6 +963,7 @@ def test_resume_in_another_experiment_than_the_searchs_fails_in_one_line(workdir
     assert "Resuming study" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_resumed_seeded_search_draws_new_trials_not_its_first_again(workdir: Path) -> None:
     args = [*SEARCH, "train.epochs=1", "hydra.sweeper.sampler.seed=0", "topology.hidden=[16]",
             "optimizer.lr=interval(0.005, 0.05)"]  # fmt: skip
