@@ -242,6 +242,7 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_exits_143(workdir: Path, whom:
     assert parent_run(workdir).info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path) -> None:
     # Three quick runs, then three long ones for two workers: one long run is killed while
     # the other trains and the third waits its turn.

@@ -59,9 +59,12 @@ from hydra_plugins.sweeper_search.study import (
     RETRY_OF,
     SPACE_ATTR,
     StudyConfigError,
+    done_trials,
+    load_settled,
     make_pruner,
     make_sampler,
     make_storage,
+    value_attr,
 )
 from hydra_plugins.sweeper_search.trial import TrialReporter
 from services import free_port
@@ -397,6 +400,7 @@ def test_a_grpc_storage_that_does_not_answer_fails_in_one_line() -> None:
     )
 
 
+@pytest.mark.slow
 def test_pruned_runs_stop_early_keep_their_best_and_agree_with_the_study(workdir: Path) -> None:
     proc = run_cli(MEDIAN_PRUNED, workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -560,6 +564,7 @@ def test_ctrl_c_while_a_trial_is_drawn_keeps_whole_trials_and_the_ended_jobs_val
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.slow
 def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished(
     workdir: Path,
 ) -> None:
@@ -647,6 +652,7 @@ def test_ctrl_c_as_a_run_ends_leaves_it_finished_and_its_value_on_its_trial(
     assert (outcome.status, outcome.run_id) == ("FINISHED", run.info.run_id)
 
 
+@pytest.mark.slow
 def test_a_killed_trial_is_asked_again_and_the_search_ends_normally(workdir: Path) -> None:
     args = [
         *SEARCH,
@@ -701,6 +707,7 @@ def assert_repeats_of_one_configuration(runs: list[Run], seeds: list[str]) -> No
     assert all(o == others[0] for o in others)
 
 
+@pytest.mark.slow
 def test_repeats_score_each_trial_as_the_mean_over_its_seeds(workdir: Path) -> None:
     proc = run_cli(
         [
@@ -1087,6 +1094,20 @@ def test_the_settings_a_search_shares_leave_out_what_it_searches_repeats_and_rec
     # The app's search ignores what a configuration's hash leaves out.
     preset = OmegaConf.load(REPO / "conf" / "hydra" / "sweeper" / "search.yaml")
     assert set(preset.resume_ignores) == {key.rstrip(".") for key in NOT_HASHED}
+
+
+def test_a_trial_whose_job_recorded_its_value_after_the_sweep_stopped_counts_as_done() -> None:
+    # The sweep's process gone at Ctrl-C, a job still closing recorded its value: the trial
+    # stays RUNNING. The resume's plan and the sweeper count it done alike.
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.tell(study.ask(), 0.5)
+    late = study.ask()
+    storage.set_trial_user_attr(late._trial_id, value_attr(0), 0.4)
+    settled = load_settled(storage, "s", repeats=1)
+    assert [t.state for t in settled.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert settled.trials[1].value == 0.4
+    assert len(done_trials(settled.get_trials())) == 2
 
 
 def test_resume_finds_an_older_study_by_its_space_and_a_newer_one_by_its_settings_too() -> None:

@@ -57,6 +57,7 @@ from hydra_plugins.sweeper_search.study import (
     check_storage_url,
     counted,
     done_trials,
+    load_settled,
     make_pruner,
     make_sampler,
     make_storage,
@@ -288,7 +289,8 @@ def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgre
     found = study_to_resume(storage, settings, space, fixed_settings(settings, config, space))
     if found is None:
         return None
-    study = optuna.load_study(study_name=found.study_name, storage=storage)
+    # Counted as the sweeper will count them once it resumes the study.
+    study = load_settled(storage, found.study_name, settings.repeats)
     done = done_trials(study.get_trials(deepcopy=False))
     failed = sum(t.state == TrialState.FAIL for t in done)
     pruned = sum(t.state == TrialState.PRUNED for t in done)
@@ -395,13 +397,7 @@ class SearchSweeper(Sweeper):
             return study
         name = found.study_name
         sampler = make_sampler(reseeded(s.sampler, found.n_trials))
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        # A job that recorded its end before its process was stopped ended as it recorded.
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if any([settle(study, trial, s.repeats) for trial in running]):
-            study = optuna.load_study(
-                study_name=name, storage=storage, sampler=sampler, pruner=pruner
-            )
+        study = load_settled(storage, name, s.repeats, sampler=sampler, pruner=pruner)
         trials = study.get_trials(deepcopy=False)
         # A study made before it kept its job numbers ran at most ``repeats`` jobs a trial.
         self.next_job = int(found.user_attrs.get(JOBS_ATTR, len(trials) * s.repeats))

@@ -243,6 +243,19 @@ def settle(study: optuna.Study, trial: FrozenTrial, repeats: int = 1) -> bool:
     return True
 
 
+def load_settled(
+    storage: optuna.storages.BaseStorage, name: str, repeats: int, **kwargs: Any
+) -> optuna.Study:
+    """The study ``name`` (``kwargs`` to ``optuna.load_study``), each running trial whose runs
+    recorded how it ended told so (``settle``): a job stopped after it recorded its end (the
+    sweep's process gone first) ended as it recorded."""
+    study = optuna.load_study(study_name=name, storage=storage, **kwargs)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if any([settle(study, trial, repeats) for trial in running]):
+        study = optuna.load_study(study_name=name, storage=storage, **kwargs)
+    return study
+
+
 def retried(trials: Iterable[FrozenTrial]) -> set[int]:
     """The numbers of the trials that a later trial asks again."""
     return {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
