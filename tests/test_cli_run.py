@@ -154,6 +154,31 @@ def test_a_wrong_type_names_the_key(workdir: Path) -> None:
     assert "many" in proc.stderr
 
 
+def test_a_config_group_given_a_number_is_one_line_in_a_run_and_a_sweep(workdir: Path) -> None:
+    message = (
+        "is invalid: regularizer is a config group; give the name of one of its options: "
+        "dropout, l1, l2, none"
+    )
+    for args, bad in ((["regularizer=1"], "regularizer=1"),
+                      (["-m", "regularizer=[1,2]", "seed=0,1"], "regularizer=[1,2]")):  # fmt: skip
+        proc = run_cli(args, workdir)
+        assert (proc.returncode, proc.stderr) == (1, f"Error: {bad} {message}\n")
+    sweep = run_cli(["-m", "regularizer=[1,2],l1"], workdir)
+    assert sweep.returncode == 1
+    assert f"  regularizer=[1,2] {message}  (in: regularizer=[1,2])" in sweep.stderr
+    assert "Traceback" not in sweep.stderr
+    assert not (workdir / "mlruns" / "mlflow.db").exists()
+
+
+def test_the_command_lines_check_leaves_help_and_valid_values_to_hydra() -> None:
+    from sweeper.app import CONF_DIR
+    from sweeper.plan import command_line_problem
+
+    for argv in (["--help", "regularizer=1"], ["seed=1", "regularizer=l2"], ["~regularizer"],
+                 ["--version"], ["-m", "regularizer=1,l1"], ["regularizer=[l1,l2]"]):  # fmt: skip
+        assert command_line_problem(CONF_DIR, argv) is None, argv
+
+
 def test_a_key_the_config_lacks_added_with_plus_fails_naming_the_keys_there(
     workdir: Path,
 ) -> None:

@@ -26,6 +26,7 @@ from sweeper.config import to_experiment_config as validate
 from sweeper.data.cache import DataCache, user_data_cache
 from sweeper.failures import exit_on_error, interruption
 from sweeper.outcome import LIVE_FILE, send_output_to
+from sweeper.plan import command_line_problem
 from sweeper.progress import describe
 from sweeper.pruning import Pruning
 from sweeper.run import blas_threads, run_config
@@ -129,6 +130,10 @@ def cli() -> None:
     cleanly."""
     # kill, timeout, a container's or a batch system's stop: their runs are closed as at Ctrl-C.
     terminate_as_interrupt()
+    problem = command_line_problem(CONF_DIR, sys.argv[1:])
+    if problem is not None:
+        print(f"Error: {problem}", file=sys.stderr, flush=True)
+        sys.exit(1)
     try:
         main()
     except KeyboardInterrupt:

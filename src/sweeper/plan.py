@@ -2,20 +2,27 @@
 will expand them, each composed and validated, and what varies between them.
 
 A bad value in any run stops the sweep here, with one line per problem, before the store is
-touched. Other sweepers (a search) draw their runs as they go: their plan is the search space,
-whose ends are composed and validated instead.
+touched (and a config group given no option's name, before Hydra composes the command line).
+Other sweepers (a search) draw their runs as they go: their plan is the search space, whose
+ends are composed and validated instead.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Collection, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import create_config_search_path, get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -235,8 +242,8 @@ def job_problems(
             params.append(flat_params(cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             problems.setdefault(error_summary(err), []).append(" ".join(job) or "(defaults)")
-        except ValueError:
-            # Hydra's defaults list raises it, naming no override, for a group given a number.
+        except (ValueError, TypeError):
+            # Hydra's defaults list raises them, naming no override, for a group given a number.
             problem = group_given_no_name(shapes, job)
             if problem is None:
                 raise
@@ -244,20 +251,46 @@ def job_problems(
     return params, problems
 
 
+def command_line_problem(conf_dir: Path, argv: Sequence[str]) -> str | None:
+    """An override that gives a config group no option's name, which Hydra would report with
+    its own traceback as it composes the command line's config; None if there is none, or if
+    Hydra reports on the command line itself. A sweep's values are checked with its runs."""
+    try:
+        # Quietly: Hydra parses the command line again and reports what is wrong with it.
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(list(argv))
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (SystemExit, HydraException):
+        return None
+    if args.help or args.hydra_help:
+        return None
+    # A group's name has no dots, and most of a command's overrides set a key with a number.
+    if not any(_names_no_option(o) for o in overrides if "." not in o.key_or_group):
+        return None
+    # Hydra's own config loader, so its groups and their options are what the run would see.
+    path = create_config_search_path(str(conf_dir))
+    return group_given_no_name(
+        ShapeCache(ConfigLoaderImpl(config_search_path=path)), args.overrides
+    )
+
+
+def _names_no_option(override: Override) -> bool:
+    """Whether the value is none that Hydra's defaults list takes for a group's option(s)."""
+    value = override.value()
+    if override.is_sweep_override() or isinstance(value, dict):
+        return False
+    if isinstance(value, list):
+        return override.is_delete() or not all(isinstance(item, str) for item in value)
+    return not isinstance(value, str) and not (value is None and override.is_delete())
+
+
 def group_given_no_name(shapes: ShapeCache, job: Sequence[str]) -> str | None:
     """What is wrong with the override of ``job`` that gives a config group something other
     than an option's name (a number, a boolean, null), as Hydra's defaults list rejects it;
     None if no override does."""
     for override in OverridesParser.create().parse_overrides(list(job)):
-        key, value = override.key_or_group, override.value()
-        if (
-            override.is_sweep_override()
-            or isinstance(value, dict)
-            or not shapes.is_group(key)
-            or isinstance(value, str)
-            or (isinstance(value, list) and not override.is_delete())
-            or (value is None and override.is_delete())
-        ):
+        key = override.key_or_group
+        if not _names_no_option(override) or not shapes.is_group(key):
             continue
         options = shapes.loader.get_group_options(key)
         return (
