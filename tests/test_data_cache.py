@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from helpers import write_cifar
-from sweeper.data import cache, datasets, load_dataset
+from sweeper.data import cache, datasets, digits, load_dataset
 from sweeper.data.cache import ARRAYS, load_dataset_cached
 
 
@@ -141,6 +141,21 @@ def test_changed_source_files_are_prepared_again(
     again = load_dataset_cached(tmp_path / "cache", "cifar10", tmp_path / "cifar")
     assert _preparations(log) == 2
     assert len(again.y_train) + len(again.y_val) == 5 * 30
+
+
+def test_each_install_of_the_package_records_its_own_digits_file_as_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two checkouts share the user's cache; a run of the second names its own file, which
+    # reproducing the run checks, not the first's (which may be gone).
+    shipped = Path(str(digits._resource()))
+    for install in ("first", "second"):
+        copy = tmp_path / install / shipped.name
+        copy.parent.mkdir()
+        copy.write_bytes(shipped.read_bytes())
+        monkeypatch.setattr(digits, "_resource", lambda copy=copy: copy)
+        dataset = load_dataset_cached(tmp_path / "cache", "digits", seed=1)
+        assert list(dataset.sources) == [str(copy)]
 
 
 def _load_in_worker(cache_dir: Path) -> float:

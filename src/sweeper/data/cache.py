@@ -84,6 +84,10 @@ def user_data_cache() -> DataCache | None:
 
 def _source_files(name: str, data_dir: str | Path | None) -> list[list[object]]:
     """Path, size and mtime of the files a loader may read: a changed file is a new entry."""
+    embedded = DATASETS[name].embedded
+    if embedded is not None:
+        # By full path: each install's entry records its own file as the run's source.
+        return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in embedded()]
     root = resolve_data_dir(name, data_dir)
     if root is None or not root.is_dir():
         return []

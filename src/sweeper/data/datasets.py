@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from sweeper.data.cifar import load_cifar10_split
-from sweeper.data.digits import load_digits_split
+from sweeper.data.digits import embedded_files, load_digits_split
 from sweeper.data.errors import DatasetError, MissingDataError, recording_reads, with_fetch_command
 from sweeper.data.fetch import SOURCES, fetch_hint
 from sweeper.data.idx import IDX_FILES, load_idx_split
@@ -40,12 +40,17 @@ def sha256_file(path: Path) -> str:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to read one dataset; ``files`` tells users what to download into ``data_dir``."""
+    """How to read one dataset; ``files`` tells users what to download into ``data_dir``, and
+    ``embedded`` lists the files of the installed package a dataset needing none reads."""
 
     load: RawLoader
     files: str
     n_classes: int = 10
-    needs_data_dir: bool = True
+    embedded: Callable[[], list[Path]] | None = None
+
+    @property
+    def needs_data_dir(self) -> bool:
+        return self.embedded is None
 
 
 def _load_digits(data_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +86,7 @@ _IDX_NAMES = ", ".join(f"{name}[.gz]" for pair in IDX_FILES.values() for name in
 _KMNIST_NPZ_NAMES = ", ".join(name for pair in KMNIST_FILES.values() for name in pair)
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(_load_digits, files="", needs_data_dir=False),
+    "digits": DatasetSpec(_load_digits, files="", embedded=embedded_files),
     "mnist": DatasetSpec(load_idx_split, files=_IDX_NAMES),
     "kmnist": DatasetSpec(
         _npz_or_idx(load_kmnist_split, (n for pair in KMNIST_FILES.values() for n in pair), "idx"),

@@ -26,12 +26,19 @@ def _resource() -> Traversable:
     return resources.files("sweeper.data").joinpath(RESOURCE)
 
 
+def embedded_files() -> list[Path]:
+    """The file of this installed package the digits are read from; none when the package is
+    imported from a zip."""
+    source = Path(str(_resource()))
+    return [source] if source.is_file() else []
+
+
 def read_digits() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 images ``(n, 8, 8)`` uint8 with values 0..16, and int64 labels."""
     resource = _resource()
     source = str(resource)
-    if Path(source).is_file():  # not when the package is imported from a zip
-        note_read(Path(source))
+    for path in embedded_files():
+        note_read(path)
     try:
         text = gzip.decompress(resource.read_bytes())
         table = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.int64, ndmin=2)
