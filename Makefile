@@ -112,7 +112,7 @@ DATASET ?= digits
 STUDY ?= gradcheck learning_rate momentum regularization dropout activation topology baseline \
 	early_stopping [activation,seeds] search
 
-study: install  ## every preset of experiments/ on DATASET (digits: minutes; fashion_mnist: hours)
+study: install  ## the study table's presets (not mnist_*) on DATASET (digits: minutes; fashion_mnist: hours)
 	@set -f; status=0; for preset in $(STUDY); do \
 		echo "== +experiment=$$preset dataset=$(DATASET)"; \
 		$(PY) -m sweeper -m "+experiment=$$preset" dataset=$(DATASET) $(ARGS) || status=1; \

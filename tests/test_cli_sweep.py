@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
 from helpers import Sweep
 from sweeper.report.build import build_report
+from sweeper.store_uri import local_store_uri
+from sweeper.sweep import commands_to_look
 
 QUICK = [*FAST, "gradcheck.enabled=false"]
 
@@ -44,7 +46,10 @@ def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -
     assert "ETA" in proc.stdout
     assert proc.stdout.count("val_acc=") == 3
     assert "| # | run | status | val_loss | val_acc | test_acc | epochs | seconds |" in proc.stdout
-    assert f"make report SWEEP={sweep_id} EXPERIMENT=sweeper" in proc.stdout
+    # Away from the checkout, where make's targets are not.
+    assert f"Report:  python -m sweeper.report --sweep {sweep_id} --experiment sweeper\n" in (
+        proc.stdout
+    )
     assert "mlflow ui --backend-store-uri" in proc.stdout
 
 
@@ -171,17 +176,33 @@ def test_the_commands_a_sweep_prints_run_as_they_read(workdir: Path) -> None:
     (report,) = [line for line in proc.stdout.splitlines() if line.startswith("Report:")]
     assert "(or: make ui)" not in proc.stdout
     words = shlex.split(report.removeprefix("Report:"))
-    settings = dict(w.split("=", 1) for w in words[2:])
-    # make hands ARGS to the shell as it is, which splits it once more.
-    assert shlex.split(settings["ARGS"]) == ["--tracking-uri", store]
+    assert words[:3] == ["python", "-m", "sweeper.report"]
+    assert words[-2:] == ["--tracking-uri", store]
     shown = subprocess.run(
-        [sys.executable, "-m", "sweeper.report", "--sweep", settings["SWEEP"],
-         "--experiment", settings["EXPERIMENT"], *shlex.split(settings["ARGS"]),
-         "--out", str(workdir / "reports")],
+        [sys.executable, *words[1:], "--out", str(workdir / "reports")],
         cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
-    assert f"# Sweep {settings['SWEEP']}" in shown.stdout
+    assert f"# Sweep {words[4]}" in shown.stdout
+
+
+def test_in_the_checkout_a_sweep_names_makes_targets_which_read_the_store_it_used(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    local = local_store_uri()
+    store = "sqlite:////data/else where/mlflow.db"
+    browse, report = commands_to_look(local, "2026-01-01_00-00-00", "my study", True)
+    assert browse.endswith("   (or: make ui)")
+    assert report == "make report SWEEP=2026-01-01_00-00-00 EXPERIMENT='my study'"
+    browse, report = commands_to_look(store, "s", "e", True)
+    assert "make ui" not in browse
+    words = shlex.split(report)
+    assert words[:4] == ["make", "report", "SWEEP=s", "EXPERIMENT=e"]
+    # make hands ARGS to the shell as it is, which splits it once more.
+    assert shlex.split(words[4].removeprefix("ARGS=")) == ["--tracking-uri", store]
+    assert commands_to_look(local, "s", "e", False)[0].endswith("--host 127.0.0.1")
 
 
 def test_a_key_every_run_of_a_sweep_shares_cannot_vary(workdir: Path) -> None:
@@ -222,7 +243,7 @@ def test_a_store_named_by_the_environment_is_reported_as_make_report_reads_it(
     proc = run_cli(["-m", "seed=0,1", *QUICK], workdir, env={"MLFLOW_TRACKING_URI": store})
     assert proc.returncode == 0, proc.stderr
     (report,) = [line for line in proc.stdout.splitlines() if line.startswith("Report:")]
-    assert "ARGS=" not in report
+    assert "--tracking-uri" not in report
     assert "(or: make ui)" not in proc.stdout
 
 

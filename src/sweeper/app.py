@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
+from sweeper import CHECKOUT
 from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
 from sweeper.data.cache import DataCache, user_data_cache
@@ -36,7 +37,7 @@ from sweeper.store_setup import open_store
 from sweeper.store_uri import study_storage, ui_command
 from sweeper.sweep_info import DATASET_CACHE, SweepInfo
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = CHECKOUT / "conf"
 
 # The schema that conf/config.yaml's defaults list names first.
 ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)

@@ -26,6 +26,7 @@ from mlflow.entities import Run
 from omegaconf import DictConfig
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
+from sweeper import CHECKOUT
 from sweeper.artifacts import make_best_run_artifacts
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
@@ -94,6 +95,24 @@ def _skipped_text(skipped: int, failed: int, pruned: int) -> str:
     ended = ((skipped - failed - pruned, "finished"), (pruned, "pruned"), (failed, "failed"))
     before = "finished" if not failed + pruned else ", ".join(f"{n} {e}" for n, e in ended if n)
     return f", {skipped} skipped ({before} before)"
+
+
+def commands_to_look(
+    uri: str, sweep_id: str, experiment: str, in_checkout: bool
+) -> tuple[str, str]:
+    """The commands that browse the sweep's store and report on the sweep; make's targets
+    where they work, in the checkout (make ui browses ./mlruns, make report the default
+    store: ./mlruns, or $MLFLOW_TRACKING_URI)."""
+    browse = ui_command(uri) + (
+        "   (or: make ui)" if in_checkout and uri == local_store_uri() else ""
+    )
+    store = "" if uri == resolve_tracking_uri(None) else f" --tracking-uri {shlex.quote(uri)}"
+    if in_checkout:
+        # Quoted twice: make hands ARGS to the shell unquoted, which splits it again.
+        args = f" ARGS={shlex.quote(store.strip())}" if store else ""
+        return browse, f"make report SWEEP={sweep_id} EXPERIMENT={shlex.quote(experiment)}{args}"
+    command = f"python -m sweeper.report --sweep {sweep_id} --experiment {shlex.quote(experiment)}"
+    return browse, command + store
 
 
 class SweepCallback(Callback):
@@ -277,22 +296,15 @@ class SweepCallback(Callback):
         )
         print(summary_table(outcomes, self._keys))
         uri = self._info.tracking_uri
-        # make ui browses ./mlruns; make report the default store (./mlruns, or
-        # $MLFLOW_TRACKING_URI).
-        browsed = uri == local_store_uri()
-        print(f"\nBrowse:  {ui_command(uri)}" + ("   (or: make ui)" if browsed else ""))
+        browse, report = commands_to_look(
+            uri, self._info.sweep_id, config.tracking.experiment, Path.cwd().resolve() == CHECKOUT
+        )
+        print(f"\nBrowse:  {browse}")
         address = ui_address(uri)
         if address is not None:
             link = runs_link(address, self._info.experiment_id, self._info.parent_run_id)
             print(f"   then open {link}")
-        experiment = shlex.quote(config.tracking.experiment)
-        reported = uri == resolve_tracking_uri(None)
-        # Quoted twice: make hands ARGS to the shell unquoted, which splits it again.
-        elsewhere = "" if reported else " ARGS=" + shlex.quote(f"--tracking-uri {shlex.quote(uri)}")
-        print(
-            f"Report:  make report SWEEP={self._info.sweep_id} EXPERIMENT={experiment}{elsewhere}",
-            flush=True,
-        )
+        print(f"Report:  {report}", flush=True)
         # After the summary, which comes from the outcome files: a store that does not answer
         # is retried for up to tracking.max_outage first.
         unrecorded = None
