@@ -54,7 +54,7 @@ def _require(ok: bool, key: str, value: object, rule: str) -> None:
 DatasetName = Enum("DatasetName", [(n, n) for n in DATASETS])  # type: ignore[misc]
 Normalization = Enum("Normalization", [(n, n) for n in NORMALIZATIONS])  # type: ignore[misc]
 ActivationName = Enum("ActivationName", [(n, n) for n in ACTIVATIONS])  # type: ignore[misc]
-# auto: Xavier/Glorot for sigmoid/tanh/identity, He for the ReLU family.
+# auto: the scheme that suits the activation (its entry in the core's ACTIVATIONS).
 InitName = Enum("InitName", [(n, n) for n in ("auto", *INITIALIZERS)])  # type: ignore[misc]
 RegularizerName = Enum("RegularizerName", [(n, n) for n in REGULARIZERS])  # type: ignore[misc]
 OptimizerName = Enum("OptimizerName", [(n, n) for n in OPTIMIZERS])  # type: ignore[misc]

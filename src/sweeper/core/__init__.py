@@ -5,11 +5,11 @@ Every kind of option is one table from its name to its implementation (``ACTIVAT
 ``EVAL_TRAIN``, ``SUPPORTED_DTYPES``); the config's choices are made from these tables.
 """
 
-from .activations import ACTIVATION_NAMES, ACTIVATIONS, DERIVATIVES
+from .activations import ACTIVATIONS, Activation
 from .gradcheck import GradCheckRow, check_gradients, max_relative_error, rows_to_records
 from .initializers import INITIALIZERS, default_init, init_weights
-from .losses import cross_entropy, log_softmax, one_hot, softmax, softmax_cross_entropy
-from .network import MLP, SUPPORTED_DTYPES, Workspace
+from .losses import one_hot, softmax, softmax_cross_entropy
+from .network import MLP, SCORING_ROWS, SUPPORTED_DTYPES, Workspace
 from .optimizers import (
     MOMENTUM_FORMS,
     OPTIMIZERS,
@@ -26,8 +26,6 @@ from .training import EVAL_TRAIN, EpochMetrics, TrainingDiverged, TrainResult, t
 
 __all__ = [
     "ACTIVATIONS",
-    "ACTIVATION_NAMES",
-    "DERIVATIVES",
     "EVAL_TRAIN",
     "INITIALIZERS",
     "LR_SCHEDULES",
@@ -35,8 +33,10 @@ __all__ = [
     "MOMENTUM_FORMS",
     "OPTIMIZERS",
     "REGULARIZERS",
+    "SCORING_ROWS",
     "SGD",
     "SUPPORTED_DTYPES",
+    "Activation",
     "Adam",
     "EpochMetrics",
     "GradCheckRow",
@@ -48,10 +48,8 @@ __all__ = [
     "Workspace",
     "add_penalty_gradients",
     "check_gradients",
-    "cross_entropy",
     "default_init",
     "init_weights",
-    "log_softmax",
     "make_optimizer",
     "max_relative_error",
     "one_hot",
