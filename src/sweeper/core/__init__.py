@@ -2,7 +2,8 @@
 
 Every kind of option is one table from its name to its implementation (``ACTIVATIONS``,
 ``INITIALIZERS``, ``REGULARIZERS``, ``OPTIMIZERS``, ``MOMENTUM_FORMS``, ``LR_SCHEDULES``,
-``EVAL_TRAIN``, ``SUPPORTED_DTYPES``); the config's choices are made from these tables.
+``EVAL_TRAIN``), and the dtypes are ``SUPPORTED_DTYPES``; the config's choices are made from
+these.
 """
 
 from .activations import ACTIVATIONS, Activation
@@ -22,7 +23,16 @@ from .optimizers import (
 )
 from .regularizers import REGULARIZERS, add_penalty_gradients, penalty
 from .schedules import LR_SCHEDULES, scheduled_lr
-from .training import EVAL_TRAIN, EpochMetrics, TrainingDiverged, TrainResult, train, train_epoch
+from .training import (
+    EVAL_TRAIN,
+    EpochMetrics,
+    TrainingDiverged,
+    TrainMeasure,
+    TrainResult,
+    dropout_seed,
+    train,
+    train_epoch,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -43,12 +53,14 @@ __all__ = [
     "Momentum",
     "Nesterov",
     "Optimizer",
+    "TrainMeasure",
     "TrainResult",
     "TrainingDiverged",
     "Workspace",
     "add_penalty_gradients",
     "check_gradients",
     "default_init",
+    "dropout_seed",
     "init_weights",
     "make_optimizer",
     "max_relative_error",
