@@ -80,6 +80,26 @@ def test_a_regularizer_sets_only_the_training_argument_its_name_says() -> None:
     assert (inputs["l2"].input_dropout, inputs["dropout"].input_dropout) == (0.0, 0.2)
 
 
+@pytest.mark.parametrize("name", list(core.REGULARIZERS))
+def test_a_regularizer_reads_the_settings_of_its_entry_and_no_other(name: str) -> None:
+    """One entry of the core's REGULARIZERS says which settings a regularizer reads and the
+    argument each sets: what the run trains with, which keys the run leaves unread, whether
+    it draws dropout masks, and the seed it records for them follow from it alone."""
+    from sweeper.experiment import run_seeds
+
+    reads = core.REGULARIZERS[name]
+    reg = RegularizerConfig(config.RegularizerName[name], lam=0.1, p=0.5, input_p=0.2)
+    values = {"lam": 0.1, "p": 0.5, "input_p": 0.2}
+    assert reg.arguments == {argument: values[key] for key, argument in reads.items()}
+    params = {"regularizer.name": name, "optimizer.name": "sgd"}
+    unread = {k for k in config.unread_keys(params) if k.startswith("regularizer.")}
+    assert unread == {f"regularizer.{k}" for k in values if k not in reads}
+    drops = "dropout" in reads.values()
+    assert reg.drops is drops
+    seeds = run_seeds(config.ExperimentConfig(regularizer=reg, seed=3))
+    assert seeds["seed.dropout"] == (str(core.dropout_seed(3)) if drops else "none")
+
+
 def test_an_empty_data_dir_is_refused_in_one_line_that_says_null() -> None:
     # `dataset.data_dir=$UNSET_VAR` in a shell: Hydra composes an empty string.
     from hydra import compose, initialize_config_dir

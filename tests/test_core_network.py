@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
-from sweeper.core import MLP, Workspace, one_hot, penalty
+from sweeper.core import ACTIVATIONS, MLP, Workspace, one_hot, penalty
 
 SIZES = {"softmax_regression": [6, 4], "one_hidden": [6, 5, 4], "three_hidden": [6, 8, 7, 5, 4]}
 
@@ -150,7 +152,7 @@ def test_copy_and_astype_are_independent() -> None:
         ({"layer_sizes": [5, 0, 3]}, "layer_sizes"),
         ({"layer_sizes": [5, 2.5, 3]}, "layer_sizes"),
         ({"layer_sizes": [5, 3], "activation": "softplus"}, "activation='softplus'"),
-        ({"layer_sizes": [5, 3], "dtype": np.int32}, "dtype"),
+        ({"layer_sizes": [5, 3], "dtype": np.int32}, "dtype.*allowed: float32, float64$"),
         ({"layer_sizes": [5, 3], "init": "zeros"}, "init='zeros'"),
     ],
 )
@@ -207,3 +209,27 @@ def test_workspace_counts_the_samples_the_step_classifies_right() -> None:
     loss, correct = Workspace(model, 40).loss_and_gradients(x, one_hot(labels, 4), labels)
     assert correct == int(np.sum(model.predict(x) == labels))
     assert loss == pytest.approx(model.evaluate(x, labels)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_a_training_step_allocates_nothing_of_the_batch_s_size(activation: str) -> None:
+    """Activations, their derivatives and dropout masks write into the workspace: one
+    array of the hidden layer's size here is 512 KB, and only NumPy's own fixed-size
+    buffers (tens of KB) may come and go during a step."""
+    rows, hidden = 512, 256
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 20)).astype(np.float32)
+    labels = rng.integers(0, 4, rows)
+    model = MLP([20, hidden, 4], activation, dropout=0.5, input_dropout=0.2)
+    workspace = Workspace(model, rows, dropout=True)
+    masks = np.random.default_rng(1)
+    y = one_hot(labels, 4)
+    workspace.loss_and_gradients(x, y, labels, rng=masks)  # NumPy's first-call caches
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        workspace.loss_and_gradients(x, y, labels, rng=masks)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < rows * hidden * 4 // 4, f"{peak} bytes"

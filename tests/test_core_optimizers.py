@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sweeper.core import (
+    MOMENTUM_FORMS,
     SGD,
     Adam,
     Momentum,
@@ -127,6 +128,17 @@ def test_state_kept_per_parameter() -> None:
 def test_unknown_option_names_list_what_is_allowed(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_optimizer(**kwargs)
+
+
+def test_a_momentum_form_is_its_entry_s_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form's name selects the step in MOMENTUM_FORMS: a new entry is not some other
+    form's else branch."""
+    calls = []
+    monkeypatch.setitem(MOMENTUM_FORMS, "recorded", lambda p, g, v, m, lr: calls.append((m, lr)))
+    w = W0.copy()
+    Momentum(0.1, momentum=0.5, form="recorded").update([w], [G1.copy()])
+    assert calls == [(0.5, 0.1)]
+    np.testing.assert_array_equal(w, W0)
 
 
 def test_make_optimizer_types() -> None:

@@ -6,15 +6,19 @@ import numpy as np
 import pytest
 
 from sweeper.core import (
+    EVAL_TRAIN,
     MLP,
     SGD,
     EpochMetrics,
     TrainingDiverged,
+    TrainMeasure,
+    dropout_seed,
     make_optimizer,
     one_hot,
     train,
     train_epoch,
 )
+from sweeper.plots import TRAIN_CURVE_LABELS
 
 
 def _blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +171,24 @@ def test_input_dropout_alone_draws_masks_and_changes_training(data: tuple) -> No
     assert run(0.3) == run(0.3) != run(0.0)
 
 
+def test_dropout_masks_come_from_the_stream_dropout_seed_names(data: tuple) -> None:
+    """What a run records as its dropout stream's seed (``dropout_seed``) is the one train
+    draws from, the shuffling having the run's seed."""
+    x, y, xv, yv = data
+
+    def model() -> MLP:
+        return MLP([5, 6, 3], activation="relu", seed=0, dropout=0.3, input_dropout=0.2)
+
+    trained = model()
+    train(trained, SGD(0.1), x, y, xv, yv, epochs=2, batch_size=20, seed=7)
+    replay, optimizer = model(), SGD(0.1)
+    shuffle, masks = np.random.default_rng(7), np.random.default_rng(dropout_seed(7))
+    for _ in range(2):
+        train_epoch(replay, optimizer, x, y, shuffle.permutation(len(x)), 20, dropout_rng=masks)
+    np.testing.assert_array_equal(trained.flat, replay.flat)
+    assert dropout_seed(7) == [7, 1]
+
+
 def test_shuffle_seed_alone_changes_the_run(data: tuple) -> None:
     x, y, xv, yv = data
     runs = [
@@ -253,6 +275,23 @@ def test_eval_train_changes_only_the_training_metrics(data: tuple) -> None:
         loss, acc = train_epoch(replay, optimizer, x, y, order, 32)
         assert (metrics.train_loss, metrics.train_acc) == (loss, acc)
     assert running.history[-1].train_loss != full.history[-1].train_loss
+
+
+def test_eval_train_is_its_entry_s_measure(data: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The name selects the measure in EVAL_TRAIN, whose legend labels the curve: a new
+    entry is not the running mean by default."""
+    x, y, xv, yv = data
+    halved = TrainMeasure("half", lambda scoring, x, labels, running: (running[0] / 2, 0.25))
+    monkeypatch.setitem(EVAL_TRAIN, "half", halved)
+    running = train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, epochs=1, batch_size=32).history[0]
+    half = train(
+        MLP([5, 3]), SGD(0.1), x, y, xv, yv, epochs=1, batch_size=32, eval_train="half"
+    ).history[0]
+    assert (half.train_loss, half.train_acc) == (running.train_loss / 2, 0.25)
+    assert TRAIN_CURVE_LABELS == {
+        "running": "train (running mean over the epoch's steps)",
+        "full": "train (full pass after the epoch)",
+    }
 
 
 def test_unknown_eval_train_is_rejected(data: tuple) -> None:

@@ -54,7 +54,7 @@ def _require(ok: bool, key: str, value: object, rule: str) -> None:
 DatasetName = Enum("DatasetName", [(n, n) for n in DATASETS])  # type: ignore[misc]
 Normalization = Enum("Normalization", [(n, n) for n in NORMALIZATIONS])  # type: ignore[misc]
 ActivationName = Enum("ActivationName", [(n, n) for n in ACTIVATIONS])  # type: ignore[misc]
-# auto: Xavier/Glorot for sigmoid/tanh/identity, He for the ReLU family.
+# auto: the scheme that suits the activation (its entry in the core's ACTIVATIONS).
 InitName = Enum("InitName", [(n, n) for n in ("auto", *INITIALIZERS)])  # type: ignore[misc]
 RegularizerName = Enum("RegularizerName", [(n, n) for n in REGULARIZERS])  # type: ignore[misc]
 OptimizerName = Enum("OptimizerName", [(n, n) for n in OPTIMIZERS])  # type: ignore[misc]
@@ -110,16 +110,6 @@ class ActivationConfig:
     init: InitName = InitName["auto"]
 
 
-# The settings each regularizer (by its core argument) reads; max_norm is read whatever the
-# regularizer.
-REGULARIZER_READS: dict[str | None, tuple[str, ...]] = {
-    None: (),
-    "l1": ("lam",),
-    "l2": ("lam",),
-    "dropout": ("p", "input_p"),
-}
-
-
 @dataclass
 class RegularizerConfig:
     name: RegularizerName = RegularizerName["none"]
@@ -147,27 +137,33 @@ class RegularizerConfig:
                 "must be a positive norm or null",
             )
 
-    def _strength(self, argument: str) -> float:
-        """The value of the core's training ``argument`` (l1, l2, dropout) this sets."""
-        if REGULARIZERS[self.name.value] != argument:
-            return 0.0
-        return self.p if argument == "dropout" else self.lam
+    @property
+    def arguments(self) -> dict[str, float]:
+        """The core's arguments (l1, l2, dropout, input_dropout) this regularizer sets, from
+        the settings it reads (the core's ``REGULARIZERS``); the others stay 0."""
+        reads = REGULARIZERS[self.name.value]
+        return {argument: getattr(self, setting) for setting, argument in reads.items()}
 
     @property
     def l1(self) -> float:
-        return self._strength("l1")
+        return self.arguments.get("l1", 0.0)
 
     @property
     def l2(self) -> float:
-        return self._strength("l2")
+        return self.arguments.get("l2", 0.0)
 
     @property
     def dropout(self) -> float:
-        return self._strength("dropout")
+        return self.arguments.get("dropout", 0.0)
 
     @property
     def input_dropout(self) -> float:
-        return self.input_p if REGULARIZERS[self.name.value] == "dropout" else 0.0
+        return self.arguments.get("input_dropout", 0.0)
+
+    @property
+    def drops(self) -> bool:
+        """Whether training draws dropout masks (a stream of its own)."""
+        return self.dropout > 0 or self.input_dropout > 0
 
 
 @dataclass
@@ -326,10 +322,11 @@ def flat_params(cfg: DictConfig) -> dict[str, Any]:
 def unread_keys(params: dict[str, Any]) -> set[str]:
     """The keys of ``params`` (``flat_params``) that the run's regularizer and optimizer do not
     read: whatever their values, the run computes the same."""
-    reads = REGULARIZER_READS[REGULARIZERS[params["regularizer.name"]]]
+    reads = REGULARIZERS[params["regularizer.name"]]
     takes = OPTIMIZERS[params["optimizer.name"]][1]
+    # max_norm is read whatever the regularizer.
     return {
-        *(f"regularizer.{k}" for ks in REGULARIZER_READS.values() for k in ks if k not in reads),
+        *(f"regularizer.{k}" for ks in REGULARIZERS.values() for k in ks if k not in reads),
         *(f"optimizer.{k}" for _, ks in OPTIMIZERS.values() for k in ks if k not in takes),
     }
 

@@ -22,7 +22,7 @@ from sweeper.core.gradcheck import GradCheckRow, check_gradients, rows_to_record
 from sweeper.core.losses import one_hot
 from sweeper.core.network import MLP
 from sweeper.core.optimizers import make_optimizer
-from sweeper.core.training import EpochMetrics, TrainResult, train
+from sweeper.core.training import EpochMetrics, TrainResult, dropout_seed, train
 from sweeper.data import Dataset, load_dataset
 from sweeper.data.cache import DataCache, load_dataset_cached
 from sweeper.plots import save_curves
@@ -78,13 +78,11 @@ def build_model(config: ExperimentConfig, dataset: Dataset) -> MLP:
 def run_seeds(config: ExperimentConfig) -> dict[str, str]:
     """The seed of each random stream of the run, as the data and the core derive it."""
     seed = config.seed
-    dropping = config.regularizer.dropout > 0 or config.regularizer.input_dropout > 0
     return {
         "seed.split": str(seed),
         "seed.init": str(seed),
         "seed.shuffle": str(seed),
-        # sweeper.core.training.train: default_rng([seed, 1]), only when there is dropout.
-        "seed.dropout": f"[{seed}, 1]" if dropping else "none",
+        "seed.dropout": str(dropout_seed(seed)) if config.regularizer.drops else "none",
     }
 
 
@@ -103,7 +101,7 @@ def gradient_check(config: ExperimentConfig, model: MLP, dataset: Dataset) -> li
         seed=config.seed,
         l1=reg.l1,
         l2=reg.l2,
-        dropout_seed=config.seed if reg.name.value == "dropout" else None,
+        dropout_seed=config.seed if reg.drops else None,
     )
 
 

@@ -8,13 +8,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sweeper.core.training import EpochMetrics
+from sweeper.core.training import EVAL_TRAIN, EpochMetrics
 
 # How the training curve was measured (``train.eval_train``), said in its legend.
-TRAIN_CURVE_LABELS = {
-    "running": "train (running mean over the epoch's steps)",
-    "full": "train (full pass after the epoch)",
-}
+TRAIN_CURVE_LABELS = {name: f"train ({measure.legend})" for name, measure in EVAL_TRAIN.items()}
 
 
 def eval_train_of(params: Mapping[str, str]) -> str:
@@ -45,7 +42,7 @@ def curve_figure(
 
 
 def save_curves(
-    history: Sequence[EpochMetrics], best_epoch: int, out_dir: Path, eval_train: str = "full"
+    history: Sequence[EpochMetrics], best_epoch: int, out_dir: Path, eval_train: str
 ) -> list[Path]:
     """Write ``loss.png`` and ``accuracy.png`` (train vs validation per epoch) to ``out_dir``."""
     train_label = TRAIN_CURVE_LABELS[eval_train]

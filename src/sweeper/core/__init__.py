@@ -2,14 +2,15 @@
 
 Every kind of option is one table from its name to its implementation (``ACTIVATIONS``,
 ``INITIALIZERS``, ``REGULARIZERS``, ``OPTIMIZERS``, ``MOMENTUM_FORMS``, ``LR_SCHEDULES``,
-``EVAL_TRAIN``, ``SUPPORTED_DTYPES``); the config's choices are made from these tables.
+``EVAL_TRAIN``), and the dtypes are ``SUPPORTED_DTYPES``; the config's choices are made from
+these.
 """
 
-from .activations import ACTIVATION_NAMES, ACTIVATIONS, DERIVATIVES
+from .activations import ACTIVATIONS, Activation
 from .gradcheck import GradCheckRow, check_gradients, max_relative_error, rows_to_records
 from .initializers import INITIALIZERS, default_init, init_weights
-from .losses import cross_entropy, log_softmax, one_hot, softmax, softmax_cross_entropy
-from .network import MLP, SUPPORTED_DTYPES, Workspace
+from .losses import one_hot, softmax, softmax_cross_entropy
+from .network import MLP, SCORING_ROWS, SUPPORTED_DTYPES, Workspace
 from .optimizers import (
     MOMENTUM_FORMS,
     OPTIMIZERS,
@@ -22,12 +23,19 @@ from .optimizers import (
 )
 from .regularizers import REGULARIZERS, add_penalty_gradients, penalty
 from .schedules import LR_SCHEDULES, scheduled_lr
-from .training import EVAL_TRAIN, EpochMetrics, TrainingDiverged, TrainResult, train, train_epoch
+from .training import (
+    EVAL_TRAIN,
+    EpochMetrics,
+    TrainingDiverged,
+    TrainMeasure,
+    TrainResult,
+    dropout_seed,
+    train,
+    train_epoch,
+)
 
 __all__ = [
     "ACTIVATIONS",
-    "ACTIVATION_NAMES",
-    "DERIVATIVES",
     "EVAL_TRAIN",
     "INITIALIZERS",
     "LR_SCHEDULES",
@@ -35,23 +43,25 @@ __all__ = [
     "MOMENTUM_FORMS",
     "OPTIMIZERS",
     "REGULARIZERS",
+    "SCORING_ROWS",
     "SGD",
     "SUPPORTED_DTYPES",
+    "Activation",
     "Adam",
     "EpochMetrics",
     "GradCheckRow",
     "Momentum",
     "Nesterov",
     "Optimizer",
+    "TrainMeasure",
     "TrainResult",
     "TrainingDiverged",
     "Workspace",
     "add_penalty_gradients",
     "check_gradients",
-    "cross_entropy",
     "default_init",
+    "dropout_seed",
     "init_weights",
-    "log_softmax",
     "make_optimizer",
     "max_relative_error",
     "one_hot",

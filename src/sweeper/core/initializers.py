@@ -9,25 +9,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import DTypeLike
 
+from .activations import ACTIVATIONS
 from .registry import lookup
-
-_DEFAULTS = {
-    "sigmoid": "xavier",
-    "tanh": "xavier",
-    "identity": "xavier",
-    "relu": "he",
-    "leaky_relu": "he",
-}
 
 
 def default_init(activation: str) -> str:
-    """Glorot suits saturating/linear units, He suits rectifiers (half the units are off)."""
-    try:
-        return _DEFAULTS[activation]
-    except KeyError:
-        raise ValueError(
-            f"activation={activation!r} is unknown; allowed: {', '.join(_DEFAULTS)}"
-        ) from None
+    """The scheme that suits ``activation`` (its entry in ``ACTIVATIONS``)."""
+    return lookup(ACTIVATIONS, "activation", activation).init
 
 
 def xavier(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:

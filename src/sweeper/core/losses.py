@@ -14,42 +14,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return shifted
+def softmax_cross_entropy(logits: np.ndarray, y_onehot: np.ndarray, row: np.ndarray) -> float:
+    """Mean cross-entropy over the batch, computing exp() only once.
 
-
-def cross_entropy(
-    probs_or_logits: np.ndarray, y_onehot: np.ndarray, *, from_logits: bool = False
-) -> float:
-    """Mean cross-entropy over the batch.
-
-    From logits it uses log-sum-exp; from probabilities it clips at the dtype's smallest
-    normal number, so an underflowed probability costs a large but finite loss.
+    ``logits`` is overwritten by the softmax probabilities (the training step's gradient
+    starts from them) and ``row``, of shape (n, 1), by the rows' exp-sums, so no array of
+    the logits' size is allocated. Each row of ``y_onehot`` sums to 1.
     """
-    if from_logits:
-        log_p = log_softmax(probs_or_logits)
-    else:
-        tiny = np.finfo(probs_or_logits.dtype).tiny
-        log_p = np.log(np.maximum(probs_or_logits, tiny))
-    return -float(np.vdot(y_onehot, log_p)) / len(y_onehot)
-
-
-def softmax_cross_entropy(logits: np.ndarray, y_onehot: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy and the softmax probabilities, computing exp() only once.
-
-    ``logits`` is overwritten (it becomes the probabilities) to save an allocation in the
-    training step.
-    """
-    logits -= logits.max(axis=1, keepdims=True)
+    np.maximum.reduce(logits, axis=1, keepdims=True, out=row)
+    logits -= row
     # Loss from the shifted logits: sum_k y_k (log s - z_k), where s is the row's exp-sum.
-    zy = float(np.vdot(y_onehot, logits))
+    z_true = float(np.vdot(y_onehot, logits))
     probs = np.exp(logits, out=logits)
-    sums = probs.sum(axis=1)
-    loss = (float(np.dot(y_onehot.sum(axis=1), np.log(sums))) - zy) / len(y_onehot)
-    probs /= sums[:, None]
-    return loss, probs
+    np.add.reduce(probs, axis=1, keepdims=True, out=row)
+    loss = (float(np.log(row).sum()) - z_true) / len(logits)
+    probs /= row
+    return loss
 
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype: DTypeLike = np.float32) -> np.ndarray:

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .activations import ACTIVATIONS, DERIVATIVES, check_activation
+from .activations import ACTIVATIONS, check_activation
 from .initializers import default_init, init_weights
-from .losses import softmax
+from .losses import softmax, softmax_cross_entropy
 from .regularizers import add_penalty_gradients, penalty
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Samples an evaluation scores at a time: bounds its memory whatever the set's size.
+SCORING_ROWS = 4096
 
 
 def check_dtype(dtype: DTypeLike) -> np.dtype:
@@ -28,7 +30,8 @@ def check_dtype(dtype: DTypeLike) -> np.dtype:
         dt = None
     # Not `in`: a dtype compares equal to None (np.dtype(None) is float64).
     if dt is None or not any(dt == allowed for allowed in SUPPORTED_DTYPES):
-        raise ValueError(f"dtype={dtype!r} is unsupported; allowed: float32, float64")
+        allowed = ", ".join(d.name for d in SUPPORTED_DTYPES)
+        raise ValueError(f"dtype={dtype!r} is unsupported; allowed: {allowed}")
     return dt
 
 
@@ -181,7 +184,7 @@ class MLP:
         return loss + objective_penalty, workspace.grads_w, workspace.grads_b
 
     def evaluate(
-        self, x: np.ndarray, labels: np.ndarray, batch_size: int = 4096
+        self, x: np.ndarray, labels: np.ndarray, batch_size: int = SCORING_ROWS
     ) -> tuple[float, float]:
         """Mean cross-entropy (no penalty) and accuracy, in batches to bound memory."""
         labels = np.asarray(labels)
@@ -214,8 +217,9 @@ class MLP:
 class Workspace:
     """The arrays of a forward and backward pass of ``model`` on up to ``rows`` samples.
 
-    Allocated once and reused, so a training step allocates nothing of the batch's size:
-    every product, activation and gradient is written into these arrays. The inputs are
+    Allocated once and reused, so a training step allocates no matrix of the batch's size
+    (a vector of one number per sample at most): every product, activation (its temporary
+    in ``scratch``), dropout mask and gradient is written into these arrays. The inputs are
     trusted (the caller checked them once); ``grads_w`` and ``grads_b`` are views into
     ``grads``, laid out as ``MLP.flat``, and hold the last backward pass. Reductions call
     the ufuncs' ``reduce`` with ``out``, which skips the wrappers' per-call cost (``np.sum``
@@ -235,15 +239,17 @@ class Workspace:
         self.scratch = [np.empty((rows, h), dt) for h in sizes[1:-1]]
         use_dropout = dropout and model.dropout > 0
         self.masks = [np.empty((rows, h), dt) for h in sizes[1:-1]] if use_dropout else []
+        # Which units a mask keeps, written here before it is scaled.
+        self.kept = [np.empty((rows, h), np.bool_) for h in sizes[1:-1]] if use_dropout else []
         self.dropped = [np.empty((rows, h), dt) for h in sizes[1:-1]] if use_dropout else []
         # The inputs' mask and the masked inputs, which the first layer's gradient reads.
         use_input = dropout and model.input_dropout > 0
         self.input_mask = np.empty((rows, sizes[0]), dt) if use_input else None
+        self.input_kept = np.empty((rows, sizes[0]), np.bool_) if use_input else None
         self.dropped_x = np.empty((rows, sizes[0]), dt) if use_input else None
         self.row = np.empty((rows, 1), dt)
         self.grads, self.grads_w, self.grads_b = _packed(sizes, dt)
-        self._act = ACTIVATIONS[model.activation]
-        self._deriv = DERIVATIVES[model.activation]
+        self._act, self._deriv, _ = ACTIVATIONS[model.activation]
 
     @property
     def size(self) -> int:
@@ -268,26 +274,31 @@ class Workspace:
         first)."""
         model, n = self.model, len(x)
         a = x
-        if rng is not None and self.input_mask is not None and self.dropped_x is not None:
-            mask = self._draw_mask(rng, self.input_mask[:n], model.input_dropout)
-            a = np.multiply(x, mask, out=self.dropped_x[:n])
+        mask, kept, dropped_x = self.input_mask, self.input_kept, self.dropped_x
+        if rng is not None and mask is not None and kept is not None and dropped_x is not None:
+            mask = self._draw_mask(rng, mask[:n], kept[:n], model.input_dropout)
+            a = np.multiply(x, mask, out=dropped_x[:n])
         for i, (w, b) in enumerate(zip(model.weights[:-1], model.biases[:-1], strict=True)):
             z = np.matmul(a, w, out=self.outs[i][:n])
             z += b
-            a = self._act(z, out=z)
+            # scratch[i] holds the backward pass's derivative: free until then.
+            a = self._act(z, out=z, scratch=self.scratch[i][:n])
             if rng is not None and self.masks:
-                mask = self._draw_mask(rng, self.masks[i][:n], model.dropout)
+                mask = self._draw_mask(rng, self.masks[i][:n], self.kept[i][:n], model.dropout)
                 a = np.multiply(a, mask, out=self.dropped[i][:n])
         z = np.matmul(a, model.weights[-1], out=self.outs[-1][:n])
         z += model.biases[-1]
         return z
 
-    def _draw_mask(self, rng: np.random.Generator, out: np.ndarray, p: float) -> np.ndarray:
+    def _draw_mask(
+        self, rng: np.random.Generator, out: np.ndarray, kept: np.ndarray, p: float
+    ) -> np.ndarray:
         """An inverted-dropout mask in ``out``: 0 with probability ``p``, else 1 / (1 - p)."""
         keep = 1.0 - p
         mask = rng.random(out=out, dtype=self.model.dtype)
-        # One pass to the kept units' scale: bool x (1/keep) is 1/keep or 0.
-        return np.multiply(mask < keep, self.model.dtype.type(1.0 / keep), out=mask)
+        np.less(mask, keep, out=kept)
+        # bool x (1/keep) is 1/keep or 0.
+        return np.multiply(kept, self.model.dtype.type(1.0 / keep), out=mask)
 
     def loss_and_gradients(
         self,
@@ -303,20 +314,12 @@ class Workspace:
         true class has the largest logit; the gradients of the objective (with penalty) go
         to ``grads``. Each row of ``y_onehot`` sums to 1."""
         model, n = self.model, len(x)
-        row = self.row[:n]
         z = self.forward(x, rng)
         correct = 0 if labels is None else int(np.count_nonzero(z.argmax(axis=1) == labels))
-        np.maximum.reduce(z, axis=1, keepdims=True, out=row)
-        z -= row
-        # Loss from the shifted logits: sum_k y_k (log s - z_k), where s is the row's exp-sum.
-        z_true = float(np.vdot(y_onehot, z))
-        probs = np.exp(z, out=z)
-        np.add.reduce(probs, axis=1, keepdims=True, out=row)
-        loss = (float(np.log(row).sum()) - z_true) / n
-        probs /= row
+        loss = softmax_cross_entropy(z, y_onehot, self.row[:n])
 
         # Gradient of the mean cross-entropy w.r.t. the logits: (p - y) / n.
-        delta = probs
+        delta = z
         delta -= y_onehot
         delta *= 1.0 / n
         dropped = rng is not None and bool(self.masks)

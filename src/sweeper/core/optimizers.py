@@ -5,15 +5,16 @@ Before each epoch the training loop calls ``epoch_starts``, which sets ``lr`` fr
 the optimiser was built with and its schedule (``schedules``), as scikit-learn's optimisers
 own theirs (``iteration_ends``). State (velocities, moments) is created lazily on the first
 ``update``, one array per parameter, in the parameters' own dtype. An update consumes its
-gradients: it works in their arrays, so it allocates nothing and keeps no scratch copy of the
-parameters. Hyper-parameters are kept as Python floats so float32 parameters are never
-promoted. The training loop passes the model's one flat parameter vector, so each operation
-is one pass over every parameter.
+gradients: it works in their arrays, so it allocates nothing; Adam alone also keeps one
+scratch array per parameter, as its step forms g*g while g is still needed. Hyper-parameters
+are kept as Python floats so float32 parameters are never promoted. The training loop passes
+the model's one flat parameter vector, so each operation is one pass over every parameter.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,27 @@ import numpy as np
 from .registry import lookup
 from .schedules import LR_SCHEDULES, scheduled_lr
 
-# The two forms of heavy-ball momentum by name, with the update each makes (Momentum's).
-MOMENTUM_FORMS = {
-    "classic": "v = m*v - lr*g; w += v",
-    "ema": "v = m*v + (1-m)*g; w -= lr*v",
+
+def _classic_step(p: np.ndarray, g: np.ndarray, v: np.ndarray, m: float, lr: float) -> None:
+    """v = m*v - lr*g; w += v."""
+    v *= m
+    g *= lr
+    v -= g
+    p += v
+
+
+def _ema_step(p: np.ndarray, g: np.ndarray, v: np.ndarray, m: float, lr: float) -> None:
+    """v = m*v + (1-m)*g; w -= lr*v."""
+    v *= m
+    g *= 1 - m
+    v += g
+    p -= np.multiply(v, lr, out=g)
+
+
+# The forms of heavy-ball momentum by name (Momentum's ``form``): the step each makes in place.
+MOMENTUM_FORMS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, float, float], None]] = {
+    "classic": _classic_step,
+    "ema": _ema_step,
 }
 
 
@@ -73,24 +91,15 @@ class Momentum(Optimizer):
     ) -> None:
         super().__init__(lr, schedule)
         self.momentum = float(momentum)
-        lookup(MOMENTUM_FORMS, "form", form)
+        self._step = lookup(MOMENTUM_FORMS, "form", form)
         self.form = form
         self.velocities: list[np.ndarray] = []
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.velocities:
             self.velocities = _like(params)
-        m = self.momentum
         for p, g, v in zip(params, grads, self.velocities, strict=True):
-            v *= m
-            if self.form == "classic":
-                g *= self.lr
-                v -= g
-                p += v
-            else:
-                g *= 1 - m
-                v += g
-                p -= np.multiply(v, self.lr, out=g)
+            self._step(p, g, v, self.momentum, self.lr)
 
 
 class Nesterov(Optimizer):

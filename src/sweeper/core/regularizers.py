@@ -20,10 +20,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Each regularizer by its name in the config, and the training argument its strength sets
-# (dropout is the network's; the others are these penalties'). Strengths are trusted: the
-# config checked them, once.
-REGULARIZERS: dict[str, str | None] = {"none": None, "l1": "l1", "l2": "l2", "dropout": "dropout"}
+# Each regularizer by its name in the config: the settings it reads, each with the core's
+# argument it sets (l1, l2: these penalties', given to ``train``; dropout, input_dropout: the
+# network's). Its other settings are unread. Strengths are trusted: the config checked them.
+REGULARIZERS: dict[str, dict[str, str]] = {
+    "none": {},
+    "l1": {"lam": "l1"},
+    "l2": {"lam": "l2"},
+    "dropout": {"p": "dropout", "input_p": "input_dropout"},
+}
 
 
 def penalty(weights: Sequence[np.ndarray], l1: float, l2: float) -> float:

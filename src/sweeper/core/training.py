@@ -14,20 +14,49 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from .losses import one_hot
-from .network import MLP, Workspace
+from .network import MLP, SCORING_ROWS, Workspace
 from .optimizers import Optimizer
 from .registry import lookup
 from .regularizers import apply_max_norm
 
-# How an epoch's training metrics are measured, by name.
-EVAL_TRAIN = {
-    "running": "the mean over the epoch's minibatch steps",
-    "full": "a pass over the training set with the epoch's final weights",
+
+class TrainMeasure(NamedTuple):
+    """How an epoch's training metrics are measured: ``legend`` says it beside the curve, and
+    ``score`` gives the loss and accuracy from the scoring workspace, the training set and
+    the epoch's running ones."""
+
+    legend: str
+    score: Callable[[Workspace, np.ndarray, np.ndarray, tuple[float, float]], tuple[float, float]]
+
+
+def _running(
+    scoring: Workspace, x: np.ndarray, labels: np.ndarray, running: tuple[float, float]
+) -> tuple[float, float]:
+    return running
+
+
+def _full_pass(
+    scoring: Workspace, x: np.ndarray, labels: np.ndarray, running: tuple[float, float]
+) -> tuple[float, float]:
+    return scoring.evaluate(x, labels)
+
+
+# Each way of measuring an epoch's training metrics by its name in the config.
+EVAL_TRAIN: dict[str, TrainMeasure] = {
+    "running": TrainMeasure("running mean over the epoch's steps", _running),
+    "full": TrainMeasure("full pass after the epoch", _full_pass),
 }
+
+
+def dropout_seed(seed: int) -> list[int]:
+    """The seed of the dropout masks' stream in a run of ``seed`` (which seeds the shuffling):
+    a separate stream, so switching dropout on does not change the shuffling order."""
+    return [seed, 1]
 
 
 @dataclass
@@ -139,7 +168,7 @@ def train(
     max_norm > 0 or None) are trusted: the config checked them before any run. The data is
     checked here.
     """
-    lookup(EVAL_TRAIN, "eval_train", eval_train)
+    measure_train = lookup(EVAL_TRAIN, "eval_train", eval_train).score
     # Converted once so no minibatch pays for a dtype conversion.
     x_train = np.asarray(x_train, dtype=model.dtype)
     x_val = np.asarray(x_val, dtype=model.dtype)
@@ -159,12 +188,11 @@ def train(
     y_train, y_val = y_train.astype(np.intp, copy=False), y_val.astype(np.intp, copy=False)
     y_train_onehot = one_hot(y_train, model.n_classes, dtype=model.dtype)
     shuffle_rng = np.random.default_rng(seed)
-    # A separate stream, so switching dropout on does not change the shuffling order.
     dropping = model.dropout > 0 or model.input_dropout > 0
-    dropout_rng = np.random.default_rng([seed, 1]) if dropping else None
+    dropout_rng = np.random.default_rng(dropout_seed(seed)) if dropping else None
     # Allocated once per run: every step and every evaluation reuses these arrays.
     steps = Workspace(model, min(batch_size, len(x_train)), dropout=dropout_rng is not None)
-    scoring = Workspace(model, min(4096, max(len(x_train), len(x_val))))
+    scoring = Workspace(model, min(SCORING_ROWS, max(len(x_train), len(x_val))))
 
     history: list[EpochMetrics] = []
     best_loss = math.inf
@@ -185,8 +213,9 @@ def train(
             )  # fmt: skip
             if not math.isfinite(train_loss):
                 raise TrainingDiverged(epoch, train_loss, history)
-            if eval_train == "full":
-                train_loss, train_acc = scoring.evaluate(x_train, y_train)
+            train_loss, train_acc = measure_train(
+                scoring, x_train, y_train, (train_loss, train_acc)
+            )
             val_loss, val_acc = scoring.evaluate(x_val, y_val)
         for value in (train_loss, val_loss):
             if not math.isfinite(value):
