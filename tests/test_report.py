@@ -25,7 +25,7 @@ from PIL import Image
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
 from helpers import markdown_tables
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
-from sweeper.report import runs as report_runs
+from sweeper import store_reads
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report, parameter_count
 from sweeper.report.compare import compare_sweeps, compare_table
@@ -36,11 +36,11 @@ from sweeper.report.runs import (
     RunRecord,
     find_sweep,
     kept_runs,
-    metric_curves,
     sweep_runs,
 )
 from sweeper.report.stats import holm, pareto_front
 from sweeper.report.tables import CONFIG
+from sweeper.store_reads import metric_curves
 from sweeper.ui_links import short_number
 
 # Two keys, two seeds each; relu at lr=1e6 diverges, so two runs fail with a reason.
@@ -687,7 +687,7 @@ def test_curves_fetched_in_bulk_are_each_runs_history(
 ) -> None:
     uri, _ = fake_report
     run_ids, expected = _fake_curves(uri)
-    monkeypatch.setattr(report_runs, "BULK_RUNS", 7)  # several queries of run ids
+    monkeypatch.setattr(store_reads, "BULK_RUNS", 7)  # several queries of run ids
     assert metric_curves(MlflowClient(uri), run_ids, CURVE_KEYS) == expected
     lengths = sorted(len(c["val_loss"]) for c in expected.values())
     assert lengths == [0] * 4 + [3] * 56  # the failed runs logged no epoch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from numpy.typing import DTypeLike
 from sweeper.data.cifar import load_cifar10_split
 from sweeper.data.digits import load_digits_split
 from sweeper.data.errors import DatasetError, MissingDataError, recording_reads, with_fetch_command
-from sweeper.data.fetch import SOURCES, fetch_hint
+from sweeper.data.fetch import SOURCES, fetch_hint, file_digest
 from sweeper.data.idx import IDX_FILES, load_idx_split
 from sweeper.data.locations import default_data_dir
 from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
@@ -34,8 +33,7 @@ FileHasher = Callable[[Path], str]
 
 
 def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return file_digest(path, "sha256")
 
 
 @dataclass(frozen=True)
