@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.names import FINISHED, PRUNED, SWEEP_FILTER
+from sweeper.outcome import RANKED_BY
 from sweeper.store_reads import search_all
 from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path
 
@@ -52,7 +53,10 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        return self.status == FINISHED and not self.pruned
+        """Trained to its end and ranked: FINISHED, not pruned, and with the metric runs are
+        ranked by (a FINISHED run that lacks it has nothing to rank, as the sweep's own
+        choice of its best run finds too)."""
+        return self.status == FINISHED and not self.pruned and RANKED_BY in self.metrics
 
 
 def open_client(uri: str) -> MlflowClient:

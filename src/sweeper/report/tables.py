@@ -182,7 +182,7 @@ def runs_frame(
     )
     shown = pd.DataFrame({k: shown_params(frame[k]) for k in config_keys}, index=frame.index)
     frame.insert(len(columns), CONFIG, _labels(shown, config_keys))
-    frame["finished"] = (frame["status"] == FINISHED) & ~frame["pruned"] & frame[RANKED_BY].notna()
+    frame["finished"] = [r.finished for r in records]
     frame["_order"] = frame[RANKED_BY].where(frame["finished"])
     frame = frame.sort_values(
         ["pruned", "_order", "start_time"],
