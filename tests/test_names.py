@@ -10,6 +10,8 @@ from pathlib import Path
 
 from sweeper import names
 from sweeper.core.training import EpochMetrics
+from sweeper.experiment import CHECKPOINT_FILE, GRADCHECK_FILE
+from sweeper.report.build import REPORT_HTML, REPORT_MD
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sweeper"
 # What MLflow's own RunStatus and tags name; not for a module to spell again.
@@ -48,3 +50,15 @@ def test_statuses_metrics_and_the_sweep_tag_are_spelled_in_one_place() -> None:
         if value in STATUSES | METRICS or re.search(r"tags\.kind\s*=", value)
     }
     assert spelled == set()
+
+
+def test_the_files_a_run_and_a_report_write_are_named_once() -> None:
+    # The report finds a run's checkpoint and gradient check by the names the run gave them.
+    files = {CHECKPOINT_FILE, GRADCHECK_FILE, REPORT_MD, REPORT_HTML}
+    spelled = sorted(
+        f"{path.relative_to(SRC)}:{line}: {value!r}"
+        for path in sorted(SRC.rglob("*.py"))
+        for line, value in _string_constants(path)
+        if value in files or value.endswith(tuple(f"/{name}" for name in files))
+    )
+    assert len(spelled) == len(files), spelled

@@ -41,7 +41,9 @@ os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
 # Logged as code (MLflow "models from code"), so loading a model never unpickles an object.
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 MODEL_NAME = "model"
-CHECKPOINT_ARTIFACT = f"checkpoint/{CHECKPOINT_FILE}"
+# Where a run keeps its best epoch's checkpoint among its artifacts.
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_ARTIFACT = f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"
 PLOTS = "plots"
 
 
@@ -126,7 +128,7 @@ def _make_model(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str
     run_id = run.info.run_id
     if has_model(run):
         return []
-    if not client.list_artifacts(run_id, "checkpoint"):
+    if not client.list_artifacts(run_id, CHECKPOINT_DIR):
         raise MissingPartError(f"no checkpoint to make a model of ({_ended_as(run)})")
     checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(tmp))
     mlflow.set_tracking_uri(uri)

@@ -25,7 +25,7 @@ import joblib
 from threadpoolctl import threadpool_limits
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
-from sweeper.artifacts import PLOTS, log_served_model
+from sweeper.artifacts import CHECKPOINT_DIR, PLOTS, log_served_model
 from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
@@ -178,7 +178,7 @@ def run_config(
                 run.log_metrics(metrics)
                 ended: dict[str, list[Path]] = {
                     PLOTS: result.figures,
-                    "checkpoint": [result.checkpoint],
+                    CHECKPOINT_DIR: [result.checkpoint],
                 }
                 run.log_tree(_staged(out_dir / STAGED_DIR / ENDED, ended))
                 if tracking.model in made:

@@ -15,8 +15,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
+from sweeper.artifacts import CHECKPOINT_ARTIFACT
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import DatasetError
+from sweeper.experiment import GRADCHECK_FILE
 from sweeper.names import (
     BEST_EPOCH,
     PRUNED,
@@ -241,10 +243,10 @@ class _FigureWriter:
         ]
 
     def gradcheck(self, run_id: str, tmp: Path) -> list[Block]:
-        gradcheck = download_artifact(self.client, run_id, "gradcheck.csv", tmp)
+        gradcheck = download_artifact(self.client, run_id, GRADCHECK_FILE, tmp)
         blocks: list[Block] = [Heading("Gradient check of the best run", 3)]
         if gradcheck is None:
-            return [*blocks, Text("The run logged no gradient check (no gradcheck.csv).")]
+            return [*blocks, Text(f"The run logged no gradient check (no {GRADCHECK_FILE}).")]
         return [*blocks, _gradcheck_table(gradcheck)]
 
     def importance(self, importances: pd.Series) -> list[Block]:
@@ -445,9 +447,7 @@ def build_report(
                 best_label = configs.index[0]
                 if SEED in varying:
                     best_label += f" {SEED}={best_run.params.get(SEED, '')}"
-                checkpoint = download_artifact(
-                    client, best_id, "checkpoint/best_model.npz", Path(tmp)
-                )
+                checkpoint = download_artifact(client, best_id, CHECKPOINT_ARTIFACT, Path(tmp))
                 sizes = None
                 # A bad checkpoint: the confusion matrix below says what is wrong with it.
                 with contextlib.suppress(ValueError, OSError):

@@ -9,7 +9,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sweeper.names import BEST_VAL_LOSS, TEST_ACC
-from sweeper.report.build import Report
+from sweeper.report.build import REPORT_HTML, REPORT_MD, Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import ReportError, find_sweep, kept_runs, open_client, sweep_runs
@@ -102,9 +102,9 @@ def compare_sweeps(
         _table(means, names),
     ]
     blocks: list[Block] = [Heading(f"Sweep {name_a} vs sweep {name_b}", 1), *summary]
-    markdown = directory / "report.md"
+    markdown = directory / REPORT_MD
     markdown.write_text(to_markdown(blocks, directory))
-    page = directory / "report.html"
+    page = directory / REPORT_HTML
     page.write_text(to_html(blocks, f"Sweep {name_a} vs {name_b}"))
     csv = directory / "compare.csv"
     means.to_csv(csv)
