@@ -62,3 +62,13 @@ def test_the_files_a_run_and_a_report_write_are_named_once() -> None:
         if value in files or value.endswith(tuple(f"/{name}" for name in files))
     )
     assert len(spelled) == len(files), spelled
+
+
+def test_artifact_progress_bars_are_turned_off_in_one_place() -> None:
+    spelled = [
+        f"{path.relative_to(SRC)}:{line}"
+        for path in sorted(SRC.rglob("*.py"))
+        for line, value in _string_constants(path)
+        if value == "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    ]
+    assert spelled == ["store_reads.py:" + spelled[0].partition(":")[2]]

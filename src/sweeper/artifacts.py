@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -23,7 +22,6 @@ from typing import NamedTuple
 
 import mlflow
 from mlflow.entities import Run
-from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 
 from sweeper.config import Made
@@ -32,12 +30,11 @@ from sweeper.experiment import CHECKPOINT_FILE
 from sweeper.failures import failure_reason
 from sweeper.names import BEST_EPOCH, EPOCH_METRICS, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
 from sweeper.plots import eval_train_of, save_curves
-from sweeper.store_reads import metric_curves
+from sweeper.store_reads import metric_curves, quiet_downloads
 from sweeper.store_uri import resolve_tracking_uri
 
-# Downloading the checkpoint (and logging a model, which copies its files through a download)
-# draws a progress bar per file on the terminal the sweep prints to; a user's own setting wins.
-os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
+# Downloading the checkpoint, and logging a model, which copies its files through a download.
+quiet_downloads()
 # Logged as code (MLflow "models from code"), so loading a model never unpickles an object.
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 MODEL_NAME = "model"

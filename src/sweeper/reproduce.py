@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -48,9 +47,9 @@ from sweeper.provenance import (
 from sweeper.pruning import Pruning, pruned_reason
 from sweeper.run import EpochCallback, blas_threads, run_config
 from sweeper.store_calls import store_call
-from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
-from sweeper.store_reads import metric_curves
-from sweeper.store_uri import resolve_tracking_uri, sqlite_path
+from sweeper.store_check import StoreError, check_store
+from sweeper.store_reads import metric_curves, quiet_downloads
+from sweeper.store_uri import CONNECT_TIMEOUT_S, resolve_tracking_uri, sqlite_path
 from sweeper.sweep_info import SweepInfo
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
@@ -442,8 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads={args.threads} is invalid: must be >= 1")
-    # MLflow draws a progress bar for every artifact it downloads.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_downloads()
     try:
         return reproduce(args.run_id, args.tracking_uri, args.allow_data_change, args.threads)
     except ReproduceError as err:

@@ -1,5 +1,6 @@
 """Runs read back from an MLflow store, for whatever reads them: every run a filter matches,
-page after page, and runs' per-epoch curves; nothing here records.
+page after page, runs' per-epoch curves, and artifacts downloaded quietly; nothing here
+records.
 
 The report, the tracking code and ``reproduce`` all read runs this way, on any tracking URI, a
 tracking server included. MLflow is imported by the caller, who passes its client: the
@@ -8,6 +9,7 @@ report's tables and statistics load without it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -24,6 +26,13 @@ BULK_RUNS = 500
 
 # (step, value) pairs of one metric, in step order (a per-epoch metric's step is its epoch).
 Curve = list[tuple[int, float]]
+
+
+def quiet_downloads() -> None:
+    """No progress bar per artifact MLflow downloads (or copies, logging a model) from here
+    on: the commands print their own summary, and the sweep's lines share the terminal; a
+    user's own MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR wins."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:

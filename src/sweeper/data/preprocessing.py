@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 NORMALIZATIONS = ("feature", "sample", "channel", "none")
+# The modes whose statistics are fitted on the training split and kept (with a checkpoint).
+FITTED = ("feature", "channel")
 # A feature's (or channel's) standard deviation is floored at this fraction of the training
 # set's overall one: scaled by the feature's own tiny spread, a near-constant pixel that has ink
 # in a handful of images turns into z-scores in the hundreds, and into thousands on a test
@@ -98,7 +100,7 @@ def fit_standardizer(x_train: np.ndarray, mode: str, channels: int = 1) -> Stand
             f"unknown normalization {mode!r}; choose one of {', '.join(NORMALIZATIONS)}"
         )
     no_stats = np.empty(0)
-    if mode in ("sample", "none"):
+    if mode not in FITTED:
         return Standardizer(mode, no_stats, no_stats)
     if mode == "feature":
         mean, std = _mean_std(x_train, axes=(0,))

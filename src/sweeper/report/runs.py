@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sweeper.names import FINISHED, PRUNED, SWEEP_FILTER
 from sweeper.outcome import RANKED_BY
 from sweeper.store_reads import search_all
-from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path
+from sweeper.store_uri import CONNECT_TIMEOUT_S, DEFAULT_DB_NAME, is_http, sqlite_path
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -70,7 +70,7 @@ def open_client(uri: str) -> MlflowClient:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
+    from sweeper.store_check import StoreError, check_store
 
     try:
         check_store(uri, CONNECT_TIMEOUT_S, writable=False)
