@@ -93,12 +93,9 @@ def fit_standardizer(x_train: np.ndarray, mode: str, channels: int = 1) -> Stand
     """Fit ``mode`` statistics on flattened training rows ``x_train`` of shape ``(n, d)``.
 
     ``channels`` matters for ``channel`` mode only: the rows hold ``channels`` consecutive
-    blocks of ``d // channels`` pixels.
+    blocks of ``d // channels`` pixels. ``mode`` is one of ``NORMALIZATIONS``, as
+    ``sweeper.config`` checks it.
     """
-    if mode not in NORMALIZATIONS:
-        raise ValueError(
-            f"unknown normalization {mode!r}; choose one of {', '.join(NORMALIZATIONS)}"
-        )
     no_stats = np.empty(0)
     if mode not in FITTED:
         return Standardizer(mode, no_stats, no_stats)
@@ -157,9 +154,8 @@ def stratified_subset(labels: np.ndarray, n_samples: int, seed: int) -> np.ndarr
 def stratified_split(
     labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted ``(train_idx, val_idx)`` with ``val_fraction`` of every class in validation."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    """Sorted ``(train_idx, val_idx)`` with ``val_fraction`` (``0 < val_fraction < 1``, as
+    ``sweeper.config`` checks ``dataset.val_fraction``) of every class in validation."""
     labels = np.asarray(labels)
     val_idx = stratified_subset(labels, round(len(labels) * val_fraction), seed)
     in_train = np.ones(len(labels), dtype=bool)
