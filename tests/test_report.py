@@ -366,10 +366,14 @@ def record(
 
 def test_every_finished_and_pruned_run_stays_and_a_failed_one_until_it_runs_again() -> None:
     # A search drew configuration "a" three times: two runs finished, one was pruned.
-    drawn = [record("a", "FINISHED", 1), record("a", "FINISHED", 3, pruned=True)]
-    drawn.append(record("a", "FINISHED", 5))
+    loss = 0.5  # a finished run's best_val_loss, which ranks it
+    drawn = [record("a", "FINISHED", 1, best_val_loss=loss)]
+    drawn += [
+        record("a", "FINISHED", 3, pruned=True),
+        record("a", "FINISHED", 5, best_val_loss=loss),
+    ]
     # A resume ran "b" again after it failed; "c" failed twice.
-    old_failed, resumed = record("b", "FAILED", 2), record("b", "FINISHED", 6)
+    old_failed, resumed = record("b", "FAILED", 2), record("b", "FINISHED", 6, best_val_loss=loss)
     failed_twice = [record("c", "FAILED", 4), record("c", "KILLED", 7)]
     kept = kept_runs([resumed, *failed_twice, old_failed, *drawn])
     assert kept == [drawn[0], drawn[1], drawn[2], resumed, failed_twice[1]]
