@@ -182,7 +182,8 @@ def runs_frame(
     )
     shown = pd.DataFrame({k: shown_params(frame[k]) for k in config_keys}, index=frame.index)
     frame.insert(len(columns), CONFIG, _labels(shown, config_keys))
-    frame["finished"] = [r.finished for r in records]
+    # dtype=bool: a sweep with no runs yet still selects by it.
+    frame["finished"] = pd.Series([r.finished for r in records], index=frame.index, dtype=bool)
     frame["_order"] = frame[RANKED_BY].where(frame["finished"])
     frame = frame.sort_values(
         ["pruned", "_order", "start_time"],
