@@ -57,6 +57,8 @@ def test_init_and_dtype_choices_come_from_the_core() -> None:
         (lambda: RegularizerConfig(input_p=1.0), "regularizer.input_p=1.0 is invalid"),
         (lambda: RegularizerConfig(max_norm=0.0), "regularizer.max_norm=0.0 is invalid"),
         (lambda: DatasetConfig(val_fraction=1.0), "dataset.val_fraction=1.0 is invalid"),
+        # The data layer trusts this range (preprocessing.stratified_split).
+        (lambda: DatasetConfig(val_fraction=0.0), "dataset.val_fraction=0.0 is invalid"),
         (lambda: DatasetConfig(data_dir=" "), "dataset.data_dir=' ' is invalid: an empty path"),
     ],
 )

@@ -25,7 +25,7 @@ from PIL import Image
 from conftest import FAST, all_runs, child_runs, run_cli, store_uri
 from helpers import markdown_tables
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
-from sweeper.report import runs as report_runs
+from sweeper import store_reads
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report, parameter_count
 from sweeper.report.compare import compare_sweeps, compare_table
@@ -36,11 +36,11 @@ from sweeper.report.runs import (
     RunRecord,
     find_sweep,
     kept_runs,
-    metric_curves,
     sweep_runs,
 )
 from sweeper.report.stats import holm, pareto_front
 from sweeper.report.tables import CONFIG
+from sweeper.store_reads import metric_curves
 from sweeper.ui_links import short_number
 
 # Two keys, two seeds each; relu at lr=1e6 diverges, so two runs fail with a reason.
@@ -366,10 +366,14 @@ def record(
 
 def test_every_finished_and_pruned_run_stays_and_a_failed_one_until_it_runs_again() -> None:
     # A search drew configuration "a" three times: two runs finished, one was pruned.
-    drawn = [record("a", "FINISHED", 1), record("a", "FINISHED", 3, pruned=True)]
-    drawn.append(record("a", "FINISHED", 5))
+    loss = 0.5  # a finished run's best_val_loss, which ranks it
+    drawn = [record("a", "FINISHED", 1, best_val_loss=loss)]
+    drawn += [
+        record("a", "FINISHED", 3, pruned=True),
+        record("a", "FINISHED", 5, best_val_loss=loss),
+    ]
     # A resume ran "b" again after it failed; "c" failed twice.
-    old_failed, resumed = record("b", "FAILED", 2), record("b", "FINISHED", 6)
+    old_failed, resumed = record("b", "FAILED", 2), record("b", "FINISHED", 6, best_val_loss=loss)
     failed_twice = [record("c", "FAILED", 4), record("c", "KILLED", 7)]
     kept = kept_runs([resumed, *failed_twice, old_failed, *drawn])
     assert kept == [drawn[0], drawn[1], drawn[2], resumed, failed_twice[1]]
@@ -687,7 +691,7 @@ def test_curves_fetched_in_bulk_are_each_runs_history(
 ) -> None:
     uri, _ = fake_report
     run_ids, expected = _fake_curves(uri)
-    monkeypatch.setattr(report_runs, "BULK_RUNS", 7)  # several queries of run ids
+    monkeypatch.setattr(store_reads, "BULK_RUNS", 7)  # several queries of run ids
     assert metric_curves(MlflowClient(uri), run_ids, CURVE_KEYS) == expected
     lengths = sorted(len(c["val_loss"]) for c in expected.values())
     assert lengths == [0] * 4 + [3] * 56  # the failed runs logged no epoch

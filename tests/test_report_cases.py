@@ -14,12 +14,16 @@ from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, child_runs, run_cli, store_uri
 from helpers import markdown_tables
+from sweeper.names import FINISHED, TEST_ACC
+from sweeper.outcome import RANKED_BY
 from sweeper.plots import TRAIN_CURVE_LABELS
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report
 from sweeper.report.document import Text, to_html
 from sweeper.report.figures import train_vs_validation, validation_curves
 from sweeper.report.provenance import provenance_summary
+from sweeper.report.runs import RunRecord, kept_runs
+from sweeper.report.tables import runs_frame, runs_table
 
 SMALL = ["train.epochs=2", "topology.hidden=[16]"]
 
@@ -244,3 +248,18 @@ def test_bold_markdown_is_strong_in_html() -> None:
     page = to_html([Text(sentence)], "provenance")
     assert "<strong>Provenance differs between the runs of this sweep</strong>" in page
     assert "**" not in page
+
+
+def test_a_finished_run_without_its_val_loss_is_unranked_everywhere() -> None:
+    # One definition of finished (RunRecord.finished): which runs the report keeps and which
+    # it ranks agree on a FINISHED run whose val loss never reached the store.
+    metrics = {RANKED_BY: 0.5, TEST_ACC: 0.9}
+    lost = RunRecord("lost", "lost", FINISHED, "", 1, "h", {"seed": "0"}, {})
+    again = RunRecord("again", "again", FINISHED, "", 2, "h", {"seed": "0"}, metrics)
+    only = RunRecord("only", "only", FINISHED, "", 3, "g", {"seed": "1"}, {})
+    kept = kept_runs([lost, again, only])
+    assert [r.run_id for r in kept] == ["again", "only"]
+    runs = runs_frame(kept, ["seed"])
+    assert list(runs["run_id"]) == ["again", "only"]
+    assert list(runs["finished"]) == [True, False]
+    assert list(runs_table(runs, ["seed"]).frame["#"]) == ["1 (best)", "-"]

@@ -11,6 +11,8 @@ def main() -> None:
             from sweeper.app import cli
     except KeyboardInterrupt:
         # Before the app is loaded nothing is recorded, and its Ctrl-C handling is not there.
+        # failures.EXIT_INTERRUPTED's value: importing sweeper.failures loads MLflow, the
+        # import this handler has just stopped.
         print("Interrupted (Ctrl-C).", file=sys.stderr, flush=True)
         sys.exit(130)
     cli()

@@ -77,7 +77,8 @@ def main(cfg: DictConfig) -> float:
             # resume=true: the resumed sweep FINISHED this configuration. Hydra's basic
             # sweeper launches the whole product of the overrides and a callback cannot take
             # jobs out of it, so the job ends here, before any MLflow run or training.
-            # Only the basic sweeper resumes, and it ignores the returned objective.
+            # Only a basic sweeper's resume plans done_hashes, and it ignores the returned
+            # objective.
             return math.inf
         configure(sweep.tracking_uri, config.tracking.max_outage)
         job = int(hc.job.num)
@@ -159,5 +160,5 @@ def cli() -> None:
         raise
     finally:
         # Python's exit would first garbage-collect every object that MLflow, SQLAlchemy and
-        # Hydra made (0.45 s after each command); frozen, they are left for the OS to free.
+        # Hydra made, a wait after each command; frozen, they are left for the OS to free.
         gc.freeze()

@@ -13,7 +13,7 @@ the per-epoch metrics), so any run's can be made later:
 from __future__ import annotations
 
 import argparse
-import os
+import math
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -22,25 +22,26 @@ from typing import NamedTuple
 
 import mlflow
 from mlflow.entities import Run
-from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 
 from sweeper.config import Made
 from sweeper.core.training import EpochMetrics
 from sweeper.experiment import CHECKPOINT_FILE
 from sweeper.failures import failure_reason
+from sweeper.names import BEST_EPOCH, EPOCH_METRICS, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
 from sweeper.plots import eval_train_of, save_curves
+from sweeper.store_reads import metric_curves, quiet_downloads
 from sweeper.store_uri import resolve_tracking_uri
 
-# Downloading the checkpoint (and logging a model, which copies its files through a download)
-# draws a progress bar per file on the terminal the sweep prints to; a user's own setting wins.
-os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
+# Downloading the checkpoint, and logging a model, which copies its files through a download.
+quiet_downloads()
 # Logged as code (MLflow "models from code"), so loading a model never unpickles an object.
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 MODEL_NAME = "model"
-CHECKPOINT_ARTIFACT = f"checkpoint/{CHECKPOINT_FILE}"
+# Where a run keeps its best epoch's checkpoint among its artifacts.
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_ARTIFACT = f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"
 PLOTS = "plots"
-_CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
 def log_served_model(uri: str, run_id: str, checkpoint: Path) -> None:
@@ -71,21 +72,17 @@ def has_curves(client: MlflowClient, run_id: str) -> bool:
 
 def history_of(client: MlflowClient, run: Run) -> list[EpochMetrics]:
     """The run's per-epoch metrics from the store, as training reported them."""
-    series = {
-        key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
-        for key in _CURVES
-    }
+    run_id = run.info.run_id
+    curves = metric_curves(client, [run_id], EPOCH_METRICS)[run_id]
+    series = {key: dict(curve) for key, curve in curves.items()}
     return [
         EpochMetrics(
             epoch=epoch,
-            train_loss=series["train_loss"][epoch],
-            train_acc=series["train_acc"][epoch],
-            val_loss=series["val_loss"][epoch],
-            val_acc=series["val_acc"][epoch],
+            **{key: series[key][epoch] for key in (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC)},
             seconds=0.0,
-            lr=series["lr"].get(epoch, float("nan")),
+            lr=series[LR].get(epoch, math.nan),
         )
-        for epoch in sorted(series["val_loss"])
+        for epoch in sorted(series[VAL_LOSS])
     ]
 
 
@@ -128,7 +125,7 @@ def _make_model(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str
     run_id = run.info.run_id
     if has_model(run):
         return []
-    if not client.list_artifacts(run_id, "checkpoint"):
+    if not client.list_artifacts(run_id, CHECKPOINT_DIR):
         raise MissingPartError(f"no checkpoint to make a model of ({_ended_as(run)})")
     checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(tmp))
     mlflow.set_tracking_uri(uri)
@@ -147,9 +144,7 @@ def _make_curves(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[st
     if not history:
         raise MissingPartError(f"no epoch's metrics to draw ({_ended_as(run)})")
     # A run that failed after some epochs has curves and no best_epoch of its own.
-    best_epoch = int(
-        run.data.metrics.get("best_epoch", min(history, key=lambda m: m.val_loss).epoch)
-    )
+    best_epoch = int(run.data.metrics.get(BEST_EPOCH, min(history, key=lambda m: m.val_loss).epoch))
     figures = save_curves(history, best_epoch, tmp, eval_train_of(run.data.params))
     for figure in figures:
         client.log_artifact(run_id, str(figure), PLOTS)
@@ -168,7 +163,7 @@ def make_best_run_artifacts(uri: str, run_id: str, model: Made, curves: Made) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sweeper.report.runs import ReportError, open_store
+    from sweeper.report.runs import ReportError, open_client
 
     parser = argparse.ArgumentParser(
         prog="python -m sweeper.artifacts",
@@ -180,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         # Checked as the report checks it: MLflow would make an empty store where none is.
-        uri = open_store(resolve_tracking_uri(args.uri)).tracking_uri
+        uri = open_client(resolve_tracking_uri(args.uri)).tracking_uri
     except ReportError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sweeper.core.network import MLP, check_dtype
-from sweeper.data.preprocessing import NORMALIZATIONS, Standardizer
+from sweeper.data.preprocessing import FITTED, NORMALIZATIONS, Standardizer
 
 _META = ("layer_sizes", "activation", "dtype", "dropout", "standardizer_mode")
 _STATS = ("standardizer_mean", "standardizer_std")
@@ -128,7 +128,7 @@ def _from_arrays(path: Path, data: Any) -> tuple[MLP, Standardizer | None]:
     mode = str(need("standardizer_mode"))
     if mode not in ("", *NORMALIZATIONS):
         raise ValueError(f"{path}: array 'standardizer_mode' is unknown: {mode!r}")
-    if mode in ("feature", "channel"):
+    if mode in FITTED:
         for name in _STATS:
             stat = need(name)
             if stat.shape != (int(sizes[0]),) or not np.issubdtype(stat.dtype, np.floating):

@@ -32,6 +32,7 @@ from sweeper.core import (
 )
 from sweeper.data import DATASETS
 from sweeper.data.preprocessing import NORMALIZATIONS
+from sweeper.store_uri import CONNECT_TIMEOUT_S, MAX_OUTAGE_S
 
 SCHEMA_NAME = "sweeper_schema"
 # Keys that say where or how a run is recorded, not what it computes: two configs differing
@@ -236,9 +237,9 @@ class TrackingConfig:
     uri: str | None = None
     experiment: str = "sweeper"
     # Seconds a tracking server has to answer the check made before any run starts.
-    connect_timeout: float = 10.0
+    connect_timeout: float = CONNECT_TIMEOUT_S
     # Seconds a run keeps retrying a store that does not answer before it ends FAILED.
-    max_outage: float = 300.0
+    max_outage: float = MAX_OUTAGE_S
     # The MLflow pyfunc model, and the loss/accuracy figures drawn from the metrics.
     model: Made = Made.best
     curves: Made = Made.best

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sweeper import names
 from sweeper.checkpoint import save_checkpoint
 from sweeper.config import ExperimentConfig
 from sweeper.core.gradcheck import GradCheckRow, check_gradients, rows_to_records
@@ -46,19 +47,18 @@ class ExperimentResult:
 
     def summary_metrics(self) -> dict[str, float]:
         best = self.training.history[self.training.best_epoch - 1]
-        metrics = {
-            "test_loss": self.test_loss,
-            "test_acc": self.test_acc,
-            "best_epoch": float(self.training.best_epoch),
-            "epochs_run": float(self.training.epochs_run),
-            "train_seconds": self.train_seconds,
-            "cpu_seconds": self.cpu_seconds,
-            "best_train_loss": best.train_loss,
-            "best_train_acc": best.train_acc,
-            "best_val_loss": best.val_loss,
-            "best_val_acc": best.val_acc,
+        return {
+            names.TEST_LOSS: self.test_loss,
+            names.TEST_ACC: self.test_acc,
+            names.BEST_EPOCH: float(self.training.best_epoch),
+            names.EPOCHS_RUN: float(self.training.epochs_run),
+            names.TRAIN_SECONDS: self.train_seconds,
+            names.CPU_SECONDS: self.cpu_seconds,
+            names.BEST_TRAIN_LOSS: best.train_loss,
+            names.BEST_TRAIN_ACC: best.train_acc,
+            names.BEST_VAL_LOSS: best.val_loss,
+            names.BEST_VAL_ACC: best.val_acc,
         }
-        return metrics
 
 
 def build_model(config: ExperimentConfig, dataset: Dataset) -> MLP:

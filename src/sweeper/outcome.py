@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sweeper.names import BEST_VAL_LOSS, FAILED, FINISHED, KILLED, PRUNED
+
 OUTCOME_FILE = "outcome.json"
 PROGRESS_FILE = "progress.json"
 OUTPUT_FILE = "output.log"
@@ -28,7 +30,7 @@ LIVE_FILE = ".live"
 # The metric every ranking of runs goes by, lowest first: a search's objective, the sweep's best
 # run (its model and curves, the parent run's description), the summary table, the UI's order
 # of a sweep's runs, and the report; each run's checkpoint is its epoch of lowest val loss too.
-RANKED_BY = "best_val_loss"
+RANKED_BY = BEST_VAL_LOSS
 RANK_ASCENDING = True
 # How often the sweep's live view reads the progress files, and so how often a run need write its.
 PROGRESS_SECONDS = 0.5
@@ -62,11 +64,11 @@ class RunOutcome:
 
     @property
     def failed(self) -> bool:
-        return self.status not in ("FINISHED", "PRUNED")
+        return self.status not in (FINISHED, PRUNED)
 
     @property
     def pruned(self) -> bool:
-        return self.status == "PRUNED"
+        return self.status == PRUNED
 
     @property
     def objective(self) -> float:
@@ -86,17 +88,17 @@ class RunOutcome:
 
 def count_failed(outcomes: Iterable[RunOutcome]) -> int:
     """How many runs failed; one cut short by Ctrl-C or SIGTERM (KILLED) has not."""
-    return sum(o.status == "FAILED" for o in outcomes)
+    return sum(o.status == FAILED for o in outcomes)
 
 
 def count_killed(outcomes: Iterable[RunOutcome]) -> int:
     """How many runs were cut short by Ctrl-C or SIGTERM (KILLED)."""
-    return sum(o.status == "KILLED" for o in outcomes)
+    return sum(o.status == KILLED for o in outcomes)
 
 
 def count_finished(outcomes: Iterable[RunOutcome]) -> int:
     """How many runs trained to their end; one a search's pruner stopped has not."""
-    return sum(o.status == "FINISHED" for o in outcomes)
+    return sum(o.status == FINISHED for o in outcomes)
 
 
 def count_pruned(outcomes: Iterable[RunOutcome]) -> int:

@@ -24,6 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from sweeper.names import BEST_VAL_ACC, BEST_VAL_LOSS, EPOCHS_RUN, PRUNED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
     OUTCOME_FILE,
@@ -51,12 +52,12 @@ def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
     if outcome.failed:
         return f"#{outcome.number} {label}: {outcome.status}: {outcome.reason}"
     m = outcome.metrics
+    epochs = int(m.get(EPOCHS_RUN, 0))
     if outcome.pruned:
-        label = f"{label}: PRUNED at epoch {int(m.get('epochs_run', 0))}"
+        label = f"{label}: {PRUNED} at epoch {epochs}"
     return (
-        f"#{outcome.number} {label}: val_acc={m.get('best_val_acc', float('nan')):.4f} "
-        f"test_acc={m.get('test_acc', float('nan')):.4f} epochs={int(m.get('epochs_run', 0))} "
-        f"{outcome.seconds:.1f}s"
+        f"#{outcome.number} {label}: val_acc={m.get(BEST_VAL_ACC, math.nan):.4f} "
+        f"test_acc={m.get(TEST_ACC, math.nan):.4f} epochs={epochs} {outcome.seconds:.1f}s"
     )
 
 
@@ -133,11 +134,11 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
             )
             continue
         m = o.metrics
-        status = f"PRUNED at epoch {int(m['epochs_run'])}" if o.pruned else o.status
+        status = f"{PRUNED} at epoch {int(m[EPOCHS_RUN])}" if o.pruned else o.status
         lines.append(
-            f"| {o.number} | {label} | {status} | {m['best_val_loss']:.4f} "
-            f"| {m['best_val_acc']:.4f} | {m['test_acc']:.4f} "
-            f"| {int(m['epochs_run'])} | {o.seconds:.1f} |"
+            f"| {o.number} | {label} | {status} | {m[BEST_VAL_LOSS]:.4f} "
+            f"| {m[BEST_VAL_ACC]:.4f} | {m[TEST_ACC]:.4f} "
+            f"| {int(m[EPOCHS_RUN])} | {o.seconds:.1f} |"
         )
     return "\n".join(lines)
 

@@ -4,7 +4,7 @@ Captured once per process, or once per sweep when given the sweep's cache direct
 worker writes it there and every other worker reads it, since all of them share one checkout
 and one interpreter. The BLAS thread count is read per run, when its tags are made, because
 each run of a sweep has its own limit. No MLflow, no Hydra: the caller records the tags and
-files wherever it wants (``sweeper.app`` sends them to MLflow).
+files wherever it wants (``sweeper.run`` sends them to MLflow).
 """
 
 from __future__ import annotations

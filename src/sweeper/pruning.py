@@ -12,8 +12,6 @@ from __future__ import annotations
 from hydra_plugins.sweeper_search.trial import TrialReporter, current_trial
 from sweeper.core.training import EpochMetrics
 
-PRUNED = "PRUNED"
-
 
 def pruned_reason(epoch: int) -> str:
     return f"pruned at epoch {epoch}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_para
 from sweeper.config import to_experiment_config as validate
 from sweeper.core.training import EpochMetrics
 from sweeper.data.datasets import sha256_file
+from sweeper.names import FINISHED, KILLED, PRUNED
 from sweeper.provenance import (
     ARTIFACT_PATH,
     COMMIT_TAGS,
@@ -44,18 +44,18 @@ from sweeper.provenance import (
     PACKAGES_FILE,
     capture_environment,
 )
-from sweeper.pruning import PRUNED, Pruning, pruned_reason
+from sweeper.pruning import Pruning, pruned_reason
 from sweeper.run import EpochCallback, blas_threads, run_config
 from sweeper.store_calls import store_call
-from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
-from sweeper.store_uri import resolve_tracking_uri, sqlite_path
+from sweeper.store_check import StoreError, check_store
+from sweeper.store_reads import metric_curves, quiet_downloads
+from sweeper.store_uri import CONNECT_TIMEOUT_S, resolve_tracking_uri, sqlite_path
 from sweeper.sweep_info import SweepInfo
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
 REPRODUCES_TAG = "reproduces"
 CONFIG_ARTIFACT = "config.yaml"
 OUTPUT_DIR = Path("outputs")
-KILLED = "KILLED"  # MLflow's status of a run stopped by Ctrl-C or with its sweep
 # Final metrics are logged without a step (0); per-epoch ones at steps 1, 2, ...
 FINAL_STEP = 0
 
@@ -191,7 +191,7 @@ def comparison_report(
     values = sum(len(steps) for steps in compared.values())
     was, now = endings
     if not differences and (was is None or was == now):
-        both = f"; both ended {was.describe()}" if was and was.status != "FINISHED" else ""
+        both = f"; both ended {was.describe()}" if was and was.status != FINISHED else ""
         if not values:  # a run that failed in its first epoch
             return f"Identical: neither run logged a metric{both}."
         return (
@@ -219,11 +219,11 @@ def comparison_report(
 
 
 @store_call
-def _histories(client: MlflowClient, run: Run) -> dict[str, dict[int, float]]:
-    return {
-        key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
-        for key in run.data.metrics
-    }
+def _histories(client: MlflowClient, run: Run) -> Histories:
+    """Every metric the run logged, by step."""
+    run_id = run.info.run_id
+    curves = metric_curves(client, [run_id], list(run.data.metrics))[run_id]
+    return {key: dict(curve) for key, curve in curves.items()}
 
 
 class ReplayedPruning(Pruning):
@@ -441,8 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads={args.threads} is invalid: must be >= 1")
-    # MLflow draws a progress bar for every artifact it downloads.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_downloads()
     try:
         return reproduce(args.run_id, args.tracking_uri, args.allow_data_change, args.threads)
     except ReproduceError as err:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
+from sweeper.names import KILLED
 from sweeper.store_calls import store_call
+from sweeper.store_reads import search_all
 from sweeper.sweep_info import SweepInfo
-from sweeper.sweep_runs import reopen_sweep_run, search_all
+from sweeper.sweep_runs import reopen_sweep_run
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def continue_sweep(
         nothing_left = skipped == len(hashes)
         spent = "Nothing left to run"
     if nothing_left:
-        if MlflowClient(uri).get_run(resumed.parent_run_id).info.status != "KILLED":
+        if MlflowClient(uri).get_run(resumed.parent_run_id).info.status != KILLED:
             print(f"{spent}.", flush=True)
             raise SystemExit(0)
         # Interrupted after its last run (as its best run's model was made): its end is what

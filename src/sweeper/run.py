@@ -25,15 +25,16 @@ import joblib
 from threadpoolctl import threadpool_limits
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
-from sweeper.artifacts import PLOTS, log_served_model
+from sweeper.artifacts import CHECKPOINT_DIR, PLOTS, log_served_model
 from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
 from sweeper.experiment import run_seeds, train_and_evaluate
 from sweeper.failures import failure_reason, verbose_errors
+from sweeper.names import EPOCH_METRICS, FAILED, FINISHED, PRUNED
 from sweeper.outcome import PROGRESS_SECONDS, RunOutcome, RunProgress
 from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
-from sweeper.pruning import PRUNED, Pruning
+from sweeper.pruning import Pruning
 from sweeper.run_records import RunLogger, tracked_run
 from sweeper.sweep_info import SweepInfo
 from sweeper.ui_links import child_run_name
@@ -62,14 +63,7 @@ def logged_epoch(run: RunLogger) -> EpochCallback:
     """The epoch callback that records each epoch's metrics in the MLflow run."""
 
     def log(m: EpochMetrics) -> None:
-        metrics = {
-            "train_loss": m.train_loss,
-            "train_acc": m.train_acc,
-            "val_loss": m.val_loss,
-            "val_acc": m.val_acc,
-            "lr": m.lr,
-        }
-        run.log_metrics(metrics, step=m.epoch)
+        run.log_metrics({key: getattr(m, key) for key in EPOCH_METRICS}, step=m.epoch)
 
     return log
 
@@ -184,12 +178,12 @@ def run_config(
                 run.log_metrics(metrics)
                 ended: dict[str, list[Path]] = {
                     PLOTS: result.figures,
-                    "checkpoint": [result.checkpoint],
+                    CHECKPOINT_DIR: [result.checkpoint],
                 }
                 run.log_tree(_staged(out_dir / STAGED_DIR / ENDED, ended))
                 if tracking.model in made:
                     log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
-                status = "FINISHED" if pruning.pruned_at is None else PRUNED
+                status = FINISHED if pruning.pruned_at is None else PRUNED
                 reason = result.training.stop_reason
                 run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
                 # Ctrl-C from here on waits until the run is closed and its outcome left: a run
@@ -205,7 +199,7 @@ def run_config(
         if verbose_errors():
             traceback.print_exc()
         outcome = RunOutcome(
-            job, overrides, "FAILED", failure_reason(err), 0.0, run_id, trial=pruning.trial
+            job, overrides, FAILED, failure_reason(err), 0.0, run_id, trial=pruning.trial
         )
         pruning.ended(outcome.objective)
         return _left(outcome, start, out_dir)

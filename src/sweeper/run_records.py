@@ -22,6 +22,7 @@ from mlflow.utils.validation import (
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper.failures import failure_reason, interruption
+from sweeper.names import FAILED, KILLED
 from sweeper.provenance import git_commit
 from sweeper.store_calls import store_call
 
@@ -111,13 +112,13 @@ def tracked_run(
     except KeyboardInterrupt:
         # A second Ctrl-C (the sweep sends its own) waits until the run is closed.
         with interrupts_deferred():
-            logger.set_tags({"status": "KILLED", "reason": interruption()[0]})
+            logger.set_tags({"status": KILLED, "reason": interruption()[0]})
             logger.flush()
             end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as err:
         try:
-            logger.set_tags({"status": "FAILED", "reason": failure_reason(err)})
+            logger.set_tags({"status": FAILED, "reason": failure_reason(err)})
             logger.flush()
             end_run(RunStatus.to_string(RunStatus.FAILED))
         except Exception:

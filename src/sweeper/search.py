@@ -18,6 +18,7 @@ from hydra_plugins.sweeper_search.search_sweeper import (
 )
 from hydra_plugins.sweeper_search.space import parse_space
 from sweeper.config import ConfigError
+from sweeper.names import SWEEP_FILTER
 from sweeper.resume import ResumePoint
 from sweeper.store_calls import store_call
 
@@ -76,7 +77,7 @@ def search_resume_point(
     if found is None:
         return None
     sweep_id = found.sweep
-    query = f"tags.sweep_id = '{sweep_id}' and tags.kind = 'sweep'"
+    query = f"tags.sweep_id = '{sweep_id}' and {SWEEP_FILTER}"
     if found.created is not None:
         # A sweep directory used again names several sweeps: the study's is the newest that
         # began before it was made.

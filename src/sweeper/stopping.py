@@ -20,6 +20,7 @@ from typing import Any
 
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import interruption
+from sweeper.names import FAILED, KILLED
 from sweeper.outcome import (
     OUTCOME_FILE,
     PROGRESS_FILE,
@@ -56,9 +57,9 @@ def record_dead_job(
     (Ctrl-C held back until it had) keeps it. The keywords are the launcher's ``JobDeath``."""
     if interrupted:
         # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
-        status, reason = "KILLED", interruption()[0]
+        status, reason = KILLED, interruption()[0]
     else:
-        status, reason = "FAILED", f"worker process died ({ended})"
+        status, reason = FAILED, f"worker process died ({ended})"
     info = SweepInfo.load(sweep_dir)
     closed = close_unfinished_runs(
         info.tracking_uri,
@@ -138,9 +139,9 @@ class SweepStop:
         if interrupted:
             # Each closes its own run; the sweep then closes only what they left open.
             stop_jobs(JOB_EXIT_WAIT)
-            status, reason = "KILLED", interruption()[0]
+            status, reason = KILLED, interruption()[0]
         else:
-            status, reason = "FAILED", f"the sweep stopped: {type(cause).__name__}: {cause}"
+            status, reason = FAILED, f"the sweep stopped: {type(cause).__name__}: {cause}"
         outcomes = self.wind_down()
         closed = close_unfinished_runs(
             info.tracking_uri, info.experiment_id, info.parent_run_id, status, reason
@@ -152,12 +153,12 @@ class SweepStop:
             info.tracking_uri,
             info.parent_run_id,
             self.skipped + len(outcomes) + len(closed),
-            self.failed_before + failed + (len(closed) if status == "FAILED" else 0),
-            count_killed(outcomes) + (len(closed) if status == "KILLED" else 0),
+            self.failed_before + failed + (len(closed) if status == FAILED else 0),
+            count_killed(outcomes) + (len(closed) if status == KILLED else 0),
             status,
         )
         # The runs in progress, closed by their own process or just now by the sweep.
-        cut_short = [" ".join(o.overrides) for o in outcomes if o.status == "KILLED"]
+        cut_short = [" ".join(o.overrides) for o in outcomes if o.status == KILLED]
         cut_short += [run.data.tags.get("overrides", run.info.run_id) for run in closed]
         planned = self.planned
         ended = finished + pruned + failed

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sweeper.store_check import StoreError, chain, short_reason, unreachable
-from sweeper.store_uri import is_http, sqlite_path
+from sweeper.store_uri import MAX_OUTAGE_S, is_http, sqlite_path
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ class _Store:
     """The store this process records to, and since when it has not answered."""
 
     uri: str = ""
-    max_outage: float = 300.0
+    max_outage: float = MAX_OUTAGE_S
     outage_since: float | None = None
 
 

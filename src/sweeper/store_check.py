@@ -24,10 +24,6 @@ from sweeper.store_uri import is_http, sqlite_path
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-# Seconds a tracking server has to answer a command that has no tracking.connect_timeout
-# (the report, reproduce).
-CONNECT_TIMEOUT_S = 10.0
-
 
 class StoreError(RuntimeError):
     """The tracking store cannot be used; the message names it and says what to check."""

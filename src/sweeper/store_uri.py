@@ -1,4 +1,5 @@
-"""Where the tracking store is, and how a person browses it; nothing here opens it.
+"""Where the tracking store is, how long it is waited for, and how a person browses it;
+nothing here opens it.
 
 The default store is a SQLite database in ``./mlruns`` with the artifacts beside it, because
 MLflow 3 no longer accepts a bare file store. ``tracking.uri`` (or ``MLFLOW_TRACKING_URI``)
@@ -24,6 +25,11 @@ STUDY_DB_NAME = "optuna.db"
 # In the environment of a sweep's process: the store its runs record to, for the local
 # launcher's fork server to open once for all of them (sweeper.preload).
 SWEEP_STORE_VARIABLE = "SWEEPER_SWEEP_STORE"
+# tracking.connect_timeout's and tracking.max_outage's defaults, in seconds: also how long a
+# command with no tracking config (the report, reproduce) waits, and a process's store before
+# it is configured (sweeper.store).
+CONNECT_TIMEOUT_S = 10.0
+MAX_OUTAGE_S = 300.0
 
 
 def resolve_tracking_uri(configured: str | None) -> str:

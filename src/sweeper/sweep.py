@@ -30,6 +30,7 @@ from sweeper import CHECKOUT
 from sweeper.artifacts import make_best_run_artifacts
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
+from sweeper.names import FAILED, KILLED
 from sweeper.outcome import (
     RunOutcome,
     count_failed,
@@ -175,7 +176,7 @@ class SweepCallback(Callback):
                 self._skipped,
                 self._failed_before,
                 0,
-                "KILLED" if interrupted else "FAILED",
+                KILLED if interrupted else FAILED,
             )
         except Exception:  # the error that stopped the sweep is the one to report
             pass

@@ -9,10 +9,11 @@ from typing import Any
 from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from sweeper.names import FINISHED, KIND_TAG, PRUNED, SWEEP_KIND
 from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 from sweeper.provenance import git_commit
-from sweeper.pruning import PRUNED
 from sweeper.store_calls import store_call
+from sweeper.store_reads import search_all
 from sweeper.ui_links import NOTE_TAG, SHARED_VIEW_TAG_PREFIX, share_key, view_json
 
 
@@ -27,7 +28,7 @@ def start_sweep_run(
             "sweep_id": sweep_id,
             "overrides": overrides,
             "git_commit": git_commit(),
-            "kind": "sweep",
+            KIND_TAG: SWEEP_KIND,
         },
     )
     return str(run.info.run_id)
@@ -68,7 +69,7 @@ def best_child_run(uri: str, experiment_id: str, parent_run_id: str) -> Run | No
     while True:
         page = client.search_runs(
             [experiment_id],
-            f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'",
             order_by=[f"metrics.`{RANKED_BY}` {order}", "attributes.start_time ASC"],
             max_results=100,
             page_token=token,
@@ -79,20 +80,6 @@ def best_child_run(uri: str, experiment_id: str, parent_run_id: str) -> Run | No
         token = page.token
         if not token:
             return None
-
-
-def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    """Every run of the experiment that matches, page after page."""
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string, max_results=1000, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 @store_call

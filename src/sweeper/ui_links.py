@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
+from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, TEST_ACC
 from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -34,7 +35,7 @@ NOTE_TAG = "mlflow.note.content"
 # Where `mlflow ui` and `make ui` listen unless told otherwise.
 DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
 # The sweep's results as columns, the first one ranking the runs as the summary table does.
-VIEW_METRICS = (RANKED_BY, "best_val_acc", "test_acc", "epochs_run")
+VIEW_METRICS = (RANKED_BY, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
 # Wide enough for a name such as "activation=leaky_relu optimizer.lr=0.005".
 RUN_NAME_WIDTH = 320
 # The runs table's own columns (ag-grid ids), which a view must list to set a width.
@@ -175,7 +176,7 @@ def sweep_note(
 
 def main(argv: list[str] | None = None) -> int:
     """Print the link to the newest sweep of an experiment (``make ui``)."""
-    from sweeper.report.runs import ReportError, find_sweep, open_store
+    from sweeper.report.runs import ReportError, find_sweep, open_client
     from sweeper.store_uri import resolve_tracking_uri
 
     parser = argparse.ArgumentParser(
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=DEFAULT_UI_ADDRESS, help="where the UI listens")
     args = parser.parse_args(argv)
     try:
-        client = open_store(resolve_tracking_uri(args.tracking_uri))
+        client = open_client(resolve_tracking_uri(args.tracking_uri))
         sweep = find_sweep(client, args.experiment, None)
     except ReportError as err:
         print(f"No sweep to link to yet ({err}).")

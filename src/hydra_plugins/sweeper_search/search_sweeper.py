@@ -7,8 +7,10 @@ at a time (sweeper's local and Ray launchers), a slot that frees takes the next 
 with any other launcher, trials run in batches of ``n_jobs``. With ``repeats: k``, a trial is
 k jobs, one per value of ``repeat_key``, and its value is their mean
 (``sweeper_search.repeats``); a queued repeat takes a freed slot before a new trial is asked.
-The sweeper knows nothing of the app: a job's return value is its run's value, and a trial
-whose job returns none is asked again. ``resume: true`` continues the newest study of the
+The sweeper imports nothing of the app, and assumes of it only this: a job's return value is
+its run's value (a trial whose job returns none is asked again), a job reports its epochs to
+its trial as steps from 1 (``study.PRUNERS``), and ``repeat_key`` defaults to the app's
+``seed``. ``resume: true`` continues the newest study of the
 same space, its trials and its job numbers, where its trials shared the settings this
 search's share (``fixed_settings``).
 """

@@ -1,4 +1,6 @@
-"""Datasets for the MLP: raw file formats, validation, splits and standardisation."""
+"""Datasets for the MLP: downloading and verifying them (``fetch``, ``python -m sweeper.data``),
+raw file formats, validation, splits and standardisation, and the on-disk cache of prepared
+datasets that a sweep's runs share (``cache``)."""
 
 from sweeper.data.datasets import DATASETS, Dataset, load_dataset
 from sweeper.data.errors import DatasetError, MissingDataError

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             "\ninterrupted: nothing unverified was put in place; run the same command to resume",
             file=sys.stderr,
         )
+        # failures.EXIT_INTERRUPTED's value (128 + SIGINT): the data layer imports nothing of
+        # sweeper outside it.
         return 130
     return 0
 

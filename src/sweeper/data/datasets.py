@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from numpy.typing import DTypeLike
 from sweeper.data.cifar import load_cifar10_split
 from sweeper.data.digits import embedded_files, load_digits_split
 from sweeper.data.errors import DatasetError, MissingDataError, recording_reads, with_fetch_command
-from sweeper.data.fetch import SOURCES, fetch_hint
+from sweeper.data.fetch import SOURCES, fetch_hint, file_digest
 from sweeper.data.idx import IDX_FILES, load_idx_split
 from sweeper.data.locations import default_data_dir
 from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
@@ -34,8 +33,7 @@ FileHasher = Callable[[Path], str]
 
 
 def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return file_digest(path, "sha256")
 
 
 @dataclass(frozen=True)
@@ -182,13 +180,13 @@ def load_dataset(
     ``max_train_samples`` keeps a stratified subset of the training data before the
     validation split. Statistics for ``normalization`` come from the training split alone.
     Every file read is hashed with ``file_hash``.
+
+    The arguments are trusted as ``sweeper.config`` checks them (a floating ``dtype``,
+    ``0 < val_fraction < 1``, ``max_train_samples`` >= 1), but for ``name``.
     """
+    # The report passes the name a run logged, read back from the store, unchecked by config.
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise ValueError(f"dtype must be a floating-point type, got {np.dtype(dtype)}")
-    if max_train_samples is not None and max_train_samples < 1:
-        raise ValueError(f"max_train_samples must be positive, got {max_train_samples}")
     spec = DATASETS[name]
     given = resolve_data_dir(name, data_dir)
     if given is not None and given.is_file():

@@ -1,4 +1,6 @@
-"""Data errors, and the checks shared by every file format that raise them."""
+"""Data errors and the checks shared by every file format that raise them, the record of
+which data files the loaders read (``recording_reads``), and the wording of a missing-data
+message that names the command to download it (``with_fetch_command``)."""
 
 from __future__ import annotations
 

@@ -272,12 +272,13 @@ def file_urls(name: str, file: RemoteFile, mirror: str | None) -> list[str]:
     return [base + file.name for base in SOURCES[name].bases]
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    hasher = hashlib.new(algorithm, usedforsecurity=False)  # MD5 stays usable under FIPS
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of the file at ``path`` by ``algorithm`` (``hashlib``'s name)."""
     with open(path, "rb") as stream:
-        while block := stream.read(1 << 20):
-            hasher.update(block)
-    return hasher.hexdigest()
+        # usedforsecurity=False: MD5 stays usable under FIPS.
+        return hashlib.file_digest(
+            stream, lambda: hashlib.new(algorithm, usedforsecurity=False)
+        ).hexdigest()
 
 
 def _mib(n: float) -> str:
@@ -376,7 +377,7 @@ def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO)
         if isinstance(error, http.client.IncompleteRead):
             return f"stopped {error.expected:,} bytes short"
         return str(getattr(error, "reason", None) or error)
-    got = _digest(partial, algorithm)
+    got = file_digest(partial, algorithm)
     if got != expected:
         partial.unlink()
         return f"{algorithm} {got}, expected {expected} (deleted)"
@@ -414,7 +415,7 @@ def check_in_place(path: Path, file: RemoteFile) -> None:
     """Raise a FetchError unless ``path``, a copy of ``file`` already there (put by hand, or
     an earlier fetch), has the published checksum."""
     algorithm, expected = file.checksum.split(":")
-    got = _digest(path, algorithm)
+    got = file_digest(path, algorithm)
     if got != expected:
         raise FetchError(
             f"{path} is there but its {algorithm} is {got}, expected {expected}:"

@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 from sweeper.frozen_imports import imports_frozen
+from sweeper.store_reads import quiet_downloads
 from sweeper.store_uri import DEFAULT_DB_NAME, DEFAULT_STORE_DIR
 
 with imports_frozen():
     from sweeper.report import worker
     from sweeper.report.runs import ReportError
 
-# MLflow draws a progress bar per downloaded artifact; the report prints its own summary.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+quiet_downloads()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
+from sweeper.artifacts import CHECKPOINT_ARTIFACT
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import DatasetError
+from sweeper.experiment import GRADCHECK_FILE
+from sweeper.names import (
+    BEST_EPOCH,
+    PRUNED,
+    TEST_ACC,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+    TRAIN_SECONDS,
+    VAL_ACC,
+    VAL_LOSS,
+)
+from sweeper.outcome import RANKED_BY
 from sweeper.plots import TRAIN_CURVE_LABELS
 from sweeper.report import worker
 from sweeper.report.confusion import confusion_on_test_set
@@ -39,8 +52,7 @@ from sweeper.report.runs import (
     download_artifact,
     find_sweep,
     kept_runs,
-    metric_curves,
-    open_store,
+    open_client,
     sweep_runs,
 )
 from sweeper.report.stats import ALPHA, VERDICT_START, pareto_front, verdict
@@ -62,6 +74,7 @@ from sweeper.report.tables import (
     varying_keys,
     write_runs_csv,
 )
+from sweeper.store_reads import metric_curves
 from sweeper.store_uri import resolve_tracking_uri
 
 REPORT_MD = "report.md"
@@ -92,7 +105,7 @@ class Report:
 def _counts(records: list[RunRecord]) -> str:
     by_status: dict[str, int] = {}
     for r in records:
-        status = "PRUNED" if r.pruned else r.status
+        status = PRUNED if r.pruned else r.status
         by_status[status] = by_status.get(status, 0) + 1
     return ", ".join(f"{n} {status.lower()}" for status, n in sorted(by_status.items()))
 
@@ -168,10 +181,10 @@ class _FigureWriter:
         done = runs[runs["finished"]]
         pruned = runs[runs["pruned"]]
         curves = metric_curves(
-            self.client, [*done["run_id"], *pruned["run_id"]], ["val_loss", "val_acc"]
+            self.client, [*done["run_id"], *pruned["run_id"]], [VAL_LOSS, VAL_ACC]
         )
         curves[best_run.run_id] |= metric_curves(
-            self.client, [best_run.run_id], ["train_loss", "train_acc"]
+            self.client, [best_run.run_id], [TRAIN_LOSS, TRAIN_ACC]
         )[best_run.run_id]
         by_config = {
             name: [curves[run_id] for run_id in group["run_id"]]
@@ -195,8 +208,8 @@ class _FigureWriter:
                 "test accuracy per configuration",
                 accuracy_bars,
                 list(finished.index),
-                list(finished["test_acc_mean"]),
-                list(finished["test_acc_std"]) if repeats else None,
+                list(finished[f"{TEST_ACC}_mean"]),
+                list(finished[f"{TEST_ACC}_std"]) if repeats else None,
             ),
             Heading(f"Best run: `{best_label}` ({best_run.run_id})"),
             self.png(
@@ -204,7 +217,7 @@ class _FigureWriter:
                 "train and validation curves of the best run",
                 train_vs_validation,
                 curves[best_run.run_id],
-                int(best_run.metrics["best_epoch"]),
+                int(best_run.metrics[BEST_EPOCH]),
                 f"best run: {best_label}",
                 TRAIN_CURVE_LABELS[best_measure],
             ),
@@ -230,10 +243,10 @@ class _FigureWriter:
         ]
 
     def gradcheck(self, run_id: str, tmp: Path) -> list[Block]:
-        gradcheck = download_artifact(self.client, run_id, "gradcheck.csv", tmp)
+        gradcheck = download_artifact(self.client, run_id, GRADCHECK_FILE, tmp)
         blocks: list[Block] = [Heading("Gradient check of the best run", 3)]
         if gradcheck is None:
-            return [*blocks, Text("The run logged no gradient check (no gradcheck.csv).")]
+            return [*blocks, Text(f"The run logged no gradient check (no {GRADCHECK_FILE}).")]
         return [*blocks, _gradcheck_table(gradcheck)]
 
     def importance(self, importances: pd.Series) -> list[Block]:
@@ -249,7 +262,7 @@ class _FigureWriter:
                     "parallel coordinates of every configuration",
                     parallel_coordinates,
                     {k: list(finished[k]) for k in self.keys},
-                    list(finished["best_val_loss_mean"]),
+                    list(finished[f"{RANKED_BY}_mean"]),
                     apart=True,
                 )
             )
@@ -272,10 +285,10 @@ class _FigureWriter:
         finished = configs[configs["n"] > 0]
         if len(finished) < 2:
             return []
-        accuracy = finished["test_acc_mean"].to_numpy()
+        accuracy = finished[f"{TEST_ACC}_mean"].to_numpy()
         costs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         notes = []
-        seconds = finished["train_seconds_mean"].to_numpy()
+        seconds = finished[f"{TRAIN_SECONDS}_mean"].to_numpy()
         costs["training seconds (mean)"] = (seconds, pareto_front(seconds, accuracy))
         if layer_sizes is None:
             notes.append("No parameter count: the best run logged no checkpoint.")
@@ -403,7 +416,7 @@ def build_report(
     ``analysis``: the worker (``worker.start``), best started before MLflow was imported;
     one is started here otherwise. It analyses the runs while this process draws the figures,
     then draws those the writer hands it, and is shut down when the report is written."""
-    client = open_store(resolve_tracking_uri(tracking_uri))
+    client = open_client(resolve_tracking_uri(tracking_uri))
     sweep = find_sweep(client, experiment, sweep_id)
     with analysis or worker.start() as pool:
         every_run = sweep_runs(client, sweep)
@@ -434,9 +447,7 @@ def build_report(
                 best_label = configs.index[0]
                 if SEED in varying:
                     best_label += f" {SEED}={best_run.params.get(SEED, '')}"
-                checkpoint = download_artifact(
-                    client, best_id, "checkpoint/best_model.npz", Path(tmp)
-                )
+                checkpoint = download_artifact(client, best_id, CHECKPOINT_ARTIFACT, Path(tmp))
                 sizes = None
                 # A bad checkpoint: the confusion matrix below says what is wrong with it.
                 with contextlib.suppress(ValueError, OSError):

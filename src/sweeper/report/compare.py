@@ -8,15 +8,16 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from sweeper.report.build import Report
+from sweeper.names import BEST_VAL_LOSS, TEST_ACC
+from sweeper.report.build import REPORT_HTML, REPORT_MD, Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.provenance import provenance_summary
-from sweeper.report.runs import ReportError, find_sweep, kept_runs, open_store, sweep_runs
+from sweeper.report.runs import ReportError, find_sweep, kept_runs, open_client, sweep_runs
 from sweeper.report.tables import CONFIG, SEED, Table, runs_frame, varying_keys
 from sweeper.store_uri import resolve_tracking_uri
 
 # (column, metric key, decimals) compared between the two sweeps.
-COMPARED = (("val loss", "best_val_loss", 4), ("test acc", "test_acc", 4))
+COMPARED = (("val loss", BEST_VAL_LOSS, 4), ("test acc", TEST_ACC, 4))
 
 
 def _finished_runs(
@@ -72,7 +73,7 @@ def compare_sweeps(
     out_dir: Path = Path("reports"),
 ) -> Report:
     """Write ``report.md``, ``report.html`` and ``compare.csv`` comparing two sweeps."""
-    client = open_store(resolve_tracking_uri(tracking_uri))
+    client = open_client(resolve_tracking_uri(tracking_uri))
     (a, name_a, provenance_a), (b, name_b, provenance_b) = (
         _finished_runs(client, experiment, s) for s in sweep_ids
     )
@@ -101,9 +102,9 @@ def compare_sweeps(
         _table(means, names),
     ]
     blocks: list[Block] = [Heading(f"Sweep {name_a} vs sweep {name_b}", 1), *summary]
-    markdown = directory / "report.md"
+    markdown = directory / REPORT_MD
     markdown.write_text(to_markdown(blocks, directory))
-    page = directory / "report.html"
+    page = directory / REPORT_HTML
     page.write_text(to_html(blocks, f"Sweep {name_a} vs {name_b}"))
     csv = directory / "compare.csv"
     means.to_csv(csv)

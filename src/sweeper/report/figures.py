@@ -15,7 +15,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sweeper.report.runs import Curve
+from sweeper.names import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
+from sweeper.store_reads import Curve
 
 # Past this many configurations a legend hides the plot: only the best one is named.
 MAX_LEGEND = 12
@@ -68,7 +69,7 @@ def validation_curves(
     axes = fig.subplots(1, 2)
     named = len(curves) <= MAX_LEGEND
     for (metric, title), ax in zip(
-        (("val_loss", "validation loss"), ("val_acc", "validation accuracy")), axes, strict=True
+        ((VAL_LOSS, "validation loss"), (VAL_ACC, "validation accuracy")), axes, strict=True
     ):
         for i, run in enumerate(pruned):
             ax.plot(
@@ -120,17 +121,14 @@ def train_vs_validation(
     fig = Figure(figsize=(11, 4), layout="constrained")
     fig.suptitle(textwrap.fill(title, 110))
     axes = fig.subplots(1, 2)
-    for (metric, name), ax in zip(
-        (("loss", "cross-entropy"), ("acc", "accuracy")), axes, strict=True
+    for (train, val, name), ax in zip(
+        ((TRAIN_LOSS, VAL_LOSS, "cross-entropy"), (TRAIN_ACC, VAL_ACC, "accuracy")),
+        axes,
+        strict=True,
     ):
-        for split in ("train", "val"):
-            points = curves[f"{split}_{metric}"]
-            ax.plot(
-                [e for e, _ in points],
-                [v for _, v in points],
-                marker=".",
-                label=train_label if split == "train" else "validation",
-            )
+        for metric, label in ((train, train_label), (val, "validation")):
+            points = curves[metric]
+            ax.plot([e for e, _ in points], [v for _, v in points], marker=".", label=label)
         ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
         ax.set_ylabel(name)
         _epoch_axis(ax)

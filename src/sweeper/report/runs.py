@@ -1,32 +1,27 @@
-"""Everything the report asks MLflow: which sweep, its runs, their curves and artifacts.
+"""Everything the report asks MLflow: which sweep, its runs and their artifacts.
 
 The report works against any tracking URI, a tracking server included, through MLflow's
-client. One ``search_runs`` query returns every run of a sweep with its params, tags and final
-metrics; per-epoch curves take one query per metric on a database store (its
-``get_metric_history_bulk``), and one call per run and metric, in threads, on any other.
+client. One ``search_runs`` query (a page at a time) returns every run of a sweep with its
+params, tags and final metrics; per-epoch curves are ``sweeper.store_reads.metric_curves``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.store_uri import DEFAULT_DB_NAME, is_http, sqlite_path
+from sweeper.names import FINISHED, PRUNED, SWEEP_FILTER
+from sweeper.outcome import RANKED_BY
+from sweeper.store_reads import search_all
+from sweeper.store_uri import CONNECT_TIMEOUT_S, DEFAULT_DB_NAME, is_http, sqlite_path
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
     # (the analysis worker, ``sweeper.report.worker``, never talks to the store).
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
-
-PAGE_SIZE = 1000
-# Metric-history calls to a tracking server wait on the network; threads overlap the waits.
-HISTORY_THREADS = 8
-# Run ids per bulk metric query: under every database's limit on bound parameters.
-BULK_RUNS = 500
 
 
 class ReportError(Exception):
@@ -58,17 +53,13 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        return self.status == "FINISHED" and not self.pruned
+        """Trained to its end and ranked: FINISHED, not pruned, and with the metric runs are
+        ranked by (a FINISHED run that lacks it has nothing to rank, as the sweep's own
+        choice of its best run finds too)."""
+        return self.status == FINISHED and not self.pruned and RANKED_BY in self.metrics
 
 
-# The ``status`` tag of a run that a search's pruner stopped early.
-PRUNED = "PRUNED"
-
-# (epoch, value) pairs of one metric, in epoch order.
-Curve = list[tuple[int, float]]
-
-
-def open_store(uri: str) -> MlflowClient:
+def open_client(uri: str) -> MlflowClient:
     """A client on ``uri`` (as ``resolve_tracking_uri`` returns it), checked as a sweep checks
     its store (a database, a server that answers); a SQLite store must already exist (MLflow
     would create an empty one, and the report would then say nothing useful), and so must a
@@ -79,7 +70,7 @@ def open_store(uri: str) -> MlflowClient:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from sweeper.store_check import CONNECT_TIMEOUT_S, StoreError, check_store
+    from sweeper.store_check import StoreError, check_store
 
     try:
         check_store(uri, CONNECT_TIMEOUT_S, writable=False)
@@ -112,7 +103,7 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
             f"no experiment {experiment!r} in the store {client.tracking_uri}: run a sweep "
             "first (make sweep), or name another with EXPERIMENT=... / --experiment"
         )
-    query = "tags.kind = 'sweep'"
+    query = SWEEP_FILTER
     if sweep_id is not None:
         query += f" AND tags.sweep_id = {_quoted(sweep_id)}"
     found = client.search_runs(
@@ -123,7 +114,7 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
             raise ReportError(f"experiment {experiment!r} holds no sweep: run make sweep first")
         recent = client.search_runs(
             [exp.experiment_id],
-            "tags.kind = 'sweep'",
+            SWEEP_FILTER,
             order_by=["attributes.start_time DESC"],
             max_results=5,
         )
@@ -159,19 +150,8 @@ def _record(run: Run) -> RunRecord:
 def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
     """Every child run of the sweep's parent run, resumed ones included. Not every run of its
     id: a ``hydra.sweep.dir`` used again gives another sweep the same one."""
-    records: list[RunRecord] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [sweep.experiment_id],
-            f"tags.mlflow.parentRunId = '{sweep.parent_run_id}'",
-            max_results=PAGE_SIZE,
-            page_token=token,
-        )
-        records += [_record(r) for r in page]
-        token = page.token
-        if not token:
-            return records
+    children = f"tags.mlflow.parentRunId = '{sweep.parent_run_id}'"
+    return [_record(r) for r in search_all(client, sweep.experiment_id, children)]
 
 
 def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
@@ -186,37 +166,6 @@ def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
     ordered = sorted(records, key=lambda r: r.start_time)
     newest = {r.config_hash: r.start_time for r in ordered}
     return [r for r in ordered if r.finished or r.pruned or r.start_time == newest[r.config_hash]]
-
-
-def metric_curves(
-    client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]
-) -> dict[str, dict[str, Curve]]:
-    """``{run_id: {key: [(epoch, value), ...]}}`` for every run and metric key."""
-    result: dict[str, dict[str, Curve]] = {run_id: {key: [] for key in keys} for run_id in run_ids}
-    # MlflowClient has no bulk history call; its database store has one (MLflow's own server
-    # looks for it the same way), a REST store has not.
-    bulk = getattr(client._tracking_client.store, "get_metric_history_bulk", None)
-    if bulk is not None:
-        for key in keys:
-            for start in range(0, len(run_ids), BULK_RUNS):
-                # max_results=None: no limit, every epoch of every run.
-                for found in bulk(run_ids[start : start + BULK_RUNS], key, None):
-                    result[found.run_id][key].append((found.step, found.value))
-        for by_key in result.values():
-            for curve in by_key.values():
-                curve.sort()
-        return result
-
-    pairs = [(run_id, key) for run_id in run_ids for key in keys]
-
-    def fetch(pair: tuple[str, str]) -> Curve:
-        history = client.get_metric_history(*pair)
-        return sorted((m.step, m.value) for m in history)
-
-    with ThreadPoolExecutor(HISTORY_THREADS) as pool:
-        for (run_id, key), curve in zip(pairs, pool.map(fetch, pairs), strict=True):
-            result[run_id][key] = curve
-    return result
 
 
 def download_artifact(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path | None:

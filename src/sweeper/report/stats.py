@@ -39,7 +39,7 @@ def compare_with_best(runs: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame
     out["vs best"] = ""
     if configs.empty or configs["n"].iloc[0] < 2:
         return out
-    # Here, not at the top: the report runs this in its worker process (build.analyse).
+    # Here, not at the top: the report runs this in its worker process (worker.analyse).
     from scipy import stats
 
     losses = runs[runs["finished"]].groupby(CONFIG)[RANKED_BY].apply(list)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweeper import names
 from sweeper.config import NOT_HASHED
+from sweeper.names import FINISHED, PRUNED
 from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 from sweeper.plots import eval_train_of
 from sweeper.report.runs import RunRecord
@@ -23,19 +25,19 @@ SEED = "seed"
 # (column, metric key, format): the values at each run's best epoch, then its totals; seconds
 # to 3 significant figures, since a small run trains in hundredths of a second.
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("train acc", "best_train_acc", ".4f"),
-    ("train loss", "best_train_loss", ".4f"),
-    ("val acc", "best_val_acc", ".4f"),
-    ("val loss", "best_val_loss", ".4f"),
-    ("test acc", "test_acc", ".4f"),
-    ("best epoch", "best_epoch", ".0f"),
-    ("epochs run", "epochs_run", ".0f"),
-    ("seconds", "train_seconds", ".3g"),
+    ("train acc", names.BEST_TRAIN_ACC, ".4f"),
+    ("train loss", names.BEST_TRAIN_LOSS, ".4f"),
+    ("val acc", names.BEST_VAL_ACC, ".4f"),
+    ("val loss", names.BEST_VAL_LOSS, ".4f"),
+    ("test acc", names.TEST_ACC, ".4f"),
+    ("best epoch", names.BEST_EPOCH, ".0f"),
+    ("epochs run", names.EPOCHS_RUN, ".0f"),
+    ("seconds", names.TRAIN_SECONDS, ".3g"),
 )
 METRICS = [key for _, key, _ in METRIC_COLUMNS]
 # How each run measured its train accuracy and loss (``plots.eval_train_of``): a column.
 TRAIN_MEASURE = "train_measure"
-CSV_METRICS = [*METRICS, "test_loss"]
+CSV_METRICS = [*METRICS, names.TEST_LOSS]
 CONFIG = "configuration"  # the column holding a configuration's label
 
 
@@ -180,9 +182,8 @@ def runs_frame(
     )
     shown = pd.DataFrame({k: shown_params(frame[k]) for k in config_keys}, index=frame.index)
     frame.insert(len(columns), CONFIG, _labels(shown, config_keys))
-    frame["finished"] = (
-        (frame["status"] == "FINISHED") & ~frame["pruned"] & frame[RANKED_BY].notna()
-    )
+    # dtype=bool: a sweep with no runs yet still selects by it.
+    frame["finished"] = pd.Series([r.finished for r in records], index=frame.index, dtype=bool)
     frame["_order"] = frame[RANKED_BY].where(frame["finished"])
     frame = frame.sort_values(
         ["pruned", "_order", "start_time"],
@@ -202,8 +203,8 @@ def _labels(shown: pd.DataFrame, keys: Sequence[str]) -> list[str]:
 def status_text(runs: pd.DataFrame) -> str:
     """FINISHED, a run's status and reason, or the count of each status and the reasons."""
     if runs["finished"].all():
-        return "FINISHED"
-    statuses = runs["status"].where(~runs["pruned"], "PRUNED")
+        return FINISHED
+    statuses = runs["status"].where(~runs["pruned"], PRUNED)
     if len(runs) == 1:
         reason = runs["reason"].iloc[0]
         return f"{statuses.iloc[0]}: {reason}" if reason else str(statuses.iloc[0])
@@ -284,9 +285,9 @@ def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
     for column, key, spec in METRIC_COLUMNS:
         values = runs[key].where(trained)
         frame[column] = [f"{v:{spec}}" if pd.notna(v) else "" for v in values]
-    status = runs["status"].where(~runs["pruned"], "PRUNED")
+    status = runs["status"].where(~runs["pruned"], PRUNED)
     with_reason = status + ": " + runs["reason"]
-    shown = status.where(runs["reason"] == "", with_reason).where(~runs["finished"], "FINISHED")
+    shown = status.where(runs["reason"] == "", with_reason).where(~runs["finished"], FINISHED)
     frame["status"] = shown.to_numpy()
     frame["run id"] = runs["run_id"].to_numpy()
     muted = frozenset(i for i, pruned in enumerate(runs["pruned"]) if pruned)
@@ -319,7 +320,9 @@ def pivot_means(runs: pd.DataFrame, rows_key: str, columns_key: str) -> pd.DataF
     """Mean test accuracy over the finished runs of each pair of values (seeds, and any other
     varying key), rows and columns in value order."""
     done = runs[runs["finished"]]
-    means = done.pivot_table(index=rows_key, columns=columns_key, values="test_acc", aggfunc="mean")
+    means = done.pivot_table(
+        index=rows_key, columns=columns_key, values=names.TEST_ACC, aggfunc="mean"
+    )
     kept = runs[~runs["pruned"]]
     rows, columns = _ordered(kept[rows_key]), _ordered(kept[columns_key])
     means = means.reindex(index=rows, columns=columns)
@@ -333,7 +336,7 @@ def pivot_table(runs: pd.DataFrame, rows_key: str, columns_key: str) -> Table:
     it; a pair with none shows the status of its runs."""
     kept = runs[~runs["pruned"]]
     done = kept[kept["finished"]]
-    stats = done.groupby([rows_key, columns_key])["test_acc"].agg(["mean", "std", "count"])
+    stats = done.groupby([rows_key, columns_key])[names.TEST_ACC].agg(["mean", "std", "count"])
     row_values, column_values = _ordered(kept[rows_key]), _ordered(kept[columns_key])
     statuses = kept.groupby([rows_key, columns_key]).apply(status_text, include_groups=False)
     rows = []
@@ -354,6 +357,6 @@ def write_runs_csv(runs: pd.DataFrame, keys: Sequence[str], path: Path) -> Path:
     """Every run, one row each, values as MLflow holds them (full precision)."""
     columns = ["run_id", "run_name", "status", "reason", "config_hash", *keys, *CSV_METRICS]
     frame = runs[columns].copy()
-    frame.loc[runs["pruned"].to_numpy(), "status"] = "PRUNED"
+    frame.loc[runs["pruned"].to_numpy(), "status"] = PRUNED
     frame.to_csv(path, index=False)
     return path
