@@ -909,11 +909,11 @@ def test_a_time_budget_ends_the_search_and_says_so(workdir: Path) -> None:
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = child_runs(runs)
     assert 1 <= len(children) < 1000
-    # A trial asked just before the budget ends starts a few seconds later (a process, the
-    # store): none starts long after it.
-    latest = max(r.info.start_time for r in children)
-    assert (latest - parent.info.start_time) / 1000 < 15 + 30
     assert all(r.data.tags["status"] == "FINISHED" for r in children)
+    # The budget stops the asking, not a trial: every trial asked ran to its end.
+    trials = study_of(workdir, parent.data.tags["sweep_id"]).get_trials()
+    assert sorted(runs_by_trial(children)) == [t.number for t in trials]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
 
 
 def test_a_target_value_ends_the_search_when_a_trial_reaches_it(workdir: Path) -> None:
