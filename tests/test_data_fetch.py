@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import idx_bytes, write_cifar
+from helpers import SHARED_MNIST, idx_bytes, write_cifar
 from services import free_port
 from sweeper.data import DATASETS, MissingDataError, load_dataset, locations
 from sweeper.data import fetch as fetch_module
@@ -35,7 +35,6 @@ from sweeper.data.fetch import (
     fetch,
 )
 
-SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
 IDX_NAMES = [f.name for f in SOURCES["mnist"].files]
 
 

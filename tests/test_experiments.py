@@ -14,9 +14,9 @@ import pytest
 import yaml
 from mlflow.entities import Run
 
-from conftest import all_runs, child_runs, run_cli
+from conftest import REPO, all_runs, child_runs, run_cli
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS_DIR = REPO / "experiments"
 TINY = ["train.epochs=1", "hydra.launcher.n_jobs=2"]
 NO_GRADCHECK = [*TINY, "gradcheck.enabled=false"]
 

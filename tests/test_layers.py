@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from conftest import REPO
+
+SRC = REPO / "src"
 TESTS = Path(__file__).resolve().parent
 # The modules that talk to MLflow on the coordination layer's behalf.
 TRACKING = [

@@ -22,7 +22,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, parent_run, run_cli, store_uri
 from helpers import markdown_tables
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
 from sweeper.report import runs as report_runs
@@ -93,7 +93,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
     )
     assert report.returncode == 0, report.stderr
     runs = all_runs(workdir)
-    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    parent = parent_run(runs)
     sweep_id = parent.data.tags["sweep_id"]
     return Reported(
         workdir, report.stdout, elsewhere / "reports" / sweep_id, sweep_id, child_runs(runs)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import all_runs, child_runs, run_cli, store_uri
+from conftest import all_runs, child_runs, parent_run, run_cli, store_uri
 from helpers import markdown_tables
 from sweeper.plots import TRAIN_CURVE_LABELS
 from sweeper.report.__main__ import main as report_main
@@ -29,7 +29,7 @@ def sweep(workdir: Path, *overrides: str) -> tuple[str, list[Run]]:
     proc = run_cli(["-m", *overrides, *SMALL], workdir)
     assert proc.returncode == 0, proc.stderr
     runs = all_runs(workdir)
-    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    parent = parent_run(runs)
     return parent.data.tags["sweep_id"], child_runs(runs)
 
 

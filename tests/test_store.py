@@ -26,8 +26,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import FAST, run_cli
-from helpers import Sweep
+from conftest import FAST, QUICK, run_cli
+from helpers import Sweep, default_store_policy  # noqa: F401 (an autouse fixture)
 from services import free_port, mlflow_service
 from sweeper import store, store_check, sweep
 from sweeper.failures import failure_reason
@@ -41,8 +41,6 @@ from sweeper.sweep import SweepCallback
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import start_sweep_run
 
-QUICK = [*FAST, "gradcheck.enabled=false"]
-
 
 def one_line_error(stderr: str) -> str:
     """The command's error: exactly one line on stderr, no traceback."""
@@ -50,13 +48,6 @@ def one_line_error(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
     return lines[0]
-
-
-@pytest.fixture(autouse=True)
-def default_store_policy() -> Iterator[None]:
-    """configure() sets this process's store; each test starts from the default."""
-    yield
-    configure("", 300.0)
 
 
 # --- before any run: the check ---
