@@ -321,7 +321,8 @@ def test_a_missing_store_is_reported_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "mlruns").exists()
     # The command ends without the interpreter's teardown: its exit status and words stay.
     command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store_uri(tmp_path)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # In tmp_path: a regression that writes reports/ cannot write it into the repository.
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: no MLflow store at sqlite:///")
     assert proc.stdout == ""
@@ -332,7 +333,8 @@ def test_a_store_that_is_no_database_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "mlruns").mkdir()
     (tmp_path / "mlruns" / "mlflow.db").write_text("garbage")
     command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store_uri(tmp_path)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # In tmp_path: a regression that writes reports/ cannot write it into the repository.
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: the store {tmp_path / 'mlruns' / 'mlflow.db'} is not a usable")

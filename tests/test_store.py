@@ -174,7 +174,9 @@ def read_only_message(db: Path, reason: str) -> str:
     )
 
 
-def test_a_store_on_a_read_only_filesystem_is_said_to_be_so(read_only_store: Path) -> None:
+def test_a_store_on_a_read_only_filesystem_is_said_to_be_so(
+    read_only_store: Path, tmp_path: Path
+) -> None:
     db = read_only_store / "mlflow.db"
     message = read_only_message(db, "unable to open database file")
     with pytest.raises(StoreError) as caught:
@@ -184,6 +186,8 @@ def test_a_store_on_a_read_only_filesystem_is_said_to_be_so(read_only_store: Pat
     assert not store_check.read_only_filesystem(read_only_store.parents[1] / "made")
     report = subprocess.run(
         [sys.executable, "-m", "sweeper.report", "--tracking-uri", str(read_only_store)],
+        # In tmp_path: a regression that writes reports/ cannot write it into the repository.
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
@@ -192,6 +196,7 @@ def test_a_store_on_a_read_only_filesystem_is_said_to_be_so(read_only_store: Pat
     assert report.stderr.strip() == f"error: {message}"
     links = subprocess.run(
         [sys.executable, "-m", "sweeper.ui_links", "--tracking-uri", str(read_only_store)],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
