@@ -14,6 +14,9 @@ from mlflow.tracking import MlflowClient
 
 # Few epochs and no BLAS oversubscription: the CLI tests check records, not accuracy.
 FAST = ["train.epochs=3", "train.patience=null"]
+QUICK = [*FAST, "gradcheck.enabled=false"]
+# The repository's root: its conf/, experiments/, bench/ and src/.
+REPO = Path(__file__).resolve().parents[1]
 
 
 def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -49,6 +52,12 @@ def all_runs(cwd: Path, experiment: str = "sweeper") -> list[Run]:
 
 def child_runs(runs: list[Run]) -> list[Run]:
     return [r for r in runs if r.data.tags.get("kind") != "sweep"]
+
+
+def parent_run(runs: list[Run]) -> Run:
+    """The one sweep run among ``runs``, the parent of the others."""
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    return parent
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Helpers several test modules share: small data files in the real formats, a run made in
-the test's own process, a sweep's runs written straight to a store, a sweep started through
-the command line as a terminal would start it, a search's study read against its MLflow runs,
-and a report's tables read back."""
+"""Helpers several test modules share: where the real datasets are, the store's default
+policy restored after each test, small data files in the real formats, a run made in the
+test's own process, a sweep's runs written straight to a store and a run's artifacts listed
+from it, a sweep started through the command line as a terminal would start it, a search's
+study read against its MLflow runs, and a report's tables read back."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +25,36 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from conftest import all_runs, child_runs, cli_env, store_uri
+from conftest import REPO, all_runs, child_runs, cli_env, store_uri
 from hydra_plugins.sweeper_search.study import INTERRUPTED, RETRY_OF, SWEEP_ATTR
 from sweeper.config import ExperimentConfig, flat_params, to_experiment_config
 from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
 from sweeper.run import run_config
+from sweeper.store import configure
 from sweeper.store_setup import prepare_store
 from sweeper.sweep_info import SweepInfo
+
+# Real datasets where a machine has them (tests that read one skip elsewhere): Fashion-MNIST as
+# `make data` installs it, the official MNIST files beside the repository (CI provides them).
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def default_store_policy() -> Iterator[None]:
+    """configure() sets this process's store; each test starts from the default. Autouse in
+    the modules that import it."""
+    yield
+    configure("", 300.0)
+
+
+def artifact_paths(uri: str, run_id: str, path: str = "") -> set[str]:
+    """Every artifact file of run ``run_id`` under ``path``, at any depth."""
+    client = MlflowClient(uri)
+    paths = set()
+    for info in client.list_artifacts(run_id, path):
+        paths |= artifact_paths(uri, run_id, info.path) if info.is_dir else {info.path}
+    return paths
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

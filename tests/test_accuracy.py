@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from helpers import FASHION_MNIST
 from sweeper.core.network import MLP
 from sweeper.core.optimizers import make_optimizer
 from sweeper.core.training import train
 from sweeper.data import load_dataset
-
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def test_tanh_64_reaches_95_percent_on_the_embedded_digits() -> None:
@@ -33,9 +30,9 @@ def test_tanh_64_reaches_95_percent_on_the_embedded_digits() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="make data installs Fashion-MNIST")
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="make data installs Fashion-MNIST")
 def test_relu_128_reaches_88_percent_on_fashion_mnist_within_20_epochs() -> None:
-    data = load_dataset("fashion_mnist", FASHION_DIR, normalization="sample", seed=0)
+    data = load_dataset("fashion_mnist", FASHION_MNIST, normalization="sample", seed=0)
     model = MLP([784, 128, 10], activation="relu", seed=0, dropout=0.2)
     result = train(
         model,

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import add_child_run
+from helpers import add_child_run, artifact_paths
 from sweeper.checkpoint import load_checkpoint
 from sweeper.core.training import EpochMetrics
 from sweeper.data import load_dataset
@@ -50,14 +50,6 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Swept:
     assert proc.returncode == 0, proc.stderr
     ranked = sorted(child_runs(all_runs(workdir)), key=lambda r: r.data.metrics["best_val_loss"])
     return Swept(workdir, proc.stdout, ranked[0], ranked[1:])
-
-
-def artifact_paths(uri: str, run_id: str, path: str = "") -> set[str]:
-    client = MlflowClient(uri)
-    paths = set()
-    for info in client.list_artifacts(run_id, path):
-        paths |= artifact_paths(uri, run_id, info.path) if info.is_dir else {info.path}
-    return paths
 
 
 def served_predictions_match_the_checkpoint(workdir: Path, run_id: str) -> None:

@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import REPO
 from helpers import write_mnist_like
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "core_throughput.py"
+BENCH = REPO / "bench" / "core_throughput.py"
 
 
 def test_core_throughput_quick_run_prints_every_table(tmp_path: Path) -> None:

@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from conftest import FAST, QUICK, all_runs, child_runs, cli_env, parent_run, run_cli, store_uri
 from helpers import Sweep
 from sweeper.report.build import build_report
 from sweeper.store_uri import local_store_uri
 from sweeper.sweep import commands_to_look
-
-QUICK = [*FAST, "gradcheck.enabled=false"]
 
 
 def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -> None:
@@ -28,7 +26,7 @@ def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -
     assert "Callback" not in proc.stderr
 
     runs = all_runs(workdir)
-    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    parent = parent_run(runs)
     children = child_runs(runs)
     assert len(children) == 3
     assert parent.info.status == "FINISHED"
@@ -63,7 +61,7 @@ def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
     assert children["0.05"].info.status == "FINISHED"
     assert children["1000000.0"].info.status == "FAILED"
     assert children["1000000.0"].data.tags["reason"].startswith("diverged at epoch")
-    (parent,) = [r for r in all_runs(workdir) if r.data.tags.get("kind") == "sweep"]
+    parent = parent_run(all_runs(workdir))
     assert parent.info.status == "FAILED"
     assert parent.data.metrics["failed_runs"] == 1
     assert parent.data.metrics["killed_runs"] == 0

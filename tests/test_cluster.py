@@ -23,7 +23,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, parent_run, run_cli, store_uri
 from helpers import (
     Sweep,
     assert_killed_trial_asked_again,
@@ -207,7 +207,7 @@ def test_four_runs_finish_on_the_cluster_with_artifacts_on_the_server(
     assert "[4/4 done] 0 failed" in ray_sweep.proc.stdout
     server = ray_sweep.server.uri
     runs = server_runs(server)
-    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    parent = parent_run(runs)
     children = child_runs(runs)
     assert parent.info.status == "FINISHED"
     assert sorted(run_key(c) for c in children) == [

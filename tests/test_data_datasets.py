@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from helpers import FASHION_MNIST
 from sweeper.data import DATASETS, load_dataset, stratified_split
 from sweeper.data.digits import load_digits_split
 from sweeper.data.preprocessing import STD_FLOOR
-
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def test_registry_names() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import idx_bytes, write_cifar
+from helpers import SHARED_MNIST, idx_bytes, write_cifar
 from services import free_port
 from sweeper.data import DATASETS, MissingDataError, load_dataset, locations
 from sweeper.data import fetch as fetch_module
@@ -35,8 +35,15 @@ from sweeper.data.fetch import (
     fetch,
 )
 
-SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
 IDX_NAMES = [f.name for f in SOURCES["mnist"].files]
+
+
+def needs_shared_mnist(*names: str) -> pytest.MarkDecorator:
+    """Skip unless every official MNIST file in ``names`` is in SHARED_MNIST."""
+    missing = [name for name in names if not (SHARED_MNIST / name).is_file()]
+    return pytest.mark.skipif(
+        bool(missing), reason=f"official MNIST files not in {SHARED_MNIST}: {', '.join(missing)}"
+    )
 
 
 @dataclass
@@ -481,7 +488,7 @@ def test_table_has_every_dataset_and_well_formed_checksums() -> None:
     ]
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"no official MNIST files in {SHARED_MNIST}")
+@needs_shared_mnist("SHA256SUMS", *IDX_NAMES)
 def test_mnist_table_matches_the_official_files() -> None:
     sums = dict(
         reversed(line.split()) for line in (SHARED_MNIST / "SHA256SUMS").read_text().splitlines()
@@ -492,7 +499,7 @@ def test_mnist_table_matches_the_official_files() -> None:
         assert file.size == len(data)
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"no official MNIST files in {SHARED_MNIST}")
+@needs_shared_mnist(*IDX_NAMES)
 def test_real_mnist_table_through_a_mirror_of_the_official_files(
     server: FileServer, cache: Path
 ) -> None:

@@ -23,7 +23,7 @@ from hydra.utils import get_method
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from hydra_plugins.sweeper_launcher import interrupts
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf, RayClusterLauncherConf
 from hydra_plugins.sweeper_launcher.local_launcher import (
@@ -296,7 +296,7 @@ def test_every_dead_jobs_exit_code_is_read_while_other_jobs_start(tmp_path: Path
 
 
 def test_sweepers_launcher_settings_name_what_to_preload_and_who_records_a_death() -> None:
-    conf = OmegaConf.load(Path(__file__).parents[1] / "conf/hydra/launcher/local.yaml")
+    conf = OmegaConf.load(REPO / "conf/hydra/launcher/local.yaml")
     assert conf.preload == ["sweeper.preload"]
     assert get_method(conf.on_job_death) is record_dead_job
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from conftest import REPO
+
+SRC = REPO / "src"
 TESTS = Path(__file__).resolve().parent
 # The modules that talk to MLflow on the coordination layer's behalf.
 TRACKING = [
@@ -30,7 +32,8 @@ TRACKING = [
 
 def imported(path: Path) -> set[str]:
     """Every module ``path`` imports, absolute (relative imports resolved against its
-    package), at any depth of the file (functions included)."""
+    package), at any depth of the file (functions included). ``from X import Y`` counts as
+    both ``X`` and ``X.Y``: ``Y`` may be a module (``from sweeper import core``)."""
     package = ".".join(path.relative_to(SRC).with_suffix("").parts[:-1])
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -39,10 +42,12 @@ def imported(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                names.add(".".join([*base, node.module] if node.module else base))
+                module = ".".join([*base, node.module] if node.module else base)
             else:
                 assert node.module is not None
-                names.add(node.module)
+                module = node.module
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
 
 

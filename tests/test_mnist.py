@@ -13,25 +13,25 @@ import numpy as np
 import pytest
 
 from conftest import all_runs, run_cli
+from helpers import SHARED_MNIST
 from sweeper.data import Dataset, load_dataset
 from sweeper.data.preprocessing import STD_FLOOR
 
-MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
 pytestmark = pytest.mark.skipif(
-    not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
-    reason=f"real MNIST is not in {MNIST_DIR.resolve()} (the four official .gz files)",
+    not (SHARED_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+    reason=f"real MNIST is not in {SHARED_MNIST} (the four official .gz files)",
 )
 
 
 @pytest.fixture(scope="module")
 def mnist_feature() -> Dataset:
-    return load_dataset("mnist", MNIST_DIR, normalization="feature", seed=0)
+    return load_dataset("mnist", SHARED_MNIST, normalization="feature", seed=0)
 
 
 def test_per_feature_standardisation_of_mnist_stays_bounded(mnist_feature: Dataset) -> None:
     # Unfloored, MNIST's test set reached z = 680 here (49,515 with another split, in issue
     # 14): a border pixel's std is as small as 0.018 over the 48,000 training images.
-    raw = load_dataset("mnist", MNIST_DIR, normalization="none", seed=0).x_train
+    raw = load_dataset("mnist", SHARED_MNIST, normalization="none", seed=0).x_train
     bound = 255 / (STD_FLOOR * float(raw.std(dtype=np.float64)))
     assert 30 < bound < 35
     for split in (mnist_feature.x_train, mnist_feature.x_val, mnist_feature.x_test):
@@ -52,7 +52,7 @@ def test_mnist_feature_mode_warns_of_test_pixels_never_inked_in_training(
 
 
 def test_mnist_default_per_image_standardisation_is_bounded_and_warns_of_nothing() -> None:
-    data = load_dataset("mnist", MNIST_DIR, normalization="sample", seed=0)
+    data = load_dataset("mnist", SHARED_MNIST, normalization="sample", seed=0)
     assert data.range_warnings() == []
     assert np.abs(data.x_test).max() < math.sqrt(783)
 
@@ -63,7 +63,7 @@ def test_a_run_prints_the_out_of_range_warning(tmp_path: Path) -> None:
     proc = run_cli(
         [
             "dataset=mnist",
-            f"dataset.data_dir={MNIST_DIR.resolve()}",
+            f"dataset.data_dir={SHARED_MNIST}",
             "dataset.normalization=feature",
             "dataset.max_train_samples=2000",
             "topology=softmax_regression",
@@ -81,7 +81,7 @@ def test_a_run_prints_the_out_of_range_warning(tmp_path: Path) -> None:
 def test_the_mnist_study_preset_reproduces_its_tanh_network(tmp_path: Path) -> None:
     # The study: 784-128-10 tanh, momentum 0.9 at lr 0.1, batch 128, patience 3: 97.45%.
     proc = run_cli(
-        ["+experiment=mnist_study", f"dataset.data_dir={MNIST_DIR.resolve()}"],
+        ["+experiment=mnist_study", f"dataset.data_dir={SHARED_MNIST}"],
         tmp_path,
         timeout=1800,
     )

@@ -22,7 +22,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from conftest import FAST, all_runs, child_runs, parent_run, run_cli, store_uri
 from helpers import markdown_tables
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
 from sweeper import store_reads
@@ -93,7 +93,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
     )
     assert report.returncode == 0, report.stderr
     runs = all_runs(workdir)
-    (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    parent = parent_run(runs)
     sweep_id = parent.data.tags["sweep_id"]
     return Reported(
         workdir, report.stdout, elsewhere / "reports" / sweep_id, sweep_id, child_runs(runs)
@@ -321,7 +321,8 @@ def test_a_missing_store_is_reported_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "mlruns").exists()
     # The command ends without the interpreter's teardown: its exit status and words stay.
     command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store_uri(tmp_path)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # In tmp_path: a regression that writes reports/ cannot write it into the repository.
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: no MLflow store at sqlite:///")
     assert proc.stdout == ""
@@ -332,7 +333,8 @@ def test_a_store_that_is_no_database_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "mlruns").mkdir()
     (tmp_path / "mlruns" / "mlflow.db").write_text("garbage")
     command = [sys.executable, "-m", "sweeper.report", "--tracking-uri", store_uri(tmp_path)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # In tmp_path: a regression that writes reports/ cannot write it into the repository.
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: the store {tmp_path / 'mlruns' / 'mlflow.db'} is not a usable")

@@ -18,7 +18,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import run_here, write_mnist_like
+from helpers import artifact_paths, run_here, write_mnist_like
 from sweeper import provenance
 from sweeper.core.training import EpochMetrics
 from sweeper.data import cache, datasets
@@ -76,14 +76,6 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, fl
         for key in run.data.metrics
         if key not in TIMINGS
     }
-
-
-def artifact_paths(workdir: Path, run_id: str, path: str = "") -> set[str]:
-    client = MlflowClient(store_uri(workdir))
-    paths = set()
-    for info in client.list_artifacts(run_id, path):
-        paths |= artifact_paths(workdir, run_id, info.path) if info.is_dir else {info.path}
-    return paths
 
 
 def sha256(path: Path) -> str:
@@ -159,9 +151,9 @@ def test_a_run_that_diverged_reproduces_its_divergence(workdir: Path) -> None:
     # What it logged before training: enough to rebuild it, and its gradient check; nothing
     # training would have made.
     assert {"config.yaml", "provenance/requirements.txt", "gradcheck.csv"} <= artifact_paths(
-        workdir, run_id
+        store_uri(workdir), run_id
     )
-    assert not any(p.startswith("checkpoint") for p in artifact_paths(workdir, run_id))
+    assert not any(p.startswith("checkpoint") for p in artifact_paths(store_uri(workdir), run_id))
 
     proc = reproduce_cli([run_id], workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST, all_runs, child_runs, run_cli, store_uri
+from conftest import QUICK, REPO, all_runs, child_runs, parent_run, run_cli, store_uri
 from helpers import (
     RunsCommand,
     Sweep,
@@ -35,7 +34,6 @@ from sweeper.store_uri import ui_command
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import start_sweep_run
 
-QUICK = [*FAST, "gradcheck.enabled=false"]
 # Python's own report of an exception raised in a finalizer or weakref callback, which it
 # cannot propagate: a Ctrl-C sent to the whole process group can land inside one, in any of
 # the sweep's processes, outside any code of ours.
@@ -63,11 +61,6 @@ def statuses(cwd: Path) -> dict[str, str]:
     return {r.data.tags["overrides"]: r.info.status for r in child_runs(all_runs(cwd))}
 
 
-def parent_run(cwd: Path) -> Run:
-    (parent,) = [r for r in all_runs(cwd) if r.data.tags.get("kind") == "sweep"]
-    return parent
-
-
 def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir: Path) -> None:
     sweep = Sweep(QUICK_THEN_LONG, workdir)
     # A long run in progress (a quick one seen running may end before the Ctrl-C arrives).
@@ -92,7 +85,7 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
     assert len(cut_short) >= 1
     assert {r.info.status for r in cut_short} == {"KILLED"}
     assert {r.data.tags["reason"] for r in cut_short} == {"interrupted (Ctrl-C)"}
-    parent = parent_run(workdir)
+    parent = parent_run(all_runs(workdir))
     assert parent.info.status == "KILLED"
     # The parent counts the runs as the message does: those cut short have not failed.
     assert parent.data.metrics == {
@@ -163,7 +156,7 @@ def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir
     assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
     assert "2 run(s) finished and kept, 0 failed, 0 not run or cut short" in stderr
     assert {r.info.status for r in child_runs(all_runs(workdir))} == {"FINISHED"}
-    assert parent_run(workdir).info.status == "KILLED"
+    assert parent_run(all_runs(workdir)).info.status == "KILLED"
 
 
 def test_a_stopped_search_counts_its_pruned_runs_apart_from_its_finished_ones(
@@ -239,7 +232,7 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_exits_143(workdir: Path, whom:
     assert {r.info.status for r in runs} == {"KILLED"}
     # Each run records the stop the sweep reports, whichever of its processes got it.
     assert {r.data.tags["reason"] for r in runs} == {"interrupted (SIGTERM)"}
-    assert parent_run(workdir).info.status == "KILLED"
+    assert parent_run(all_runs(workdir)).info.status == "KILLED"
 
 
 @pytest.mark.slow
@@ -271,7 +264,7 @@ def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path
     others = [r for r in runs if r.info.run_id != victim.info.run_id]
     assert {r.info.status for r in others} == {"FINISHED"}
     assert sorted(r.data.metrics["epochs_run"] for r in others) == [1, 1, 1, 300, 300]
-    assert parent_run(workdir).info.status == "FAILED"
+    assert parent_run(all_runs(workdir)).info.status == "FAILED"
 
     proc = run_cli([*args, "resume=true"], workdir)
     assert proc.returncode == 0, proc.stderr
@@ -281,13 +274,13 @@ def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path
     assert {r.data.tags["config_hash"] for r in children if r.info.status == "FINISHED"} == {
         r.data.tags["config_hash"] for r in children
     }
-    assert parent_run(workdir).info.status == "FINISHED"
+    assert parent_run(all_runs(workdir)).info.status == "FINISHED"
 
 
 def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
     first = run_cli(["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK], workdir)
     assert first.returncode == 1  # lr=1e6 diverges
-    original = parent_run(workdir)
+    original = parent_run(all_runs(workdir))
 
     again = run_cli(
         ["-m", "optimizer.lr=0.05,1e6,0.1", "activation=relu", *QUICK, "resume=true"], workdir
@@ -297,7 +290,7 @@ def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
 
     lrs = sorted(r.data.params["optimizer.lr"] for r in child_runs(all_runs(workdir)))
     assert lrs == ["0.05", "0.1", "1000000.0", "1000000.0"]  # the FINISHED 0.05 is not redone
-    assert parent_run(workdir).info.run_id == original.info.run_id
+    assert parent_run(all_runs(workdir)).info.run_id == original.info.run_id
     for child in child_runs(all_runs(workdir)):
         assert child.data.tags["sweep_id"] == original.data.tags["sweep_id"]
         assert child.data.tags["mlflow.parentRunId"] == original.info.run_id
@@ -487,7 +480,7 @@ def test_mlflows_log_of_a_locked_or_full_database_is_dropped_and_other_errors_ke
 
 def test_the_ui_listens_on_loopback_only() -> None:
     assert ui_command("sqlite:///x/mlflow.db").endswith("--host 127.0.0.1")
-    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    makefile = (REPO / "Makefile").read_text()
     (ui_line,) = [line for line in makefile.splitlines() if "mlflow ui" in line]
     assert "--host 127.0.0.1" in ui_line
 
@@ -498,7 +491,7 @@ def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir:
     # model. tracking.* names no configuration, so the resume skips both runs.
     args = ["-m", "seed=0,1", *QUICK]
     assert run_cli([*args, "tracking.model=none"], workdir).returncode == 0
-    parent = parent_run(workdir)
+    parent = parent_run(all_runs(workdir))
     client = MlflowClient(store_uri(workdir))
     client.set_terminated(parent.info.run_id, "KILLED")
 
@@ -506,5 +499,5 @@ def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir:
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing left to run; the sweep's end is made now." in again.stdout
     assert "Made for the best run: runs:/" in again.stdout
-    assert parent_run(workdir).info.status == "FINISHED"
+    assert parent_run(all_runs(workdir)).info.status == "FINISHED"
     assert len(child_runs(all_runs(workdir))) == 2

@@ -8,28 +8,17 @@ import shlex
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import FAST, run_cli
-from sweeper.store import configure
+from conftest import FAST, QUICK, REPO, run_cli
+from helpers import default_store_policy  # noqa: F401 (an autouse fixture)
 from sweeper.store_check import StoreError, check_store
 from sweeper.store_setup import open_store
 from sweeper.store_uri import resolve_tracking_uri, sqlite_path, ui_command
-
-QUICK = [*FAST, "gradcheck.enabled=false"]
-REPO = Path(__file__).parents[1]
-
-
-@pytest.fixture(autouse=True)
-def default_store_policy() -> Iterator[None]:
-    """configure() sets this process's store; each test starts from the default."""
-    yield
-    configure("", 300.0)
 
 
 def opened(uri: str, experiment: str) -> tuple[MlflowClient, str]:

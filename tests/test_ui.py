@@ -14,7 +14,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import all_runs, child_runs, run_cli, store_uri
+from conftest import all_runs, child_runs, parent_run, run_cli, store_uri
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
 from sweeper.store_setup import prepare_store
 from sweeper.ui_links import (
@@ -54,7 +54,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Swept:
     proc = run_cli(SWEEP, workdir)
     assert proc.returncode == 0, proc.stderr
     runs = all_runs(workdir)
-    (parent,) = [run for run in runs if run.data.tags.get("kind") == "sweep"]
+    parent = parent_run(runs)
     return Swept(workdir, proc.stdout, parent.info.experiment_id, parent, child_runs(runs))
 
 
