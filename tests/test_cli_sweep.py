@@ -44,8 +44,11 @@ def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -
     # What the person at the terminal sees: progress with an ETA, then the summary.
     assert "[3/3 done] 0 failed" in proc.stdout
     assert "ETA" in proc.stdout
-    assert proc.stdout.count("val_acc=") == 3
-    assert "| # | run | status | val_loss | val_acc | test_acc | epochs | seconds |" in proc.stdout
+    assert proc.stdout.count(": best_val_acc=") == 3
+    assert (
+        "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
+        in proc.stdout
+    )
     # Away from the checkout, where make's targets are not.
     assert f"Report:  python -m sweeper.report --sweep {sweep_id} --experiment sweeper\n" in (
         proc.stdout

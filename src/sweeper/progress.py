@@ -54,7 +54,7 @@ def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
     if outcome.pruned:
         label = f"{label}: PRUNED at epoch {int(m.get('epochs_run', 0))}"
     return (
-        f"#{outcome.number} {label}: val_acc={m.get('best_val_acc', float('nan')):.4f} "
+        f"#{outcome.number} {label}: best_val_acc={m.get('best_val_acc', float('nan')):.4f} "
         f"test_acc={m.get('test_acc', float('nan')):.4f} epochs={int(m.get('epochs_run', 0))} "
         f"{outcome.seconds:.1f}s"
     )
@@ -117,7 +117,7 @@ def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
 def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) -> str:
     """A Markdown table of the sweep, best run first (``RANKED_BY``, as the sweep's best run
     and the report rank them), then runs a search pruned, failures last."""
-    header = "| # | run | status | val_loss | val_acc | test_acc | epochs | seconds |"
+    header = "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     worst = math.inf if RANK_ASCENDING else -math.inf
     sign = 1 if RANK_ASCENDING else -1
