@@ -65,6 +65,7 @@ from sweeper.ui_links import (
     sweep_view,
     ui_address,
 )
+from sweeper.words import plural
 
 # Hydra settings that a command run again makes anew: its mode and its own directories.
 _PER_COMMAND = ("hydra.mode=", "hydra.sweep.dir=", "hydra.run.dir=")
@@ -208,7 +209,7 @@ class SweepCallback(Callback):
         describe_run(uri, self._info.parent_run_id, sweep_note(self._command, plan.keys))
         self._info.save(sweep_dir)
         total = plan.total - self._skipped if plan.total is not None else None
-        runs = f"{total if total is not None else '?'} runs"
+        runs = plural(total if total is not None else "?", "run")
         # A time budget, or a trial that reaches the target value, can end a search early.
         if plan.timeout is not None or plan.target is not None:
             runs = f"up to {runs}"
