@@ -26,7 +26,14 @@ from sweeper.outcome import (
     RunOutcome,
     RunProgress,
 )
-from sweeper.progress import ProgressMonitor, eta_seconds, progress_line, summary_table
+from sweeper.progress import (
+    ProgressMonitor,
+    describe,
+    eta_seconds,
+    failed_checks,
+    progress_line,
+    summary_table,
+)
 
 _METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
 
@@ -71,6 +78,30 @@ def test_the_summary_labels_the_best_epoch_values_as_best() -> None:
         "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
     )
     assert row == "| 0 | seed=0 | FINISHED | 0.2500 | 0.9000 | 0.8000 | 3 | 1.0 |"
+
+
+def test_a_failed_gradient_check_is_in_the_runs_line_and_listed_after_the_summary() -> None:
+    failed = "max |diff| 9.6e-06 > tol 1e-12"
+    checked = RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 1.0, "r0", _METRICS)
+    unchecked = RunOutcome(1, ["seed=1"], "FINISHED", "max_epochs", 1.0, "r1", _METRICS)
+    checked.gradcheck = failed
+    diverged = RunOutcome(2, ["seed=2"], "FAILED", "diverged at epoch 1 (loss=nan)", 1.0, "r2")
+    diverged.gradcheck = failed
+    assert describe(checked, {"seed"}) == (
+        "#0 seed=0: best_val_acc=0.9000 test_acc=0.8000 epochs=3 1.0s; "
+        "gradient check FAILED: max |diff| 9.6e-06 > tol 1e-12"
+    )
+    assert describe(diverged, {"seed"}) == (
+        "#2 seed=2: FAILED: diverged at epoch 1 (loss=nan); "
+        "gradient check FAILED: max |diff| 9.6e-06 > tol 1e-12"
+    )
+    assert describe(unchecked, {"seed"}).endswith("epochs=3 1.0s")
+    assert failed_checks([checked, unchecked, diverged], {"seed"}) == (
+        "Gradient check FAILED in 2 runs:\n"
+        "  #0 seed=0: max |diff| 9.6e-06 > tol 1e-12\n"
+        "  #2 seed=2: max |diff| 9.6e-06 > tol 1e-12"
+    )
+    assert failed_checks([unchecked], {"seed"}) == ""
 
 
 def test_a_run_cut_short_is_not_counted_as_failed(tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ from sweeper.outcome import (
     read_outcomes,
 )
 from sweeper.ui_links import run_label
+from sweeper.words import plural
+
+GRADCHECK_FAILED = "gradient check FAILED"
 
 
 def format_duration(seconds: float) -> str:
@@ -47,17 +50,30 @@ def format_duration(seconds: float) -> str:
 
 
 def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
+    """The run's line, a failed gradient check after it."""
+    checked = f"; {GRADCHECK_FAILED}: {outcome.gradcheck}" if outcome.gradcheck else ""
     label = run_label(outcome.overrides, keys)
     if outcome.failed:
-        return f"#{outcome.number} {label}: {outcome.status}: {outcome.reason}"
+        return f"#{outcome.number} {label}: {outcome.status}: {outcome.reason}{checked}"
     m = outcome.metrics
     if outcome.pruned:
         label = f"{label}: PRUNED at epoch {int(m.get('epochs_run', 0))}"
     return (
         f"#{outcome.number} {label}: best_val_acc={m.get('best_val_acc', float('nan')):.4f} "
         f"test_acc={m.get('test_acc', float('nan')):.4f} epochs={int(m.get('epochs_run', 0))} "
-        f"{outcome.seconds:.1f}s"
+        f"{outcome.seconds:.1f}s{checked}"
     )
+
+
+def failed_checks(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) -> str:
+    """The runs whose gradient check failed, under a line that counts them, for after the
+    summary table; "" where none did."""
+    failed = [o for o in outcomes if o.gradcheck]
+    if not failed:
+        return ""
+    lines = [f"Gradient check FAILED in {plural(len(failed), 'run')}:"]
+    lines += [f"  #{o.number} {run_label(o.overrides, keys)}: {o.gradcheck}" for o in failed]
+    return "\n".join(lines)
 
 
 def progress_line(

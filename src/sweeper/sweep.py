@@ -39,7 +39,7 @@ from sweeper.outcome import (
     ended_counts,
 )
 from sweeper.plan import Plan, plan_sweep
-from sweeper.progress import ProgressMonitor, format_duration, summary_table
+from sweeper.progress import ProgressMonitor, failed_checks, format_duration, summary_table
 from sweeper.resume import continue_sweep, find_resumable_sweep
 from sweeper.search import is_search, search_resume_point
 from sweeper.stopping import SweepStop
@@ -296,6 +296,9 @@ class SweepCallback(Callback):
             f"{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
         print(summary_table(outcomes, self._keys))
+        checks = failed_checks(outcomes, self._keys)
+        if checks:
+            print(f"\n{checks}")
         uri = self._info.tracking_uri
         browse, report = commands_to_look(
             uri, self._info.sweep_id, config.tracking.experiment, Path.cwd().resolve() == CHECKOUT
