@@ -61,6 +61,13 @@ def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
     assert proc.returncode == 1
     assert "1 run(s) failed" in proc.stderr
     assert "diverged at epoch" in proc.stderr
+    # Run again as it is, it diverges again: the command says what to change instead.
+    assert "(loss=nan); to fix: lower optimizer.lr\n" in proc.stderr
+    assert proc.stderr.endswith(
+        "As they are, they would fail the same way again: make the change each line gives, "
+        "then run the sweep with resume=true to keep what finished.\n"
+    )
+    assert "Run them again with:" not in proc.stderr
 
     children = {r.data.params["optimizer.lr"]: r for r in child_runs(all_runs(workdir))}
     assert children["0.05"].info.status == "FINISHED"
@@ -160,7 +167,8 @@ def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir:
 
 def test_the_commands_a_sweep_prints_run_as_they_read(workdir: Path) -> None:
     store = f"sqlite:///{workdir / 'else where' / 'mlflow.db'}"
-    args = ["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK,
+    # Data not there yet: once it is, the same command runs them, and the sweep offers it.
+    args = ["-m", "optimizer.lr=0.05,0.1", "dataset=mnist", "dataset.data_dir=absent", *QUICK,
             f"tracking.uri='{store}'", "hydra.launcher.n_jobs=1"]  # fmt: skip
     proc = run_cli(args, workdir)
     assert proc.returncode == 1

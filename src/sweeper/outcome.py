@@ -56,6 +56,8 @@ class RunOutcome:
     # A gradient check that failed, as gradcheck_failure words it; None where it passed or
     # did not run. The run's status is its training's.
     gradcheck: str | None = None
+    # A failure that running again as it is would repeat: what to change (failures.failure_fix).
+    fix: str | None = None
 
     @property
     def number(self) -> str:

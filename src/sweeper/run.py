@@ -30,7 +30,7 @@ from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
 from sweeper.experiment import run_seeds, train_and_evaluate
-from sweeper.failures import failure_reason, verbose_errors
+from sweeper.failures import failure_fix, failure_reason, verbose_errors
 from sweeper.outcome import PROGRESS_SECONDS, RunOutcome, RunProgress, gradcheck_failure
 from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
 from sweeper.pruning import PRUNED, Pruning
@@ -214,7 +214,14 @@ def run_config(
         if verbose_errors():
             traceback.print_exc()
         outcome = RunOutcome(
-            job, overrides, "FAILED", failure_reason(err), 0.0, run_id, trial=pruning.trial
+            job,
+            overrides,
+            "FAILED",
+            failure_reason(err),
+            0.0,
+            run_id,
+            trial=pruning.trial,
+            fix=failure_fix(err),
         )
         pruning.ended(outcome.objective)
         return _left(outcome, start, out_dir, failed_check)

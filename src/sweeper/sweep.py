@@ -342,7 +342,9 @@ class SweepCallback(Callback):
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
             reasons = "\n".join(
-                f"  #{o.number} {' '.join(o.overrides)}: {o.reason}" for o in failed
+                f"  #{o.number} {as_typed(o.overrides)}: {o.reason}"
+                + (f"; to fix: {o.fix}" if o.fix else "")
+                for o in failed
             )
             if is_search(config) and not n_killed:
                 # A failed trial was run and told, and counts as done:
@@ -352,7 +354,7 @@ class SweepCallback(Callback):
                     f"{config.hydra.sweeper.n_trials}: raise it, with resume=true, to search on."
                 )
             else:
-                hint = f"Run them again with:  {self._resume_command}"
+                hint = rerun_hint(failed, self._resume_command)
             print(
                 f"\n{len(failed)} run(s) {'failed or cut short' if n_killed else 'failed'}:\n"
                 f"{reasons}\n{hint}",
@@ -384,6 +386,36 @@ class SweepCallback(Callback):
             )
             describe_run(info.tracking_uri, info.parent_run_id, note)
         return best
+
+
+def as_typed(overrides: Sequence[str]) -> str:
+    """A run's overrides as a command line gives them: Hydra hands a job ``resume=True``."""
+    shown = []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        shown.append(
+            f"{key}={value.lower()}" if equals and value in ("True", "False") else override
+        )
+    return " ".join(shown)
+
+
+def rerun_hint(failed: Sequence[RunOutcome], resume_command: str) -> str:
+    """What to do about the failed runs: the command that runs again those that may then
+    succeed (cut short, their process or store gone); for those that would fail the same
+    way (diverged, a wrong config or data: ``RunOutcome.fix``), to change them first."""
+    again = [o for o in failed if o.fix is None]
+    if not again:
+        return (
+            "As they are, they would fail the same way again: make the change each line gives, "
+            "then run the sweep with resume=true to keep what finished."
+        )
+    if len(again) == len(failed):
+        return f"Run them again with:  {resume_command}"
+    numbers = ", ".join(f"#{o.number}" for o in again)
+    return (
+        f"Run {numbers} again with:  {resume_command}\n"
+        "(the others would fail the same way again: make the change their line gives first)"
+    )
 
 
 def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:
