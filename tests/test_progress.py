@@ -80,6 +80,17 @@ def test_the_summary_labels_the_best_epoch_values_as_best() -> None:
     assert row == "| 0 | seed=0 | FINISHED | 0.2500 | 0.9000 | 0.8000 | 3 | 1.0 |"
 
 
+def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> None:
+    metrics = {**_METRICS, "best_val_loss": 0.25}
+    new = RunOutcome(1, ["seed=1"], "FINISHED", "max_epochs", 1.0, "r1", metrics)
+    before = RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 2.0, "r0", metrics)
+    rows = summary_table([new], {"seed"}, before=[before]).splitlines()[2:]
+    assert rows == [
+        "| 1 | seed=1 | FINISHED | 0.2500 | 0.9000 | 0.8000 | 3 | 1.0 |",
+        "| 0 | seed=0 | FINISHED (before) | 0.2500 | 0.9000 | 0.8000 | 3 | 2.0 |",
+    ]
+
+
 def test_a_failed_gradient_check_is_in_the_runs_line_and_listed_after_the_summary() -> None:
     failed = "max |diff| 9.6e-06 > tol 1e-12"
     checked = RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 1.0, "r0", _METRICS)

@@ -130,9 +130,14 @@ def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
     )
 
 
-def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) -> str:
+def summary_table(
+    outcomes: Sequence[RunOutcome],
+    keys: set[str] | None = None,
+    before: Sequence[RunOutcome] = (),
+) -> str:
     """A Markdown table of the sweep, best run first (``RANKED_BY``, as the sweep's best run
-    and the report rank them), then runs a search pruned, failures last."""
+    and the report rank them), then runs a search pruned, failures last; the runs an earlier
+    command of a resumed sweep finished (``before``) among them, marked ``(before)``."""
     header = "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     worst = math.inf if RANK_ASCENDING else -math.inf
@@ -141,7 +146,8 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
     def sort_key(o: RunOutcome) -> tuple[bool, bool, float]:
         return o.failed, o.pruned, sign * o.metrics.get(RANKED_BY, worst)
 
-    for o in sorted(outcomes, key=sort_key):
+    earlier = {id(o) for o in before}
+    for o in sorted([*outcomes, *before], key=sort_key):
         label = run_label(o.overrides, keys)
         if o.failed:
             lines.append(
@@ -150,6 +156,7 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
             continue
         m = o.metrics
         status = f"PRUNED at epoch {int(m['epochs_run'])}" if o.pruned else o.status
+        status += " (before)" if id(o) in earlier else ""
         lines.append(
             f"| {o.number} | {label} | {status} | {m['best_val_loss']:.4f} "
             f"| {m['best_val_acc']:.4f} | {m['test_acc']:.4f} "

@@ -40,7 +40,7 @@ from sweeper.outcome import (
 )
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, failed_checks, format_duration, summary_table
-from sweeper.resume import continue_sweep, find_resumable_sweep
+from sweeper.resume import continue_sweep, find_resumable_sweep, finished_before
 from sweeper.search import is_search, search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
@@ -129,6 +129,8 @@ class SweepCallback(Callback):
         self._failed_before = 0
         self._pruned_before = 0
         self._resume_command = ""
+        # The runs a resumed sweep finished before this command, for its summary.
+        self._before: list[RunOutcome] = []
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
         self._command = ""
@@ -209,7 +211,7 @@ class SweepCallback(Callback):
         describe_run(uri, self._info.parent_run_id, sweep_note(self._command, plan.keys))
         self._info.save(sweep_dir)
         total = plan.total - self._skipped if plan.total is not None else None
-        runs = plural(total if total is not None else "?", "run")
+        runs = plural(total if total is not None else "?", "run") if total != 0 else "no run left"
         # A time budget, or a trial that reaches the target value, can end a search early.
         if plan.timeout is not None or plan.target is not None:
             runs = f"up to {runs}"
@@ -246,6 +248,9 @@ class SweepCallback(Callback):
                     self._info, self._skipped = continue_sweep(
                         resumed, plan.hashes, uri, experiment_id, overrides
                     )
+                self._before = finished_before(
+                    uri, experiment_id, resumed.parent_run_id, plan.hashes
+                )
                 self._failed_before = resumed.failed_runs
                 self._pruned_before = resumed.pruned_runs
                 self._resumed = True
@@ -295,8 +300,8 @@ class SweepCallback(Callback):
             f"\nSweep {self._info.sweep_id}: {counts}{cut_short}"
             f"{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
-        print(summary_table(outcomes, self._keys))
-        checks = failed_checks(outcomes, self._keys)
+        print(summary_table(outcomes, self._keys, self._before))
+        checks = failed_checks([*self._before, *outcomes], self._keys)
         if checks:
             print(f"\n{checks}")
         uri = self._info.tracking_uri
