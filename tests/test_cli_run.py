@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,23 @@ def standardizer_inverse(x: np.ndarray, standardizer) -> np.ndarray:  # type: ig
     return x * standardizer.std + standardizer.mean
 
 
-def test_a_cosine_schedule_is_logged_as_the_lr_curve(workdir: Path) -> None:
-    proc = run_cli([*FAST, "optimizer.schedule=cosine", "gradcheck.enabled=false"], workdir)
-    assert proc.returncode == 0, proc.stderr
+def test_a_cosine_schedule_is_logged_as_the_lr_curve_and_a_failed_gradient_check_exits_1(
+    workdir: Path,
+) -> None:
+    # No float64 check agrees within 1e-12: training runs on, the command says so and fails.
+    proc = run_cli([*FAST, "optimizer.schedule=cosine", "gradcheck.tol=1e-12"], workdir)
+    assert proc.returncode == 1, proc.stderr
+    (line,) = [line for line in proc.stdout.splitlines() if line.startswith("#0 ")]
+    assert re.fullmatch(
+        r"#0 .*: best_val_acc=\S+ test_acc=\S+ epochs=3 \S+s; "
+        r"gradient check FAILED: max \|diff\| \S+ > tol 1e-12",
+        line,
+    ), line
     (run,) = all_runs(workdir)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["gradcheck_passed"] == 0.0
+    diff = f"{run.data.metrics['gradcheck_max_abs_diff']:.2g}"
+    assert line.endswith(f"max |diff| {diff} > tol 1e-12")
     assert run.data.params["optimizer.schedule"] == "cosine"
     rates = MlflowClient(store_uri(workdir)).get_metric_history(run.info.run_id, "lr")
     assert [m.value for m in rates] == pytest.approx([0.05, 0.0375, 0.0125])

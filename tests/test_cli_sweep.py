@@ -42,8 +42,11 @@ def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -
     # What the person at the terminal sees: progress with an ETA, then the summary.
     assert "[3/3 done] 0 failed" in proc.stdout
     assert "ETA" in proc.stdout
-    assert proc.stdout.count("val_acc=") == 3
-    assert "| # | run | status | val_loss | val_acc | test_acc | epochs | seconds |" in proc.stdout
+    assert proc.stdout.count(": best_val_acc=") == 3
+    assert (
+        "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
+        in proc.stdout
+    )
     # Away from the checkout, where make's targets are not.
     assert f"Report:  python -m sweeper.report --sweep {sweep_id} --experiment sweeper\n" in (
         proc.stdout
@@ -56,6 +59,13 @@ def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
     assert proc.returncode == 1
     assert "1 run(s) failed" in proc.stderr
     assert "diverged at epoch" in proc.stderr
+    # Run again as it is, it diverges again: the command says what to change instead.
+    assert "(loss=nan); to fix: lower optimizer.lr\n" in proc.stderr
+    assert proc.stderr.endswith(
+        "As they are, they would fail the same way again: make the change each line gives, "
+        "then run the sweep with resume=true to keep what finished.\n"
+    )
+    assert "Run them again with:" not in proc.stderr
 
     children = {r.data.params["optimizer.lr"]: r for r in child_runs(all_runs(workdir))}
     assert children["0.05"].info.status == "FINISHED"
@@ -155,7 +165,8 @@ def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir:
 
 def test_the_commands_a_sweep_prints_run_as_they_read(workdir: Path) -> None:
     store = f"sqlite:///{workdir / 'else where' / 'mlflow.db'}"
-    args = ["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK,
+    # Data not there yet: once it is, the same command runs them, and the sweep offers it.
+    args = ["-m", "optimizer.lr=0.05,0.1", "dataset=mnist", "dataset.data_dir=absent", *QUICK,
             f"tracking.uri='{store}'", "hydra.launcher.n_jobs=1"]  # fmt: skip
     proc = run_cli(args, workdir)
     assert proc.returncode == 1

@@ -26,7 +26,14 @@ from sweeper.outcome import (
     RunOutcome,
     RunProgress,
 )
-from sweeper.progress import ProgressMonitor, eta_seconds, progress_line
+from sweeper.progress import (
+    ProgressMonitor,
+    describe,
+    eta_seconds,
+    failed_checks,
+    progress_line,
+    summary_table,
+)
 
 _METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
 
@@ -59,7 +66,53 @@ def test_runs_that_finish_in_the_same_poll_each_get_their_own_count(tmp_path: Pa
         "[3/3 done",
     ]
     assert "] 1 failed" in lines[1] and lines[1].endswith("#1 seed=1: FAILED: max_epochs")
-    assert lines[2].endswith("#2 seed=2: val_acc=0.9000 test_acc=0.8000 epochs=3 1.0s")
+    assert lines[2].endswith("#2 seed=2: best_val_acc=0.9000 test_acc=0.8000 epochs=3 1.0s")
+
+
+def test_the_summary_labels_the_best_epoch_values_as_best() -> None:
+    # MLflow's val_loss and val_acc are the last epoch's; the table shows the best epoch's.
+    metrics = {**_METRICS, "best_val_loss": 0.25, "val_loss": 0.5, "val_acc": 0.5}
+    table = summary_table([RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 1.0, "r0", metrics)])
+    header, _, row = table.splitlines()
+    assert header == (
+        "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
+    )
+    assert row == "| 0 | seed=0 | FINISHED | 0.2500 | 0.9000 | 0.8000 | 3 | 1.0 |"
+
+
+def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> None:
+    metrics = {**_METRICS, "best_val_loss": 0.25}
+    new = RunOutcome(1, ["seed=1"], "FINISHED", "max_epochs", 1.0, "r1", metrics)
+    before = RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 2.0, "r0", metrics)
+    rows = summary_table([new], {"seed"}, before=[before]).splitlines()[2:]
+    assert rows == [
+        "| 1 | seed=1 | FINISHED | 0.2500 | 0.9000 | 0.8000 | 3 | 1.0 |",
+        "| 0 | seed=0 | FINISHED (before) | 0.2500 | 0.9000 | 0.8000 | 3 | 2.0 |",
+    ]
+
+
+def test_a_failed_gradient_check_is_in_the_runs_line_and_listed_after_the_summary() -> None:
+    failed = "max |diff| 9.6e-06 > tol 1e-12"
+    checked = RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 1.0, "r0", _METRICS)
+    unchecked = RunOutcome(1, ["seed=1"], "FINISHED", "max_epochs", 1.0, "r1", _METRICS)
+    checked.gradcheck = failed
+    diverged = RunOutcome(2, ["seed=2"], "FAILED", "diverged at epoch 1 (loss=nan)", 1.0, "r2")
+    diverged.gradcheck = failed
+    assert describe(checked, {"seed"}) == (
+        "#0 seed=0: best_val_acc=0.9000 test_acc=0.8000 epochs=3 1.0s; "
+        "gradient check FAILED: max |diff| 9.6e-06 > tol 1e-12"
+    )
+    assert describe(diverged, {"seed"}) == (
+        "#2 seed=2: FAILED: diverged at epoch 1 (loss=nan); "
+        "gradient check FAILED: max |diff| 9.6e-06 > tol 1e-12"
+    )
+    assert describe(unchecked, {"seed"}).endswith("epochs=3 1.0s")
+    assert failed_checks([checked, unchecked, diverged], {"seed"}) == (
+        "Gradient check FAILED in 2 runs:\n"
+        "  #0 seed=0: max |diff| 9.6e-06 > tol 1e-12\n"
+        "  #2 seed=2: max |diff| 9.6e-06 > tol 1e-12"
+    )
+    assert failed_checks([unchecked], {"seed"}) == ""
 
 
 def test_a_run_cut_short_is_not_counted_as_failed(tmp_path: Path) -> None:
@@ -98,7 +151,7 @@ def test_on_a_terminal_each_running_run_has_a_live_line(tmp_path: Path) -> None:
     finish(tmp_path, 0)
     monitor.stop()
     # The finished run is printed once, and its live line is gone from the last redraw.
-    assert out.getvalue().count("#0 seed=0: val_acc=0.9000") == 1
+    assert out.getvalue().count("#0 seed=0: best_val_acc=0.9000") == 1
     last = out.getvalue().rsplit("[1/2 done]", 1)[-1]
     assert "#0 seed=0: epoch" not in last
 

@@ -455,7 +455,7 @@ def test_provenance_summary_counts_each_variant() -> None:
     text, shared = provenance_summary([base, base, dirty])
     assert not shared
     assert (
-        f"Runs differ in commit: `{'c' * 12}` (2 runs); `{'c' * 12} + changes d1ff` (1 runs)."
+        f"Runs differ in commit: `{'c' * 12}` (2 runs); `{'c' * 12} + changes d1ff` (1 run)."
         in text
     )
     assert "They share one environment" in text and "one set of data hashes (0 file(s): )" in text
@@ -464,6 +464,9 @@ def test_provenance_summary_counts_each_variant() -> None:
     older = {"git_commit": "c" * 40}
     text, shared = provenance_summary([older])
     assert "one environment (not recorded)" in text
+    # One BLAS thread per run, as a sweep with one worker per core gives each.
+    text, shared = provenance_summary([base | {"env.blas_threads": "1"}])
+    assert ", 1 BLAS thread, packages ?" in text
 
 
 def test_no_such_run_is_one_line(workdir: Path) -> None:

@@ -286,7 +286,12 @@ def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
         ["-m", "optimizer.lr=0.05,1e6,0.1", "activation=relu", *QUICK, "resume=true"], workdir
     )
     assert "skipping 1 of 3 runs, FINISHED there already" in again.stdout
+    # The failure's overrides as the command gave them, not as Hydra hands them to the job.
+    assert " gradcheck.enabled=false resume=true: diverged at epoch" in again.stderr
     assert "2 finished" not in again.stdout and "1 finished, 1 failed" in again.stdout
+    # The summary is the sweep's as a whole: the run finished by the first command too.
+    assert "| 0 | optimizer.lr=0.05 | FINISHED (before) | " in again.stdout
+    assert "| 2 | optimizer.lr=0.1 | FINISHED | " in again.stdout
 
     lrs = sorted(r.data.params["optimizer.lr"] for r in child_runs(all_runs(workdir)))
     assert lrs == ["0.05", "0.1", "1000000.0", "1000000.0"]  # the FINISHED 0.05 is not redone
@@ -498,6 +503,9 @@ def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir:
     again = run_cli([*args, "resume=true"], workdir)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing left to run; the sweep's end is made now." in again.stdout
+    assert ": no run left, tracking to " in again.stdout
+    assert "| 0 | seed=0 | FINISHED (before) | " in again.stdout
+    assert "| 1 | seed=1 | FINISHED (before) | " in again.stdout
     assert "Made for the best run: runs:/" in again.stdout
     assert parent_run(all_runs(workdir)).info.status == "FINISHED"
     assert len(child_runs(all_runs(workdir))) == 2

@@ -75,6 +75,7 @@ from sweeper.pruning import Pruning
 from sweeper.report.build import build_report
 from sweeper.store_uri import study_storage
 from sweeper.ui_links import NOTE_TAG, short_number
+from sweeper.words import plural
 
 # A search on the digits: small nets, few epochs, no gradient check, two trials at a time.
 SEARCH = [
@@ -593,7 +594,7 @@ def test_resume_after_ctrl_c_continues_the_numbering_and_reruns_nothing_finished
         proc.stdout
     )
     # The progress counts the trials left, not the budget.
-    assert f": {6 - len(finished)} runs, tracking to " in proc.stdout
+    assert f": {plural(6 - len(finished), 'run')}, tracking to " in proc.stdout
     assert f"[{6 - len(finished)}/{6 - len(finished)} done]" in proc.stdout
     (sweep_id,) = {r.data.tags["sweep_id"] for r in first}
     study = study_of(workdir, sweep_id)

@@ -730,3 +730,39 @@ def test_a_store_that_does_not_exist_yet_is_left_to_the_jobs(tmp_path: Path) -> 
 
     open_for_forked_jobs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_sweeps_end_lists_the_runs_whose_gradient_check_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sweep, "end_sweep_run", lambda *a, **k: None)
+    monkeypatch.setattr(sweep.SweepCallback, "_describe_best", lambda self: None)
+    checked = RunOutcome(2, ["seed=2"], "FINISHED", "max_epochs", 1.0, "r2", _METRICS)
+    checked.gradcheck = "max |diff| 9.6e-06 > tol 1e-12"
+    callback = make_ended_sweep(tmp_path, "sqlite:///unused", checked)
+    with pytest.raises(SystemExit):
+        callback.on_multirun_end(GRID_CONFIG)
+    out = capsys.readouterr().out
+    after = out.partition("| 2 | seed=2 | FINISHED |")[2]
+    listed = "\nGradient check FAILED in 1 run:\n  #2 seed=2: max |diff| 9.6e-06 > tol 1e-12\n"
+    assert listed in after
+
+
+def test_a_sweeps_end_offers_to_run_again_only_the_runs_that_may_then_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sweep, "end_sweep_run", lambda *a, **k: None)
+    monkeypatch.setattr(sweep.SweepCallback, "_describe_best", lambda self: None)
+    reason = "diverged at epoch 1 (loss=nan)"
+    diverged = RunOutcome(2, ["seed=2"], "FAILED", reason, 1.0, "r2", fix="lower optimizer.lr")
+    callback = make_ended_sweep(tmp_path, "sqlite:///unused", diverged)
+    with pytest.raises(SystemExit):
+        callback.on_multirun_end(GRID_CONFIG)
+    err = capsys.readouterr().err
+    # The full disk's run may finish once there is room; the diverged one would diverge again.
+    assert err.endswith(
+        "  #1 seed=1: no space left on device (/x)\n"
+        "  #2 seed=2: diverged at epoch 1 (loss=nan); to fix: lower optimizer.lr\n"
+        "Run #1 again with:  python -m sweeper -m seed=0,1 resume=true\n"
+        "(the others would fail the same way again: make the change their line gives first)\n"
+    )

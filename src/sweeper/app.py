@@ -118,7 +118,8 @@ def main(cfg: DictConfig) -> float:
     if not multirun:
         print(describe(outcome), flush=True)
         print(f"Browse: {ui_command(sweep.tracking_uri)}", flush=True)
-        if outcome.failed:
+        # A single run is often the check itself (gradcheck.tol=...): its status says so too.
+        if outcome.failed or outcome.gradcheck:
             sys.exit(1)
     return outcome.objective
 

@@ -1,5 +1,6 @@
 """How a failure reads to a person: one line that says what to fix, the traceback only when
-asked for (``HYDRA_FULL_ERROR=1``, the way Hydra is asked)."""
+asked for (``HYDRA_FULL_ERROR=1``, the way Hydra is asked), and whether running it again as it
+is could succeed (:func:`failure_fix`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 
 from hydra_plugins.sweeper_launcher.interrupts import terminated
 from sweeper.config import ConfigError
+from sweeper.core.training import TrainingDiverged
 from sweeper.store import store_problem
 
 # The reason a run stopped by Ctrl-C is given, in its tags and in the sweep's summary.
@@ -41,6 +43,19 @@ def failure_reason(err: BaseException) -> str:
         return problem
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def failure_fix(err: BaseException) -> str | None:
+    """What to change in a run's config so that it does not fail the same way again, where
+    the same config would (it diverged, a value is wrong); None where the same config may
+    then succeed: its store did not answer, its disk was full, its data was missing or bad
+    (the reason names the file and how to fetch it; the config is right), an error not
+    foreseen."""
+    if isinstance(err, TrainingDiverged):
+        return "lower optimizer.lr"
+    if isinstance(err, ConfigError):
+        return "correct the value it names"
+    return None
 
 
 @contextmanager

@@ -6,8 +6,8 @@ sweep shows above them rather than let it land in the middle of them.
 Runs may be other processes or other machines, so files are the one channel that works with
 any Hydra launcher. Each is written whole, then renamed, so a reader never sees half of one.
 
-Also here: the metric runs are ranked by, wherever sweeper ranks them (``RANKED_BY``), and how
-the sweep counts its runs' endings.
+Also here: the metric runs are ranked by, wherever sweeper ranks them (``RANKED_BY``), how
+the sweep counts its runs' endings, and how a failed gradient check is worded.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,11 @@ class RunOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     # A search's run: its trial's number, ".k" after it for its repeat k where trials repeat.
     trial: str | None = None
+    # A gradient check that failed, as gradcheck_failure words it; None where it passed or
+    # did not run. The run's status is its training's.
+    gradcheck: str | None = None
+    # A failure that running again as it is would repeat: what to change (failures.failure_fix).
+    fix: str | None = None
 
     @property
     def number(self) -> str:
@@ -84,6 +89,14 @@ class RunOutcome:
     @classmethod
     def load(cls, path: Path) -> RunOutcome:
         return cls(**json.loads(path.read_text()))
+
+
+def gradcheck_failure(metrics: Mapping[str, float], tol: float) -> str | None:
+    """A failed gradient check (its ``gradcheck_*`` metrics, checked within ``tol``) in the
+    words of the run's line (``max |diff| 9.6e-06 > tol 1e-12``); None where it passed."""
+    if metrics.get("gradcheck_passed", 1.0) == 1.0:
+        return None
+    return f"max |diff| {metrics['gradcheck_max_abs_diff']:.2g} > tol {tol:g}"
 
 
 def count_failed(outcomes: Iterable[RunOutcome]) -> int:

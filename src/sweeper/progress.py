@@ -39,6 +39,9 @@ from sweeper.outcome import (
     read_outcomes,
 )
 from sweeper.ui_links import run_label
+from sweeper.words import plural
+
+GRADCHECK_FAILED = "gradient check FAILED"
 
 
 def format_duration(seconds: float) -> str:
@@ -48,17 +51,31 @@ def format_duration(seconds: float) -> str:
 
 
 def describe(outcome: RunOutcome, keys: set[str] | None = None) -> str:
+    """The run's line, a failed gradient check after it."""
+    checked = f"; {GRADCHECK_FAILED}: {outcome.gradcheck}" if outcome.gradcheck else ""
     label = run_label(outcome.overrides, keys)
     if outcome.failed:
-        return f"#{outcome.number} {label}: {outcome.status}: {outcome.reason}"
+        return f"#{outcome.number} {label}: {outcome.status}: {outcome.reason}{checked}"
     m = outcome.metrics
     epochs = int(m.get(EPOCHS_RUN, 0))
     if outcome.pruned:
         label = f"{label}: {PRUNED} at epoch {epochs}"
     return (
-        f"#{outcome.number} {label}: val_acc={m.get(BEST_VAL_ACC, math.nan):.4f} "
-        f"test_acc={m.get(TEST_ACC, math.nan):.4f} epochs={epochs} {outcome.seconds:.1f}s"
+        f"#{outcome.number} {label}: {BEST_VAL_ACC}={m.get(BEST_VAL_ACC, math.nan):.4f} "
+        f"{TEST_ACC}={m.get(TEST_ACC, math.nan):.4f} epochs={epochs} {outcome.seconds:.1f}s"
+        f"{checked}"
     )
+
+
+def failed_checks(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) -> str:
+    """The runs whose gradient check failed, under a line that counts them, for after the
+    summary table; "" where none did."""
+    failed = [o for o in outcomes if o.gradcheck]
+    if not failed:
+        return ""
+    lines = [f"Gradient check FAILED in {plural(len(failed), 'run')}:"]
+    lines += [f"  #{o.number} {run_label(o.overrides, keys)}: {o.gradcheck}" for o in failed]
+    return "\n".join(lines)
 
 
 def progress_line(
@@ -115,10 +132,15 @@ def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
     )
 
 
-def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) -> str:
+def summary_table(
+    outcomes: Sequence[RunOutcome],
+    keys: set[str] | None = None,
+    before: Sequence[RunOutcome] = (),
+) -> str:
     """A Markdown table of the sweep, best run first (``RANKED_BY``, as the sweep's best run
-    and the report rank them), then runs a search pruned, failures last."""
-    header = "| # | run | status | val_loss | val_acc | test_acc | epochs | seconds |"
+    and the report rank them), then runs a search pruned, failures last; the runs an earlier
+    command of a resumed sweep finished (``before``) among them, marked ``(before)``."""
+    header = "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     worst = math.inf if RANK_ASCENDING else -math.inf
     sign = 1 if RANK_ASCENDING else -1
@@ -126,7 +148,8 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
     def sort_key(o: RunOutcome) -> tuple[bool, bool, float]:
         return o.failed, o.pruned, sign * o.metrics.get(RANKED_BY, worst)
 
-    for o in sorted(outcomes, key=sort_key):
+    earlier = {id(o) for o in before}
+    for o in sorted([*outcomes, *before], key=sort_key):
         label = run_label(o.overrides, keys)
         if o.failed:
             lines.append(
@@ -135,6 +158,7 @@ def summary_table(outcomes: Sequence[RunOutcome], keys: set[str] | None = None) 
             continue
         m = o.metrics
         status = f"{PRUNED} at epoch {int(m[EPOCHS_RUN])}" if o.pruned else o.status
+        status += " (before)" if id(o) in earlier else ""
         lines.append(
             f"| {o.number} | {label} | {status} | {m[BEST_VAL_LOSS]:.4f} "
             f"| {m[BEST_VAL_ACC]:.4f} | {m[TEST_ACC]:.4f} "

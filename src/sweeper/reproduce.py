@@ -51,6 +51,7 @@ from sweeper.store_check import StoreError, check_store
 from sweeper.store_reads import metric_curves, quiet_downloads
 from sweeper.store_uri import CONNECT_TIMEOUT_S, resolve_tracking_uri, sqlite_path
 from sweeper.sweep_info import SweepInfo
+from sweeper.words import plural
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
 REPRODUCES_TAG = "reproduces"
@@ -355,7 +356,7 @@ def reproduce(
         say(
             f"Environment: the same as the run's (commit {_short(current['git_commit'])}, "
             f"{'dirty' if environment.git.dirty else 'clean'}; {current['env.blas']}, "
-            f"{threads} BLAS threads; same packages)."
+            f"{plural(threads, 'BLAS thread')}; same packages)."
         )
 
     recorded_data: dict[str, str] = json.loads(tags.get(DATA_TAG, "{}"))
@@ -404,7 +405,7 @@ def reproduce(
     store_call(client.set_tag)(outcome.run_id, REPRODUCES_TAG, run_id)
     say(
         f"Reproduction: run {outcome.run_id} ({outcome.status.lower()}, {outcome.reason}), "
-        f"{threads} BLAS threads, tagged {REPRODUCES_TAG}={run_id}"
+        f"{plural(threads, 'BLAS thread')}, tagged {REPRODUCES_TAG}={run_id}"
     )
     reproduced = client.get_run(outcome.run_id)
     after = _histories(client, reproduced)

@@ -2,7 +2,8 @@
 and continue it under its own sweep_id and parent run.
 
 Every planned configuration is identified by its ``config_hash``. The sweep continued is the
-newest in the experiment that ran any of them; with none, the command starts a new sweep.
+newest in the experiment that ran any of them; with none, the command starts a new sweep. The
+runs it finished before are read back for the summary of the sweep as a whole.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
-from sweeper.names import KILLED
+from sweeper.names import FINISHED, KILLED, PRUNED
+from sweeper.outcome import RunOutcome, gradcheck_failure
 from sweeper.store_calls import store_call
 from sweeper.store_reads import search_all
 from sweeper.sweep_info import SweepInfo
@@ -62,6 +64,45 @@ def find_resumable_sweep(
         and run.info.status == RunStatus.to_string(RunStatus.FINISHED)
     )
     return ResumePoint(sweep_id, parent_run_id, finished)
+
+
+@store_call
+def finished_before(
+    uri: str, experiment_id: str, parent_run_id: str, hashes: Collection[str]
+) -> list[RunOutcome]:
+    """The runs of the sweep that ended FINISHED (or a search's pruner stopped) before this
+    command, as outcomes for its summary: of the planned ``hashes`` the newest of each, or
+    every one where none are planned (a search)."""
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'"
+    runs = sorted(search_all(MlflowClient(uri), experiment_id, query), key=_started)
+    newest = {run.data.tags.get("config_hash", run.info.run_id): run for run in runs}
+    if hashes:
+        newest = {h: run for h, run in newest.items() if h in hashes}
+    return [_outcome(run) for run in newest.values()]
+
+
+def _started(run: Run) -> int:
+    return int(run.info.start_time or 0)
+
+
+def _outcome(run: Run) -> RunOutcome:
+    """A run ended before, as its own process left its outcome."""
+    tags, metrics = run.data.tags, dict(run.data.metrics)
+    trial = tags.get("trial")
+    if trial is not None and tags.get("repeat", "0") != "0":
+        trial = f"{trial}.{tags['repeat']}"
+    tol = run.data.params.get("gradcheck.tol")
+    return RunOutcome(
+        int(tags.get("job", -1)),
+        tags.get("overrides", "").split(),
+        PRUNED if tags.get("status") == PRUNED else FINISHED,
+        tags.get("reason", ""),
+        ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+        run.info.run_id,
+        metrics,
+        trial,
+        gradcheck_failure(metrics, float(tol)) if tol is not None else None,
+    )
 
 
 def continue_sweep(

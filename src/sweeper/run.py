@@ -30,9 +30,9 @@ from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
 from sweeper.experiment import run_seeds, train_and_evaluate
-from sweeper.failures import failure_reason, verbose_errors
+from sweeper.failures import failure_fix, failure_reason, verbose_errors
 from sweeper.names import EPOCH_METRICS, FAILED, FINISHED, PRUNED
-from sweeper.outcome import PROGRESS_SECONDS, RunOutcome, RunProgress
+from sweeper.outcome import PROGRESS_SECONDS, RunOutcome, RunProgress, gradcheck_failure
 from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
 from sweeper.pruning import Pruning
 from sweeper.run_records import RunLogger, tracked_run
@@ -125,6 +125,8 @@ def run_config(
     made = {Made.every} if sweep.parent_run_id else {Made.every, Made.best}
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(job, overrides, config.train.epochs, time.time(), trial=pruning.trial)
+    # Kept for the outcome: a run that trains on after a failed check, or then fails, says so.
+    failed_check: str | None = None
     try:
         environment, environment_files = capture_environment(out_dir, environment_cache)
         tags = {
@@ -154,6 +156,13 @@ def run_config(
             ):
                 run_id = run.run_id
                 run.log_params(params)
+                log_gradcheck = logged_gradcheck(run, out_dir)
+
+                def checked(metrics: Mapping[str, float], csv: Path) -> None:
+                    nonlocal failed_check
+                    failed_check = gradcheck_failure(metrics, config.gradcheck.tol)
+                    log_gradcheck(metrics, csv)
+
                 # Before training, so that a run that fails or is killed can be reproduced.
                 started = {
                     "": [out_dir / ".hydra" / "config.yaml"],
@@ -171,7 +180,7 @@ def run_config(
                     ],
                     dataset_cache=dataset_cache,
                     on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
-                    on_gradcheck=logged_gradcheck(run, out_dir),
+                    on_gradcheck=checked,
                     curves=tracking.curves in made,
                 )
                 metrics = result.summary_metrics()
@@ -194,21 +203,28 @@ def run_config(
                     job, overrides, status, reason, 0.0, run_id, metrics, pruning.trial
                 )
                 pruning.ended(outcome.objective)
-            return _left(outcome, start, out_dir)
+            return _left(outcome, start, out_dir, failed_check)
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()
         outcome = RunOutcome(
-            job, overrides, FAILED, failure_reason(err), 0.0, run_id, trial=pruning.trial
+            job,
+            overrides,
+            FAILED,
+            failure_reason(err),
+            0.0,
+            run_id,
+            trial=pruning.trial,
+            fix=failure_fix(err),
         )
         pruning.ended(outcome.objective)
-        return _left(outcome, start, out_dir)
+        return _left(outcome, start, out_dir, failed_check)
 
 
-def _left(outcome: RunOutcome, start: float, out_dir: Path) -> RunOutcome:
-    """``outcome``, timed from ``start`` and saved in ``out_dir``, where a sweep's monitor
-    reads it."""
-    outcome = replace(outcome, seconds=time.perf_counter() - start)
+def _left(outcome: RunOutcome, start: float, out_dir: Path, failed_check: str | None) -> RunOutcome:
+    """``outcome``, timed from ``start``, with the gradient check's ``failed_check``, and saved
+    in ``out_dir``, where a sweep's monitor reads it."""
+    outcome = replace(outcome, seconds=time.perf_counter() - start, gradcheck=failed_check)
     outcome.save(out_dir)
     return outcome
 

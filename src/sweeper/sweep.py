@@ -40,8 +40,8 @@ from sweeper.outcome import (
     ended_counts,
 )
 from sweeper.plan import Plan, plan_sweep
-from sweeper.progress import ProgressMonitor, format_duration, summary_table
-from sweeper.resume import continue_sweep, find_resumable_sweep
+from sweeper.progress import ProgressMonitor, failed_checks, format_duration, summary_table
+from sweeper.resume import continue_sweep, find_resumable_sweep, finished_before
 from sweeper.search import is_search, search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
@@ -66,6 +66,7 @@ from sweeper.ui_links import (
     sweep_view,
     ui_address,
 )
+from sweeper.words import plural
 
 # Hydra settings that a command run again makes anew: its mode and its own directories.
 _PER_COMMAND = ("hydra.mode=", "hydra.sweep.dir=", "hydra.run.dir=")
@@ -129,6 +130,8 @@ class SweepCallback(Callback):
         self._failed_before = 0
         self._pruned_before = 0
         self._resume_command = ""
+        # The runs a resumed sweep finished before this command, for its summary.
+        self._before: list[RunOutcome] = []
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
         self._command = ""
@@ -209,7 +212,7 @@ class SweepCallback(Callback):
         describe_run(uri, self._info.parent_run_id, sweep_note(self._command, plan.keys))
         self._info.save(sweep_dir)
         total = plan.total - self._skipped if plan.total is not None else None
-        runs = f"{total if total is not None else '?'} runs"
+        runs = plural(total if total is not None else "?", "run") if total != 0 else "no run left"
         # A time budget, or a trial that reaches the target value, can end a search early.
         if plan.timeout is not None or plan.target is not None:
             runs = f"up to {runs}"
@@ -246,6 +249,9 @@ class SweepCallback(Callback):
                     self._info, self._skipped = continue_sweep(
                         resumed, plan.hashes, uri, experiment_id, overrides
                     )
+                self._before = finished_before(
+                    uri, experiment_id, resumed.parent_run_id, plan.hashes
+                )
                 self._failed_before = resumed.failed_runs
                 self._pruned_before = resumed.pruned_runs
                 self._resumed = True
@@ -295,7 +301,10 @@ class SweepCallback(Callback):
             f"\nSweep {self._info.sweep_id}: {counts}{cut_short}"
             f"{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
-        print(summary_table(outcomes, self._keys))
+        print(summary_table(outcomes, self._keys, self._before))
+        checks = failed_checks([*self._before, *outcomes], self._keys)
+        if checks:
+            print(f"\n{checks}")
         uri = self._info.tracking_uri
         browse, report = commands_to_look(
             uri, self._info.sweep_id, config.tracking.experiment, Path.cwd().resolve() == CHECKOUT
@@ -339,7 +348,9 @@ class SweepCallback(Callback):
             # Hydra counts a multirun as successful once every job has returned; failed runs
             # were recorded, not raised, so the exit status is decided here.
             reasons = "\n".join(
-                f"  #{o.number} {' '.join(o.overrides)}: {o.reason}" for o in failed
+                f"  #{o.number} {as_typed(o.overrides)}: {o.reason}"
+                + (f"; to fix: {o.fix}" if o.fix else "")
+                for o in failed
             )
             if is_search(config) and not n_killed:
                 # A failed trial was run and told, and counts as done:
@@ -349,7 +360,7 @@ class SweepCallback(Callback):
                     f"{config.hydra.sweeper.n_trials}: raise it, with resume=true, to search on."
                 )
             else:
-                hint = f"Run them again with:  {self._resume_command}"
+                hint = rerun_hint(failed, self._resume_command)
             print(
                 f"\n{len(failed)} run(s) {'failed or cut short' if n_killed else 'failed'}:\n"
                 f"{reasons}\n{hint}",
@@ -381,6 +392,36 @@ class SweepCallback(Callback):
             )
             describe_run(info.tracking_uri, info.parent_run_id, note)
         return best
+
+
+def as_typed(overrides: Sequence[str]) -> str:
+    """A run's overrides as a command line gives them: Hydra hands a job ``resume=True``."""
+    shown = []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        shown.append(
+            f"{key}={value.lower()}" if equals and value in ("True", "False") else override
+        )
+    return " ".join(shown)
+
+
+def rerun_hint(failed: Sequence[RunOutcome], resume_command: str) -> str:
+    """What to do about the failed runs: the command that runs again those that may then
+    succeed (cut short, their process or store gone); for those that would fail the same
+    way (diverged, a wrong config or data: ``RunOutcome.fix``), to change them first."""
+    again = [o for o in failed if o.fix is None]
+    if not again:
+        return (
+            "As they are, they would fail the same way again: make the change each line gives, "
+            "then run the sweep with resume=true to keep what finished."
+        )
+    if len(again) == len(failed):
+        return f"Run them again with:  {resume_command}"
+    numbers = ", ".join(f"#{o.number}" for o in again)
+    return (
+        f"Run {numbers} again with:  {resume_command}\n"
+        "(the others would fail the same way again: make the change their line gives first)"
+    )
 
 
 def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:

@@ -76,6 +76,7 @@ from sweeper.report.tables import (
 )
 from sweeper.store_reads import metric_curves
 from sweeper.store_uri import resolve_tracking_uri
+from sweeper.words import plural
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -339,7 +340,7 @@ def _importance(configs: pd.DataFrame, result: pd.Series | str) -> list[Block]:
 def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecord]) -> Text:
     text = (
         f"Experiment `{experiment}`, parent run `{sweep.parent_run_id}`, overrides "
-        f"`{sweep.overrides or '(none)'}`: {len(records)} runs ({_counts(records)})."
+        f"`{sweep.overrides or '(none)'}`: {plural(len(records), 'run')} ({_counts(records)})."
     )
     if every_run > len(records):
         text += (
@@ -357,7 +358,9 @@ def _train_measure(runs: pd.DataFrame) -> Text:
     if len(measures) == 1:
         how = TRAIN_CURVE_LABELS[measures.index[0]]
     else:
-        how = "; ".join(f"{TRAIN_CURVE_LABELS[m]} in {n} runs" for m, n in measures.items())
+        how = "; ".join(
+            f"{TRAIN_CURVE_LABELS[m]} in {plural(n, 'run')}" for m, n in measures.items()
+        )
     return Text(f"The `train acc` and `train loss` columns: {how}.")
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from sweeper.provenance import DATA_TAG, ENVIRONMENT_TAGS
+from sweeper.words import plural
 
 NOT_RECORDED = "not recorded"
 
@@ -29,7 +30,7 @@ def _environment(tags: Mapping[str, str]) -> str:
     python = tags.get("env.python", "?").split()[-1]
     return (
         f"Python {python}, numpy {tags.get('env.numpy', '?')}, {tags.get('env.blas', '?')}, "
-        f"{tags.get('env.blas_threads', '?')} BLAS threads, packages "
+        f"{plural(tags.get('env.blas_threads', '?'), 'BLAS thread')}, packages "
         f"{tags.get('env.packages_sha256', '?')}"
     )
 
@@ -58,7 +59,7 @@ def provenance_summary(runs_tags: Sequence[Mapping[str, str]]) -> tuple[str, boo
         if len(counts) == 1:
             shared.append(f"{one} ({next(iter(counts))})")
         else:
-            ways = "; ".join(f"`{value}` ({n} runs)" for value, n in counts.most_common())
+            ways = "; ".join(f"`{value}` ({plural(n, 'run')})" for value, n in counts.most_common())
             split.append(f"{aspect}: {ways}")
     if not split:
         return f"Provenance: every run shares {', '.join(shared)}.", True
