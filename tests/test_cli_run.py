@@ -90,12 +90,12 @@ def standardizer_inverse(x: np.ndarray, standardizer) -> np.ndarray:  # type: ig
     return x * standardizer.std + standardizer.mean
 
 
-def test_a_cosine_schedule_is_logged_as_the_lr_curve_and_a_failed_gradient_check_exits_1(
+def test_a_cosine_schedule_is_logged_as_the_lr_curve_and_a_failed_gradient_check_is_said(
     workdir: Path,
 ) -> None:
-    # No float64 check agrees within 1e-12: training runs on, the command says so and fails.
+    # No float64 check agrees within 1e-12: training runs on, and the run's line says so.
     proc = run_cli([*FAST, "optimizer.schedule=cosine", "gradcheck.tol=1e-12"], workdir)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 0, proc.stderr
     (line,) = [line for line in proc.stdout.splitlines() if line.startswith("#0 ")]
     assert re.fullmatch(
         r"#0 .*: best_val_acc=\S+ test_acc=\S+ epochs=3 \S+s; "
