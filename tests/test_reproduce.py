@@ -36,6 +36,7 @@ from sweeper.reproduce import (
     package_differences,
     reproduce,
 )
+from sweeper.reproduce import main as reproduce_main
 from sweeper.store_setup import prepare_store
 
 TIMINGS = {"train_seconds", "cpu_seconds"}
@@ -480,6 +481,17 @@ def test_a_store_that_is_no_database_is_one_line(workdir: Path) -> None:
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"Error: the store {workdir / 'mlruns' / 'mlflow.db'} is not a usable")
+    # The command's own option, not the app's tracking.uri.
+    assert line.endswith("or set --tracking-uri or MLFLOW_TRACKING_URI to another store")
+
+
+def test_a_tracking_server_that_does_not_answer_names_the_commands_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert reproduce_main(["0123456789abcdef", "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("Error: tracking server http://127.0.0.1:9 not answering (")
+    assert line.endswith("is the URI right? (--tracking-uri or MLFLOW_TRACKING_URI)")
 
 
 def test_a_file_that_is_not_utf8_in_the_tree_is_kept_in_the_diff(dirty_checkout: Path) -> None:

@@ -7,7 +7,7 @@ say which runs get them (:class:`sweeper.config.Made`); by default the sweep's b
 sweep's end. Both are made from what every run keeps in the store (the checkpoint artifact,
 the per-epoch metrics), so any run's can be made later:
 
-    python -m sweeper.artifacts RUN_ID [RUN_ID ...] [--uri URI] [--only model|curves]
+    python -m sweeper.artifacts RUN_ID [RUN_ID ...] [--tracking-uri URI] [--only model|curves]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from sweeper.failures import failure_reason
 from sweeper.names import BEST_EPOCH, EPOCH_METRICS, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
 from sweeper.plots import eval_train_of, save_curves
 from sweeper.store_reads import metric_curves, quiet_downloads
-from sweeper.store_uri import resolve_tracking_uri
+from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION, resolve_tracking_uri
 
 # Downloading the checkpoint, and logging a model, which copies its files through a download.
 quiet_downloads()
@@ -170,12 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Make runs' MLflow pyfunc model and loss/accuracy figures from the store.",
     )
     parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    parser.add_argument("--uri", help="tracking URI (default: tracking.uri's default)")
+    parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
+    # Its name before it was the other commands' (kept for scripts that give it).
+    parser.add_argument("--uri", dest="tracking_uri", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["model", "curves"], help="make only this one")
     args = parser.parse_args(argv)
     try:
         # Checked as the report checks it: MLflow would make an empty store where none is.
-        uri = open_client(resolve_tracking_uri(args.uri)).tracking_uri
+        uri = open_client(resolve_tracking_uri(args.tracking_uri)).tracking_uri
     except ReportError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1

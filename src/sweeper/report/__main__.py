@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sweeper.frozen_imports import imports_frozen
 from sweeper.store_reads import quiet_downloads
-from sweeper.store_uri import DEFAULT_DB_NAME, DEFAULT_STORE_DIR
+from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION
 
 with imports_frozen():
     from sweeper.report import worker
@@ -32,11 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "matched by config_hash, in OUT/A_vs_B/",
     )
     parser.add_argument("--experiment", default="sweeper", help="MLflow experiment name")
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow store, or a directory holding its mlflow.db (default: "
-        f"$MLFLOW_TRACKING_URI, else sqlite:///./{DEFAULT_STORE_DIR}/{DEFAULT_DB_NAME})",
-    )
+    parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
     parser.add_argument("--out", type=Path, default=Path("reports"), help="reports directory")
     args = parser.parse_args(argv)
     start = time.perf_counter()
