@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import add_child_run, artifact_paths
+from helpers import add_child_run, artifact_paths, sweep_of_two_runs
 from sweeper.artifacts import main as artifacts_main
 from sweeper.checkpoint import load_checkpoint
 from sweeper.core.training import EpochMetrics
@@ -194,6 +194,20 @@ def test_the_store_is_named_with_tracking_uri_as_the_report_names_it(
         assert capsys.readouterr().err == (
             f"Error: no MLflow store at {missing}: run a sweep first (make sweep)\n"
         )
+
+
+def test_a_sweeps_parent_run_is_refused_naming_its_best_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = store_uri(tmp_path)
+    parent, best = sweep_of_two_runs(uri)
+    assert artifacts_main([parent, "--tracking-uri", uri]) == 1
+    out = capsys.readouterr()
+    assert out.err == (
+        f"Error: run {parent} is sweep s's parent run, which trains nothing: give one of its "
+        f"child runs (its best: {best})\n"
+    )
+    assert out.out == ""
 
 
 def test_a_runs_curves_tick_whole_epochs_only() -> None:

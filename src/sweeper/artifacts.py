@@ -32,6 +32,7 @@ from sweeper.names import BEST_EPOCH, EPOCH_METRICS, LR, TRAIN_ACC, TRAIN_LOSS, 
 from sweeper.plots import eval_train_of, save_curves
 from sweeper.store_reads import metric_curves, quiet_downloads
 from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION, resolve_tracking_uri
+from sweeper.sweep_runs import sweep_parent_problem
 
 # Downloading the checkpoint, and logging a model, which copies its files through a download.
 quiet_downloads()
@@ -90,6 +91,10 @@ class MissingPartError(ValueError):
     """The run lacks what an artifact is made from (a run that failed before its end)."""
 
 
+class SweepParentError(ValueError):
+    """The run is a sweep's parent run: nothing of it was trained (its children were)."""
+
+
 class Artifacts(NamedTuple):
     """What was made for a run, and what could not be, each in one line that says why."""
 
@@ -108,6 +113,9 @@ def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = Tru
     still have epochs' metrics to draw."""
     client = MlflowClient(uri)
     run = client.get_run(run_id)
+    problem = sweep_parent_problem(uri, run)
+    if problem is not None:
+        raise SweepParentError(problem)
     made: list[str] = []
     missing: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sweeper-artifacts-") as tmp:
@@ -187,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             made, missing = make_artifacts(
                 uri, run_id, model=args.only != "curves", curves=args.only != "model"
             )
+        except SweepParentError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            status = 1
+            continue
         except Exception as err:
             print(f"Error: run {run_id}: {failure_reason(err)}", file=sys.stderr)
             status = 1

@@ -57,6 +57,7 @@ from sweeper.store_uri import (
     sqlite_path,
 )
 from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import sweep_parent_problem
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
 REPRODUCES_TAG = "reproduces"
@@ -324,6 +325,9 @@ def reproduce(
         raise ReproduceError(str(err)) from None
     client = MlflowClient(uri)
     original = _find_run(client, run_id)
+    problem = sweep_parent_problem(uri, original)
+    if problem is not None:
+        raise ReproduceError(problem)
     tags = original.data.tags
     with tempfile.TemporaryDirectory() as tmp:
         cfg = stored_config(client, original, Path(tmp))
