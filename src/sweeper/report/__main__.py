@@ -46,12 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     # Shut down however the report ends: no process of it outlives the command.
     with analysis or contextlib.nullcontext():
         try:
+            if len(sweeps) > 2:
+                raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
+            if len(sweeps) == 2 and sweeps[0] == sweeps[1]:
+                # A sweep against itself: every difference +0.0000, nothing compared.
+                raise ReportError(
+                    f"--sweep {args.sweep} names sweep {sweeps[0]} twice: A,B compares two "
+                    f"different sweeps (--sweep {sweeps[0]} reports this one)"
+                )
             if len(sweeps) == 2:
                 pair = (sweeps[0], sweeps[1])
                 report = compare_sweeps(args.tracking_uri, args.experiment, pair, args.out)
                 title = f"Sweep {sweeps[0]} vs sweep {sweeps[1]}"
-            elif len(sweeps) > 2:
-                raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
             else:
                 sweep = sweeps[0] if sweeps else None
                 report = build_report(args.tracking_uri, args.experiment, sweep, args.out, analysis)
