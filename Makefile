@@ -60,11 +60,16 @@ data: install  ## download DATASET=NAME, checksums verified (default: Fashion-MN
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist || true; fi
 	$(PY) -m sweeper.data fetch $(DATA_NAME) $(if $(MIRROR),--mirror $(MIRROR))
 
+# MLflow's server imports starlette.middleware.wsgi, whose deprecation warning each of its
+# processes prints: not the user's to act on. Added after the user's own warning filters.
+UI_QUIET = ignore:starlette.middleware.wsgi is deprecated
+
 ui: install  ## browse the runs in the MLflow UI (loopback only), with a link to the newest sweep
 	@echo "MLflow UI on http://127.0.0.1:$(PORT) (store: $(STORE))"
 	@$(PY) -m sweeper.ui_links --tracking-uri '$(STORE)' --experiment '$(EXPERIMENT)' \
 		--address http://127.0.0.1:$(PORT)
-	$(VENV)/bin/mlflow ui --backend-store-uri '$(STORE)' --host 127.0.0.1 --port $(PORT)
+	PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}$(UI_QUIET)" \
+		$(VENV)/bin/mlflow ui --backend-store-uri '$(STORE)' --host 127.0.0.1 --port $(PORT)
 
 # The search sweeper's studies, where hydra/sweeper=search keeps them unless told: beside
 # STORE's SQLite database (mlruns/optuna.db by default; sweeper.store_uri.study_storage).

@@ -33,6 +33,7 @@ from sweeper.run import run_config
 from sweeper.store import configure
 from sweeper.store_setup import prepare_store
 from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import start_sweep_run
 
 # Real datasets where a machine has them (tests that read one skip elsewhere): Fashion-MNIST as
 # `make data` installs it, the official MNIST files beside the repository (CI provides them).
@@ -144,6 +145,17 @@ def add_child_run(
         client.log_metric(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.from_string(status)))
     return str(run.info.run_id)
+
+
+def sweep_of_two_runs(uri: str) -> tuple[str, str]:
+    """Sweep ``s`` of two finished runs in a new store at ``uri``: its parent run's id, and its
+    best run's."""
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "s", "", "sweep")
+    client = MlflowClient(uri)
+    add_child_run(client, experiment_id, parent, "worse", best_val_loss=0.9)
+    best = add_child_run(client, experiment_id, parent, "better", best_val_loss=0.3)
+    return parent, best
 
 
 class RunsCommand:

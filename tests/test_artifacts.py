@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import add_child_run, artifact_paths
+from helpers import add_child_run, artifact_paths, sweep_of_two_runs
+from sweeper.artifacts import main as artifacts_main
 from sweeper.checkpoint import load_checkpoint
 from sweeper.core.training import EpochMetrics
 from sweeper.data import load_dataset
@@ -166,13 +167,47 @@ def test_a_run_a_search_pruned_is_never_the_best(tmp_path: Path) -> None:
 
 def artifacts_command(args: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sweeper.artifacts", *args, "--uri", store_uri(workdir)],
+        [sys.executable, "-m", "sweeper.artifacts", *args, "--tracking-uri", store_uri(workdir)],
         cwd=workdir,
         env=cli_env(),
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_the_store_is_named_with_tracking_uri_as_the_report_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        artifacts_main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--tracking-uri TRACKING_URI MLflow store, or a directory holding its mlflow.db "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db)"
+    ) in shown
+    assert "--uri" not in shown
+    # --uri, its name before, still works.
+    missing = tmp_path / "nowhere"
+    for option in ("--tracking-uri", "--uri"):
+        assert artifacts_main(["0123456789abcdef", option, str(missing)]) == 1
+        assert capsys.readouterr().err == (
+            f"Error: no MLflow store at {missing}: run a sweep first (make sweep)\n"
+        )
+
+
+def test_a_sweeps_parent_run_is_refused_naming_its_best_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = store_uri(tmp_path)
+    parent, best = sweep_of_two_runs(uri)
+    assert artifacts_main([parent, "--tracking-uri", uri]) == 1
+    out = capsys.readouterr()
+    assert out.err == (
+        f"Error: run {parent} is sweep s's parent run, which trains nothing: give one of its "
+        f"child runs (its best: {best})\n"
+    )
+    assert out.out == ""
 
 
 def test_a_runs_curves_tick_whole_epochs_only() -> None:

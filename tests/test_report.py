@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from conftest import FAST, all_runs, child_runs, parent_run, run_cli, store_uri
-from helpers import markdown_tables
+from helpers import markdown_tables, sweep_of_two_runs
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
 from sweeper import store_reads
 from sweeper.report.__main__ import main as report_main
@@ -338,6 +338,34 @@ def test_a_store_that_is_no_database_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"error: the store {tmp_path / 'mlruns' / 'mlflow.db'} is not a usable")
+    # The command's own option, not the app's tracking.uri.
+    assert line.endswith("or set --tracking-uri or MLFLOW_TRACKING_URI to another store")
+
+
+def test_a_sweep_compared_with_itself_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = store_uri(tmp_path)
+    sweep_of_two_runs(uri)
+    argv = ["--sweep", "s,s", "--tracking-uri", uri, "--out", str(tmp_path / "reports")]
+    assert report_main(argv) == 1
+    out = capsys.readouterr()
+    assert out.err == (
+        "error: --sweep s,s names sweep s twice: A,B compares two different sweeps "
+        "(--sweep s reports this one)\n"
+    )
+    assert out.out == ""
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_tracking_server_that_does_not_answer_names_the_commands_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--tracking-uri", "http://127.0.0.1:9", "--out", str(tmp_path / "reports")]
+    assert report_main(argv) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: tracking server http://127.0.0.1:9 not answering (")
+    assert line.endswith("is the URI right? (--tracking-uri or MLFLOW_TRACKING_URI)")
 
 
 def test_a_reports_directory_that_cannot_be_made_is_one_line(

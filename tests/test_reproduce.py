@@ -18,7 +18,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import artifact_paths, run_here, write_mnist_like
+from helpers import artifact_paths, run_here, sweep_of_two_runs, write_mnist_like
 from sweeper import provenance
 from sweeper.core.training import EpochMetrics
 from sweeper.data import cache, datasets
@@ -36,6 +36,7 @@ from sweeper.reproduce import (
     package_differences,
     reproduce,
 )
+from sweeper.reproduce import main as reproduce_main
 from sweeper.store_setup import prepare_store
 
 TIMINGS = {"train_seconds", "cpu_seconds"}
@@ -483,6 +484,31 @@ def test_a_store_that_is_no_database_is_one_line(workdir: Path) -> None:
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"Error: the store {workdir / 'mlruns' / 'mlflow.db'} is not a usable")
+    # The command's own option, not the app's tracking.uri.
+    assert line.endswith("or set --tracking-uri or MLFLOW_TRACKING_URI to another store")
+
+
+def test_a_tracking_server_that_does_not_answer_names_the_commands_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert reproduce_main(["0123456789abcdef", "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("Error: tracking server http://127.0.0.1:9 not answering (")
+    assert line.endswith("is the URI right? (--tracking-uri or MLFLOW_TRACKING_URI)")
+
+
+def test_a_sweeps_parent_run_is_refused_naming_its_best_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = store_uri(tmp_path)
+    parent, best = sweep_of_two_runs(uri)
+    assert reproduce_main([parent, "--tracking-uri", uri]) == 2
+    out = capsys.readouterr()
+    assert out.err == (
+        f"Error: run {parent} is sweep s's parent run, which trains nothing: give one of its "
+        f"child runs (its best: {best})\n"
+    )
+    assert out.out == ""
 
 
 def test_a_file_that_is_not_utf8_in_the_tree_is_kept_in_the_diff(dirty_checkout: Path) -> None:

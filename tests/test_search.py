@@ -20,8 +20,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hydra._internal.callbacks import Callbacks
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -928,7 +930,67 @@ def test_a_target_value_ends_the_search_when_a_trial_reaches_it(workdir: Path) -
     assert best <= 10
     # The header says the budget is at most, and the end says why the search stopped early.
     assert ": up to 5 runs, tracking to " in proc.stdout
-    assert f"Target reached: trial 0, value {best:.6g} <= 10\n" in proc.stdout
+    assert f"Target reached: trial 0, value {best:.4g} <= 10\n" in proc.stdout
+
+
+def test_the_best_trial_is_printed_after_the_last_runs_line_to_4_figures(workdir: Path) -> None:
+    proc = run_cli(
+        [*SEARCH, "train.epochs=1", "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1",
+         "topology.hidden=[16]", "optimizer.lr=interval(0.005, 0.05)"],
+        workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = child_runs(all_runs(workdir))
+    value, lr = run.data.metrics["best_val_loss"], float(run.data.params["optimizer.lr"])
+    lines = proc.stdout.splitlines()
+    last_run = next(i for i, line in enumerate(lines) if line.startswith("[1/1 done]"))
+    (best,) = [i for i, line in enumerate(lines) if " best trial " in line]
+    assert best > last_run
+    assert re.match(
+        rf"Study mlp_search_\S+: best trial 0, value {re.escape(f'{value:.4g}')}, "
+        rf"optimizer\.lr={re.escape(f'{lr:.4g}')} ",
+        lines[best],
+    ), lines[best]
+
+
+class EachJobReturns:
+    """A launcher without ``submit``, each of whose jobs returns ``value`` at once."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def launch(self, overrides: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
+        return [JobReturn(status=JobStatus.COMPLETED, _return_value=self.value) for _ in overrides]
+
+
+def test_the_search_result_follows_what_ends_the_multirun_even_an_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Summary:
+        """An app's callback: the runs' last lines, then a failed run's exit status."""
+
+        def on_multirun_end(self, **kwargs: object) -> None:
+            print("[1/1 done] | #0 the last run's line")
+            raise SystemExit(1)
+
+    settings = OmegaConf.to_container(OmegaConf.structured(SearchSweeperConf))
+    assert isinstance(settings, dict)
+    del settings["_target_"]
+    settings.update(n_trials=1, storage=None, params={"optimizer.lr": "interval(0.01, 0.1)"})
+    sweeper = SearchSweeper(**settings)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "seed": 0})
+    sweeper.launcher = EachJobReturns(0.123456)  # type: ignore[assignment]
+    callbacks = Callbacks()
+    callbacks.callbacks.append(Summary())
+    sweeper.hydra_context = HydraContext(config_loader=None, callbacks=callbacks)  # type: ignore[arg-type]
+    sweeper.sweep([])
+    with pytest.raises(SystemExit):
+        callbacks.on_multirun_end(config=sweeper.config)
+    first, best = capsys.readouterr().out.splitlines()
+    assert first == "[1/1 done] | #0 the last run's line"
+    assert re.fullmatch(
+        r"Study \S+: best trial 0, value 0\.1235, optimizer\.lr=0\.0*[1-9]\d{0,3}", best
+    )
 
 
 def test_a_study_kept_in_memory_is_told_each_runs_value(workdir: Path) -> None:

@@ -7,7 +7,7 @@ say which runs get them (:class:`sweeper.config.Made`); by default the sweep's b
 sweep's end. Both are made from what every run keeps in the store (the checkpoint artifact,
 the per-epoch metrics), so any run's can be made later:
 
-    python -m sweeper.artifacts RUN_ID [RUN_ID ...] [--uri URI] [--only model|curves]
+    python -m sweeper.artifacts RUN_ID [RUN_ID ...] [--tracking-uri URI] [--only model|curves]
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from sweeper.failures import failure_reason
 from sweeper.names import BEST_EPOCH, EPOCH_METRICS, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
 from sweeper.plots import eval_train_of, save_curves
 from sweeper.store_reads import metric_curves, quiet_downloads
-from sweeper.store_uri import resolve_tracking_uri
+from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION, resolve_tracking_uri
+from sweeper.sweep_runs import sweep_parent_problem
 
 # Downloading the checkpoint, and logging a model, which copies its files through a download.
 quiet_downloads()
@@ -90,6 +91,10 @@ class MissingPartError(ValueError):
     """The run lacks what an artifact is made from (a run that failed before its end)."""
 
 
+class SweepParentError(ValueError):
+    """The run is a sweep's parent run: nothing of it was trained (its children were)."""
+
+
 class Artifacts(NamedTuple):
     """What was made for a run, and what could not be, each in one line that says why."""
 
@@ -108,6 +113,9 @@ def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = Tru
     still have epochs' metrics to draw."""
     client = MlflowClient(uri)
     run = client.get_run(run_id)
+    problem = sweep_parent_problem(uri, run)
+    if problem is not None:
+        raise SweepParentError(problem)
     made: list[str] = []
     missing: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sweeper-artifacts-") as tmp:
@@ -170,12 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Make runs' MLflow pyfunc model and loss/accuracy figures from the store.",
     )
     parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    parser.add_argument("--uri", help="tracking URI (default: tracking.uri's default)")
+    parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
+    # Its name before it was the other commands' (kept for scripts that give it).
+    parser.add_argument("--uri", dest="tracking_uri", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["model", "curves"], help="make only this one")
     args = parser.parse_args(argv)
     try:
         # Checked as the report checks it: MLflow would make an empty store where none is.
-        uri = open_client(resolve_tracking_uri(args.uri)).tracking_uri
+        uri = open_client(resolve_tracking_uri(args.tracking_uri)).tracking_uri
     except ReportError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1
@@ -185,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             made, missing = make_artifacts(
                 uri, run_id, model=args.only != "curves", curves=args.only != "model"
             )
+        except SweepParentError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            status = 1
+            continue
         except Exception as err:
             print(f"Error: run {run_id}: {failure_reason(err)}", file=sys.stderr)
             status = 1

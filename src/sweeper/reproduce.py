@@ -49,8 +49,15 @@ from sweeper.run import EpochCallback, blas_threads, run_config
 from sweeper.store_calls import store_call
 from sweeper.store_check import StoreError, check_store
 from sweeper.store_reads import metric_curves, quiet_downloads
-from sweeper.store_uri import CONNECT_TIMEOUT_S, resolve_tracking_uri, sqlite_path
+from sweeper.store_uri import (
+    CONNECT_TIMEOUT_S,
+    TRACKING_URI_HELP,
+    TRACKING_URI_OPTION,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_runs import sweep_parent_problem
 from sweeper.words import plural
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
@@ -312,13 +319,16 @@ def reproduce(
     """Run ``run_id`` again and compare; return the exit status."""
     uri = resolve_tracking_uri(tracking_uri)
     if (db := sqlite_path(uri)) is not None and not db.is_file():
-        raise ReproduceError(f"no MLflow store at {uri}: name one with --tracking-uri")
+        raise ReproduceError(f"no MLflow store at {uri}: name one with {TRACKING_URI_OPTION}")
     try:
-        check_store(uri, CONNECT_TIMEOUT_S)
+        check_store(uri, CONNECT_TIMEOUT_S, option=TRACKING_URI_OPTION)
     except StoreError as err:
         raise ReproduceError(str(err)) from None
     client = MlflowClient(uri)
     original = _find_run(client, run_id)
+    problem = sweep_parent_problem(uri, original)
+    if problem is not None:
+        raise ReproduceError(problem)
     tags = original.data.tags
     with tempfile.TemporaryDirectory() as tmp:
         cfg = stored_config(client, original, Path(tmp))
@@ -425,10 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Run a stored run again from its stored config and compare every metric.",
     )
     parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run to reproduce")
-    parser.add_argument(
-        "--tracking-uri",
-        help="the store (default: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)",
-    )
+    parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
     parser.add_argument(
         "--allow-data-change",
         action="store_true",

@@ -1,7 +1,9 @@
 """Whether a tracking store can be used, checked once before a command uses it: a tracking
 server must answer within a short time, a SQLite store must be a database (in a directory that
 can be written, for a command that records). What fails is told in one line, as a
-:class:`StoreError` that names the store and says what to check.
+:class:`StoreError` that names the store and says what to check: the setting that names the
+store, the caller's (the app's ``tracking.uri``, a command's ``--tracking-uri``), or
+``MLFLOW_TRACKING_URI``.
 """
 
 from __future__ import annotations
@@ -82,21 +84,23 @@ def _bounded_http(timeout: float) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def check_store(uri: str, connect_timeout: float, writable: bool = True) -> None:
+def check_store(
+    uri: str, connect_timeout: float, writable: bool = True, option: str = "tracking.uri"
+) -> None:
     """Raise a :class:`StoreError` unless the store at ``uri`` can be used: a tracking server
     answers within ``connect_timeout`` seconds, a SQLite store is a database (in a directory
     this process can write, unless only read: ``writable=False``). Other stores are left to
-    MLflow."""
+    MLflow. The error names ``option`` as what sets the store."""
     path = sqlite_path(uri)
     if path is not None:
         if writable:
-            _check_writable(path.parent)
-        _check_database(path)
+            _check_writable(path.parent, option)
+        _check_database(path, option)
     elif is_http(uri):
-        _check_server(uri, connect_timeout)
+        _check_server(uri, connect_timeout, option)
 
 
-def _check_server(uri: str, timeout: float) -> None:
+def _check_server(uri: str, timeout: float, option: str) -> None:
     start = time.monotonic()
     try:
         with _bounded_http(timeout):
@@ -106,18 +110,19 @@ def _check_server(uri: str, timeout: float) -> None:
             raise StoreError(
                 f"tracking server {uri} not answering ({short_reason(err)}, after "
                 f"{time.monotonic() - start:.1f} s): is it running, and is the URI right? "
-                "(tracking.uri or MLFLOW_TRACKING_URI)"
+                f"({option} or MLFLOW_TRACKING_URI)"
             ) from err
         raise StoreError(
             f"{uri} answered, but not as an MLflow tracking server: {short_reason(err)}"
         ) from err
 
 
-# What a command that cannot use its store is told to do.
-_OTHER_STORE = "set tracking.uri or MLFLOW_TRACKING_URI to another store"
+def _other_store(option: str) -> str:
+    """What a command that cannot use its store is told to do."""
+    return f"set {option} or MLFLOW_TRACKING_URI to another store"
 
 
-def _check_writable(directory: Path) -> None:
+def _check_writable(directory: Path, option: str) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
@@ -128,7 +133,7 @@ def _check_writable(directory: Path) -> None:
         # mkdir's answer for a path that is a file.
         why = "Not a directory" if isinstance(err, FileExistsError) else err.strerror
         raise StoreError(
-            f"the store's directory {directory} cannot be written ({why}): {_OTHER_STORE}"
+            f"the store's directory {directory} cannot be written ({why}): {_other_store(option)}"
         ) from err
 
 
@@ -140,7 +145,7 @@ def read_only_filesystem(path: Path) -> bool:
         return False
 
 
-def _check_database(path: Path) -> None:
+def _check_database(path: Path, option: str) -> None:
     if not path.exists():
         return
     try:
@@ -161,12 +166,13 @@ def _check_database(path: Path) -> None:
                 f"the store {path} is on a read-only filesystem, where SQLite cannot open it "
                 f"({err}): copy {path.parent} somewhere writable and use the copy"
             ) from err
-        raise _not_a_database(path, err) from err
+        raise _not_a_database(path, err, option) from err
     except (OSError, sqlite3.DatabaseError) as err:
-        raise _not_a_database(path, err) from err
+        raise _not_a_database(path, err, option) from err
 
 
-def _not_a_database(path: Path, err: BaseException) -> StoreError:
+def _not_a_database(path: Path, err: BaseException, option: str) -> StoreError:
     return StoreError(
-        f"the store {path} is not a usable SQLite database ({err}): move it away, or {_OTHER_STORE}"
+        f"the store {path} is not a usable SQLite database ({err}): move it away, or "
+        f"{_other_store(option)}"
     )

@@ -30,6 +30,13 @@ SWEEP_STORE_VARIABLE = "SWEEPER_SWEEP_STORE"
 # it is configured (sweeper.store).
 CONNECT_TIMEOUT_S = 10.0
 MAX_OUTAGE_S = 300.0
+# The option that names the store to the commands that read one (report, artifacts,
+# reproduce), as their errors name it, and its help (resolve_tracking_uri reads it).
+TRACKING_URI_OPTION = "--tracking-uri"
+TRACKING_URI_HELP = (
+    "MLflow store, or a directory holding its mlflow.db (default: "
+    f"$MLFLOW_TRACKING_URI, else sqlite:///./{DEFAULT_STORE_DIR}/{DEFAULT_DB_NAME})"
+)
 
 
 def resolve_tracking_uri(configured: str | None) -> str:

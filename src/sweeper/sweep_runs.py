@@ -1,5 +1,6 @@
 """The sweep's parent run in MLflow and its children as a whole: started or reopened,
-described, searched, their leftovers closed, and ended with the sweep's counts."""
+described, searched, their leftovers closed, and ended with the sweep's counts; and a parent
+run told from its children where a command wants one of theirs."""
 
 from __future__ import annotations
 
@@ -80,6 +81,20 @@ def best_child_run(uri: str, experiment_id: str, parent_run_id: str) -> Run | No
         token = page.token
         if not token:
             return None
+
+
+def sweep_parent_problem(uri: str, run: Run) -> str | None:
+    """Where ``run`` is a sweep's parent run, which trains nothing (no config, no checkpoint,
+    no curves of its own), one line that says so and names its best child run to give
+    instead; None for any other run."""
+    if run.data.tags.get(KIND_TAG) != SWEEP_KIND:
+        return None
+    best = best_child_run(uri, run.info.experiment_id, run.info.run_id)
+    instead = f" (its best: {best.info.run_id})" if best is not None else ""
+    return (
+        f"run {run.info.run_id} is sweep {run.data.tags.get('sweep_id', '?')}'s parent run, "
+        f"which trains nothing: give one of its child runs{instead}"
+    )
 
 
 @store_call

@@ -21,7 +21,6 @@ import concurrent.futures
 import itertools
 import json
 import math
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from hydra_plugins.sweeper_search.repeats import TrialRuns
-from hydra_plugins.sweeper_search.space import SearchSpace, parse_space
+from hydra_plugins.sweeper_search.space import SearchSpace, format_value, parse_space
 from hydra_plugins.sweeper_search.study import (
     ATTEMPT,
     CREATED_ATTR,
@@ -326,6 +325,11 @@ def _quoted(text: str) -> str:
     return str(QuotedString(text=text, quote=Quote.single).with_quotes())
 
 
+def shown(value: object) -> str:
+    """A drawn value as the output shows it: a float to 4 significant figures."""
+    return f"{value:.4g}" if isinstance(value, float) else format_value(value)
+
+
 def trial_ended(ret: JobReturn) -> bool:
     """Whether the job returned a value; one that raised, or whose process died, did not."""
     return ret.status == JobStatus.COMPLETED
@@ -351,6 +355,7 @@ class SearchSweeper(Sweeper):
         self.settings: DictConfig = OmegaConf.create(settings)
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
+        self.hydra_context: HydraContext | None = None
         # The first trial whose value reached ``target``, and that value: no trial starts after.
         self.reached: tuple[int, float] | None = None
         # The trials asked and not yet told, and their runs queued for a slot.
@@ -364,6 +369,7 @@ class SearchSweeper(Sweeper):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config = config
+        self.hydra_context = hydra_context
         # Ctrl-C inside OmegaConf's building of the launcher's config leaves a node half-made,
         # which then fails as an AttributeError with a traceback: it waits until that is done.
         with interrupts_deferred():
@@ -640,19 +646,47 @@ class SearchSweeper(Sweeper):
             self._run_asynchronously(study, space, start)
         else:
             self._run_in_batches(study, space, start)
+        self._print_at_end(self._result(study, space))
+
+    def _result(self, study: optuna.Study, space: SearchSpace) -> list[str]:
+        """How the search ended: the trial that reached the target, and the best trial."""
+        lines = []
         if self.reached is not None:
             number, value = self.reached
-            print(
-                f"Target reached: trial {number}, value {value:.6g} <= {self.settings.target:g}",
-                flush=True,
+            lines.append(
+                f"Target reached: trial {number}, value {value:.4g} <= {self.settings.target:g}"
             )
         done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         if done:
             best = study.best_trial
             runs = f" (mean of {self.settings.repeats} runs)" if self.settings.repeats > 1 else ""
-            print(
-                f"Study {study.study_name}: best trial {best.number}, value {best.value:.6g}"
-                f"{runs}, {' '.join(space.overrides(best.params)[len(space.fixed) :])}",
-                file=sys.stdout,
-                flush=True,
+            drawn = " ".join(f"{key}={shown(best.params[key])}" for key in space.distributions)
+            lines.append(
+                f"Study {study.study_name}: best trial {best.number}, value {best.value:.4g}"
+                f"{runs}, {drawn}"
             )
+        return lines
+
+    def _print_at_end(self, lines: list[str]) -> None:
+        """Print ``lines`` once the multirun's callbacks have ended it. The jobs have all
+        returned here, but a callback may not have printed their last lines yet (one that
+        polls the sweep directory for the runs' outcomes prints each when it next looks, as
+        the multirun ends); so the lines follow whatever those callbacks print, and are
+        printed even if one of them exits (a sweep with failed runs exits 1)."""
+        if not lines:
+            return
+        text = "\n".join(lines)
+        callbacks = self.hydra_context.callbacks if self.hydra_context is not None else None
+        if callbacks is None:
+            print(text, flush=True)
+            return
+        notify = callbacks.on_multirun_end
+
+        def on_multirun_end(config: DictConfig, **kwargs: Any) -> None:
+            try:
+                notify(config, **kwargs)
+            finally:
+                print(text, flush=True)
+
+        # Hydra calls this object's on_multirun_end right after sweep() returns.
+        callbacks.on_multirun_end = on_multirun_end  # type: ignore[method-assign]

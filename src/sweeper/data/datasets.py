@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,6 @@ from numpy.typing import DTypeLike
 from sweeper.data.cifar import load_cifar10_split
 from sweeper.data.digits import embedded_files, load_digits_split
 from sweeper.data.errors import DatasetError, MissingDataError, recording_reads, with_fetch_command
-from sweeper.data.fetch import SOURCES, fetch_hint, file_digest
 from sweeper.data.idx import IDX_FILES, load_idx_split
 from sweeper.data.locations import default_data_dir
 from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
@@ -33,7 +33,17 @@ FileHasher = Callable[[Path], str]
 
 
 def sha256_file(path: Path) -> str:
-    return file_digest(path, "sha256")
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _fetch_hint(name: str, data_dir: str | Path | None) -> str | None:
+    """The command that fetches ``name`` into ``data_dir``, None for a dataset it does not.
+    sweeper.data.fetch is imported here, as a load fails: imported with the package, it would
+    be run a second time by ``python -m sweeper.data.fetch`` (runpy warns of that)."""
+    from sweeper.data.fetch import SOURCES, fetch_hint
+
+    return fetch_hint(name, data_dir) if name in SOURCES else None
 
 
 @dataclass(frozen=True)
@@ -199,15 +209,16 @@ def load_dataset(
             images, labels = spec.load(directory, "train", spec.n_classes)
             test_images, y_test = spec.load(directory, "test", spec.n_classes)
     except MissingDataError as error:
-        if name not in SOURCES:
+        hint = _fetch_hint(name, data_dir)
+        if hint is None:
             raise
-        raise MissingDataError(with_fetch_command(str(error), fetch_hint(name, data_dir))) from None
+        raise MissingDataError(with_fetch_command(str(error), hint)) from None
     except DatasetError as error:
-        if name not in SOURCES:
+        hint = _fetch_hint(name, data_dir)
+        if hint is None:
             raise
         raise DatasetError(
-            f"{error}; if a download is damaged, delete the file and fetch it again:"
-            f" {fetch_hint(name, data_dir)}"
+            f"{error}; if a download is damaged, delete the file and fetch it again: {hint}"
         ) from None
     image_shape = images.shape[1:]
     if test_images.shape[1:] != image_shape:

@@ -486,8 +486,8 @@ def _already_there(name: str, target: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    # Run as a script, this module is a second copy of the one sweeper.data imported (runpy
-    # warns so): it names the command rather than run it.
+    # Not the command (that is sweeper.data's __main__): it names the command rather than run
+    # it.
     given = shlex.join(sys.argv[1:]) or "NAME ..."
     print(f"error: this module is not the command; run: {FETCH_COMMAND} {given}", file=sys.stderr)
     sys.exit(2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sweeper.frozen_imports import imports_frozen
 from sweeper.store_reads import quiet_downloads
-from sweeper.store_uri import DEFAULT_DB_NAME, DEFAULT_STORE_DIR
+from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION
 
 with imports_frozen():
     from sweeper.report import worker
@@ -32,11 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "matched by config_hash, in OUT/A_vs_B/",
     )
     parser.add_argument("--experiment", default="sweeper", help="MLflow experiment name")
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow store, or a directory holding its mlflow.db (default: "
-        f"$MLFLOW_TRACKING_URI, else sqlite:///./{DEFAULT_STORE_DIR}/{DEFAULT_DB_NAME})",
-    )
+    parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
     parser.add_argument("--out", type=Path, default=Path("reports"), help="reports directory")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -50,12 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     # Shut down however the report ends: no process of it outlives the command.
     with analysis or contextlib.nullcontext():
         try:
+            if len(sweeps) > 2:
+                raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
+            if len(sweeps) == 2 and sweeps[0] == sweeps[1]:
+                # A sweep against itself: every difference +0.0000, nothing compared.
+                raise ReportError(
+                    f"--sweep {args.sweep} names sweep {sweeps[0]} twice: A,B compares two "
+                    f"different sweeps (--sweep {sweeps[0]} reports this one)"
+                )
             if len(sweeps) == 2:
                 pair = (sweeps[0], sweeps[1])
                 report = compare_sweeps(args.tracking_uri, args.experiment, pair, args.out)
                 title = f"Sweep {sweeps[0]} vs sweep {sweeps[1]}"
-            elif len(sweeps) > 2:
-                raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
             else:
                 sweep = sweeps[0] if sweeps else None
                 report = build_report(args.tracking_uri, args.experiment, sweep, args.out, analysis)

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 from sweeper.names import FINISHED, PRUNED, SWEEP_FILTER
 from sweeper.outcome import RANKED_BY
 from sweeper.store_reads import search_all
-from sweeper.store_uri import CONNECT_TIMEOUT_S, DEFAULT_DB_NAME, is_http, sqlite_path
+from sweeper.store_uri import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_DB_NAME,
+    TRACKING_URI_OPTION,
+    is_http,
+    sqlite_path,
+)
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -73,7 +79,7 @@ def open_client(uri: str) -> MlflowClient:
     from sweeper.store_check import StoreError, check_store
 
     try:
-        check_store(uri, CONNECT_TIMEOUT_S, writable=False)
+        check_store(uri, CONNECT_TIMEOUT_S, writable=False, option=TRACKING_URI_OPTION)
         client = MlflowClient(uri)
         if sqlite_path(uri) is None and not is_http(uri):
             # Stores check_store leaves to MLflow (a file store) fail on their first query.
