@@ -264,8 +264,13 @@ def command_line_problem(conf_dir: Path, argv: Sequence[str]) -> str | None:
         return None
     if args.help or args.hydra_help:
         return None
-    # A group's name has no dots, and most of a command's overrides set a key with a number.
-    if not any(_names_no_option(o) for o in overrides if "." not in o.key_or_group):
+    # Hydra's loader is built only for a value given to what may be a group (this checkout's
+    # conf/ or Hydra's own): most commands set keys such as seed=1 to numbers.
+    if not any(
+        _names_no_option(o)
+        for o in overrides
+        if (conf_dir / o.key_or_group).is_dir() or o.key_or_group.startswith("hydra/")
+    ):
         return None
     # Hydra's own config loader, so its groups and their options are what the run would see.
     path = create_config_search_path(str(conf_dir))
