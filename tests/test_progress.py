@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from conftest import cli_env
+from helpers import add_child_run
 from sweeper import run
 from sweeper.core.training import EpochMetrics
 from sweeper.outcome import (
@@ -34,6 +36,9 @@ from sweeper.progress import (
     progress_line,
     summary_table,
 )
+from sweeper.resume import finished_before
+from sweeper.store_setup import prepare_store
+from sweeper.sweep_runs import start_sweep_run
 
 _METRICS = {"best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
 
@@ -89,6 +94,33 @@ def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> 
         "| 1 | seed=1 | FINISHED | 0.2500 | 0.9000 | 0.8000 | 3 | 1.0 |",
         "| 0 | seed=0 | FINISHED (before) | 0.2500 | 0.9000 | 0.8000 | 3 | 2.0 |",
     ]
+
+
+def test_a_resumed_sweep_reads_back_its_finished_runs_with_their_final_metrics(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "s", "", "sweep")
+    client = MlflowClient(uri)
+    final = {"best_val_loss": 0.25, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
+    tags = {"overrides": "seed=0", "job": "0", "config_hash": "h0"}
+    kept = add_child_run(client, experiment_id, parent, "kept", tags=tags, **final)
+    # Ended FINISHED without the final metrics (its end was never logged), or failed: not kept.
+    add_child_run(client, experiment_id, parent, "bare", tags={"config_hash": "h1"})
+    add_child_run(client, experiment_id, parent, "failed", "FAILED", {"config_hash": "h2"})
+    (before,) = finished_before(uri, experiment_id, parent, ["h0", "h1", "h2"])
+    assert (before.run_id, before.number, before.overrides, before.status) == (
+        kept,
+        "0",
+        ["seed=0"],
+        "FINISHED",
+    )
+    assert (
+        summary_table([], {"seed"}, [before])
+        .splitlines()[2]
+        .startswith("| 0 | seed=0 | FINISHED (before) | 0.2500 | 0.9000 | 0.8000 | 3 |")
+    )
 
 
 def test_a_failed_gradient_check_is_in_the_runs_line_and_listed_after_the_summary() -> None:

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
-from sweeper.names import FINISHED, KILLED, PRUNED
+from sweeper.names import (
+    BEST_VAL_ACC,
+    BEST_VAL_LOSS,
+    EPOCHS_RUN,
+    FINISHED,
+    KILLED,
+    PRUNED,
+    TEST_ACC,
+)
 from sweeper.outcome import RunOutcome, gradcheck_failure
 from sweeper.store_calls import store_call
 from sweeper.store_reads import search_all
@@ -66,6 +74,9 @@ def find_resumable_sweep(
     return ResumePoint(sweep_id, parent_run_id, finished)
 
 
+SUMMARY_METRICS = (BEST_VAL_LOSS, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
+
+
 @store_call
 def finished_before(
     uri: str, experiment_id: str, parent_run_id: str, hashes: Collection[str]
@@ -75,6 +86,8 @@ def finished_before(
     every one where none are planned (a search)."""
     query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'"
     runs = sorted(search_all(MlflowClient(uri), experiment_id, query), key=_started)
+    # The summary's columns are a finished run's final metrics (as report.runs counts one).
+    runs = [run for run in runs if all(m in run.data.metrics for m in SUMMARY_METRICS)]
     newest = {run.data.tags.get("config_hash", run.info.run_id): run for run in runs}
     if hashes:
         newest = {h: run for h, run in newest.items() if h in hashes}

@@ -407,8 +407,8 @@ def as_typed(overrides: Sequence[str]) -> str:
 
 def rerun_hint(failed: Sequence[RunOutcome], resume_command: str) -> str:
     """What to do about the failed runs: the command that runs again those that may then
-    succeed (cut short, their process or store gone); for those that would fail the same
-    way (diverged, a wrong config or data: ``RunOutcome.fix``), to change them first."""
+    succeed (cut short, their process, store or data gone); for those that would fail the
+    same way (diverged, a wrong config value: ``RunOutcome.fix``), to change them first."""
     again = [o for o in failed if o.fix is None]
     if not again:
         return (
