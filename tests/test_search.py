@@ -1296,8 +1296,12 @@ def test_a_resumed_search_numbers_its_jobs_on_and_names_runs_by_trial_and_repeat
     # Each command's lines name its runs as the study's lines do: trial.repeat.
     for out, trial in ((first.stdout, 0), (proc.stdout, 1)):
         rows = [row for row in out.splitlines() if re.match(r"\| \d", row)]
-        assert sorted(row.split(" | ")[0] for row in rows) == [f"| {trial}.0", f"| {trial}.1"]
+        new = [row.split(" | ")[0] for row in rows if "(before)" not in row]
+        assert sorted(new) == [f"| {trial}.0", f"| {trial}.1"]
         assert f"| #{trial}.0 " in out and f"| #{trial}.1 " in out
+    # The resumed command's summary holds the first command's runs too, named alike.
+    before = [row.split(" | ")[0] for row in proc.stdout.splitlines() if "(before)" in row]
+    assert sorted(before) == ["| 0.0", "| 0.1"]
     assert "best trial " in proc.stdout
 
 

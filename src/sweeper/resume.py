@@ -79,11 +79,12 @@ SUMMARY_METRICS = (BEST_VAL_LOSS, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
 
 @store_call
 def finished_before(
-    uri: str, experiment_id: str, parent_run_id: str, hashes: Collection[str]
+    uri: str, experiment_id: str, parent_run_id: str, hashes: Collection[str], repeats: int = 1
 ) -> list[RunOutcome]:
     """The runs of the sweep that ended FINISHED (or a search's pruner stopped) before this
     command, as outcomes for its summary: of the planned ``hashes`` the newest of each, or
-    every one where none are planned (a search)."""
+    every one where none are planned (a search, whose runs are named ``trial.repeat`` where
+    it repeats each trial)."""
     query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'"
     runs = sorted(search_all(MlflowClient(uri), experiment_id, query), key=_started)
     # The summary's columns are a finished run's final metrics (as report.runs counts one).
@@ -91,19 +92,19 @@ def finished_before(
     newest = {run.data.tags.get("config_hash", run.info.run_id): run for run in runs}
     if hashes:
         newest = {h: run for h, run in newest.items() if h in hashes}
-    return [_outcome(run) for run in newest.values()]
+    return [_outcome(run, repeats) for run in newest.values()]
 
 
 def _started(run: Run) -> int:
     return int(run.info.start_time or 0)
 
 
-def _outcome(run: Run) -> RunOutcome:
-    """A run ended before, as its own process left its outcome."""
+def _outcome(run: Run, repeats: int) -> RunOutcome:
+    """A run ended before, as its own process left its outcome (``Pruning.trial``'s label)."""
     tags, metrics = run.data.tags, dict(run.data.metrics)
     trial = tags.get("trial")
-    if trial is not None and tags.get("repeat", "0") != "0":
-        trial = f"{trial}.{tags['repeat']}"
+    if trial is not None and repeats > 1:
+        trial = f"{trial}.{tags.get('repeat', '0')}"
     tol = run.data.params.get("gradcheck.tol")
     return RunOutcome(
         int(tags.get("job", -1)),

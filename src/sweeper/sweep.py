@@ -250,7 +250,11 @@ class SweepCallback(Callback):
                         resumed, plan.hashes, uri, experiment_id, overrides
                     )
                 self._before = finished_before(
-                    uri, experiment_id, resumed.parent_run_id, plan.hashes
+                    uri,
+                    experiment_id,
+                    resumed.parent_run_id,
+                    plan.hashes,
+                    repeats=config.hydra.sweeper.get("repeats", 1),
                 )
                 self._failed_before = resumed.failed_runs
                 self._pruned_before = resumed.pruned_runs
