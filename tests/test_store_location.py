@@ -155,32 +155,30 @@ def test_the_browse_command_runs_as_pasted_for_a_path_with_spaces(
     assert shlex.split(ui_command("http://host:5000/a b")) == ["open", "http://host:5000/a b"]
 
 
-def test_make_ui_passes_a_store_with_spaces_as_one_argument() -> None:
-    uri = "sqlite:////home/me/my runs/mlruns/mlflow.db"
+def _make_ui_line(store: str) -> str:
+    """The line of `make ui STORE=...` that starts MLflow's UI, as make would run it."""
     # -n prints the commands without running them; -o: the venv counts as made.
     printed = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed-stamp", "ui", f"STORE={uri}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    (line,) = [line for line in printed.splitlines() if "mlflow ui" in line]
-    words = shlex.split(line)
-    assert words[words.index("--backend-store-uri") + 1] == uri
-
-
-def test_make_ui_silences_the_starlette_deprecation_that_mlflows_server_prints(
-    tmp_path: Path,
-) -> None:
-    printed = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed-stamp", "ui", f"STORE=sqlite:///{tmp_path}/m.db"],
+        ["make", "-n", "-o", ".venv/.installed-stamp", "ui", f"STORE={store}"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     (line,) = [line for line in printed.replace("\\\n", " ").splitlines() if "mlflow ui" in line]
+    return line
+
+
+def test_make_ui_passes_a_store_with_spaces_as_one_argument() -> None:
+    uri = "sqlite:////home/me/my runs/mlruns/mlflow.db"
+    words = shlex.split(_make_ui_line(uri))
+    assert words[words.index("--backend-store-uri") + 1] == uri
+
+
+def test_make_ui_silences_the_starlette_deprecation_that_mlflows_server_prints(
+    tmp_path: Path,
+) -> None:
+    line = _make_ui_line(f"sqlite:///{tmp_path}/m.db")
     found = re.match(r"(.*?)\S+/bin/mlflow ui ", line)
     assert found is not None, line
     # The recipe's line, with what MLflow's server imports as it starts in place of mlflow ui,
