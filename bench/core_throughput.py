@@ -394,7 +394,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--dtypes", nargs="+", default=["float32"])
-    parser.add_argument("--activations", nargs="+", default=["tanh"])
+    # What every contender implements alike (the bare step knows only these two).
+    parser.add_argument("--activations", nargs="+", default=["tanh"], choices=["tanh", "relu"])
     parser.add_argument(
         "--before", default=DEFAULT_REF, help="commit whose core is timed as `before` ('' : none)"
     )

@@ -34,3 +34,13 @@ def test_core_throughput_quick_run_prints_every_table(tmp_path: Path) -> None:
     accuracy = rows[-1].split("|")
     # Same seeds, same arithmetic: the two cores reach the same test accuracy.
     assert accuracy[5] == accuracy[6]
+
+
+def test_an_activation_some_contender_lacks_is_refused_before_any_timing() -> None:
+    # scikit-learn calls it logistic and the bare step would run tanh under its name.
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--activations", "sigmoid"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "argument --activations: invalid choice: 'sigmoid'" in proc.stderr
