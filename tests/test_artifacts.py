@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from sweeper.core.training import EpochMetrics
 from sweeper.data import load_dataset
 from sweeper.data.digits import load_digits_split
 from sweeper.plots import curve_figure
+from sweeper.reproduce import main as reproduce_main
 from sweeper.run import logged_epoch
 from sweeper.run_records import tracked_run
 from sweeper.store_setup import open_store, prepare_store
@@ -196,12 +198,17 @@ def test_the_store_is_named_with_tracking_uri_as_the_report_names_it(
         )
 
 
+# Each command's status for a run it refuses: artifacts 1, reproduce 2 (its "refused").
+@pytest.mark.parametrize(("main", "refused"), [(artifacts_main, 1), (reproduce_main, 2)])
 def test_a_sweeps_parent_run_is_refused_naming_its_best_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    main: Callable[[list[str]], int],
+    refused: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     uri = store_uri(tmp_path)
     parent, best = sweep_of_two_runs(uri)
-    assert artifacts_main([parent, "--tracking-uri", uri]) == 1
+    assert main([parent, "--tracking-uri", uri]) == refused
     out = capsys.readouterr()
     assert out.err == (
         f"Error: run {parent} is sweep s's parent run, which trains nothing: give one of its "

@@ -18,7 +18,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import artifact_paths, run_here, sweep_of_two_runs, write_mnist_like
+from helpers import artifact_paths, run_here, write_mnist_like
 from sweeper import provenance
 from sweeper.core.training import EpochMetrics
 from sweeper.data import cache, datasets
@@ -495,20 +495,6 @@ def test_a_tracking_server_that_does_not_answer_names_the_commands_option(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("Error: tracking server http://127.0.0.1:9 not answering (")
     assert line.endswith("is the URI right? (--tracking-uri or MLFLOW_TRACKING_URI)")
-
-
-def test_a_sweeps_parent_run_is_refused_naming_its_best_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    uri = store_uri(tmp_path)
-    parent, best = sweep_of_two_runs(uri)
-    assert reproduce_main([parent, "--tracking-uri", uri]) == 2
-    out = capsys.readouterr()
-    assert out.err == (
-        f"Error: run {parent} is sweep s's parent run, which trains nothing: give one of its "
-        f"child runs (its best: {best})\n"
-    )
-    assert out.out == ""
 
 
 def test_a_file_that_is_not_utf8_in_the_tree_is_kept_in_the_diff(dirty_checkout: Path) -> None:
