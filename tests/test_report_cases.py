@@ -271,3 +271,37 @@ def test_a_finished_run_without_its_val_loss_is_unranked_everywhere() -> None:
     assert list(runs["run_id"]) == ["again", "only"]
     assert list(runs["finished"]) == [True, False]
     assert list(runs_table(runs, ["seed"]).frame["#"]) == ["1 (best)", "-"]
+
+
+def test_the_best_run_section_is_the_run_of_lowest_loss_even_in_a_worse_configuration(
+    tmp_path: Path,
+) -> None:
+    # The sweep's summary and its model name the run of lowest best_val_loss best; a lucky seed
+    # of a worse configuration can be it, and the report's best run must be the same run.
+    from fake_store import LEARNING_RATES, fill_fake_sweep
+
+    uri = store_uri(tmp_path)
+    fill_fake_sweep(uri, "lucky", seeds=2, epochs=2)
+    client = MlflowClient(uri)
+    # The largest rate's last seed failed: the others' configurations have both seeds.
+    runs = [
+        r
+        for r in child_runs(client.search_runs(["1"]))
+        if r.data.params["optimizer.lr"] != LEARNING_RATES[-1]
+    ]
+    lowest = min(r.data.metrics[RANKED_BY] for r in runs)
+    worst = max(runs, key=lambda r: r.data.metrics[RANKED_BY])
+    lucky, params = worst.info.run_id, worst.data.params
+    client.log_metric(lucky, RANKED_BY, lowest - 0.01, step=1)
+    built = build_report(uri, sweep_id="lucky", out_dir=tmp_path / "reports")
+    (heading,) = [
+        line
+        for line in (built.directory / "report.md").read_text().splitlines()
+        if line.startswith("## Best run: ")
+    ]
+    assert heading.endswith(f"({lucky})")
+    assert f"seed={params['seed']}" in heading
+    best_configuration = table_with(built.summary, "activation.name")[0]
+    assert best_configuration["#"] == "1 (best)"
+    knobs = ("activation.name", "optimizer.lr")
+    assert [best_configuration[k] for k in knobs] != [params[k] for k in knobs]

@@ -444,10 +444,12 @@ def build_report(
         if (configs["n"] > 0).any():
             figures += writer.interactions(runs, configs)
             with tempfile.TemporaryDirectory() as tmp:
+                # The run of lowest best_val_loss (runs are ranked so), which the sweep's
+                # summary and model name best: not always a seed of the best configuration.
                 done = runs[runs["finished"]]
-                best_id = done.loc[done[CONFIG] == configs.index[0], "run_id"].iloc[0]
+                best_id = done["run_id"].iloc[0]
                 best_run = next(r for r in records if r.run_id == best_id)
-                best_label = configs.index[0]
+                best_label = done[CONFIG].iloc[0]
                 if SEED in varying:
                     best_label += f" {SEED}={best_run.params.get(SEED, '')}"
                 checkpoint = download_artifact(client, best_id, CHECKPOINT_ARTIFACT, Path(tmp))
