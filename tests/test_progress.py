@@ -123,6 +123,26 @@ def test_a_resumed_sweep_reads_back_its_finished_runs_with_their_final_metrics(
     )
 
 
+def test_a_grown_grids_resume_numbers_the_runs_finished_before_as_its_own_jobs(
+    tmp_path: Path,
+) -> None:
+    # seed=0,1 ran as jobs 0 and 1; activation=a,b seed=0,1 plans (a,0) (a,1) (b,0) (b,1),
+    # so (b,0), job 2 now, must not show as #0 beside the new job 0.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "s", "", "sweep")
+    client = MlflowClient(uri)
+    final = {"best_val_loss": 0.25, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
+    for job, seed in enumerate("01"):
+        tags = {"overrides": f"seed={seed}", "job": str(job), "config_hash": f"b{seed}"}
+        add_child_run(client, experiment_id, parent, f"b{seed}", tags=tags, **final)
+    before = finished_before(uri, experiment_id, parent, ["a0", "a1", "b0", "b1"])
+    assert sorted((o.number, o.overrides) for o in before) == [
+        ("2", ["seed=0"]),
+        ("3", ["seed=1"]),
+    ]
+
+
 def test_a_failed_gradient_check_is_in_the_runs_line_and_listed_after_the_summary() -> None:
     failed = "max |diff| 9.6e-06 > tol 1e-12"
     checked = RunOutcome(0, ["seed=0"], "FINISHED", "max_epochs", 1.0, "r0", _METRICS)

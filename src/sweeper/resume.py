@@ -8,7 +8,7 @@ runs it finished before are read back for the summary of the sweep as a whole.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from mlflow.entities import Run, RunStatus
@@ -79,35 +79,37 @@ SUMMARY_METRICS = (BEST_VAL_LOSS, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
 
 @store_call
 def finished_before(
-    uri: str, experiment_id: str, parent_run_id: str, hashes: Collection[str], repeats: int = 1
+    uri: str, experiment_id: str, parent_run_id: str, hashes: Sequence[str], repeats: int = 1
 ) -> list[RunOutcome]:
     """The runs of the sweep that ended FINISHED (or a search's pruner stopped) before this
-    command, as outcomes for its summary: of the planned ``hashes`` the newest of each, or
-    every one where none are planned (a search, whose runs are named ``trial.repeat`` where
-    it repeats each trial)."""
+    command, as outcomes for its summary: of the planned ``hashes`` (in job order) the newest
+    of each, numbered as this command's job of that configuration (a grid grown since
+    numbers its jobs anew), or every one where none are planned (a search, whose jobs number
+    on from the earlier ones', its runs named ``trial.repeat`` where it repeats each trial)."""
     query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'"
     runs = sorted(search_all(MlflowClient(uri), experiment_id, query), key=_started)
     # The summary's columns are a finished run's final metrics (as report.runs counts one).
     runs = [run for run in runs if all(m in run.data.metrics for m in SUMMARY_METRICS)]
     newest = {run.data.tags.get("config_hash", run.info.run_id): run for run in runs}
-    if hashes:
-        newest = {h: run for h, run in newest.items() if h in hashes}
-    return [_outcome(run, repeats) for run in newest.values()]
+    if not hashes:
+        return [_outcome(run, repeats) for run in newest.values()]
+    return [_outcome(newest[h], repeats, number=job) for job, h in enumerate(hashes) if h in newest]
 
 
 def _started(run: Run) -> int:
     return int(run.info.start_time or 0)
 
 
-def _outcome(run: Run, repeats: int) -> RunOutcome:
-    """A run ended before, as its own process left its outcome (``Pruning.trial``'s label)."""
+def _outcome(run: Run, repeats: int, number: int | None = None) -> RunOutcome:
+    """A run ended before, as its own process left its outcome (``Pruning.trial``'s label),
+    numbered ``number``, else as its job was."""
     tags, metrics = run.data.tags, dict(run.data.metrics)
     trial = tags.get("trial")
     if trial is not None and repeats > 1:
         trial = f"{trial}.{tags.get('repeat', '0')}"
     tol = run.data.params.get("gradcheck.tol")
     return RunOutcome(
-        int(tags.get("job", -1)),
+        int(tags.get("job", -1)) if number is None else number,
         tags.get("overrides", "").split(),
         PRUNED if tags.get("status") == PRUNED else FINISHED,
         tags.get("reason", ""),
