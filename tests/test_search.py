@@ -180,6 +180,10 @@ def search_settings(**changes: object) -> DictConfig:
             "hydra.sweeper.pruner.min_resource=0 is invalid: an integer >= 1",
         ),
         (
+            {"pruner.name": "hyperband", "pruner.reduction_factor": 1},
+            "hydra.sweeper.pruner.reduction_factor=1 is invalid: an integer >= 2",
+        ),
+        (
             {"pruner.name": "hyperband", "pruner.min_resource": "auto"},
             "hydra.sweeper.pruner.min_resource=auto is invalid: an integer >= 1",
         ),

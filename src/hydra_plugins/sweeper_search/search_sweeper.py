@@ -128,6 +128,13 @@ def check_sampler_and_pruner(settings: DictConfig) -> None:
                 f"hydra.sweeper.pruner.max_resource={high} is invalid: 'auto' or an integer "
                 f">= min_resource ({pruner.min_resource})"
             )
+        factor = pruner.reduction_factor
+        # Hyperband takes its logarithm at a trial's first report (successive halving's
+        # constructor checks it).
+        if factor < 2:
+            raise StudyConfigError(
+                f"hydra.sweeper.pruner.reduction_factor={factor} is invalid: an integer >= 2"
+            )
     make_sampler(sampler)
     make_pruner(pruner)
 
