@@ -252,6 +252,21 @@ def test_n_warmup_steps_is_the_epochs_a_trial_trains_before_the_median_pruner_ju
     assert worse.pruned_at == 2
 
 
+def test_a_run_whose_trial_the_sweeper_ended_at_ctrl_c_ends_killed_not_failed(
+    tmp_path: Path,
+) -> None:
+    # Ctrl-C fails the search's open trials at once; a job forked at that moment gets the
+    # signal only from the launcher's second one, and reports to a finished trial first.
+    study = optuna.create_study()
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)
+    with pytest.raises(KeyboardInterrupt):
+        run_here(tmp_path, {"train": {"epochs": 2}}, pruning=Pruning(TrialReporter(0, trial), 2))
+    (run,) = MlflowClient(store_uri(tmp_path)).search_runs(["1"])
+    assert (run.info.status, run.data.tags["status"]) == ("KILLED", "KILLED")
+    assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
+
+
 def test_the_qmc_sampler_is_made_without_optunas_experimental_warning() -> None:
     sampler = search_settings(**{"sampler.name": "qmc"}).sampler
     with warnings.catch_warnings(record=True) as caught:

@@ -12,10 +12,12 @@ value the job returns.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
+from optuna.exceptions import UpdateFinishedTrialError
 
 from hydra_plugins.sweeper_search.study import PRUNED_AT, make_pruner, make_storage, value_attr
 
@@ -46,22 +48,29 @@ class TrialReporter:
         trial, for the sweeper to tell it PRUNED). The best value so far is what is reported,
         so a pruned trial's value is the objective it reached, the one the job records. The
         ``last`` step is not judged: stopping there would save nothing. A later repeat reports
-        nothing: it starts only once the first ended unpruned."""
+        nothing: it starts only once the first ended unpruned. A trial the sweeper ended
+        meanwhile (Ctrl-C, whose signal reaches the job a moment later) stops the job as
+        Ctrl-C does."""
         if self.repeat > 0 or self.trial is None:
             return False
         self.best = min(self.best, value)
-        self.trial.report(self.best, step)
-        if not last and self.trial.should_prune():
-            self.pruned_at = step
-            self.trial.set_user_attr(PRUNED_AT, step)
-            return True
+        try:
+            self.trial.report(self.best, step)
+            if not last and self.trial.should_prune():
+                self.pruned_at = step
+                self.trial.set_user_attr(PRUNED_AT, step)
+                return True
+        except UpdateFinishedTrialError:
+            raise KeyboardInterrupt from None
         return False
 
     def ended(self, value: float) -> None:
         """Record the value the job is about to return: the trial ended, whatever happens to
-        the job's process before it answers."""
+        the job's process before it answers. Not on a trial the sweeper ended meanwhile
+        (Ctrl-C): a resumed search asks it again."""
         if self.trial is not None:
-            self.trial.set_user_attr(value_attr(self.repeat), value)
+            with contextlib.suppress(UpdateFinishedTrialError):
+                self.trial.set_user_attr(value_attr(self.repeat), value)
 
 
 def current_trial() -> TrialReporter | None:
