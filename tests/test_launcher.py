@@ -131,7 +131,7 @@ def _sweep_config(tmp_path: Path) -> DictConfig:
             "hydra": {
                 "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"},
                 "job": {"num": 3},
-                "overrides": {"task": ["seed=3"]},
+                "overrides": {"task": ["seed=3"], "hydra": ["hydra.sweeper.trial=1"]},
             }
         }
     )
@@ -149,9 +149,12 @@ def test_a_dead_jobs_process_is_handed_to_on_job_death_with_how_it_ended(tmp_pat
     ret = _run_in_own_process(context, b"not a job", _sweep_config(tmp_path), on_death)
     assert ret.status is JobStatus.COMPLETED and ret.return_value == 7.0
     (death,) = deaths
-    assert {k: death[k] for k in ("job", "overrides", "interrupted", "ended")} == {
+    assert {
+        k: death[k] for k in ("job", "overrides", "hydra_overrides", "interrupted", "ended")
+    } == {
         "job": 3,
         "overrides": ["seed=3"],
+        "hydra_overrides": ["hydra.sweeper.trial=1"],
         "interrupted": False,
         "ended": "exit code 1",
     }
@@ -587,7 +590,8 @@ def test_a_dead_job_whose_pid_is_unknown_closes_its_own_run_by_job_number(tmp_pa
     }
     SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
     record_dead_job(
-        sweep_dir=tmp_path, job_dir=tmp_path / "4", job=4, overrides=["seed=4"], pid=None,
+        sweep_dir=tmp_path, job_dir=tmp_path / "4", job=4, overrides=["seed=4"],
+        hydra_overrides=[], pid=None,
         interrupted=False, ended="Ray: The worker died", seconds=1.0,
     )  # fmt: skip
     dead, alive = client.get_run(runs[4]), client.get_run(runs[3])
@@ -595,6 +599,22 @@ def test_a_dead_job_whose_pid_is_unknown_closes_its_own_run_by_job_number(tmp_pa
     assert dead.data.tags["reason"] == "worker process died (Ray: The worker died)"
     assert alive.info.status == "RUNNING"
     assert RunOutcome.load(tmp_path / "4" / OUTCOME_FILE).status == "FAILED"
+
+
+def test_a_search_job_killed_before_its_run_started_is_named_by_its_trial(tmp_path: Path) -> None:
+    # No progress file yet: its trial and repeat are the search sweeper's overrides of the job.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = MlflowClient(uri).create_run(experiment_id, tags={"kind": "sweep"}).info.run_id
+    SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
+    given = ["hydra.sweeper.study='s'", "hydra.sweeper.trial=0", "hydra.sweeper.repeat=2"]
+    for job, hydra_overrides, named in ((5, given, "0.2"), (6, given[:2], "0"), (7, [], "7")):
+        record_dead_job(
+            sweep_dir=tmp_path, job_dir=tmp_path / str(job), job=job, overrides=["seed=2"],
+            hydra_overrides=hydra_overrides, pid=99, interrupted=True, ended="exit code 130",
+            seconds=1.0,
+        )  # fmt: skip
+        assert RunOutcome.load(tmp_path / str(job) / OUTCOME_FILE).number == named
 
 
 def test_a_job_stopped_by_ctrl_c_after_its_run_ended_keeps_its_outcome(tmp_path: Path) -> None:
@@ -612,7 +632,8 @@ def test_a_job_stopped_by_ctrl_c_after_its_run_ended_keeps_its_outcome(tmp_path:
     (tmp_path / "2").mkdir()
     RunOutcome(2, ["seed=2"], "FINISHED", "", 1.0, run_id, metrics).save(tmp_path / "2")
     objective = record_dead_job(
-        sweep_dir=tmp_path, job_dir=tmp_path / "2", job=2, overrides=["seed=2"], pid=99,
+        sweep_dir=tmp_path, job_dir=tmp_path / "2", job=2, overrides=["seed=2"],
+        hydra_overrides=[], pid=99,
         interrupted=True, ended="exit code 130", seconds=1.0,
     )  # fmt: skip
     assert objective == 0.25

@@ -7,7 +7,8 @@ Runs may be other processes or other machines, so files are the one channel that
 any Hydra launcher. Each is written whole, then renamed, so a reader never sees half of one.
 
 Also here: the metric runs are ranked by, wherever sweeper ranks them (``RANKED_BY``), how
-the sweep counts its runs' endings, and how a failed gradient check is worded.
+the sweep counts its runs' endings and names a search's runs, and how a failed gradient check
+is worded.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ RANK_ASCENDING = True
 PROGRESS_SECONDS = 0.5
 
 
+def trial_label(number: int | str, repeat: int | str | None) -> str:
+    """A search's run as the sweep's lines name it: its trial's number, and ``.k`` after it
+    for its repeat k where the search repeats trials (``4.1``; ``repeat`` None where not)."""
+    return str(number) if repeat is None else f"{number}.{repeat}"
+
+
 def _write_whole(path: Path, data: object) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
@@ -53,7 +60,7 @@ class RunOutcome:
     seconds: float
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    # A search's run: its trial's number, ".k" after it for its repeat k where trials repeat.
+    # A search's run: its trial_label.
     trial: str | None = None
     # A gradient check that failed, as gradcheck_failure words it; None where it passed or
     # did not run. The run's status is its training's.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hydra_plugins.sweeper_search.trial import TrialReporter, current_trial
 from sweeper.core.training import EpochMetrics
+from sweeper.outcome import trial_label
 
 
 def pruned_reason(epoch: int) -> str:
@@ -40,9 +41,7 @@ class Pruning:
         reporter = self.reporter
         if reporter is None:
             return None
-        if reporter.repeats == 1:
-            return str(reporter.number)
-        return f"{reporter.number}.{reporter.repeat}"
+        return trial_label(reporter.number, reporter.repeat if reporter.repeats > 1 else None)
 
     def tags(self) -> dict[str, str]:
         """The run's trial number and which of the trial's repeats it is, which match its

@@ -30,6 +30,7 @@ from sweeper.outcome import (
     count_finished,
     count_killed,
     count_pruned,
+    trial_label,
 )
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
@@ -45,6 +46,7 @@ def record_dead_job(
     job_dir: Path,
     job: int,
     overrides: list[str],
+    hydra_overrides: list[str],
     pid: int | None,
     interrupted: bool,
     ended: str,
@@ -81,19 +83,24 @@ def record_dead_job(
         kept = RunOutcome.load(left)
         if kept.run_id == run_id and not kept.failed:
             return kept.objective
-    outcome = RunOutcome(job, overrides, status, reason, seconds, run_id, trial=_trial(job_dir))
+    trial = _trial(job_dir, hydra_overrides)
+    outcome = RunOutcome(job, overrides, status, reason, seconds, run_id, trial=trial)
     job_dir.mkdir(parents=True, exist_ok=True)
     outcome.save(job_dir)
     return outcome.objective
 
 
-def _trial(job_dir: Path) -> str | None:
-    """A search's trial that the job ran, as the run's progress file names it (None before
-    the run had left one)."""
+def _trial(job_dir: Path, hydra_overrides: list[str]) -> str | None:
+    """A search's trial that the job ran, as the run's progress file names it, or, before the
+    run had left one, as the search sweeper's overrides of the job say; None for another
+    sweeper's job."""
     try:
         return RunProgress.load(job_dir / PROGRESS_FILE).trial
     except (OSError, ValueError, TypeError):
-        return None
+        pass
+    given = dict(o.split("=", 1) for o in hydra_overrides if "=" in o)
+    trial = given.get("hydra.sweeper.trial")
+    return None if trial is None else trial_label(trial, given.get("hydra.sweeper.repeat"))
 
 
 class SweepStop:

@@ -255,6 +255,8 @@ class JobDeath(NamedTuple):
     job_dir: Path
     job: int
     overrides: list[str]
+    # The job's overrides of Hydra's own settings (``hydra.*``), as its sweeper gave them.
+    hydra_overrides: list[str]
     # None where the launcher cannot know it (a Ray task's worker).
     pid: int | None
     # Ctrl-C (the process exited with EXIT_INTERRUPTED, or died as the sweep stopped its jobs),
@@ -318,6 +320,7 @@ def _run_in_own_process(
             job_dir=job_dir(sweep_config),
             job=job,
             overrides=overrides,
+            hydra_overrides=list(sweep_config.hydra.overrides.hydra),
             pid=process.pid,
             interrupted=processes.stopping or process.exitcode == EXIT_INTERRUPTED,
             ended=exit_description(process.exitcode),

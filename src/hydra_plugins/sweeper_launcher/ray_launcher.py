@@ -67,6 +67,7 @@ def job_future(
                     job_dir=job_dir(sweep_config),
                     job=int(sweep_config.hydra.job.num),
                     overrides=overrides,
+                    hydra_overrides=list(sweep_config.hydra.overrides.hydra),
                     pid=None,
                     interrupted=False,
                     ended=f"Ray: {first_line(error)}",
