@@ -158,6 +158,21 @@ def test_each_install_of_the_package_records_its_own_digits_file_as_the_source(
         assert list(dataset.sources) == [str(copy)]
 
 
+def test_a_relative_data_dir_records_the_files_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One directory named from two working directories shares one entry: a run of the second
+    # must not record the first's relative paths, which reproducing it could not find.
+    write_cifar(tmp_path / "data" / "cifar", per_batch=20)
+    (tmp_path / "data" / "sub").mkdir()
+    for cwd, given in (("data/sub", "../cifar"), ("data", "cifar")):
+        monkeypatch.chdir(tmp_path / cwd)
+        dataset = load_dataset_cached(tmp_path / "cache", "cifar10", Path(given))
+        assert dataset.sources
+        for name in dataset.sources:
+            assert Path(name).is_absolute() and Path(name).is_file(), name
+
+
 def _load_in_worker(cache_dir: Path) -> float:
     return float(load_dataset_cached(cache_dir, "digits", seed=5).x_train.sum(dtype=np.float64))
 

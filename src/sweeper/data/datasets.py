@@ -255,5 +255,5 @@ def load_dataset(
         n_classes=spec.n_classes,
         image_shape=image_shape,
         standardizer=standardizer,
-        sources={str(path): file_hash(path) for path in read},
+        sources={str(path.resolve()): file_hash(path) for path in read},
     )
