@@ -130,17 +130,20 @@ def add_child_run(
     status: str = "FINISHED",
     tags: dict[str, str] | None = None,
     start_time: int | None = None,
+    params: dict[str, str] | None = None,
     **metrics: float,
 ) -> str:
-    """A child run of the sweep ``parent_run_id`` with final ``metrics``, ended ``status``, as
-    a sweep's run leaves it (a run a search pruned ends FINISHED with the tag status=PRUNED,
-    which ``tags`` sets); its id."""
+    """A child run of the sweep ``parent_run_id`` with ``params`` and final ``metrics``, ended
+    ``status``, as a sweep's run leaves it (a run a search pruned ends FINISHED with the tag
+    status=PRUNED, which ``tags`` sets); its id."""
     run = client.create_run(
         experiment_id,
         start_time=start_time,
         run_name=name,
         tags={"mlflow.parentRunId": parent_run_id, "status": status, **(tags or {})},
     )
+    for key, value in (params or {}).items():
+        client.log_param(run.info.run_id, key, value)
     for key, value in metrics.items():
         client.log_metric(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.from_string(status)))

@@ -144,9 +144,12 @@ def test_the_best_run_is_the_lowest_validation_loss_not_the_highest_accuracy(
     best, note = best_at_the_sweeps_end(
         store_uri(tmp_path),
         [
-            {"name": "lr=0.1", "best_val_loss": 0.30, "best_val_acc": 0.95, "test_acc": 0.94},
-            {"name": "lr=0.05", "best_val_loss": 0.25, "best_val_acc": 0.93, "test_acc": 0.92},
-            {"name": "lr=1e6", "status": "FAILED"},
+            {"name": f"lr={lr}", "params": {"optimizer.lr": lr}, **run}
+            for lr, run in (
+                ("0.1", {"best_val_loss": 0.30, "best_val_acc": 0.95, "test_acc": 0.94}),
+                ("0.05", {"best_val_loss": 0.25, "best_val_acc": 0.93, "test_acc": 0.92}),
+                ("1e6", {"status": "FAILED"}),
+            )
         ],
     )
     assert best == "lr=0.05"

@@ -13,7 +13,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, child_runs, parent_run, run_cli, store_uri
-from helpers import markdown_tables
+from helpers import add_child_run, markdown_tables
 from sweeper.names import FINISHED, TEST_ACC
 from sweeper.outcome import RANKED_BY
 from sweeper.plots import TRAIN_CURVE_LABELS
@@ -24,6 +24,7 @@ from sweeper.report.figures import train_vs_validation, validation_curves
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import RunRecord, kept_runs
 from sweeper.report.tables import runs_frame, runs_table
+from sweeper.sweep_runs import best_child_run
 
 SMALL = ["train.epochs=2", "topology.hidden=[16]"]
 
@@ -58,7 +59,7 @@ def test_no_spread_in_the_loss_is_no_importance_not_a_crash(tmp_path: Path) -> N
     assert len(runs) == 4 and len(losses) == 1
     markdown = report(tmp_path)
     assert (
-        "No importance: every finished configuration has the same mean validation loss "
+        "No importance: every complete configuration has the same mean validation loss "
         f"({losses.pop():.6g}), so no parameter explains any of its variance." in markdown
     )
 
@@ -261,16 +262,18 @@ def test_bold_markdown_is_strong_in_html() -> None:
 def test_a_finished_run_without_its_val_loss_is_unranked_everywhere() -> None:
     # One definition of finished (RunRecord.finished): which runs the report keeps and which
     # it ranks agree on a FINISHED run whose val loss never reached the store.
+    # Two configurations, so that the one whose run has a val loss is complete and ranked.
     metrics = {RANKED_BY: 0.5, TEST_ACC: 0.9}
-    lost = RunRecord("lost", "lost", FINISHED, "", 1, "h", {"seed": "0"}, {})
-    again = RunRecord("again", "again", FINISHED, "", 2, "h", {"seed": "0"}, metrics)
-    only = RunRecord("only", "only", FINISHED, "", 3, "g", {"seed": "1"}, {})
+    params = {"optimizer.lr": "0.1", "seed": "0"}
+    lost = RunRecord("lost", "lost", FINISHED, "", 1, "h", params, {})
+    again = RunRecord("again", "again", FINISHED, "", 2, "h", params, metrics)
+    only = RunRecord("only", "only", FINISHED, "", 3, "g", {"optimizer.lr": "0.2"}, {})
     kept = kept_runs([lost, again, only])
     assert [r.run_id for r in kept] == ["again", "only"]
-    runs = runs_frame(kept, ["seed"])
+    runs = runs_frame(kept, ["optimizer.lr"])
     assert list(runs["run_id"]) == ["again", "only"]
     assert list(runs["finished"]) == [True, False]
-    assert list(runs_table(runs, ["seed"]).frame["#"]) == ["1 (best)", "-"]
+    assert list(runs_table(runs, ["optimizer.lr"]).frame["#"]) == ["1 (best)", "-"]
 
 
 def test_the_best_run_section_is_the_run_of_lowest_loss_even_in_a_worse_configuration(
@@ -305,3 +308,123 @@ def test_the_best_run_section_is_the_run_of_lowest_loss_even_in_a_worse_configur
     assert best_configuration["#"] == "1 (best)"
     knobs = ("activation.name", "optimizer.lr")
     assert [best_configuration[k] for k in knobs] != [params[k] for k in knobs]
+
+
+def _lucky_seed_of_an_incomplete_configuration(uri: str, sweep_id: str) -> tuple[Run, Run]:
+    """``fill_fake_sweep`` of 2 seeds, where the last seed of each configuration of the largest
+    rate fails; its first seed under tanh gets the lowest val loss of the sweep. That run,
+    and the parent run."""
+    from fake_store import LEARNING_RATES, fill_fake_sweep
+
+    fill_fake_sweep(uri, sweep_id, seeds=2, epochs=2)
+    client = MlflowClient(uri)
+    runs = all_runs_of(client)
+    (lucky,) = [
+        r
+        for r in child_runs(runs)
+        if r.data.params["optimizer.lr"] == LEARNING_RATES[-1]
+        and r.data.params["activation.name"] == "tanh"
+        and r.info.status == FINISHED
+    ]
+    lowest = min(r.data.metrics.get(RANKED_BY, 9.0) for r in runs)
+    client.log_metric(lucky.info.run_id, RANKED_BY, lowest - 0.01, step=1)
+    return client.get_run(lucky.info.run_id), parent_run(runs)
+
+
+def all_runs_of(client: MlflowClient) -> list[Run]:
+    return client.search_runs(["1"], max_results=1000)
+
+
+def _best_run_heading(directory: Path) -> str:
+    (heading,) = [
+        line
+        for line in (directory / "report.md").read_text().splitlines()
+        if line.startswith("## Best run: ")
+    ]
+    return heading
+
+
+def test_a_configuration_with_a_failed_seed_is_not_ranked_and_holds_no_best_run(
+    tmp_path: Path,
+) -> None:
+    # A grid whose seed diverged (or a search's trial whose run was killed, no retry): the
+    # configuration's finished seed has the lowest loss of the sweep, but a mean over fewer
+    # seeds is another statistic: its row stays, unranked, after the ranked ones.
+    from fake_store import LEARNING_RATES
+
+    uri = store_uri(tmp_path)
+    lucky, parent = _lucky_seed_of_an_incomplete_configuration(uri, "diverged")
+    built = build_report(uri, sweep_id="diverged", out_dir=tmp_path / "reports")
+    table = table_with(built.summary, "activation.name")
+    knobs = ("activation.name", "optimizer.lr")
+    (row,) = [r for r in table if [r[k] for k in knobs] == ["tanh", LEARNING_RATES[-1]]]
+    assert row["#"] == "-"
+    assert row["n"] == "1"
+    assert row["status"] == "1 FAILED, 1 FINISHED: diverged at epoch 1 (loss=nan)"
+    assert row["val loss"] == f"{lucky.data.metrics[RANKED_BY]:.4f}"
+    # The 16 complete configurations ranked, then the 4 of the largest rate.
+    assert [row["#"] for row in table] == ["1 (best)", *map(str, range(2, 17)), *["-"] * 4]
+    assert {row["optimizer.lr"] for row in table[16:]} == {LEARNING_RATES[-1]}
+    assert "each of the 16 complete configurations" in built.summary
+    # The report's best run is the sweep's (its model, its summary): never the lucky seed.
+    best = best_child_run(uri, "1", parent.info.run_id)
+    assert best is not None and best.info.run_id != lucky.info.run_id
+    assert _best_run_heading(built.directory).endswith(f"({best.info.run_id})")
+    assert [best.data.params[k] for k in knobs] == [table[0][k] for k in knobs]
+    every_run = table_with((built.directory / "report.md").read_text(), "run id")
+    (shown,) = [r for r in every_run if r["run id"] == lucky.info.run_id]
+    assert shown["#"] == "-"
+    assert every_run[0]["run id"] == best.info.run_id and every_run[0]["#"] == "1 (best)"
+
+
+def test_a_failed_seed_run_again_to_its_end_completes_its_configuration(tmp_path: Path) -> None:
+    # A resumed sweep (or a search asking a killed trial again) reruns a failed seed under its
+    # config_hash: the newer finished run supersedes the failed one, and the configuration is
+    # ranked; the others of the largest rate, their failed seed not run again, are not.
+    from fake_store import LEARNING_RATES
+
+    uri = store_uri(tmp_path)
+    lucky, parent = _lucky_seed_of_an_incomplete_configuration(uri, "rerun")
+    client = MlflowClient(uri)
+    (failed,) = [
+        r
+        for r in child_runs(all_runs_of(client))
+        if r.data.params["activation.name"] == "sigmoid" and r.info.status == "FAILED"
+    ]
+    # sigmoid's runs of the largest rate, its first seed and its rerun, are now the best
+    # complete pair, the lucky seed of tanh's lower still.
+    (first,) = [
+        r
+        for r in child_runs(all_runs_of(client))
+        if r.data.params["activation.name"] == "sigmoid"
+        and r.data.params["optimizer.lr"] == LEARNING_RATES[-1]
+        and r.info.status == FINISHED
+    ]
+    low = lucky.data.metrics[RANKED_BY]
+    client.log_metric(first.info.run_id, RANKED_BY, low + 0.001, step=1)
+    rerun = add_child_run(
+        client,
+        "1",
+        parent.info.run_id,
+        "sigmoid rerun",
+        tags={"config_hash": failed.data.tags["config_hash"]},
+        params=dict(failed.data.params),
+        best_val_loss=low + 0.002,
+        test_acc=0.9,
+    )
+    best = best_child_run(uri, "1", parent.info.run_id)
+    assert best is not None and best.info.run_id == first.info.run_id
+    built = build_report(uri, sweep_id="rerun", out_dir=tmp_path / "reports")
+    assert _best_run_heading(built.directory).endswith(f"({first.info.run_id})")
+    table = table_with(built.summary, "activation.name")
+    top = table[0]
+    assert (top["#"], top["activation.name"], top["optimizer.lr"]) == (
+        "1 (best)",
+        "sigmoid",
+        LEARNING_RATES[-1],
+    )
+    assert (top["n"], top["status"]) == ("2", FINISHED)
+    assert [row["#"] for row in table[-3:]] == ["-"] * 3
+    every_run = table_with((built.directory / "report.md").read_text(), "run id")
+    assert {r["run id"] for r in every_run} >= {rerun, first.info.run_id}
+    assert failed.info.run_id not in {r["run id"] for r in every_run}

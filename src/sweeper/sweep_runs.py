@@ -10,9 +10,9 @@ from typing import Any
 from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeper.names import FINISHED, KIND_TAG, PRUNED, SWEEP_KIND
-from sweeper.outcome import RANK_ASCENDING, RANKED_BY
+from sweeper.names import KIND_TAG, SWEEP_KIND
 from sweeper.provenance import git_commit
+from sweeper.report.runs import kept_runs, ranked_runs, run_record
 from sweeper.store_calls import store_call
 from sweeper.store_reads import search_all
 from sweeper.ui_links import NOTE_TAG, SHARED_VIEW_TAG_PREFIX, share_key, view_json
@@ -61,26 +61,17 @@ def describe_run(uri: str, run_id: str, note: str) -> None:
 
 @store_call
 def best_child_run(uri: str, experiment_id: str, parent_run_id: str) -> Run | None:
-    """The sweep's best run: its FINISHED child (resumed runs included) ranked first by
-    ``RANKED_BY``, of those a search's pruner did not stop (they end FINISHED too); of equal
-    ones the first started, as a search's best trial is the first to reach its value."""
-    client = MlflowClient(uri)
-    order = "ASC" if RANK_ASCENDING else "DESC"
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'",
-            order_by=[f"metrics.`{RANKED_BY}` {order}", "attributes.start_time ASC"],
-            max_results=100,
-            page_token=token,
-        )
-        for run in page:
-            if run.data.tags.get("status") != PRUNED and RANKED_BY in run.data.metrics:
-                return run
-        token = page.token
-        if not token:
-            return None
+    """The sweep's best run, the one its report names best (``report.runs.ranked_runs``):
+    of its children (resumed runs included) that finished, unpruned, in a complete
+    configuration (every seed finished), the first by ``RANKED_BY``; of equal ones the first
+    started, as a search's best trial is the first to reach its value. None if there is none."""
+    children = search_all(
+        MlflowClient(uri), experiment_id, f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    )
+    ranked = ranked_runs(kept_runs(run_record(run) for run in children))
+    if not ranked:
+        return None
+    return next(run for run in children if run.info.run_id == ranked[0].run_id)
 
 
 def sweep_parent_problem(uri: str, run: Run) -> str | None:

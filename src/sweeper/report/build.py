@@ -53,6 +53,7 @@ from sweeper.report.runs import (
     find_sweep,
     kept_runs,
     open_client,
+    ranked_runs,
     sweep_runs,
 )
 from sweeper.report.stats import ALPHA, VERDICT_START, pareto_front, verdict
@@ -91,7 +92,9 @@ WELCH_EXPLAINED = (
     "different by chance, so the p-values are adjusted with Holm's step-down correction, "
     f"which keeps the chance of any false `real` below {ALPHA:g}. `real`: the adjusted p is "
     f"below {ALPHA:g}, the gap is larger than seed-to-seed noise explains; `within noise`: "
-    "it is not, and more seeds (or none) would be needed to tell the two apart."
+    "it is not, and more seeds (or none) would be needed to tell the two apart. A "
+    "configuration with a run that failed, diverged or was killed is incomplete: it is "
+    "neither ranked nor tested."
 )
 
 
@@ -134,7 +137,7 @@ def parameter_count(hidden: str, d_in: int, n_classes: int) -> int | None:
 
 
 class _FigureWriter:
-    """Draws the figures of the finished configurations into ``figures``: some here, the
+    """Draws the figures of the complete configurations into ``figures``: some here, the
     others in ``worker`` (the analysis process, once its analysis is done) at the same time."""
 
     def __init__(
@@ -178,7 +181,7 @@ class _FigureWriter:
         best_label: str,
         repeats: bool,
     ) -> list[Block]:
-        finished = configs[configs["n"] > 0]
+        ranked = configs[configs["complete"]]
         done = runs[runs["finished"]]
         pruned = runs[runs["pruned"]]
         curves = metric_curves(
@@ -191,7 +194,7 @@ class _FigureWriter:
             name: [curves[run_id] for run_id in group["run_id"]]
             for name, group in done.groupby(CONFIG, sort=False)
         }
-        by_config = {name: by_config[name] for name in finished.index}
+        by_config = {name: by_config[name] for name in ranked.index}
         best_measure = runs.loc[runs["run_id"] == best_run.run_id, TRAIN_MEASURE].iloc[0]
         return [
             Heading("Figures"),
@@ -200,7 +203,7 @@ class _FigureWriter:
                 "validation loss and accuracy of every configuration",
                 validation_curves,
                 by_config,
-                finished.index[0],
+                ranked.index[0],
                 repeats,
                 [curves[run_id] for run_id in pruned["run_id"]],
             ),
@@ -208,9 +211,9 @@ class _FigureWriter:
                 "test_accuracy",
                 "test accuracy per configuration",
                 accuracy_bars,
-                list(finished.index),
-                list(finished[f"{TEST_ACC}_mean"]),
-                list(finished[f"{TEST_ACC}_std"]) if repeats else None,
+                list(ranked.index),
+                list(ranked[f"{TEST_ACC}_mean"]),
+                list(ranked[f"{TEST_ACC}_std"]) if repeats else None,
             ),
             Heading(f"Best run: `{best_label}` ({best_run.run_id})"),
             self.png(
@@ -254,16 +257,16 @@ class _FigureWriter:
         return [self.png("importance", "parameter importance", importance_bars, importances)]
 
     def interactions(self, runs: pd.DataFrame, configs: pd.DataFrame) -> list[Block]:
-        finished = configs[configs["n"] > 0]
+        ranked = configs[configs["complete"]]
         blocks: list[Block] = [Heading("How the choices interact")]
-        if self.keys and len(finished) > 1:
+        if self.keys and len(ranked) > 1:
             blocks.append(
                 self.png(
                     "parallel_coordinates",
                     "parallel coordinates of every configuration",
                     parallel_coordinates,
-                    {k: list(finished[k]) for k in self.keys},
-                    list(finished[f"{RANKED_BY}_mean"]),
+                    {k: list(ranked[k]) for k in self.keys},
+                    list(ranked[f"{RANKED_BY}_mean"]),
                     apart=True,
                 )
             )
@@ -283,13 +286,13 @@ class _FigureWriter:
     def costs(self, configs: pd.DataFrame, layer_sizes: list[int] | None) -> list[Block]:
         """Test accuracy against training seconds and, when the topology varies, against the
         parameter count (input and class sizes from the best run's checkpoint)."""
-        finished = configs[configs["n"] > 0]
-        if len(finished) < 2:
+        ranked = configs[configs["complete"]]
+        if len(ranked) < 2:
             return []
-        accuracy = finished[f"{TEST_ACC}_mean"].to_numpy()
+        accuracy = ranked[f"{TEST_ACC}_mean"].to_numpy()
         costs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         notes = []
-        seconds = finished[f"{TRAIN_SECONDS}_mean"].to_numpy()
+        seconds = ranked[f"{TRAIN_SECONDS}_mean"].to_numpy()
         costs["training seconds (mean)"] = (seconds, pareto_front(seconds, accuracy))
         if layer_sizes is None:
             notes.append("No parameter count: the best run logged no checkpoint.")
@@ -297,7 +300,7 @@ class _FigureWriter:
             count = parameter_count(json.dumps(layer_sizes[1:-1]), layer_sizes[0], layer_sizes[-1])
             notes.append(f"Every configuration has {count:,} parameters (one topology).")
         else:
-            counts = [parameter_count(h, layer_sizes[0], layer_sizes[-1]) for h in finished[HIDDEN]]
+            counts = [parameter_count(h, layer_sizes[0], layer_sizes[-1]) for h in ranked[HIDDEN]]
             if None not in counts:
                 count_arr = np.asarray(counts, dtype=np.float64)
                 costs["parameters"] = (count_arr, pareto_front(count_arr, accuracy))
@@ -305,7 +308,7 @@ class _FigureWriter:
         for name, (cost, front) in costs.items():
             names = ", ".join(
                 f"`{c}` ({v:.4g}, {a:.4f})"
-                for c, v, a in zip(finished.index[front], cost[front], accuracy[front], strict=True)
+                for c, v, a in zip(ranked.index[front], cost[front], accuracy[front], strict=True)
             )
             lines.append(f"Pareto-optimal in test accuracy against {name}: {names}.")
         return [
@@ -327,11 +330,11 @@ def _importance(configs: pd.DataFrame, result: pd.Series | str) -> list[Block]:
     blocks: list[Block] = [Heading("Which hyperparameter matters")]
     if isinstance(result, str):
         return [*blocks, Text(f"No importance: {result}.")]
-    n = int((configs["n"] > 0).sum())
+    n = int(configs["complete"].sum())
     table = pd.DataFrame({"parameter": result.index, "importance": [f"{v:.3f}" for v in result]})
     text = Text(
         "Optuna's fANOVA importance for the validation loss, on the mean over seeds of each "
-        f"of the {n} finished configurations (each handed to Optuna as a completed trial): "
+        f"of the {n} complete configurations (each handed to Optuna as a completed trial): "
         "the share of the variance of the loss that each parameter explains."
     )
     return [*blocks, text, Table(table)]
@@ -386,7 +389,7 @@ def _comparison(
             ),
             configurations_table(configs, keys),
         ]
-        if (configs["n"] > 0).sum() > 1:
+        if configs["complete"].sum() > 1:
             blocks.append(Text(verdict(configs)))
     else:
         blocks += [
@@ -441,15 +444,14 @@ def build_report(
         directory.mkdir(parents=True, exist_ok=True)
         writer = _FigureWriter(client, directory / FIGURES_DIR, keys, crossed, pool)
         figures: list[Block] = []
-        if (configs["n"] > 0).any():
+        if configs["complete"].any():
             figures += writer.interactions(runs, configs)
             with tempfile.TemporaryDirectory() as tmp:
-                # The run of lowest best_val_loss (runs are ranked so), which the sweep's
-                # summary and model name best: not always a seed of the best configuration.
-                done = runs[runs["finished"]]
-                best_id = done["run_id"].iloc[0]
-                best_run = next(r for r in records if r.run_id == best_id)
-                best_label = done[CONFIG].iloc[0]
+                # The ranked run of lowest best_val_loss, which the sweep's summary and model
+                # name best (``best_child_run``): not always a seed of the best configuration.
+                best_run = ranked_runs(records)[0]
+                best_id = best_run.run_id
+                best_label = runs.loc[runs["run_id"] == best_id, CONFIG].iloc[0]
                 if SEED in varying:
                     best_label += f" {SEED}={best_run.params.get(SEED, '')}"
                 checkpoint = download_artifact(client, best_id, CHECKPOINT_ARTIFACT, Path(tmp))
@@ -470,7 +472,7 @@ def build_report(
         Text(provenance_summary([r.tags for r in records])[0]),
         *_comparison(runs, records, varying, configs, repeats, crossed),
     ]
-    if (configs["n"] > 0).any():
+    if configs["complete"].any():
         summary += _importance(configs, importances)
     blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1)]
     for block in summary:

@@ -1,6 +1,7 @@
 """Which hyperparameter matters: Optuna's fANOVA importance for the validation loss, computed
-on each configuration's mean over its seeds, for grids and searches alike (every
-configuration is handed to Optuna as a completed trial)."""
+on each complete configuration's mean over its seeds, for grids and searches alike (every
+one is handed to Optuna as a completed trial; one with a failed run is left out, its mean
+over fewer seeds another statistic)."""
 
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def distributions(configs: pd.DataFrame, keys: Sequence[str]) -> dict[str, BaseD
 
 
 def trials(configs: pd.DataFrame, keys: Sequence[str]) -> list[optuna.trial.FrozenTrial]:
-    """One completed trial per finished configuration, its value the mean validation loss,
+    """One completed trial per complete configuration, its value the mean validation loss,
     in the order of ``configs`` (best first; fANOVA's random forest depends on the order)."""
     spaces = distributions(configs, keys)
-    done = configs[configs["n"] > 0]
+    done = configs[configs["complete"]]
     made = []
     for _, row in done.iterrows():
         params = {
@@ -72,16 +73,16 @@ def param_importances(configs: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
         raise ImportanceUnavailableError(
             f"it needs at least 2 varied parameters besides the seed; this sweep varies {len(keys)}"
         )
-    finished = configs[configs["n"] > 0]
+    finished = configs[configs["complete"]]
     if len(finished) < MIN_CONFIGURATIONS:
         raise ImportanceUnavailableError(
-            f"it needs at least {MIN_CONFIGURATIONS} finished configurations; this sweep has "
+            f"it needs at least {MIN_CONFIGURATIONS} complete configurations; this sweep has "
             f"{len(finished)}"
         )
     losses = finished[f"{RANKED_BY}_mean"]
     if losses.nunique() == 1:
         raise ImportanceUnavailableError(
-            f"every finished configuration has the same mean validation loss "
+            f"every complete configuration has the same mean validation loss "
             f"({losses.iloc[0]:.6g}), so no parameter explains any of its variance"
         )
     optuna_logger = logging.getLogger("optuna")

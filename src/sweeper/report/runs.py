@@ -3,17 +3,21 @@
 The report works against any tracking URI, a tracking server included, through MLflow's
 client. One ``search_runs`` query (a page at a time) returns every run of a sweep with its
 params, tags and final metrics; per-epoch curves are ``sweeper.store_reads.metric_curves``.
+Which of those runs the report shows, and which it may rank (``kept_runs``, ``complete``,
+``ranked_runs``), is decided here, without pandas, for the sweep's end to name the same best
+run (``sweeper.sweep_runs.best_child_run``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweeper.config import NOT_HASHED
 from sweeper.names import FINISHED, PRUNED, SWEEP_FILTER
-from sweeper.outcome import RANKED_BY
+from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 from sweeper.store_reads import search_all
 from sweeper.store_uri import (
     CONNECT_TIMEOUT_S,
@@ -22,6 +26,8 @@ from sweeper.store_uri import (
     is_http,
     sqlite_path,
 )
+
+SEED = "seed"  # the param a configuration's runs differ in (its seeds)
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -137,7 +143,7 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
     )
 
 
-def _record(run: Run) -> RunRecord:
+def run_record(run: Run) -> RunRecord:
     tags = run.data.tags
     return RunRecord(
         run_id=run.info.run_id,
@@ -157,7 +163,7 @@ def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
     """Every child run of the sweep's parent run, resumed ones included. Not every run of its
     id: a ``hydra.sweep.dir`` used again gives another sweep the same one."""
     children = f"tags.mlflow.parentRunId = '{sweep.parent_run_id}'"
-    return [_record(r) for r in search_all(client, sweep.experiment_id, children)]
+    return [run_record(r) for r in search_all(client, sweep.experiment_id, children)]
 
 
 def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
@@ -172,6 +178,43 @@ def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
     ordered = sorted(records, key=lambda r: r.start_time)
     newest = {r.config_hash: r.start_time for r in ordered}
     return [r for r in ordered if r.finished or r.pruned or r.start_time == newest[r.config_hash]]
+
+
+def varying_params(records: Iterable[RunRecord]) -> set[str]:
+    """The params whose values differ between the runs that logged params (one that lacks a
+    param differs from one that has it), never the keys that name no configuration
+    (``NOT_HASHED``: ``resume``, ``tracking.*``)."""
+    logged = [r.params for r in records if r.params]
+    keys = {k for params in logged for k in params if not k.startswith(NOT_HASHED)}
+    return {k for k in keys if len({params.get(k) for params in logged}) > 1}
+
+
+def configuration_of(record: RunRecord, keys: Iterable[str]) -> tuple[str, ...]:
+    """The run's configuration among runs varying ``keys``: its values of them but the seed
+    (a missing one is empty), which the report's tables label it by."""
+    return tuple(record.params.get(k, "") for k in keys if k != SEED)
+
+
+def complete(records: Sequence[RunRecord], keys: Iterable[str]) -> list[bool]:
+    """For each of the report's runs (``kept_runs``), whether its configuration (runs varying
+    ``keys``, :func:`configuration_of`) is complete: every one of its runs a pruner did not
+    stop finished. Only a complete configuration is ranked: a mean over fewer seeds is
+    another statistic, and one that failed or diverged on a seed is not one to choose."""
+    keys = list(keys)
+    configs = [configuration_of(r, keys) for r in records]
+    broken = {c for c, r in zip(configs, records, strict=True) if not (r.finished or r.pruned)}
+    return [c not in broken for c in configs]
+
+
+def ranked_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """The runs that may be named best, best first: the finished runs of complete
+    configurations (:func:`complete`) of ``records`` (``kept_runs``) by ``RANKED_BY``, of
+    equal ones the first started. The report's best run and the sweep's (the model it makes)
+    are the first."""
+    flags = complete(records, varying_params(records))
+    ranked = [r for r, ok in zip(records, flags, strict=True) if ok and r.finished]
+    sign = 1 if RANK_ASCENDING else -1
+    return sorted(ranked, key=lambda r: (sign * r.metrics[RANKED_BY], r.start_time))
 
 
 def download_artifact(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path | None:

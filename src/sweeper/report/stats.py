@@ -31,20 +31,21 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 def compare_with_best(runs: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
     """``configs`` (best first) with ``p`` (Welch's two-sided t-test of the configuration's
     validation losses against the best's), ``p_holm`` (Holm-adjusted over the configurations
-    tested) and ``vs best``: ``real`` or ``within noise`` and the adjusted p. Only
-    configurations with two or more finished seeds, and a best with two or more, are tested."""
+    tested) and ``vs best``: ``real`` or ``within noise`` and the adjusted p. Only complete
+    configurations (ranked, first in ``configs``) with two or more finished seeds, and a best
+    with two or more, are tested."""
     out = configs.copy()
     out["p"] = np.nan
     out["p_holm"] = np.nan
     out["vs best"] = ""
-    if configs.empty or configs["n"].iloc[0] < 2:
+    if configs.empty or not configs["complete"].iloc[0] or configs["n"].iloc[0] < 2:
         return out
     # Here, not at the top: the report runs this in its worker process (worker.analyse).
     from scipy import stats
 
     losses = runs[runs["finished"]].groupby(CONFIG)[RANKED_BY].apply(list)
     best = losses[configs.index[0]]
-    tested = [c for c in configs.index[1:] if configs.at[c, "n"] >= 2]
+    tested = [c for c in configs.index[1:] if configs.at[c, "complete"] and configs.at[c, "n"] >= 2]
     if not tested:
         return out
     p = [float(stats.ttest_ind(best, losses[c], equal_var=False).pvalue) for c in tested]
@@ -60,7 +61,8 @@ def compare_with_best(runs: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame
 
 
 def verdict(configs: pd.DataFrame) -> str:
-    """The sentence under the table: how many configurations the best beats beyond noise."""
+    """The sentence under the table: how many configurations the best (the first, complete)
+    beats beyond noise."""
     best = configs.index[0]
     tested = configs[configs["p_holm"].notna()]
     head = (

@@ -1,8 +1,9 @@
 """The sweep's runs as pandas tables: which params vary, repeats aggregated over seeds.
 
 Rows are sorted by validation loss (the value at each run's best epoch, the epoch whose
-checkpoint was kept), best first; runs that did not finish come last with their reason, and
-runs a pruner stopped early are kept apart from the ranking.
+checkpoint was kept), best first; only complete configurations (``runs.complete``) are ranked,
+the finished runs of the others come after them, runs that did not finish come last with
+their reason, and runs a pruner stopped early are kept apart from the ranking.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from sweeper import names
-from sweeper.config import NOT_HASHED
 from sweeper.names import FINISHED, PRUNED
 from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 from sweeper.plots import eval_train_of
-from sweeper.report.runs import RunRecord
+from sweeper.report.runs import SEED, RunRecord, complete, varying_params
 from sweeper.ui_links import params_of_keys, short_number
 
-SEED = "seed"
 # (column, metric key, format): the values at each run's best epoch, then its totals; seconds
 # to 3 significant figures, since a small run trains in hundredths of a second.
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -96,15 +95,8 @@ def _owner(key: str, override_keys: Sequence[str]) -> str:
 
 def varying_keys(records: Sequence[RunRecord], overrides: str = "") -> list[str]:
     """The params whose values differ between runs, in the order of the sweep's overrides;
-    never the keys that name no configuration (``NOT_HASHED``: ``resume``, ``tracking.*``)."""
-    params = pd.DataFrame([r.params for r in records if r.params])
-    if params.empty:
-        return []
-    varying = [
-        k
-        for k in sorted(params.columns)
-        if params[k].nunique(dropna=False) > 1 and not k.startswith(NOT_HASHED)
-    ]
+    never the keys that name no configuration (``runs.varying_params``)."""
+    varying = varying_params(records)
     order = _override_keys(overrides)
 
     def rank(key: str) -> int:
@@ -152,12 +144,13 @@ def runs_frame(
     keys: Sequence[str],
     knob_params: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """One row per run in report order: finished runs by validation loss, then the others in
-    the order they started, pruned ones last; params ``keys`` as logged (strings), a column
-    per group of ``knob_params`` (:func:`knobs`; the group's value for the run), metrics as
-    floats, and the label of the run's configuration (its ``keys`` but the seed). Labels
-    differ exactly where the params do, so that grouping by label is grouping by the
-    params' values."""
+    """One row per run in report order: the ranked runs (``ranked``: finished, of a complete
+    configuration, ``runs.complete``) by validation loss, then the other finished ones so,
+    then the others in the order they started, pruned ones last; params ``keys`` as logged
+    (strings), a column per group of ``knob_params`` (:func:`knobs`; the group's value for
+    the run), metrics as floats, and the label of the run's configuration (its ``keys`` but
+    the seed). Labels differ exactly where the params do, so that grouping by label is
+    grouping by the params' values, as ``runs.complete`` groups them."""
     config_keys = [k for k in keys if k != SEED]
     groups = {k: p for k, p in (knob_params or {}).items() if p != [k]}
     rows = [
@@ -184,10 +177,12 @@ def runs_frame(
     frame.insert(len(columns), CONFIG, _labels(shown, config_keys))
     # dtype=bool: a sweep with no runs yet still selects by it.
     frame["finished"] = pd.Series([r.finished for r in records], index=frame.index, dtype=bool)
+    frame["complete"] = pd.Series(complete(records, keys), index=frame.index, dtype=bool)
+    frame["ranked"] = frame["finished"] & frame["complete"]
     frame["_order"] = frame[RANKED_BY].where(frame["finished"])
     frame = frame.sort_values(
-        ["pruned", "_order", "start_time"],
-        ascending=[True, RANK_ASCENDING, True],
+        ["pruned", "ranked", "_order", "start_time"],
+        ascending=[True, False, RANK_ASCENDING, True],
         na_position="last",
         kind="stable",
     ).drop(columns="_order")
@@ -217,10 +212,12 @@ def status_text(runs: pd.DataFrame) -> str:
 def configurations(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """One row per configuration (the runs sharing every varying param but the seed), indexed
     by its label: its params, ``<metric>_mean``/``_std`` over its finished runs and their
-    count ``n``, and its status; best mean validation loss first. Pruned runs are left out."""
+    count ``n``, whether it is ``complete`` (``runs.complete``) and its status; the complete
+    ones first, best mean validation loss first. Pruned runs are left out."""
     kept = runs[~runs["pruned"]]
     groups = kept.groupby(CONFIG, sort=False)
     params = groups[list(keys)].first()
+    params["complete"] = groups["complete"].all()
     stats = (
         kept[kept["finished"]]
         .groupby(CONFIG, sort=False)
@@ -233,7 +230,10 @@ def configurations(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     table["n"] = table["n"].fillna(0).astype(int)
     table["status"] = groups.apply(status_text, include_groups=False)
     return table.sort_values(
-        f"{RANKED_BY}_mean", ascending=RANK_ASCENDING, na_position="last", kind="stable"
+        ["complete", f"{RANKED_BY}_mean"],
+        ascending=[False, RANK_ASCENDING],
+        na_position="last",
+        kind="stable",
     )
 
 
@@ -259,8 +259,9 @@ def _rank_cells(ranked: pd.Series) -> list[str]:
 
 def configurations_table(configs: pd.DataFrame, keys: Sequence[str]) -> Table:
     """One row per configuration, mean ± std over its finished seeds and their count n, and
-    how it compares with the best (``vs best``, from ``stats.compare_with_best``)."""
-    frame = pd.DataFrame({"#": _rank_cells(configs["n"] > 0)}, index=configs.index)
+    how it compares with the best (``vs best``, from ``stats.compare_with_best``); only the
+    complete ones are ranked."""
+    frame = pd.DataFrame({"#": _rank_cells(configs["complete"])}, index=configs.index)
     for k in keys:
         frame[k] = shown_params(configs[k])
     frame["n"] = configs["n"].astype(str)
@@ -272,13 +273,13 @@ def configurations_table(configs: pd.DataFrame, keys: Sequence[str]) -> Table:
     if "vs best" in configs:
         frame["vs best"] = configs["vs best"]
     frame["status"] = configs["status"]
-    return Table(frame.reset_index(drop=True), best=0 if configs["n"].iloc[0] > 0 else None)
+    return Table(frame.reset_index(drop=True), best=0 if configs["complete"].iloc[0] else None)
 
 
 def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
-    """One row per run, in the frame's (report) order: the metrics of the finished runs and
-    of those a pruner stopped (ranked or not, they trained)."""
-    frame = pd.DataFrame({"#": _rank_cells(runs["finished"])})
+    """One row per run, in the frame's (report) order, the ranked ones ranked: the metrics
+    of the finished runs and of those a pruner stopped (ranked or not, they trained)."""
+    frame = pd.DataFrame({"#": _rank_cells(runs["ranked"])})
     for k in keys:
         frame[k] = shown_params(runs[k]).to_numpy()
     trained = runs["finished"] | runs["pruned"]
@@ -291,7 +292,7 @@ def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
     frame["status"] = shown.to_numpy()
     frame["run id"] = runs["run_id"].to_numpy()
     muted = frozenset(i for i, pruned in enumerate(runs["pruned"]) if pruned)
-    best = 0 if len(runs) and runs["finished"].iloc[0] else None
+    best = 0 if len(runs) and runs["ranked"].iloc[0] else None
     return Table(frame, best=best, muted=muted)
 
 
