@@ -85,6 +85,38 @@ def test_the_summary_labels_the_best_epoch_values_as_best() -> None:
     assert row == "| 0 | seed=0 | FINISHED | 0.2500 | 0.9000 | 0.8000 | 3 | 1.0 |"
 
 
+def test_the_summary_ranks_no_run_of_a_configuration_that_failed_on_a_seed() -> None:
+    # b's seed 0 has the lowest loss, but its seed 1 diverged: the best run is a's, first.
+    def run(job: int, overrides: str, loss: float | None, status: str = "FINISHED") -> RunOutcome:
+        metrics = {} if loss is None else {**_METRICS, "best_val_loss": loss}
+        return RunOutcome(job, overrides.split(), status, "", 1.0, f"r{job}", metrics)
+
+    outcomes = [
+        run(0, "lr=a seed=0", 0.3),
+        run(1, "lr=a seed=1", 0.4),
+        run(2, "lr=b seed=0", 0.1),
+        run(3, "lr=b seed=1", None, "FAILED"),
+        # Killed, then run again to its end (a search's retry): c is complete.
+        run(4, "lr=c seed=0", None, "FAILED"),
+        run(5, "lr=c seed=0", 0.35),
+    ]
+    table = summary_table(outcomes, {"lr", "seed"})
+    rows = [line.split(" | ")[:3] for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert rows == [
+        ["| 0", "lr=a seed=0", "FINISHED"],
+        ["| 5", "lr=c seed=0", "FINISHED"],
+        ["| 1", "lr=a seed=1", "FINISHED"],
+        ["| 2", "lr=b seed=0", "FINISHED (not ranked)"],
+        ["| 3", "lr=b seed=1", "FAILED: "],
+        ["| 4", "lr=c seed=0", "FAILED: "],
+    ]
+    assert table.endswith(
+        "\nnot ranked: another run of its configuration (the same settings but the seed) "
+        "failed; only complete configurations are ranked"
+    )
+    assert "not ranked" not in summary_table(outcomes[:2], {"lr", "seed"})
+
+
 def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> None:
     metrics = {**_METRICS, "best_val_loss": 0.25}
     new = RunOutcome(1, ["seed=1"], "FINISHED", "max_epochs", 1.0, "r1", metrics)

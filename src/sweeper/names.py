@@ -19,6 +19,9 @@ KIND_TAG = "kind"
 SWEEP_KIND = "sweep"
 SWEEP_FILTER = f"tags.{KIND_TAG} = '{SWEEP_KIND}'"
 
+# The param a configuration's runs differ in (its seeds): runs are grouped by the others.
+SEED = "seed"
+
 # Logged after every epoch, at step = epoch: the fields of ``core.training.EpochMetrics`` of
 # the same names.
 TRAIN_LOSS = "train_loss"

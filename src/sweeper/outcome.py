@@ -6,9 +6,9 @@ sweep shows above them rather than let it land in the middle of them.
 Runs may be other processes or other machines, so files are the one channel that works with
 any Hydra launcher. Each is written whole, then renamed, so a reader never sees half of one.
 
-Also here: the metric runs are ranked by, wherever sweeper ranks them (``RANKED_BY``), how
-the sweep counts its runs' endings and names a search's runs, and how a failed gradient check
-is worded.
+Also here: the metric runs are ranked by, wherever sweeper ranks them (``RANKED_BY``), and
+which runs may be ranked (``complete_configurations``); how the sweep counts its runs' endings
+and names a search's runs, and how a failed gradient check is worded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,26 @@ RANKED_BY = BEST_VAL_LOSS
 RANK_ASCENDING = True
 # How often the sweep's live view reads the progress files, and so how often a run need write its.
 PROGRESS_SECONDS = 0.5
+
+
+def complete_configurations(
+    configurations: Sequence[Hashable], trained: Sequence[bool]
+) -> list[bool]:
+    """For each run, of configuration ``configurations[i]`` (its settings but the seed),
+    whether that configuration is complete: each of its runs ``trained`` (finished, or
+    stopped by a pruner) or was run again to its end. Only a complete configuration's runs
+    are ranked: a mean over fewer seeds is another statistic, and a configuration that failed
+    or diverged on a seed is not one to choose."""
+    broken = {c for c, ok in zip(configurations, trained, strict=True) if not ok}
+    return [c not in broken for c in configurations]
+
+
+def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:
+    """Whether a later run of the sweep repeated this one's overrides and did not fail (a
+    search asks a trial whose process died again)."""
+    return any(
+        o.job > outcome.job and o.overrides == outcome.overrides and not o.failed for o in outcomes
+    )
 
 
 def trial_label(number: int | str, repeat: int | str | None) -> str:

@@ -24,7 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from sweeper.names import BEST_VAL_ACC, BEST_VAL_LOSS, EPOCHS_RUN, PRUNED, TEST_ACC
+from sweeper.names import BEST_VAL_ACC, BEST_VAL_LOSS, EPOCHS_RUN, PRUNED, SEED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
     OUTCOME_FILE,
@@ -35,13 +35,19 @@ from sweeper.outcome import (
     RANKED_BY,
     RunOutcome,
     RunProgress,
+    complete_configurations,
     count_failed,
     read_outcomes,
+    retried,
 )
 from sweeper.ui_links import run_label
 from sweeper.words import plural
 
 GRADCHECK_FAILED = "gradient check FAILED"
+NOT_RANKED = (
+    "not ranked: another run of its configuration (the same settings but the seed) failed; "
+    "only complete configurations are ranked"
+)
 
 
 def format_duration(seconds: float) -> str:
@@ -138,18 +144,30 @@ def summary_table(
     before: Sequence[RunOutcome] = (),
 ) -> str:
     """A Markdown table of the sweep, best run first (``RANKED_BY``, as the sweep's best run
-    and the report rank them), then runs a search pruned, failures last; the runs an earlier
-    command of a resumed sweep finished (``before``) among them, marked ``(before)``."""
+    and the report rank them: runs of complete configurations, then the other finished ones,
+    marked ``not ranked``), then runs a search pruned, failures last; the runs an earlier
+    command of a resumed sweep finished (``before``) among them, marked ``before``. A note
+    under it says why a run is not ranked."""
     header = "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     worst = math.inf if RANK_ASCENDING else -math.inf
     sign = 1 if RANK_ASCENDING else -1
+    rows = [*outcomes, *before]
+    # A run's configuration: its overrides but the seed's.
+    configurations = [
+        frozenset(o for o in r.overrides if o.partition("=")[0].lstrip("+~") != SEED) for r in rows
+    ]
+    trained = [not r.failed or retried(r, rows) for r in rows]
+    flags = complete_configurations(configurations, trained)
+    complete = {id(r): ok for r, ok in zip(rows, flags, strict=True)}
 
-    def sort_key(o: RunOutcome) -> tuple[bool, bool, float]:
-        return o.failed, o.pruned, sign * o.metrics.get(RANKED_BY, worst)
+    def sort_key(o: RunOutcome) -> tuple[bool, bool, bool, float]:
+        unranked = not (o.failed or o.pruned or complete[id(o)])
+        return o.failed, o.pruned, unranked, sign * o.metrics.get(RANKED_BY, worst)
 
     earlier = {id(o) for o in before}
-    for o in sorted([*outcomes, *before], key=sort_key):
+    noted = False
+    for o in sorted(rows, key=sort_key):
         label = run_label(o.overrides, keys)
         if o.failed:
             lines.append(
@@ -158,12 +176,18 @@ def summary_table(
             continue
         m = o.metrics
         status = f"{PRUNED} at epoch {int(m[EPOCHS_RUN])}" if o.pruned else o.status
-        status += " (before)" if id(o) in earlier else ""
+        marks = ["before"] if id(o) in earlier else []
+        if not o.pruned and not complete[id(o)]:
+            marks.append("not ranked")
+            noted = True
+        status += f" ({', '.join(marks)})" if marks else ""
         lines.append(
             f"| {o.number} | {label} | {status} | {m[BEST_VAL_LOSS]:.4f} "
             f"| {m[BEST_VAL_ACC]:.4f} | {m[TEST_ACC]:.4f} "
             f"| {int(m[EPOCHS_RUN])} | {o.seconds:.1f} |"
         )
+    if noted:
+        lines.append(f"\n{NOT_RANKED}")
     return "\n".join(lines)
 
 

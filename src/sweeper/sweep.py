@@ -38,6 +38,7 @@ from sweeper.outcome import (
     count_killed,
     count_pruned,
     ended_counts,
+    retried,
 )
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, failed_checks, format_duration, summary_table
@@ -425,12 +426,4 @@ def rerun_hint(failed: Sequence[RunOutcome], resume_command: str) -> str:
     return (
         f"Run {numbers} again with:  {resume_command}\n"
         "(the others would fail the same way again: make the change their line gives first)"
-    )
-
-
-def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:
-    """Whether a later run of the sweep repeated this one's overrides and did not fail (a
-    search asks a trial whose process died again)."""
-    return any(
-        o.job > outcome.job and o.overrides == outcome.overrides and not o.failed for o in outcomes
     )

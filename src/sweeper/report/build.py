@@ -22,6 +22,7 @@ from sweeper.experiment import GRADCHECK_FILE
 from sweeper.names import (
     BEST_EPOCH,
     PRUNED,
+    SEED,
     TEST_ACC,
     TRAIN_ACC,
     TRAIN_LOSS,
@@ -59,7 +60,6 @@ from sweeper.report.runs import (
 from sweeper.report.stats import ALPHA, VERDICT_START, pareto_front, verdict
 from sweeper.report.tables import (
     CONFIG,
-    SEED,
     TRAIN_MEASURE,
     Table,
     configurations,

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from sweeper.names import BEST_VAL_LOSS, TEST_ACC
+from sweeper.names import BEST_VAL_LOSS, SEED, TEST_ACC
 from sweeper.report.build import REPORT_HTML, REPORT_MD, Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import ReportError, find_sweep, kept_runs, open_client, sweep_runs
-from sweeper.report.tables import CONFIG, SEED, Table, runs_frame, varying_keys
+from sweeper.report.tables import CONFIG, Table, runs_frame, varying_keys
 from sweeper.store_uri import resolve_tracking_uri
 
 # (column, metric key, decimals) compared between the two sweeps.

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.config import NOT_HASHED
-from sweeper.names import FINISHED, PRUNED, SWEEP_FILTER
-from sweeper.outcome import RANK_ASCENDING, RANKED_BY
+from sweeper.names import FINISHED, PRUNED, SEED, SWEEP_FILTER
+from sweeper.outcome import RANK_ASCENDING, RANKED_BY, complete_configurations
 from sweeper.store_reads import search_all
 from sweeper.store_uri import (
     CONNECT_TIMEOUT_S,
@@ -26,8 +26,6 @@ from sweeper.store_uri import (
     is_http,
     sqlite_path,
 )
-
-SEED = "seed"  # the param a configuration's runs differ in (its seeds)
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -196,14 +194,13 @@ def configuration_of(record: RunRecord, keys: Iterable[str]) -> tuple[str, ...]:
 
 
 def complete(records: Sequence[RunRecord], keys: Iterable[str]) -> list[bool]:
-    """For each of the report's runs (``kept_runs``), whether its configuration (runs varying
-    ``keys``, :func:`configuration_of`) is complete: every one of its runs a pruner did not
-    stop finished. Only a complete configuration is ranked: a mean over fewer seeds is
-    another statistic, and one that failed or diverged on a seed is not one to choose."""
+    """For each of the report's runs (``kept_runs``: a run again supersedes a failed one),
+    whether its configuration (runs varying ``keys``, :func:`configuration_of`) is complete
+    (``outcome.complete_configurations``)."""
     keys = list(keys)
-    configs = [configuration_of(r, keys) for r in records]
-    broken = {c for c, r in zip(configs, records, strict=True) if not (r.finished or r.pruned)}
-    return [c not in broken for c in configs]
+    return complete_configurations(
+        [configuration_of(r, keys) for r in records], [r.finished or r.pruned for r in records]
+    )
 
 
 def ranked_runs(records: Sequence[RunRecord]) -> list[RunRecord]:

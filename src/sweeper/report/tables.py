@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from sweeper import names
-from sweeper.names import FINISHED, PRUNED
+from sweeper.names import FINISHED, PRUNED, SEED
 from sweeper.outcome import RANK_ASCENDING, RANKED_BY
 from sweeper.plots import eval_train_of
-from sweeper.report.runs import SEED, RunRecord, complete, varying_params
+from sweeper.report.runs import RunRecord, complete, varying_params
 from sweeper.ui_links import params_of_keys, short_number
 
 # (column, metric key, format): the values at each run's best epoch, then its totals; seconds
