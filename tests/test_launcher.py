@@ -658,9 +658,9 @@ def test_the_ray_launcher_composes_with_its_death_handler_without_ray_installed(
 # Ctrl-C ignored, as a sweep does.
 _CLOSING = """
 import signal, sys, time
-from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
+from hydra_plugins.sweeper_launcher.interrupts import ignore_interrupts, terminate_as_interrupt
 def closing(signum, frame):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()
     time.sleep(3.0)
     print("closed", flush=True)
     sys.exit(130)
@@ -690,6 +690,29 @@ def test_a_sigterm_sent_again_at_once_lets_the_records_close_a_later_one_ends_th
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert (proc.returncode, out) == ended
+
+
+def test_a_background_sweep_stopped_by_ctrl_c_then_sigterm_ends_without_a_traceback() -> None:
+    # Started with Ctrl-C ignored (`cmd &` in a script), stopped by `kill -INT` all the same
+    # (the sweep handles it once it starts), then sent SIGTERM while it closes its records.
+    handled_later = _CLOSING.replace(
+        "signal.signal(signal.SIGINT, closing)\nterminate_as_interrupt()",
+        "terminate_as_interrupt()\nsignal.signal(signal.SIGINT, closing)",
+    )
+    assert handled_later != _CLOSING
+    proc = subprocess.Popen(
+        [sys.executable, "-c", handled_later],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out, err) == (-signal.SIGTERM, "", "")
 
 
 def test_the_ray_launcher_without_its_extra_is_one_line_before_the_sweep_starts(

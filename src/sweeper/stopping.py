@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from hydra_plugins.sweeper_launcher.interrupts import ignore_interrupts
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import interruption
 from sweeper.names import FAILED, KILLED
@@ -187,7 +188,6 @@ def stop_running_sweep(interrupted: bool, cause: BaseException | None = None) ->
     sweep = signal.getsignal(signal.SIGINT)
     if not isinstance(sweep, SweepStop):
         return False
-    # A second Ctrl-C must not cut the bookkeeping short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()
     sweep.stop(interrupted, cause)
     return True

@@ -63,6 +63,15 @@ def terminate_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, _terminate)
 
 
+def ignore_interrupts() -> None:
+    """Ignore Ctrl-C from now on, as a stopped process closing its records does (a second
+    Ctrl-C must not cut them short). A SIGTERM then ends the process, as where Ctrl-C is
+    ignored since (:func:`terminate_as_interrupt`), whether or not it was ignored from the
+    start: a process started with it ignored has taken its stop already."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _STATE["ignored_from_start"] = False
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     now = time.monotonic()
     if _STATE["terminated"] and now - _TERMINATED_AT[0] < REPEATED_STOP_S:
