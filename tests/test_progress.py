@@ -27,6 +27,8 @@ from sweeper.outcome import (
     PROGRESS_SECONDS,
     RunOutcome,
     RunProgress,
+    count_killed,
+    count_runs,
 )
 from sweeper.progress import (
     ProgressMonitor,
@@ -207,8 +209,20 @@ def test_a_run_cut_short_is_not_counted_as_failed(tmp_path: Path) -> None:
     finish(tmp_path, 1, "FAILED")
     monitor.poll()
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("[1/2 done] 0 failed") and lines[0].endswith(": KILLED: max_epochs")
-    assert lines[1].startswith("[2/2 done] 1 failed")
+    # Nor done: it did not end, and its time says nothing of a run's.
+    assert lines[0].startswith("[0/2 done] 0 failed, 1 cut short, elapsed ")
+    assert lines[0].endswith(": KILLED: max_epochs")
+    assert lines[1].startswith("[1/2 done] 1 failed, 1 cut short, elapsed ")
+
+
+def test_the_parents_counts_leave_out_a_job_stopped_before_its_run_existed() -> None:
+    # A resumed sweep's job Ctrl-C cut before it opened its MLflow run: no KILLED child.
+    outcomes = [
+        RunOutcome(0, ["seed=0"], "KILLED", "interrupted (Ctrl-C)", 2.0, "r0"),
+        RunOutcome(1, ["seed=1"], "KILLED", "interrupted (Ctrl-C)", 0.1, None),
+        RunOutcome(2, ["seed=2"], "FINISHED", "max_epochs", 3.0, "r2", _METRICS),
+    ]
+    assert (count_runs(outcomes), count_killed(outcomes)) == (2, 1)
 
 
 def test_elsewhere_than_a_terminal_only_finished_runs_are_printed(tmp_path: Path) -> None:

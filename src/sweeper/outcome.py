@@ -132,8 +132,15 @@ def count_failed(outcomes: Iterable[RunOutcome]) -> int:
 
 
 def count_killed(outcomes: Iterable[RunOutcome]) -> int:
-    """How many runs were cut short by Ctrl-C or SIGTERM (KILLED)."""
-    return sum(o.status == KILLED for o in outcomes)
+    """How many runs were cut short by Ctrl-C or SIGTERM (KILLED); a job stopped before its
+    MLflow run existed is no run."""
+    return sum(o.status == KILLED and o.run_id is not None for o in outcomes)
+
+
+def count_runs(outcomes: Iterable[RunOutcome]) -> int:
+    """How many of the outcomes are MLflow runs: all but the jobs stopped before theirs
+    existed."""
+    return sum(o.status != KILLED or o.run_id is not None for o in outcomes)
 
 
 def count_finished(outcomes: Iterable[RunOutcome]) -> int:

@@ -24,7 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from sweeper.names import BEST_VAL_ACC, BEST_VAL_LOSS, EPOCHS_RUN, PRUNED, SEED, TEST_ACC
+from sweeper.names import BEST_VAL_ACC, BEST_VAL_LOSS, EPOCHS_RUN, KILLED, PRUNED, SEED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
     OUTCOME_FILE,
@@ -91,15 +91,18 @@ def progress_line(
     elapsed: float,
     timeout: float | None = None,
     eta: float | None = None,
+    cut_short: int = 0,
 ) -> str:
-    """The sweep's status, with ``eta`` (else the pace so far: ``elapsed`` per run done); with
-    a ``timeout`` (no trial starts after it) that comes before the runs left would end, the
-    time left to it instead of an ETA."""
+    """The sweep's status: the runs ``done`` (those ``cut_short`` by Ctrl-C or SIGTERM are
+    not), with ``eta`` (else the pace so far: ``elapsed`` per run done); with a ``timeout``
+    (no trial starts after it) that comes before the runs left would end, the time left to it
+    instead of an ETA."""
     # A search asks a trial whose process died again: more runs than planned, no end in sight.
     if total is not None and done > total:
         total = None
     head = f"[{done}/{total} done]" if total is not None else f"[{done} done]"
-    head += f" {failed} failed, elapsed {format_duration(elapsed)}"
+    head += f" {failed} failed, " + (f"{cut_short} cut short, " if cut_short else "")
+    head += f"elapsed {format_duration(elapsed)}"
     if eta is None and done and total is not None:
         eta = elapsed / done * (total - done)
     if timeout is not None and (eta is None or elapsed + eta > timeout):
@@ -238,19 +241,21 @@ class ProgressMonitor:
         return self
 
     def _status(self, running: Sequence[RunProgress]) -> str:
-        failed = count_failed(self.outcomes.values())  # as the summary counts them
+        # As the summary counts them; a run cut short is not done, nor a measure of a run's time.
+        failed = count_failed(self.outcomes.values())
+        ended = [o for o in self.outcomes.values() if o.status != KILLED]
+        cut_short = len(self.outcomes) - len(ended)
         elapsed = time.monotonic() - self._start
-        done = len(self.outcomes)
         eta = None
         if self.total is not None:
             now = time.time()
             eta = eta_seconds(
-                self.total - done,
-                [o.seconds for o in self.outcomes.values()],
+                self.total - len(ended),
+                [o.seconds for o in ended],
                 [now - r.started for r in running],
                 self._slots,
             )
-        return progress_line(done, self.total, failed, elapsed, self.timeout, eta)
+        return progress_line(len(ended), self.total, failed, elapsed, self.timeout, eta, cut_short)
 
     def _running(self, ended: Collection[Path] = ()) -> list[RunProgress]:
         """The runs in progress: those with no outcome, seen before or in ``ended``."""

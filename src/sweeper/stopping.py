@@ -31,6 +31,7 @@ from sweeper.outcome import (
     count_finished,
     count_killed,
     count_pruned,
+    count_runs,
     trial_label,
 )
 from sweeper.sweep_info import SweepInfo
@@ -160,7 +161,7 @@ class SweepStop:
         end_sweep_run(
             info.tracking_uri,
             info.parent_run_id,
-            self.skipped + len(outcomes) + len(closed),
+            self.skipped + count_runs(outcomes) + len(closed),
             self.failed_before + failed + (len(closed) if status == FAILED else 0),
             count_killed(outcomes) + (len(closed) if status == KILLED else 0),
             status,

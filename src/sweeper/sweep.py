@@ -37,6 +37,7 @@ from sweeper.outcome import (
     count_finished,
     count_killed,
     count_pruned,
+    count_runs,
     ended_counts,
     retried,
 )
@@ -337,7 +338,7 @@ class SweepCallback(Callback):
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
-                self._skipped + len(outcomes),
+                self._skipped + count_runs(outcomes),
                 self._failed_before + n_failed,
                 n_killed,
             )
