@@ -4,9 +4,11 @@ varied, labels that coincide at 4 digits, pruned and one-epoch runs, odd command
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from mlflow.entities import Run
@@ -20,10 +22,10 @@ from sweeper.plots import TRAIN_CURVE_LABELS
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report
 from sweeper.report.document import Text, to_html
-from sweeper.report.figures import train_vs_validation, validation_curves
+from sweeper.report.figures import parallel_coordinates, train_vs_validation, validation_curves
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import RunRecord, kept_runs
-from sweeper.report.tables import runs_frame, runs_table
+from sweeper.report.tables import Table, runs_frame, runs_table
 from sweeper.sweep_runs import best_child_run
 
 SMALL = ["train.epochs=2", "topology.hidden=[16]"]
@@ -259,6 +261,16 @@ def test_bold_markdown_is_strong_in_html() -> None:
     assert "**" not in page
 
 
+def test_a_table_wider_than_the_page_scrolls_on_its_own() -> None:
+    # The configurations table's last columns (vs best, status) stayed off-screen at 1920 px,
+    # and the whole page scrolled sideways.
+    wide = Table(pd.DataFrame({f"column {i}": ["x" * 40] for i in range(12)}))
+    page = to_html([Text("before"), wide], "wide")
+    assert page.count('<div class="table"><table>') == page.count("<table>") == 1
+    assert "</table></div>" in page
+    assert re.search(r"\.table \{[^}]*overflow-x: auto", page)
+
+
 def test_a_finished_run_without_its_val_loss_is_unranked_everywhere() -> None:
     # One definition of finished (RunRecord.finished): which runs the report keeps and which
     # it ranks agree on a FINISHED run whose val loss never reached the store.
@@ -428,3 +440,75 @@ def test_a_failed_seed_run_again_to_its_end_completes_its_configuration(tmp_path
     every_run = table_with((built.directory / "report.md").read_text(), "run id")
     assert {r["run id"] for r in every_run} >= {rerun, first.info.run_id}
     assert failed.info.run_id not in {r["run id"] for r in every_run}
+
+
+def test_losses_that_span_decades_keep_the_good_configurations_apart() -> None:
+    # One diverging configuration: on a linear axis and colour scale, 0.1258 and 0.1613 would
+    # meet at the lowest tick in one colour.
+    losses = [0.1258, 0.1613, 1358.6]
+    figure = parallel_coordinates({"optimizer.lr": ["0.05", "0.1", "1000"]}, losses)
+    (ax, _colorbar) = figure.axes
+    lines = sorted(ax.get_lines(), key=lambda line: line.get_ydata()[-1])
+    (low, low_colour), (middle, middle_colour) = [
+        (line.get_ydata()[-1], line.get_color()) for line in lines[:2]
+    ]
+    assert middle - low > 0.02
+    assert low_colour != middle_colour
+    assert ax.get_xticklabels()[-1].get_text() == "val loss (log scale)"
+    figure = parallel_coordinates({"optimizer.lr": ["0.05", "0.1"]}, losses[:2])
+    assert figure.axes[0].get_xticklabels()[-1].get_text() == "val loss"
+
+
+def test_validation_curves_on_a_log_scale_label_ticks_within_a_decade() -> None:
+    kept = {
+        "a": [{"val_loss": [(1, 0.21), (2, 0.14)], "val_acc": [(1, 0.9), (2, 0.95)]}],
+        "b": [{"val_loss": [(1, 17.7), (2, 9.0)], "val_acc": [(1, 0.1), (2, 0.1)]}],
+    }
+    (loss_ax, _) = validation_curves(kept, "a", False).axes
+    assert loss_ax.get_yscale() == "log"
+    labelled = [
+        float(t.get_text())
+        for t in loss_ax.yaxis.get_majorticklabels()
+        if t.get_text() and 0.1 <= t.get_position()[1] <= 0.3
+    ]
+    assert labelled, "no labelled tick near the best curve (0.14 to 0.21)"
+
+
+def test_parallel_coordinates_name_drawn_values_as_the_tables_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A search's draws carry 17 digits; the figure's ticks show the tables' 4.
+    import concurrent.futures
+
+    from helpers import add_child_run
+    from sweeper.report import build
+    from sweeper.store_setup import prepare_store
+    from sweeper.sweep_runs import start_sweep_run
+
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "drawn", "", "sweep")
+    client = MlflowClient(uri)
+    client.set_tag(parent, "sweep_id", "drawn")
+    for i, lr in enumerate(("0.03529190911219516", "0.00023723300729921917", "0.4559684085310095")):
+        add_child_run(
+            client, experiment_id, parent, f"r{i}", params={"optimizer.lr": lr},
+            tags={"config_hash": lr, "sweep_id": "drawn"},
+            best_val_loss=0.2 + i, best_val_acc=0.9, test_acc=0.9, test_loss=0.3,
+            epochs_run=2, best_epoch=2, train_seconds=1.0,
+        )  # fmt: skip
+    drawn: list[dict[str, list[str]]] = []
+
+    def recorded(params: dict[str, list[str]], loss: list[float]) -> Figure:
+        drawn.append(params)
+        return parallel_coordinates(params, loss)
+
+    monkeypatch.setattr(build, "parallel_coordinates", recorded)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        build.build_report(
+            uri,
+            sweep_id="drawn",
+            out_dir=tmp_path / "reports",
+            analysis=pool,  # type: ignore[arg-type]
+        )
+    assert drawn == [{"optimizer.lr": ["0.03529", "0.0002372", "0.456"]}]

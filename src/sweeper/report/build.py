@@ -72,6 +72,7 @@ from sweeper.report.tables import (
     pivot_table,
     runs_frame,
     runs_table,
+    shown_params,
     varying_keys,
     write_runs_csv,
 )
@@ -265,7 +266,8 @@ class _FigureWriter:
                     "parallel_coordinates",
                     "parallel coordinates of every configuration",
                     parallel_coordinates,
-                    {k: list(ranked[k]) for k in self.keys},
+                    # As the tables show them: a search's draws to 4 digits, not 17.
+                    {k: list(shown_params(ranked[k])) for k in self.keys},
                     list(ranked[f"{RANKED_BY}_mean"]),
                     apart=True,
                 )

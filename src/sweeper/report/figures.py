@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from sweeper.names import TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
 from sweeper.store_reads import Curve
@@ -105,12 +105,22 @@ def validation_curves(
     )
     losses = losses[np.isfinite(losses)]
     # One unstable configuration's loss would flatten every other line to zero.
-    if len(losses) and losses.min() > 0 and losses.max() / losses.min() > LOG_SCALE_RATIO:
+    if _spans_decades(losses):
         axes[0].set_yscale("log")
+        # Ticks at 1, 2 and 5 of each decade, labelled: the best lines often lie within one.
+        axes[0].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes[0].yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes[0].yaxis.set_minor_formatter(NullFormatter())
     # Below the plots, where a long label (a search's five params) takes the figure's width
     # instead of squeezing the axes.
     fig.legend(*axes[1].get_legend_handles_labels(), fontsize="small", loc="outside lower center")
     return fig
+
+
+def _spans_decades(values: np.ndarray) -> bool:
+    """Whether positive ``values`` span so many times their least that a linear axis would
+    flatten all but the largest onto it."""
+    return bool(len(values) and values.min() > 0 and values.max() / values.min() > LOG_SCALE_RATIO)
 
 
 def train_vs_validation(
@@ -212,9 +222,11 @@ def _axis_positions(values: Sequence[str]) -> tuple[np.ndarray, list[float], lis
 
 def parallel_coordinates(params: Mapping[str, Sequence[str]], loss: Sequence[float]) -> Figure:
     """One line per configuration through an axis per varied param and one for its mean
-    validation loss, coloured by that loss (darker is lower); the best drawn on top."""
-    names = [*params, "val loss"]
+    validation loss, coloured by that loss (darker is lower); the best drawn on top. Losses
+    that span decades go on a log scale, axis and colours, as the validation curves do."""
     loss_arr = np.asarray(loss, dtype=np.float64)
+    log = _spans_decades(loss_arr)
+    names = [*params, "val loss (log scale)" if log else "val loss"]
     fig = Figure(figsize=(max(6.0, 2.2 * len(names)), 4.5), layout="constrained")
     ax = fig.subplots()
     columns, ticks = [], []
@@ -223,11 +235,12 @@ def parallel_coordinates(params: Mapping[str, Sequence[str]], loss: Sequence[flo
         columns.append(where)
         ticks.append((positions, labels))
     low, high = float(loss_arr.min()), float(loss_arr.max())
-    columns.append((loss_arr - low) / ((high - low) or 1.0))
+    scaled = np.log10(loss_arr) if log else loss_arr
+    columns.append((scaled - scaled.min()) / ((scaled.max() - scaled.min()) or 1.0))
     ticks.append(([0.0, 1.0], [f"{low:.4g}", f"{high:.4g}"]))
     ys = np.column_stack(columns)
     colours = matplotlib.colormaps["viridis"]
-    norm = Normalize(low, high)
+    norm = LogNorm(low, high) if log else Normalize(low, high)
     x = np.arange(len(names))
     for i in np.argsort(-loss_arr, kind="stable"):  # the best last, on top
         ax.plot(x, ys[i], color=colours(norm(loss_arr[i])), alpha=0.8, linewidth=1.2)
