@@ -1,12 +1,13 @@
 """The sweep as a whole, around Hydra's multirun: :class:`SweepCallback` starts it and ends it.
 
 At the start it plans and validates every run (``sweeper.plan``), opens the store, starts the
-sweep's parent run or continues the sweep a ``resume=true`` command names (``sweeper.resume``),
-leaves what the runs need in the sweep directory (``sweeper.sweep_info``) and follows them
-(``sweeper.progress``). At the end it prints the summary, records the sweep's end, and exits
-non-zero if any run failed or was cut short. From the moment its parent run is known until
-the command ends, the command holds the sweep (``sweep_info.hold_sweep``): a second command
-that would run it too stops in one line. A sweep stopped early is closed by
+sweep's parent run (its id the sweep directory's name, ``-2``, ``-3``... after it where an
+earlier sweep has that) or continues the sweep a ``resume=true`` command names
+(``sweeper.resume``), leaves what the runs need in the sweep directory (``sweeper.sweep_info``)
+and follows them (``sweeper.progress``). At the end it prints the summary, records the sweep's
+end, and exits non-zero if any run failed or was cut short. From the moment its parent run is
+known until the command ends, the command holds the sweep (``sweep_info.hold_sweep``): a
+second command that would run it too stops in one line. A sweep stopped early is closed by
 ``sweeper.stopping``. Before any of that, :class:`ShareStore` names the sweep's store for the
 local launcher's fork server.
 """
@@ -65,6 +66,7 @@ from sweeper.sweep_runs import (
     best_child_run,
     describe_run,
     end_sweep_run,
+    free_sweep_id,
     share_sweep_view,
     start_sweep_run,
 )
@@ -144,6 +146,8 @@ class SweepCallback(Callback):
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
         self._command = ""
+        # The sweep directory's name where an earlier sweep of the experiment has it as its id.
+        self._id_taken: str | None = None
         # The lock on the sweep directory (sweep_info.claim), held until the sweep ends.
         self._claim: int | None = None
         # The lock on the sweep itself (sweep_info.hold_sweep), held until the command ends.
@@ -229,7 +233,8 @@ class SweepCallback(Callback):
             runs = f"up to {runs}"
         if plan.timeout is not None:
             runs += f", no trial started after {format_duration(plan.timeout)}"
-        print(f"Sweep {self._info.sweep_id}: {runs}, tracking to {uri}", flush=True)
+        taken = f" ({self._id_taken} is an earlier sweep's id)" if self._id_taken else ""
+        print(f"Sweep {self._info.sweep_id}{taken}: {runs}, tracking to {uri}", flush=True)
         self._monitor = ProgressMonitor(sweep_dir, total, plan.keys, timeout=plan.timeout).start()
         planned = len(plan.jobs) - self._skipped if plan.jobs is not None else None
         self._stop = SweepStop(
@@ -286,12 +291,15 @@ class SweepCallback(Callback):
                 "starting a new sweep",
                 flush=True,
             )
-        name = sweep_run_name(plan.keys, sweep_dir.name)
+        sweep_id = free_sweep_id(uri, experiment_id, sweep_dir.name)
+        if sweep_id != sweep_dir.name:
+            self._id_taken = sweep_dir.name
+        name = sweep_run_name(plan.keys, sweep_id)
         with interrupts_deferred():
-            parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides, name)
-            self._info = SweepInfo(sweep_dir.name, uri, experiment_id, parent)
+            parent = start_sweep_run(uri, experiment_id, sweep_id, overrides, name)
+            self._info = SweepInfo(sweep_id, uri, experiment_id, parent)
         # Held from the start too, so that resume=true of the sweep while it runs stops.
-        self._take(uri, parent, sweep_dir.name)
+        self._take(uri, parent, sweep_id)
 
     def _take(self, uri: str, parent_run_id: str, sweep_id: str) -> None:
         """Hold the sweep of ``parent_run_id`` for this command (``sweep_info.hold_sweep``);
