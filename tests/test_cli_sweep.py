@@ -127,19 +127,35 @@ def test_metrics_do_not_depend_on_the_number_of_workers(workdir: Path) -> None:
     assert sweep_metrics(1, "one_worker") == sweep_metrics(2, "two_workers")
 
 
-def test_a_sweep_directory_used_again_shows_only_the_new_sweeps_runs(workdir: Path) -> None:
+def test_a_sweep_directory_used_again_gives_the_new_sweep_an_id_of_its_own(workdir: Path) -> None:
     fixed = "hydra.sweep.dir=multirun/fixed"
     first = run_cli(["-m", "seed=0,1", *QUICK, fixed], workdir)
     assert first.returncode == 0, first.stderr
+    assert "Sweep fixed: 2 runs, tracking to " in first.stdout
     # The same two job directories, now one run diverging: its failure is what is shown.
     again = run_cli(["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK, fixed], workdir)
     assert again.returncode == 1
+    assert "Sweep fixed-2 (fixed is an earlier sweep's id): 2 runs, tracking to " in again.stdout
     assert "[2/2 done] 1 failed" in again.stdout
-    assert ": 1 finished, 1 failed" in again.stdout
+    assert "\nSweep fixed-2: 1 finished, 1 failed\n" in again.stdout
     assert "seed=1" not in again.stdout
-    # Both sweeps have the directory's name as their id: the report is of the newest alone.
-    report = build_report(store_uri(workdir), sweep_id="fixed", out_dir=workdir / "reports")
-    assert "2 runs (1 failed, 1 finished)" in (report.directory / "report.md").read_text()
+    assert "Report:  python -m sweeper.report --sweep fixed-2 --experiment sweeper\n" in (
+        again.stdout
+    )
+    runs = all_runs(workdir)
+    parents = {
+        r.info.run_id: r.data.tags["sweep_id"] for r in runs if r.data.tags.get("kind") == "sweep"
+    }
+    assert sorted(parents.values()) == ["fixed", "fixed-2"]
+    for child in child_runs(runs):
+        assert child.data.tags["sweep_id"] == parents[child.data.tags["mlflow.parentRunId"]]
+    # Each sweep is reported under its own id, the older one still reached.
+    reports = workdir / "reports"
+    older = build_report(store_uri(workdir), sweep_id="fixed", out_dir=reports)
+    assert "2 runs (2 finished)" in (reports / "fixed" / "report.md").read_text()
+    assert older.sweep.parent_run_id == next(k for k, v in parents.items() if v == "fixed")
+    build_report(store_uri(workdir), sweep_id="fixed-2", out_dir=reports)
+    assert "2 runs (1 failed, 1 finished)" in (reports / "fixed-2" / "report.md").read_text()
 
 
 def test_a_second_sweep_in_a_running_sweeps_directory_stops_in_one_line(workdir: Path) -> None:

@@ -27,11 +27,12 @@ from helpers import (
 )
 from sweeper import store_calls
 from sweeper.config import config_hash
+from sweeper.data.locations import cache_root
 from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import prepare_store
 from sweeper.store_uri import ui_command
-from sweeper.sweep_info import SweepInfo
+from sweeper.sweep_info import SweepBusyError, SweepInfo, hold_sweep
 from sweeper.sweep_runs import start_sweep_run
 
 # Python's own report of an exception raised in a finalizer or weakref callback, which it
@@ -509,3 +510,86 @@ def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir:
     assert "Made for the best run: runs:/" in again.stdout
     assert parent_run(all_runs(workdir)).info.status == "FINISHED"
     assert len(child_runs(all_runs(workdir))) == 2
+
+
+# A run that finishes, and one that would last hours until Ctrl-C.
+FINISHED_THEN_LONG = ["-m", "train.epochs=1,100000", "seed=0", "train.patience=null",
+                      "gradcheck.enabled=false", "hydra.launcher.n_jobs=2"]  # fmt: skip
+
+
+def _refused_as_another_runs_the_sweep(workdir: Path, holder: Sweep) -> None:
+    """``resume=true`` of a plan that shares a configuration with ``holder``'s sweep while
+    ``holder`` runs it stops in one line naming ``holder``. Quick where it is not refused: it
+    would run seed=1 for an epoch as that sweep's run."""
+    holder.wait_until(
+        lambda: bool(holder.running_children(epochs="100000")) and holder.outcomes() >= 1
+    )
+    other = ["-m", "train.epochs=1", "seed=0,1", "train.patience=null",
+             "gradcheck.enabled=false", "resume=true"]  # fmt: skip
+    proc = run_cli(other, workdir)
+    assert proc.returncode == 1, proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    sweep_id = parent_run(all_runs(workdir)).data.tags["sweep_id"]
+    assert line.startswith(
+        f"Error: the sweep could not start: sweep {sweep_id} is being run by another command "
+        f"(pid {holder.proc.pid}: python -m sweeper -m train.epochs=1,100000 seed=0 "
+    )
+    assert line.endswith("): wait for it to end, or stop it first")
+
+
+def _statuses_by_epochs(workdir: Path) -> list[tuple[str, str]]:
+    runs = child_runs(all_runs(workdir))
+    return sorted((r.data.params["train.epochs"], r.info.status) for r in runs)
+
+
+def test_resume_of_a_sweep_still_running_stops_in_one_line(workdir: Path) -> None:
+    running = Sweep(FINISHED_THEN_LONG, workdir)
+    try:
+        _refused_as_another_runs_the_sweep(workdir, running)
+    finally:
+        os.killpg(running.proc.pid, signal.SIGINT)
+    assert running.finish()[0] == 130
+    assert _statuses_by_epochs(workdir) == [("1", "FINISHED"), ("100000", "KILLED")]
+    # Released, and removed, as the command ended.
+    assert not list((workdir / "mlruns").glob("mlflow.db.sweep-*.lock"))
+
+
+@pytest.mark.slow
+def test_a_second_resume_of_one_sweep_stops_in_one_line(workdir: Path) -> None:
+    first = Sweep(FINISHED_THEN_LONG, workdir, "first")
+    first.wait_until(lambda: bool(first.running_children(epochs="100000")) and first.outcomes())
+    os.killpg(first.proc.pid, signal.SIGINT)
+    assert first.finish()[0] == 130
+    again = Sweep([*FINISHED_THEN_LONG, "resume=true"], workdir, "again")
+    try:
+        _refused_as_another_runs_the_sweep(workdir, again)
+    finally:
+        os.killpg(again.proc.pid, signal.SIGINT)
+    assert again.finish()[0] == 130
+    assert "Resuming sweep" in again.stdout.read_text()
+    assert _statuses_by_epochs(workdir) == [
+        ("1", "FINISHED"), ("100000", "KILLED"), ("100000", "KILLED")
+    ]  # fmt: skip
+    assert not list((workdir / "mlruns").glob("mlflow.db.sweep-*.lock"))
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///{tmp}/mlruns/mlflow.db", "http://127.0.0.1:5000"])
+def test_a_sweep_held_by_one_command_is_refused_to_another_until_released(
+    tmp_path: Path, uri: str
+) -> None:
+    uri = uri.format(tmp=tmp_path)
+    held = hold_sweep(uri, "abc", "s", "python -m sweeper -m seed=0,1")
+    # A tracking server's sweeps are held on this machine, in the user's cache directory.
+    assert held.path.parent == (
+        tmp_path / "mlruns" if uri.startswith("sqlite") else cache_root() / "sweep-locks"
+    )
+    with pytest.raises(SweepBusyError) as refused:
+        hold_sweep(uri, "abc", "s", "python -m sweeper -m seed=0,1 resume=true")
+    assert str(refused.value) == (
+        f"sweep s is being run by another command (pid {os.getpid()}: python -m sweeper -m "
+        "seed=0,1): wait for it to end, or stop it first"
+    )
+    hold_sweep(uri, "other", "t", "").release()  # another sweep of the store is free
+    held.release()
+    assert not held.path.exists()
+    hold_sweep(uri, "abc", "s", "").release()

@@ -1265,6 +1265,33 @@ def test_resume_continues_its_studys_sweep_when_its_directory_named_a_later_one(
 
 
 @pytest.mark.slow
+def test_a_search_in_a_directory_used_again_is_a_sweep_of_its_own_that_resume_continues(
+    workdir: Path,
+) -> None:
+    fixed = "hydra.sweep.dir=multirun/fixed"
+    args = [*SEARCH, fixed, "train.epochs=1", "topology.hidden=choice([16],[32])",
+            "gradcheck.enabled=false"]  # fmt: skip
+    assert run_cli([*args, "hydra.sweeper.n_trials=1"], workdir).returncode == 0
+    again = run_cli([*args, "hydra.sweeper.n_trials=1"], workdir)
+    assert again.returncode == 0, again.stderr
+    assert "Sweep fixed-2 (fixed is an earlier sweep's id): 1 run, tracking to " in (again.stdout)
+    # Its study is named by its sweep's id, by which resume=true finds its MLflow sweep.
+    assert study_of(workdir, "fixed-2").study_name == "mlp_search_fixed-2"
+    assert study_of(workdir, "fixed").study_name == "mlp_search_fixed"
+    resumed = run_cli([*args, "hydra.sweeper.n_trials=2", "resume=true"], workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming search sweep fixed-2\n" in resumed.stdout
+    runs = all_runs(workdir)
+    (second,) = [
+        r for r in runs if r.data.tags.get("sweep_id") == "fixed-2" and "trial" not in r.data.tags
+    ]
+    trials = [r for r in child_runs(runs) if r.data.tags["sweep_id"] == "fixed-2"]
+    assert sorted(r.data.tags["trial"] for r in trials) == ["0", "1"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {second.info.run_id}
+    assert len(child_runs(runs)) == 3
+
+
+@pytest.mark.slow
 def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
     workdir: Path,
 ) -> None:

@@ -39,7 +39,7 @@ from sweeper.store_check import StoreError, check_store
 from sweeper.store_setup import open_store, prepare_store
 from sweeper.sweep import SweepCallback
 from sweeper.sweep_info import SweepInfo
-from sweeper.sweep_runs import start_sweep_run
+from sweeper.sweep_runs import free_sweep_id, start_sweep_run
 
 
 def one_line_error(stderr: str) -> str:
@@ -766,3 +766,18 @@ def test_a_sweeps_end_offers_to_run_again_only_the_runs_that_may_then_succeed(
         "Run #1 again with:  python -m sweeper -m seed=0,1 resume=true\n"
         "(the others would fail the same way again: make the change their line gives first)\n"
     )
+
+
+def test_a_sweep_id_an_earlier_sweep_has_is_given_the_next_free_suffix(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = prepare_store(uri, "sweeper")
+    for taken in ("my_study", "my_study-3", "it's", "other"):
+        start_sweep_run(uri, experiment_id, taken, "", "sweep")
+    # Another experiment's sweeps, and runs that are no sweep, name no sweep of this one.
+    elsewhere = prepare_store(uri, "elsewhere")
+    start_sweep_run(uri, elsewhere, "my_study-2", "", "sweep")
+    MlflowClient(uri).create_run(experiment_id, tags={"sweep_id": "my_study-2"})
+    assert free_sweep_id(uri, experiment_id, "my_study") == "my_study-2"
+    assert free_sweep_id(uri, experiment_id, "my_study-3") == "my_study-3-2"
+    assert free_sweep_id(uri, experiment_id, "it's") == "it's-2"
+    assert free_sweep_id(uri, experiment_id, "my") == "my"

@@ -74,6 +74,19 @@ def find_resumable_sweep(
     return ResumePoint(sweep_id, parent_run_id, finished)
 
 
+@store_call
+def finished_hashes(
+    uri: str, experiment_id: str, parent_run_id: str, planned_hashes: Collection[str]
+) -> frozenset[str]:
+    """Of the planned configurations, those the sweep of ``parent_run_id`` FINISHED, as
+    :func:`find_resumable_sweep` counts them: read again once the command holds the sweep."""
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'"
+    runs = search_all(MlflowClient(uri), experiment_id, query)
+    return frozenset(run.data.tags.get("config_hash", "") for run in runs).intersection(
+        planned_hashes
+    )
+
+
 SUMMARY_METRICS = (BEST_VAL_LOSS, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
 
 

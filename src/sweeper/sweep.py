@@ -1,10 +1,13 @@
 """The sweep as a whole, around Hydra's multirun: :class:`SweepCallback` starts it and ends it.
 
 At the start it plans and validates every run (``sweeper.plan``), opens the store, starts the
-sweep's parent run or continues the sweep a ``resume=true`` command names (``sweeper.resume``),
-leaves what the runs need in the sweep directory (``sweeper.sweep_info``) and follows them
-(``sweeper.progress``). At the end it prints the summary, records the sweep's end, and exits
-non-zero if any run failed or was cut short. A sweep stopped early is closed by
+sweep's parent run (its id the sweep directory's name, ``-2``, ``-3``... after it where an
+earlier sweep has that) or continues the sweep a ``resume=true`` command names
+(``sweeper.resume``), leaves what the runs need in the sweep directory (``sweeper.sweep_info``)
+and follows them (``sweeper.progress``). At the end it prints the summary, records the sweep's
+end, and exits non-zero if any run failed or was cut short. From the moment its parent run is
+known until the command ends, the command holds the sweep (``sweep_info.hold_sweep``): a
+second command that would run it too stops in one line. A sweep stopped early is closed by
 ``sweeper.stopping``. Before any of that, :class:`ShareStore` names the sweep's store for the
 local launcher's fork server.
 """
@@ -18,6 +21,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,12 @@ from sweeper.outcome import (
 )
 from sweeper.plan import Plan, plan_sweep
 from sweeper.progress import ProgressMonitor, failed_checks, format_duration, summary_table
-from sweeper.resume import continue_sweep, find_resumable_sweep, finished_before
+from sweeper.resume import (
+    continue_sweep,
+    find_resumable_sweep,
+    finished_before,
+    finished_hashes,
+)
 from sweeper.search import is_search, search_resume_point
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
@@ -53,11 +62,12 @@ from sweeper.store_uri import (
     resolve_tracking_uri,
     ui_command,
 )
-from sweeper.sweep_info import DATASET_CACHE, SweepInfo, claim
+from sweeper.sweep_info import DATASET_CACHE, SweepHold, SweepInfo, claim, hold_sweep
 from sweeper.sweep_runs import (
     best_child_run,
     describe_run,
     end_sweep_run,
+    free_sweep_id,
     share_sweep_view,
     start_sweep_run,
 )
@@ -137,8 +147,12 @@ class SweepCallback(Callback):
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
         self._command = ""
+        # The sweep directory's name where an earlier sweep of the experiment has it as its id.
+        self._id_taken: str | None = None
         # The lock on the sweep directory (sweep_info.claim), held until the sweep ends.
         self._claim: int | None = None
+        # The lock on the sweep itself (sweep_info.hold_sweep), held until the command ends.
+        self._hold: SweepHold | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Hydra ships its callbacks to the workers; the sweep's state stays in this process.
@@ -220,7 +234,8 @@ class SweepCallback(Callback):
             runs = f"up to {runs}"
         if plan.timeout is not None:
             runs += f", no trial started after {format_duration(plan.timeout)}"
-        print(f"Sweep {self._info.sweep_id}: {runs}, tracking to {uri}", flush=True)
+        taken = f" ({self._id_taken} is an earlier sweep's id)" if self._id_taken else ""
+        print(f"Sweep {self._info.sweep_id}{taken}: {runs}, tracking to {uri}", flush=True)
         self._monitor = ProgressMonitor(sweep_dir, total, plan.keys, timeout=plan.timeout).start()
         planned = len(plan.jobs) - self._skipped if plan.jobs is not None else None
         self._stop = SweepStop(
@@ -247,6 +262,16 @@ class SweepCallback(Callback):
                 else search_resume_point(config, config.hydra.overrides.task, uri, experiment_id)
             )
             if resumed is not None:
+                self._take(uri, resumed.parent_run_id, resumed.sweep_id)
+                if plan.jobs is not None:
+                    # Read again now that no other command runs the sweep: one that ended
+                    # since may have finished more of it.
+                    resumed = replace(
+                        resumed,
+                        finished_hashes=finished_hashes(
+                            uri, experiment_id, resumed.parent_run_id, plan.hashes
+                        ),
+                    )
                 with interrupts_deferred():
                     self._info, self._skipped = continue_sweep(
                         resumed, plan.hashes, uri, experiment_id, overrides
@@ -267,10 +292,22 @@ class SweepCallback(Callback):
                 "starting a new sweep",
                 flush=True,
             )
-        name = sweep_run_name(plan.keys, sweep_dir.name)
+        sweep_id = free_sweep_id(uri, experiment_id, sweep_dir.name)
+        if sweep_id != sweep_dir.name:
+            self._id_taken = sweep_dir.name
+        name = sweep_run_name(plan.keys, sweep_id)
         with interrupts_deferred():
-            parent = start_sweep_run(uri, experiment_id, sweep_dir.name, overrides, name)
-            self._info = SweepInfo(sweep_dir.name, uri, experiment_id, parent)
+            parent = start_sweep_run(uri, experiment_id, sweep_id, overrides, name)
+            self._info = SweepInfo(sweep_id, uri, experiment_id, parent)
+        # Held from the start too, so that resume=true of the sweep while it runs stops.
+        self._take(uri, parent, sweep_id)
+
+    def _take(self, uri: str, parent_run_id: str, sweep_id: str) -> None:
+        """Hold the sweep of ``parent_run_id`` for this command (``sweep_info.hold_sweep``);
+        a Ctrl-C as it is taken is raised once it is kept, so that it is released."""
+        command = shlex.join(["python", "-m", "sweeper", *sys.argv[1:]])
+        with interrupts_deferred():
+            self._hold = hold_sweep(uri, parent_run_id, sweep_id, command)
 
     def _wind_down(self) -> list[RunOutcome]:
         """However the sweep ends: stop following it, return every outcome, and hand the
@@ -291,6 +328,9 @@ class SweepCallback(Callback):
             if self._claim is not None:
                 os.close(self._claim)
                 self._claim = None
+            if self._hold is not None:
+                self._hold.release()
+                self._hold = None
 
     def _end(self, config: DictConfig) -> None:
         assert self._monitor is not None and self._info is not None

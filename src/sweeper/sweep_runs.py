@@ -1,21 +1,39 @@
-"""The sweep's parent run in MLflow and its children as a whole: started or reopened,
-described, searched, their leftovers closed, and ended with the sweep's counts; and a parent
-run told from its children where a command wants one of theirs."""
+"""The sweep's parent run in MLflow and its children as a whole: its id chosen, started or
+reopened, described, searched, their leftovers closed, and ended with the sweep's counts; and
+a parent run told from its children where a command wants one of theirs."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 from typing import Any
 
 from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeper.names import KIND_TAG, SWEEP_KIND
+from sweeper.names import KIND_TAG, SWEEP_FILTER, SWEEP_KIND
 from sweeper.provenance import git_commit
 from sweeper.report.runs import kept_runs, ranked_runs, run_record
 from sweeper.store_calls import store_call
 from sweeper.store_reads import search_all
 from sweeper.ui_links import NOTE_TAG, SHARED_VIEW_TAG_PREFIX, share_key, view_json
+
+
+@store_call
+def free_sweep_id(uri: str, experiment_id: str, wanted: str) -> str:
+    """``wanted`` (the sweep directory's name), or ``wanted-2``, ``wanted-3``... where a
+    sweep of the experiment has it: a ``hydra.sweep.dir`` used again would give two sweeps
+    one id, and the report (``report.runs.find_sweep``) would reach the newer alone. One query,
+    of the sweeps whose id starts as ``wanted`` does."""
+    # Up to a character the filter would have to escape; more sweeps match, none is missed.
+    prefix = re.split(r"['\"\\]", wanted)[0]
+    query = f"{SWEEP_FILTER} and tags.sweep_id LIKE '{prefix}%'"
+    taken = {
+        run.data.tags.get("sweep_id") for run in search_all(MlflowClient(uri), experiment_id, query)
+    }
+    candidates = (wanted if n == 1 else f"{wanted}-{n}" for n in itertools.count(1))
+    return next(c for c in candidates if c not in taken)
 
 
 @store_call

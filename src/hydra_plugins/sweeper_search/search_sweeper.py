@@ -9,8 +9,9 @@ k jobs, one per value of ``repeat_key``, and its value is their mean
 (``sweeper_search.repeats``); a queued repeat takes a freed slot before a new trial is asked.
 The sweeper imports nothing of the app, and assumes of it only this: a job's return value is
 its run's value (a trial whose job returns none is asked again), a job reports its epochs to
-its trial as steps from 1 (``study.PRUNERS``), and ``repeat_key`` defaults to the app's
-``seed``. ``resume: true`` continues the newest study of the
+its trial as steps from 1 (``study.PRUNERS``), ``repeat_key`` defaults to the app's
+``seed``, and the app may name its sweep in the sweep directory's ``sweep.json``
+(``study.sweep_id_of``). ``resume: true`` continues the newest study of the
 same space, its trials and its job numbers, where its trials shared the settings this
 search's share (``fixed_settings``).
 """
@@ -67,6 +68,7 @@ from hydra_plugins.sweeper_search.study import (
     recorded_values,
     settle,
     studies_of,
+    sweep_id_of,
     value_attr,
 )
 
@@ -307,8 +309,9 @@ def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgre
 
 
 def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:
-    """``name``, or ``name_2``, ``name_3``... where a study has it: a sweep directory used
-    again (a fixed ``hydra.sweep.dir``, two searches started in one second)."""
+    """``name``, or ``name_2``, ``name_3``... where a study has it: a sweep of the same id in
+    another experiment of the store, or a sweep directory used again that the app did not
+    name anew (``sweep_id_of``)."""
     taken = set(optuna.get_all_study_names(storage))
     candidates = (name if n == 1 else f"{name}_{n}" for n in itertools.count(1))
     return next(c for c in candidates if c not in taken)
@@ -396,7 +399,7 @@ class SearchSweeper(Sweeper):
         found = study_to_resume(storage, s, space, fixed) if s.resume else None
         if found is None:
             sampler = make_sampler(s.sampler)
-            sweep = Path(str(config.hydra.sweep.dir)).name
+            sweep = sweep_id_of(Path(str(config.hydra.sweep.dir)))
             study = optuna.create_study(
                 study_name=unused_name(storage, f"{s.study_name}_{sweep}"),
                 storage=storage,

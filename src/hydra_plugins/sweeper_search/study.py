@@ -8,6 +8,7 @@ the settings its trials share, which a resumed search must share too.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import urllib.parse
@@ -31,8 +32,10 @@ CREATED_ATTR = "created"
 FIXED_ATTR = "fixed"
 # The job number the study's next run takes: a resumed search's runs number on from there.
 JOBS_ATTR = "jobs"
-# The name of the sweep directory that created the study, by which the app finds its runs.
+# The id of the sweep that created the study (``sweep_id_of``), by which the app finds its runs.
 SWEEP_ATTR = "sweep"
+# Where the app records its sweep in the sweep directory (sweeper.sweep_info.SWEEP_FILE).
+APP_SWEEP_FILE = "sweep.json"
 # A trial's user attrs: the trial it repeats, which attempt it is, and that Ctrl-C cut it.
 RETRY_OF = "retry_of"
 ATTEMPT = "attempt"
@@ -288,3 +291,13 @@ def owed(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         or (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED))
     ]
     return [t for t in cut_short if t.number not in again]
+
+
+def sweep_id_of(sweep_dir: Path) -> str:
+    """The id the app records the sweep in ``sweep_dir`` under: its ``sweep.json``'s, written
+    as the sweep starts (a sweep directory used again gives a new sweep ``NAME-2``), else the
+    directory's name."""
+    try:
+        return str(json.loads((sweep_dir / APP_SWEEP_FILE).read_text())["sweep_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return sweep_dir.name
