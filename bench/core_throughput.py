@@ -4,8 +4,10 @@ Three networks, each with its own data: 784-128-10 and 784-1024-1024-10 at batch
 Fashion-MNIST, and the default study's 64-64-10 at batch 32 on the 8x8 digits. Every
 contender trains the same network with SGD and classic momentum 0.9 (same learning rate, no
 penalty): sweeper's core now (`sweeper`), the core of an earlier commit imported beside it
-(`before`, see previous_core.py), scikit-learn's MLPClassifier and PyTorch, and with
-``--against bare`` the barest NumPy step (`bare`: what any NumPy MLP pays). The GEMM limit
+(`before`, see previous_core.py), scikit-learn's MLPClassifier and PyTorch, with
+``--against bare`` the barest NumPy step (`bare`: what any NumPy MLP pays), and with
+``--against floor`` what no step can skip (`floor`: its batch gathered and its products on
+real operands, nothing else). The GEMM limit
 (`limit`) is nothing but numpy's matrix products of each training step on the exact shapes:
 no implementation of the network can be faster than the BLAS it calls.
 
@@ -270,6 +272,45 @@ class Bare(Contender):
         return float(np.mean(a.argmax(axis=1) == y))
 
 
+class Floor(Contender):
+    """What no training step can skip: its batch gathered from the training set, and its
+    matrix products on it, each product's output the next one's input as in a real step; no
+    activation, loss or update. Beside ``limit`` (the same products on operands that stay in
+    cache) it shows what gathering a batch and working on real operands cost."""
+
+    name = "floor"
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
+        rng = np.random.default_rng(SEED)
+        sizes = [x.shape[1], *net.hidden, N_CLASSES]
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        self.weights = [(rng.standard_normal(p) * 0.05).astype(x.dtype) for p in pairs]
+        self.grads = [np.empty(p, x.dtype) for p in pairs]
+        self.x, self.batch = x, net.batch
+        self.xb = np.empty((net.batch, x.shape[1]), x.dtype)
+        self.outs = [np.empty((net.batch, o), x.dtype) for _, o in pairs]
+        self.deltas = [np.empty((net.batch, i), x.dtype) for i, _ in pairs[1:]]
+
+    def epoch(self, order: np.ndarray) -> None:
+        last = len(self.weights) - 1
+        for i in range(0, len(order), self.batch):
+            idx = order[i : i + self.batch]
+            n = len(idx)
+            xb = self.x.take(idx, axis=0, out=self.xb[:n], mode="clip")
+            a = xb
+            for w, out in zip(self.weights, self.outs, strict=True):
+                a = np.matmul(a, w, out=out[:n])
+            delta = a
+            for layer in range(last, -1, -1):
+                below = xb if layer == 0 else self.outs[layer - 1][:n]
+                np.matmul(below.T, delta, out=self.grads[layer])
+                if layer > 0:
+                    delta = np.matmul(delta, self.weights[layer].T, out=self.deltas[layer - 1][:n])
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float("nan")
+
+
 def gemm_shapes(
     sizes: list[int], batch: int
 ) -> list[tuple[tuple[int, int], tuple[int, int], bool]]:
@@ -375,6 +416,8 @@ def available_contenders(wanted: list[str], before_ref: str | None) -> list[type
         contenders.append(before)
     if "bare" in wanted:
         contenders.append(Bare)
+    if "floor" in wanted:
+        contenders.append(Floor)
     for module, cls in (("sklearn", Sklearn), ("torch", Torch)):
         if module not in wanted:
             continue
@@ -400,7 +443,10 @@ def main() -> None:
         "--before", default=DEFAULT_REF, help="commit whose core is timed as `before` ('' : none)"
     )
     parser.add_argument(
-        "--against", nargs="*", default=["sklearn", "torch"], choices=["bare", "sklearn", "torch"]
+        "--against",
+        nargs="*",
+        default=["sklearn", "torch"],
+        choices=["bare", "floor", "sklearn", "torch"],
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds on slices, h128 only")
     args = parser.parse_args()

@@ -117,6 +117,8 @@ def test_the_summary_ranks_no_run_of_a_configuration_that_failed_on_a_seed() -> 
         "failed; only complete configurations are ranked"
     )
     assert "not ranked" not in summary_table(outcomes[:2], {"lr", "seed"})
+    # Seeds alone, one diverged: no configuration is complete, and none better to choose.
+    assert "not ranked" not in summary_table(outcomes[2:4], {"lr", "seed"})
 
 
 def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> None:

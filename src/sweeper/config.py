@@ -32,6 +32,7 @@ from sweeper.core import (
 )
 from sweeper.data import DATASETS
 from sweeper.data.preprocessing import NORMALIZATIONS
+from sweeper.names import SEED
 from sweeper.store_uri import CONNECT_TIMEOUT_S, MAX_OUTAGE_S
 
 SCHEMA_NAME = "sweeper_schema"
@@ -274,7 +275,7 @@ class ExperimentConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        _require(self.seed >= 0, SEED, self.seed, "must be >= 0")
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:

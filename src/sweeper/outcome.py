@@ -44,8 +44,11 @@ def complete_configurations(
     whether that configuration is complete: each of its runs ``trained`` (finished, or
     stopped by a pruner) or was run again to its end. Only a complete configuration's runs
     are ranked: a mean over fewer seeds is another statistic, and a configuration that failed
-    or diverged on a seed is not one to choose."""
+    or diverged on a seed is not one to choose. Where none is complete (a sweep of seeds
+    alone, one of which diverged), there is no better one to choose: all count as complete."""
     broken = {c for c, ok in zip(configurations, trained, strict=True) if not ok}
+    if broken >= set(configurations):
+        return [True] * len(configurations)
     return [c not in broken for c in configurations]
 
 
