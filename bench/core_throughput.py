@@ -6,8 +6,8 @@ contender trains the same network with SGD and classic momentum 0.9 (same learni
 penalty): sweeper's core now (`sweeper`), the core of an earlier commit imported beside it
 (`before`, see previous_core.py), scikit-learn's MLPClassifier and PyTorch, with
 ``--against bare`` the barest NumPy step (`bare`: what any NumPy MLP pays), and with
-``--against floor`` what no step can skip (`floor`: its batch gathered and its products on
-real operands, nothing else). The GEMM limit
+``--against floor`` what no step can skip (`floor`: its batch gathered, its products on real
+operands and the momentum update in its fewest passes, nothing else). The GEMM limit
 (`limit`) is nothing but numpy's matrix products of each training step on the exact shapes:
 no implementation of the network can be faster than the BLAS it calls.
 
@@ -273,10 +273,11 @@ class Bare(Contender):
 
 
 class Floor(Contender):
-    """What no training step can skip: its batch gathered from the training set, and its
-    matrix products on it, each product's output the next one's input as in a real step; no
-    activation, loss or update. Beside ``limit`` (the same products on operands that stay in
-    cache) it shows what gathering a batch and working on real operands cost."""
+    """What no training step with momentum can skip: its batch gathered from the training
+    set, its matrix products on it (each one's output the next one's input, as in a real
+    step), and the update in its fewest passes (v = m*v - g; w += v, the rate taken as folded
+    into the gradient); no activation, loss or bias. Beside ``limit`` (the products alone, on
+    operands that stay in cache) it bounds the fraction of the limit a NumPy step can reach."""
 
     name = "floor"
 
@@ -286,6 +287,7 @@ class Floor(Contender):
         pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
         self.weights = [(rng.standard_normal(p) * 0.05).astype(x.dtype) for p in pairs]
         self.grads = [np.empty(p, x.dtype) for p in pairs]
+        self.velocities = [np.zeros(p, x.dtype) for p in pairs]
         self.x, self.batch = x, net.batch
         self.xb = np.empty((net.batch, x.shape[1]), x.dtype)
         self.outs = [np.empty((net.batch, o), x.dtype) for _, o in pairs]
@@ -300,12 +302,18 @@ class Floor(Contender):
             a = xb
             for w, out in zip(self.weights, self.outs, strict=True):
                 a = np.matmul(a, w, out=out[:n])
+            # The rate folded into the gradient: the step scales the output's error anyway.
+            a *= LR / n
             delta = a
             for layer in range(last, -1, -1):
                 below = xb if layer == 0 else self.outs[layer - 1][:n]
                 np.matmul(below.T, delta, out=self.grads[layer])
                 if layer > 0:
                     delta = np.matmul(delta, self.weights[layer].T, out=self.deltas[layer - 1][:n])
+            for w, v, g in zip(self.weights, self.velocities, self.grads, strict=True):
+                v *= MOMENTUM
+                v -= g
+                w += v
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float("nan")
