@@ -15,9 +15,9 @@ BENCH = REPO / "bench" / "core_throughput.py"
 def test_core_throughput_quick_run_prints_every_table(tmp_path: Path) -> None:
     write_mnist_like(tmp_path / "data", n_train=640, n_test=100)
     proc = subprocess.run(
-        # sklearn and torch are optional (the bench extra) and slow to import: sweeper alone.
+        # sklearn and torch are optional (the bench extra) and slow to import: NumPy alone.
         [sys.executable, str(BENCH), "--quick", "--data-dir", str(tmp_path / "data"),
-         "--threads", "1", "--against"],
+         "--threads", "1", "--against", "floor"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -29,8 +29,8 @@ def test_core_throughput_quick_run_prints_every_table(tmp_path: Path) -> None:
     # One row in each of the four tables.
     assert len(rows) == 4
     header = next(line for line in out.splitlines() if line.startswith("| network |"))
-    # The earlier commit's core is timed beside this one.
-    assert "| sweeper | before |" in header
+    # The earlier commit's core is timed beside this one, and what no step can skip.
+    assert "| sweeper | before | floor |" in header
     accuracy = rows[-1].split("|")
     # Same seeds, same arithmetic: the two cores reach the same test accuracy.
     assert accuracy[5] == accuracy[6]
