@@ -512,3 +512,23 @@ def test_parallel_coordinates_name_drawn_values_as_the_tables_do(
             analysis=pool,  # type: ignore[arg-type]
         )
     assert drawn == [{"optimizer.lr": ["0.03529", "0.0002372", "0.456"]}]
+
+
+def test_a_sweep_whose_every_run_failed_is_reported_without_a_best_run(tmp_path: Path) -> None:
+    from helpers import add_child_run
+    from sweeper.store_setup import prepare_store
+    from sweeper.sweep_runs import best_child_run, start_sweep_run
+
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "failed", "", "sweep")
+    client = MlflowClient(uri)
+    for lr in ("0.05", "0.1"):
+        add_child_run(
+            client, experiment_id, parent, lr, "FAILED", params={"optimizer.lr": lr},
+            tags={"config_hash": lr, "reason": "no such data"},
+        )  # fmt: skip
+    built = build_report(uri, sweep_id="failed", out_dir=tmp_path / "reports")
+    assert "## Best run" not in (built.directory / "report.md").read_text()
+    assert [row["#"] for row in table_with(built.summary, "optimizer.lr")] == ["-", "-"]
+    assert best_child_run(uri, experiment_id, parent) is None
