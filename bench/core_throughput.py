@@ -184,6 +184,15 @@ class Torch(Contender):
         return float(np.mean(predicted == y))
 
 
+def small_weights(
+    sizes: list[int], dtype: np.dtype
+) -> tuple[list[tuple[int, int]], list[np.ndarray]]:
+    """The (fan-in, fan-out) of each layer, and seeded small weights of those shapes."""
+    rng = np.random.default_rng(SEED)
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    return pairs, [(rng.standard_normal(p) * 0.05).astype(dtype) for p in pairs]
+
+
 class Bare(Contender):
     """The barest NumPy step: preallocated arrays, everything in place, no input checks, no
     running loss or accuracy, no dropout or penalty branches; what any NumPy MLP pays."""
@@ -191,10 +200,8 @@ class Bare(Contender):
     name = "bare"
 
     def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
-        rng = np.random.default_rng(SEED)
         sizes = [x.shape[1], *net.hidden, N_CLASSES]
-        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
-        self.weights = [(rng.standard_normal(p) * 0.05).astype(x.dtype) for p in pairs]
+        pairs, self.weights = small_weights(sizes, x.dtype)
         self.biases = [np.zeros(o, x.dtype) for _, o in pairs]
         self.params = [*self.weights, *self.biases]
         self.velocities = [np.zeros_like(p) for p in self.params]
@@ -282,10 +289,7 @@ class Floor(Contender):
     name = "floor"
 
     def __init__(self, x: np.ndarray, y: np.ndarray, net: Network, activation: str) -> None:
-        rng = np.random.default_rng(SEED)
-        sizes = [x.shape[1], *net.hidden, N_CLASSES]
-        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
-        self.weights = [(rng.standard_normal(p) * 0.05).astype(x.dtype) for p in pairs]
+        pairs, self.weights = small_weights([x.shape[1], *net.hidden, N_CLASSES], x.dtype)
         self.grads = [np.empty(p, x.dtype) for p in pairs]
         self.velocities = [np.zeros(p, x.dtype) for p in pairs]
         self.x, self.batch = x, net.batch

@@ -132,16 +132,24 @@ def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> 
     ]
 
 
+# What a finished run logs as it ends, which a resumed sweep's summary reads back.
+_FINAL = {"best_val_loss": 0.25, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
+
+
+def _sweep_in_a_store(tmp_path: Path) -> tuple[str, str, str]:
+    """A new store in ``tmp_path``: its URI, its experiment, and a sweep's parent run there."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = prepare_store(uri, "sweeper")
+    return uri, experiment_id, start_sweep_run(uri, experiment_id, "s", "", "sweep")
+
+
 def test_a_resumed_sweep_reads_back_its_finished_runs_with_their_final_metrics(
     tmp_path: Path,
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = prepare_store(uri, "sweeper")
-    parent = start_sweep_run(uri, experiment_id, "s", "", "sweep")
+    uri, experiment_id, parent = _sweep_in_a_store(tmp_path)
     client = MlflowClient(uri)
-    final = {"best_val_loss": 0.25, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
     tags = {"overrides": "seed=0", "job": "0", "config_hash": "h0"}
-    kept = add_child_run(client, experiment_id, parent, "kept", tags=tags, **final)
+    kept = add_child_run(client, experiment_id, parent, "kept", tags=tags, **_FINAL)
     # Ended FINISHED without the final metrics (its end was never logged), or failed: not kept.
     add_child_run(client, experiment_id, parent, "bare", tags={"config_hash": "h1"})
     add_child_run(client, experiment_id, parent, "failed", "FAILED", {"config_hash": "h2"})
@@ -164,14 +172,11 @@ def test_a_grown_grids_resume_numbers_the_runs_finished_before_as_its_own_jobs(
 ) -> None:
     # seed=0,1 ran as jobs 0 and 1; activation=a,b seed=0,1 plans (a,0) (a,1) (b,0) (b,1),
     # so (b,0), job 2 now, must not show as #0 beside the new job 0.
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = prepare_store(uri, "sweeper")
-    parent = start_sweep_run(uri, experiment_id, "s", "", "sweep")
+    uri, experiment_id, parent = _sweep_in_a_store(tmp_path)
     client = MlflowClient(uri)
-    final = {"best_val_loss": 0.25, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
     for job, seed in enumerate("01"):
         tags = {"overrides": f"seed={seed}", "job": str(job), "config_hash": f"b{seed}"}
-        add_child_run(client, experiment_id, parent, f"b{seed}", tags=tags, **final)
+        add_child_run(client, experiment_id, parent, f"b{seed}", tags=tags, **_FINAL)
     before = finished_before(uri, experiment_id, parent, ["a0", "a1", "b0", "b1"])
     assert sorted((o.number, o.overrides) for o in before) == [
         ("2", ["seed=0"]),
