@@ -45,10 +45,13 @@ def complete_configurations(
     stopped by a pruner) or was run again to its end. Only a complete configuration's runs
     are ranked: a mean over fewer seeds is another statistic, and a configuration that failed
     or diverged on a seed is not one to choose. Where none is complete (a sweep of seeds
-    alone, one of which diverged), there is no better one to choose: all count as complete."""
-    broken = {c for c, ok in zip(configurations, trained, strict=True) if not ok}
-    if broken >= set(configurations):
-        return [True] * len(configurations)
+    alone, one of which diverged), there is no better one to choose: each with a trained run
+    counts as complete."""
+    pairs = list(zip(configurations, trained, strict=True))
+    broken = {c for c, ok in pairs if not ok}
+    with_trained = {c for c, ok in pairs if ok}
+    if with_trained <= broken:
+        return [c in with_trained for c in configurations]
     return [c not in broken for c in configurations]
 
 

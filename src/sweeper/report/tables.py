@@ -228,8 +228,6 @@ def configurations(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     )
     table = params.join(stats)
     table["n"] = table["n"].fillna(0).astype(int)
-    # Where none is complete all count as complete (runs.complete): not one with nothing finished.
-    table["complete"] &= table["n"] > 0
     table["status"] = groups.apply(status_text, include_groups=False)
     return table.sort_values(
         ["complete", f"{RANKED_BY}_mean"],
