@@ -9,8 +9,8 @@ ARGS ?=
 STORE ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 PORT ?= 5000
 
-.PHONY: help install run sweep test test-slow lint data ui clean report browser study install-ray \
-	reproduce dashboard
+.PHONY: help install run sweep test test-slow lint format typecheck data ui clean report browser \
+	study install-ray reproduce dashboard
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,7 @@ sweep: install  ## a parallel sweep (OVERRIDES=...) tracked in mlruns/
 
 # loadfile: a test module runs on one worker, so a module-scoped fixture (a shared sweep)
 # is built once. (xdist 3.8's loadgroup does not group under pytest 9.)
-test: install  ## the fast test suite (lint and types included)
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/mypy
+test: lint  ## lint and type-check, then the fast test suite
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: install data install-ray  ## tests on real Fashion-MNIST, on a Ray cluster, the longest sweeps (minutes)
@@ -44,10 +42,16 @@ $(RAY_STAMP): $(STAMP)
 
 install-ray: $(RAY_STAMP)  ## add the [ray] extra (Hydra's Ray launcher) to .venv
 
-lint: install  ## ruff (lint and format check) and mypy, without the tests
+lint: typecheck  ## ruff (lint and format check) and mypy, without the tests
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
+
+typecheck: install  ## mypy, as configured in pyproject.toml
 	$(VENV)/bin/mypy
+
+format: install  ## rewrite src/ and tests/ as ruff formats them, fixing what ruff can
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
 
 # `make data DATASET=NAME [MIRROR=URL]` fetches NAME, verified, into its default data_dir.
 # Plain `make data` is Fashion-MNIST, which test-slow and bench read: Debian's package where
@@ -87,7 +91,7 @@ dashboard: $(DASHBOARD_STAMP)  ## the searches' Optuna studies in optuna-dashboa
 	@echo "optuna-dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (storage: $(OPTUNA_STORAGE))"
 	$(VENV)/bin/optuna-dashboard '$(OPTUNA_STORAGE)' --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
-# --- report (issue 4) ---
+# --- report ---
 # The sweep to report (default: the latest; A,B compares two) and its MLflow experiment.
 SWEEP ?=
 EXPERIMENT ?= sweeper
@@ -109,7 +113,7 @@ browser:  ## Debian's chromium, for the browser test of the MLflow UI and report
 
 clean:  ## remove run outputs and caches (keeps mlruns/ and .venv)
 	rm -rf outputs multirun reports .pytest_cache .mypy_cache .ruff_cache
-	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	find src tests bench -name __pycache__ -prune -exec rm -rf {} +
 
 # --- study presets (experiments/) ---
 # Every question of the MLP study as one sweep each; seeds composes with a question.
@@ -123,7 +127,7 @@ study: install  ## the study table's presets (not mnist_*) on DATASET (digits: m
 		$(PY) -m sweeper -m "+experiment=$$preset" dataset=$(DATASET) $(ARGS) || status=1; \
 	done; exit $$status
 
-# --- benchmarks (issue 6) ---
+# --- benchmarks ---
 .PHONY: bench
 BENCH_FLAGS := $(if $(QUICK),--quick)
 

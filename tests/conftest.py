@@ -12,7 +12,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-# Few epochs and no BLAS oversubscription: the CLI tests check records, not accuracy.
+# Few epochs: the CLI tests check records, not accuracy.
 FAST = ["train.epochs=3", "train.patience=null"]
 QUICK = [*FAST, "gradcheck.enabled=false"]
 # The repository's root: its conf/, experiments/, bench/ and src/.
