@@ -420,6 +420,22 @@ def test_config_hash_ignores_where_a_run_is_recorded() -> None:
     assert config_hash({**base, "seed": 1}) != config_hash(base)
 
 
+def test_config_hash_is_what_a_run_computes_not_how_it_was_spelled(tmp_path: Path) -> None:
+    base = {"dataset.name": "mnist", "dataset.data_dir": None, "activation.name": "tanh"}
+    base["activation.init"] = "auto"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    # The same files, wherever they are read from (the data_sha256 tags say which they are).
+    for data_dir in (str(tmp_path / "real"), str(tmp_path / "link"), "elsewhere/mnist"):
+        assert config_hash({**base, "dataset.data_dir": data_dir}) == config_hash(base)
+    # tanh's own scheme, named or not; another scheme is another network.
+    assert config_hash({**base, "activation.init": "xavier"}) == config_hash(base)
+    assert config_hash({**base, "activation.init": "he"}) != config_hash(base)
+    relu = {**base, "activation.name": "relu"}
+    assert config_hash({**relu, "activation.init": "he"}) == config_hash(relu)
+    assert config_hash({**relu, "activation.init": "xavier"}) != config_hash(relu)
+
+
 def test_store_calls_are_retried_while_the_database_is_locked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -39,6 +39,10 @@ SCHEMA_NAME = "sweeper_schema"
 # Keys that say where or how a run is recorded, not what it computes: two configs differing
 # only in these are the same configuration, so resume=true treats them as done.
 NOT_HASHED = ("resume", "tracking.")
+# Where the data is read from: one place for all of a sweep's runs (sweeper.plan.SWEEP_WIDE).
+DATA_DIR = "dataset.data_dir"
+ACTIVATION = "activation.name"
+INIT = "activation.init"
 
 
 class ConfigError(ValueError):
@@ -87,7 +91,7 @@ class DatasetConfig:
             # `dataset.data_dir=$UNSET_VAR` would read the current directory.
             _require(
                 self.data_dir.strip() != "",
-                "dataset.data_dir",
+                DATA_DIR,
                 self.data_dir,
                 "an empty path; use null for the dataset's default place, or a directory",
             )
@@ -334,7 +338,14 @@ def unread_keys(params: dict[str, Any]) -> set[str]:
 
 
 def config_hash(params: dict[str, Any]) -> str:
-    """Identifies a composed configuration (``flat_params``), whatever the order of its
-    overrides; the keys in NOT_HASHED are left out."""
+    """Identifies what a composed configuration (``flat_params``) computes, whatever the order
+    of its overrides: the keys in NOT_HASHED are left out, ``dataset.data_dir`` counts as its
+    default (where the data is read from, not which: the run's ``data_sha256`` tags say that),
+    and ``activation.init`` naming its activation's own scheme counts as ``auto``."""
     kept = {k: v for k, v in params.items() if not k.startswith(NOT_HASHED)}
+    if DATA_DIR in kept:
+        kept[DATA_DIR] = None
+    activation = ACTIVATIONS.get(kept.get(ACTIVATION))
+    if activation is not None and kept.get(INIT) == activation.init:
+        kept[INIT] = InitName.auto.name
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

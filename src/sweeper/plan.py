@@ -31,6 +31,9 @@ from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import RayClusterLauncherConf
 from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
 from sweeper.config import (
+    ACTIVATION,
+    DATA_DIR,
+    INIT,
     NOT_HASHED,
     ConfigError,
     config_hash,
@@ -38,12 +41,17 @@ from sweeper.config import (
     to_experiment_config,
     unread_keys,
 )
+from sweeper.core import ACTIVATIONS
 from sweeper.search import check_search, is_search, searched_keys
 from sweeper.ui_links import params_of_keys, varied_params
 
-# What every run of a sweep shares: it records under one parent run, in one store and one
-# experiment.
-SWEEP_WIDE = ("tracking.uri", "tracking.experiment")
+# What every run of a sweep shares, and why.
+SWEEP_WIDE = {
+    "tracking.uri": "whose runs record under one parent run in one store and experiment",
+    "tracking.experiment": "whose runs record under one parent run in one store and experiment",
+    # Left out of config_hash, which would take runs on two places' data for one configuration.
+    DATA_DIR: "whose runs read their dataset from one place",
+}
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
 
@@ -138,11 +146,10 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
 
 def check_sweep_wide(varied: Collection[str]) -> None:
     """Raise a ConfigError if a key that every run of a sweep shares (``SWEEP_WIDE``) varies."""
-    for key in SWEEP_WIDE:
+    for key, why in SWEEP_WIDE.items():
         if key in varied:
             raise ConfigError(
-                f"Error: {key} cannot vary within a sweep, whose runs record under one parent "
-                "run in one store and experiment: run one sweep per value"
+                f"Error: {key} cannot vary within a sweep, {why}: run one sweep per value"
             )
 
 
@@ -169,6 +176,13 @@ def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any
         )
         if not differ:
             raise ConfigError(f"Error: runs {named} are the same configuration: run it once")
+        if not unread.intersection(differ):
+            # Only activation.init differs (config_hash's other equivalence is sweep-wide).
+            name = run[ACTIVATION]
+            raise ConfigError(
+                f"Error: runs {named} would train the same network: {INIT}=auto is "
+                f"{ACTIVATIONS[name].init} for activation={name}; run it once"
+            )
         readers = sorted(
             {f"{k.partition('.')[0]}={run[k.partition('.')[0] + '.name']}" for k in differ}
         )
