@@ -142,8 +142,10 @@ def test_a_sweep_killed_outright_takes_its_runs_with_it(workdir: Path) -> None:
     while not all(gone(pid) for pid in pids):
         assert time.monotonic() < deadline, f"runs' processes {pids} outlived their sweep"
         time.sleep(0.2)
-    # Each closed its run as Ctrl-C would have.
-    assert {r.info.status for r in child_runs(all_runs(workdir))} == {"KILLED"}
+    # Each closed its run as Ctrl-C would have, saying why: nobody pressed Ctrl-C.
+    children = child_runs(all_runs(workdir))
+    assert {r.info.status for r in children} == {"KILLED"}
+    assert {r.data.tags["reason"] for r in children} == {"interrupted (its sweep's process ended)"}
 
 
 def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir: Path) -> None:

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hydra_plugins.sweeper_launcher.interrupts import terminated
+from hydra_plugins.sweeper_launcher.interrupts import orphaned, terminated
 from sweeper.config import ConfigError
 from sweeper.core.training import TrainingDiverged
 from sweeper.store import store_problem
@@ -23,10 +23,16 @@ EXIT_INTERRUPTED = 130
 # under these words and the shell's status for it (128 + SIGTERM).
 TERMINATED = "interrupted (SIGTERM)"
 EXIT_TERMINATED = 143
+# A sweep's job whose sweep process is gone (killed outright) stops as at Ctrl-C, under these
+# words (hydra_plugins...interrupts.interrupt_as_orphan).
+ORPHANED = "interrupted (its sweep's process ended)"
 
 
 def interruption() -> tuple[str, int]:
-    """The reason and exit status of this process stopped as by Ctrl-C: by Ctrl-C or SIGTERM."""
+    """The reason and exit status of this process stopped as by Ctrl-C: by Ctrl-C, SIGTERM, or
+    the end of the sweep's process that started it."""
+    if orphaned():
+        return ORPHANED, EXIT_INTERRUPTED
     return (TERMINATED, EXIT_TERMINATED) if terminated() else (INTERRUPTED, EXIT_INTERRUPTED)
 
 

@@ -1,8 +1,10 @@
 """Ctrl-C held back while a block that must not be cut in half runs, and SIGTERM taken as
-Ctrl-C (``kill``, ``timeout``, a container or a batch system stopping the process)."""
+Ctrl-C (``kill``, ``timeout``, a container or a batch system stopping the process), as is the
+end of the command that started this process."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -12,11 +14,13 @@ from types import FrameType
 
 # "terminated": whether a SIGTERM stopped this process; "ignored_from_start": whether Ctrl-C
 # was ignored when terminate_as_interrupt was called (a command a script or a batch system
-# started with `&`: SIGTERM is the only Ctrl-C it gets). Kept when Hydra's plugin scan
+# started with `&`: SIGTERM is the only Ctrl-C it gets); "orphaned": whether this process
+# stopped because the command that started it is gone. Kept when Hydra's plugin scan
 # executes this module again, in place, after the handler is installed.
 _STATE: dict[str, bool] = globals().get("_STATE") or {
     "terminated": False,
     "ignored_from_start": False,
+    "orphaned": False,
 }
 # When a SIGTERM stopped this process (time.monotonic), kept as _STATE is.
 _TERMINATED_AT: list[float] = globals().get("_TERMINATED_AT") or [0.0]
@@ -91,6 +95,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def _stopped_by_sigterm(now: float) -> None:
     _STATE["terminated"] = True
     _TERMINATED_AT[0] = now
+
+
+def interrupt_as_orphan() -> None:
+    """Stop this process as Ctrl-C does, because the command that started it is gone (``kill
+    -9``): nobody is left to press Ctrl-C. Any thread."""
+    _STATE["orphaned"] = True
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def orphaned() -> bool:
+    """Whether :func:`interrupt_as_orphan` stopped this process."""
+    return _STATE.get("orphaned", False)
 
 
 def terminated() -> bool:

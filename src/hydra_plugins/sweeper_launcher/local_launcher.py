@@ -49,7 +49,11 @@ from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
-from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt, terminated
+from hydra_plugins.sweeper_launcher.interrupts import (
+    interrupt_as_orphan,
+    terminate_as_interrupt,
+    terminated,
+)
 
 # A job's process stopped by Ctrl-C exits as a shell reports it: 128 + SIGINT.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -137,7 +141,7 @@ def _end_with_the_sweep(results: Connection) -> None:
     poller = select.poll()
     poller.register(results.fileno(), select.POLLERR)  # a pipe's write end: no reader left
     poller.poll()
-    os.kill(os.getpid(), signal.SIGINT)
+    interrupt_as_orphan()
 
 
 def _job_process(payload: bytes, results: Connection) -> None:
