@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -116,6 +117,26 @@ def test_labels_of_any_integer_type_train_as_int64_ones_do(data: tuple, label_dt
         return [(m.train_loss, m.train_acc, m.val_loss, m.val_acc) for m in history]
 
     assert run(y.astype(label_dtype), yv.astype(label_dtype)) == run(y, yv)
+
+
+@pytest.mark.parametrize(
+    ("split", "labels", "message"),
+    [
+        # A column of labels pairs row by row with x but broadcasts against every prediction.
+        ("val", lambda y: y[:, None], r"val labels must be a 1-D array of integers in \[0, 3\)"),
+        ("train", lambda y: y[:, None], r"train labels must be a 1-D array"),
+        ("train", lambda y: y + 3, r"train labels must be a 1-D array of integers in \[0, 3\)"),
+        ("val", lambda y: y.astype(float), r"val labels must be a 1-D array"),
+    ],
+)
+def test_labels_that_are_not_one_class_per_row_fail_before_training(
+    data: tuple, split: str, labels: Callable[[np.ndarray], np.ndarray], message: str
+) -> None:
+    x, y, xv, yv = data
+    y, yv = (labels(y), yv) if split == "train" else (y, labels(yv))
+    with pytest.raises(ValueError, match=message) as raised:
+        train(MLP([5, 3]), SGD(0.1), x, y, xv, yv, epochs=1, batch_size=32)
+    assert "\n" not in str(raised.value)
 
 
 def test_bit_identical_with_same_seed(data: tuple) -> None:

@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 
 @dataclass
 class SamplerConf:
-    # tpe, random, cmaes or qmc (sweeper_search.study.SAMPLERS)
+    # A name in sweeper_search.study.SAMPLERS.
     name: str = "tpe"
     seed: Optional[int] = None
     # tpe, cmaes: trials drawn at random before the model takes over.
@@ -26,7 +26,7 @@ class SamplerConf:
 
 @dataclass
 class PrunerConf:
-    # none, median, successive_halving or hyperband (sweeper_search.study.PRUNERS)
+    # A name in sweeper_search.study.PRUNERS.
     name: str = "none"
     # median: trials that finish before any is pruned, and epochs a trial trains before it can
     # be (n_warmup_steps: 5 judges a trial from epoch 6 on).

@@ -73,11 +73,6 @@ from hydra_plugins.sweeper_search.study import (
 )
 
 
-def _whole(value: object) -> bool:
-    """An integer, not a boolean (a setting typed Any keeps ``true`` as it is)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_budget(settings: DictConfig) -> None:
     """The direction and the budgets: trials, seconds, a target value."""
     if settings.direction != "minimize":
@@ -100,47 +95,6 @@ def check_budget(settings: DictConfig) -> None:
         )
 
 
-def check_sampler_and_pruner(settings: DictConfig) -> None:
-    """The sampler's and the pruner's settings, those Optuna checks only once a trial asks
-    included (a job's first epoch, where every run would fail)."""
-    sampler, pruner = settings.sampler, settings.pruner
-    if not sampler.n_startup_trials >= 0:
-        raise StudyConfigError(
-            f"hydra.sweeper.sampler.n_startup_trials={sampler.n_startup_trials} is invalid: "
-            "must be >= 0"
-        )
-    if pruner.name == "median" and not pruner.n_warmup_steps >= 0:
-        # make_pruner gives Optuna one more, which its own check would let through at -1.
-        raise StudyConfigError(
-            f"hydra.sweeper.pruner.n_warmup_steps={pruner.n_warmup_steps} is invalid: must be >= 0"
-        )
-    if pruner.name in ("successive_halving", "hyperband"):
-        low = pruner.min_resource
-        # Hyperband divides by it to size its brackets: no 'auto' there.
-        auto = pruner.name == "successive_halving" and low == "auto"
-        if not auto and not (_whole(low) and low >= 1):
-            raise StudyConfigError(
-                f"hydra.sweeper.pruner.min_resource={low} is invalid: an integer >= 1"
-                + (" or 'auto'" if pruner.name == "successive_halving" else "")
-            )
-    if pruner.name == "hyperband":
-        high = pruner.max_resource
-        if high != "auto" and not (_whole(high) and high >= pruner.min_resource):
-            raise StudyConfigError(
-                f"hydra.sweeper.pruner.max_resource={high} is invalid: 'auto' or an integer "
-                f">= min_resource ({pruner.min_resource})"
-            )
-        factor = pruner.reduction_factor
-        # Hyperband takes its logarithm at a trial's first report (successive halving's
-        # constructor checks it).
-        if factor < 2:
-            raise StudyConfigError(
-                f"hydra.sweeper.pruner.reduction_factor={factor} is invalid: an integer >= 2"
-            )
-    make_sampler(sampler)
-    make_pruner(pruner)
-
-
 def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpace:
     """Every setting a search needs, checked before anything starts; return its space. Raises
     ``SearchSpaceError`` or ``StudyConfigError``, one line naming the key."""
@@ -151,7 +105,9 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
             f"hydra.sweeper.repeat_key={settings.repeat_key} is invalid: the search space "
             "searches it; repeats vary a key the space leaves alone"
         )
-    check_sampler_and_pruner(settings)
+    # Each checks its settings, those Optuna checks only once a trial asks included.
+    make_sampler(settings.sampler)
+    make_pruner(settings.pruner)
     check_storage_url(settings.storage)
     if settings.storage is None and (settings.pruner.name != "none" or settings.resume):
         raise StudyConfigError(

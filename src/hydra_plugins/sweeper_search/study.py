@@ -1,7 +1,8 @@
 """The study behind a search: its storage, sampler and pruner, and what a resumed one owes.
 
-Samplers and pruners are registries, a name and its construction together; a name not in
-them fails before any trial, in one line. A study records the key of its search space
+Samplers and pruners are registries, a name with its construction and the check of its
+settings (``Option``); a name not in them, or a setting its entry rejects, fails before any
+trial, in one line. A study records the key of its search space
 (``SearchSpace.key``) so that ``resume=true`` finds the newest study of the same space, and
 the settings its trials share, which a resumed search must share too.
 """
@@ -14,8 +15,9 @@ import math
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import optuna
 import sqlalchemy
@@ -60,6 +62,35 @@ class StudyConfigError(CompactHydraException):
     """A sampler, pruner or storage setting that cannot be used; one line naming the key."""
 
 
+T = TypeVar("T")
+
+
+def _whole(value: object) -> bool:
+    """An integer, not a boolean (a setting typed Any keeps ``true`` as it is)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _unchecked(conf: DictConfig) -> str | None:
+    # An entry whose settings Optuna checks as it builds it, or that reads none.
+    return None
+
+
+@dataclass(frozen=True)
+class Option(Generic[T]):
+    """A registry's entry: how to build it from its settings, and the check of those settings
+    that Optuna makes only once a trial asks (a job's first epoch, where every run would
+    fail) or never: the first bad one as ``key=value is invalid: why``, or None."""
+
+    build: Callable[[DictConfig], T]
+    check: Callable[[DictConfig], str | None] = _unchecked
+
+
+def _startup_trials(conf: DictConfig) -> str | None:
+    if conf.n_startup_trials >= 0:
+        return None
+    return f"n_startup_trials={conf.n_startup_trials} is invalid: must be >= 0"
+
+
 def _qmc_sampler(conf: DictConfig) -> BaseSampler:
     with warnings.catch_warnings():
         # The README says it is experimental; a warning at each construction repeats it.
@@ -71,57 +102,106 @@ def _qmc_sampler(conf: DictConfig) -> BaseSampler:
         )
 
 
-SAMPLERS: dict[str, Callable[[DictConfig], BaseSampler]] = {
+SAMPLERS: dict[str, Option[BaseSampler]] = {
     # constant_liar: trials in flight count as bad guesses, so parallel slots spread out.
-    "tpe": lambda c: optuna.samplers.TPESampler(
-        seed=c.seed, n_startup_trials=c.n_startup_trials, constant_liar=True
+    "tpe": Option(
+        lambda c: optuna.samplers.TPESampler(
+            seed=c.seed, n_startup_trials=c.n_startup_trials, constant_liar=True
+        ),
+        _startup_trials,
     ),
-    "random": lambda c: optuna.samplers.RandomSampler(seed=c.seed),
-    "cmaes": lambda c: optuna.samplers.CmaEsSampler(
-        seed=c.seed, n_startup_trials=c.n_startup_trials, warn_independent_sampling=False
+    "random": Option(lambda c: optuna.samplers.RandomSampler(seed=c.seed)),
+    "cmaes": Option(
+        lambda c: optuna.samplers.CmaEsSampler(
+            seed=c.seed, n_startup_trials=c.n_startup_trials, warn_independent_sampling=False
+        ),
+        _startup_trials,
     ),
-    "qmc": _qmc_sampler,
+    "qmc": Option(_qmc_sampler),
 }
 
-PRUNERS: dict[str, Callable[[DictConfig], BasePruner]] = {
-    "none": lambda c: optuna.pruners.NopPruner(),
+
+def _warmup_steps(conf: DictConfig) -> str | None:
+    # The pruner gets one more, which Optuna's own check would let through at -1.
+    if conf.n_warmup_steps >= 0:
+        return None
+    return f"n_warmup_steps={conf.n_warmup_steps} is invalid: must be >= 0"
+
+
+def _min_resource(conf: DictConfig, auto: bool) -> str | None:
+    low = conf.min_resource
+    if (auto and low == "auto") or (_whole(low) and low >= 1):
+        return None
+    return f"min_resource={low} is invalid: an integer >= 1" + (" or 'auto'" if auto else "")
+
+
+def _hyperband_resources(conf: DictConfig) -> str | None:
+    # Hyperband divides by min_resource to size its brackets (no 'auto' there), and takes the
+    # reduction factor's logarithm at a trial's first report (successive halving's
+    # constructor checks it).
+    high, factor = conf.max_resource, conf.reduction_factor
+    if problem := _min_resource(conf, auto=False):
+        return problem
+    if high != "auto" and not (_whole(high) and high >= conf.min_resource):
+        return (
+            f"max_resource={high} is invalid: 'auto' or an integer >= min_resource "
+            f"({conf.min_resource})"
+        )
+    if factor < 2:
+        return f"reduction_factor={factor} is invalid: an integer >= 2"
+    return None
+
+
+PRUNERS: dict[str, Option[BasePruner]] = {
+    "none": Option(lambda c: optuna.pruners.NopPruner()),
     # A run reports its epochs as steps from 1, and Optuna judges from step n_warmup_steps on:
     # one more, so that n_warmup_steps counts the epochs a trial trains unjudged.
-    "median": lambda c: optuna.pruners.MedianPruner(
-        n_startup_trials=c.n_startup_trials, n_warmup_steps=c.n_warmup_steps + 1
+    "median": Option(
+        lambda c: optuna.pruners.MedianPruner(
+            n_startup_trials=c.n_startup_trials, n_warmup_steps=c.n_warmup_steps + 1
+        ),
+        _warmup_steps,
     ),
-    "successive_halving": lambda c: optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=c.min_resource, reduction_factor=c.reduction_factor
+    "successive_halving": Option(
+        lambda c: optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=c.min_resource, reduction_factor=c.reduction_factor
+        ),
+        lambda c: _min_resource(c, auto=True),
     ),
-    "hyperband": lambda c: optuna.pruners.HyperbandPruner(
-        min_resource=c.min_resource,
-        max_resource=c.max_resource,
-        reduction_factor=c.reduction_factor,
+    "hyperband": Option(
+        lambda c: optuna.pruners.HyperbandPruner(
+            min_resource=c.min_resource,
+            max_resource=c.max_resource,
+            reduction_factor=c.reduction_factor,
+        ),
+        _hyperband_resources,
     ),
 }
 
 
-def _from_registry(
-    registry: dict[str, Callable[[DictConfig], Any]], key: str, conf: DictConfig
-) -> Any:
+def _from_registry(registry: Mapping[str, Option[T]], key: str, conf: DictConfig) -> T:
     if conf.name not in registry:
         raise StudyConfigError(
             f"{key}.name={conf.name!r} is invalid: choose one of {', '.join(registry)}"
         )
+    option = registry[conf.name]
+    problem = option.check(conf)
+    if problem is not None:
+        raise StudyConfigError(f"{key}.{problem}")
     try:
-        return registry[conf.name](conf)
+        return option.build(conf)
     except (ValueError, TypeError) as err:
         raise StudyConfigError(f"{key}: {str(err).splitlines()[0]}") from None
 
 
 def make_sampler(conf: DictConfig) -> BaseSampler:
-    sampler: BaseSampler = _from_registry(SAMPLERS, "hydra.sweeper.sampler", conf)
-    return sampler
+    """The sampler ``conf`` names, its settings checked; ``StudyConfigError``, one line."""
+    return _from_registry(SAMPLERS, "hydra.sweeper.sampler", conf)
 
 
 def make_pruner(conf: DictConfig) -> BasePruner:
-    pruner: BasePruner = _from_registry(PRUNERS, "hydra.sweeper.pruner", conf)
-    return pruner
+    """The pruner ``conf`` names, its settings checked; ``StudyConfigError``, one line."""
+    return _from_registry(PRUNERS, "hydra.sweeper.pruner", conf)
 
 
 def _grpc_address(url: str) -> tuple[str, int]:

@@ -7,7 +7,7 @@ these.
 """
 
 from .activations import ACTIVATIONS, Activation
-from .gradcheck import GradCheckRow, check_gradients, max_relative_error, rows_to_records
+from .gradcheck import GradCheckRow, check_gradients, rows_to_records
 from .initializers import INITIALIZERS, default_init, init_weights
 from .losses import one_hot, softmax, softmax_cross_entropy
 from .network import MLP, SCORING_ROWS, SUPPORTED_DTYPES, Workspace
@@ -63,7 +63,6 @@ __all__ = [
     "dropout_seed",
     "init_weights",
     "make_optimizer",
-    "max_relative_error",
     "one_hot",
     "penalty",
     "rows_to_records",

@@ -146,28 +146,5 @@ def check_gradients(
     return rows
 
 
-def max_relative_error(
-    model: MLP,
-    x: np.ndarray,
-    y_onehot: np.ndarray,
-    *,
-    eps: float = 1e-6,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    dropout_seed: int | None = None,
-) -> float:
-    """Largest |n - b| / max(|n| + |b|, 1e-12) over every parameter of the network."""
-    objective = _Objective(model, x, y_onehot, l1, l2, dropout_seed)
-    grads = objective.backprop()
-    worst = 0.0
-    for name, grad in grads.items():
-        for index in np.ndindex(grad.shape):
-            numerical = objective.central_difference(name, index, eps)[2]
-            backprop = float(grad[index])
-            denom = max(abs(numerical) + abs(backprop), 1e-12)
-            worst = max(worst, abs(numerical - backprop) / denom)
-    return worst
-
-
 def rows_to_records(rows: Iterable[GradCheckRow]) -> list[dict[str, Any]]:
     return [asdict(row) for row in rows]

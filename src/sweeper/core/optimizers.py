@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .registry import lookup
-from .schedules import LR_SCHEDULES, scheduled_lr
+from .schedules import LR_SCHEDULES
 
 
 def _classic_step(p: np.ndarray, g: np.ndarray, v: np.ndarray, m: float, lr: float) -> None:
@@ -59,12 +59,14 @@ class Optimizer:
     def __init__(self, lr: float, schedule: str = "constant") -> None:
         self.base_lr = float(lr)
         self.lr = self.base_lr
-        lookup(LR_SCHEDULES, "schedule", schedule)  # an unknown name fails here, not at epoch 1
+        # Looked up once: an unknown name fails here, not at epoch 1.
+        self._rate = lookup(LR_SCHEDULES, "schedule", schedule)
         self.schedule = schedule
 
     def epoch_starts(self, epoch: int, epochs: int) -> None:
-        """Set the rate of ``epoch`` (1-based) out of ``epochs`` from the schedule."""
-        self.lr = scheduled_lr(self.schedule, self.base_lr, epoch, epochs)
+        """Set the rate of ``epoch`` (1-based, as the training loop counts) out of ``epochs``
+        from the schedule."""
+        self.lr = self._rate(self.base_lr, epoch, epochs)
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         """Change ``params`` in place by one step; ``grads`` are overwritten."""

@@ -180,10 +180,15 @@ def train(
             f"val {len(x_val)}/{len(y_val)}"
         )
     for name, y in (("train", y_train), ("val", y_val)):
-        if not np.issubdtype(y.dtype, np.integer) or (
-            y.size and (y.min() < 0 or y.max() >= model.n_classes)
+        if (
+            y.ndim != 1
+            or not np.issubdtype(y.dtype, np.integer)
+            or (y.size and (y.min() < 0 or y.max() >= model.n_classes))
         ):
-            raise ValueError(f"{name} labels must be integers in [0, {model.n_classes})")
+            raise ValueError(
+                f"{name} labels must be a 1-D array of integers in [0, {model.n_classes}), "
+                f"got {y.dtype} {y.shape}"
+            )
     # The workspaces gather labels into index-sized integers.
     y_train, y_val = y_train.astype(np.intp, copy=False), y_val.astype(np.intp, copy=False)
     y_train_onehot = one_hot(y_train, model.n_classes, dtype=model.dtype)

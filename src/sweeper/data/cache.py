@@ -39,9 +39,16 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from sweeper.data.datasets import DATASETS, Dataset, load_dataset, resolve_data_dir, sha256_file
+from sweeper.data.datasets import (
+    DATASETS,
+    DEFAULT_DTYPE,
+    Dataset,
+    load_dataset,
+    resolve_data_dir,
+    sha256_file,
+)
 from sweeper.data.locations import cache_root
-from sweeper.data.preprocessing import Standardizer
+from sweeper.data.preprocessing import DEFAULT_NORMALIZATION, DEFAULT_VAL_FRACTION, Standardizer
 
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 META_FILE = "meta.json"
@@ -254,10 +261,10 @@ def load_dataset_cached(
     name: str,
     data_dir: str | Path | None = None,
     *,
-    normalization: str = "feature",
-    val_fraction: float = 0.2,
+    normalization: str = DEFAULT_NORMALIZATION,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike = DEFAULT_DTYPE,
     max_train_samples: int | None = None,
     max_bytes: int | None = None,
     read_also: Path | None = None,

@@ -17,6 +17,8 @@ from sweeper.data.idx import IDX_FILES, load_idx_split
 from sweeper.data.locations import default_data_dir
 from sweeper.data.npz import KMNIST_FILES, NOTMNIST_FILE, load_kmnist_split, load_notmnist_split
 from sweeper.data.preprocessing import (
+    DEFAULT_NORMALIZATION,
+    DEFAULT_VAL_FRACTION,
     OUT_OF_RANGE_MARGIN,
     Standardizer,
     fit_standardizer,
@@ -26,6 +28,8 @@ from sweeper.data.preprocessing import (
     stratified_subset,
 )
 
+# load_dataset's default dtype of the standardised arrays.
+DEFAULT_DTYPE = np.float32
 # (data_dir, "train" | "test", n_classes) -> (images (n, ...) uint8, labels (n,) int64)
 RawLoader = Callable[[Path, str, int], tuple[np.ndarray, np.ndarray]]
 # A data file's path -> its SHA-256 (hex).
@@ -178,10 +182,10 @@ def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
     *,
-    normalization: str = "feature",
-    val_fraction: float = 0.2,
+    normalization: str = DEFAULT_NORMALIZATION,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike = DEFAULT_DTYPE,
     max_train_samples: int | None = None,
     file_hash: FileHasher = sha256_file,
 ) -> Dataset:

@@ -153,10 +153,11 @@ def convert_notmnist(archive: Path, data_dir: Path) -> str:
         raise FetchError(f"{archive} holds no readable notMNIST PNG under <folder>/A..J/")
     # A file's name is its font (the same name in every letter's folder): holding out whole
     # fonts keeps every font on one side of the split.
-    names = np.array(sorted(set(fonts)))
+    font_of = np.array(fonts)
+    names = np.unique(font_of)
     rng = np.random.default_rng(NOTMNIST_SPLIT_SEED)
-    held_out = set(rng.permutation(names)[: len(names) // NOTMNIST_TEST_SHARE].tolist())
-    test = np.array([font in held_out for font in fonts])
+    held_out = rng.permutation(names)[: len(names) // NOTMNIST_TEST_SHARE]
+    test = np.isin(font_of, held_out)
     x = np.stack(images)
     y = np.array(labels, dtype=np.int64)
     partial = data_dir / f"{NOTMNIST_FILE}.part"

@@ -1,15 +1,21 @@
-"""Preprocessing: flattening, z-score standardisation, stratified splits."""
+"""Preprocessing: flattening, z-score standardisation, stratified splits.
+
+Each normalization is one entry of ``NORMALIZERS``, its name with how its statistics are
+fitted and how it transforms rows; ``NORMALIZATIONS`` and ``FITTED`` are read from it.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-NORMALIZATIONS = ("feature", "sample", "channel", "none")
-# The modes whose statistics are fitted on the training split and kept (with a checkpoint).
-FITTED = ("feature", "channel")
+# load_dataset's defaults.
+DEFAULT_NORMALIZATION = "feature"
+DEFAULT_VAL_FRACTION = 0.2
 # A feature's (or channel's) standard deviation is floored at this fraction of the training
 # set's overall one: scaled by the feature's own tiny spread, a near-constant pixel that has ink
 # in a handful of images turns into z-scores in the hundreds, and into thousands on a test
@@ -41,20 +47,7 @@ class Standardizer:
     def transform(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Standardised rows of ``x``, written into ``out`` if given (``out=x`` standardises
         in place, without the two temporary copies of ``x`` that arithmetic makes)."""
-        if self.mode == "none":
-            if out is None:
-                return x
-            out[...] = x
-            return out
-        if self.mode == "sample":
-            mean = x.mean(axis=1, keepdims=True)
-            std = x.std(axis=1, keepdims=True)
-            std = _nonzero(std).astype(x.dtype)
-        else:
-            mean, std = self.mean.astype(x.dtype), self.std.astype(x.dtype)
-        result = np.subtract(x, mean, out=out)
-        result /= std
-        return result
+        return NORMALIZERS[self.mode].transform(x, self.mean, self.std, out)
 
 
 def flatten(images: np.ndarray) -> np.ndarray:
@@ -89,6 +82,64 @@ def _mean_std(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndar
     return mean.squeeze(axes), np.sqrt(squares / count).squeeze(axes)
 
 
+def _fit_feature(x_train: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = _mean_std(x_train, axes=(0,))
+    return mean, _floored(mean, std)
+
+
+def _fit_channel(x_train: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    n_features = x_train.shape[1]
+    if channels < 1 or n_features % channels:
+        raise ValueError(f"{n_features} features cannot be split into {channels} channels")
+    pixels = n_features // channels
+    mean, std = _mean_std(x_train.reshape(len(x_train), channels, pixels), axes=(0, 2))
+    return np.repeat(mean, pixels), np.repeat(_floored(mean, std), pixels)
+
+
+def _by_statistics(
+    x: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray | None
+) -> np.ndarray:
+    result = np.subtract(x, mean.astype(x.dtype), out=out)
+    result /= std.astype(x.dtype)
+    return result
+
+
+def _by_row(x: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    row_std = _nonzero(x.std(axis=1, keepdims=True)).astype(x.dtype)
+    result = np.subtract(x, x.mean(axis=1, keepdims=True), out=out)
+    result /= row_std
+    return result
+
+
+def _unchanged(
+    x: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray | None
+) -> np.ndarray:
+    if out is None:
+        return x
+    out[...] = x
+    return out
+
+
+class Normalizer(NamedTuple):
+    # Per-feature (mean, std) from the training rows and their channel count; None: the mode
+    # keeps no statistics.
+    fit: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None
+    # Rows standardised with the fitted statistics, into ``out`` if given.
+    transform: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+
+
+NORMALIZERS: dict[str, Normalizer] = {
+    "feature": Normalizer(_fit_feature, _by_statistics),
+    "sample": Normalizer(None, _by_row),
+    # Per-channel statistics repeated over the channel's pixels: one transform with feature.
+    "channel": Normalizer(_fit_channel, _by_statistics),
+    "none": Normalizer(None, _unchanged),
+}
+NORMALIZATIONS = tuple(NORMALIZERS)
+# The modes whose statistics are fitted on the training split and kept (with a checkpoint).
+FITTED = tuple(name for name, normalizer in NORMALIZERS.items() if normalizer.fit is not None)
+
+
 def fit_standardizer(x_train: np.ndarray, mode: str, channels: int = 1) -> Standardizer:
     """Fit ``mode`` statistics on flattened training rows ``x_train`` of shape ``(n, d)``.
 
@@ -96,20 +147,11 @@ def fit_standardizer(x_train: np.ndarray, mode: str, channels: int = 1) -> Stand
     blocks of ``d // channels`` pixels. ``mode`` is one of ``NORMALIZATIONS``, as
     ``sweeper.config`` checks it.
     """
-    no_stats = np.empty(0)
-    if mode not in FITTED:
-        return Standardizer(mode, no_stats, no_stats)
-    if mode == "feature":
-        mean, std = _mean_std(x_train, axes=(0,))
-        return Standardizer(mode, mean, _floored(mean, std))
-    n_features = x_train.shape[1]
-    if channels < 1 or n_features % channels:
-        raise ValueError(f"{n_features} features cannot be split into {channels} channels")
-    per_channel = x_train.reshape(len(x_train), channels, n_features // channels)
-    mean, std = _mean_std(per_channel, axes=(0, 2))
-    std = _floored(mean, std)
-    pixels = n_features // channels
-    return Standardizer(mode, np.repeat(mean, pixels), np.repeat(std, pixels))
+    fit = NORMALIZERS[mode].fit
+    if fit is None:
+        return Standardizer(mode, np.empty(0), np.empty(0))
+    mean, std = fit(x_train, channels)
+    return Standardizer(mode, mean, std)
 
 
 def out_of_range_features(
@@ -152,7 +194,7 @@ def stratified_subset(labels: np.ndarray, n_samples: int, seed: int) -> np.ndarr
 
 
 def stratified_split(
-    labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0
+    labels: np.ndarray, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted ``(train_idx, val_idx)`` with ``val_fraction`` (``0 < val_fraction < 1``, as
     ``sweeper.config`` checks ``dataset.val_fraction``) of every class in validation."""
