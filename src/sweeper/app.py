@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from sweeper import CHECKOUT
-from sweeper.config import SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
+from sweeper.config import NOT_HASHED, SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
 from sweeper.data.cache import DataCache, user_data_cache
 from sweeper.failures import exit_on_error, interruption
@@ -43,6 +43,10 @@ CONF_DIR = CHECKOUT / "conf"
 ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
 # conf/hydra/sweeper/search.yaml's default storage: the study beside the tracking store.
 OmegaConf.register_new_resolver("study_storage", study_storage, replace=True)
+# Its resume_ignores: what a configuration's hash leaves out (the plugin knows nothing of it).
+OmegaConf.register_new_resolver(
+    "not_hashed", lambda: [key.rstrip(".") for key in NOT_HASHED], replace=True
+)
 
 
 def run_threads(launcher: DictConfig) -> int:

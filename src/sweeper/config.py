@@ -61,7 +61,8 @@ DatasetName = Enum("DatasetName", [(n, n) for n in DATASETS])  # type: ignore[mi
 Normalization = Enum("Normalization", [(n, n) for n in NORMALIZATIONS])  # type: ignore[misc]
 ActivationName = Enum("ActivationName", [(n, n) for n in ACTIVATIONS])  # type: ignore[misc]
 # auto: the scheme that suits the activation (its entry in the core's ACTIVATIONS).
-InitName = Enum("InitName", [(n, n) for n in ("auto", *INITIALIZERS)])  # type: ignore[misc]
+AUTO_INIT = "auto"
+InitName = Enum("InitName", [(n, n) for n in (AUTO_INIT, *INITIALIZERS)])  # type: ignore[misc]
 RegularizerName = Enum("RegularizerName", [(n, n) for n in REGULARIZERS])  # type: ignore[misc]
 OptimizerName = Enum("OptimizerName", [(n, n) for n in OPTIMIZERS])  # type: ignore[misc]
 MomentumForm = Enum("MomentumForm", [(n, n) for n in MOMENTUM_FORMS])  # type: ignore[misc]
@@ -113,7 +114,7 @@ class DatasetConfig:
 @dataclass
 class ActivationConfig:
     name: ActivationName = ActivationName["tanh"]
-    init: InitName = InitName["auto"]
+    init: InitName = InitName[AUTO_INIT]
 
 
 @dataclass
@@ -345,7 +346,7 @@ def config_hash(params: dict[str, Any]) -> str:
     kept = {k: v for k, v in params.items() if not k.startswith(NOT_HASHED)}
     if DATA_DIR in kept:
         kept[DATA_DIR] = None
-    activation = ACTIVATIONS.get(kept.get(ACTIVATION))
+    activation = ACTIVATIONS.get(str(kept.get(ACTIVATION)))
     if activation is not None and kept.get(INIT) == activation.init:
-        kept[INIT] = InitName.auto.name
+        kept[INIT] = AUTO_INIT
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
