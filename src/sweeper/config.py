@@ -31,7 +31,11 @@ from sweeper.core import (
     SUPPORTED_DTYPES,
 )
 from sweeper.data import DATASETS
-from sweeper.data.preprocessing import NORMALIZATIONS
+from sweeper.data.preprocessing import (
+    DEFAULT_NORMALIZATION,
+    DEFAULT_VAL_FRACTION,
+    NORMALIZATIONS,
+)
 from sweeper.names import SEED
 from sweeper.store_uri import CONNECT_TIMEOUT_S, MAX_OUTAGE_S
 
@@ -83,8 +87,8 @@ class Made(Enum):
 class DatasetConfig:
     name: DatasetName = DatasetName["digits"]
     data_dir: str | None = None
-    normalization: Normalization = Normalization["feature"]
-    val_fraction: float = 0.2
+    normalization: Normalization = Normalization[DEFAULT_NORMALIZATION]
+    val_fraction: float = DEFAULT_VAL_FRACTION
     max_train_samples: int | None = None
 
     def __post_init__(self) -> None:
