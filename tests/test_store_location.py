@@ -116,6 +116,18 @@ def test_a_path_to_a_database_yet_to_be_made_is_a_sqlite_store(
     assert run.info.status == "FINISHED"
 
 
+def test_a_directory_named_as_mlflow_users_name_their_store_holds_its_database(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MLFLOW_TRACKING_URI=./mlruns, as MLflow's own docs had it: a directory yet to be made.
+    monkeypatch.chdir(workdir)
+    assert resolve_tracking_uri("runs") == f"sqlite:///{workdir / 'runs' / 'mlflow.db'}"
+    proc = run_cli(["-m", "seed=0,1", *FAST], workdir, env={"MLFLOW_TRACKING_URI": "./runs"})
+    assert proc.returncode == 0, proc.stderr
+    runs = MlflowClient(f"sqlite:///{workdir / 'runs' / 'mlflow.db'}").search_runs(["1"])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
+
+
 def test_a_store_named_with_a_query_is_switched_to_wal_and_locked(tmp_path: Path) -> None:
     db = tmp_path / "st" / "mlflow.db"
     client, experiment_id = opened(f"sqlite:///{db}?timeout=60", "x")

@@ -43,16 +43,15 @@ def resolve_tracking_uri(configured: str | None) -> str:
     """``configured``, else ``$MLFLOW_TRACKING_URI``, else ``./mlruns/mlflow.db``; a SQLite
     file named relative to the working directory (``sqlite:///mlflow.db``) made absolute, so
     every process of a sweep finds the same file. A path with no scheme that names a file
-    (``mlruns/mlflow.db``) or ends in ``.db``, or a directory holding ``mlflow.db``
-    (``mlruns``), is that SQLite database: MLflow would take either for its file store, which
-    it no longer opens."""
+    (``mlruns/mlflow.db``) or ends in ``.db`` is that SQLite database; any other (``mlruns``,
+    as MLflow's users are used to) is a directory, whose ``mlflow.db`` is: MLflow would take
+    it for its file store, which it no longer opens."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri()
     if "://" not in uri:
         named = Path(uri)
-        if named.is_dir() and (named / DEFAULT_DB_NAME).is_file():
+        if not named.is_file() and named.suffix != ".db":
             named = named / DEFAULT_DB_NAME
-        if named.is_file() or named.suffix == ".db":
-            return sqlite_uri(named.resolve())
+        return sqlite_uri(named.resolve())
     path = sqlite_path(uri)
     if path is not None and not path.is_absolute():
         return sqlite_uri(Path.cwd() / path, uri.partition("?")[2])
