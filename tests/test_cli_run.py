@@ -184,6 +184,15 @@ def test_a_config_group_given_a_number_is_one_line_in_a_run_and_a_sweep(workdir:
     assert not (workdir / "mlruns" / "mlflow.db").exists()
 
 
+def test_resume_without_a_sweep_is_one_line_not_a_new_run(workdir: Path) -> None:
+    proc = run_cli(["resume=true", *FAST], workdir)
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        "Error: resume=true continues a sweep: add -m, with the sweep's overrides\n",
+    )
+    assert not (workdir / "mlruns" / "mlflow.db").exists()
+
+
 def test_the_command_lines_check_leaves_help_and_valid_values_to_hydra() -> None:
     from sweeper.app import CONF_DIR
     from sweeper.plan import command_line_problem

@@ -22,7 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from sweeper import CHECKOUT
-from sweeper.config import NOT_HASHED, SCHEMA_NAME, ExperimentConfig, config_hash, flat_params
+from sweeper.config import (
+    NOT_HASHED,
+    SCHEMA_NAME,
+    ConfigError,
+    ExperimentConfig,
+    config_hash,
+    flat_params,
+)
 from sweeper.config import to_experiment_config as validate
 from sweeper.data.cache import DataCache, user_data_cache
 from sweeper.failures import exit_on_error, interruption
@@ -72,6 +79,8 @@ def main(cfg: DictConfig) -> float:
     # A sweep validated every run before launching; this is a single run's bad value.
     with exit_on_error():
         config = validate(cfg)
+        if config.resume and not multirun:
+            raise ConfigError("resume=true continues a sweep: add -m, with the sweep's overrides")
     out_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     params = flat_params(cfg)
