@@ -35,11 +35,12 @@ from sweeper.config import (
     ConfigError,
     config_hash,
     flat_params,
+    params_of_keys,
     to_experiment_config,
     unread_keys,
+    varied_params,
 )
 from sweeper.search import check_search, is_search, searched_keys
-from sweeper.ui_links import params_of_keys, varied_params
 
 # What every run of a sweep shares: it records under one parent run, in one store and one
 # experiment.
