@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
-    # Its name before it was the other commands' (kept for scripts that give it).
+    # Hidden: scripts that name the store --uri keep working.
     parser.add_argument("--uri", dest="tracking_uri", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["model", "curves"], help="make only this one")
     args = parser.parse_args(argv)
