@@ -1,7 +1,8 @@
 """The names sweeper's runs go by in MLflow, each defined here once for the code that writes
 them and the code that reads them back (the sweep, the report, reproduce): the experiment they
-go to, the statuses a run ends with, the tags a run is found and described by, and the metrics
-a run logs; the tags of what a run ran on are ``sweeper.provenance``'s.
+go to, the statuses a run ends with, the tags a run is found and described by, the metrics a
+run logs, and the key of its served model's checkpoint; the tags of what a run ran on are
+``sweeper.provenance``'s.
 
 Plain strings, no imports: the tracking code, the report and the run all import this, and so
 does the served model as MLflow loads it.
