@@ -8,7 +8,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from sweeper import names
+from sweeper import names, provenance
 from sweeper.core.training import EpochMetrics
 from sweeper.experiment import CHECKPOINT_FILE, GRADCHECK_FILE
 from sweeper.report.build import REPORT_HTML, REPORT_MD
@@ -16,11 +16,21 @@ from sweeper.report.build import REPORT_HTML, REPORT_MD
 SRC = Path(__file__).resolve().parents[1] / "src" / "sweeper"
 # What MLflow's own RunStatus and tags name; not for a module to spell again.
 STATUSES = {names.FINISHED, names.FAILED, names.KILLED, names.PRUNED}
+# Names that are words with other meanings in the code too: the package (``sweeper``), a run's
+# checkpoint directory, the report's columns and an HTTP error's ``reason``.
+WORDS = (
+    "KIND_TAG",
+    "SWEEP_KIND",
+    "DEFAULT_EXPERIMENT",
+    "MODEL_CHECKPOINT",
+    "STATUS_TAG",
+    "REASON_TAG",
+)
 METRICS = (
     {
         value
         for key, value in vars(names).items()
-        if key.isupper() and isinstance(value, str) and key not in ("KIND_TAG", "SWEEP_KIND")
+        if key.isupper() and isinstance(value, str) and key not in WORDS
     }
     - STATUSES
     - {names.SWEEP_FILTER}
@@ -40,7 +50,7 @@ def _string_constants(path: Path) -> list[tuple[int, str]]:
     ]
 
 
-def test_statuses_metrics_and_the_sweep_tag_are_spelled_in_one_place() -> None:
+def test_statuses_metrics_and_tags_are_spelled_in_one_place() -> None:
     # Docstrings and messages may mention a status; a whole string that is one is a definition.
     spelled = {
         f"{path.relative_to(SRC)}:{line}: {value!r}"
@@ -72,3 +82,16 @@ def test_artifact_progress_bars_are_turned_off_in_one_place() -> None:
         if value == "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     ]
     assert spelled == ["store_reads.py:" + spelled[0].partition(":")[2]]
+
+
+def test_the_provenance_tags_are_spelled_in_provenance_alone() -> None:
+    # The report and reproduce read them by the names the run wrote them under.
+    tags = {*provenance.COMMIT_TAGS, *provenance.ENVIRONMENT_TAGS, provenance.DATA_TAG}
+    spelled = [
+        f"{path.relative_to(SRC)}:{line}: {value!r}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path != SRC / "provenance.py"
+        for line, value in _string_constants(path)
+        if value in tags
+    ]
+    assert spelled == []

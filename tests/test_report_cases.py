@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from conftest import all_runs, child_runs, parent_run, run_cli, store_uri
 from helpers import add_child_run, markdown_tables
 from sweeper.names import FINISHED, TEST_ACC
-from sweeper.outcome import RANKED_BY
 from sweeper.plots import TRAIN_CURVE_LABELS
+from sweeper.ranking import RANKED_BY
 from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report
 from sweeper.report.document import Text, to_html

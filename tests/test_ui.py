@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, child_runs, parent_run, run_cli, store_uri
 from services import CHROMIUM, CHROMIUM_ARGS, mlflow_service
+from sweeper.config import params_of_keys
+from sweeper.ranking import SUMMARY_METRICS
 from sweeper.store_setup import prepare_store
 from sweeper.ui_links import (
     DEFAULT_UI_ADDRESS,
@@ -23,9 +25,7 @@ from sweeper.ui_links import (
     MODEL_DEVELOPMENT,
     NOTE_TAG,
     SHARED_VIEW_TAG_PREFIX,
-    VIEW_METRICS,
     main,
-    params_of_keys,
     runs_link,
     share_key,
 )
@@ -112,7 +112,7 @@ def test_printed_link_opens_a_shared_view_of_the_sweeps_runs(swept: Swept) -> No
     # activation.name is the one param that differs between the runs.
     assert view["selectedColumns"] == [
         "params.`activation.name`",
-        *(f"metrics.`{m}`" for m in VIEW_METRICS),
+        *(f"metrics.`{m}`" for m in SUMMARY_METRICS),
     ]
 
 

@@ -28,7 +28,18 @@ from sweeper.config import Made
 from sweeper.core.training import EpochMetrics
 from sweeper.experiment import CHECKPOINT_FILE
 from sweeper.failures import failure_reason
-from sweeper.names import BEST_EPOCH, EPOCH_METRICS, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
+from sweeper.names import (
+    BEST_EPOCH,
+    EPOCH_METRICS,
+    LR,
+    MODEL_CHECKPOINT,
+    REASON_TAG,
+    STATUS_TAG,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+    VAL_ACC,
+    VAL_LOSS,
+)
 from sweeper.plots import eval_train_of, save_curves
 from sweeper.store_reads import metric_curves, quiet_downloads
 from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION, resolve_tracking_uri
@@ -55,7 +66,7 @@ def log_served_model(uri: str, run_id: str, checkpoint: Path) -> None:
         flavor=mlflow.pyfunc,
         run_id=run_id,
         python_model=str(SERVED_MODEL_CODE),
-        artifacts={"checkpoint": str(checkpoint)},
+        artifacts={MODEL_CHECKPOINT: str(checkpoint)},
         # Listed by hand: inferring them would load the model in a subprocess. Not sweeper:
         # the PyPI package of that name is another project's, which an environment built
         # from this list would install; the model loads where this sweeper is installed.
@@ -104,7 +115,8 @@ class Artifacts(NamedTuple):
 
 def _ended_as(run: Run) -> str:
     tags = run.data.tags
-    return f"it ended {tags.get('status', run.info.status)}: {tags.get('reason', 'no reason kept')}"
+    status, reason = tags.get(STATUS_TAG, run.info.status), tags.get(REASON_TAG, "no reason kept")
+    return f"it ended {status}: {reason}"
 
 
 def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = True) -> Artifacts:
@@ -179,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
-    # Its name before it was the other commands' (kept for scripts that give it).
+    # Hidden: scripts that name the store --uri keep working.
     parser.add_argument("--uri", dest="tracking_uri", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["model", "curves"], help="make only this one")
     args = parser.parse_args(argv)

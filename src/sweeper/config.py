@@ -6,6 +6,9 @@ ranges are checked in ``__post_init__``, which runs when :func:`to_experiment_co
 composed config into objects, so a bad value fails before any training starts and the message
 names the key and the value. The core trusts what passed. (``sweeper.app`` registers the
 schema with Hydra; this module imports no Hydra.)
+
+Also here: the flat keys a composed config's values go by (``flat_params``), which of them
+vary between runs or an override sets, and the hash that identifies a configuration.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
@@ -36,7 +40,7 @@ from sweeper.data.preprocessing import (
     DEFAULT_VAL_FRACTION,
     NORMALIZATIONS,
 )
-from sweeper.names import SEED
+from sweeper.names import DEFAULT_EXPERIMENT, SEED
 from sweeper.store_uri import CONNECT_TIMEOUT_S, MAX_OUTAGE_S
 
 SCHEMA_NAME = "sweeper_schema"
@@ -245,7 +249,7 @@ class GradCheckConfig:
 class TrackingConfig:
     # null: $MLFLOW_TRACKING_URI if set, else a SQLite store in ./mlruns.
     uri: str | None = None
-    experiment: str = "sweeper"
+    experiment: str = DEFAULT_EXPERIMENT
     # Seconds a tracking server has to answer the check made before any run starts.
     connect_timeout: float = CONNECT_TIMEOUT_S
     # Seconds a run keeps retrying a store that does not answer before it ends FAILED.
@@ -328,6 +332,25 @@ def flat_params(cfg: DictConfig) -> dict[str, Any]:
 
     walk("", {k: v for k, v in container.items() if k != "hydra"})
     return flat
+
+
+def varied_params(params: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The config keys (``flat_params`` names) whose values differ between the planned runs,
+    every key included: a sweep must see ``tracking.*`` vary to refuse it
+    (``plan.SWEEP_WIDE``), where the report's ``report.runs.varying_params`` leaves out the
+    keys that name no configuration (``NOT_HASHED``)."""
+    keys = sorted({key for run in params for key in run})
+    return [key for key in keys if len({repr(run.get(key)) for run in params}) > 1]
+
+
+def params_of_keys(params: Mapping[str, Any], override_keys: Collection[str]) -> list[str]:
+    """The config keys an override key sets: itself, or every key of a group (``regularizer``
+    sets ``regularizer.name``, ``regularizer.lam``, ...)."""
+    return sorted(
+        key
+        for key in params
+        if any(key == k or key.startswith(f"{k.lstrip('+~')}.") for k in override_keys)
+    )
 
 
 def unread_keys(params: dict[str, Any]) -> set[str]:

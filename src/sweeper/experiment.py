@@ -108,8 +108,8 @@ def gradient_check(config: ExperimentConfig, model: MLP, dataset: Dataset) -> li
 def gradcheck_metrics(rows: list[GradCheckRow]) -> dict[str, float]:
     """The check in two numbers: its largest difference, and whether every row passed."""
     return {
-        "gradcheck_max_abs_diff": max(r.abs_diff for r in rows),
-        "gradcheck_passed": float(all(r.passed for r in rows)),
+        names.GRADCHECK_MAX_ABS_DIFF: max(r.abs_diff for r in rows),
+        names.GRADCHECK_PASSED: float(all(r.passed for r in rows)),
     }
 
 

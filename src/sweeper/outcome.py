@@ -6,9 +6,8 @@ sweep shows above them rather than let it land in the middle of them.
 Runs may be other processes or other machines, so files are the one channel that works with
 any Hydra launcher. Each is written whole, then renamed, so a reader never sees half of one.
 
-Also here: the metric runs are ranked by, wherever sweeper ranks them (``RANKED_BY``), and
-which runs may be ranked (``complete_configurations``); how the sweep counts its runs' endings
-and names a search's runs, and how a failed gradient check is worded.
+Also here: how the sweep counts its runs' endings and names a search's runs, and how a failed
+gradient check is worded.
 """
 
 from __future__ import annotations
@@ -17,42 +16,27 @@ import json
 import math
 import os
 import sys
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sweeper.names import BEST_VAL_LOSS, FAILED, FINISHED, KILLED, PRUNED
+from sweeper.names import (
+    FAILED,
+    FINISHED,
+    GRADCHECK_MAX_ABS_DIFF,
+    GRADCHECK_PASSED,
+    KILLED,
+    PRUNED,
+)
+from sweeper.ranking import RANKED_BY
 
 OUTCOME_FILE = "outcome.json"
 PROGRESS_FILE = "progress.json"
 OUTPUT_FILE = "output.log"
 # In the sweep directory while the sweep draws live lines: its runs print to OUTPUT_FILE.
 LIVE_FILE = ".live"
-# The metric every ranking of runs goes by, lowest first: a search's objective, the sweep's best
-# run (its model and curves, the parent run's description), the summary table, the UI's order
-# of a sweep's runs, and the report; each run's checkpoint is its epoch of lowest val loss too.
-RANKED_BY = BEST_VAL_LOSS
-RANK_ASCENDING = True
 # How often the sweep's live view reads the progress files, and so how often a run need write its.
 PROGRESS_SECONDS = 0.5
-
-
-def complete_configurations(
-    configurations: Sequence[Hashable], trained: Sequence[bool]
-) -> list[bool]:
-    """For each run, of configuration ``configurations[i]`` (its settings but the seed),
-    whether that configuration is complete: each of its runs ``trained`` (finished, or
-    stopped by a pruner) or was run again to its end. Only a complete configuration's runs
-    are ranked: a mean over fewer seeds is another statistic, and a configuration that failed
-    or diverged on a seed is not one to choose. Where none is complete (a sweep of seeds
-    alone, one of which diverged), there is no better one to choose: each with a trained run
-    counts as complete."""
-    pairs = list(zip(configurations, trained, strict=True))
-    broken = {c for c, ok in pairs if not ok}
-    with_trained = {c for c, ok in pairs if ok}
-    if with_trained <= broken:
-        return [c in with_trained for c in configurations]
-    return [c not in broken for c in configurations]
 
 
 def retried(outcome: RunOutcome, outcomes: Sequence[RunOutcome]) -> bool:
@@ -127,9 +111,9 @@ class RunOutcome:
 def gradcheck_failure(metrics: Mapping[str, float], tol: float) -> str | None:
     """A failed gradient check (its ``gradcheck_*`` metrics, checked within ``tol``) in the
     words of the run's line (``max |diff| 9.6e-06 > tol 1e-12``); None where it passed."""
-    if metrics.get("gradcheck_passed", 1.0) == 1.0:
+    if metrics.get(GRADCHECK_PASSED, 1.0) == 1.0:
         return None
-    return f"max |diff| {metrics['gradcheck_max_abs_diff']:.2g} > tol {tol:g}"
+    return f"max |diff| {metrics[GRADCHECK_MAX_ABS_DIFF]:.2g} > tol {tol:g}"
 
 
 def count_failed(outcomes: Iterable[RunOutcome]) -> int:

@@ -38,12 +38,13 @@ from sweeper.config import (
     ConfigError,
     config_hash,
     flat_params,
+    params_of_keys,
     to_experiment_config,
     unread_keys,
+    varied_params,
 )
 from sweeper.core import ACTIVATIONS
 from sweeper.search import check_search, is_search, searched_keys
-from sweeper.ui_links import params_of_keys, varied_params
 
 # What every run of a sweep shares, and why.
 SWEEP_WIDE = {

@@ -16,7 +16,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -24,22 +24,20 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from sweeper.names import BEST_VAL_ACC, BEST_VAL_LOSS, EPOCHS_RUN, KILLED, PRUNED, SEED, TEST_ACC
+from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, KILLED, PRUNED, SEED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
     OUTCOME_FILE,
     OUTPUT_FILE,
     PROGRESS_FILE,
     PROGRESS_SECONDS,
-    RANK_ASCENDING,
-    RANKED_BY,
     RunOutcome,
     RunProgress,
-    complete_configurations,
     count_failed,
     read_outcomes,
     retried,
 )
+from sweeper.ranking import RANK_ASCENDING, RANKED_BY, SUMMARY_METRICS, complete_configurations
 from sweeper.ui_links import run_label
 from sweeper.words import plural
 
@@ -151,8 +149,8 @@ def summary_table(
     marked ``not ranked``), then runs a search pruned, failures last; the runs an earlier
     command of a resumed sweep finished (``before``) among them, marked ``before``. A note
     under it says why a run is not ranked."""
-    header = "| # | run | status | best_val_loss | best_val_acc | test_acc | epochs | seconds |"
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    columns = ["#", "run", "status", *(_HEADINGS.get(k, k) for k in SUMMARY_METRICS), "seconds"]
+    lines = [_row(columns), "|" + "|".join(["---"] * len(columns)) + "|"]
     worst = math.inf if RANK_ASCENDING else -math.inf
     sign = 1 if RANK_ASCENDING else -1
     rows = [*outcomes, *before]
@@ -171,11 +169,10 @@ def summary_table(
     earlier = {id(o) for o in before}
     noted = False
     for o in sorted(rows, key=sort_key):
-        label = run_label(o.overrides, keys)
+        label, seconds = run_label(o.overrides, keys), f"{o.seconds:.1f}"
         if o.failed:
-            lines.append(
-                f"| {o.number} | {label} | {o.status}: {o.reason} | | | | | {o.seconds:.1f} |"
-            )
+            results = [""] * len(SUMMARY_METRICS)
+            lines.append(_row([o.number, label, f"{o.status}: {o.reason}", *results, seconds]))
             continue
         m = o.metrics
         status = f"{PRUNED} at epoch {int(m[EPOCHS_RUN])}" if o.pruned else o.status
@@ -184,14 +181,25 @@ def summary_table(
             marks.append("not ranked")
             noted = True
         status += f" ({', '.join(marks)})" if marks else ""
-        lines.append(
-            f"| {o.number} | {label} | {status} | {m[BEST_VAL_LOSS]:.4f} "
-            f"| {m[BEST_VAL_ACC]:.4f} | {m[TEST_ACC]:.4f} "
-            f"| {int(m[EPOCHS_RUN])} | {o.seconds:.1f} |"
-        )
+        results = [_result(m, k) for k in SUMMARY_METRICS]
+        lines.append(_row([o.number, label, status, *results, seconds]))
     if noted:
         lines.append(f"\n{NOT_RANKED}")
     return "\n".join(lines)
+
+
+# The summary's columns headed otherwise than their metric: a count, in a narrow column.
+_HEADINGS = {EPOCHS_RUN: "epochs"}
+
+
+def _result(metrics: Mapping[str, float], key: str) -> str:
+    """A run's ``key`` as its summary row shows it: a count whole, a score to 4 decimals."""
+    return str(int(metrics[key])) if key == EPOCHS_RUN else f"{metrics[key]:.4f}"
+
+
+def _row(cells: Sequence[str]) -> str:
+    """A Markdown table row; an empty cell is one space, as the summary has always drawn it."""
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
 
 class ProgressMonitor:

@@ -39,14 +39,23 @@ UNKNOWN = "unknown"
 
 # Tags that say what a run ran on. A sweep whose runs differ in them ran on different code,
 # environments or data (the report flags it); `reproduce` compares them with its own.
-COMMIT_TAGS = ("git_commit", "git_dirty", "git_diff_sha256")
+GIT_COMMIT_TAG = "git_commit"
+GIT_DIRTY_TAG = "git_dirty"
+GIT_DIFF_TAG = "git_diff_sha256"  # of a dirty tree alone
+COMMIT_TAGS = (GIT_COMMIT_TAG, GIT_DIRTY_TAG, GIT_DIFF_TAG)
+PYTHON_TAG = "env.python"
+PLATFORM_TAG = "env.platform"
+VERSION_TAGS = {name: f"env.{name}" for name in VERSIONED}
+BLAS_TAG = "env.blas"
+BLAS_THREADS_TAG = "env.blas_threads"
+PACKAGES_TAG = "env.packages_sha256"
 ENVIRONMENT_TAGS = (
-    "env.python",
-    "env.platform",
-    *(f"env.{name}" for name in VERSIONED),
-    "env.blas",
-    "env.blas_threads",
-    "env.packages_sha256",
+    PYTHON_TAG,
+    PLATFORM_TAG,
+    *VERSION_TAGS.values(),
+    BLAS_TAG,
+    BLAS_THREADS_TAG,
+    PACKAGES_TAG,
 )
 DATA_TAG = "data_sha256"
 
@@ -176,19 +185,19 @@ class Environment:
     packages: str = field(repr=False)
 
     def tags(self) -> dict[str, str]:
-        """The run's tags; ``env.blas_threads`` is read now, so call it inside the run's limit."""
+        """The run's tags; ``BLAS_THREADS_TAG`` is read now, so call it inside the run's limit."""
         tags = {
-            "git_commit": self.git.commit,
-            "git_dirty": str(self.git.dirty).lower(),
-            "env.python": self.python,
-            "env.platform": self.platform,
-            **{f"env.{name}": version for name, version in self.versions.items()},
-            "env.blas": self.blas,
-            "env.blas_threads": str(blas_threads()),
-            "env.packages_sha256": sha256_text(self.packages)[:16],
+            GIT_COMMIT_TAG: self.git.commit,
+            GIT_DIRTY_TAG: str(self.git.dirty).lower(),
+            PYTHON_TAG: self.python,
+            PLATFORM_TAG: self.platform,
+            **{VERSION_TAGS[name]: version for name, version in self.versions.items()},
+            BLAS_TAG: self.blas,
+            BLAS_THREADS_TAG: str(blas_threads()),
+            PACKAGES_TAG: sha256_text(self.packages)[:16],
         }
         if self.git.dirty:
-            tags["git_diff_sha256"] = sha256_text(self.git.diff)[:16]
+            tags[GIT_DIFF_TAG] = sha256_text(self.git.diff)[:16]
         return tags
 
     def write(self, directory: Path) -> list[Path]:

@@ -4,13 +4,14 @@ epoch, and training stops when the search's pruner says so.
 The search sweeper (``hydra_plugins.sweeper_search``) gives each job a trial; a run started
 any other way has none, and this does nothing. A pruned run keeps its metrics and its
 best-so-far checkpoint; it is tagged ``status=PRUNED`` and ``pruned_epoch``, which the report
-reads to keep it out of the ranking.
+reads to keep it out of the ranking (``sweeper.names`` names the tags).
 """
 
 from __future__ import annotations
 
 from hydra_plugins.sweeper_search.trial import TrialReporter, current_trial
 from sweeper.core.training import EpochMetrics
+from sweeper.names import PRUNED_EPOCH_TAG, REPEAT_TAG, TRIAL_TAG
 from sweeper.outcome import trial_label
 
 
@@ -48,7 +49,7 @@ class Pruning:
         MLflow run with the study's trial."""
         if self.reporter is None:
             return {}
-        return {"trial": str(self.reporter.number), "repeat": str(self.reporter.repeat)}
+        return {TRIAL_TAG: str(self.reporter.number), REPEAT_TAG: str(self.reporter.repeat)}
 
     def ended(self, objective: float) -> None:
         """Record the run's objective on its trial, as soon as the run has ended."""
@@ -57,7 +58,7 @@ class Pruning:
 
     def end_tags(self) -> dict[str, str]:
         """The epoch a pruned run stopped at (its ``status`` is the run's own to set)."""
-        return {} if self.pruned_at is None else {"pruned_epoch": str(self.pruned_at)}
+        return {} if self.pruned_at is None else {PRUNED_EPOCH_TAG: str(self.pruned_at)}
 
     def on_epoch(self, metrics: EpochMetrics) -> str | None:
         """The epoch callback: report the validation loss; a reason to stop when pruned."""

@@ -35,17 +35,29 @@ from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_para
 from sweeper.config import to_experiment_config as validate
 from sweeper.core.training import EpochMetrics
 from sweeper.data.datasets import sha256_file
-from sweeper.names import FINISHED, KILLED, PRUNED
+from sweeper.names import (
+    CONFIG_HASH_TAG,
+    FINISHED,
+    KILLED,
+    OVERRIDES_TAG,
+    PRUNED,
+    PRUNED_EPOCH_TAG,
+    REASON_TAG,
+    STATUS_TAG,
+)
 from sweeper.provenance import (
     ARTIFACT_PATH,
+    BLAS_TAG,
+    BLAS_THREADS_TAG,
     COMMIT_TAGS,
     DATA_TAG,
     ENVIRONMENT_TAGS,
+    GIT_COMMIT_TAG,
     PACKAGES_FILE,
     capture_environment,
 )
 from sweeper.pruning import Pruning, pruned_reason
-from sweeper.run import EpochCallback, blas_threads, run_config
+from sweeper.run import CONFIG_ARTIFACT, HYDRA_DIR, EpochCallback, blas_threads, run_config
 from sweeper.store_calls import store_call
 from sweeper.store_check import StoreError, check_store
 from sweeper.store_reads import metric_curves, quiet_downloads
@@ -62,7 +74,6 @@ from sweeper.words import plural
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_REFUSED = 0, 1, 2
 REPRODUCES_TAG = "reproduces"
-CONFIG_ARTIFACT = "config.yaml"
 OUTPUT_DIR = Path("outputs")
 # Final metrics are logged without a step (0); per-epoch ones at steps 1, 2, ...
 FINAL_STEP = 0
@@ -86,7 +97,7 @@ def environment_differences(original: Mapping[str, str], current: Mapping[str, s
     lines = []
     for key in (*COMMIT_TAGS, *ENVIRONMENT_TAGS):
         if key not in original and key not in current:
-            continue  # git_diff_sha256 of two clean trees
+            continue  # GIT_DIFF_TAG of two clean trees
         was, now = original.get(key, "(not recorded)"), current.get(key, "(none)")
         if was != now:
             lines.append(f"{key}: {_short(was)} -> {_short(now)}")
@@ -181,7 +192,9 @@ class Ending:
     def of(cls, run: Run) -> Ending | None:
         """None for a run that recorded no status (one that predates the tag, or still runs)."""
         tags = run.data.tags
-        return cls(tags["status"], tags.get("reason", "")) if "status" in tags else None
+        if STATUS_TAG not in tags:
+            return None
+        return cls(tags[STATUS_TAG], tags.get(REASON_TAG, ""))
 
     def describe(self) -> str:
         return f"{self.status}, {self.reason}"
@@ -338,13 +351,13 @@ def reproduce(
     except ConfigError as err:
         raise ReproduceError(f"the stored config of run {run_id} is invalid today: {err}") from None
     params = flat_params(cfg)
-    if tags.get("config_hash") not in (None, config_hash(params)):
+    if tags.get(CONFIG_HASH_TAG) not in (None, config_hash(params)):
         raise ReproduceError(
             f"the stored config of run {run_id} hashes to {config_hash(params)}, but the run "
-            f"recorded config_hash={tags['config_hash']}: the config schema changed since"
+            f"recorded {CONFIG_HASH_TAG}={tags[CONFIG_HASH_TAG]}: the config schema changed since"
         )
     if threads is None:
-        threads = int(tags.get("env.blas_threads") or blas_threads(None))
+        threads = int(tags.get(BLAS_THREADS_TAG) or blas_threads(None))
 
     name = original.info.run_name or run_id
     say(f"Reproducing run {run_id} ({name}) of experiment {original.info.experiment_id}")
@@ -364,8 +377,8 @@ def reproduce(
         say("\n".join(f"  {line}" for line in differences))
     else:
         say(
-            f"Environment: the same as the run's (commit {_short(current['git_commit'])}, "
-            f"{'dirty' if environment.git.dirty else 'clean'}; {current['env.blas']}, "
+            f"Environment: the same as the run's (commit {_short(current[GIT_COMMIT_TAG])}, "
+            f"{'dirty' if environment.git.dirty else 'clean'}; {current[BLAS_TAG]}, "
             f"{plural(threads, 'BLAS thread')}; same packages)."
         )
 
@@ -388,7 +401,7 @@ def reproduce(
     ending = Ending.of(original)
     pruning, stops = None, []
     if ending is not None and ending.status == PRUNED:
-        pruning = ReplayedPruning(int(tags["pruned_epoch"]))
+        pruning = ReplayedPruning(int(tags[PRUNED_EPOCH_TAG]))
         say(f"The original was pruned at epoch {pruning.epoch}: the reproduction stops there.")
     elif original.info.status == KILLED:  # however it was marked, with its tags or without
         epoch = last_epoch(before)
@@ -402,10 +415,10 @@ def reproduce(
             "what the original logged is compared."
         )
 
-    (out_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out_dir / ".hydra" / CONFIG_ARTIFACT)
+    (out_dir / HYDRA_DIR).mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / HYDRA_DIR / CONFIG_ARTIFACT)
     sweep = SweepInfo(out_dir.name, uri, original.info.experiment_id, parent_run_id="")
-    overrides = tags.get("overrides", "").split()
+    overrides = tags.get(OVERRIDES_TAG, "").split()
     outcome = run_config(
         config, params, out_dir, 0, overrides, sweep,
         threads=threads, epoch_callbacks=stops, pruning=pruning,

@@ -15,15 +15,21 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from sweeper.names import (
-    BEST_VAL_ACC,
-    BEST_VAL_LOSS,
-    EPOCHS_RUN,
+    CONFIG_HASH_TAG,
     FINISHED,
+    JOB_TAG,
     KILLED,
+    OVERRIDES_TAG,
+    PARENT_RUN_TAG,
     PRUNED,
-    TEST_ACC,
+    REASON_TAG,
+    REPEAT_TAG,
+    STATUS_TAG,
+    SWEEP_ID_TAG,
+    TRIAL_TAG,
 )
-from sweeper.outcome import RunOutcome, gradcheck_failure
+from sweeper.outcome import RunOutcome, gradcheck_failure, trial_label
+from sweeper.ranking import SUMMARY_METRICS
 from sweeper.store_calls import store_call
 from sweeper.store_reads import search_all
 from sweeper.sweep_info import SweepInfo
@@ -58,17 +64,17 @@ def find_resumable_sweep(
     overlapping = [
         run
         for run in search_all(client, experiment_id, "")
-        if run.data.tags.get("config_hash") in planned and "mlflow.parentRunId" in run.data.tags
+        if run.data.tags.get(CONFIG_HASH_TAG) in planned and PARENT_RUN_TAG in run.data.tags
     ]
     if not overlapping:
         return None
     newest = max(overlapping, key=lambda run: run.info.start_time)
-    sweep_id = newest.data.tags["sweep_id"]
-    parent_run_id = newest.data.tags["mlflow.parentRunId"]
+    sweep_id = newest.data.tags[SWEEP_ID_TAG]
+    parent_run_id = newest.data.tags[PARENT_RUN_TAG]
     finished = frozenset(
-        run.data.tags["config_hash"]
+        run.data.tags[CONFIG_HASH_TAG]
         for run in overlapping
-        if run.data.tags.get("mlflow.parentRunId") == parent_run_id
+        if run.data.tags.get(PARENT_RUN_TAG) == parent_run_id
         and run.info.status == RunStatus.to_string(RunStatus.FINISHED)
     )
     return ResumePoint(sweep_id, parent_run_id, finished)
@@ -80,14 +86,15 @@ def finished_hashes(
 ) -> frozenset[str]:
     """Of the planned configurations, those the sweep of ``parent_run_id`` FINISHED, as
     :func:`find_resumable_sweep` counts them: read again once the command holds the sweep."""
-    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'"
-    runs = search_all(MlflowClient(uri), experiment_id, query)
-    return frozenset(run.data.tags.get("config_hash", "") for run in runs).intersection(
+    runs = search_all(MlflowClient(uri), experiment_id, _finished_children(parent_run_id))
+    return frozenset(run.data.tags.get(CONFIG_HASH_TAG, "") for run in runs).intersection(
         planned_hashes
     )
 
 
-SUMMARY_METRICS = (BEST_VAL_LOSS, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
+def _finished_children(parent_run_id: str) -> str:
+    """The filter of the sweep's children that ended FINISHED in MLflow (pruned ones too)."""
+    return f"tags.{PARENT_RUN_TAG} = '{parent_run_id}' and attributes.status = '{FINISHED}'"
 
 
 @store_call
@@ -99,11 +106,11 @@ def finished_before(
     of each, numbered as this command's job of that configuration (a grid grown since
     numbers its jobs anew), or every one where none are planned (a search, whose jobs number
     on from the earlier ones', its runs named ``trial.repeat`` where it repeats each trial)."""
-    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = '{FINISHED}'"
+    query = _finished_children(parent_run_id)
     runs = sorted(search_all(MlflowClient(uri), experiment_id, query), key=_started)
     # The summary's columns are a finished run's final metrics (as report.runs counts one).
     runs = [run for run in runs if all(m in run.data.metrics for m in SUMMARY_METRICS)]
-    newest = {run.data.tags.get("config_hash", run.info.run_id): run for run in runs}
+    newest = {run.data.tags.get(CONFIG_HASH_TAG, run.info.run_id): run for run in runs}
     if not hashes:
         return [_outcome(run, repeats) for run in newest.values()]
     return [_outcome(newest[h], repeats, number=job) for job, h in enumerate(hashes) if h in newest]
@@ -117,15 +124,15 @@ def _outcome(run: Run, repeats: int, number: int | None = None) -> RunOutcome:
     """A run ended before, as its own process left its outcome (``Pruning.trial``'s label),
     numbered ``number``, else as its job was."""
     tags, metrics = run.data.tags, dict(run.data.metrics)
-    trial = tags.get("trial")
+    trial = tags.get(TRIAL_TAG)
     if trial is not None and repeats > 1:
-        trial = f"{trial}.{tags.get('repeat', '0')}"
+        trial = trial_label(trial, tags.get(REPEAT_TAG, "0"))
     tol = run.data.params.get("gradcheck.tol")
     return RunOutcome(
-        int(tags.get("job", -1)) if number is None else number,
-        tags.get("overrides", "").split(),
-        PRUNED if tags.get("status") == PRUNED else FINISHED,
-        tags.get("reason", ""),
+        int(tags.get(JOB_TAG, -1)) if number is None else number,
+        tags.get(OVERRIDES_TAG, "").split(),
+        PRUNED if tags.get(STATUS_TAG) == PRUNED else FINISHED,
+        tags.get(REASON_TAG, ""),
         ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
         run.info.run_id,
         metrics,

@@ -31,7 +31,19 @@ from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
 from sweeper.experiment import run_seeds, train_and_evaluate
 from sweeper.failures import failure_fix, failure_reason, verbose_errors
-from sweeper.names import EPOCH_METRICS, FAILED, FINISHED, PRUNED
+from sweeper.names import (
+    CONFIG_HASH_TAG,
+    EPOCH_METRICS,
+    FAILED,
+    FINISHED,
+    JOB_TAG,
+    OVERRIDES_TAG,
+    PID_TAG,
+    PRUNED,
+    REASON_TAG,
+    STATUS_TAG,
+    SWEEP_ID_TAG,
+)
 from sweeper.outcome import PROGRESS_SECONDS, RunOutcome, RunProgress, gradcheck_failure
 from sweeper.provenance import ARTIFACT_PATH, capture_environment, data_tags
 from sweeper.pruning import Pruning
@@ -43,6 +55,10 @@ from sweeper.ui_links import child_run_name
 # before training, after the gradient check and after training apart.
 STAGED_DIR = "artifacts"
 STARTED, CHECKED, ENDED = "started", "checked", "ended"
+# Where Hydra leaves a job's composed config in its output directory; the run logs it at the
+# top of its artifacts, where reproduce reads it back.
+HYDRA_DIR = ".hydra"
+CONFIG_ARTIFACT = "config.yaml"
 # An epoch callback returns a reason to stop training after that epoch, or None.
 EpochCallback = Callable[[EpochMetrics], str | None]
 
@@ -130,12 +146,12 @@ def run_config(
     try:
         environment, environment_files = capture_environment(out_dir, environment_cache)
         tags = {
-            "sweep_id": sweep.sweep_id,
-            "overrides": " ".join(overrides),
-            "job": job,
-            "config_hash": config_hash(params),
+            SWEEP_ID_TAG: sweep.sweep_id,
+            OVERRIDES_TAG: " ".join(overrides),
+            JOB_TAG: job,
+            CONFIG_HASH_TAG: config_hash(params),
             # The process that trains it, to find (or kill) a worker from the store.
-            "pid": os.getpid(),
+            PID_TAG: os.getpid(),
             **run_seeds(config),
             **pruning.tags(),
         }
@@ -165,7 +181,7 @@ def run_config(
 
                 # Before training, so that a run that fails or is killed can be reproduced.
                 started = {
-                    "": [out_dir / ".hydra" / "config.yaml"],
+                    "": [out_dir / HYDRA_DIR / CONFIG_ARTIFACT],
                     ARTIFACT_PATH: environment_files,
                 }
                 run.log_tree(_staged(out_dir / STAGED_DIR / STARTED, started))
@@ -194,7 +210,7 @@ def run_config(
                     log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
                 status = FINISHED if pruning.pruned_at is None else PRUNED
                 reason = result.training.stop_reason
-                run.set_tags({"status": status, "reason": reason, **pruning.end_tags()})
+                run.set_tags({STATUS_TAG: status, REASON_TAG: reason, **pruning.end_tags()})
                 # Ctrl-C from here on waits until the run is closed and its outcome left: a run
                 # FINISHED in the store whose trial has no value would be run again by a resumed
                 # search, one whose outcome is missing would be counted as cut short.

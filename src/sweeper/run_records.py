@@ -22,8 +22,8 @@ from mlflow.utils.validation import (
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper.failures import failure_reason, interruption
-from sweeper.names import FAILED, KILLED
-from sweeper.provenance import git_commit
+from sweeper.names import FAILED, KILLED, REASON_TAG, STATUS_TAG
+from sweeper.provenance import GIT_COMMIT_TAG, git_commit
 from sweeper.store_calls import store_call
 
 
@@ -96,8 +96,8 @@ def tracked_run(
     its reason tagged if the block raises. What the run's logger holds back is written before
     it ends."""
     mlflow.set_tracking_uri(uri)
-    if "git_commit" not in tags:
-        tags = {**tags, "git_commit": git_commit()}
+    if GIT_COMMIT_TAG not in tags:
+        tags = {**tags, GIT_COMMIT_TAG: git_commit()}
     run = store_call(mlflow.start_run)(
         experiment_id=experiment_id,
         run_name=run_name,
@@ -112,13 +112,13 @@ def tracked_run(
     except KeyboardInterrupt:
         # A second Ctrl-C (the sweep sends its own) waits until the run is closed.
         with interrupts_deferred():
-            logger.set_tags({"status": KILLED, "reason": interruption()[0]})
+            logger.set_tags({STATUS_TAG: KILLED, REASON_TAG: interruption()[0]})
             logger.flush()
             end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as err:
         try:
-            logger.set_tags({"status": FAILED, "reason": failure_reason(err)})
+            logger.set_tags({STATUS_TAG: FAILED, REASON_TAG: failure_reason(err)})
             logger.flush()
             end_run(RunStatus.to_string(RunStatus.FAILED))
         except Exception:

@@ -18,7 +18,7 @@ from hydra_plugins.sweeper_search.search_sweeper import (
 )
 from hydra_plugins.sweeper_search.space import parse_space
 from sweeper.config import ConfigError
-from sweeper.names import SWEEP_FILTER
+from sweeper.names import SWEEP_FILTER, SWEEP_ID_TAG
 from sweeper.resume import ResumePoint
 from sweeper.store_calls import store_call
 
@@ -77,7 +77,7 @@ def search_resume_point(
     if found is None:
         return None
     sweep_id = found.sweep
-    query = f"tags.sweep_id = '{sweep_id}' and {SWEEP_FILTER}"
+    query = f"tags.{SWEEP_ID_TAG} = '{sweep_id}' and {SWEEP_FILTER}"
     if found.created is not None:
         # A sweep directory used again names several sweeps: the study's is the newest that
         # began before it was made.

@@ -14,6 +14,7 @@ import numpy as np
 from mlflow.pyfunc import PythonModel
 
 from sweeper.checkpoint import load_checkpoint
+from sweeper.names import MODEL_CHECKPOINT
 
 
 class CheckpointModel(PythonModel):
@@ -24,7 +25,7 @@ class CheckpointModel(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
-        self.model, self.standardizer = load_checkpoint(context.artifacts["checkpoint"])
+        self.model, self.standardizer = load_checkpoint(context.artifacts[MODEL_CHECKPOINT])
 
     def predict(self, context, model_input, params=None):
         x = np.asarray(model_input, dtype=self.model.dtype)

@@ -21,7 +21,7 @@ from typing import Any
 from hydra_plugins.sweeper_launcher.interrupts import ignore_interrupts
 from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
 from sweeper.failures import interruption
-from sweeper.names import FAILED, KILLED
+from sweeper.names import FAILED, KILLED, OVERRIDES_TAG
 from sweeper.outcome import (
     OUTCOME_FILE,
     PROGRESS_FILE,
@@ -168,7 +168,7 @@ class SweepStop:
         )
         # The runs in progress, closed by their own process or just now by the sweep.
         cut_short = [" ".join(o.overrides) for o in outcomes if o.status == KILLED]
-        cut_short += [run.data.tags.get("overrides", run.info.run_id) for run in closed]
+        cut_short += [run.data.tags.get(OVERRIDES_TAG, run.info.run_id) for run in closed]
         planned = self.planned
         ended = finished + pruned + failed
         unfinished = f"{planned - ended}" if planned is not None else "the other"

@@ -58,6 +58,7 @@ from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
 from sweeper.store_uri import (
     SWEEP_STORE_VARIABLE,
+    TRACKING_URI_OPTION,
     local_store_uri,
     resolve_tracking_uri,
     ui_command,
@@ -120,7 +121,8 @@ def commands_to_look(
     browse = ui_command(uri) + (
         "   (or: make ui)" if in_checkout and uri == local_store_uri() else ""
     )
-    store = "" if uri == resolve_tracking_uri(None) else f" --tracking-uri {shlex.quote(uri)}"
+    named = f" {TRACKING_URI_OPTION} {shlex.quote(uri)}"
+    store = "" if uri == resolve_tracking_uri(None) else named
     if in_checkout:
         # Quoted twice: make hands ARGS to the shell unquoted, which splits it again.
         args = f" ARGS={shlex.quote(store.strip())}" if store else ""

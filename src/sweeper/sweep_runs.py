@@ -12,8 +12,19 @@ from typing import Any
 from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeper.names import KIND_TAG, SWEEP_FILTER, SWEEP_KIND
-from sweeper.provenance import git_commit
+from sweeper.names import (
+    JOB_TAG,
+    KIND_TAG,
+    OVERRIDES_TAG,
+    PARENT_RUN_TAG,
+    PID_TAG,
+    REASON_TAG,
+    STATUS_TAG,
+    SWEEP_FILTER,
+    SWEEP_ID_TAG,
+    SWEEP_KIND,
+)
+from sweeper.provenance import GIT_COMMIT_TAG, git_commit
 from sweeper.report.runs import kept_runs, ranked_runs, run_record
 from sweeper.store_calls import store_call
 from sweeper.store_reads import search_all
@@ -28,10 +39,9 @@ def free_sweep_id(uri: str, experiment_id: str, wanted: str) -> str:
     of the sweeps whose id starts as ``wanted`` does."""
     # Up to a character the filter would have to escape; more sweeps match, none is missed.
     prefix = re.split(r"['\"\\]", wanted)[0]
-    query = f"{SWEEP_FILTER} and tags.sweep_id LIKE '{prefix}%'"
-    taken = {
-        run.data.tags.get("sweep_id") for run in search_all(MlflowClient(uri), experiment_id, query)
-    }
+    query = f"{SWEEP_FILTER} and tags.{SWEEP_ID_TAG} LIKE '{prefix}%'"
+    runs = search_all(MlflowClient(uri), experiment_id, query)
+    taken = {run.data.tags.get(SWEEP_ID_TAG) for run in runs}
     candidates = (wanted if n == 1 else f"{wanted}-{n}" for n in itertools.count(1))
     return next(c for c in candidates if c not in taken)
 
@@ -44,9 +54,9 @@ def start_sweep_run(
         experiment_id,
         run_name=run_name,
         tags={
-            "sweep_id": sweep_id,
-            "overrides": overrides,
-            "git_commit": git_commit(),
+            SWEEP_ID_TAG: sweep_id,
+            OVERRIDES_TAG: overrides,
+            GIT_COMMIT_TAG: git_commit(),
             KIND_TAG: SWEEP_KIND,
         },
     )
@@ -84,7 +94,7 @@ def best_child_run(uri: str, experiment_id: str, parent_run_id: str) -> Run | No
     configuration (every seed finished), the first by ``RANKED_BY``; of equal ones the first
     started, as a search's best trial is the first to reach its value. None if there is none."""
     children = search_all(
-        MlflowClient(uri), experiment_id, f"tags.mlflow.parentRunId = '{parent_run_id}'"
+        MlflowClient(uri), experiment_id, f"tags.{PARENT_RUN_TAG} = '{parent_run_id}'"
     )
     ranked = ranked_runs(kept_runs(run_record(run) for run in children))
     if not ranked:
@@ -101,7 +111,7 @@ def sweep_parent_problem(uri: str, run: Run) -> str | None:
     best = best_child_run(uri, run.info.experiment_id, run.info.run_id)
     instead = f" (its best: {best.info.run_id})" if best is not None else ""
     return (
-        f"run {run.info.run_id} is sweep {run.data.tags.get('sweep_id', '?')}'s parent run, "
+        f"run {run.info.run_id} is sweep {run.data.tags.get(SWEEP_ID_TAG, '?')}'s parent run, "
         f"which trains nothing: give one of its child runs{instead}"
     )
 
@@ -122,7 +132,7 @@ def close_unfinished_runs(
     client = MlflowClient(uri)
     query = _children(parent_run_id, pid, job) + " and attributes.status = 'RUNNING'"
     running = search_all(client, experiment_id, query)
-    tags = [RunTag("status", status), RunTag("reason", reason)]
+    tags = [RunTag(STATUS_TAG, status), RunTag(REASON_TAG, reason)]
     for run in running:
         # log_batch, not set_tag: when another process tags the run at the same moment (its
         # own worker on Ctrl-C), MLflow retries log_batch's insert where set_tag's fails.
@@ -145,11 +155,11 @@ def child_run_id(
 def _children(parent_run_id: str, pid: int | None, job: int | None) -> str:
     """The filter of the sweep's children, or of the one process ``pid`` trained, or job
     number ``job`` is."""
-    query = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    query = f"tags.{PARENT_RUN_TAG} = '{parent_run_id}'"
     if pid is not None:
-        query += f" and tags.pid = '{pid}'"
+        query += f" and tags.{PID_TAG} = '{pid}'"
     if job is not None:
-        query += f" and tags.job = '{job}'"
+        query += f" and tags.{JOB_TAG} = '{job}'"
     return query
 
 

@@ -24,8 +24,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, TEST_ACC
-from sweeper.outcome import RANK_ASCENDING, RANKED_BY
+from sweeper.names import DEFAULT_EXPERIMENT, EPOCHS_RUN, PARENT_RUN_TAG
+from sweeper.ranking import RANK_ASCENDING, RANKED_BY, SUMMARY_METRICS
+from sweeper.store_uri import TRACKING_URI_OPTION, is_http, resolve_tracking_uri
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 # The UI's name for classic training (its other choice is "genai_development").
@@ -34,8 +35,6 @@ SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 NOTE_TAG = "mlflow.note.content"
 # Where `mlflow ui` and `make ui` listen unless told otherwise.
 DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
-# The sweep's results as columns, the first one ranking the runs as the summary table does.
-VIEW_METRICS = (RANKED_BY, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
 # Wide enough for a name such as "activation=leaky_relu optimizer.lr=0.005".
 RUN_NAME_WIDTH = 320
 # The runs table's own columns (ag-grid ids), which a view must list to set a width.
@@ -68,22 +67,6 @@ def short_number(value: str) -> str:
     return value if float(short) == number else short
 
 
-def varied_params(params: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The config keys (``flat_params`` names) whose values differ between the runs."""
-    keys = sorted({key for run in params for key in run})
-    return [key for key in keys if len({repr(run.get(key)) for run in params}) > 1]
-
-
-def params_of_keys(params: Mapping[str, Any], override_keys: Collection[str]) -> list[str]:
-    """The config keys an override key sets: itself, or every key of a group (``regularizer``
-    sets ``regularizer.name``, ``regularizer.lam``, ...)."""
-    return sorted(
-        key
-        for key in params
-        if any(key == k or key.startswith(f"{k.lstrip('+~')}.") for k in override_keys)
-    )
-
-
 def child_run_name(overrides: Sequence[str], varied_keys: Collection[str] | None) -> str:
     """A sweep's run named by what varies, as the summary table labels it."""
     return run_label(overrides, set(varied_keys) if varied_keys is not None else None)[:250]
@@ -100,11 +83,11 @@ def _column(kind: str, key: str) -> str:
 
 def sweep_view(parent_run_id: str, param_keys: Sequence[str]) -> dict[str, Any]:
     """The runs page's shared view of one sweep: its child runs, best first, with the varied
-    parameters and the results as columns."""
+    parameters and the results (the summary table's) as columns."""
     params = [_column("params", key) for key in param_keys]
-    metrics = [_column("metrics", key) for key in VIEW_METRICS]
+    metrics = [_column("metrics", key) for key in SUMMARY_METRICS]
     return {
-        "searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        "searchFilter": f"tags.{PARENT_RUN_TAG} = '{parent_run_id}'",
         "orderByKey": _column("metrics", RANKED_BY),
         "orderByAsc": RANK_ASCENDING,
         "selectedColumns": params + metrics,
@@ -122,10 +105,9 @@ def ui_address(tracking_uri: str) -> str | None:
     """Where the UI of this store is browsed: the tracking server itself, or the address
     `mlflow ui` / `make ui` listens on for a local store; None for stores with no UI here
     (Databricks, say)."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme in ("http", "https"):
+    if is_http(tracking_uri):
         return tracking_uri.rstrip("/")
-    if parsed.scheme in ("sqlite", "postgresql", "mysql", "mssql", "file", ""):
+    if urlparse(tracking_uri).scheme in ("sqlite", "postgresql", "mysql", "mssql", "file", ""):
         return DEFAULT_UI_ADDRESS
     return None
 
@@ -165,7 +147,9 @@ def sweep_note(
     lines = [f"**Command:** `{command}`", "", f"**Varied:** {varied}"]
     if best is not None:
         name, run_id, metrics = best
-        results = ", ".join(f"{key} {metrics[key]:.4f}" for key in VIEW_METRICS[:3])
+        # The scores: epochs_run, a count, is the summary's alone.
+        scores = [key for key in SUMMARY_METRICS if key != EPOCHS_RUN]
+        results = ", ".join(f"{key} {metrics[key]:.4f}" for key in scores)
         ranking = f"{'lowest' if RANK_ASCENDING else 'highest'} {RANKED_BY}"
         lines += [
             "",
@@ -177,14 +161,13 @@ def sweep_note(
 def main(argv: list[str] | None = None) -> int:
     """Print the link to the newest sweep of an experiment (``make ui``)."""
     from sweeper.report.runs import ReportError, find_sweep, open_client
-    from sweeper.store_uri import resolve_tracking_uri
 
     parser = argparse.ArgumentParser(
         prog="python -m sweeper.ui_links",
         description="Print the MLflow UI link that opens on the newest sweep's runs.",
     )
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--experiment", default="sweeper")
+    parser.add_argument(TRACKING_URI_OPTION, required=True)
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     parser.add_argument("--address", default=DEFAULT_UI_ADDRESS, help="where the UI listens")
     args = parser.parse_args(argv)
     try:

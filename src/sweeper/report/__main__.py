@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from sweeper.frozen_imports import imports_frozen
+from sweeper.names import DEFAULT_EXPERIMENT
 from sweeper.store_reads import quiet_downloads
 from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the sweep id (default: the latest sweep); A,B compares two sweeps, runs "
         "matched by config_hash, in OUT/A_vs_B/",
     )
-    parser.add_argument("--experiment", default="sweeper", help="MLflow experiment name")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
     parser.add_argument(TRACKING_URI_OPTION, help=TRACKING_URI_HELP)
     parser.add_argument("--out", type=Path, default=Path("reports"), help="reports directory")
     args = parser.parse_args(argv)

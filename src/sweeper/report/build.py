@@ -21,6 +21,8 @@ from sweeper.data import DatasetError
 from sweeper.experiment import GRADCHECK_FILE
 from sweeper.names import (
     BEST_EPOCH,
+    CONFIG_HASH_TAG,
+    DEFAULT_EXPERIMENT,
     PRUNED,
     SEED,
     TEST_ACC,
@@ -30,8 +32,8 @@ from sweeper.names import (
     VAL_ACC,
     VAL_LOSS,
 )
-from sweeper.outcome import RANKED_BY
 from sweeper.plots import TRAIN_CURVE_LABELS
+from sweeper.ranking import RANKED_BY
 from sweeper.report import worker
 from sweeper.report.confusion import confusion_on_test_set
 from sweeper.report.document import Block, Heading, Image, Text, to_html, to_markdown
@@ -65,11 +67,11 @@ from sweeper.report.tables import (
     configurations,
     configurations_table,
     constant_params,
-    is_search,
     knobs,
     pivot_knobs,
     pivot_means,
     pivot_table,
+    ran_as_trials,
     runs_frame,
     runs_table,
     shown_params,
@@ -413,7 +415,7 @@ def _comparison(
 
 def build_report(
     tracking_uri: str | None = None,
-    experiment: str = "sweeper",
+    experiment: str = DEFAULT_EXPERIMENT,
     sweep_id: str | None = None,
     out_dir: Path = Path("reports"),
     analysis: ProcessPoolExecutor | None = None,
@@ -436,11 +438,11 @@ def build_report(
         # The importance and the pivot are over what the command varied: an override key
         # that sets several params (a config group) is one knob.
         knob_params = knobs(keys, sweep.overrides)
-        crossed = pivot_knobs(list(knob_params), is_search(records))
+        crossed = pivot_knobs(list(knob_params), ran_as_trials(records))
         runs = runs_frame(records, varying, knob_params)
         configs = configurations(runs, list(dict.fromkeys([*keys, *knob_params])))
         # Several seeds of a configuration; the same run drawn again by a search is no repeat.
-        repeats = bool((runs[~runs["pruned"]].groupby(CONFIG)["config_hash"].nunique() > 1).any())
+        repeats = bool((runs[~runs["pruned"]].groupby(CONFIG)[CONFIG_HASH_TAG].nunique() > 1).any())
         analysed = pool.submit(worker.analyse, runs, configs, list(knob_params), repeats)
         directory = out_dir / sweep.sweep_id
         directory.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from sweeper.names import BEST_VAL_LOSS, SEED, TEST_ACC
+from sweeper.names import BEST_VAL_LOSS, CONFIG_HASH_TAG, SEED, TEST_ACC
 from sweeper.report.build import REPORT_HTML, REPORT_MD, Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.provenance import provenance_summary
@@ -36,7 +36,7 @@ def _per_hash(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per config_hash, in the order of ``runs``: its configuration's label and the
     mean of each compared metric over its runs (a search may run one configuration twice)."""
     keys = [m for _, m, _ in COMPARED]
-    grouped = runs.groupby("config_hash", sort=False)
+    grouped = runs.groupby(CONFIG_HASH_TAG, sort=False)
     means = grouped.agg(**{CONFIG: (CONFIG, "first")}, **{k: (k, "mean") for k in keys})
     return means.reset_index()
 
@@ -45,10 +45,10 @@ def compare_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as labelled in ``a``): the mean of each compared metric over the
     config_hashes finished in both sweeps (each one's runs averaged first), in each sweep,
     and the difference ``b - a``; the configurations in ``a``'s order (best first)."""
-    matched = _per_hash(a).merge(_per_hash(b), on="config_hash", suffixes=("_a", "_b"))
+    matched = _per_hash(a).merge(_per_hash(b), on=CONFIG_HASH_TAG, suffixes=("_a", "_b"))
     keys = [m for _, m, _ in COMPARED]
     means = matched.groupby(f"{CONFIG}_a", sort=False).agg(
-        n=("config_hash", "count"),
+        n=(CONFIG_HASH_TAG, "count"),
         **{f"{k}_{s}": (f"{k}_{s}", "mean") for k in keys for s in ("a", "b")},
     )
     for k in keys:
@@ -77,10 +77,11 @@ def compare_sweeps(
     (a, name_a, provenance_a), (b, name_b, provenance_b) = (
         _finished_runs(client, experiment, s) for s in sweep_ids
     )
-    shared = set(a["config_hash"]) & set(b["config_hash"])
+    hashes_a, hashes_b = set(a[CONFIG_HASH_TAG]), set(b[CONFIG_HASH_TAG])
+    shared = hashes_a & hashes_b
     if not shared:
         raise ReportError(
-            f"sweeps {name_a} and {name_b} share no finished run with the same config_hash "
+            f"sweeps {name_a} and {name_b} share no finished run with the same {CONFIG_HASH_TAG} "
             "(the same composed config, seed included): nothing to compare"
         )
     names = (name_a, name_b)
@@ -91,8 +92,8 @@ def compare_sweeps(
     summary: list[Block] = [
         Text(
             f"Experiment `{experiment}`: {len(shared)} finished runs of sweep `{name_a}` and "
-            f"sweep `{name_b}` share a config_hash; {len(set(a['config_hash']) - shared)} "
-            f"only in `{name_a}`, {len(set(b['config_hash']) - shared)} only in `{name_b}`."
+            f"sweep `{name_b}` share a {CONFIG_HASH_TAG}; {len(hashes_a - shared)} "
+            f"only in `{name_a}`, {len(hashes_b - shared)} only in `{name_b}`."
         ),
         # A difference between the sweeps is the code's or the data's only if that is all
         # that changed.

@@ -13,7 +13,7 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.importance import FanovaImportanceEvaluator
 
-from sweeper.outcome import RANKED_BY
+from sweeper.ranking import RANKED_BY
 
 SEED = 0  # fANOVA's random forest: a fixed seed, so a report is the same each time
 MIN_CONFIGURATIONS = 4

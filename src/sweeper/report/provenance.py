@@ -11,27 +11,38 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from sweeper.provenance import DATA_TAG, ENVIRONMENT_TAGS
+from sweeper.provenance import (
+    BLAS_TAG,
+    BLAS_THREADS_TAG,
+    DATA_TAG,
+    ENVIRONMENT_TAGS,
+    GIT_COMMIT_TAG,
+    GIT_DIFF_TAG,
+    GIT_DIRTY_TAG,
+    PACKAGES_TAG,
+    PYTHON_TAG,
+    VERSION_TAGS,
+)
 from sweeper.words import plural
 
 NOT_RECORDED = "not recorded"
 
 
 def _commit(tags: Mapping[str, str]) -> str:
-    commit = tags.get("git_commit", NOT_RECORDED)[:12]
-    if tags.get("git_dirty") == "true":
-        return f"{commit} + changes {tags.get('git_diff_sha256', '?')}"
+    commit = tags.get(GIT_COMMIT_TAG, NOT_RECORDED)[:12]
+    if tags.get(GIT_DIRTY_TAG) == "true":
+        return f"{commit} + changes {tags.get(GIT_DIFF_TAG, '?')}"
     return commit
 
 
 def _environment(tags: Mapping[str, str]) -> str:
     if not any(key in tags for key in ENVIRONMENT_TAGS):
         return NOT_RECORDED
-    python = tags.get("env.python", "?").split()[-1]
+    python = tags.get(PYTHON_TAG, "?").split()[-1]
     return (
-        f"Python {python}, numpy {tags.get('env.numpy', '?')}, {tags.get('env.blas', '?')}, "
-        f"{plural(tags.get('env.blas_threads', '?'), 'BLAS thread')}, packages "
-        f"{tags.get('env.packages_sha256', '?')}"
+        f"Python {python}, numpy {tags.get(VERSION_TAGS['numpy'], '?')}, "
+        f"{tags.get(BLAS_TAG, '?')}, {plural(tags.get(BLAS_THREADS_TAG, '?'), 'BLAS thread')}, "
+        f"packages {tags.get(PACKAGES_TAG, '?')}"
     )
 
 

@@ -16,8 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeper.config import NOT_HASHED
-from sweeper.names import FINISHED, PRUNED, SEED, SWEEP_FILTER
-from sweeper.outcome import RANK_ASCENDING, RANKED_BY, complete_configurations
+from sweeper.names import (
+    CONFIG_HASH_TAG,
+    FINISHED,
+    OVERRIDES_TAG,
+    PARENT_RUN_TAG,
+    PRUNED,
+    REASON_TAG,
+    SEED,
+    STATUS_TAG,
+    SWEEP_FILTER,
+    SWEEP_ID_TAG,
+)
+from sweeper.ranking import RANK_ASCENDING, RANKED_BY, complete_configurations
 from sweeper.store_reads import search_all
 from sweeper.store_uri import (
     CONNECT_TIMEOUT_S,
@@ -115,7 +126,7 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
         )
     query = SWEEP_FILTER
     if sweep_id is not None:
-        query += f" AND tags.sweep_id = {_quoted(sweep_id)}"
+        query += f" AND tags.{SWEEP_ID_TAG} = {_quoted(sweep_id)}"
     found = client.search_runs(
         [exp.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
     )
@@ -128,16 +139,16 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
             order_by=["attributes.start_time DESC"],
             max_results=5,
         )
-        names = ", ".join(r.data.tags["sweep_id"] for r in recent) or "none"
+        names = ", ".join(r.data.tags[SWEEP_ID_TAG] for r in recent) or "none"
         raise ReportError(
             f"no sweep {sweep_id!r} in experiment {experiment!r}; the latest are: {names}"
         )
     parent = found[0]
     return Sweep(
-        sweep_id=parent.data.tags["sweep_id"],
+        sweep_id=parent.data.tags[SWEEP_ID_TAG],
         experiment_id=exp.experiment_id,
         parent_run_id=parent.info.run_id,
-        overrides=parent.data.tags.get("overrides", ""),
+        overrides=parent.data.tags.get(OVERRIDES_TAG, ""),
     )
 
 
@@ -147,12 +158,12 @@ def run_record(run: Run) -> RunRecord:
         run_id=run.info.run_id,
         name=run.info.run_name or run.info.run_id,
         status=run.info.status,
-        reason=tags.get("reason", ""),
+        reason=tags.get(REASON_TAG, ""),
         start_time=run.info.start_time,
-        config_hash=tags.get("config_hash", run.info.run_id),
+        config_hash=tags.get(CONFIG_HASH_TAG, run.info.run_id),
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
-        pruned=tags.get("status") == PRUNED,
+        pruned=tags.get(STATUS_TAG) == PRUNED,
         tags=dict(tags),
     )
 
@@ -160,7 +171,7 @@ def run_record(run: Run) -> RunRecord:
 def sweep_runs(client: MlflowClient, sweep: Sweep) -> list[RunRecord]:
     """Every child run of the sweep's parent run, resumed ones included. Not every run of its
     id: a ``hydra.sweep.dir`` used again gives another sweep the same one."""
-    children = f"tags.mlflow.parentRunId = '{sweep.parent_run_id}'"
+    children = f"tags.{PARENT_RUN_TAG} = '{sweep.parent_run_id}'"
     return [run_record(r) for r in search_all(client, sweep.experiment_id, children)]
 
 
@@ -181,7 +192,9 @@ def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
 def varying_params(records: Iterable[RunRecord]) -> set[str]:
     """The params whose values differ between the runs that logged params (one that lacks a
     param differs from one that has it), never the keys that name no configuration
-    (``NOT_HASHED``: ``resume``, ``tracking.*``)."""
+    (``NOT_HASHED``: ``resume``, ``tracking.*``): a resumed sweep's runs may differ in them
+    and still be one configuration. Not ``config.varied_params``, which keeps them: a sweep
+    refuses one that varies ``tracking.*``."""
     logged = [r.params for r in records if r.params]
     keys = {k for params in logged for k in params if not k.startswith(NOT_HASHED)}
     return {k for k in keys if len({params.get(k) for params in logged}) > 1}
@@ -196,7 +209,7 @@ def configuration_of(record: RunRecord, keys: Iterable[str]) -> tuple[str, ...]:
 def complete(records: Sequence[RunRecord], keys: Iterable[str]) -> list[bool]:
     """For each of the report's runs (``kept_runs``: a run again supersedes a failed one),
     whether its configuration (runs varying ``keys``, :func:`configuration_of`) is complete
-    (``outcome.complete_configurations``)."""
+    (``ranking.complete_configurations``)."""
     keys = list(keys)
     return complete_configurations(
         [configuration_of(r, keys) for r in records], [r.finished or r.pruned for r in records]

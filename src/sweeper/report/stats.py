@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from sweeper.outcome import RANKED_BY
+from sweeper.ranking import RANKED_BY
 from sweeper.report.tables import CONFIG
 
 ALPHA = 0.05  # the family-wise error rate Holm's correction holds the comparisons to

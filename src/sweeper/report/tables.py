@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from sweeper import names
-from sweeper.names import FINISHED, PRUNED, SEED
-from sweeper.outcome import RANK_ASCENDING, RANKED_BY
+from sweeper.config import params_of_keys
+from sweeper.names import CONFIG_HASH_TAG, FINISHED, OVERRIDES_TAG, PRUNED, SEED, TRIAL_TAG
 from sweeper.plots import eval_train_of
+from sweeper.ranking import RANK_ASCENDING, RANKED_BY
 from sweeper.report.runs import RunRecord, complete, varying_params
-from sweeper.ui_links import params_of_keys, short_number
+from sweeper.ui_links import short_number
 
 # (column, metric key, format): the values at each run's best epoch, then its totals; seconds
 # to 3 significant figures, since a small run trains in hundredths of a second.
@@ -67,9 +68,9 @@ def _override_value(overrides: str, key: str) -> str | None:
     return None
 
 
-def is_search(records: Sequence[RunRecord]) -> bool:
-    """Whether the runs are an Optuna search's trials (tagged ``trial``), not a grid."""
-    return any("trial" in r.tags for r in records)
+def ran_as_trials(records: Sequence[RunRecord]) -> bool:
+    """Whether the runs are an Optuna search's trials (tagged ``TRIAL_TAG``), not a grid."""
+    return any(TRIAL_TAG in r.tags for r in records)
 
 
 def knobs(keys: Sequence[str], overrides: str) -> dict[str, list[str]]:
@@ -88,7 +89,7 @@ def knobs(keys: Sequence[str], overrides: str) -> dict[str, list[str]]:
 
 def _owner(key: str, override_keys: Sequence[str]) -> str:
     """The most specific of ``override_keys`` that sets the param ``key``
-    (``ui_links.params_of_keys`` in reverse), else ``key`` itself."""
+    (``config.params_of_keys`` in reverse), else ``key`` itself."""
     owners = [o for o in override_keys if params_of_keys({key: None}, [o])]
     return max(owners, key=len, default=key)
 
@@ -135,7 +136,7 @@ def _knob_value(record: RunRecord, knob: str, params: Sequence[str]) -> str:
     (``sgd`` of ``optimizer=sgd``), else its params' values together."""
     if params == [knob]:
         return record.params.get(knob, "")
-    chosen = _override_value(record.tags.get("overrides", ""), knob)
+    chosen = _override_value(record.tags.get(OVERRIDES_TAG, ""), knob)
     return chosen if chosen is not None else " ".join(record.params.get(p, "") for p in params)
 
 
@@ -159,7 +160,7 @@ def runs_frame(
             "run_name": r.name,
             "status": r.status,
             "reason": r.reason,
-            "config_hash": r.config_hash,
+            CONFIG_HASH_TAG: r.config_hash,
             "start_time": r.start_time,
             "pruned": r.pruned,
             TRAIN_MEASURE: eval_train_of(r.params),
@@ -169,7 +170,7 @@ def runs_frame(
         }
         for r in records
     ]
-    columns = ["run_id", "run_name", "status", "reason", "config_hash", "start_time", "pruned"]
+    columns = ["run_id", "run_name", "status", "reason", CONFIG_HASH_TAG, "start_time", "pruned"]
     frame = pd.DataFrame(
         rows, columns=[*columns, TRAIN_MEASURE, *dict.fromkeys([*keys, *groups]), *CSV_METRICS]
     )
@@ -356,7 +357,7 @@ def pivot_table(runs: pd.DataFrame, rows_key: str, columns_key: str) -> Table:
 
 def write_runs_csv(runs: pd.DataFrame, keys: Sequence[str], path: Path) -> Path:
     """Every run, one row each, values as MLflow holds them (full precision)."""
-    columns = ["run_id", "run_name", "status", "reason", "config_hash", *keys, *CSV_METRICS]
+    columns = ["run_id", "run_name", "status", "reason", CONFIG_HASH_TAG, *keys, *CSV_METRICS]
     frame = runs[columns].copy()
     frame.loc[runs["pruned"].to_numpy(), "status"] = PRUNED
     frame.to_csv(path, index=False)
