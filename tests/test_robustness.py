@@ -427,9 +427,11 @@ def test_config_hash_is_what_a_run_computes_not_how_it_was_spelled(tmp_path: Pat
     base["activation.init"] = "auto"
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    # The same files, wherever they are read from (the data_sha256 tags say which they are).
-    for data_dir in (str(tmp_path / "real"), str(tmp_path / "link"), "elsewhere/mnist"):
-        assert config_hash({**base, "dataset.data_dir": data_dir}) == config_hash(base)
+    # One directory, however it is named; another directory is another configuration.
+    real = {**base, "dataset.data_dir": str(tmp_path / "real")}
+    for named in (tmp_path / "link", tmp_path / "real" / ".." / "real"):
+        assert config_hash({**base, "dataset.data_dir": str(named)}) == config_hash(real)
+    assert config_hash({**base, "dataset.data_dir": str(tmp_path)}) != config_hash(real)
     # tanh's own scheme, named or not; another scheme is another network.
     assert config_hash({**base, "activation.init": "xavier"}) == config_hash(base)
     assert config_hash({**base, "activation.init": "he"}) != config_hash(base)

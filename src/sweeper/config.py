@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -47,7 +48,6 @@ SCHEMA_NAME = "sweeper_schema"
 # Keys that say where or how a run is recorded, not what it computes: two configs differing
 # only in these are the same configuration, so resume=true treats them as done.
 NOT_HASHED = ("resume", "tracking.")
-# Where the data is read from: one place for all of a sweep's runs (sweeper.plan.SWEEP_WIDE).
 DATA_DIR = "dataset.data_dir"
 ACTIVATION = "activation.name"
 INIT = "activation.init"
@@ -367,12 +367,12 @@ def unread_keys(params: dict[str, Any]) -> set[str]:
 
 def config_hash(params: dict[str, Any]) -> str:
     """Identifies what a composed configuration (``flat_params``) computes, whatever the order
-    of its overrides: the keys in NOT_HASHED are left out, ``dataset.data_dir`` counts as its
-    default (where the data is read from, not which: the run's ``data_sha256`` tags say that),
-    and ``activation.init`` naming its activation's own scheme counts as ``auto``."""
+    of its overrides: the keys in NOT_HASHED are left out, ``dataset.data_dir`` counts as the
+    directory it names (a symlink, ``~`` or a relative path as its real path), and
+    ``activation.init`` naming its activation's own scheme counts as ``auto``."""
     kept = {k: v for k, v in params.items() if not k.startswith(NOT_HASHED)}
-    if DATA_DIR in kept:
-        kept[DATA_DIR] = None
+    if kept.get(DATA_DIR) is not None:
+        kept[DATA_DIR] = os.path.realpath(os.path.expanduser(kept[DATA_DIR]))
     activation = ACTIVATIONS.get(str(kept.get(ACTIVATION)))
     if activation is not None and kept.get(INIT) == activation.init:
         kept[INIT] = AUTO_INIT

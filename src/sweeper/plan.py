@@ -32,7 +32,6 @@ from hydra_plugins.sweeper_launcher.config import RayClusterLauncherConf
 from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
 from sweeper.config import (
     ACTIVATION,
-    DATA_DIR,
     INIT,
     NOT_HASHED,
     ConfigError,
@@ -50,8 +49,6 @@ from sweeper.search import check_search, is_search, searched_keys
 SWEEP_WIDE = {
     "tracking.uri": "whose runs record under one parent run in one store and experiment",
     "tracking.experiment": "whose runs record under one parent run in one store and experiment",
-    # Left out of config_hash, which would take runs on two places' data for one configuration.
-    DATA_DIR: "whose runs read their dataset from one place",
 }
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
@@ -177,12 +174,12 @@ def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any
         )
         if not differ:
             raise ConfigError(f"Error: runs {named} are the same configuration: run it once")
-        if not unread.intersection(differ):
-            # Only activation.init differs (config_hash's other equivalence is sweep-wide).
-            name = run[ACTIVATION]
+        spelled = [k for k in differ if k not in unread]
+        if spelled:
+            # Read, but the same to config_hash: two names of one directory or init scheme.
+            said = "; ".join(_same_meaning(k, other, run) for k in spelled)
             raise ConfigError(
-                f"Error: runs {named} would train the same network: {INIT}=auto is "
-                f"{ACTIVATIONS[name].init} for activation={name}; run it once"
+                f"Error: runs {named} would train the same network: {said}; run it once"
             )
         readers = sorted(
             {f"{k.partition('.')[0]}={run[k.partition('.')[0] + '.name']}" for k in differ}
@@ -192,6 +189,14 @@ def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any
             f"{', '.join(differ)}, which {' and '.join(readers)} does not read; "
             "vary it only with the options that read it"
         )
+
+
+def _same_meaning(key: str, a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Why ``config_hash`` takes ``a`` and ``b``'s different values of ``key`` as one."""
+    if key == INIT:
+        name = b[ACTIVATION]
+        return f"{INIT}=auto is {ACTIVATIONS[name].init} for activation={name}"
+    return f"{key}={a[key]} and {key}={b[key]} name one directory"
 
 
 def planned_jobs(config: DictConfig) -> list[list[str]] | None:
