@@ -359,6 +359,22 @@ def test_a_sweep_compared_with_itself_is_refused_in_one_line(
     assert not (tmp_path / "reports").exists()
 
 
+def test_a_sweep_id_left_empty_is_refused_not_reported_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `make report SWEEP=$A,$B` with B unset.
+    uri = store_uri(tmp_path)
+    sweep_of_two_runs(uri)
+    for given in ("s,", ",s", ""):
+        argv = ["--sweep", given, "--tracking-uri", uri, "--out", str(tmp_path / "reports")]
+        assert report_main(argv) == 1
+        assert capsys.readouterr().err == (
+            f"error: --sweep {given!r} has an empty sweep id: give one sweep id, or two (A,B) "
+            "to compare them\n"
+        )
+    assert not (tmp_path / "reports").exists()
+
+
 def test_a_tracking_server_that_does_not_answer_names_the_commands_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

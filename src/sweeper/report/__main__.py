@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     # Shut down however the report ends: no process of it outlives the command.
     with analysis or contextlib.nullcontext():
         try:
+            if args.sweep is not None and "" in args.sweep.split(","):
+                # `make report SWEEP=$A,$B` with B unset: comparing nothing is no report of A.
+                raise ReportError(
+                    f"--sweep {args.sweep!r} has an empty sweep id: give one sweep id, or two "
+                    "(A,B) to compare them"
+                )
             if len(sweeps) > 2:
                 raise ReportError(f"--sweep takes one sweep id or two (A,B), got {len(sweeps)}")
             if len(sweeps) == 2 and sweeps[0] == sweeps[1]:
