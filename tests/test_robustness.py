@@ -146,6 +146,8 @@ def test_a_sweep_killed_outright_takes_its_runs_with_it(workdir: Path) -> None:
     children = child_runs(all_runs(workdir))
     assert {r.info.status for r in children} == {"KILLED"}
     assert {r.data.tags["reason"] for r in children} == {"interrupted (its sweep's process ended)"}
+    # And its sweep's parent run, which the sweep's process is no longer there to close.
+    assert parent_run(all_runs(workdir)).info.status == "KILLED"
 
 
 def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir: Path) -> None:

@@ -1,6 +1,6 @@
 """One run's records in MLflow: opened as a child of its sweep, logged to, and closed
 FINISHED, FAILED with its reason, or KILLED on Ctrl-C or SIGTERM, however the block that
-trains it ends."""
+trains it ends (with its sweep's parent run, where the sweep's process is gone)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from mlflow.utils.validation import (
     MAX_PARAMS_TAGS_PER_BATCH,
 )
 
-from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred, orphaned
 from sweeper.failures import failure_reason, interruption
 from sweeper.names import FAILED, KILLED, REASON_TAG, STATUS_TAG
 from sweeper.provenance import GIT_COMMIT_TAG, git_commit
@@ -115,6 +115,11 @@ def tracked_run(
             logger.set_tags({STATUS_TAG: KILLED, REASON_TAG: interruption()[0]})
             logger.flush()
             end_run(RunStatus.to_string(RunStatus.KILLED))
+            if parent_run_id and orphaned():
+                # Its sweep's process, which would have, is gone (kill -9).
+                store_call(MlflowClient(uri).set_terminated)(
+                    parent_run_id, RunStatus.to_string(RunStatus.KILLED)
+                )
         raise
     except Exception as err:
         try:
