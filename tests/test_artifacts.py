@@ -197,7 +197,8 @@ def test_the_store_is_named_with_tracking_uri_as_the_report_names_it(
     for option in ("--tracking-uri", "--uri"):
         assert artifacts_main(["0123456789abcdef", option, str(missing)]) == 1
         assert capsys.readouterr().err == (
-            f"Error: no MLflow store at {missing}: run a sweep first (make sweep)\n"
+            f"Error: no MLflow store at sqlite:///{missing / 'mlflow.db'}: run a sweep first "
+            "(make sweep)\n"
         )
 
 
@@ -366,7 +367,7 @@ def test_a_killed_run_gets_its_curves_and_is_told_why_it_has_no_model(workdir: P
     [
         (None, "sqlite:///{cwd}/mlruns/mlflow.db"),
         ("sqlite:///typo/mlflow.db", "sqlite:///{cwd}/typo/mlflow.db"),
-        ("typo/mlruns", "typo/mlruns"),  # no scheme: not MLflow's file store
+        ("typo/mlruns", "sqlite:///{cwd}/typo/mlruns/mlflow.db"),  # not MLflow's file store
     ],
     ids=["default", "typo", "path"],
 )

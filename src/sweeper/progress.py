@@ -198,7 +198,7 @@ def _result(metrics: Mapping[str, float], key: str) -> str:
 
 
 def _row(cells: Sequence[str]) -> str:
-    """A Markdown table row; an empty cell is one space, as the summary has always drawn it."""
+    """A Markdown table row; an empty cell is one space."""
     return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
 

@@ -83,10 +83,10 @@ class RunRecord:
 def open_client(uri: str) -> MlflowClient:
     """A client on ``uri`` (as ``resolve_tracking_uri`` returns it), checked as a sweep checks
     its store (a database, a server that answers); a SQLite store must already exist (MLflow
-    would create an empty one, and the report would then say nothing useful), and so must a
-    path with no scheme. A store MLflow will not open is a ``ReportError``."""
+    would create an empty one, and the report would then say nothing useful). A store MLflow
+    will not open is a ``ReportError``."""
     db = sqlite_path(uri)
-    if (db is not None and not db.is_file()) or ("://" not in uri and not Path(uri).exists()):
+    if db is not None and not db.is_file():
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
