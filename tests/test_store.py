@@ -651,7 +651,9 @@ def test_server_gone_past_the_bound_fails_the_runs_and_resume_completes(
 ) -> None:
     port = free_port()
     root = tmp_path / "server"
-    args = [*SERVER_SWEEP, f"tracking.uri=http://127.0.0.1:{port}", "tracking.max_outage=2"]
+    # Epochs enough that no run ends before the server does, on a loaded machine too.
+    longer = [a.replace("train.epochs=4", "train.epochs=40") for a in SERVER_SWEEP]
+    args = [*longer, f"tracking.uri=http://127.0.0.1:{port}", "tracking.max_outage=2"]
     with mlflow_service(server_command(root), tmp_path / "server1.log", port=port) as address:
         sweep_ = Sweep(args, workdir)
         sweep_.wait_until(lambda: logged_an_epoch(address))
