@@ -424,7 +424,9 @@ def test_config_hash_ignores_where_a_run_is_recorded() -> None:
     assert config_hash({**base, "seed": 1}) != config_hash(base)
 
 
-def test_config_hash_is_what_a_run_computes_not_how_it_was_spelled(tmp_path: Path) -> None:
+def test_config_hash_is_what_a_run_computes_not_how_it_was_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base = {"dataset.name": "mnist", "dataset.data_dir": None, "activation.name": "tanh"}
     base["activation.init"] = "auto"
     (tmp_path / "real").mkdir()
@@ -434,6 +436,12 @@ def test_config_hash_is_what_a_run_computes_not_how_it_was_spelled(tmp_path: Pat
     for named in (tmp_path / "link", tmp_path / "real" / ".." / "real"):
         assert config_hash({**base, "dataset.data_dir": str(named)}) == config_hash(real)
     assert config_hash({**base, "dataset.data_dir": str(tmp_path)}) != config_hash(real)
+    # A relative one hashes alike wherever it is hashed (reproduce, a cluster's worker).
+    relative = {**base, "dataset.data_dir": "data/./mnist"}
+    monkeypatch.chdir(tmp_path)
+    here = config_hash(relative)
+    monkeypatch.chdir(tmp_path / "real")
+    assert config_hash(relative) == here == config_hash({**base, "dataset.data_dir": "data/mnist"})
     # tanh's own scheme, named or not; another scheme is another network.
     assert config_hash({**base, "activation.init": "xavier"}) == config_hash(base)
     assert config_hash({**base, "activation.init": "he"}) != config_hash(base)

@@ -368,11 +368,15 @@ def unread_keys(params: dict[str, Any]) -> set[str]:
 def config_hash(params: dict[str, Any]) -> str:
     """Identifies what a composed configuration (``flat_params``) computes, whatever the order
     of its overrides: the keys in NOT_HASHED are left out, ``dataset.data_dir`` counts as the
-    directory it names (a symlink, ``~`` or a relative path as its real path), and
-    ``activation.init`` naming its activation's own scheme counts as ``auto``."""
+    directory it names (``~`` expanded, ``..`` resolved; an absolute path's symlinks too),
+    and ``activation.init`` naming its activation's own scheme counts as ``auto``."""
     kept = {k: v for k, v in params.items() if not k.startswith(NOT_HASHED)}
     if kept.get(DATA_DIR) is not None:
-        kept[DATA_DIR] = os.path.realpath(os.path.expanduser(kept[DATA_DIR]))
+        # A relative path hashes alike from any directory: reproduce and a cluster's workers
+        # run elsewhere.
+        named = os.path.expanduser(kept[DATA_DIR])
+        absolute = os.path.isabs(named)
+        kept[DATA_DIR] = os.path.realpath(named) if absolute else os.path.normpath(named)
     activation = ACTIVATIONS.get(str(kept.get(ACTIVATION)))
     if activation is not None and kept.get(INIT) == activation.init:
         kept[INIT] = AUTO_INIT
