@@ -872,10 +872,14 @@ def test_resume_with_repeats_reruns_no_finished_run(workdir: Path) -> None:
     os.killpg(sweep.proc.pid, signal.SIGINT)
     rc, stderr = sweep.finish()
     assert rc == 130, stderr
+    before = [r for r in child_runs(all_runs(workdir)) if r.info.status == "FINISHED"]
 
     proc = run_cli([*REPEATED, "resume=true"], workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resuming study" in proc.stdout
+    # The cut-short trial's finished run counts as run, not as left to run.
+    assert f": {plural(4 - len(before), 'run')}, tracking to " in proc.stdout
+    assert f", {len(before)} skipped (finished before)\n" in proc.stdout
     runs = child_runs(all_runs(workdir))
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
     trials = study_of(workdir, sweep_id).get_trials()
@@ -1293,12 +1297,14 @@ def test_a_search_in_a_directory_used_again_is_a_sweep_of_its_own_that_resume_co
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("repeats", [1, 2])
 def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
-    workdir: Path,
+    workdir: Path, repeats: int
 ) -> None:
-    # Every trial diverges: a trial run and told, counted toward n_trials.
+    # Every trial diverges: a trial run and told, counted toward n_trials; with repeats, its
+    # first run fails it, and its second never runs.
     args = [*SEARCH, "train.epochs=2", "optimizer.lr=interval(20, 50)", "topology.hidden=[256]",
-            "regularizer=l2"]  # fmt: skip
+            "regularizer=l2", f"hydra.sweeper.repeats={repeats}"]  # fmt: skip
     proc = run_cli([*args, "hydra.sweeper.n_trials=2"], workdir)
     assert proc.returncode == 1
     assert proc.stderr.count("diverged at epoch") == 2
@@ -1319,6 +1325,7 @@ def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
     # A larger one runs one more trial; the failed ones are not called finished.
     proc = run_cli([*args, "hydra.sweeper.n_trials=3", "resume=true"], workdir)
     assert proc.returncode == 1
+    assert f": {plural(repeats, 'run')}, tracking to " in proc.stdout
     assert ": 0 finished, 1 failed, 2 skipped (2 failed before)\n" in proc.stdout
     assert len(child_runs(all_runs(workdir))) == 3
     # The parent counts the sweep's runs, those of the first command included.

@@ -43,12 +43,10 @@ class ResumePoint:
     sweep_id: str
     parent_run_id: str
     finished_hashes: frozenset[str]
-    # A search's runs that count as done: its study's trials done, times its repeats (a pruned
-    # trial ran once); of them, those of trials that failed (they count toward n_trials too,
-    # and are not run again) and of those pruned.
-    done_runs: int = 0
+    # A search's runs of its budget (n_trials x repeats) spent before, and the runs that
+    # FAILED in its trials done (they count toward n_trials too, and are not run again).
+    spent_runs: int = 0
     failed_runs: int = 0
-    pruned_runs: int = 0
     # A search whose trials done reach its n_trials: nothing is left to run.
     budget_spent: bool = False
 
@@ -144,11 +142,12 @@ def _outcome(run: Run, repeats: int, number: int | None = None) -> RunOutcome:
 def continue_sweep(
     resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str, overrides: str
 ) -> tuple[SweepInfo, int]:
-    """Continue ``resumed``: its FINISHED configurations are skipped (how many is returned),
-    the others run as children of its parent run, under its sweep_id. Exits 0, the sweep's
+    """Continue ``resumed``: its FINISHED configurations are skipped (how many of the planned
+    runs, or of a search's budget, is returned), the others run as children of its parent
+    run, under its sweep_id. Exits 0, the sweep's
     records untouched, if nothing is left to run and the sweep was not interrupted. A search
     plans no ``hashes``: its study knows what is left."""
-    skipped = sum(h in resumed.finished_hashes for h in hashes) if hashes else resumed.done_runs
+    skipped = sum(h in resumed.finished_hashes for h in hashes) if hashes else resumed.spent_runs
     if not hashes:
         # A search: its study says which trials are done (hydra_plugins.sweeper_search).
         print(f"Resuming search sweep {resumed.sweep_id}", flush=True)

@@ -18,9 +18,10 @@ from hydra_plugins.sweeper_search.search_sweeper import (
 )
 from hydra_plugins.sweeper_search.space import parse_space
 from sweeper.config import ConfigError
-from sweeper.names import SWEEP_FILTER, SWEEP_ID_TAG
+from sweeper.names import FAILED, PARENT_RUN_TAG, SWEEP_FILTER, SWEEP_ID_TAG, TRIAL_TAG
 from sweeper.resume import ResumePoint
 from sweeper.store_calls import store_call
+from sweeper.store_reads import search_all
 
 
 def is_search(config: DictConfig) -> bool:
@@ -92,12 +93,18 @@ def search_resume_point(
             "the tracking settings it ran with, or start a new search without resume=true"
         )
     settings = config.hydra.sweeper
+    parent_run_id = sweep[0].info.run_id
+    failed = f"tags.{PARENT_RUN_TAG} = '{parent_run_id}' and attributes.status = '{FAILED}'"
     return ResumePoint(
         sweep_id,
-        sweep[0].info.run_id,
+        parent_run_id,
         frozenset(),
-        done_runs=(found.done - found.pruned) * settings.repeats + found.pruned,
-        failed_runs=found.failed * settings.repeats,
-        pruned_runs=found.pruned,
-        budget_spent=found.done >= settings.n_trials,
+        # A trial done spent its runs of the budget, run or not (a pruned or failed one stops
+        # at its first); one asked again spends those it carries over.
+        spent_runs=len(found.done) * settings.repeats + found.carried,
+        failed_runs=sum(
+            int(run.data.tags.get(TRIAL_TAG, -1)) in found.done
+            for run in search_all(MlflowClient(uri), experiment_id, failed)
+        ),
+        budget_spent=len(found.done) >= settings.n_trials,
     )

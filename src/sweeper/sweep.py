@@ -138,11 +138,12 @@ class SweepCallback(Callback):
         self._keys: set[str] | None = None
         self._stop: SweepStop | None = None
         self._data_cache: DataCache | None = None
+        # The planned runs that a resumed sweep does not run (a search: its budget spent).
         self._skipped = 0
-        # Of the skipped runs, those a resumed search's trials failed or were pruned in (they
-        # count as done).
+        # The runs that ended before this command and are not run again, and of them those a
+        # resumed search's trials failed in (they count as done).
+        self._ended_before = 0
         self._failed_before = 0
-        self._pruned_before = 0
         self._resume_command = ""
         # The runs a resumed sweep finished before this command, for its summary.
         self._before: list[RunOutcome] = []
@@ -194,7 +195,7 @@ class SweepCallback(Callback):
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
-                self._skipped,
+                self._ended_before,
                 self._failed_before,
                 0,
                 KILLED if interrupted else FAILED,
@@ -244,7 +245,7 @@ class SweepCallback(Callback):
             self._info,
             self._wind_down,
             planned,
-            self._skipped,
+            self._ended_before,
             self._failed_before,
             self._resume_command,
         )
@@ -286,7 +287,7 @@ class SweepCallback(Callback):
                     repeats=config.hydra.sweeper.get("repeats", 1),
                 )
                 self._failed_before = resumed.failed_runs
-                self._pruned_before = resumed.pruned_runs
+                self._ended_before = len(self._before) + self._failed_before
                 self._resumed = True
                 return
             print(
@@ -343,7 +344,7 @@ class SweepCallback(Callback):
         n_failed, n_killed = count_failed(failed), count_killed(failed)
         again = sum(o.failed for o in outcomes) - len(failed)
         cut_short = f", {n_killed} cut short" if n_killed else ""
-        skipped = _skipped_text(self._skipped, self._failed_before, self._pruned_before)
+        skipped = _skipped_text(self._ended_before, self._failed_before, count_pruned(self._before))
         counts = ended_counts(count_finished(outcomes), count_pruned(outcomes), n_failed)
         print(
             f"\nSweep {self._info.sweep_id}: {counts}{cut_short}"
@@ -380,7 +381,7 @@ class SweepCallback(Callback):
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
-                self._skipped + count_runs(outcomes),
+                self._ended_before + count_runs(outcomes),
                 self._failed_before + n_failed,
                 n_killed,
             )

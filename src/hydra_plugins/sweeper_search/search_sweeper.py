@@ -234,14 +234,13 @@ def _differing(earlier: dict[str, Any], fixed: dict[str, Any]) -> list[str]:
 class StudyProgress(NamedTuple):
     """Where the study that ``resume=true`` continues stands: the name of the sweep directory
     that made it and when (seconds since the epoch; None for a study that did not record it),
-    how many of its trials count toward ``n_trials`` (``done_trials``), and how many of those
-    failed and were pruned."""
+    the numbers of its trials that count toward ``n_trials`` (``done_trials``), and how many
+    finished runs the trials it asks again carry over (``carried``)."""
 
     sweep: str
-    done: int
-    failed: int
+    done: frozenset[int]
     created: float | None = None
-    pruned: int = 0
+    carried: int = 0
 
 
 def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgress | None:
@@ -256,12 +255,11 @@ def sweep_to_resume(config: DictConfig, arguments: Sequence[str]) -> StudyProgre
     if found is None:
         return None
     # Counted as the sweeper will count them once it resumes the study.
-    study = load_settled(storage, found.study_name, settings.repeats)
-    done = done_trials(study.get_trials(deepcopy=False))
-    failed = sum(t.state == TrialState.FAIL for t in done)
-    pruned = sum(t.state == TrialState.PRUNED for t in done)
+    trials = load_settled(storage, found.study_name, settings.repeats).get_trials(deepcopy=False)
+    done = frozenset(t.number for t in done_trials(trials))
+    kept = sum(len(carried(t.user_attrs, settings.repeats)) for t in owed(trials))
     created = found.user_attrs.get(CREATED_ATTR)
-    return StudyProgress(str(found.user_attrs.get(SWEEP_ATTR)), len(done), failed, created, pruned)
+    return StudyProgress(str(found.user_attrs.get(SWEEP_ATTR)), done, created, kept)
 
 
 def unused_name(storage: optuna.storages.BaseStorage, name: str) -> str:
