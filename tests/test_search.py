@@ -324,9 +324,25 @@ def test_the_study_proxy_on_a_taken_port_fails_in_one_line(tmp_path: Path) -> No
     [
         ("interval(0.5, 0.1)", "search space entry optimizer.lr: 'interval(0.5, 0.1)' is invalid"),
         ("tag(log, interval(0, 1))", "search space entry optimizer.lr: "),
-        ("choice()", "search space entry optimizer.lr: 'choice()' is invalid"),
+        ("choice()", "search space entry optimizer.lr: 'choice()' is invalid: empty choice is"),
         ("glob(*)", "search space entry optimizer.lr: 'glob(*)' is invalid"),
-        ("interval(0.1", "search space entry optimizer.lr: 'interval(0.1' is invalid"),
+        ("interval(0.1", "search space entry optimizer.lr: 'interval(0.1' is invalid: "),
+        # Hydra's reason, not its header that repeats the entry.
+        (
+            "chioce(l2, dropout)",
+            "search space entry optimizer.lr: 'chioce(l2, dropout)' is invalid: Unknown function "
+            "'chioce'",
+        ),
+        (
+            "interval(0.001 0.1)",
+            "search space entry optimizer.lr: 'interval(0.001 0.1)' is invalid: missing a "
+            "required argument: 'end'",
+        ),
+        (
+            "choice(0.3, null)",
+            "search space entry optimizer.lr: 'choice(0.3, null)' is invalid: mismatch type "
+            "argument args[1]: NoneType is incompatible with ",
+        ),
         # A tag the search does not read, or log where it means nothing, is no silent uniform.
         (
             "tag(lgo, interval(0.01, 0.1))",

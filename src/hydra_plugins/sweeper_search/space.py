@@ -150,6 +150,20 @@ def _distribution(override: Override) -> BaseDistribution:
     raise ValueError("only interval, tag(log, interval), choice and range can be searched")
 
 
+def _reason(err: Exception, value: str) -> str:
+    """The line of ``err`` that says why ``value`` does not parse: Hydra's errors open with a
+    header that repeats the override, and say how a function failed as ``TypeError while
+    evaluating 'VALUE': why``."""
+    lines = [
+        line
+        for line in str(err).strip().splitlines()
+        if line and not line.startswith(("Error parsing override", "See https://"))
+    ]
+    if not lines:
+        return type(err).__name__
+    return lines[0].partition(f" while evaluating '{value}': ")[2] or lines[0]
+
+
 def parse_space(params: Mapping[str, str] | None, arguments: Sequence[str]) -> SearchSpace:
     """The space of ``params`` (key: sweep) and of the command line's sweep ``arguments``; the
     command line's plain overrides are fixed for every trial, a searched key's included."""
@@ -168,9 +182,9 @@ def parse_space(params: Mapping[str, str] | None, arguments: Sequence[str]) -> S
                 continue
             distributions[override.get_key_element()] = _distribution(override)
         except (HydraException, ValueError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            value = line.partition("=")[2]
             raise SearchSpaceError(
-                f"search space entry {key}: {line.partition('=')[2]!r} is invalid: {reason}"
+                f"search space entry {key}: {value!r} is invalid: {_reason(err, value)}"
             ) from None
     if not distributions:
         raise SearchSpaceError(
