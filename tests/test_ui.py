@@ -116,6 +116,24 @@ def test_printed_link_opens_a_shared_view_of_the_sweeps_runs(swept: Swept) -> No
     ]
 
 
+def test_a_searchs_view_shows_the_params_its_group_choice_varies_and_no_other(
+    tmp_path: Path,
+) -> None:
+    # l2 and dropout set regularizer.input_p and max_norm alike: no column for them.
+    search = ["-m", "+experiment=search", "hydra.sweeper.n_trials=1", "train.epochs=1",
+              "topology.hidden=[16]", "hydra.sweeper.params={regularizer: 'choice(l2, dropout)'}",
+              "regularizer.lam=0.0001", "regularizer.p=0.2", "optimizer.lr=0.01"]  # fmt: skip
+    proc = run_cli(search, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parent = parent_run(all_runs(tmp_path))
+    tags = MlflowClient(store_uri(tmp_path)).get_experiment(parent.info.experiment_id).tags
+    view = json.loads(tags[SHARED_VIEW_TAG_PREFIX + share_key(parent.info.run_id)])
+    assert view["selectedColumns"] == [
+        "params.`regularizer.name`",
+        *(f"metrics.`{m}`" for m in SUMMARY_METRICS),
+    ]
+
+
 def test_make_ui_prints_the_link_to_the_newest_sweep(
     swept: Swept, capsys: pytest.CaptureFixture[str]
 ) -> None:

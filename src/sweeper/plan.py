@@ -116,8 +116,11 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     lines = list(config.hydra.overrides.task)
     task = OverridesParser.create().parse_overrides(lines)
     sweeper = config.hydra.sweeper
+    # The flat keys that a group's options set alike (regularizer.max_norm for l2 and dropout)
+    # do not vary, though the group does: the space's ends say which do.
+    ends: list[dict[str, Any]] | None = None
     if is_search(config):
-        check_search_space(config_name, config)
+        ends = check_search_space(config_name, config)
         searched = searched_keys(config)
     else:
         searched = set(sweeper.get("params") or {}) | {
@@ -130,11 +133,15 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     check_sweep_wide(keys)
     fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
     base = _shapes().compose(config_name, [*config.hydra.overrides.hydra, *fixed])
+    param_keys = params_of_keys(flat_params(base), keys)
+    if ends is not None:
+        varied = set(varied_params(ends))
+        param_keys = [k for k in param_keys if k in keys or k in varied]
     return Plan(
         None,
         [],
         keys,
-        params_of_keys(flat_params(base), keys),
+        param_keys,
         # At most: a pruned trial runs once.
         sweeper.n_trials * repeats if sweeper.get("n_trials") is not None else None,
         sweeper.get("timeout"),
@@ -343,11 +350,12 @@ def validate_jobs(
     return params
 
 
-def check_search_space(config_name: str, config: DictConfig) -> None:
+def check_search_space(config_name: str, config: DictConfig) -> list[dict[str, Any]]:
     """A search's settings, and runs at the ends of its space composed and validated: a bad
-    entry stops the command in one line, before any run."""
+    entry stops the command in one line, before any run. Their ``flat_params``."""
     jobs = check_search(config, config.hydra.overrides.task)
-    _, problems = job_problems(config_name, jobs, list(config.hydra.overrides.hydra))
+    ends, problems = job_problems(config_name, jobs, list(config.hydra.overrides.hydra))
     if problems:
         # The first problem, without the runs it was found in (the space's ends, not the user's).
         raise ConfigError(f"Error: search space: {next(iter(problems))}")
+    return ends
