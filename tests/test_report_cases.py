@@ -26,7 +26,8 @@ from sweeper.report.figures import parallel_coordinates, train_vs_validation, va
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import RunRecord, kept_runs
 from sweeper.report.tables import Table, runs_frame, runs_table
-from sweeper.sweep_runs import best_child_run
+from sweeper.store_setup import prepare_store
+from sweeper.sweep_runs import best_child_run, start_sweep_run
 
 SMALL = ["train.epochs=2", "topology.hidden=[16]"]
 
@@ -530,3 +531,33 @@ def test_a_sweep_whose_every_run_failed_is_reported_without_a_best_run(tmp_path:
     assert "## Best run" not in (built.directory / "report.md").read_text()
     assert [row["#"] for row in table_with(built.summary, "optimizer.lr")] == ["-", "-"]
     assert best_child_run(uri, experiment_id, parent) is None
+
+
+def test_two_sweeps_list_configurations_as_the_first_sweeps_report_ranks_them(
+    tmp_path: Path,
+) -> None:
+    # lr=0.1 has the single best run (0.1) but the worse mean (0.5 against 0.3): its own
+    # report ranks lr=0.2 first, and so must the comparison.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    client = MlflowClient(uri)
+    for sweep_id in ("a", "b"):
+        parent = start_sweep_run(uri, experiment_id, sweep_id, "optimizer.lr=0.1,0.2", "sweep")
+        for lr, seed, loss in (("0.1", 0, 0.1), ("0.1", 1, 0.9), ("0.2", 0, 0.3), ("0.2", 1, 0.3)):
+            add_child_run(
+                client,
+                experiment_id,
+                parent,
+                f"optimizer.lr={lr} seed={seed}",
+                tags={"config_hash": f"{lr}-{seed}"},
+                params={"optimizer.lr": lr, "seed": str(seed)},
+                best_val_loss=loss,
+                test_acc=1 - loss,
+                best_epoch=1,
+            )
+    own = table_with(report(tmp_path, "--sweep", "a"), "optimizer.lr")
+    assert [row["optimizer.lr"] for row in own] == ["0.2", "0.1"]
+    out = tmp_path / "reports"
+    assert report_main(["--tracking-uri", uri, "--out", str(out), "--sweep", "a,b"]) == 0
+    (compared,) = markdown_tables((out / "a_vs_b" / "report.md").read_text())
+    assert [row["configuration"] for row in compared] == ["optimizer.lr=0.2", "optimizer.lr=0.1"]
