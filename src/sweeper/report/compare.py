@@ -26,7 +26,7 @@ def _finished_runs(
     """The sweep's finished runs, its id, and the sentence on what its runs share."""
     sweep = find_sweep(client, experiment, sweep_id)
     records = kept_runs(sweep_runs(client, sweep))
-    varying = varying_keys(records, sweep.overrides)
+    varying = varying_keys(records, sweep.overrides, sweep.swept)
     runs = runs_frame(records, varying)
     provenance = provenance_summary([r.tags for r in records])[0]
     return runs[runs["finished"]], sweep.sweep_id, provenance
