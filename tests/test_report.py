@@ -40,7 +40,7 @@ from sweeper.report.runs import (
     sweep_runs,
 )
 from sweeper.report.stats import holm, pareto_front
-from sweeper.report.tables import CONFIG
+from sweeper.report.tables import runs_frame
 from sweeper.store_reads import metric_curves
 from sweeper.ui_links import short_number
 
@@ -700,24 +700,27 @@ def test_two_sweeps_side_by_side_by_config_hash(tmp_path: Path) -> None:
 
 def test_a_configuration_a_sweep_ran_twice_is_matched_once_by_its_mean() -> None:
     # A search may draw one configuration (one config_hash) twice: both its runs are kept.
-    a = pd.DataFrame(
-        {
-            "config_hash": ["h", "h", "k"],
-            CONFIG: ["lr=0.1", "lr=0.1", "lr=0.2"],
-            "best_val_loss": [0.2, 0.4, 0.5],
-            "test_acc": [0.9, 0.8, 0.7],
-        }
-    )
-    b = pd.DataFrame(
-        {
-            "config_hash": ["k", "h"],
-            CONFIG: ["lr=0.2", "lr=0.1"],
-            "best_val_loss": [0.6, 0.25],
-            "test_acc": [0.6, 0.8],
-        }
-    )
+    def finished(*runs: tuple[str, str, float, float]) -> pd.DataFrame:
+        """The finished runs (config_hash, lr, val loss, test acc) as ``runs_frame`` has them."""
+        records = [
+            RunRecord(
+                f"{h}-{i}",
+                "",
+                "FINISHED",
+                "",
+                i,
+                h,
+                {"optimizer.lr": lr},
+                {"best_val_loss": loss, "test_acc": acc},
+            )
+            for i, (h, lr, loss, acc) in enumerate(runs)
+        ]
+        return runs_frame(records, ["optimizer.lr"])
+
+    a = finished(("h", "0.1", 0.2, 0.9), ("h", "0.1", 0.4, 0.8), ("k", "0.2", 0.5, 0.7))
+    b = finished(("k", "0.2", 0.6, 0.6), ("h", "0.1", 0.25, 0.8))
     means = compare_table(a, b)
-    assert list(means.index) == ["lr=0.1", "lr=0.2"]  # a's order
+    assert list(means.index) == ["optimizer.lr=0.1", "optimizer.lr=0.2"]  # a's order
     assert list(means["n"]) == [1, 1]
     assert list(means["best_val_loss_a"]) == pytest.approx([0.3, 0.5])
     assert list(means["best_val_loss_diff"]) == pytest.approx([-0.05, 0.1])

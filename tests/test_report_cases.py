@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import re
+import shlex
 import statistics
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 from matplotlib.figure import Figure
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -26,7 +28,9 @@ from sweeper.report.figures import parallel_coordinates, train_vs_validation, va
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import RunRecord, kept_runs
 from sweeper.report.tables import Table, runs_frame, runs_table
-from sweeper.sweep_runs import best_child_run
+from sweeper.store_setup import prepare_store
+from sweeper.sweep_runs import best_child_run, describe_run, start_sweep_run
+from sweeper.ui_links import sweep_note
 
 SMALL = ["train.epochs=2", "topology.hidden=[16]"]
 
@@ -530,3 +534,140 @@ def test_a_sweep_whose_every_run_failed_is_reported_without_a_best_run(tmp_path:
     assert "## Best run" not in (built.directory / "report.md").read_text()
     assert [row["#"] for row in table_with(built.summary, "optimizer.lr")] == ["-", "-"]
     assert best_child_run(uri, experiment_id, parent) is None
+
+
+# A grid of 12 runs (activation x seed), as the command line gave it.
+STOPPED_OVERRIDES = ("activation=tanh,relu,sigmoid", "seed=0,1,2,3", "train.epochs=5")
+STOPPED_COMMAND = shlex.join(
+    ["python", "-m", "sweeper", "-m", "hydra.launcher.n_jobs=1", *STOPPED_OVERRIDES]
+)
+
+
+def _sweep_of_two_tanh_seeds(
+    uri: str,
+    status: str,
+    described: bool = True,
+    overrides: tuple[str, ...] = STOPPED_OVERRIDES,
+) -> None:
+    """Sweep ``stopped`` of ``overrides`` (activation x seed) of which the two runs of tanh's
+    first seeds finished, its parent run ``status`` (RUNNING: still open) and, if
+    ``described``, its description (``ui_links.sweep_note``) set as the sweep sets it."""
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "stopped", " ".join(overrides), "sweep")
+    if described:
+        command = shlex.join(
+            ["python", "-m", "sweeper", "-m", "hydra.launcher.n_jobs=1", *overrides]
+        )
+        describe_run(uri, parent, sweep_note(command, {"activation", "seed"}))
+    client = MlflowClient(uri)
+    for seed, loss in ((0, 0.4), (1, 0.5)):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"activation=tanh seed={seed}",
+            tags={"config_hash": f"tanh-{seed}"},
+            params={
+                "activation.name": "tanh",
+                "activation.init": "auto",
+                "seed": str(seed),
+                "train.epochs": "5",
+            },
+            best_val_loss=loss,
+            test_acc=0.9,
+            best_epoch=5,
+        )
+    if status != "RUNNING":
+        client.set_terminated(parent, status)
+
+
+@pytest.mark.parametrize(
+    ("status", "described", "says"),
+    [
+        (
+            "KILLED",
+            True,
+            "The sweep was stopped before its end (its parent run is KILLED): these are the "
+            "runs in so far, not every one it plans. Complete it with: "
+            f"`{STOPPED_COMMAND} resume=true`.",
+        ),
+        (
+            "RUNNING",
+            True,
+            "The sweep is in progress (its parent run is RUNNING): these are the runs in so "
+            "far, not every one it plans; report again once it ends. If its command no longer "
+            f"runs, complete it with: `{STOPPED_COMMAND} resume=true`.",
+        ),
+        (
+            # Stopped before it described itself: the command is its own overrides'.
+            "FAILED",
+            False,
+            "The sweep's parent run is FAILED (a run failed, or the sweep stopped before its "
+            "end): these may be only the runs in so far. Run what failed or did not run with: "
+            f"`python -m sweeper -m {' '.join(STOPPED_OVERRIDES)} resume=true`.",
+        ),
+    ],
+)
+def test_a_sweep_stopped_or_running_says_its_runs_are_those_in_so_far(
+    tmp_path: Path, status: str, described: bool, says: str
+) -> None:
+    # SIGINT after 2 of 12 runs: the report read as a complete sweep of 2 runs, the
+    # activation it sweeps listed as a constant.
+    _sweep_of_two_tanh_seeds(store_uri(tmp_path), status, described)
+    markdown = report(tmp_path)
+    (intro,) = [line for line in markdown.splitlines() if line.startswith("Experiment `")]
+    assert intro.endswith(says)
+    html = (tmp_path / "reports" / "stopped" / "report.html").read_text()
+    assert str(escape(says.split(": `")[0])) in html
+
+
+@pytest.mark.parametrize(
+    ("overrides", "described"),
+    [
+        (STOPPED_OVERRIDES, False),  # the overrides sweep the activation
+        (("+experiment=activation", "seed=0,1,2,3", "train.epochs=5"), True),  # its preset does
+    ],
+)
+def test_a_key_the_sweep_varies_is_no_constant_before_its_other_values_ran(
+    tmp_path: Path, overrides: tuple[str, ...], described: bool
+) -> None:
+    _sweep_of_two_tanh_seeds(store_uri(tmp_path), "KILLED", described, overrides)
+    markdown = report(tmp_path)
+    (constants,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
+    assert constants == "Constant params: `train.epochs=5`."
+    assert table_with(markdown, "activation.name")[0]["activation.name"] == "tanh"
+
+
+def test_a_finished_sweep_says_nothing_of_runs_in_so_far(tmp_path: Path) -> None:
+    _sweep_of_two_tanh_seeds(store_uri(tmp_path), "FINISHED")
+    assert "in so far" not in report(tmp_path)
+
+
+def test_two_sweeps_list_configurations_as_the_first_sweeps_report_ranks_them(
+    tmp_path: Path,
+) -> None:
+    # lr=0.1 has the single best run (0.1) but the worse mean (0.5 against 0.3): its own
+    # report ranks lr=0.2 first, and so must the comparison.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    client = MlflowClient(uri)
+    for sweep_id in ("a", "b"):
+        parent = start_sweep_run(uri, experiment_id, sweep_id, "optimizer.lr=0.1,0.2", "sweep")
+        for lr, seed, loss in (("0.1", 0, 0.1), ("0.1", 1, 0.9), ("0.2", 0, 0.3), ("0.2", 1, 0.3)):
+            add_child_run(
+                client,
+                experiment_id,
+                parent,
+                f"optimizer.lr={lr} seed={seed}",
+                tags={"config_hash": f"{lr}-{seed}"},
+                params={"optimizer.lr": lr, "seed": str(seed)},
+                best_val_loss=loss,
+                test_acc=1 - loss,
+                best_epoch=1,
+            )
+    own = table_with(report(tmp_path, "--sweep", "a"), "optimizer.lr")
+    assert [row["optimizer.lr"] for row in own] == ["0.2", "0.1"]
+    out = tmp_path / "reports"
+    assert report_main(["--tracking-uri", uri, "--out", str(out), "--sweep", "a,b"]) == 0
+    (compared,) = markdown_tables((out / "a_vs_b" / "report.md").read_text())
+    assert [row["configuration"] for row in compared] == ["optimizer.lr=0.2", "optimizer.lr=0.1"]

@@ -23,6 +23,9 @@ from sweeper.names import (
     BEST_EPOCH,
     CONFIG_HASH_TAG,
     DEFAULT_EXPERIMENT,
+    FAILED,
+    FINISHED,
+    KILLED,
     PRUNED,
     SEED,
     TEST_ACC,
@@ -355,7 +358,31 @@ def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecor
             "a later run of the same configuration replaced each (a resume, or a search "
             "asking a killed trial again)."
         )
-    return Text(text)
+    return Text(text + _unfinished(sweep))
+
+
+def _unfinished(sweep: Sweep) -> str:
+    """Where the sweep's parent run did not finish, that these may be only some of its runs,
+    and the command that runs the rest; nothing for a sweep that ran to its end."""
+    resume = f"`{sweep.resume_command}`"
+    if sweep.status == FINISHED:
+        return ""
+    if sweep.status == KILLED:
+        return (
+            f" The sweep was stopped before its end (its parent run is {KILLED}): these are "
+            f"the runs in so far, not every one it plans. Complete it with: {resume}."
+        )
+    if sweep.status == FAILED:
+        return (
+            f" The sweep's parent run is {FAILED} (a run failed, or the sweep stopped before "
+            "its end): these may be only the runs in so far. Run what failed or did not run "
+            f"with: {resume}."
+        )
+    return (
+        f" The sweep is in progress (its parent run is {sweep.status}): these are the runs "
+        "in so far, not every one it plans; report again once it ends. If its command no "
+        f"longer runs, complete it with: {resume}."
+    )
 
 
 def _train_measure(runs: pd.DataFrame) -> Text:
@@ -433,7 +460,7 @@ def build_report(
         records = kept_runs(every_run)
         if not records:
             raise ReportError(f"sweep {sweep.sweep_id} has no runs yet")
-        varying = varying_keys(records, sweep.overrides)
+        varying = varying_keys(records, sweep.overrides, sweep.swept)
         keys = [k for k in varying if k != SEED]
         # The importance and the pivot are over what the command varied: an override key
         # that sets several params (a config group) is one knob.

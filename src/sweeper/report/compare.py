@@ -13,7 +13,7 @@ from sweeper.report.build import REPORT_HTML, REPORT_MD, Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import ReportError, find_sweep, kept_runs, open_client, sweep_runs
-from sweeper.report.tables import CONFIG, Table, runs_frame, varying_keys
+from sweeper.report.tables import CONFIG, Table, configurations, runs_frame, varying_keys
 from sweeper.store_uri import resolve_tracking_uri
 
 # (column, metric key, decimals) compared between the two sweeps.
@@ -26,7 +26,7 @@ def _finished_runs(
     """The sweep's finished runs, its id, and the sentence on what its runs share."""
     sweep = find_sweep(client, experiment, sweep_id)
     records = kept_runs(sweep_runs(client, sweep))
-    varying = varying_keys(records, sweep.overrides)
+    varying = varying_keys(records, sweep.overrides, sweep.swept)
     runs = runs_frame(records, varying)
     provenance = provenance_summary([r.tags for r in records])[0]
     return runs[runs["finished"]], sweep.sweep_id, provenance
@@ -44,17 +44,21 @@ def _per_hash(runs: pd.DataFrame) -> pd.DataFrame:
 def compare_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (as labelled in ``a``): the mean of each compared metric over the
     config_hashes finished in both sweeps (each one's runs averaged first), in each sweep,
-    and the difference ``b - a``; the configurations in ``a``'s order (best first)."""
+    and the difference ``b - a``; the configurations in the order of ``a``'s own report
+    (``tables.configurations``: the complete ones by mean validation loss, best first).
+    ``a`` and ``b``: finished runs as ``tables.runs_frame`` makes them."""
     matched = _per_hash(a).merge(_per_hash(b), on=CONFIG_HASH_TAG, suffixes=("_a", "_b"))
     keys = [m for _, m, _ in COMPARED]
-    means = matched.groupby(f"{CONFIG}_a", sort=False).agg(
+    means = matched.groupby(f"{CONFIG}_a").agg(
         n=(CONFIG_HASH_TAG, "count"),
         **{f"{k}_{s}": (f"{k}_{s}", "mean") for k in keys for s in ("a", "b")},
     )
     for k in keys:
         means[f"{k}_diff"] = means[f"{k}_b"] - means[f"{k}_a"]
     means.index.name = CONFIG
-    return means
+    # Ranked as a's own report ranks them (by mean over seeds), not by a's single best run.
+    ranking = configurations(a, [])
+    return means.reindex([c for c in ranking.index if c in means.index])
 
 
 def _table(means: pd.DataFrame, names: tuple[str, str]) -> Table:

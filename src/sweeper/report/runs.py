@@ -1,4 +1,5 @@
-"""Everything the report asks MLflow: which sweep, its runs and their artifacts.
+"""Everything the report asks MLflow: which sweep (how its parent run stands, what it varies,
+the command that ran it), its runs and their artifacts.
 
 The report works against any tracking URI, a tracking server included, through MLflow's
 client. One ``search_runs`` query (a page at a time) returns every run of a sweep with its
@@ -10,6 +11,8 @@ run (``sweeper.sweep_runs.best_child_run``).
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,7 @@ from sweeper.store_uri import (
     is_http,
     sqlite_path,
 )
+from sweeper.ui_links import NOTE_TAG
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -49,12 +53,25 @@ class ReportError(Exception):
     """Why no report can be made, in words a person can act on."""
 
 
+# What the sweep's description (``ui_links.sweep_note``) says: the command, what varies.
+_NOTE_COMMAND = re.compile(r"^\*\*Command:\*\* `(.+)`$", re.MULTILINE)
+_NOTE_VARIED = re.compile(r"^\*\*Varied:\*\* (.*)$", re.MULTILINE)
+
+
 @dataclass(frozen=True)
 class Sweep:
     sweep_id: str
     experiment_id: str
     parent_run_id: str
     overrides: str
+    status: str  # its parent run's: RUNNING while it runs, KILLED or FAILED once stopped early
+    command: str  # the command that ran it, as the sweep prints it (without resume=)
+    swept: tuple[str, ...]  # the override keys it varies, whether their runs ran yet or not
+
+    @property
+    def resume_command(self) -> str:
+        """The command that runs what it has not finished, as the sweep itself prints it."""
+        return f"{self.command} resume=true"
 
 
 @dataclass(frozen=True)
@@ -144,12 +161,55 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
             f"no sweep {sweep_id!r} in experiment {experiment!r}; the latest are: {names}"
         )
     parent = found[0]
+    overrides = parent.data.tags.get(OVERRIDES_TAG, "")
+    note = parent.data.tags.get(NOTE_TAG, "")
+    command = _NOTE_COMMAND.search(note)
+    varied = _NOTE_VARIED.search(note)
+    noted = re.findall(r"`([^`]+)`", varied.group(1)) if varied else []
     return Sweep(
         sweep_id=parent.data.tags[SWEEP_ID_TAG],
         experiment_id=exp.experiment_id,
         parent_run_id=parent.info.run_id,
-        overrides=parent.data.tags.get(OVERRIDES_TAG, ""),
+        overrides=overrides,
+        status=parent.info.status,
+        # The description's command has Hydra's overrides too (the launcher's, the
+        # sweeper's); the parent run's tag, all a sweep undescribed leaves, has the others.
+        command=command.group(1) if command else _command_of(overrides),
+        swept=tuple(sorted({*noted, *swept_keys(overrides)})),
     )
+
+
+def _command_of(overrides: str) -> str:
+    """The sweep's command from its overrides, as the sweep writes it (``shlex.join``)."""
+    kept = [o for o in overrides.split() if not o.startswith("resume=")]
+    return shlex.join(["python", "-m", "sweeper", "-m", *kept])
+
+
+def swept_keys(overrides: str) -> list[str]:
+    """The keys that ``overrides`` sweep over two values or more (``activation=tanh,relu``,
+    ``seed=range(3)``, not ``seed=range(1)``), or over a range Hydra cannot list (a search's
+    ``interval``); a sweep's preset (``+experiment=...``) varies others, which its description
+    names."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    keys = []
+    for token in overrides.split():
+        # The tag joins the overrides with spaces: one holding a space comes apart.
+        try:
+            override = parser.parse_override(token)
+        except HydraException:
+            continue
+        if not override.is_sweep_override():
+            continue
+        try:
+            swept = len(set(override.sweep_string_iterator())) > 1
+        except HydraException:
+            swept = True
+        if swept:
+            keys.append(override.key_or_group)
+    return keys
 
 
 def run_record(run: Run) -> RunRecord:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweeper import names
-from sweeper.config import params_of_keys
+from sweeper.config import NOT_HASHED, params_of_keys
 from sweeper.names import CONFIG_HASH_TAG, FINISHED, OVERRIDES_TAG, PRUNED, SEED, TRIAL_TAG
 from sweeper.plots import eval_train_of
 from sweeper.ranking import RANK_ASCENDING, RANKED_BY
@@ -94,10 +94,19 @@ def _owner(key: str, override_keys: Sequence[str]) -> str:
     return max(owners, key=len, default=key)
 
 
-def varying_keys(records: Sequence[RunRecord], overrides: str = "") -> list[str]:
-    """The params whose values differ between runs, in the order of the sweep's overrides;
-    never the keys that name no configuration (``runs.varying_params``)."""
+def varying_keys(
+    records: Sequence[RunRecord], overrides: str = "", swept: Sequence[str] = ()
+) -> list[str]:
+    """The params whose values differ between runs, and those set by an override key the
+    sweep varies (``swept``, ``runs.Sweep.swept``) where none of its params differs yet (a
+    sweep stopped or still running may have run one value of it), in the order of the sweep's
+    overrides; never the keys that name no configuration (``runs.varying_params``)."""
     varying = varying_params(records)
+    logged = dict.fromkeys(k for r in records for k in r.params if not k.startswith(NOT_HASHED))
+    for key in swept:
+        params = params_of_keys(logged, [key])
+        if varying.isdisjoint(params):
+            varying.update(params)
     order = _override_keys(overrides)
 
     def rank(key: str) -> int:
