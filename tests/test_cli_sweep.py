@@ -7,13 +7,21 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from conftest import FAST, QUICK, all_runs, child_runs, cli_env, parent_run, run_cli, store_uri
 from helpers import Sweep
+from hydra_plugins.sweeper_launcher.config import RayClusterLauncherConf
+from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
+from services import free_port
+from sweeper.config import ConfigError
+from sweeper.plan import check_launcher
 from sweeper.report.build import build_report
 from sweeper.store_uri import local_store_uri
 from sweeper.sweep import commands_to_look
@@ -318,3 +326,80 @@ def test_ctrl_c_as_a_sweep_opens_its_parent_run_ends_it_and_says_how_to_run_it_a
     runs = all_runs(workdir)
     assert len(child_runs(runs)) == 2
     assert {r.info.status for r in runs if r.info.run_id != parent.info.run_id} == {"FINISHED"}
+
+
+# --- a Ray cluster that is not there: one line before the sweep starts ---
+
+needs_ray = pytest.mark.skipif(
+    find_spec(RAY_LAUNCHER_PACKAGE) is None, reason="needs the [ray] extra (make install-ray)"
+)
+
+
+@needs_ray
+def test_a_ray_address_where_no_cluster_listens_stops_the_sweep_in_one_line_at_once(
+    workdir: Path,
+) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.monotonic()
+    # ray.init would retry the address for minutes.
+    ray = ["hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={address}"]
+    proc = run_cli(["-m", *ray, "seed=0,1", *QUICK], workdir, timeout=60)
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: the sweep could not start: no Ray cluster at {address} "
+        "(hydra.launcher.ray.init.address): is it running?"
+    ]
+    # Before the store is opened: no parent run, nothing to resume.
+    assert not (workdir / "mlruns").exists()
+
+
+@needs_ray
+def test_ray_addresses_are_found_as_ray_init_finds_them_and_a_missing_cluster_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ray._private import services
+
+    # No head on this machine, whatever else runs here: none recorded in Ray's temp
+    # directory, no GCS process found.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", frozenset)
+    launcher = OmegaConf.structured(RayClusterLauncherConf)
+
+    def problem(**init: object) -> str | None:
+        launcher.ray.init = {"_temp_dir": str(tmp_path), **init}
+        try:
+            check_launcher(launcher)
+        except ConnectionError as err:  # NoRayClusterError
+            return str(err)
+        return None
+
+    assert problem(address="auto") == (
+        "no Ray cluster runs on this machine (hydra.launcher.ray.init.address=auto): start one "
+        "with ray start --head, or give its address as hydra.launcher.ray.init.address=HOST:PORT"
+    )
+    # Unset or local: ray.init starts a Ray instance of the sweep's own.
+    assert problem(address=None) is None
+    assert problem(address="local") is None
+    # The cluster `ray start` recorded, since stopped.
+    recorded = f"127.0.0.1:{free_port()}"
+    (tmp_path / "ray_current_cluster").write_text(recorded)
+    for address in ("auto", None):
+        assert problem(address=address) == (
+            f"no Ray cluster at {recorded} (found by hydra.launcher.ray.init.address="
+            f"{address or 'null'}): is it running?"
+        )
+    named = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://{named}")
+    assert problem(address="auto") == f"no Ray cluster at {named} (RAY_ADDRESS): is it running?"
+    # An address given outright wins over RAY_ADDRESS, as in ray.init.
+    given = f"127.0.0.1:{free_port()}"
+    assert problem(address=given) == (
+        f"no Ray cluster at {given} (hydra.launcher.ray.init.address): is it running?"
+    )
+    with pytest.raises(ConfigError) as unreadable:
+        problem(address="head")
+    assert str(unreadable.value) == (
+        "Error: hydra.launcher.ray.init.address='head' is invalid: HOST:PORT, auto, or local "
+        "for a Ray instance of the sweep's own"
+    )

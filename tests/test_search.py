@@ -1432,3 +1432,22 @@ def test_make_dashboard_installs_its_extra_once(tmp_path: Path) -> None:
     (tmp_path / ".dashboard-stamp").touch()
     # Installed: the dashboard starts without pip, offline too.
     assert "pip install" not in planned()
+
+
+def test_a_search_whose_storage_proxy_is_not_running_stops_in_one_line_before_its_sweep(
+    workdir: Path,
+) -> None:
+    url = f"grpc://127.0.0.1:{free_port()}"  # no proxy started there
+    start = time.monotonic()
+    proc = run_cli(["-m", "+experiment=search", f"hydra.sweeper.storage={url}",
+                    "hydra.sweeper.n_trials=2", "train.epochs=1"], workdir)  # fmt: skip
+    # Refused at once, not waited for as a proxy that does not answer.
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: hydra.sweeper.storage={url!r} cannot be used: no storage proxy answers there "
+        "(Connection refused): is it running?"
+    ]
+    # Before the store: no parent run, nothing to resume.
+    assert proc.stdout == ""
+    assert not (workdir / "mlruns").exists()

@@ -783,3 +783,59 @@ def test_a_sweep_id_an_earlier_sweep_has_is_given_the_next_free_suffix(tmp_path:
     assert free_sweep_id(uri, experiment_id, "my_study-3") == "my_study-3-2"
     assert free_sweep_id(uri, experiment_id, "it's") == "it's-2"
     assert free_sweep_id(uri, experiment_id, "my") == "my"
+
+
+# --- a sweep's job on a machine without the sweep's store ---
+
+
+@pytest.mark.parametrize(
+    ("sweeper", "trial", "label"),
+    [("basic", {}, None), ("search", {"trial": 3, "repeat": 1, "repeats": 2}, "3.1")],
+)
+def test_a_sweeps_job_that_finds_no_sweep_store_fails_in_one_line_and_makes_none(
+    tmp_path: Path, sweeper: str, trial: dict[str, object], label: str | None
+) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    from sweeper.app import CONF_DIR, main
+    from sweeper.outcome import OUTCOME_FILE
+
+    # The launching machine's store as a Ray worker on another machine sees it: its
+    # directory there (the same checkout), empty; the sweep directory shared.
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    sweep_dir = tmp_path / "multirun" / "sweep"
+    SweepInfo("sweep", f"sqlite:///{store / 'mlflow.db'}", "1", "0" * 32).save(sweep_dir)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config", ["seed=0", *QUICK, f"hydra/sweeper={sweeper}"], return_hydra_config=True
+        )
+    with open_dict(cfg):
+        # As Hydra's run_job hands a sweep's job its config.
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = str(sweep_dir)
+        cfg.hydra.runtime.output_dir = str(sweep_dir / "0")
+        cfg.hydra.job.num = 0
+        cfg.hydra.sweeper.update(trial)
+    (sweep_dir / "0").mkdir()
+    task = cfg.copy()
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    HydraConfig.instance().set_config(cfg)
+    try:
+        objective = main.__wrapped__(task)
+    finally:
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
+    assert objective == float("inf")
+    outcome = RunOutcome.load(sweep_dir / "0" / OUTCOME_FILE)
+    assert (outcome.status, outcome.reason, outcome.fix, outcome.trial) == (
+        "FAILED",
+        f"the sweep's store {store / 'mlflow.db'} is not on this machine ({socket.gethostname()}): "
+        "a sweep whose runs run on other machines needs a tracking server (docs/scaling.md)",
+        "track to a tracking server, MLFLOW_TRACKING_URI=http://HOST:PORT",
+        label,
+    )
+    assert list(store.iterdir()) == []

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.conf import HydraConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -33,18 +34,21 @@ from sweeper.config import (
 from sweeper.config import to_experiment_config as validate
 from sweeper.data.cache import DataCache, user_data_cache
 from sweeper.failures import exit_on_error, interruption
-from sweeper.outcome import LIVE_FILE, send_output_to
+from sweeper.names import FAILED
+from sweeper.outcome import LIVE_FILE, RunOutcome, send_output_to, trial_label
 from sweeper.plan import command_line_problem
 from sweeper.progress import describe
 from sweeper.pruning import Pruning
 from sweeper.run import blas_threads, run_config
 from sweeper.stopping import stop_running_sweep
 from sweeper.store import configure
-from sweeper.store_setup import open_store
+from sweeper.store_setup import open_store, store_not_here
 from sweeper.store_uri import study_storage, ui_command
 from sweeper.sweep_info import DATASET_CACHE, SweepInfo
 
 CONF_DIR = CHECKOUT / "conf"
+# What a sweep's job that finds no store where the sweep opened it says to change.
+TRACK_TO_SERVER = "track to a tracking server, MLFLOW_TRACKING_URI=http://HOST:PORT"
 
 # The schema that conf/config.yaml's defaults list names first.
 ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
@@ -67,6 +71,16 @@ def run_threads(launcher: DictConfig) -> int:
         # hydra-submitit-launcher: the CPUs SLURM allocates to each run.
         return int(launcher.cpus_per_task)
     return blas_threads(None)
+
+
+def search_trial(hc: HydraConf) -> str | None:
+    """The job's trial as the sweep's lines name it, read from its config (``Pruning.trial``
+    without opening the study); None for a job no search started."""
+    sweeper = hc.sweeper
+    if sweeper.get("trial") is None:
+        return None
+    repeats = int(sweeper.get("repeats") or 1)
+    return trial_label(sweeper.trial, sweeper.get("repeat", 0) if repeats > 1 else None)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -93,8 +107,16 @@ def main(cfg: DictConfig) -> float:
             # Only a basic sweeper's resume plans done_hashes, and it ignores the returned
             # objective.
             return math.inf
-        configure(sweep.tracking_uri, config.tracking.max_outage)
         job = int(hc.job.num)
+        absent = store_not_here(sweep.tracking_uri)
+        if absent is not None:
+            # Before anything opens it (the run, a search's trial beside it): MLflow would
+            # make a new store here.
+            RunOutcome(
+                job, overrides, FAILED, absent, 0.0, trial=search_trial(hc), fix=TRACK_TO_SERVER
+            ).save(out_dir)
+            return math.inf
+        configure(sweep.tracking_uri, config.tracking.max_outage)
         threads = run_threads(hc.launcher)
         shared = Path(hc.sweep.dir) / DATASET_CACHE
         environment_cache: Path | None = shared

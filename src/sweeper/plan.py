@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import RayClusterLauncherConf
+from hydra_plugins.sweeper_launcher.ray_address import check_ray_cluster
 from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
 from sweeper.config import (
     ACTIVATION,
@@ -73,20 +74,25 @@ class Plan:
 
 
 def check_launcher(launcher: DictConfig) -> None:
-    """A launcher setting, or a launcher whose package is missing, that would fail only once
-    the sweep has started; ConfigError in one line."""
+    """A launcher setting, a launcher whose package is missing, or a Ray cluster that is not
+    there, that would fail only once the sweep has started (ray.init, for minutes where
+    nothing listens at its address): ConfigError, or ``NoRayClusterError``, in one line."""
     if launcher.get("n_jobs") == 0:
         # joblib's meaning: -1 one per core, -2 all but one; 0 means nothing.
         raise ConfigError(
             "hydra.launcher.n_jobs=0 is invalid: how many runs at a time, -1 for one per core"
         )
-    if launcher.get("_target_") == RayClusterLauncherConf._target_ and not find_spec(
-        RAY_LAUNCHER_PACKAGE
-    ):
+    if launcher.get("_target_") != RayClusterLauncherConf._target_:
+        return
+    if not find_spec(RAY_LAUNCHER_PACKAGE):
         raise ConfigError(
             "hydra/launcher=ray_cluster needs Hydra's Ray launcher, the [ray] extra: "
             "make install-ray (or pip install -e '.[ray]')"
         )
+    try:
+        check_ray_cluster(launcher.ray.init)
+    except HydraException as err:  # an address Ray cannot read
+        raise ConfigError(f"Error: {err}") from None
 
 
 def plan_sweep(config: DictConfig, config_name: str) -> Plan:

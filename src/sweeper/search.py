@@ -17,6 +17,7 @@ from hydra_plugins.sweeper_search.search_sweeper import (
     sweep_to_resume,
 )
 from hydra_plugins.sweeper_search.space import parse_space
+from hydra_plugins.sweeper_search.study import check_storage_answers
 from sweeper.config import ConfigError
 from sweeper.names import FAILED, PARENT_RUN_TAG, SWEEP_FILTER, SWEEP_ID_TAG, TRIAL_TAG
 from sweeper.resume import ResumePoint
@@ -56,11 +57,14 @@ def corner_jobs(config: DictConfig, arguments: Sequence[str]) -> list[list[str]]
 
 
 def check_search(config: DictConfig, arguments: Sequence[str]) -> list[list[str]]:
-    """The search's settings and space; a bad one raises ConfigError in one line."""
+    """The search's settings and space, and its storage proxy answering, before the sweep's
+    parent run exists; a bad one raises ConfigError in one line. Return ``corner_jobs``."""
     try:
-        return corner_jobs(config, arguments)
+        jobs = corner_jobs(config, arguments)
+        check_storage_answers(config.hydra.sweeper.storage)
     except HydraException as err:
         raise ConfigError(f"Error: {err}") from None
+    return jobs
 
 
 @store_call

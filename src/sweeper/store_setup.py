@@ -1,10 +1,12 @@
 """Opening the tracking store before any run starts: checked once, its schema created under a
-lock file, switched to WAL journaling, and the experiment found or created."""
+lock file, switched to WAL journaling, and the experiment found or created; and a sweep's job
+that finds no store where the sweep opened it."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +69,20 @@ def schema_lock(db_path: Path) -> Iterator[None]:
     with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def store_not_here(uri: str) -> str | None:
+    """Why a sweep's job cannot record to the sweep's store ``uri``: a SQLite file that is
+    not on this machine, a worker's of a cluster (MLflow would make an empty store there,
+    which the sweep never reads, and fail its runs with errors of its schema); None where
+    the store is there, or is a server."""
+    path = sqlite_path(uri)
+    if path is None or path.exists():
+        return None
+    return (
+        f"the sweep's store {path} is not on this machine ({socket.gethostname()}): "
+        "a sweep whose runs run on other machines needs a tracking server (docs/scaling.md)"
+    )
 
 
 def open_for_forked_jobs(uri: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -231,7 +232,7 @@ def check_storage_url(url: str | None) -> None:
         ) from None
 
 
-def grpc_storage(url: str) -> optuna.storages.BaseStorage:
+def grpc_storage(url: str) -> optuna.storages.GrpcStorageProxy:
     """``grpc://HOST:PORT``: Optuna's gRPC storage proxy (``sweeper_search.proxy``) in front of
     the study's RDB, for workers that reach the proxy's address and no database."""
     host, port = _grpc_address(url)
@@ -252,6 +253,25 @@ def grpc_storage(url: str) -> optuna.storages.BaseStorage:
             f"within {GRPC_READY_TIMEOUT_S} s"
         ) from None
     return proxy
+
+
+def check_storage_answers(url: str | None) -> None:
+    """A gRPC storage proxy that does not answer, asked before the search starts anything:
+    ``StudyConfigError``, one line, at once where nothing listens at its address (a proxy
+    not started), else once it has not answered for ``GRPC_READY_TIMEOUT_S``. Any other
+    storage is opened as the search starts."""
+    if url is None or not url.startswith(GRPC_SCHEME):
+        return
+    host, port = _grpc_address(url)
+    try:
+        socket.create_connection((host, port), timeout=GRPC_READY_TIMEOUT_S).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise StudyConfigError(
+            f"hydra.sweeper.storage={url!r} cannot be used: no storage proxy answers there "
+            f"({reason}): is it running?"
+        ) from None
+    grpc_storage(url).close()
 
 
 def make_storage(url: str | None, create_tables: bool = True) -> optuna.storages.BaseStorage:
