@@ -10,9 +10,11 @@ import importlib.util
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from helpers import (
 from services import BIN, Service, free_port, mlflow_service, start, stop, wait_until
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
+from sweeper.outcome import PROGRESS_FILE
 
 pytestmark = [
     pytest.mark.slow,
@@ -495,3 +498,133 @@ def test_a_trial_whose_ray_worker_is_killed_is_asked_again(
     assert dead.info.status == "FAILED"
     assert dead.data.tags["reason"].startswith("worker process died (Ray: ")
     assert_study_agrees_with_mlflow([t for t in trials if t.number != killed], runs)
+
+
+def ray_grid_sweep(cluster: RayCluster, workdir: Path, args: list[str]) -> Sweep:
+    """A grid sweep (Hydra's basic sweeper) on the cluster, tracked in ./mlruns (the workers
+    run on this machine), in its own process group as a terminal's foreground job."""
+    return Sweep(
+        [
+            "-m",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address={cluster.address}",
+            *args,
+        ],
+        workdir,
+        env=cluster.env,
+    )
+
+
+def test_a_killed_ray_worker_in_a_grid_sweep_fails_its_run_alone_and_the_sweep_ends(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # Two runs on the cluster's two CPUs, three epochs of a few seconds each; one is killed.
+    args = ["seed=0,1", "train.epochs=3", "train.batch_size=2", "topology.hidden=[1000,1000]",
+            "train.patience=null", "gradcheck.enabled=false"]  # fmt: skip
+    sweep = ray_grid_sweep(ray_cluster, tmp_path, args)
+    # The run's pid tag is its Ray worker's: SIGKILL ends the task, which Ray does not retry.
+    victim = sweep.kill_a_run_past_its_first_epoch("3")
+    rc, stderr = sweep.finish(timeout=600)
+    stdout = sweep.stdout.read_text()
+
+    assert rc == 1, stderr[-3000:]  # a run failed, and the command says so
+    assert "Traceback" not in stderr
+    assert "stopped (" not in stderr
+    assert f"1 run(s) failed:\n  #{victim.data.tags['job']} " in stderr
+    assert ": worker process died (Ray: " in stderr
+    assert "Run them again with:" in stderr and "resume=true" in stderr
+    assert "[2/2 done] 1 failed" in stdout
+    assert "1 finished, 1 failed" in stdout
+    # The sweep ended normally: its summary, and the best run's model.
+    assert "Made for the best run: " in stdout
+    runs = child_runs(all_runs(tmp_path))
+    assert len(runs) == 2  # nothing ran twice
+    (dead,) = [r for r in runs if r.info.run_id == victim.info.run_id]
+    (other,) = [r for r in runs if r is not dead]
+    assert dead.info.status == "FAILED"
+    assert dead.data.tags["reason"].startswith("worker process died (Ray: ")
+    assert other.info.status == "FINISHED"
+    assert other.data.metrics["epochs_run"] == 3
+    parent = parent_run(all_runs(tmp_path))
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics == {"runs": 2, "failed_runs": 1, "killed_runs": 0}
+
+
+# Three runs for the cluster's two CPUs, each three long epochs: two train, one waits its turn.
+RAY_SLOW_RUNS = ["seed=0,1,2", "train.epochs=3", "train.batch_size=2",
+                 "topology.hidden=[2000,2000]", "train.patience=null",
+                 "gradcheck.enabled=false"]  # fmt: skip
+
+
+def stop_a_ray_sweep(
+    cluster: RayCluster, workdir: Path, stop: signal.Signals, to_group: bool
+) -> tuple[Sweep, int, str, dict[str, int]]:
+    """Stop the slow sweep with ``stop`` (to its process group, else to its own process) once
+    both running runs have finished an epoch, their metrics held back in their workers
+    (tracking.flush_seconds: 30); its return code, stderr and each run's epochs done by then."""
+    sweep = ray_grid_sweep(cluster, workdir, RAY_SLOW_RUNS)
+
+    def epochs_done() -> dict[str, int]:
+        return {
+            r.info.run_id: sweep.epochs_done(int(r.data.tags["job"]))
+            for r in sweep.running_children()
+        }
+
+    sweep.wait_until(
+        lambda: len(done := epochs_done()) == 2 and min(done.values()) >= 1, timeout=600
+    )
+    done = epochs_done()
+    if to_group:
+        os.killpg(sweep.proc.pid, stop)
+    else:
+        os.kill(sweep.proc.pid, stop)
+    rc, stderr = sweep.finish(timeout=300)
+    # What Ray would still start or finish after the command is gone would show by now.
+    time.sleep(10)
+    return sweep, rc, stderr, done
+
+
+def assert_ray_runs_stopped(workdir: Path, stderr: str, done: dict[str, int], reason: str) -> None:
+    """The runs in progress wrote their held-back epochs and ended KILLED with ``reason``, the
+    third never started, and the stop message names exactly the runs cut short."""
+    runs = child_runs(all_runs(workdir))
+    assert sorted(r.info.run_id for r in runs) == sorted(done)
+    client = MlflowClient(store_uri(workdir))
+    for run in runs:
+        assert run.info.status == "KILLED"
+        assert run.data.tags["status"] == "KILLED"
+        assert run.data.tags["reason"] == reason
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert len(history) >= done[run.info.run_id] >= 1
+        assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
+    assert stderr.count("  KILLED: ") == 2
+    assert (
+        "0 run(s) finished and kept, 0 failed, 3 not run or cut short "
+        "(the runs in progress are marked KILLED)."
+    ) in stderr
+    parent = parent_run(all_runs(workdir))
+    assert parent.info.status == "KILLED"
+    assert parent.data.metrics == {"runs": 2, "failed_runs": 0, "killed_runs": 2}
+    assert not list(workdir.glob("multirun/*/dataset-cache"))
+    assert len(list(workdir.glob(f"multirun/*/*/{PROGRESS_FILE}"))) == 2
+
+
+def test_ctrl_c_on_ray_starts_no_run_and_the_runs_in_progress_end_killed_with_their_metrics(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    _, rc, stderr, done = stop_a_ray_sweep(ray_cluster, tmp_path, signal.SIGINT, to_group=True)
+    assert rc == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stderr.endswith("resume=true\nInterrupted (Ctrl-C).\n"), stderr[-3000:]
+    assert_ray_runs_stopped(tmp_path, stderr, done, "interrupted (Ctrl-C)")
+
+
+def test_sigterm_stops_a_sweep_on_ray_as_ctrl_c_does_and_exits_143(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # kill or docker stop: the sweep's own process, which stops its runs through Ray.
+    _, rc, stderr, done = stop_a_ray_sweep(ray_cluster, tmp_path, signal.SIGTERM, to_group=False)
+    assert rc == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stderr.endswith("resume=true\nInterrupted (SIGTERM).\n"), stderr[-3000:]
+    assert_ray_runs_stopped(tmp_path, stderr, done, "interrupted (SIGTERM)")

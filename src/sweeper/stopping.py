@@ -1,5 +1,5 @@
 """Runs and sweeps that end early keep their records: a run whose process died is closed by
-:func:`record_dead_job` (the local launcher's ``on_job_death``), and a sweep stopped by Ctrl-C
+:func:`record_dead_job` (the launchers' ``on_job_death``), and a sweep stopped by Ctrl-C
 (or SIGTERM, taken as Ctrl-C) or by its launcher is closed by its :class:`SweepStop`, which
 says how to complete it.
 
@@ -18,8 +18,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from hydra_plugins.sweeper_launcher.interrupts import ignore_interrupts
-from hydra_plugins.sweeper_launcher.local_launcher import refuse_new_jobs, stop_jobs
+from hydra_plugins.sweeper_launcher.interrupts import (
+    ignore_interrupts,
+    refuse_new_jobs,
+    stop_jobs,
+)
 from sweeper.failures import interruption
 from sweeper.names import FAILED, KILLED, OVERRIDES_TAG
 from sweeper.outcome import (
@@ -37,8 +40,8 @@ from sweeper.outcome import (
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
 
-# Seconds a sweep stopped by Ctrl-C waits for its jobs' processes to close their own runs
-# before it kills them.
+# Seconds a sweep stopped by Ctrl-C waits for its jobs (their processes, Ray tasks) to close
+# their own runs before it ends them outright.
 JOB_EXIT_WAIT = 30.0
 
 

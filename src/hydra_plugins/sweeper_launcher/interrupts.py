@@ -1,6 +1,8 @@
 """Ctrl-C held back while a block that must not be cut in half runs, and SIGTERM taken as
 Ctrl-C (``kill``, ``timeout``, a container or a batch system stopping the process), as is the
-end of the command that started this process."""
+end of the command that started this process. A launcher in use registers here how its jobs
+are stopped (:func:`register_job_stops`), so that the sweep that stops stops them without
+naming the launcher."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -26,6 +28,10 @@ _STATE: dict[str, bool] = globals().get("_STATE") or {
 _TERMINATED_AT: list[float] = globals().get("_TERMINATED_AT") or [0.0]
 # A SIGTERM this soon after the one that stopped the process is that stop sent again.
 REPEATED_STOP_S = 1.0
+# How each launcher in use stops its jobs (register_job_stops), by name, kept as _STATE is.
+_JOB_STOPS: dict[str, tuple[Callable[[], None], Callable[[float], None]]] = (
+    globals().get("_JOB_STOPS") or {}
+)
 
 
 @contextmanager
@@ -92,6 +98,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     signal.raise_signal(signal.SIGTERM)
 
 
+def stopped_by_sigterm() -> None:
+    """Take this process as stopped by a SIGTERM that reached another of the sweep's processes
+    (a Ray task's worker, which the sweep stops through Ray, not by a signal of its own)."""
+    _stopped_by_sigterm(time.monotonic())
+
+
+def forget_stop() -> None:
+    """This process, reused for another job (a Ray worker), no longer counts as stopped by
+    :func:`stopped_by_sigterm`."""
+    _STATE["terminated"] = False
+
+
 def _stopped_by_sigterm(now: float) -> None:
     _STATE["terminated"] = True
     _TERMINATED_AT[0] = now
@@ -112,3 +130,29 @@ def orphaned() -> bool:
 def terminated() -> bool:
     """Whether a SIGTERM taken as Ctrl-C, not Ctrl-C alone, stopped this process."""
     return _STATE["terminated"]
+
+
+def register_job_stops(
+    launcher: str, refuse: Callable[[], None], stop: Callable[[float], None]
+) -> None:
+    """How ``launcher`` (a name; registered again, it replaces its hooks) stops its jobs when
+    the sweep stops: ``refuse()`` starts no job from then on, and must be safe in a signal
+    handler; ``stop(timeout)`` stops the jobs in progress and waits until each is done with,
+    ``timeout`` seconds at most before it ends them outright."""
+    _JOB_STOPS[launcher] = (refuse, stop)
+
+
+def refuse_new_jobs() -> None:
+    """No launcher starts a job from now on (Ctrl-C's handler calls it, before
+    :func:`stop_jobs`)."""
+    for refuse, _ in list(_JOB_STOPS.values()):
+        refuse()
+
+
+def stop_jobs(timeout: float) -> None:
+    """Ctrl-C (or SIGTERM) stopped the sweep: every launcher in use stops its jobs, each its
+    running ones interrupted by that stop and their ends recorded, waiting ``timeout`` seconds
+    at most before ending them outright."""
+    deadline = time.monotonic() + timeout
+    for _, stop in list(_JOB_STOPS.values()):
+        stop(max(0.0, deadline - time.monotonic()))

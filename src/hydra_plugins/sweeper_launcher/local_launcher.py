@@ -8,11 +8,12 @@ process forked from a server that has already imported the modules of ``preload`
 one costs milliseconds, not an import of numpy and MLflow). A process that dies takes only its
 own job with it: the callable named by ``on_job_death`` is told how it ended (sweeper's
 ``conf/hydra/launcher/local.yaml`` names one that marks the run FAILED with the signal), and
-the sweep goes on. On Ctrl-C, :func:`stop_jobs` starts no more jobs and sees every job's
-process interrupted and ended; a job's process takes SIGTERM as Ctrl-C (a batch system or a
-container stops every process of the sweep with it), and gets it from :func:`stop_jobs` where
-SIGTERM stopped the sweep. The launcher imports nothing of the
-application it launches: what to preload and what a death means are its settings.
+the sweep goes on. On Ctrl-C, :func:`stop_jobs` (registered with ``interrupts`` as the
+launcher is used) starts no more jobs and sees every job's process interrupted and ended; a
+job's process takes SIGTERM as Ctrl-C (a batch system or a container stops every process of
+the sweep with it), and gets it from :func:`stop_jobs` where SIGTERM stopped the sweep. The
+launcher imports nothing of the application it launches: what to preload and what a death
+means are its settings.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from hydra_plugins.sweeper_launcher.composing import ShapeCache
 from hydra_plugins.sweeper_launcher.config import LocalLauncherConf
 from hydra_plugins.sweeper_launcher.interrupts import (
     interrupt_as_orphan,
+    register_job_stops,
     terminate_as_interrupt,
     terminated,
 )
@@ -386,6 +388,7 @@ class LocalLauncher(Launcher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         assert self.config is not None
+        register_job_stops(__name__, refuse_new_jobs, stop_jobs)
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -411,6 +414,7 @@ class LocalLauncher(Launcher):
         with this, where ``launch`` waits for a whole batch."""
         assert self.config is not None
         if self._slots is None:
+            register_job_stops(__name__, refuse_new_jobs, stop_jobs)
             setup_globals()
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
             Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
