@@ -557,7 +557,7 @@ class SearchSweeper(Sweeper):
         except KeyboardInterrupt:
             # Jobs that ended before Ctrl-C was handled still count. None is waited for here:
             # the launcher's processes are stopped, and their deaths recorded, as the sweep
-            # stops (the local launcher's stop_jobs).
+            # stops (each launcher's stop_jobs, through interrupts.stop_jobs).
             for future, job in running.items():
                 if future.done() and future.exception() is None and trial_ended(future.result()):
                     self._job_ended(study, job, future.result())
