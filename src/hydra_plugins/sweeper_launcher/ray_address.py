@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Mapping
 from importlib.util import find_spec
-from typing import Any
+from typing import Any, cast
 
 from hydra.errors import CompactHydraException
 
@@ -68,7 +68,7 @@ def check_ray_cluster(init: Mapping[str, Any]) -> None:
 
         try:
             # Ray's annotation leaves out the None it takes.
-            found = get_ray_address_from_environment(address, init.get("_temp_dir"))  # type: ignore[arg-type]
+            found = get_ray_address_from_environment(cast(str, address), init.get("_temp_dir"))
         except ConnectionError:
             raise NoRayClusterError(
                 f"no Ray cluster runs on this machine ({source}={given}): start one with "
