@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
+from hydra_plugins.sweeper_search.trial import trial_position
 from sweeper import CHECKOUT
 from sweeper.config import (
     NOT_HASHED,
@@ -76,11 +77,11 @@ def run_threads(launcher: DictConfig) -> int:
 def search_trial(hc: HydraConf) -> str | None:
     """The job's trial as the sweep's lines name it, read from its config (``Pruning.trial``
     without opening the study); None for a job no search started."""
-    sweeper = hc.sweeper
-    if sweeper.get("trial") is None:
+    position = trial_position(hc.sweeper)
+    if position is None:
         return None
-    repeats = int(sweeper.get("repeats") or 1)
-    return trial_label(sweeper.trial, sweeper.get("repeat", 0) if repeats > 1 else None)
+    number, repeat, repeats = position
+    return trial_label(number, repeat if repeats > 1 else None)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -17,6 +17,7 @@ import math
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 from optuna.exceptions import UpdateFinishedTrialError
 
 from hydra_plugins.sweeper_search.study import PRUNED_AT, make_pruner, make_storage, value_attr
@@ -73,15 +74,23 @@ class TrialReporter:
                 self.trial.set_user_attr(value_attr(self.repeat), value)
 
 
+def trial_position(sweeper: DictConfig) -> tuple[int, int, int] | None:
+    """The job's trial number, which of the trial's runs it is and how many it has, as the
+    search sweeper set them in the job's ``hydra.sweeper``; None for a job no search started."""
+    if sweeper.get("trial") is None:
+        return None
+    return int(sweeper.trial), int(sweeper.get("repeat") or 0), int(sweeper.get("repeats") or 1)
+
+
 def current_trial() -> TrialReporter | None:
     """This job's trial, or None when no search sweeper started it."""
     if not HydraConfig.initialized():
         return None
     sweeper = HydraConfig.get().sweeper
-    if sweeper.get("trial") is None or sweeper.get("study") is None:
+    position = trial_position(sweeper)
+    if position is None or sweeper.get("study") is None:
         return None
-    number, repeat = int(sweeper.trial), int(sweeper.get("repeat") or 0)
-    repeats = int(sweeper.get("repeats") or 1)
+    number, repeat, repeats = position
     if sweeper.get("storage") is None:
         return TrialReporter(number, None, repeat=repeat, repeats=repeats)
     storage = make_storage(sweeper.storage, create_tables=False)
