@@ -238,6 +238,20 @@ def test_in_the_checkout_a_sweep_names_makes_targets_which_read_the_store_it_use
     assert commands_to_look(local, "s", "e", False)[0].endswith("--host 127.0.0.1")
 
 
+@pytest.mark.parametrize("in_checkout", [True, False])
+def test_the_report_command_names_a_sweep_id_with_a_space_or_quote_as_one_word(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, in_checkout: bool
+) -> None:
+    # hydra.sweep.dir="multirun/my study": make would run `make report SWEEP=my` and `study`.
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for sweep_id in ("my study", "it's"):
+        _, report = commands_to_look(local_store_uri(), sweep_id, "e", in_checkout)
+        words = shlex.split(report)
+        assert words[:3] == ["python", "-m", "sweeper.report"]
+        assert words[words.index("--sweep") + 1] == sweep_id
+
+
 def test_a_key_every_run_of_a_sweep_shares_cannot_vary(workdir: Path) -> None:
     search = ["+experiment=search", "tracking.experiment=choice(a, b)"]
     for args in (["-m", "tracking.experiment=a,b", *QUICK], ["-m", *search, *QUICK]):

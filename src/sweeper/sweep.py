@@ -123,11 +123,13 @@ def commands_to_look(
     )
     named = f" {TRACKING_URI_OPTION} {shlex.quote(uri)}"
     store = "" if uri == resolve_tracking_uri(None) else named
-    if in_checkout:
+    quoted = shlex.quote(sweep_id)
+    # The Makefile quotes SWEEP itself: an id the shell would split or unquote goes to Python.
+    if in_checkout and quoted == sweep_id:
         # Quoted twice: make hands ARGS to the shell unquoted, which splits it again.
         args = f" ARGS={shlex.quote(store.strip())}" if store else ""
         return browse, f"make report SWEEP={sweep_id} EXPERIMENT={shlex.quote(experiment)}{args}"
-    command = f"python -m sweeper.report --sweep {sweep_id} --experiment {shlex.quote(experiment)}"
+    command = f"python -m sweeper.report --sweep {quoted} --experiment {shlex.quote(experiment)}"
     return browse, command + store
 
 
