@@ -174,6 +174,48 @@ def read_only_message(db: Path, reason: str) -> str:
     )
 
 
+def test_a_store_this_user_may_not_write_is_said_to_be_so_not_called_broken(
+    tmp_path: Path,
+) -> None:
+    # Another user's store: the database is fine, its directory and file not ours to write.
+    made, theirs = tmp_path / "made", tmp_path / "theirs"
+    tracking = {"uri": f"sqlite:///{made / 'mlflow.db'}", "experiment": "sweeper"}
+    open_store(OmegaConf.create({**tracking, "connect_timeout": 5, "max_outage": 7}))
+    with sqlite3.connect(made / "mlflow.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    theirs.mkdir()
+    shutil.copyfile(made / "mlflow.db", theirs / "mlflow.db")
+    (theirs / "mlflow.db").chmod(0o444)
+    theirs.chmod(0o555)
+    # Root writes anywhere: the check runs without the capability that lets it.
+    drop = "-dac_override,-dac_read_search"
+    as_user = (
+        ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"] if os.geteuid() == 0 else []
+    )
+    if as_user and shutil.which("setpriv") is None:
+        pytest.skip("as root, needs setpriv (util-linux) to drop the capability to write anywhere")
+    check = (
+        "import sys; from sweeper.store_check import check_store; "
+        "check_store(sys.argv[1], connect_timeout=5, writable=False)"
+    )
+    try:
+        proc = subprocess.run(
+            [*as_user, sys.executable, "-c", check, f"sqlite:///{theirs / 'mlflow.db'}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        theirs.chmod(0o755)
+    db = theirs / "mlflow.db"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"sweeper.store_check.StoreError: the store {db} is in a place this user cannot write, "
+        f"where SQLite cannot open it (attempt to write a readonly database): copy {theirs} "
+        "somewhere writable and use the copy"
+    )
+
+
 def test_a_store_on_a_read_only_filesystem_is_said_to_be_so(
     read_only_store: Path, tmp_path: Path
 ) -> None:

@@ -145,6 +145,16 @@ def read_only_filesystem(path: Path) -> bool:
         return False
 
 
+def _unwritable_place(path: Path) -> str | None:
+    """Where the database ``path`` is, if SQLite cannot write there: a read-only filesystem,
+    or a directory (another user's store) or file this user may not write; else None."""
+    if read_only_filesystem(path.parent):
+        return "on a read-only filesystem"
+    if not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
+        return "in a place this user cannot write"
+    return None
+
+
 def _check_database(path: Path, option: str) -> None:
     if not path.exists():
         return
@@ -161,10 +171,11 @@ def _check_database(path: Path, option: str) -> None:
     except sqlite3.OperationalError as err:
         # SQLite cannot open a WAL database (every store a sweep made) where it cannot create
         # the -shm file beside it: the database is fine, its place is not.
-        if read_only_filesystem(path.parent):
+        place = _unwritable_place(path)
+        if place is not None:
             raise StoreError(
-                f"the store {path} is on a read-only filesystem, where SQLite cannot open it "
-                f"({err}): copy {path.parent} somewhere writable and use the copy"
+                f"the store {path} is {place}, where SQLite cannot open it ({err}): copy "
+                f"{path.parent} somewhere writable and use the copy"
             ) from err
         raise _not_a_database(path, err, option) from err
     except (OSError, sqlite3.DatabaseError) as err:
