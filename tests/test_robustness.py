@@ -240,6 +240,27 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_exits_143(workdir: Path, whom:
     assert parent_run(all_runs(workdir)).info.status == "KILLED"
 
 
+@pytest.mark.parametrize(
+    ("signum", "stop"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")]
+)
+def test_a_sweep_of_one_run_at_a_time_stops_its_run_as_one_of_two_at_a_time(
+    workdir: Path, signum: int, stop: str
+) -> None:
+    # hydra.launcher.n_jobs=1: joblib waits for the job in the sweep's main thread, where the
+    # stop is raised; the job is stopped by the sweep all the same, not left to see it gone.
+    sweep = Sweep([*SLOW_RUNS, "hydra.launcher.n_jobs=1"], workdir)
+    sweep.wait_until(lambda: len(sweep.running_children()) == 1)
+    os.kill(sweep.proc.pid, signum)
+    rc, stderr = sweep.finish()
+
+    assert rc == 128 + signum, stderr
+    (run,) = child_runs(all_runs(workdir))
+    assert (run.info.status, run.data.tags["reason"]) == ("KILLED", f"interrupted ({stop})")
+    assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
+    metrics = parent_run(all_runs(workdir)).data.metrics
+    assert (metrics["runs"], metrics["killed_runs"]) == (1, 1)
+
+
 @pytest.mark.slow
 def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path) -> None:
     # Three quick runs, then three long ones for two workers: one long run is killed while

@@ -293,6 +293,32 @@ def _run_in_own_process(
     its return is what ``on_death`` makes of that death. Without ``on_death``, or with
     ``death_fails_job`` (a search asks such a trial again), the job is FAILED, its value a
     :class:`JobProcessDiedError`, once ``on_death`` has recorded the death."""
+    job_args = (context, payload, sweep_config, on_death, death_fails_job, processes)
+    if threading.current_thread() is not threading.main_thread():
+        return _run_and_wait(*job_args)
+    # joblib runs one job at a time in the main thread, where Ctrl-C's KeyboardInterrupt is
+    # raised: the job is waited for in a thread of its own, so that it goes on being waited
+    # for, and its death recorded, while the sweep stops it (stop_jobs).
+    returned: concurrent.futures.Future[JobReturn] = concurrent.futures.Future()
+
+    def wait() -> None:
+        try:
+            returned.set_result(_run_and_wait(*job_args))
+        except BaseException as err:
+            returned.set_exception(err)
+
+    threading.Thread(target=wait, name="sweeper-job-wait", daemon=True).start()
+    return returned.result()
+
+
+def _run_and_wait(
+    context: multiprocessing.context.BaseContext,
+    payload: bytes,
+    sweep_config: DictConfig,
+    on_death: JobDeathHandler | None,
+    death_fails_job: bool,
+    processes: JobProcesses,
+) -> JobReturn:
     start = time.perf_counter()
     overrides = list(sweep_config.hydra.overrides.task)
     job = int(sweep_config.hydra.job.num)
