@@ -1451,3 +1451,25 @@ def test_a_search_whose_storage_proxy_is_not_running_stops_in_one_line_before_it
     # Before the store: no parent run, nothing to resume.
     assert proc.stdout == ""
     assert not (workdir / "mlruns").exists()
+
+
+def test_sigterm_to_a_search_records_sigterm_in_its_runs_that_see_their_trials_end_first(
+    workdir: Path,
+) -> None:
+    # Epochs of a few milliseconds: each run reports to its trial, failed by the sweeper as
+    # it stops, before the sweep's own SIGTERM reaches the run's process.
+    args = [*SEARCH, "hydra.sweeper.n_trials=4", "train.epochs=400", "topology.hidden=[32]",
+            *ONE_CONFIGURATION, "train.batch_size=8"]  # fmt: skip
+    sweep = Sweep(args, workdir)
+    sweep.wait_until(
+        lambda: (
+            len(running := sweep.running_children()) == 2
+            and all(sweep.epochs_done(int(r.data.tags["job"])) >= 1 for r in running)
+        )
+    )
+    os.kill(sweep.proc.pid, signal.SIGTERM)
+    rc, stderr = sweep.finish()
+    assert rc == 143, stderr
+    runs = child_runs(all_runs(workdir))
+    assert {r.info.status for r in runs} == {"KILLED"}
+    assert {r.data.tags["reason"] for r in runs} == {"interrupted (SIGTERM)"}

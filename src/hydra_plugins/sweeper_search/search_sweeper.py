@@ -41,11 +41,12 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred, terminated
 from hydra_plugins.sweeper_search.repeats import TrialRuns
 from hydra_plugins.sweeper_search.space import SearchSpace, format_value, parse_space
 from hydra_plugins.sweeper_search.study import (
     ATTEMPT,
+    BY_SIGTERM,
     CREATED_ATTR,
     FIXED_ATTR,
     INTERRUPTED,
@@ -595,6 +596,8 @@ class SearchSweeper(Sweeper):
                 if settle(study, frozen, runs.repeats):
                     continue
                 trial.set_user_attr(INTERRUPTED, True)
+                if terminated():
+                    trial.set_user_attr(BY_SIGTERM, True)
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             except Exception:  # the storage itself may be what is failing
                 pass

@@ -39,10 +39,13 @@ JOBS_ATTR = "jobs"
 SWEEP_ATTR = "sweep"
 # Where the app records its sweep in the sweep directory (sweeper.sweep_info.SWEEP_FILE).
 APP_SWEEP_FILE = "sweep.json"
-# A trial's user attrs: the trial it repeats, which attempt it is, and that Ctrl-C cut it.
+# A trial's user attrs: the trial it repeats, which attempt it is, that Ctrl-C cut it, and
+# whether that was a SIGTERM taken as Ctrl-C (its runs, which see the trial end before the
+# signal reaches them, say so).
 RETRY_OF = "retry_of"
 ATTEMPT = "attempt"
 INTERRUPTED = "interrupted"
+BY_SIGTERM = "by_sigterm"
 # Set by the job (sweeper_search.trial) when the pruner stopped it: the epoch it stopped at.
 PRUNED_AT = "pruned_at"
 # Set by the job once its run has ended: the value it returns (``value_attr``: one per

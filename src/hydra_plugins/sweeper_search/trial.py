@@ -20,7 +20,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from optuna.exceptions import UpdateFinishedTrialError
 
-from hydra_plugins.sweeper_search.study import PRUNED_AT, make_pruner, make_storage, value_attr
+from hydra_plugins.sweeper_launcher.interrupts import stopped_by_sigterm
+from hydra_plugins.sweeper_search.study import (
+    BY_SIGTERM,
+    PRUNED_AT,
+    make_pruner,
+    make_storage,
+    value_attr,
+)
 
 
 class TrialReporter:
@@ -62,8 +69,19 @@ class TrialReporter:
                 self.trial.set_user_attr(PRUNED_AT, step)
                 return True
         except UpdateFinishedTrialError:
+            if self._ended_by_sigterm():
+                stopped_by_sigterm()
             raise KeyboardInterrupt from None
         return False
+
+    def _ended_by_sigterm(self) -> bool:
+        """Whether the sweeper ended the trial because a SIGTERM stopped the sweep."""
+        assert self.trial is not None
+        try:
+            attrs = self.trial.study._storage.get_trial(self.trial._trial_id).user_attrs
+        except Exception:  # the storage itself may be what is failing: Ctrl-C, then
+            return False
+        return bool(attrs.get(BY_SIGTERM))
 
     def ended(self, value: float) -> None:
         """Record the value the job is about to return: the trial ended, whatever happens to
