@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import QUICK, cli_env
 from helpers import write_cifar
 from sweeper.data import cache, datasets, digits, load_dataset
 from sweeper.data.cache import ARRAYS, load_dataset_cached
@@ -267,6 +270,25 @@ def test_a_cache_that_cannot_be_written_is_done_without_with_one_warning(
     (warning,) = caplog.messages
     assert warning.startswith(f"the prepared-data cache {unwritable} cannot be used (")
     assert "SWEEPER_DATA_CACHE_GB=0 turns the cache off" in warning
+
+
+def test_a_home_one_cannot_write_costs_a_run_no_warning_of_matplotlibs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "file").write_text("")
+    env = cli_env({"HOME": str(tmp_path / "file" / "home")})
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR", "SWEEPER_DATA_CACHE_GB"):
+        env.pop(name, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper", *QUICK],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 def test_a_dataset_larger_than_the_whole_cache_is_not_kept(tmp_path: Path) -> None:
