@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from conftest import FAST, QUICK, REPO, all_runs, child_runs, cli_env, run_cli, store_uri
 from helpers import artifact_paths, run_here, write_mnist_like
 from sweeper import provenance
 from sweeper.core.training import EpochMetrics
@@ -523,3 +525,94 @@ def test_a_stored_config_that_no_longer_fits_the_schema_is_one_line(workdir: Pat
         f"Error: the stored config of run {run.info.run_id} does not fit today's schema: "
     )
     assert "warmup_epochs" in line
+
+
+def checkout_copy(tmp_path: Path) -> Path:
+    """A git repository holding a copy of this checkout's code (its src/, conf/ and
+    .gitignore) and a docs/ directory, committed: the command run from it records its state."""
+    repo = tmp_path / "checkout"
+    for name in ("src", "conf"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".gitignore", repo / ".gitignore")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "index.md").write_text("docs\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+    return repo
+
+
+def diffed_files(uri: str, run: Run) -> list[str]:
+    diff = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="provenance/git.diff", tracking_uri=uri
+    )
+    return re.findall(r"^diff --git a/(\S+) ", Path(diff).read_text(), flags=re.MULTILINE)
+
+
+def test_the_stores_and_outputs_of_the_command_are_no_change_to_the_code(
+    tmp_path: Path,
+) -> None:
+    repo = checkout_copy(tmp_path)
+    code = {"PYTHONPATH": str(repo / "src")}
+    commit = git(repo, "rev-parse", "HEAD").strip()
+
+    # Started from a subdirectory: ./mlruns and ./outputs are made there.
+    docs = repo / "docs"
+    proc = run_cli([*QUICK, "train.epochs=1"], docs, env=code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = all_runs(docs)
+    assert (run.data.tags["git_commit"], run.data.tags["git_dirty"]) == (commit, "false")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.reproduce", run.info.run_id],
+        cwd=docs,
+        env=cli_env(code),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Environment: the same as the run's (commit {commit[:12]}, clean;" in proc.stdout
+
+    # A store and sweep directories of its own naming, in the checkout: the second sweep
+    # sees the first's too, and the one change to the code alone.
+    named = [
+        "-m",
+        *QUICK,
+        "train.epochs=1",
+        "seed=1",
+        "tracking.uri=stores/main",
+        "hydra.sweep.dir=sweeps/${now:%Y-%m-%d_%H-%M-%S-%f}",
+    ]
+    uri = f"sqlite:///{repo / 'stores' / 'main' / 'mlflow.db'}"
+    proc = run_cli(named, repo, env=code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (first,) = child_runs(MlflowClient(uri).search_runs(["1"]))
+    assert first.data.tags["git_dirty"] == "false"
+    (repo / "src" / "sweeper" / "extra.py").write_text("EXTRA = 1\n")
+    proc = run_cli(named, repo, env=code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = child_runs(MlflowClient(uri).search_runs(["1"]))
+    (second,) = [r for r in runs if r.info.run_id != first.info.run_id]
+    assert second.data.tags["git_dirty"] == "true"
+    assert diffed_files(uri, second) == ["src/sweeper/extra.py"]
+
+
+def test_a_working_directory_that_cannot_be_written_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = run_here(tmp_path, {"train": {"epochs": 1}})
+    assert outcome.run_id is not None
+    # outputs/ cannot be made where a file is (root may write anywhere else).
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "outputs").write_text("a file\n")
+    monkeypatch.chdir(here)
+    store = str(tmp_path / "mlruns")
+    assert reproduce_main([outcome.run_id, "--tracking-uri", store]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"Error: the reproduction's directory {here / 'outputs'}/reproduce-")
+    assert line.endswith(
+        "cannot be written (Not a directory): run from a writable directory (its files go to "
+        "outputs/ there)"
+    )
+    assert len(all_runs(tmp_path)) == 1  # nothing ran

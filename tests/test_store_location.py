@@ -215,3 +215,36 @@ def test_the_browse_command_names_mlflow_where_the_shell_would_not_find_it(
     (mlflow, *rest) = shlex.split(ui_command("sqlite:////x/mlflow.db"))
     assert Path(mlflow) == Path(sys.executable).parent / "mlflow"
     assert rest[0] == "ui"
+
+
+# --- where a relative or home-relative store is ---
+
+
+def test_a_single_run_that_changes_directory_tracks_where_it_was_started(workdir: Path) -> None:
+    # As a sweep does: not a new store in the run's own directory, which report never reads.
+    proc = run_cli([*QUICK, "train.epochs=1", "hydra.job.chdir=true"], workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob("mlflow.db")) == [
+        Path("mlruns/mlflow.db")
+    ]
+    (run,) = MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}").search_runs(["1"])
+    assert run.info.status == "FINISHED"
+
+
+def test_a_store_under_the_home_directory_is_named_with_a_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri("~/st ore") == f"sqlite:///{home / 'st ore' / 'mlflow.db'}"
+    assert resolve_tracking_uri("sqlite:///~/runs.db?timeout=60") == (
+        f"sqlite:///{home / 'runs.db'}?timeout=60"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "~/st ore")
+    assert resolve_tracking_uri(None) == f"sqlite:///{home / 'st ore' / 'mlflow.db'}"
+    # The store is made there, not in a directory named ~ under the working directory.
+    tracking = {"uri": "~/st ore", "experiment": "x", "connect_timeout": 5, "max_outage": 7}
+    open_store(OmegaConf.create(tracking))
+    assert (home / "st ore" / "mlflow.db").is_file()
+    assert not (tmp_path / "~").exists()

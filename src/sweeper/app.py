@@ -12,7 +12,9 @@ from __future__ import annotations
 import gc
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import hydra
 from hydra.conf import HydraConf
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from hydra_plugins.sweeper_search.trial import trial_position
-from sweeper import CHECKOUT
+from sweeper import CHECKOUT, provenance
 from sweeper.config import (
     NOT_HASHED,
     SCHEMA_NAME,
@@ -44,7 +46,7 @@ from sweeper.run import blas_threads, run_config
 from sweeper.stopping import stop_running_sweep
 from sweeper.store import configure
 from sweeper.store_setup import open_store, store_not_here
-from sweeper.store_uri import study_storage, ui_command
+from sweeper.store_uri import resolve_tracking_uri, store_paths, study_storage, ui_command
 from sweeper.sweep_info import DATASET_CACHE, SweepInfo
 
 CONF_DIR = CHECKOUT / "conf"
@@ -72,6 +74,28 @@ def run_threads(launcher: DictConfig) -> int:
         # hydra-submitit-launcher: the CPUs SLURM allocates to each run.
         return int(launcher.cpus_per_task)
     return blas_threads(None)
+
+
+def output_roots(hc: HydraConf, multirun: bool) -> list[Path]:
+    """The directories Hydra writes this job's files in (its run's, or its sweep's), and
+    those it makes every run's and sweep's directories in: ``hydra.run.dir`` and
+    ``hydra.sweep.dir`` up to their first interpolated part (a time, a job's name), the
+    launch directory (``${hydra.runtime.cwd}``) aside, where that leaves one below it."""
+    launch = Path(hc.runtime.cwd).resolve()
+    roots = [launch / hc.sweep.dir if multirun else Path(hc.runtime.output_dir)]
+    for node in (hc.run, hc.sweep):
+        written = cast(dict[str, object], OmegaConf.to_container(node, resolve=False))["dir"]
+        static: list[str] = []
+        for part in str(written).split("/"):
+            if part == "${hydra.runtime.cwd}":
+                part = str(launch)
+            elif "${" in part:
+                break
+            static.append(part)
+        root = (launch / "/".join(static)).resolve()
+        if not launch.is_relative_to(root):
+            roots.append(root)
+    return roots
 
 
 def search_trial(hc: HydraConf) -> str | None:
@@ -129,12 +153,16 @@ def main(cfg: DictConfig) -> float:
         )
     else:
         with exit_on_error():
-            uri, experiment_id = open_store(config.tracking)
+            # Where the command started, as a sweep's store is, not the run's own directory
+            # that hydra.job.chdir=true has moved this process to.
+            uri = resolve_tracking_uri(config.tracking.uri, Path(hc.runtime.cwd))
+            uri, experiment_id = open_store(replace(config.tracking, uri=uri))
             dataset_cache = user_data_cache()
         sweep = SweepInfo(out_dir.name, uri, experiment_id, parent_run_id="")
         job = 0
         threads = blas_threads(None)
         environment_cache = None
+    provenance.leave_out([*store_paths(sweep.tracking_uri), *output_roots(hc, multirun)])
 
     # A search's job reports to its trial, and may be pruned; any other run has no trial.
     pruning = Pruning.of_job(config.train.epochs) if multirun else Pruning(None)

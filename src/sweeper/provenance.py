@@ -3,8 +3,10 @@
 Captured once per process, or once per sweep when given the sweep's cache directory: the first
 worker writes it there and every other worker reads it, since all of them share one checkout
 and one interpreter. The BLAS thread count is read per run, when its tags are made, because
-each run of a sweep has its own limit. No MLflow, no Hydra: the caller records the tags and
-files wherever it wants (``sweeper.run`` sends them to MLflow).
+each run of a sweep has its own limit. What the tool itself writes inside the checkout (its
+store, Hydra's output directories) is no change to the code: the command names it
+(``leave_out``). No MLflow, no Hydra: the caller records the tags and files wherever it wants
+(``sweeper.run`` sends them to MLflow).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import metadata
@@ -64,18 +67,26 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _git(directory: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def _git(
+    directory: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    success: tuple[int, ...] = (0,),
+) -> str:
     out = subprocess.run(
         ["git", *args],
         cwd=directory,
+        input=stdin,
         capture_output=True,
         text=True,
         # A file that is not UTF-8 (untracked, in the diff) is kept with U+FFFD for its
         # odd bytes rather than failing the run.
         errors="replace",
-        check=True,
         env={**os.environ, **(env or {})},
     )
+    if out.returncode not in success:
+        raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout, out.stderr)
     return out.stdout
 
 
@@ -97,14 +108,27 @@ class GitState:
     diff: str
 
 
-def git_state(directory: Path | None = None) -> GitState:
-    """The commit checked out in ``directory`` (the code that runs) and every change to it.
-    The changes are staged in a scratch copy of the index whose new objects go to a scratch
-    directory, so neither the checkout's index nor its object store is written."""
+def git_state(directory: Path | None = None, leave_out: Iterable[Path] = ()) -> GitState:
+    """The commit checked out in ``directory`` (the code that runs) and every change to it,
+    but for those under ``leave_out`` (absolute paths of files or directories the tool itself
+    writes); a path that holds the code is not left out. The changes are staged in a scratch
+    copy of the index whose new objects go to a scratch directory, so neither the checkout's
+    index nor its object store is written."""
     directory = directory or SOURCE_DIR
     try:
         commit = _git(directory, "rev-parse", "HEAD").strip()
         top = Path(_git(directory, "rev-parse", "--show-toplevel").strip())
+        code = directory.resolve()
+        inside = [
+            str(path.relative_to(top))
+            for path in (Path(p).resolve() for p in leave_out)
+            if path.is_relative_to(top) and not code.is_relative_to(path)
+        ]
+        # git add refuses a pathspec, an exclusion too, that names an ignored path; such a
+        # path is left out anyway. check-ignore's status is 1 when it ignores none of them.
+        listed = "".join(f"{path}\0" for path in inside)
+        ignored = _git(top, "check-ignore", "--stdin", "-z", stdin=listed, success=(0, 1))
+        excluded = [f":(exclude,literal){path}" for path in set(inside) - set(ignored.split("\0"))]
         index, objects = (
             Path(directory, line)
             for line in _git(directory, "rev-parse", "--git-path", "index", "--git-path", "objects")
@@ -124,7 +148,7 @@ def git_state(directory: Path | None = None) -> GitState:
                 shutil.copy2(index, scratch["GIT_INDEX_FILE"])
             else:
                 _git(top, "read-tree", "HEAD", env=scratch)
-            _git(top, "add", "--all", env=scratch)
+            _git(top, "add", "--all", "--", ".", *excluded, env=scratch)
             diff = _git(top, "diff", "--cached", "--binary", "HEAD", env=scratch)
     except (OSError, subprocess.CalledProcessError):
         return GitState(UNKNOWN, False, "")
@@ -231,6 +255,20 @@ class Environment:
         return [directory / PACKAGES_FILE] + ([directory / DIFF_FILE] if self.git.dirty else [])
 
 
+# What the running command writes inside the checkout, as it named it to ``leave_out``.
+_left_out: tuple[Path, ...] = ()
+
+
+def leave_out(paths: Iterable[Path]) -> None:
+    """Record no change under ``paths`` (the tool's own store and output directories, which
+    the command that runs knows) in the environment captured from now on."""
+    global _left_out
+    chosen = tuple(sorted({Path(path).resolve() for path in paths}))
+    if chosen != _left_out:
+        _left_out = chosen
+        _capture.cache_clear()
+
+
 def data_tags(sources: dict[str, str]) -> dict[str, str]:
     """The tag holding the SHA-256 of every data file a run read, by path, as JSON."""
     return {DATA_TAG: json.dumps(dict(sorted(sources.items())))}
@@ -239,7 +277,7 @@ def data_tags(sources: dict[str, str]) -> dict[str, str]:
 @cache
 def _capture() -> Environment:
     return Environment(
-        git=git_state(),
+        git=git_state(leave_out=_left_out),
         python=f"{platform.python_implementation()} {platform.python_version()}",
         platform=f"{sys.platform} {platform.machine()}",
         versions={name: _version(dist) for name, dist in VERSIONED.items()},

@@ -55,6 +55,7 @@ from sweeper.provenance import (
     GIT_COMMIT_TAG,
     PACKAGES_FILE,
     capture_environment,
+    leave_out,
 )
 from sweeper.pruning import Pruning, pruned_reason
 from sweeper.run import CONFIG_ARTIFACT, HYDRA_DIR, EpochCallback, blas_threads, run_config
@@ -67,6 +68,7 @@ from sweeper.store_uri import (
     TRACKING_URI_OPTION,
     resolve_tracking_uri,
     sqlite_path,
+    store_paths,
 )
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import sweep_parent_problem
@@ -359,9 +361,19 @@ def reproduce(
     if threads is None:
         threads = int(tags.get(BLAS_THREADS_TAG) or blas_threads(None))
 
+    out_dir = out_root / f"reproduce-{run_id[:8]}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReproduceError(
+            f"the reproduction's directory {out_dir.absolute()} cannot be written "
+            f"({err.strerror or err}): run from a writable directory (its files go to "
+            f"{out_root}/ there)"
+        ) from None
+    # The store and the reproduction's files are no change to the code, as for the original.
+    leave_out([*store_paths(uri), out_root])
     name = original.info.run_name or run_id
     say(f"Reproducing run {run_id} ({name}) of experiment {original.info.experiment_id}")
-    out_dir = out_root / f"reproduce-{run_id[:8]}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     with threadpool_limits(limits=threads):
         environment, _ = capture_environment(out_dir)
         current = environment.tags()

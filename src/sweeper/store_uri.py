@@ -9,6 +9,7 @@ store (``study_storage``).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
@@ -22,6 +23,11 @@ DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
 # A search's studies, beside the tracking store's database (``study_storage``).
 STUDY_DB_NAME = "optuna.db"
+# Beside the database, where store_setup puts a new experiment's artifacts.
+ARTIFACTS_DIR = "artifacts"
+# A database's own file, SQLite's beside it (write-ahead log, its index, rollback journal) and
+# the lock store_setup takes to create a schema: whether or not they are there yet.
+_BESIDE_DATABASE = ("", "-wal", "-shm", "-journal", ".lock")
 # In the environment of a sweep's process: the store its runs record to, for the local
 # launcher's fork server to open once for all of them (sweeper.preload).
 SWEEP_STORE_VARIABLE = "SWEEPER_SWEEP_STORE"
@@ -39,22 +45,24 @@ TRACKING_URI_HELP = (
 )
 
 
-def resolve_tracking_uri(configured: str | None) -> str:
+def resolve_tracking_uri(configured: str | None, base: Path | None = None) -> str:
     """``configured``, else ``$MLFLOW_TRACKING_URI``, else ``./mlruns/mlflow.db``; a SQLite
-    file named relative to the working directory (``sqlite:///mlflow.db``) made absolute, so
-    every process of a sweep finds the same file. A path with no scheme that names a file
-    (``mlruns/mlflow.db``) or ends in ``.db`` is that SQLite database; any other (``mlruns``,
-    as MLflow's users are used to) is a directory, whose ``mlflow.db`` is: MLflow would take
-    it for its file store, which it no longer opens."""
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri()
+    file named relative to ``base`` (the working directory unless given), ``sqlite:///mlflow.db``,
+    made absolute, so every process of a sweep finds the same file, and ``~`` expanded as a
+    shell would. A path with no scheme that names a file (``mlruns/mlflow.db``) or ends in
+    ``.db`` is that SQLite database; any other (``mlruns``, as MLflow's users are used to) is a
+    directory, whose ``mlflow.db`` is: MLflow would take it for its file store, which it no
+    longer opens."""
+    base = base or Path.cwd()
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri(base)
     if "://" not in uri:
-        named = Path(uri)
+        named = base / Path(uri).expanduser()
         if not named.is_file() and named.suffix != ".db":
             named = named / DEFAULT_DB_NAME
         return sqlite_uri(named.resolve())
     path = sqlite_path(uri)
     if path is not None and not path.is_absolute():
-        return sqlite_uri(Path.cwd() / path, uri.partition("?")[2])
+        return sqlite_uri(base / path.expanduser(), uri.partition("?")[2])
     return uri
 
 
@@ -67,9 +75,25 @@ def study_storage(tracking_uri: str | None, launch_dir: str) -> str:
     return sqlite_uri(directory / STUDY_DB_NAME)
 
 
-def local_store_uri() -> str:
-    """``./mlruns/mlflow.db``, the store ``make ui`` browses."""
-    return sqlite_uri(Path.cwd() / DEFAULT_STORE_DIR / DEFAULT_DB_NAME)
+def local_store_uri(base: Path | None = None) -> str:
+    """``./mlruns/mlflow.db`` (under ``base``, else the working directory), the store
+    ``make ui`` browses."""
+    return sqlite_uri((base or Path.cwd()) / DEFAULT_STORE_DIR / DEFAULT_DB_NAME)
+
+
+def store_paths(uri: str) -> list[Path]:
+    """What a SQLite store (``uri`` as ``resolve_tracking_uri`` returns it) writes: the
+    artifacts of the experiments it makes, its database and a search's study, each with the
+    files beside it that SQLite keeps and the locks taken on it (``mlflow.db.lock``,
+    ``mlflow.db.sweep-<id>.lock``: those there now); nothing for a tracking server."""
+    database = sqlite_path(uri)
+    if database is None:
+        return []
+    paths = {database.with_name(ARTIFACTS_DIR)}
+    for db in (database, database.with_name(STUDY_DB_NAME)):
+        paths |= {db.with_name(db.name + suffix) for suffix in _BESIDE_DATABASE}
+        paths |= set(db.parent.glob(glob.escape(db.name) + "*"))
+    return sorted(paths)
 
 
 def sqlite_path(uri: str) -> Path | None:
