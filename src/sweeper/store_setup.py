@@ -21,7 +21,12 @@ from sweeper.failures import failure_reason
 from sweeper.store import configure
 from sweeper.store_calls import store_call
 from sweeper.store_check import StoreError, check_store
-from sweeper.store_uri import artifact_dir_name, resolve_tracking_uri, sqlite_path
+from sweeper.store_uri import (
+    ARTIFACTS_DIR,
+    artifact_dir_name,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from sweeper.ui_links import EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT
 
 # MLflow announces, at INFO, each table it creates in a new store; the sweep says itself where
@@ -58,7 +63,7 @@ def prepare_store(uri: str, experiment_name: str) -> str:
     with schema_lock(db_path):
         client = MlflowClient(uri)
         _use_write_ahead_log(db_path)
-        artifacts = db_path.parent / "artifacts" / artifact_dir_name(experiment_name)
+        artifacts = db_path.parent / ARTIFACTS_DIR / artifact_dir_name(experiment_name)
         return _find_or_create_experiment(client, experiment_name, artifacts.as_uri())
 
 
