@@ -609,22 +609,16 @@ def assert_ray_runs_stopped(workdir: Path, stderr: str, done: dict[str, int], re
     assert len(list(workdir.glob(f"multirun/*/*/{PROGRESS_FILE}"))) == 2
 
 
-def test_ctrl_c_on_ray_starts_no_run_and_the_runs_in_progress_end_killed_with_their_metrics(
-    ray_cluster: RayCluster, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "to_group", "stop"),
+    # Ctrl-C at a terminal reaches the group; kill or docker stop, the sweep's own process.
+    [(signal.SIGINT, True, "Ctrl-C"), (signal.SIGTERM, False, "SIGTERM")],
+)
+def test_a_stop_on_ray_starts_no_run_and_the_runs_in_progress_end_killed_with_their_metrics(
+    ray_cluster: RayCluster, tmp_path: Path, signum: int, to_group: bool, stop: str
 ) -> None:
-    _, rc, stderr, done = stop_a_ray_sweep(ray_cluster, tmp_path, signal.SIGINT, to_group=True)
-    assert rc == 130, stderr[-3000:]
+    _, rc, stderr, done = stop_a_ray_sweep(ray_cluster, tmp_path, signum, to_group=to_group)
+    assert rc == 128 + signum, stderr[-3000:]
     assert "Traceback" not in stderr
-    assert stderr.endswith("resume=true\nInterrupted (Ctrl-C).\n"), stderr[-3000:]
-    assert_ray_runs_stopped(tmp_path, stderr, done, "interrupted (Ctrl-C)")
-
-
-def test_sigterm_stops_a_sweep_on_ray_as_ctrl_c_does_and_exits_143(
-    ray_cluster: RayCluster, tmp_path: Path
-) -> None:
-    # kill or docker stop: the sweep's own process, which stops its runs through Ray.
-    _, rc, stderr, done = stop_a_ray_sweep(ray_cluster, tmp_path, signal.SIGTERM, to_group=False)
-    assert rc == 143, stderr[-3000:]
-    assert "Traceback" not in stderr
-    assert stderr.endswith("resume=true\nInterrupted (SIGTERM).\n"), stderr[-3000:]
-    assert_ray_runs_stopped(tmp_path, stderr, done, "interrupted (SIGTERM)")
+    assert stderr.endswith(f"resume=true\nInterrupted ({stop}).\n"), stderr[-3000:]
+    assert_ray_runs_stopped(tmp_path, stderr, done, f"interrupted ({stop})")
