@@ -281,6 +281,17 @@ class JobNotStartedError(RuntimeError):
     """What a job returns when Ctrl-C stopped the sweep before its process started."""
 
 
+def not_started(sweep_config: DictConfig) -> JobReturn:
+    """The return of a job that the stopped sweep did not start."""
+    job = int(sweep_config.hydra.job.num)
+    return JobReturn(
+        overrides=list(sweep_config.hydra.overrides.task),
+        cfg=sweep_config,
+        status=JobStatus.FAILED,
+        _return_value=JobNotStartedError(f"job {job} not started: the sweep was stopped"),
+    )
+
+
 def _run_in_own_process(
     context: multiprocessing.context.BaseContext,
     payload: bytes,
@@ -331,12 +342,7 @@ def _run_and_wait(
     if not processes.start(process):
         receiver.close()
         sender.close()
-        return JobReturn(
-            overrides=overrides,
-            cfg=sweep_config,
-            status=JobStatus.FAILED,
-            _return_value=JobNotStartedError(f"job {job} not started: the sweep was stopped"),
-        )
+        return not_started(sweep_config)
     try:
         sender.close()
         try:

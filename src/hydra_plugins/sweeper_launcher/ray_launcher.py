@@ -45,8 +45,8 @@ from hydra_plugins.sweeper_launcher.interrupts import (
 from hydra_plugins.sweeper_launcher.local_launcher import (
     JobDeath,
     JobDeathHandler,
-    JobNotStartedError,
     job_dir,
+    not_started,
 )
 
 # Hydra's Ray launcher, whose job running this one reuses (the ``[ray]`` extra).
@@ -176,12 +176,13 @@ def job_future(
         except Exception as err:  # Ray's own errors: the task never returned
             error: BaseException = err
         stopping = jobs is not None and jobs.stopping
+        if stopping and _never_started(error):
+            result.set_result(not_started(sweep_config))
+            return
         status = JobStatus.FAILED
         value: Any = error
         try:
-            if stopping and _never_started(error):
-                value = JobNotStartedError(f"job {job} not started: the sweep was stopped")
-            elif on_death is not None:
+            if on_death is not None:
                 death = JobDeath(
                     sweep_dir=Path(str(sweep_config.hydra.sweep.dir)),
                     job_dir=job_dir(sweep_config),
@@ -275,7 +276,9 @@ class RayClusterLauncher(Launcher):
             sweep_config.hydra.job.id = f"job_id_for_{job}"
             sweep_config.hydra.job.num = job
         if self._jobs.stopping:
-            return _not_started(sweep_config, job)
+            future: concurrent.futures.Future[JobReturn] = concurrent.futures.Future()
+            future.set_result(not_started(sweep_config))
+            return future
         import ray
 
         remote = OmegaConf.to_container(
@@ -305,17 +308,3 @@ def _keeping_signal_handlers(start: Callable[[], None]) -> None:
         for signum, handler in handlers.items():
             if handler is not None:
                 signal.signal(signum, handler)
-
-
-def _not_started(sweep_config: DictConfig, job: int) -> concurrent.futures.Future[JobReturn]:
-    """The return of a job the stopped sweep did not start."""
-    future: concurrent.futures.Future[JobReturn] = concurrent.futures.Future()
-    future.set_result(
-        JobReturn(
-            overrides=list(sweep_config.hydra.overrides.task),
-            cfg=sweep_config,
-            status=JobStatus.FAILED,
-            _return_value=JobNotStartedError(f"job {job} not started: the sweep was stopped"),
-        )
-    )
-    return future
