@@ -74,6 +74,7 @@ from sweeper.sweep_runs import (
 )
 from sweeper.ui_links import (
     runs_link,
+    sweep_command,
     sweep_note,
     sweep_run_name,
     sweep_view,
@@ -176,8 +177,8 @@ class SweepCallback(Callback):
         self._data_cache = user_data_cache()
         uri, experiment_id = open_store(config.tracking)
         kept = command_overrides(config)
-        self._command = shlex.join(["python", "-m", "sweeper", "-m", *kept])
-        self._resume_command = shlex.join(["python", "-m", "sweeper", "-m", *kept, "resume=true"])
+        self._command = sweep_command(kept)
+        self._resume_command = sweep_command([*kept, "resume=true"])
         try:
             self._open_sweep(config, plan, sweep_dir, uri, experiment_id)
             self._follow(plan, sweep_dir, uri, experiment_id)

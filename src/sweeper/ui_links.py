@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -133,6 +134,11 @@ def runs_link(
 def run_link(experiment_id: str, run_id: str) -> str:
     """A run's page, relative to the UI's address (as links inside the UI are)."""
     return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def sweep_command(overrides: Sequence[str]) -> str:
+    """The shell command that runs a sweep of ``overrides``, as its description gives it."""
+    return shlex.join(["python", "-m", "sweeper", "-m", *overrides])
 
 
 def sweep_note(

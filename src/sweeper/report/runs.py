@@ -12,7 +12,6 @@ run (``sweeper.sweep_runs.best_child_run``).
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from sweeper.store_uri import (
     is_http,
     sqlite_path,
 )
-from sweeper.ui_links import NOTE_TAG
+from sweeper.ui_links import NOTE_TAG, sweep_command
 
 if TYPE_CHECKING:
     # Imported where used, so that the report's tables and statistics load without MLflow
@@ -180,9 +179,8 @@ def find_sweep(client: MlflowClient, experiment: str, sweep_id: str | None) -> S
 
 
 def _command_of(overrides: str) -> str:
-    """The sweep's command from its overrides, as the sweep writes it (``shlex.join``)."""
-    kept = [o for o in overrides.split() if not o.startswith("resume=")]
-    return shlex.join(["python", "-m", "sweeper", "-m", *kept])
+    """The sweep's command from its overrides, as the sweep writes it (``sweep_command``)."""
+    return sweep_command([o for o in overrides.split() if not o.startswith("resume=")])
 
 
 def swept_keys(overrides: str) -> list[str]:
