@@ -215,7 +215,7 @@ def test_a_key_the_config_lacks_added_with_plus_fails_naming_the_keys_there(
     )
     sweep = run_cli(["-m", "+foo=1,2"], workdir)
     assert sweep.returncode == 1
-    assert "2 of 2 runs are invalid; nothing was run:" in sweep.stderr
+    assert sweep.stderr.startswith("Error: 2 of 2 runs are invalid; nothing was run:\n")
     assert "foo is not a key of the config, which has: dataset, " in sweep.stderr
     assert not (workdir / "mlruns" / "mlflow.db").exists()
 

@@ -414,6 +414,6 @@ def test_ray_addresses_are_found_as_ray_init_finds_them_and_a_missing_cluster_is
     with pytest.raises(ConfigError) as unreadable:
         problem(address="head")
     assert str(unreadable.value) == (
-        "Error: hydra.launcher.ray.init.address='head' is invalid: HOST:PORT, auto, or local "
+        "hydra.launcher.ray.init.address='head' is invalid: HOST:PORT, auto, or local "
         "for a Ray instance of the sweep's own"
     )

@@ -415,7 +415,7 @@ def test_a_bad_search_stops_before_any_run_in_one_line(
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert message in lines[0]
+    assert lines[0].startswith("Error: ") and message in lines[0]
     assert not (workdir / "mlruns" / "optuna.db").exists()
     assert not list(workdir.glob("multirun/*/*/outcome.json"))
 

@@ -66,15 +66,14 @@ def failure_fix(err: BaseException) -> str | None:
 
 @contextmanager
 def exit_on_error(what: str | None = None) -> Iterator[None]:
-    """Turn an error in the block into one line on stderr and exit status 1: a ConfigError's
-    message as it is (after ``Error: `` where no ``what`` is given), another error as
-    ``Error: what: reason``."""
+    """Turn an error in the block into one line on stderr and exit status 1: a ConfigError as
+    ``Error: message`` (it names what to change), another error as ``Error: what: reason``."""
     try:
         yield
     except ConfigError as err:
         if verbose_errors():
             traceback.print_exc()
-        print(err if what else f"Error: {err}", file=sys.stderr, flush=True)
+        print(f"Error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     except Exception as err:
         if verbose_errors():

@@ -92,7 +92,7 @@ def check_launcher(launcher: DictConfig) -> None:
     try:
         check_ray_cluster(launcher.ray.init)
     except HydraException as err:  # an address Ray cannot read
-        raise ConfigError(f"Error: {err}") from None
+        raise ConfigError(str(err)) from None
 
 
 def plan_sweep(config: DictConfig, config_name: str) -> Plan:
@@ -159,9 +159,7 @@ def check_sweep_wide(varied: Collection[str]) -> None:
     """Raise a ConfigError if a key that every run of a sweep shares (``SWEEP_WIDE``) varies."""
     for key, why in SWEEP_WIDE.items():
         if key in varied:
-            raise ConfigError(
-                f"Error: {key} cannot vary within a sweep, {why}: run one sweep per value"
-            )
+            raise ConfigError(f"{key} cannot vary within a sweep, {why}: run one sweep per value")
 
 
 def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any]]) -> None:
@@ -186,19 +184,17 @@ def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any
             else f"#{same} and #{job} ({' '.join(jobs[job])})"
         )
         if not differ:
-            raise ConfigError(f"Error: runs {named} are the same configuration: run it once")
+            raise ConfigError(f"runs {named} are the same configuration: run it once")
         spelled = [k for k in differ if k not in unread]
         if spelled:
             # Read, but the same to config_hash: two names of one directory or init scheme.
             said = "; ".join(_same_meaning(k, other, run) for k in spelled)
-            raise ConfigError(
-                f"Error: runs {named} would train the same network: {said}; run it once"
-            )
+            raise ConfigError(f"runs {named} would train the same network: {said}; run it once")
         readers = sorted(
             {f"{k.partition('.')[0]}={run[k.partition('.')[0] + '.name']}" for k in differ}
         )
         raise ConfigError(
-            f"Error: runs {named} would train the same network: they differ only in "
+            f"runs {named} would train the same network: they differ only in "
             f"{', '.join(differ)}, which {' and '.join(readers)} does not read; "
             "vary it only with the options that read it"
         )
@@ -363,5 +359,5 @@ def check_search_space(config_name: str, config: DictConfig) -> list[dict[str, A
     ends, problems = job_problems(config_name, jobs, list(config.hydra.overrides.hydra))
     if problems:
         # The first problem, without the runs it was found in (the space's ends, not the user's).
-        raise ConfigError(f"Error: search space: {next(iter(problems))}")
+        raise ConfigError(f"search space: {next(iter(problems))}")
     return ends

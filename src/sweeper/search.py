@@ -63,7 +63,7 @@ def check_search(config: DictConfig, arguments: Sequence[str]) -> list[list[str]
         jobs = corner_jobs(config, arguments)
         check_storage_answers(config.hydra.sweeper.storage)
     except HydraException as err:
-        raise ConfigError(f"Error: {err}") from None
+        raise ConfigError(str(err)) from None
     return jobs
 
 
@@ -78,7 +78,7 @@ def search_resume_point(
     try:
         found = sweep_to_resume(config, arguments)
     except HydraException as err:
-        raise ConfigError(f"Error: {err}") from None
+        raise ConfigError(str(err)) from None
     if found is None:
         return None
     sweep_id = found.sweep
@@ -92,7 +92,7 @@ def search_resume_point(
     )
     if not sweep:
         raise ConfigError(
-            f"Error: resume=true: the newest search of this space is sweep {sweep_id}, which "
+            f"resume=true: the newest search of this space is sweep {sweep_id}, which "
             f"experiment {config.tracking.experiment!r} of {uri} does not hold; resume it with "
             "the tracking settings it ran with, or start a new search without resume=true"
         )
