@@ -67,6 +67,14 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _venv_on_path() -> Iterator[None]:
+    """As in an activated virtualenv: the commands sweeper prints start with ``python``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _own_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test reads or fills the user's dataset cache (``data_dir: null`` resolves into it)."""
     with pytest.MonkeyPatch.context() as patch:

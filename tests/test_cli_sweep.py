@@ -62,6 +62,26 @@ def test_activation_sweep_is_one_parent_with_a_child_per_config(workdir: Path) -
     assert "mlflow ui --backend-store-uri" in proc.stdout
 
 
+def test_the_printed_commands_run_as_pasted_where_the_venv_is_not_activated(
+    workdir: Path,
+) -> None:
+    # As under make: this Python is run by its path, and the shell finds no sweeper.
+    bare = {"PATH": "/usr/bin:/bin"}
+    proc = run_cli(["-m", "seed=0,1", *QUICK, "train.epochs=1"], workdir, env=bare)
+    assert proc.returncode == 0, proc.stderr
+    (report,) = [line for line in proc.stdout.splitlines() if line.startswith("Report:")]
+    command = report.removeprefix("Report:").strip()
+    assert shlex.split(command)[:3] == [sys.executable, "-m", "sweeper.report"]
+    shown = subprocess.run(
+        ["sh", "-c", f"{command} --out reports"], cwd=workdir, env=cli_env(bare),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert [p.parent.name for p in (workdir / "reports").glob("*/report.md")] == [
+        shlex.split(command)[4]
+    ]
+
+
 def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
     proc = run_cli(["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK], workdir)
     assert proc.returncode == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -33,6 +34,7 @@ from sweeper.data.fetch import (
     RemoteFile,
     Source,
     fetch,
+    fetch_hint,
 )
 
 IDX_NAMES = [f.name for f in SOURCES["mnist"].files]
@@ -436,6 +438,16 @@ def test_missing_data_error_names_the_fetch_command(tmp_path: Path, cache: Path)
         load_dataset("cifar10", elsewhere)
     assert str(info.value).endswith(f"python -m sweeper.data fetch cifar10 --dir {elsewhere}")
     assert "\n" not in str(info.value)
+
+
+def test_the_fetch_command_names_this_python_where_the_shell_would_not_find_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make runs the venv's Python without putting the venv on PATH.
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert shlex.split(fetch_hint("mnist", tmp_path / "my data")) == [
+        sys.executable, "-m", "sweeper.data", "fetch", "mnist", "--dir", str(tmp_path / "my data")
+    ]  # fmt: skip
 
 
 def test_default_data_dir_prefers_a_system_copy_and_follows_xdg(

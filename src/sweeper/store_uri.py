@@ -14,10 +14,10 @@ import hashlib
 import os
 import re
 import shlex
-import shutil
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from sweeper.shell import this_script
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
@@ -137,13 +137,4 @@ def ui_command(uri: str) -> str:
     """The shell command that browses this store in the MLflow UI."""
     if is_http(uri):
         return f"open {shlex.quote(uri)}"
-    return f"{_mlflow()} ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1"
-
-
-def _mlflow() -> str:
-    """``mlflow`` where the shell finds it, else the one beside this Python (a virtualenv that
-    is not activated, as under ``make``)."""
-    beside = Path(sys.executable).parent / "mlflow"
-    if shutil.which("mlflow") is None and beside.is_file():
-        return shlex.quote(str(beside))
-    return "mlflow"
+    return f"{this_script('mlflow')} ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1"

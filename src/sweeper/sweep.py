@@ -54,6 +54,7 @@ from sweeper.resume import (
     finished_hashes,
 )
 from sweeper.search import is_search, search_resume_point
+from sweeper.shell import python_command, this_python
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import open_store
 from sweeper.store_uri import (
@@ -130,7 +131,9 @@ def commands_to_look(
         # Quoted twice: make hands ARGS to the shell unquoted, which splits it again.
         args = f" ARGS={shlex.quote(store.strip())}" if store else ""
         return browse, f"make report SWEEP={sweep_id} EXPERIMENT={shlex.quote(experiment)}{args}"
-    command = f"python -m sweeper.report --sweep {quoted} --experiment {shlex.quote(experiment)}"
+    command = python_command(
+        "-m", "sweeper.report", "--sweep", sweep_id, "--experiment", experiment
+    )
     return browse, command + store
 
 
@@ -153,6 +156,7 @@ class SweepCallback(Callback):
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
         self._command = ""
+        self._rerun_command = ""
         # The sweep directory's name where an earlier sweep of the experiment has it as its id.
         self._id_taken: str | None = None
         # The lock on the sweep directory (sweep_info.claim), held until the sweep ends.
@@ -178,7 +182,8 @@ class SweepCallback(Callback):
         uri, experiment_id = open_store(config.tracking)
         kept = command_overrides(config)
         self._command = sweep_command(kept)
-        self._resume_command = sweep_command([*kept, "resume=true"])
+        self._rerun_command = sweep_command(kept, this_python())
+        self._resume_command = sweep_command([*kept, "resume=true"], this_python())
         try:
             self._open_sweep(config, plan, sweep_dir, uri, experiment_id)
             self._follow(plan, sweep_dir, uri, experiment_id)
@@ -212,7 +217,7 @@ class SweepCallback(Callback):
             if self._resumed:
                 label, command = "Complete it with", self._resume_command
             else:
-                label, command = "Run it again with", self._command
+                label, command = "Run it again with", self._rerun_command
             print(
                 f"\nSweep {self._info.sweep_id} stopped before any run started (its parent run"
                 f" is marked KILLED).\n{label}:  {command}",

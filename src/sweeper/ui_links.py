@@ -136,9 +136,10 @@ def run_link(experiment_id: str, run_id: str) -> str:
     return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
-def sweep_command(overrides: Sequence[str]) -> str:
-    """The shell command that runs a sweep of ``overrides``, as its description gives it."""
-    return shlex.join(["python", "-m", "sweeper", "-m", *overrides])
+def sweep_command(overrides: Sequence[str], python: str = "python") -> str:
+    """The shell command that runs a sweep of ``overrides``, as its description gives it;
+    printed for this machine's shell, with ``python`` from ``shell.this_python``."""
+    return f"{python} {shlex.join(['-m', 'sweeper', '-m', *overrides])}"
 
 
 def sweep_note(

@@ -18,7 +18,6 @@ import hashlib
 import http.client
 import io
 import os
-import shlex
 import shutil
 import sys
 import tarfile
@@ -37,12 +36,13 @@ from sweeper.data.cifar import BATCHES, SUBDIRECTORY
 from sweeper.data.idx import IDX_FILES
 from sweeper.data.locations import SYSTEM_COPIES, default_data_dir
 from sweeper.data.npz import IMAGE_SIZE, NOTMNIST_FILE
+from sweeper.shell import python_command
 
 MIRROR_ENV = "SWEEPER_DATA_MIRROR"
 HASH_LENGTHS = {"sha256": 64, "md5": 32}
 TIMEOUT_S = 30.0
 CHUNK = 1 << 16
-FETCH_COMMAND = "python -m sweeper.data fetch"
+FETCH_MODULE = "sweeper.data"
 
 
 class FetchError(Exception):
@@ -260,9 +260,12 @@ SOURCES: dict[str, Source] = {
 
 def fetch_hint(name: str, data_dir: str | Path | None = None) -> str:
     """The command that fetches ``name`` into ``data_dir`` (its default when None)."""
-    if data_dir is None or Path(data_dir).expanduser() == default_data_dir(name):
-        return f"{FETCH_COMMAND} {name}"
-    return f"{FETCH_COMMAND} {name} --dir {data_dir}"
+    where = (
+        []
+        if data_dir is None or Path(data_dir).expanduser() == default_data_dir(name)
+        else ["--dir", str(data_dir)]
+    )
+    return python_command("-m", FETCH_MODULE, "fetch", name, *where)
 
 
 def file_urls(name: str, file: RemoteFile, mirror: str | None) -> list[str]:
@@ -489,6 +492,6 @@ def _already_there(name: str, target: Path) -> list[str]:
 if __name__ == "__main__":
     # Not the command (that is sweeper.data's __main__): it names the command rather than run
     # it.
-    given = shlex.join(sys.argv[1:]) or "NAME ..."
-    print(f"error: this module is not the command; run: {FETCH_COMMAND} {given}", file=sys.stderr)
+    command = python_command("-m", FETCH_MODULE, "fetch", *(sys.argv[1:] or ["NAME"]))
+    print(f"error: this module is not the command; run: {command}", file=sys.stderr)
     sys.exit(2)
