@@ -86,7 +86,12 @@ def test_artifact_progress_bars_are_turned_off_in_one_place() -> None:
 
 def test_the_provenance_tags_are_spelled_in_provenance_alone() -> None:
     # The report and reproduce read them by the names the run wrote them under.
-    tags = {*provenance.COMMIT_TAGS, *provenance.ENVIRONMENT_TAGS, provenance.DATA_TAG}
+    tags = {
+        *provenance.COMMIT_TAGS,
+        *provenance.ENVIRONMENT_TAGS,
+        provenance.DATA_TAG,
+        provenance.DATA_DIR_TAG,
+    }
     spelled = [
         f"{path.relative_to(SRC)}:{line}: {value!r}"
         for path in sorted(SRC.rglob("*.py"))

@@ -238,6 +238,55 @@ def test_a_data_file_changed_by_one_byte_is_refused_naming_it(workdir: Path) -> 
     assert json.loads(copy.data.tags["data_sha256"]) == recorded | {str(images): sha256(images)}
 
 
+def test_a_relative_data_dir_is_checked_where_the_reproduction_reads_it(workdir: Path) -> None:
+    first, elsewhere = workdir / "first", workdir / "elsewhere"
+    write_mnist_like(first / "data")
+    write_mnist_like(elsewhere / "data", seed=1)  # what data=data names from there
+    proc = run_cli(["-m", "seed=0", *FAST, "dataset=mnist", "dataset.data_dir=data"], first)
+    assert proc.returncode == 0, proc.stderr
+    (original,) = child_runs(all_runs(first))
+    assert original.data.tags["data_dir_resolved"] == str(first / "data")
+    store = ["--tracking-uri", str(first / "mlruns")]
+    images = elsewhere / "data" / "train-images-idx3-ubyte"
+    recorded = json.loads(original.data.tags["data_sha256"])[str(first / "data" / images.name)]
+
+    proc = reproduce_cli([original.info.run_id, *store], elsewhere)
+    assert proc.returncode == 2
+    assert f"{images}: sha256 {recorded[:16]}... when recorded" in proc.stderr
+    assert len(all_runs(first)) == 2  # nothing ran
+
+    shutil.rmtree(elsewhere / "data")
+    shutil.copytree(first / "data", elsewhere / "data")
+    # A run that did not record the directory it read: its files are not where it reads.
+    client = MlflowClient(store_uri(first))
+    client.delete_tag(original.info.run_id, "data_dir_resolved")
+    proc = reproduce_cli([original.info.run_id, *store], elsewhere)
+    assert proc.returncode == 2
+    assert (
+        f"{first / 'data' / images.name}: read by the run, not in {elsewhere / 'data'}, which "
+        "dataset.data_dir=data names from here"
+    ) in proc.stderr
+    client.set_tag(original.info.run_id, "data_dir_resolved", str(first / "data"))
+    proc = reproduce_cli([original.info.run_id, *store], elsewhere)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        f"Data: 4 files in {elsewhere / 'data'}, SHA-256 the same as the run's in "
+        f"{first / 'data'}.\n"
+    ) in proc.stdout
+
+    # The report, from a directory where data=data names nothing, reads what the run read.
+    sweep_id = original.data.tags["sweep_id"]
+    (workdir / "away").mkdir()
+    report = subprocess.run(
+        [sys.executable, "-m", "sweeper.report", "--sweep", sweep_id, *store],
+        cwd=workdir / "away", env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    (text,) = [p.read_text() for p in (workdir / "away" / "reports").glob("*/report.md")]
+    assert "No confusion matrix" not in text
+    assert "![confusion matrix of the best run on the test set]" in text
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],

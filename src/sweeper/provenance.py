@@ -61,6 +61,8 @@ ENVIRONMENT_TAGS = (
     PACKAGES_TAG,
 )
 DATA_TAG = "data_sha256"
+# The directory a run read its data files from, absolute.
+DATA_DIR_TAG = "data_dir_resolved"
 
 
 def sha256_text(text: str) -> str:
@@ -269,9 +271,14 @@ def leave_out(paths: Iterable[Path]) -> None:
         _capture.cache_clear()
 
 
-def data_tags(sources: dict[str, str]) -> dict[str, str]:
-    """The tag holding the SHA-256 of every data file a run read, by path, as JSON."""
-    return {DATA_TAG: json.dumps(dict(sorted(sources.items())))}
+def data_tags(sources: dict[str, str], directory: Path | None) -> dict[str, str]:
+    """The tags holding the SHA-256 of every data file a run read, by path, as JSON, and the
+    directory it read them from (none for a dataset without files): a relative
+    ``dataset.data_dir`` names another one from another directory."""
+    tags = {DATA_TAG: json.dumps(dict(sorted(sources.items())))}
+    if directory is not None:
+        tags[DATA_DIR_TAG] = str(directory.resolve())
+    return tags
 
 
 @cache

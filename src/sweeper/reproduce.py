@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
 from sweeper.core.training import EpochMetrics
-from sweeper.data.datasets import sha256_file
+from sweeper.data.datasets import resolve_data_dir, sha256_file
 from sweeper.names import (
     CONFIG_HASH_TAG,
     FINISHED,
@@ -50,6 +50,7 @@ from sweeper.provenance import (
     BLAS_TAG,
     BLAS_THREADS_TAG,
     COMMIT_TAGS,
+    DATA_DIR_TAG,
     DATA_TAG,
     ENVIRONMENT_TAGS,
     GIT_COMMIT_TAG,
@@ -132,6 +133,28 @@ def data_differences(recorded: Mapping[str, str]) -> list[str]:
         if now != digest:
             lines.append(f"{path}: sha256 {digest[:16]}... when recorded, {now[:16]}... now")
     return lines
+
+
+def data_read_here(tags: Mapping[str, str], here: Path | None) -> tuple[dict[str, str], str | None]:
+    """The SHA-256 the run recorded for each data file, by the path a reproduction reads it
+    from in ``here`` (its data directory from this directory); and the directory the run read
+    where that is another one (a relative ``dataset.data_dir``, or another default place)."""
+    recorded: dict[str, str] = json.loads(tags.get(DATA_TAG, "{}"))
+    read_from = tags.get(DATA_DIR_TAG)
+    if here is None or read_from is None or here.resolve() == Path(read_from):
+        return recorded, None
+    moved = {}
+    for path, digest in recorded.items():
+        try:
+            moved[str(here.resolve() / Path(path).relative_to(read_from))] = digest
+        except ValueError:  # a file outside it (a link's target): checked where it was
+            moved[path] = digest
+    return moved, read_from
+
+
+def outside_of(files: Mapping[str, str], directory: Path) -> list[str]:
+    """The files not in ``directory``."""
+    return [path for path in files if not Path(path).is_relative_to(directory.resolve())]
 
 
 @dataclass(frozen=True)
@@ -394,8 +417,19 @@ def reproduce(
             f"{plural(threads, 'BLAS thread')}; same packages)."
         )
 
-    recorded_data: dict[str, str] = json.loads(tags.get(DATA_TAG, "{}"))
+    here = resolve_data_dir(config.dataset.name.value, config.dataset.data_dir)
+    recorded_data, read_from = data_read_here(tags, here)
     changed = data_differences(recorded_data)
+    named = config.dataset.data_dir
+    relative = named is not None and not Path(named).expanduser().is_absolute()
+    if here is not None and relative and DATA_DIR_TAG not in tags:
+        # A run that did not record the directory it read: its files are checked where they
+        # are, which must be where the reproduction reads.
+        changed += [
+            f"{path}: read by the run, not in {here.resolve()}, which dataset.data_dir={named} "
+            "names from here"
+            for path in outside_of(recorded_data, here)
+        ]
     if DATA_TAG not in tags:
         say("Data: the run recorded no data hashes; not checked.")
     elif changed:
@@ -406,6 +440,11 @@ def reproduce(
                 "Refusing to reproduce it on other data; --allow-data-change runs it anyway."
             )
         say(f"Data: changed (--allow-data-change):\n{listing}")
+    elif read_from is not None and here is not None:
+        say(
+            f"Data: {plural(len(recorded_data), 'file')} in {here.resolve()}, SHA-256 the same "
+            f"as the run's in {read_from}."
+        )
     else:
         say(f"Data: {len(recorded_data)} file(s), SHA-256 unchanged.")
 

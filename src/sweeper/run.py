@@ -29,6 +29,7 @@ from sweeper.artifacts import CHECKPOINT_DIR, PLOTS, log_served_model
 from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
+from sweeper.data.datasets import resolve_data_dir
 from sweeper.experiment import run_seeds, train_and_evaluate
 from sweeper.failures import failure_fix, failure_reason, verbose_errors
 from sweeper.names import (
@@ -141,6 +142,8 @@ def run_config(
     made = {Made.every} if sweep.parent_run_id else {Made.every, Made.best}
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(job, overrides, config.train.epochs, time.time(), trial=pruning.trial)
+    # As the data is read: from this process's directory where data_dir is relative.
+    read_from = resolve_data_dir(config.dataset.name.value, config.dataset.data_dir)
     # Kept for the outcome: a run that trains on after a failed check, or then fails, says so.
     failed_check: str | None = None
     try:
@@ -195,7 +198,7 @@ def run_config(
                         *(epoch_callbacks or []),
                     ],
                     dataset_cache=dataset_cache,
-                    on_data=lambda sources: run.set_tags(data_tags(dict(sources))),
+                    on_data=lambda sources: run.set_tags(data_tags(dict(sources), read_from)),
                     on_gradcheck=checked,
                     curves=tracking.curves in made,
                 )

@@ -36,6 +36,7 @@ from sweeper.names import (
     VAL_LOSS,
 )
 from sweeper.plots import TRAIN_CURVE_LABELS
+from sweeper.provenance import DATA_DIR_TAG
 from sweeper.ranking import RANKED_BY
 from sweeper.report import worker
 from sweeper.report.confusion import confusion_on_test_set
@@ -237,7 +238,7 @@ class _FigureWriter:
         if checkpoint is None:
             return [Text("No confusion matrix: the run logged no checkpoint.")]
         try:
-            matrix = confusion_on_test_set(checkpoint, run.params)
+            matrix = confusion_on_test_set(checkpoint, run.params, run.tags.get(DATA_DIR_TAG))
         except (DatasetError, ValueError, OSError) as err:
             return [Text(f"No confusion matrix: {err}")]
         accuracy = matrix.trace() / matrix.sum()

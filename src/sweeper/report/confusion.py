@@ -23,8 +23,12 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return counts.reshape(n_classes, n_classes)
 
 
-def confusion_on_test_set(checkpoint: Path, params: Mapping[str, str]) -> np.ndarray:
-    """Evaluate ``checkpoint`` on the test set of the dataset named in the run's ``params``.
+def confusion_on_test_set(
+    checkpoint: Path, params: Mapping[str, str], read_from: str | None = None
+) -> np.ndarray:
+    """Evaluate ``checkpoint`` on the test set of the dataset named in the run's ``params``,
+    read from ``read_from`` (the directory the run read, absolute) where it is still there,
+    else from the run's ``dataset.data_dir`` (from this directory where it is relative).
 
     The test images are read raw and standardised with the statistics saved in the
     checkpoint, as the served model does, so the inputs are those the run was tested on
@@ -34,8 +38,8 @@ def confusion_on_test_set(checkpoint: Path, params: Mapping[str, str]) -> np.nda
     name = _param(params, "dataset.name")
     if name is None:
         raise ValueError("the run has no dataset.name param")
-    data = load_dataset(
-        name, _param(params, "dataset.data_dir"), normalization="none", dtype=model.dtype
-    )
+    there = read_from is not None and Path(read_from).is_dir()
+    data_dir = read_from if there else _param(params, "dataset.data_dir")
+    data = load_dataset(name, data_dir, normalization="none", dtype=model.dtype)
     x = data.x_test if standardizer is None else standardizer.transform(data.x_test)
     return confusion_matrix(data.y_test, model.predict(x), data.n_classes)
