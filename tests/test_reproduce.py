@@ -548,6 +548,18 @@ def test_a_tracking_server_that_does_not_answer_names_the_commands_option(
     assert line.endswith("is the URI right? (--tracking-uri or MLFLOW_TRACKING_URI)")
 
 
+def test_a_store_mlflow_will_not_open_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"file://{tmp_path}"  # MLflow 3's file store, which it no longer opens
+    assert reproduce_main(["0123456789abcdef", "--tracking-uri", uri]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"Error: MLflow cannot open the store {uri} (")
+    assert line.endswith(
+        "give a URI such as sqlite:///path/mlflow.db, or a directory holding mlflow.db"
+    )
+
+
 def test_a_file_that_is_not_utf8_in_the_tree_is_kept_in_the_diff(dirty_checkout: Path) -> None:
     (dirty_checkout / "notes.txt").write_bytes("café, in Latin-1\n".encode("latin-1"))
     state = provenance.git_state(dirty_checkout)

@@ -59,12 +59,11 @@ from sweeper.provenance import (
     leave_out,
 )
 from sweeper.pruning import Pruning, pruned_reason
+from sweeper.report.runs import ReportError, open_client
 from sweeper.run import CONFIG_ARTIFACT, HYDRA_DIR, EpochCallback, blas_threads, run_config
 from sweeper.store_calls import store_call
-from sweeper.store_check import StoreError, check_store
 from sweeper.store_reads import metric_curves, quiet_downloads
 from sweeper.store_uri import (
-    CONNECT_TIMEOUT_S,
     TRACKING_URI_HELP,
     TRACKING_URI_OPTION,
     resolve_tracking_uri,
@@ -359,10 +358,9 @@ def reproduce(
     if (db := sqlite_path(uri)) is not None and not db.is_file():
         raise ReproduceError(f"no MLflow store at {uri}: name one with {TRACKING_URI_OPTION}")
     try:
-        check_store(uri, CONNECT_TIMEOUT_S, option=TRACKING_URI_OPTION)
-    except StoreError as err:
+        client = open_client(uri, writable=True)
+    except ReportError as err:
         raise ReproduceError(str(err)) from None
-    client = MlflowClient(uri)
     original = _find_run(client, run_id)
     problem = sweep_parent_problem(uri, original)
     if problem is not None:

@@ -96,11 +96,11 @@ class RunRecord:
         return self.status == FINISHED and not self.pruned and RANKED_BY in self.metrics
 
 
-def open_client(uri: str) -> MlflowClient:
+def open_client(uri: str, writable: bool = False) -> MlflowClient:
     """A client on ``uri`` (as ``resolve_tracking_uri`` returns it), checked as a sweep checks
-    its store (a database, a server that answers); a SQLite store must already exist (MLflow
-    would create an empty one, and the report would then say nothing useful). A store MLflow
-    will not open is a ``ReportError``."""
+    its store (a database, a server that answers; ``writable`` too); a SQLite store must
+    already exist (MLflow would create an empty one, and the report would then say nothing
+    useful). A store MLflow will not open is a ``ReportError``."""
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
@@ -110,7 +110,7 @@ def open_client(uri: str) -> MlflowClient:
     from sweeper.store_check import StoreError, check_store
 
     try:
-        check_store(uri, CONNECT_TIMEOUT_S, writable=False, option=TRACKING_URI_OPTION)
+        check_store(uri, CONNECT_TIMEOUT_S, writable=writable, option=TRACKING_URI_OPTION)
         client = MlflowClient(uri)
         if sqlite_path(uri) is None and not is_http(uri):
             # Stores check_store leaves to MLflow (a file store) fail on their first query.
