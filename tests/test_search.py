@@ -402,6 +402,11 @@ def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) 
         ),
         (["hydra.sweeper.timeout=-5"], "hydra.sweeper.timeout=-5.0 is invalid: seconds > 0"),
         (
+            ["seed=0,1,2"],
+            "seed is searched: a search would pick its trials' seed as a setting, by luck; "
+            "score each trial over several with hydra.sweeper.repeats=3 instead",
+        ),
+        (
             ["regularizer=choice(l2, 1, true)"],
             "Error: search space: regularizer=1 is invalid: regularizer is a config group; give "
             "the name of one of its options: dropout, l1, l2, none",
@@ -417,6 +422,15 @@ def test_a_bad_search_stops_before_any_run_in_one_line(
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("Error: ") and message in lines[0]
     assert not (workdir / "mlruns" / "optuna.db").exists()
+    assert not list(workdir.glob("multirun/*/*/outcome.json"))
+
+
+def test_the_seeds_preset_does_not_make_a_search_search_its_seed(workdir: Path) -> None:
+    proc = run_cli(["-m", "+experiment=[search,seeds]", "train.epochs=1"], workdir)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: seed is searched: a search would pick its trials' seed")
+    assert line.endswith("hydra.sweeper.repeats=3 instead (+experiment=seeds repeats a grid sweep)")
     assert not list(workdir.glob("multirun/*/*/outcome.json"))
 
 

@@ -101,10 +101,18 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
     ``SearchSpaceError`` or ``StudyConfigError``, one line naming the key."""
     space = parse_space(settings.get("params"), arguments)
     check_budget(settings)
-    if settings.repeats > 1 and settings.repeat_key in space.distributions:
+    key = settings.repeat_key
+    if settings.repeats > 1 and key in space.distributions:
         raise StudyConfigError(
-            f"hydra.sweeper.repeat_key={settings.repeat_key} is invalid: the search space "
+            f"hydra.sweeper.repeat_key={key} is invalid: the search space "
             "searches it; repeats vary a key the space leaves alone"
+        )
+    if key in space.distributions:
+        # The sampler would choose it as a setting: the best trial, partly by luck.
+        raise StudyConfigError(
+            f"{key} is searched: a search would pick its trials' {key} as a setting, by luck; "
+            f"score each trial over several with hydra.sweeper.repeats=3 instead "
+            "(+experiment=seeds repeats a grid sweep)"
         )
     # Each checks its settings, those Optuna checks only once a trial asks included.
     make_sampler(settings.sampler)
