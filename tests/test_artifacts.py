@@ -255,6 +255,8 @@ def test_every_run_gets_a_model_when_asked_and_none_gets_curves(workdir: Path) -
     )
     assert proc.returncode == 0, proc.stderr
     assert "Made for the best run" not in proc.stdout
+    best = min(child_runs(all_runs(workdir)), key=lambda r: r.data.metrics["best_val_loss"])
+    assert f"\nThe best run's model: runs:/{best.info.run_id}/model\n" in proc.stdout
     for run in child_runs(all_runs(workdir)):
         assert MlflowClient(store_uri(workdir)).get_run(run.info.run_id).outputs.model_outputs
         assert not any(

@@ -28,6 +28,9 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
 
     (run,) = all_runs(workdir)
     assert run.info.status == "FINISHED"
+    # What runs:/ID/model, reproduce and artifacts take.
+    run_id = run.info.run_id
+    assert f"\nRun: {run_id}, its model runs:/{run_id}/model\n" in proc.stdout
     params = run.data.params
     assert params["activation.name"] == "relu"
     assert params["optimizer.lr"] == "0.05"
@@ -118,6 +121,7 @@ def test_divergence_is_recorded_as_failed_with_its_reason(workdir: Path) -> None
     assert "diverged at epoch 1" in proc.stdout
     (run,) = all_runs(workdir)
     assert run.info.status == "FAILED"
+    assert f"\nRun: {run.info.run_id}\n" in proc.stdout  # and no model
     assert run.data.tags["reason"].startswith("diverged at epoch 1 (loss=")
     # The gradient check, done before training, is recorded however training ends, once.
     client = MlflowClient(store_uri(workdir))

@@ -74,6 +74,11 @@ def log_served_model(uri: str, run_id: str, checkpoint: Path) -> None:
     )
 
 
+def model_uri(run_id: str) -> str:
+    """Where ``mlflow.pyfunc.load_model`` finds the run's model."""
+    return f"runs:/{run_id}/{MODEL_NAME}"
+
+
 def has_model(run: Run) -> bool:
     return bool(run.outputs and run.outputs.model_outputs)
 
@@ -153,7 +158,7 @@ def _make_model(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str
     # is looked up.
     mlflow.set_experiment(experiment_id=run.info.experiment_id)
     log_served_model(uri, run_id, Path(checkpoint))
-    return [f"runs:/{run_id}/{MODEL_NAME}"]
+    return [model_uri(run_id)]
 
 
 def _make_curves(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str]:

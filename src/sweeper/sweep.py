@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper import CHECKOUT
-from sweeper.artifacts import make_best_run_artifacts
+from sweeper.artifacts import has_model, make_best_run_artifacts, model_uri
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
 from sweeper.names import FAILED, KILLED
@@ -386,6 +386,8 @@ class SweepCallback(Callback):
                 )
                 if made:
                     print(f"Made for the best run: {', '.join(made)}", flush=True)
+                if has_model(best):  # made with every run (tracking.model=every)
+                    print(f"The best run's model: {model_uri(best.info.run_id)}", flush=True)
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
