@@ -75,7 +75,7 @@ def served_predictions_match_the_checkpoint(workdir: Path, run_id: str) -> None:
     assert [line.split("=")[0] for line in requirements.read_text().split()] == ["numpy", "mlflow"]
     # One image without its batch axis, or a row of the wrong width: refused, not guessed.
     for wrong in (raw[0], raw.reshape(len(raw), 64)[:, :60]):
-        with pytest.raises(Exception, match=r"expected n images of 64 values each"):
+        with pytest.raises(Exception, match=r"expected n images as an array of shape \(n, 8, 8\)"):
             served.predict(wrong)
 
 

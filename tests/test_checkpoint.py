@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeper.checkpoint import load_checkpoint, save_checkpoint
+from sweeper.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from sweeper.core import MLP
 from sweeper.data.preprocessing import Standardizer
 
@@ -54,6 +54,33 @@ def test_round_trip_without_standardizer_and_softmax_regression(tmp_path: Path) 
     loaded, std = load_checkpoint(path)
     assert std is None
     assert np.array_equal(loaded.predict_proba(_x()), model.predict_proba(_x()))
+
+
+def test_the_image_shape_is_kept_and_a_checkpoint_from_before_it_has_none(tmp_path: Path) -> None:
+    with_shape = save_checkpoint(tmp_path / "new.npz", _trained_like(), image_shape=(2, 3))
+    assert read_checkpoint(with_shape).image_shape == (2, 3)
+    older = save_checkpoint(tmp_path / "old.npz", _trained_like())
+    assert read_checkpoint(older).image_shape is None
+    assert load_checkpoint(older)[0].layer_sizes == [6, 5, 4, 3]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        np.array([2, 4], dtype=np.int64),
+        np.array([[2, 3]], dtype=np.int64),
+        np.array([2.0, 3.0]),
+        np.array([-2, -3], dtype=np.int64),
+        np.array([1, 1, 2, 3], dtype=np.int64),
+        np.asarray("2x3"),
+    ],
+)
+def test_an_image_shape_that_is_no_image_of_the_inputs_is_refused(
+    tmp_path: Path, stored: np.ndarray
+) -> None:
+    good = save_checkpoint(tmp_path / "m.npz", _trained_like(), image_shape=(2, 3))
+    with pytest.raises(ValueError, match=r"tampered\.npz: array 'image_shape' is .* of 6 values"):
+        read_checkpoint(_tamper(good, image_shape=stored))
 
 
 def test_sample_mode_standardizer(tmp_path: Path) -> None:

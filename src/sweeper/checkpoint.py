@@ -2,16 +2,20 @@
 
 Layout: ``layer_sizes`` (int64), ``activation``/``dtype``/``standardizer_mode`` (numpy
 unicode scalars; mode "" means no standardiser), ``dropout`` (float64), ``W1..Wk`` and
-``b1..bk`` in the model's dtype, and ``standardizer_mean``/``standardizer_std``.
+``b1..bk`` in the model's dtype, ``standardizer_mean``/``standardizer_std``, and
+``image_shape`` (int64: one image as its dataset's loader reads it, e.g. ``(8, 8)`` or
+``(3, 32, 32)``; absent from checkpoints written before it was kept).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -20,12 +24,27 @@ from sweeper.data.preprocessing import FITTED, NORMALIZATIONS, Standardizer
 
 _META = ("layer_sizes", "activation", "dtype", "dropout", "standardizer_mode")
 _STATS = ("standardizer_mean", "standardizer_std")
+# Optional: checkpoints written before it was kept lack it.
+_IMAGE_SHAPE = "image_shape"
+
+
+class Checkpoint(NamedTuple):
+    """What ``read_checkpoint`` reads back."""
+
+    model: MLP
+    standardizer: Standardizer | None
+    # One image as its dataset's loader reads it; None in a checkpoint written before.
+    image_shape: tuple[int, ...] | None
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], model: MLP, standardizer: Standardizer | None = None
+    path: str | os.PathLike[str],
+    model: MLP,
+    standardizer: Standardizer | None = None,
+    image_shape: Sequence[int] | None = None,
 ) -> Path:
-    """Write the checkpoint atomically and return its path (``.npz`` appended if missing)."""
+    """Write the checkpoint atomically and return its path (``.npz`` appended if missing).
+    ``image_shape`` (``Dataset.image_shape``) lets the served model take images in that shape."""
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
@@ -41,6 +60,8 @@ def save_checkpoint(
         "standardizer_mean": np.asarray(np.empty(0) if standardizer is None else standardizer.mean),
         "standardizer_std": np.asarray(np.empty(0) if standardizer is None else standardizer.std),
     }
+    if image_shape is not None:
+        arrays[_IMAGE_SHAPE] = np.asarray(image_shape, dtype=np.int64)
     for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True), start=1):
         arrays[f"W{i}"] = w
         arrays[f"b{i}"] = b
@@ -54,9 +75,16 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[MLP, Standardizer | None]:
+    """The model and standardiser of ``read_checkpoint(path)``."""
+    checkpoint = read_checkpoint(path)
+    return checkpoint.model, checkpoint.standardizer
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Load a checkpoint, refusing any whose arrays disagree with its stored architecture or
-    hold values no trained model has (non-finite weights, a spread that is not positive).
-    Only the arrays the architecture names are read. Raises ``ValueError``, naming the file."""
+    hold values no trained model has (non-finite weights, a spread that is not positive, an
+    image shape of another size than the inputs). Only the arrays the architecture names are
+    read. Raises ``ValueError``, naming the file."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -76,7 +104,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[MLP, Standardizer | N
         raise ValueError(f"{path}: not a sweeper checkpoint ({reason})") from None
 
 
-def _from_arrays(path: Path, data: Any) -> tuple[MLP, Standardizer | None]:
+def _from_arrays(path: Path, data: Any) -> Checkpoint:
     names = set(data.files)
     # Each member read once: an .npz decompresses a member on every access.
     read: dict[str, np.ndarray] = {}
@@ -93,7 +121,7 @@ def _from_arrays(path: Path, data: Any) -> tuple[MLP, Standardizer | None]:
         raise ValueError(f"{path}: array 'layer_sizes' is malformed: {sizes!r}")
     n_layers = len(sizes) - 1
     layers = [f"{kind}{i}" for i in range(1, n_layers + 1) for kind in "Wb"]
-    unexpected = sorted(names - set(_META + _STATS) - set(layers))
+    unexpected = sorted(names - {*_META, *_STATS, _IMAGE_SHAPE} - set(layers))
     if unexpected:
         raise ValueError(
             f"{path}: unexpected arrays {unexpected} for {n_layers} layers (layer_sizes "
@@ -142,4 +170,19 @@ def _from_arrays(path: Path, data: Any) -> tuple[MLP, Standardizer | None]:
     standardizer = (
         Standardizer(mode, need("standardizer_mean"), need("standardizer_std")) if mode else None
     )
-    return model, standardizer
+    image_shape = None
+    if _IMAGE_SHAPE in names:
+        stored = need(_IMAGE_SHAPE)
+        if (
+            stored.ndim != 1
+            or not 1 <= len(stored) <= 3
+            or not np.issubdtype(stored.dtype, np.integer)
+            or not (stored > 0).all()
+            or math.prod(stored.tolist()) != int(sizes[0])
+        ):
+            raise ValueError(
+                f"{path}: array {_IMAGE_SHAPE!r} is {stored!r}, not the shape of an image of"
+                f" {int(sizes[0])} values (1 to 3 positive sizes)"
+            )
+        image_shape = tuple(stored.tolist())
+    return Checkpoint(model, standardizer, image_shape)

@@ -213,7 +213,7 @@ def train_and_evaluate(
     cpu_seconds = time.process_time() - cpu_start
 
     checkpoint = save_checkpoint(
-        out_dir / CHECKPOINT_FILE, training.best_model, dataset.standardizer
+        out_dir / CHECKPOINT_FILE, training.best_model, dataset.standardizer, dataset.image_shape
     )
     return ExperimentResult(
         training=training,
