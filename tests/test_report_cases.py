@@ -682,6 +682,37 @@ def test_a_group_a_search_draws_is_no_constant_where_its_trials_drew_one_choice(
     ]
 
 
+def test_a_resumed_sweep_lists_no_constant_its_runs_differ_in(tmp_path: Path) -> None:
+    # Stopped by Ctrl-C after its first run, then resumed: the runs since logged resume=True.
+    # That names no configuration, so no column either; tracking.* alike in every run stays.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "resumed", "seed=0,1,2 resume=true", "sweep")
+    client = MlflowClient(uri)
+    for seed, resume, loss in ((0, "False", 0.4), (1, "True", 0.5), (2, "True", 0.6)):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"seed={seed}",
+            tags={"config_hash": f"seed-{seed}"},
+            params={
+                "seed": str(seed),
+                "resume": resume,
+                "tracking.experiment": "sweeper",
+                "train.epochs": "3",
+            },
+            best_val_loss=loss,
+            test_acc=0.9,
+            best_epoch=3,
+        )
+    client.set_terminated(parent, "FINISHED")
+    markdown = report(tmp_path)
+    (constants,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
+    assert constants == "Constant params: `tracking.experiment=sweeper`, `train.epochs=3`."
+    assert "resume" not in table_with(markdown, "seed")[0]
+
+
 def test_a_finished_sweep_says_nothing_of_runs_in_so_far(tmp_path: Path) -> None:
     _sweep_of_two_tanh_seeds(store_uri(tmp_path), "FINISHED")
     assert "in so far" not in report(tmp_path)

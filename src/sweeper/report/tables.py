@@ -121,10 +121,12 @@ def varying_keys(
 
 
 def constant_params(records: Sequence[RunRecord], varying: Sequence[str]) -> dict[str, str]:
-    logged = [r for r in records if r.params]
-    if not logged:
-        return {}
-    return {k: v for k, v in sorted(logged[0].params.items()) if k not in varying}
+    """The params every run that logged params logged with one value, but ``varying``: not
+    a key that names no configuration where the runs differ in it (a resumed sweep's
+    ``resume``), which ``varying_keys`` leaves out too."""
+    logged = [r.params for r in records if r.params]
+    keys = sorted({k for params in logged for k in params}.difference(varying))
+    return {k: logged[0][k] for k in keys if all(p.get(k) == logged[0].get(k) for p in logged)}
 
 
 def param_cells(values: Sequence[str]) -> dict[str, str]:
