@@ -132,6 +132,34 @@ def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> 
     ]
 
 
+def test_a_resumed_sweep_still_ranks_no_run_of_a_configuration_that_failed_again() -> None:
+    # The runs finished before read back their overrides as run then, without resume=true or
+    # this command's tracking.* keys: the same configuration all the same.
+    def run(job: int, overrides: str, loss: float | None, status: str = "FINISHED") -> RunOutcome:
+        metrics = {} if loss is None else {**_METRICS, "best_val_loss": loss}
+        return RunOutcome(job, overrides.split(), status, "", 1.0, f"r{job}", metrics)
+
+    this_command = "resume=true tracking.experiment=sweeper"
+    before = [run(0, "lr=a seed=0", 0.1), run(1, "lr=a seed=1", 0.2), run(3, "lr=b seed=0", 0.3)]
+    now = [
+        run(2, f"lr=a seed=2 {this_command}", None, "FAILED"),
+        run(4, f"lr=b seed=1 {this_command}", 0.4),
+    ]
+    table = summary_table(now, {"lr", "seed"}, before=before)
+    rows = [line.split(" | ")[:3] for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert rows == [
+        ["| 3", "lr=b seed=0", "FINISHED (before)"],
+        ["| 4", "lr=b seed=1", "FINISHED"],
+        ["| 0", "lr=a seed=0", "FINISHED (before, not ranked)"],
+        ["| 1", "lr=a seed=1", "FINISHED (before, not ranked)"],
+        ["| 2", "lr=a seed=2", "FAILED: "],
+    ]
+    assert table.endswith(
+        "\nnot ranked: another run of its configuration (the same settings but the seed) "
+        "failed; only complete configurations are ranked"
+    )
+
+
 # What a finished run logs as it ends, which a resumed sweep's summary reads back.
 _FINAL = {"best_val_loss": 0.25, "best_val_acc": 0.9, "test_acc": 0.8, "epochs_run": 3.0}
 

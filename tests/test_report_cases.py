@@ -638,6 +638,81 @@ def test_a_key_the_sweep_varies_is_no_constant_before_its_other_values_ran(
     assert table_with(markdown, "activation.name")[0]["activation.name"] == "tanh"
 
 
+def test_a_group_a_search_draws_is_no_constant_where_its_trials_drew_one_choice(
+    tmp_path: Path,
+) -> None:
+    # The preset searches regularizer: choice(l2, dropout) and regularizer.lam on its own key;
+    # both trials drew l2. regularizer.lam varying is no sign that the group's choice did.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    overrides = "+experiment=search train.epochs=4"
+    parent = start_sweep_run(uri, experiment_id, "drawn", overrides, "sweep")
+    command = f"python -m sweeper -m {overrides}"
+    describe_run(uri, parent, sweep_note(command, {"regularizer", "regularizer.lam", "seed"}))
+    client = MlflowClient(uri)
+    for trial, lam, loss in ((0, "0.0001", 0.4), (1, "0.001", 0.5)):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"regularizer=l2 regularizer.lam={lam} seed=0",
+            tags={
+                "config_hash": f"trial-{trial}",
+                "trial": str(trial),
+                "overrides": f"{overrides} regularizer=l2 regularizer.lam={lam} seed=0",
+            },
+            params={
+                "regularizer.name": "l2",
+                "regularizer.lam": lam,
+                "seed": "0",
+                "train.epochs": "4",
+            },
+            best_val_loss=loss,
+            test_acc=0.9,
+            best_epoch=4,
+        )
+    client.set_terminated(parent, "FINISHED")
+    markdown = report(tmp_path)
+    (constants,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
+    assert constants == "Constant params: `train.epochs=4`."
+    rows = table_with(markdown, "regularizer.lam")
+    assert [(row["regularizer.name"], row["regularizer.lam"]) for row in rows] == [
+        ("l2", "0.0001"),
+        ("l2", "0.001"),
+    ]
+
+
+def test_a_resumed_sweep_lists_no_constant_its_runs_differ_in(tmp_path: Path) -> None:
+    # Stopped by Ctrl-C after its first run, then resumed: the runs since logged resume=True.
+    # That names no configuration, so no column either; tracking.* alike in every run stays.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(uri, experiment_id, "resumed", "seed=0,1,2 resume=true", "sweep")
+    client = MlflowClient(uri)
+    for seed, resume, loss in ((0, "False", 0.4), (1, "True", 0.5), (2, "True", 0.6)):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"seed={seed}",
+            tags={"config_hash": f"seed-{seed}"},
+            params={
+                "seed": str(seed),
+                "resume": resume,
+                "tracking.experiment": "sweeper",
+                "train.epochs": "3",
+            },
+            best_val_loss=loss,
+            test_acc=0.9,
+            best_epoch=3,
+        )
+    client.set_terminated(parent, "FINISHED")
+    markdown = report(tmp_path)
+    (constants,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
+    assert constants == "Constant params: `tracking.experiment=sweeper`, `train.epochs=3`."
+    assert "resume" not in table_with(markdown, "seed")[0]
+
+
 def test_a_finished_sweep_says_nothing_of_runs_in_so_far(tmp_path: Path) -> None:
     _sweep_of_two_tanh_seeds(store_uri(tmp_path), "FINISHED")
     assert "in so far" not in report(tmp_path)

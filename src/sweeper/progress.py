@@ -24,6 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from sweeper.config import NOT_HASHED
 from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, KILLED, PRUNED, SEED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
@@ -154,10 +155,7 @@ def summary_table(
     worst = math.inf if RANK_ASCENDING else -math.inf
     sign = 1 if RANK_ASCENDING else -1
     rows = [*outcomes, *before]
-    # A run's configuration: its overrides but the seed's.
-    configurations = [
-        frozenset(o for o in r.overrides if o.partition("=")[0].lstrip("+~") != SEED) for r in rows
-    ]
+    configurations = [_configuration(r.overrides) for r in rows]
     trained = [not r.failed or retried(r, rows) for r in rows]
     flags = complete_configurations(configurations, trained)
     complete = {id(r): ok for r, ok in zip(rows, flags, strict=True)}
@@ -186,6 +184,17 @@ def summary_table(
     if noted:
         lines.append(f"\n{NOT_RANKED}")
     return "\n".join(lines)
+
+
+def _configuration(overrides: Sequence[str]) -> frozenset[str]:
+    """A run's configuration: its overrides but the seed's and those of the keys that name no
+    configuration (``NOT_HASHED``): a resumed sweep's runs finished before read back theirs
+    without this command's ``resume=true``."""
+    return frozenset(
+        o
+        for o in overrides
+        if (key := o.partition("=")[0].lstrip("+~")) != SEED and not key.startswith(NOT_HASHED)
+    )
 
 
 # The summary's columns headed otherwise than their metric: a count, in a narrow column.

@@ -99,12 +99,15 @@ def varying_keys(
 ) -> list[str]:
     """The params whose values differ between runs, and those set by an override key the
     sweep varies (``swept``, ``runs.Sweep.swept``) where none of its params differs yet (a
-    sweep stopped or still running may have run one value of it), in the order of the sweep's
-    overrides; never the keys that name no configuration (``runs.varying_params``)."""
+    sweep stopped or still running may have run one value of it, a search drawn one), in the
+    order of the sweep's overrides; never the keys that name no configuration
+    (``runs.varying_params``)."""
     varying = varying_params(records)
     logged = dict.fromkeys(k for r in records for k in r.params if not k.startswith(NOT_HASHED))
     for key in swept:
-        params = params_of_keys(logged, [key])
+        # A group's params that a more specific swept key sets (regularizer.lam, searched
+        # apart from regularizer) vary whatever the group's choice did.
+        params = [p for p in params_of_keys(logged, [key]) if _owner(p, swept) == key]
         if varying.isdisjoint(params):
             varying.update(params)
     order = _override_keys(overrides)
@@ -118,10 +121,12 @@ def varying_keys(
 
 
 def constant_params(records: Sequence[RunRecord], varying: Sequence[str]) -> dict[str, str]:
-    logged = [r for r in records if r.params]
-    if not logged:
-        return {}
-    return {k: v for k, v in sorted(logged[0].params.items()) if k not in varying}
+    """The params every run that logged params logged with one value, but ``varying``: not
+    a key that names no configuration where the runs differ in it (a resumed sweep's
+    ``resume``), which ``varying_keys`` leaves out too."""
+    logged = [r.params for r in records if r.params]
+    keys = sorted({k for params in logged for k in params}.difference(varying))
+    return {k: logged[0][k] for k in keys if all(p.get(k) == logged[0].get(k) for p in logged)}
 
 
 def param_cells(values: Sequence[str]) -> dict[str, str]:
