@@ -746,3 +746,46 @@ def test_two_sweeps_list_configurations_as_the_first_sweeps_report_ranks_them(
     assert report_main(["--tracking-uri", uri, "--out", str(out), "--sweep", "a,b"]) == 0
     (compared,) = markdown_tables((out / "a_vs_b" / "report.md").read_text())
     assert [row["configuration"] for row in compared] == ["optimizer.lr=0.2", "optimizer.lr=0.1"]
+
+
+def test_a_sweep_of_the_gradient_check_reports_every_runs_check(tmp_path: Path) -> None:
+    # The gradcheck preset's question: the check of each activation at each eps.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = start_sweep_run(
+        uri, experiment_id, "gc", "activation=tanh,relu gradcheck.eps=a,b", "sweep"
+    )
+    client = MlflowClient(uri)
+    checks = {("tanh", "0.01"): (9.6e-06, 1.0), ("tanh", "1e-05"): (4.1e-11, 1.0),
+              ("relu", "0.01"): (1.1e-06, 0.0), ("relu", "1e-05"): (4.0e-11, 1.0)}  # fmt: skip
+    for loss, ((activation, eps), (diff, passed)) in enumerate(checks.items()):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"activation={activation} gradcheck.eps={eps}",
+            tags={"config_hash": f"{activation}-{eps}"},
+            params={"activation.name": activation, "gradcheck.eps": eps},
+            best_val_loss=0.3 + loss / 10,
+            test_acc=0.9,
+            best_epoch=3,
+            gradcheck_max_abs_diff=diff,
+            gradcheck_passed=passed,
+        )
+    client.set_terminated(parent, "FINISHED")
+    rows = table_with(report(tmp_path), "max abs diff")
+    assert [
+        (r["activation.name"], r["gradcheck.eps"], r["max abs diff"], r["passed"]) for r in rows
+    ] == [
+        ("tanh", "0.01", "9.6e-06", "yes"),
+        ("tanh", "1e-05", "4.1e-11", "yes"),
+        ("relu", "0.01", "1.1e-06", "NO"),
+        ("relu", "1e-05", "4e-11", "yes"),
+    ]
+    with (tmp_path / "reports" / "gc" / "runs.csv").open() as f:
+        assert [row["gradcheck_passed"] for row in csv.DictReader(f)] == [
+            "1.0",
+            "1.0",
+            "0.0",
+            "1.0",
+        ]

@@ -37,7 +37,9 @@ METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
 METRICS = [key for _, key, _ in METRIC_COLUMNS]
 # How each run measured its train accuracy and loss (``plots.eval_train_of``): a column.
 TRAIN_MEASURE = "train_measure"
-CSV_METRICS = [*METRICS, names.TEST_LOSS]
+# The gradient check, made before training: a table of its own where the sweep studies it.
+GRADCHECK_METRICS = [names.GRADCHECK_MAX_ABS_DIFF, names.GRADCHECK_PASSED]
+CSV_METRICS = [*METRICS, names.TEST_LOSS, *GRADCHECK_METRICS]
 CONFIG = "configuration"  # the column holding a configuration's label
 
 
@@ -309,6 +311,20 @@ def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
     muted = frozenset(i for i, pruned in enumerate(runs["pruned"]) if pruned)
     best = 0 if len(runs) and runs["ranked"].iloc[0] else None
     return Table(frame, best=best, muted=muted)
+
+
+def gradcheck_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table | None:
+    """Every run's gradient check (max |numerical - backprop| and whether it passed), in the
+    frame's order, where the sweep varies a ``gradcheck.*`` key or a check failed; else None."""
+    checked = runs[runs[names.GRADCHECK_PASSED].notna()]
+    studied = any(k.startswith("gradcheck.") for k in keys)
+    if checked.empty or not (studied or (checked[names.GRADCHECK_PASSED] == 0).any()):
+        return None
+    frame = pd.DataFrame({k: shown_params(checked[k]).to_numpy() for k in keys})
+    frame["max abs diff"] = [f"{v:.3g}" for v in checked[names.GRADCHECK_MAX_ABS_DIFF]]
+    frame["passed"] = ["yes" if v == 1 else "NO" for v in checked[names.GRADCHECK_PASSED]]
+    frame["run id"] = checked["run_id"].to_numpy()
+    return Table(frame)
 
 
 def _cells(values: list[str]) -> list[str]:
