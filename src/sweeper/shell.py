@@ -30,13 +30,21 @@ def python_command(*words: str) -> str:
 def this_script(name: str) -> str:
     """The word that starts the script ``name`` installed beside this interpreter (``mlflow``),
     or ``name`` where there is none."""
+    if not sys.executable:
+        return name
     beside = Path(sys.executable).parent / name
-    if not sys.executable or not beside.is_file() or _found_here(name, beside):
+    if not beside.is_file() or _found_here(name, beside):
         return name
     return shlex.quote(str(beside))
 
 
 def _found_here(name: str, path: Path) -> bool:
-    # The same directory, not the same file: a virtualenv's python links to the system's.
+    """Whether the shell's ``name`` is ``path``: in its directory (a virtualenv's python links
+    to the system's, whose directory has no packages of the virtualenv), and the same file
+    (``python`` there may be another version than ``python3.12``)."""
     found = shutil.which(name)
-    return found is not None and Path(found).parent == path.parent
+    return (
+        found is not None
+        and Path(found).parent == path.parent
+        and Path(found).resolve() == path.resolve()
+    )
