@@ -386,7 +386,7 @@ def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) 
         (["hydra.sweeper.repeats=0"], "hydra.sweeper.repeats=0 is invalid: must be >= 1"),
         (
             ["hydra.sweeper.repeats=2", "hydra.sweeper.repeat_key=optimizer.lr"],
-            "hydra.sweeper.repeat_key=optimizer.lr is invalid: the search space searches it",
+            "optimizer.lr is searched, but a search repeats each trial over it",
         ),
         (
             ["hydra.sweeper.repeats=2", "hydra.sweeper.repeat_key=optimizer.name"],
@@ -402,9 +402,10 @@ def test_a_bad_entry_fails_in_one_line_naming_its_key(entry: str, message: str) 
         ),
         (["hydra.sweeper.timeout=-5"], "hydra.sweeper.timeout=-5.0 is invalid: seconds > 0"),
         (
-            ["seed=0,1,2"],
-            "seed is searched: a search would pick its trials' seed as a setting, by luck; "
-            "score each trial over several with hydra.sweeper.repeats=3 instead",
+            ["++seed=0,1,2"],
+            "seed is searched, but a search repeats each trial over it (hydra.sweeper.repeat_key):"
+            " leave it out of the space and score each trial over several with "
+            "hydra.sweeper.repeats=3",
         ),
         (
             ["regularizer=choice(l2, 1, true)"],
@@ -429,8 +430,8 @@ def test_the_seeds_preset_does_not_make_a_search_search_its_seed(workdir: Path) 
     proc = run_cli(["-m", "+experiment=[search,seeds]", "train.epochs=1"], workdir)
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("Error: seed is searched: a search would pick its trials' seed")
-    assert line.endswith("hydra.sweeper.repeats=3 instead (+experiment=seeds repeats a grid sweep)")
+    assert line.startswith("Error: seed is searched, but a search repeats each trial over it")
+    assert line.endswith("hydra.sweeper.repeats=3 (+experiment=seeds repeats a grid sweep)")
     assert not list(workdir.glob("multirun/*/*/outcome.json"))
 
 

@@ -102,17 +102,12 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
     space = parse_space(settings.get("params"), arguments)
     check_budget(settings)
     key = settings.repeat_key
-    if settings.repeats > 1 and key in space.distributions:
+    # Searched, the sampler would pick it as a setting: the best trial, partly by luck.
+    if key in {searched.lstrip("+~") for searched in space.distributions}:
         raise StudyConfigError(
-            f"hydra.sweeper.repeat_key={key} is invalid: the search space "
-            "searches it; repeats vary a key the space leaves alone"
-        )
-    if key in space.distributions:
-        # The sampler would choose it as a setting: the best trial, partly by luck.
-        raise StudyConfigError(
-            f"{key} is searched: a search would pick its trials' {key} as a setting, by luck; "
-            f"score each trial over several with hydra.sweeper.repeats=3 instead "
-            "(+experiment=seeds repeats a grid sweep)"
+            f"{key} is searched, but a search repeats each trial over it "
+            f"(hydra.sweeper.repeat_key): leave it out of the space and score each trial over "
+            f"several with hydra.sweeper.repeats=3 (+experiment=seeds repeats a grid sweep)"
         )
     # Each checks its settings, those Optuna checks only once a trial asks included.
     make_sampler(settings.sampler)
