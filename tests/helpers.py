@@ -87,8 +87,16 @@ def write_mnist_like(
     return train_images, train_labels
 
 
-def batch(n: int, seed: int = 0, labels: list[int] | None = None) -> dict[bytes, object]:
-    data = np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
+def random_images(n: int, seed: int) -> np.ndarray:
+    """``n`` CIFAR-10 rows of random pixels."""
+    return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
+
+
+def batch(
+    n: int, seed: int = 0, labels: list[int] | None = None, data: np.ndarray | None = None
+) -> dict[bytes, object]:
+    """A CIFAR-10 batch as the archive pickles it: ``data`` rows (random ones by default)."""
+    data = random_images(n, seed) if data is None else data
     return {
         b"batch_label": b"training batch",
         b"labels": labels if labels is not None else [i % 10 for i in range(n)],
@@ -102,11 +110,20 @@ def write_pickle(path: Path, obj: object) -> Path:
     return path
 
 
-def write_cifar(directory: Path, per_batch: int = 20, n_test: int = 20) -> None:
+def write_cifar(
+    directory: Path,
+    per_batch: int = 20,
+    n_test: int = 20,
+    draw: Callable[[int, int], np.ndarray] = random_images,
+) -> np.ndarray:
+    """CIFAR-10's six batches, each image of class ``i % 10`` for its row ``i``, drawn by
+    ``draw(n, seed)``; the test batch's rows."""
     directory.mkdir(parents=True, exist_ok=True)
     for i in range(1, 6):
-        write_pickle(directory / f"data_batch_{i}", batch(per_batch, seed=i))
-    write_pickle(directory / "test_batch", batch(n_test, seed=9))
+        write_pickle(directory / f"data_batch_{i}", batch(per_batch, data=draw(per_batch, i)))
+    test = draw(n_test, 9)
+    write_pickle(directory / "test_batch", batch(n_test, data=test))
+    return test
 
 
 def run_here(tmp_path: Path, settings: dict[str, object], **kwargs: object) -> RunOutcome:

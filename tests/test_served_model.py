@@ -17,7 +17,7 @@ from mlflow.pyfunc.scoring_server import invocations
 from mlflow.tracking import MlflowClient
 
 from conftest import store_uri
-from helpers import run_here, write_pickle
+from helpers import run_here, write_cifar
 from sweeper.artifacts import SERVED_MODEL_CODE
 from sweeper.data.digits import load_digits_split
 from sweeper.experiment import CHECKPOINT_FILE
@@ -63,31 +63,21 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Served:
     return Served(model, test_acc, images, labels, tmp_path / "out" / CHECKPOINT_FILE)
 
 
-def write_learnable_cifar(directory: Path, per_batch: int = 40, n_test: int = 100) -> np.ndarray:
-    """CIFAR-10 batches whose class shows in the channels-first layout (rows 3k to 3k+2 of
-    channel k % 3 lit), which a channels-last reading scrambles; the test images, (n, 3, 32, 32)."""
-    rng = np.random.default_rng(0)
-
-    def images(n: int) -> tuple[np.ndarray, list[int]]:
-        labels = [i % 10 for i in range(n)]
-        pixels = rng.integers(0, 100, (n, 3, 32, 32), dtype=np.uint8)
-        for image, k in zip(pixels, labels, strict=True):
-            image[k % 3, 3 * k : 3 * k + 3] = 255
-        return pixels, labels
-
-    directory.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        pixels, labels = images(n_test if name == "test_batch" else per_batch)
-        batch = {b"labels": labels, b"data": pixels.reshape(len(pixels), -1)}
-        write_pickle(directory / name, batch)
-    return pixels
+def lit_by_class(n: int, seed: int) -> np.ndarray:
+    """CIFAR-10 rows whose class ``k`` (row ``i``'s ``i % 10``) shows in the channels-first
+    layout (rows 3k to 3k+2 of channel k % 3 lit), which a channels-last reading scrambles."""
+    pixels = np.random.default_rng(seed).integers(0, 100, (n, 3, 32, 32), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        k = i % 10
+        image[k % 3, 3 * k : 3 * k + 3] = 255
+    return pixels.reshape(n, -1)
 
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory: pytest.TempPathFactory) -> Served:
     tmp_path = tmp_path_factory.mktemp("cifar")
-    images = write_learnable_cifar(tmp_path / "cifar")
+    test = write_cifar(tmp_path / "cifar", per_batch=40, n_test=100, draw=lit_by_class)
+    images = test.reshape(-1, 3, 32, 32)
     dataset = {"name": "cifar10", "data_dir": str(tmp_path / "cifar"), "normalization": "channel"}
     model, test_acc = served_run(tmp_path, {"dataset": dataset})
     labels = np.arange(len(images)) % 10

@@ -26,13 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from hydra_plugins.sweeper_search.trial import trial_position
 from sweeper import CHECKOUT, provenance
-from sweeper.artifacts import model_uri
 from sweeper.config import (
     NOT_HASHED,
     SCHEMA_NAME,
     ConfigError,
     ExperimentConfig,
-    Made,
     config_hash,
     flat_params,
 )
@@ -184,9 +182,8 @@ def main(cfg: DictConfig) -> float:
     if not multirun:
         print(describe(outcome), flush=True)
         if outcome.run_id is not None:
-            # What runs:/ID/model, reproduce and artifacts take.
-            made = config.tracking.model is not Made.none and not outcome.failed
-            model = f", its model {model_uri(outcome.run_id)}" if made else ""
+            # What reproduce and artifacts take.
+            model = f", its model {outcome.model}" if outcome.model else ""
             print(f"Run: {outcome.run_id}{model}", flush=True)
         print(f"Browse: {ui_command(sweep.tracking_uri)}", flush=True)
         # Not a failed gradient check, as in a sweep: at eps 1e-2 a correct backprop can miss

@@ -365,12 +365,18 @@ def unread_keys(params: dict[str, Any]) -> set[str]:
     }
 
 
+def names_configuration(key: str) -> bool:
+    """Whether the flat param ``key`` is part of what a run computes: not one of NOT_HASHED's
+    (``resume``, ``tracking.*``), in which runs of one configuration may differ."""
+    return not key.startswith(NOT_HASHED)
+
+
 def config_hash(params: dict[str, Any]) -> str:
     """Identifies what a composed configuration (``flat_params``) computes, whatever the order
     of its overrides: the keys in NOT_HASHED are left out, ``dataset.data_dir`` counts as the
     directory it names (``~`` expanded, ``..`` resolved; an absolute path's symlinks too),
     and ``activation.init`` naming its activation's own scheme counts as ``auto``."""
-    kept = {k: v for k, v in params.items() if not k.startswith(NOT_HASHED)}
+    kept = {k: v for k, v in params.items() if names_configuration(k)}
     if kept.get(DATA_DIR) is not None:
         # A relative path hashes alike from any directory: reproduce and a cluster's workers
         # run elsewhere.

@@ -77,6 +77,8 @@ class RunOutcome:
     gradcheck: str | None = None
     # A failure that running again as it is would repeat: what to change (failures.failure_fix).
     fix: str | None = None
+    # The MLflow model the run logged (runs:/ID/model), if it logged one.
+    model: str | None = None
 
     @property
     def number(self) -> str:

@@ -34,10 +34,10 @@ from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
 from sweeper.config import (
     ACTIVATION,
     INIT,
-    NOT_HASHED,
     ConfigError,
     config_hash,
     flat_params,
+    names_configuration,
     params_of_keys,
     to_experiment_config,
     unread_keys,
@@ -173,7 +173,7 @@ def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any
         if same == job:
             continue
         other = params[same]
-        differ = sorted(k for k in run if run[k] != other.get(k) and not k.startswith(NOT_HASHED))
+        differ = sorted(k for k in run if run[k] != other.get(k) and names_configuration(k))
         a, b = (
             " ".join(o for o in x if o not in y)
             for x, y in ((jobs[same], jobs[job]), (jobs[job], jobs[same]))

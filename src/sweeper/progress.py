@@ -24,7 +24,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from sweeper.config import NOT_HASHED
+from sweeper.config import names_configuration
 from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, KILLED, PRUNED, SEED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
@@ -188,12 +188,12 @@ def summary_table(
 
 def _configuration(overrides: Sequence[str]) -> frozenset[str]:
     """A run's configuration: its overrides but the seed's and those of the keys that name no
-    configuration (``NOT_HASHED``): a resumed sweep's runs finished before read back theirs
-    without this command's ``resume=true``."""
+    configuration (``names_configuration``): a resumed sweep's runs finished before read back
+    theirs without this command's ``resume=true``."""
     return frozenset(
         o
         for o in overrides
-        if (key := o.partition("=")[0].lstrip("+~")) != SEED and not key.startswith(NOT_HASHED)
+        if (key := o.partition("=")[0].lstrip("+~")) != SEED and names_configuration(key)
     )
 
 

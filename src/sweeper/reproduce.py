@@ -152,8 +152,11 @@ def data_read_here(tags: Mapping[str, str], here: Path | None) -> tuple[dict[str
 
 
 def outside_of(files: Mapping[str, str], directory: Path) -> list[str]:
-    """The files not in ``directory``."""
-    return [path for path in files if not Path(path).is_relative_to(directory.resolve())]
+    """The files (resolved paths, as a run records them) that are none of ``directory``'s: not
+    in it, nor the target of a link in it."""
+    here = directory.resolve()
+    linked = {str(f.resolve()) for f in here.rglob("*") if f.is_symlink()}
+    return [path for path in files if not Path(path).is_relative_to(here) and path not in linked]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import joblib
 from threadpoolctl import threadpool_limits
 
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
-from sweeper.artifacts import CHECKPOINT_DIR, PLOTS, log_served_model
+from sweeper.artifacts import CHECKPOINT_DIR, PLOTS, log_served_model, model_uri
 from sweeper.config import ExperimentConfig, Made, config_hash
 from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
@@ -209,8 +209,10 @@ def run_config(
                     CHECKPOINT_DIR: [result.checkpoint],
                 }
                 run.log_tree(_staged(out_dir / STAGED_DIR / ENDED, ended))
+                model = None
                 if tracking.model in made:
                     log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
+                    model = model_uri(run_id)
                 status = FINISHED if pruning.pruned_at is None else PRUNED
                 reason = result.training.stop_reason
                 run.set_tags({STATUS_TAG: status, REASON_TAG: reason, **pruning.end_tags()})
@@ -219,7 +221,7 @@ def run_config(
                 # search, one whose outcome is missing would be counted as cut short.
                 closing.enter_context(interrupts_deferred())
                 outcome = RunOutcome(
-                    job, overrides, status, reason, 0.0, run_id, metrics, pruning.trial
+                    job, overrides, status, reason, 0.0, run_id, metrics, pruning.trial, model=model
                 )
                 pruning.ended(outcome.objective)
             return _left(outcome, start, out_dir, failed_check)

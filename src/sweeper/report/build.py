@@ -71,7 +71,7 @@ from sweeper.report.tables import (
     configurations,
     configurations_table,
     constant_params,
-    gradcheck_table,
+    gradcheck_runs_table,
     knobs,
     pivot_knobs,
     pivot_means,
@@ -434,7 +434,7 @@ def _comparison(
             Heading("Pruned runs: stopped early by the search, not ranked"),
             runs_table(runs[runs["pruned"]], varying),
         ]
-    checks = gradcheck_table(runs, varying)
+    checks = gradcheck_runs_table(runs, varying)
     if checks is not None:
         blocks += [Heading("Gradient checks: backprop against central differences"), checks]
     if crossed is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeper.config import NOT_HASHED
+from sweeper.config import names_configuration
 from sweeper.names import (
     CONFIG_HASH_TAG,
     FINISHED,
@@ -250,11 +250,11 @@ def kept_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
 def varying_params(records: Iterable[RunRecord]) -> set[str]:
     """The params whose values differ between the runs that logged params (one that lacks a
     param differs from one that has it), never the keys that name no configuration
-    (``NOT_HASHED``: ``resume``, ``tracking.*``): a resumed sweep's runs may differ in them
-    and still be one configuration. Not ``config.varied_params``, which keeps them: a sweep
-    refuses one that varies ``tracking.*``."""
+    (not ``names_configuration``: ``resume``, ``tracking.*``): a resumed sweep's runs may
+    differ in them and still be one configuration. Not ``config.varied_params``, which keeps
+    them: a sweep refuses one that varies ``tracking.*``."""
     logged = [r.params for r in records if r.params]
-    keys = {k for params in logged for k in params if not k.startswith(NOT_HASHED)}
+    keys = {k for params in logged for k in params if names_configuration(k)}
     return {k for k in keys if len({params.get(k) for params in logged}) > 1}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweeper import names
-from sweeper.config import NOT_HASHED, params_of_keys
+from sweeper.config import names_configuration, params_of_keys
 from sweeper.names import CONFIG_HASH_TAG, FINISHED, OVERRIDES_TAG, PRUNED, SEED, TRIAL_TAG
 from sweeper.plots import eval_train_of
 from sweeper.ranking import RANK_ASCENDING, RANKED_BY
@@ -105,7 +105,7 @@ def varying_keys(
     order of the sweep's overrides; never the keys that name no configuration
     (``runs.varying_params``)."""
     varying = varying_params(records)
-    logged = dict.fromkeys(k for r in records for k in r.params if not k.startswith(NOT_HASHED))
+    logged = dict.fromkeys(k for r in records for k in r.params if names_configuration(k))
     for key in swept:
         # A group's params that a more specific swept key sets (regularizer.lam, searched
         # apart from regularizer) vary whatever the group's choice did.
@@ -313,7 +313,7 @@ def runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table:
     return Table(frame, best=best, muted=muted)
 
 
-def gradcheck_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table | None:
+def gradcheck_runs_table(runs: pd.DataFrame, keys: Sequence[str]) -> Table | None:
     """Every run's gradient check (max |numerical - backprop| and whether it passed), in the
     frame's order, where the sweep varies a ``gradcheck.*`` key or a check failed; else None."""
     checked = runs[runs[names.GRADCHECK_PASSED].notna()]
