@@ -83,12 +83,20 @@ def test_the_core_imports_only_numpy_and_itself() -> None:
 
 
 def test_the_data_loaders_import_no_hydra_and_no_mlflow() -> None:
+    # Of the rest of sweeper, only how a printed command names this Python (the fetch hint).
     def allowed(name: str) -> bool:
         return top(name) not in ("hydra", "omegaconf", "mlflow") and not (
-            name.startswith("sweeper.") and not name.startswith("sweeper.data")
+            name.startswith("sweeper.") and not name.startswith(("sweeper.data", "sweeper.shell"))
         )
 
     assert broken(files("sweeper/data/*.py"), allowed) == {}
+
+
+def test_the_shell_words_import_only_the_standard_library() -> None:
+    def allowed(name: str) -> bool:
+        return top(name) in sys.stdlib_module_names or name == "__future__"
+
+    assert broken(files("sweeper/shell.py"), allowed) == {}
 
 
 def test_the_launcher_imports_nothing_of_sweeper() -> None:
