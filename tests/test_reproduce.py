@@ -287,6 +287,29 @@ def test_a_relative_data_dir_is_checked_where_the_reproduction_reads_it(workdir:
     assert "![confusion matrix of the best run on the test set]" in text
 
 
+def test_a_data_directory_of_links_is_checked_by_the_files_it_names_now(workdir: Path) -> None:
+    # As a shared copy is often used: data/ holds links to it.
+    write_mnist_like(workdir / "shared")
+    write_mnist_like(workdir / "other", seed=1)
+    links = workdir / "data"
+    links.mkdir()
+    for file in (workdir / "shared").iterdir():
+        (links / file.name).symlink_to(file)
+    proc = run_cli([*FAST, "dataset=mnist", f"dataset.data_dir={links}"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    (original,) = all_runs(workdir)
+    assert sorted(json.loads(original.data.tags["data_sha256"])) == sorted(
+        str(link) for link in links.iterdir()
+    )
+    images = links / "train-images-idx3-ubyte"
+    images.unlink()
+    images.symlink_to(workdir / "other" / images.name)
+    proc = reproduce_cli([original.info.run_id], workdir)
+    assert proc.returncode == 2
+    assert f"{images}: sha256 " in proc.stderr
+    assert len(all_runs(workdir)) == 1  # nothing ran
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],

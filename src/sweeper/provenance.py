@@ -61,7 +61,7 @@ ENVIRONMENT_TAGS = (
     PACKAGES_TAG,
 )
 DATA_TAG = "data_sha256"
-# The directory a run read its data files from, absolute.
+# The directory a run read its data files from, absolute (its links not resolved).
 DATA_DIR_TAG = "data_dir_resolved"
 
 
@@ -277,7 +277,7 @@ def data_tags(sources: dict[str, str], directory: Path | None) -> dict[str, str]
     ``dataset.data_dir`` names another one from another directory."""
     tags = {DATA_TAG: json.dumps(dict(sorted(sources.items())))}
     if directory is not None:
-        tags[DATA_DIR_TAG] = str(directory.resolve())
+        tags[DATA_DIR_TAG] = os.path.abspath(directory)
     return tags
 
 

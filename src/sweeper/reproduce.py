@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -140,15 +141,16 @@ def data_read_here(tags: Mapping[str, str], here: Path | None) -> tuple[dict[str
     where that is another one (a relative ``dataset.data_dir``, or another default place)."""
     recorded: dict[str, str] = json.loads(tags.get(DATA_TAG, "{}"))
     read_from = tags.get(DATA_DIR_TAG)
-    if here is None or read_from is None or here.resolve() == Path(read_from):
+    if here is None or read_from is None:
         return recorded, None
+    reading = Path(os.path.abspath(here))
     moved = {}
     for path, digest in recorded.items():
         try:
-            moved[str(here.resolve() / Path(path).relative_to(read_from))] = digest
-        except ValueError:  # a file outside it (a link's target): checked where it was
+            moved[str(reading / Path(path).relative_to(read_from))] = digest
+        except ValueError:  # a file outside it (a prepared dataset another spelling made)
             moved[path] = digest
-    return moved, read_from
+    return moved, (read_from if str(reading) != read_from else None)
 
 
 def outside_of(files: Mapping[str, str], directory: Path) -> list[str]:
@@ -443,8 +445,8 @@ def reproduce(
         say(f"Data: changed (--allow-data-change):\n{listing}")
     elif read_from is not None and here is not None:
         say(
-            f"Data: {plural(len(recorded_data), 'file')} in {here.resolve()}, SHA-256 the same "
-            f"as the run's in {read_from}."
+            f"Data: {plural(len(recorded_data), 'file')} in {os.path.abspath(here)}, SHA-256 the "
+            f"same as the run's in {read_from}."
         )
     else:
         say(f"Data: {len(recorded_data)} file(s), SHA-256 unchanged.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,5 +260,6 @@ def load_dataset(
         n_classes=spec.n_classes,
         image_shape=image_shape,
         standardizer=standardizer,
-        sources={str(path.resolve()): file_hash(path) for path in read},
+        # By the path read, not a link's target: reproduce checks the files a directory names.
+        sources={os.path.abspath(path): file_hash(path) for path in read},
     )
