@@ -312,8 +312,9 @@ def test_resume_runs_only_what_the_sweep_did_not_finish(workdir: Path) -> None:
         ["-m", "optimizer.lr=0.05,1e6,0.1", "activation=relu", *QUICK, "resume=true"], workdir
     )
     assert "skipping 1 of 3 runs, FINISHED there already" in again.stdout
-    # The failure's overrides as the command gave them, not as Hydra hands them to the job.
-    assert " gradcheck.enabled=false resume=true: diverged at epoch" in again.stderr
+    # The failure's overrides as the command gave them, not as Hydra hands them to the job,
+    # less the command's resume=true, which names no configuration.
+    assert " gradcheck.enabled=false: diverged at epoch" in again.stderr
     assert "2 finished" not in again.stdout and "1 finished, 1 failed" in again.stdout
     # The summary is the sweep's as a whole: the run finished by the first command too.
     assert "| 0 | optimizer.lr=0.05 | FINISHED (before) | " in again.stdout

@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper import CHECKOUT
 from sweeper.artifacts import has_model, make_best_run_artifacts, model_uri
+from sweeper.config import names_configuration
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
 from sweeper.names import FAILED, KILLED
@@ -454,10 +455,13 @@ class SweepCallback(Callback):
 
 
 def as_typed(overrides: Sequence[str]) -> str:
-    """A run's overrides as a command line gives them: Hydra hands a job ``resume=True``."""
+    """A run's overrides as a command line gives them (Hydra hands a job ``x=True``), less
+    those that name no configuration (the ``resume=true`` of the command that ran it)."""
     shown = []
     for override in overrides:
         key, equals, value = override.partition("=")
+        if not names_configuration(key.lstrip("+~")):
+            continue
         shown.append(
             f"{key}={value.lower()}" if equals and value in ("True", "False") else override
         )
