@@ -54,6 +54,12 @@ def report(workdir: Path, *args: str) -> str:
     return (directory / "report.md").read_text()
 
 
+def constants_line(markdown: str) -> str:
+    """The report's line of the params every run shares."""
+    (line,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
+    return line
+
+
 def table_with(markdown: str, header: str) -> list[dict[str, str]]:
     return next(t for t in markdown_tables(markdown) if header in t[0])
 
@@ -633,8 +639,7 @@ def test_a_key_the_sweep_varies_is_no_constant_before_its_other_values_ran(
 ) -> None:
     _sweep_of_two_tanh_seeds(store_uri(tmp_path), "KILLED", described, overrides)
     markdown = report(tmp_path)
-    (constants,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
-    assert constants == "Constant params: `train.epochs=5`."
+    assert constants_line(markdown) == "Constant params: `train.epochs=5`."
     assert table_with(markdown, "activation.name")[0]["activation.name"] == "tanh"
 
 
@@ -673,8 +678,7 @@ def test_a_group_a_search_draws_is_no_constant_where_its_trials_drew_one_choice(
         )
     client.set_terminated(parent, "FINISHED")
     markdown = report(tmp_path)
-    (constants,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
-    assert constants == "Constant params: `train.epochs=4`."
+    assert constants_line(markdown) == "Constant params: `train.epochs=4`."
     rows = table_with(markdown, "regularizer.lam")
     assert [(row["regularizer.name"], row["regularizer.lam"]) for row in rows] == [
         ("l2", "0.0001"),
@@ -708,8 +712,10 @@ def test_a_resumed_sweep_lists_no_constant_its_runs_differ_in(tmp_path: Path) ->
         )
     client.set_terminated(parent, "FINISHED")
     markdown = report(tmp_path)
-    (constants,) = [line for line in markdown.splitlines() if line.startswith("Constant params")]
-    assert constants == "Constant params: `tracking.experiment=sweeper`, `train.epochs=3`."
+    assert (
+        constants_line(markdown)
+        == "Constant params: `tracking.experiment=sweeper`, `train.epochs=3`."
+    )
     assert "resume" not in table_with(markdown, "seed")[0]
 
 
