@@ -439,3 +439,53 @@ def test_ray_addresses_are_found_as_ray_init_finds_them_and_a_missing_cluster_is
         "hydra.launcher.ray.init.address='head' is invalid: HOST:PORT, auto, or local "
         "for a Ray instance of the sweep's own"
     )
+
+
+def test_an_interpolated_override_is_resolved_in_each_run_not_in_the_sweeps_config(
+    workdir: Path,
+) -> None:
+    # As Hydra runs it: ${seed} is each run's seed, and Hydra's documented subdir pattern.
+    args = [
+        "-m",
+        "train.epochs=${seed}",
+        "seed=1,2",
+        "hydra.sweep.dir=multirun/mine",
+        "hydra.sweep.subdir=${hydra.job.num}_${hydra.job.override_dirname}",
+        "gradcheck.enabled=false",
+    ]
+    proc = run_cli(args, workdir)
+    assert proc.returncode == 0, proc.stderr
+    runs = child_runs(all_runs(workdir))
+    assert sorted(r.data.metrics["epochs_run"] for r in runs) == [1, 2]
+    assert sorted(p.name.partition("_")[0] for p in (workdir / "multirun" / "mine").iterdir()
+                  if p.is_dir()) == ["0", "1"]  # fmt: skip
+    again = run_cli([*args, "resume=true"], workdir)
+    assert again.returncode == 0, again.stderr
+    assert "skipping 2 of 2 runs, FINISHED there already" in again.stdout
+
+
+def test_a_group_globbed_in_a_relative_sweep_dir_runs_with_each_job_in_its_own_dir(
+    workdir: Path,
+) -> None:
+    args = ["-m", "activation=glob(*,exclude=[sigmoid,leaky_relu])", "hydra.sweep.dir=multirun/s",
+            "hydra.job.chdir=true", *QUICK, "train.epochs=1"]  # fmt: skip
+    proc = run_cli(args, workdir)
+    assert proc.returncode == 0, proc.stderr
+    runs = child_runs(all_runs(workdir))
+    assert sorted(r.data.params["activation.name"] for r in runs) == ["relu", "tanh"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_the_command_that_completes_a_sweep_keeps_its_config_dir_and_name(workdir: Path) -> None:
+    mine = workdir / "my conf"
+    mine.mkdir()
+    (mine / "other.yaml").write_text("defaults: [config, _self_]\ntrain:\n  epochs: 1\n")
+    missing = ["dataset=mnist", f"dataset.data_dir={workdir / 'none'}"]  # each run fails
+    proc = run_cli(["-m", "--config-dir", str(mine), "-cn", "other", *missing, "seed=1,2"], workdir)
+    assert proc.returncode == 1
+    (line,) = [line for line in proc.stderr.splitlines() if "Run them again with:" in line]
+    command = shlex.split(line.partition("Run them again with:")[2])
+    assert command[1:7] == ["-m", "sweeper", "-m", "--config-dir", str(mine), "--config-name"]
+    again = run_cli(command[3:], workdir)
+    assert "Resuming sweep" in again.stdout
+    assert {r.data.params["train.epochs"] for r in child_runs(all_runs(workdir))} == {"1"}

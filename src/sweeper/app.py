@@ -27,6 +27,7 @@ from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from hydra_plugins.sweeper_search.trial import trial_position
 from sweeper import CHECKOUT, provenance
 from sweeper.config import (
+    CONFIG_NAME,
     NOT_HASHED,
     SCHEMA_NAME,
     ConfigError,
@@ -108,12 +109,14 @@ def search_trial(hc: HydraConf) -> str | None:
     return trial_label(number, repeat if repeats > 1 else None)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float:
     """Run one configuration; the returned objective is what the Optuna sweeper minimises."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    if multirun and (Path(hc.sweep.dir) / LIVE_FILE).exists():
+    # From the launch directory: with hydra.job.chdir=true the job runs in its own.
+    sweep_dir = Path(hc.runtime.cwd) / hc.sweep.dir
+    if multirun and (sweep_dir / LIVE_FILE).exists():
         send_output_to(Path(hc.runtime.output_dir))
     # A sweep validated every run before launching; this is a single run's bad value.
     with exit_on_error():
@@ -124,7 +127,7 @@ def main(cfg: DictConfig) -> float:
     overrides = list(hc.overrides.task)
     params = flat_params(cfg)
     if multirun:
-        sweep = SweepInfo.load(Path(hc.sweep.dir))
+        sweep = SweepInfo.load(sweep_dir)
         if config_hash(params) in sweep.done_hashes:
             # resume=true: the resumed sweep FINISHED this configuration. Hydra's basic
             # sweeper launches the whole product of the overrides and a callback cannot take
@@ -143,7 +146,7 @@ def main(cfg: DictConfig) -> float:
             return math.inf
         configure(sweep.tracking_uri, config.tracking.max_outage)
         threads = run_threads(hc.launcher)
-        shared = Path(hc.sweep.dir) / DATASET_CACHE
+        shared = sweep_dir / DATASET_CACHE
         environment_cache: Path | None = shared
         # What earlier sweeps and runs prepared is read from the user's cache (the sweep
         # checked its size setting as it started).

@@ -45,6 +45,8 @@ from sweeper.names import DEFAULT_EXPERIMENT, SEED
 from sweeper.store_uri import CONNECT_TIMEOUT_S, MAX_OUTAGE_S
 
 SCHEMA_NAME = "sweeper_schema"
+# The app's primary config, conf/config.yaml (another is given with --config-name).
+CONFIG_NAME = "config"
 # Keys that say where or how a run is recorded, not what it computes: two configs differing
 # only in these are the same configuration, so resume=true treats them as done.
 NOT_HASHED = ("resume", "tracking.")

@@ -27,7 +27,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_plugins.sweeper_launcher.composing import ShapeCache
+from hydra_plugins.sweeper_launcher.composing import ShapeCache, typed
 from hydra_plugins.sweeper_launcher.config import RayClusterLauncherConf
 from hydra_plugins.sweeper_launcher.ray_address import check_ray_cluster
 from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
@@ -101,7 +101,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     check_launcher(config.hydra.launcher)
     jobs = planned_jobs(config)
     if jobs is not None:
-        params = validate_jobs(config_name, jobs, list(config.hydra.overrides.hydra))
+        params = validate_jobs(config_name, jobs, typed(config.hydra.overrides.hydra))
         param_keys = varied_params(params)
         check_sweep_wide(param_keys)
         check_distinct(jobs, params)
@@ -119,7 +119,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         )
     # Optuna draws its trials as it goes: what varies is its search space, the sweeper's
     # params and the command line's sweep overrides, less the keys the command line fixes.
-    lines = list(config.hydra.overrides.task)
+    lines = typed(config.hydra.overrides.task)
     task = OverridesParser.create().parse_overrides(lines)
     sweeper = config.hydra.sweeper
     # The flat keys that a group's options set alike (regularizer.max_norm for l2 and dropout)
@@ -138,7 +138,7 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
     keys = searched | repeated
     check_sweep_wide(keys)
     fixed = [line for line, o in zip(lines, task, strict=True) if not o.is_sweep_override()]
-    base = _shapes().compose(config_name, [*config.hydra.overrides.hydra, *fixed])
+    base = _shapes().compose(config_name, [*typed(config.hydra.overrides.hydra), *fixed])
     param_keys = params_of_keys(flat_params(base), keys)
     if ends is not None:
         varied = set(varied_params(ends))
@@ -215,8 +215,9 @@ def planned_jobs(config: DictConfig) -> list[list[str]] | None:
     if not sweeper_target.endswith(BasicSweeper.__name__):
         return None
     params = config.hydra.sweeper.get("params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    overrides = OverridesParser.create().parse_overrides(arguments)
+    arguments = [f"{k}={v}" for k, v in params.items()] + typed(config.hydra.overrides.task)
+    parser = OverridesParser.create(config_loader=_shapes().loader)  # glob() lists a group
+    overrides = parser.parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
@@ -355,8 +356,8 @@ def validate_jobs(
 def check_search_space(config_name: str, config: DictConfig) -> list[dict[str, Any]]:
     """A search's settings, and runs at the ends of its space composed and validated: a bad
     entry stops the command in one line, before any run. Their ``flat_params``."""
-    jobs = check_search(config, config.hydra.overrides.task)
-    ends, problems = job_problems(config_name, jobs, list(config.hydra.overrides.hydra))
+    jobs = check_search(config, typed(config.hydra.overrides.task))
+    ends, problems = job_problems(config_name, jobs, typed(config.hydra.overrides.hydra))
     if problems:
         # The first problem, without the runs it was found in (the space's ends, not the user's).
         raise ConfigError(f"search space: {next(iter(problems))}")

@@ -10,6 +10,7 @@ from hydra.errors import HydraException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from hydra_plugins.sweeper_launcher.composing import typed
 from hydra_plugins.sweeper_search.config import SearchSweeperConf
 from hydra_plugins.sweeper_search.search_sweeper import (
     check_settings,
@@ -32,7 +33,7 @@ def is_search(config: DictConfig) -> bool:
 def searched_keys(config: DictConfig) -> set[str]:
     """The keys the search draws: its params and the command line's sweeps, less the keys the
     command line fixes."""
-    space = parse_space(config.hydra.sweeper.get("params"), config.hydra.overrides.task)
+    space = parse_space(config.hydra.sweeper.get("params"), typed(config.hydra.overrides.task))
     return set(space.distributions)
 
 

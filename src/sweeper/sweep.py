@@ -29,10 +29,11 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
+from hydra_plugins.sweeper_launcher.composing import typed
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper import CHECKOUT
 from sweeper.artifacts import has_model, make_best_run_artifacts, model_uri
-from sweeper.config import names_configuration
+from sweeper.config import CONFIG_NAME, names_configuration
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
 from sweeper.names import FAILED, KILLED
@@ -88,12 +89,21 @@ from sweeper.words import plural
 _PER_COMMAND = ("hydra.mode=", "hydra.sweep.dir=", "hydra.run.dir=")
 
 
-def command_overrides(config: DictConfig) -> list[str]:
-    """The command line's overrides, Hydra's (launcher, sweeper) included, as a command that
-    runs the sweep again gives them, less ``resume=``."""
-    hydra = [o for o in config.hydra.overrides.hydra if not o.startswith(_PER_COMMAND)]
-    task = [o for o in config.hydra.overrides.task if not o.startswith("resume=")]
-    return [*hydra, *task]
+def command_words(config: DictConfig, config_name: str) -> list[str]:
+    """The command line's words after ``-m`` as a command that runs the sweep again gives
+    them: the config directories it added and its config's name, where not the app's, and
+    its overrides, Hydra's (launcher, sweeper) included, less ``resume=``."""
+    flags = [
+        word
+        for source in config.hydra.runtime.config_sources
+        if source.provider == "command-line"
+        for word in ("--config-dir", str(source.path))
+    ]
+    if config_name != CONFIG_NAME:
+        flags += ["--config-name", config_name]
+    hydra = [o for o in typed(config.hydra.overrides.hydra) if not o.startswith(_PER_COMMAND)]
+    task = [o for o in typed(config.hydra.overrides.task) if not o.startswith("resume=")]
+    return [*flags, *hydra, *task]
 
 
 class ShareStore(Callback):
@@ -181,7 +191,7 @@ class SweepCallback(Callback):
         # Checked here, so a bad size stops the sweep before its runs read it.
         self._data_cache = user_data_cache()
         uri, experiment_id = open_store(config.tracking)
-        kept = command_overrides(config)
+        kept = command_words(config, config_name)
         self._command = sweep_command(kept)
         self._rerun_command = sweep_command(kept, this_python())
         self._resume_command = sweep_command([*kept, "resume=true"], this_python())
@@ -266,12 +276,13 @@ class SweepCallback(Callback):
         """Open the sweep's records (``_info``): a new parent run, or the one of the sweep
         ``resume=true`` continues. A Ctrl-C as the parent run is made or reopened is raised
         once it is kept, so that it is ended."""
-        overrides = " ".join(config.hydra.overrides.task)
+        task = typed(config.hydra.overrides.task)
+        overrides = " ".join(task)
         if config.resume:
             resumed = (
                 find_resumable_sweep(uri, experiment_id, plan.hashes)
                 if plan.jobs is not None
-                else search_resume_point(config, config.hydra.overrides.task, uri, experiment_id)
+                else search_resume_point(config, task, uri, experiment_id)
             )
             if resumed is not None:
                 self._take(uri, resumed.parent_run_id, resumed.sweep_id)

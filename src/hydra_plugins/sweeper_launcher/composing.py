@@ -25,7 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.plugins.config_source import ConfigLoadError
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 # (config name, run mode, override lines with the values of plain ones left out). Not whether
 # the overrides came from a shell: that changes only the wording of an error for a sweep
@@ -33,6 +33,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 _Shape = tuple[str | None, RunMode, tuple[str, ...]]
 # Each config loader's cache, as long as the loader lives.
 _OF_LOADER: weakref.WeakKeyDictionary[ConfigLoaderImpl, ShapeCache] = weakref.WeakKeyDictionary()
+
+
+def typed(overrides: Sequence[str]) -> list[str]:
+    """Override lines as typed, from a config's ``hydra.overrides.*``: iterating that
+    ListConfig would resolve an interpolation in a line (``train.patience=${train.epochs}``)
+    against the config holding it, a sweep's main config, not the job's."""
+    if isinstance(overrides, ListConfig):
+        lines = OmegaConf.to_container(overrides)
+        assert isinstance(lines, list)
+        return [str(line) for line in lines]
+    return list(overrides)
 
 
 class ShapeCache:
@@ -180,8 +191,7 @@ class ShapeCache:
         """Raise what ``load_sweep_config`` would raise for ``overrides``: the ``hydra`` node
         is composed with each shape's first job (its overrides are part of the shape), and
         only the values of the others are set."""
-        hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
-        assert isinstance(hydra_overrides, list)
+        hydra_overrides = typed(master_config.hydra.overrides.hydra)
         self.compose(
             master_config.hydra.job.config_name,
             [*hydra_overrides, *overrides],
@@ -191,8 +201,7 @@ class ShapeCache:
 
     def load_sweep_config(self, master_config: DictConfig, overrides: Sequence[str]) -> DictConfig:
         """As Hydra's ``ConfigLoader.load_sweep_config``: one job's config in a sweep."""
-        hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
-        assert isinstance(hydra_overrides, list)
+        hydra_overrides = typed(master_config.hydra.overrides.hydra)
         cfg = self.load_configuration(
             master_config.hydra.job.config_name, [*hydra_overrides, *overrides], RunMode.RUN
         )
