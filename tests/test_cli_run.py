@@ -165,6 +165,14 @@ def test_an_invalid_value_fails_before_anything_runs(workdir: Path) -> None:
     assert not (workdir / "mlruns" / "mlflow.db").exists()
 
 
+def test_a_deleted_key_fails_before_anything_runs(workdir: Path) -> None:
+    # The schema's default would train unrecorded: no seed param, another config_hash.
+    proc = run_cli(["~seed"], workdir)
+    assert proc.returncode == 1
+    assert proc.stderr == "Error: ~seed is invalid: every run reads seed; give it a value instead\n"
+    assert not (workdir / "mlruns" / "mlflow.db").exists()
+
+
 def test_a_wrong_type_names_the_key(workdir: Path) -> None:
     proc = run_cli(["train.batch_size=many"], workdir)
     assert proc.returncode == 1

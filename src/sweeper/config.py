@@ -295,6 +295,10 @@ class ExperimentConfig:
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
     """Validate a composed run config and return it as objects."""
+    for key in (f.name for f in fields(ExperimentConfig)):
+        if key not in cfg:
+            # Deleted (~key): the schema's default would train, and no param would say so.
+            raise ConfigError(f"~{key} is invalid: every run reads {key}; give it a value instead")
     try:
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
