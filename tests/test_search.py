@@ -268,6 +268,25 @@ def test_a_run_whose_trial_the_sweeper_ended_at_ctrl_c_ends_killed_not_failed(
     assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
 
 
+def test_a_run_that_ends_after_ctrl_c_ended_its_trial_ends_killed_not_finished(
+    tmp_path: Path,
+) -> None:
+    # A later repeat (it reports no step) whose trial the sweeper failed as it trained: ended
+    # FINISHED, its value would be kept nowhere and a resumed search would run it again.
+    study = optuna.create_study()
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)
+    pruning = Pruning(TrialReporter(0, trial, repeat=1, repeats=2), 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_here(
+            tmp_path, {"train": {"epochs": 2}, "gradcheck": {"enabled": False}}, pruning=pruning
+        )
+    (run,) = MlflowClient(store_uri(tmp_path)).search_runs(["1"])
+    assert (run.info.status, run.data.tags["status"]) == ("KILLED", "KILLED")
+    assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
+    assert run.data.metrics["epochs_run"] == 2  # it trained to its end
+
+
 def test_the_qmc_sampler_is_made_without_optunas_experimental_warning() -> None:
     sampler = search_settings(**{"sampler.name": "qmc"}).sampler
     with warnings.catch_warnings(record=True) as caught:
@@ -678,7 +697,7 @@ class CtrlCAsItsValueIsRecorded(TrialReporter):
         super().__init__(0, None)
         self.value: float | None = None
 
-    def ended(self, value: float) -> None:
+    def ended(self, value: float, stop: bool = True) -> None:
         self.value = value
         os.kill(os.getpid(), signal.SIGINT)
 

@@ -51,10 +51,12 @@ class Pruning:
             return {}
         return {TRIAL_TAG: str(self.reporter.number), REPEAT_TAG: str(self.reporter.repeat)}
 
-    def ended(self, objective: float) -> None:
-        """Record the run's objective on its trial, as soon as the run has ended."""
+    def ended(self, objective: float, stop: bool = True) -> None:
+        """Record the run's objective on its trial, as soon as the run has ended; ``stop``: a
+        trial the search's stop ended first stops the run as Ctrl-C does
+        (``TrialReporter.ended``)."""
         if self.reporter is not None:
-            self.reporter.ended(objective)
+            self.reporter.ended(objective, stop)
 
     def end_tags(self) -> dict[str, str]:
         """The epoch a pruned run stopped at (its ``status`` is the run's own to set)."""

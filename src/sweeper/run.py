@@ -238,7 +238,8 @@ def run_config(
             trial=pruning.trial,
             fix=failure_fix(err),
         )
-        pruning.ended(outcome.objective)
+        # Its run has ended FAILED, whatever the search's stop did to its trial.
+        pruning.ended(outcome.objective, stop=False)
         return _left(outcome, start, out_dir, failed_check)
 
 

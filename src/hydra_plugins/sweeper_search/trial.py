@@ -12,7 +12,6 @@ value the job returns.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import optuna
@@ -69,10 +68,14 @@ class TrialReporter:
                 self.trial.set_user_attr(PRUNED_AT, step)
                 return True
         except UpdateFinishedTrialError:
-            if self._ended_by_sigterm():
-                stopped_by_sigterm()
-            raise KeyboardInterrupt from None
+            self._stop()
         return False
+
+    def _stop(self) -> None:
+        """Stop the job as the stop that ended its trial (Ctrl-C, or a SIGTERM) does."""
+        if self._ended_by_sigterm():
+            stopped_by_sigterm()
+        raise KeyboardInterrupt from None
 
     def _ended_by_sigterm(self) -> bool:
         """Whether the sweeper ended the trial because a SIGTERM stopped the sweep."""
@@ -83,13 +86,18 @@ class TrialReporter:
             return False
         return bool(attrs.get(BY_SIGTERM))
 
-    def ended(self, value: float) -> None:
+    def ended(self, value: float, stop: bool = True) -> None:
         """Record the value the job is about to return: the trial ended, whatever happens to
-        the job's process before it answers. Not on a trial the sweeper ended meanwhile
-        (Ctrl-C): a resumed search asks it again."""
-        if self.trial is not None:
-            with contextlib.suppress(UpdateFinishedTrialError):
-                self.trial.set_user_attr(value_attr(self.repeat), value)
+        the job's process before it answers. On a trial the sweeper ended meanwhile (its stop
+        fails the open trials at once), ``stop`` stops the job as that stop does, so that its
+        run does not end FINISHED with no value kept: a resumed search asks the trial again."""
+        if self.trial is None:
+            return
+        try:
+            self.trial.set_user_attr(value_attr(self.repeat), value)
+        except UpdateFinishedTrialError:
+            if stop:
+                self._stop()
 
 
 def trial_position(sweeper: DictConfig) -> tuple[int, int, int] | None:
