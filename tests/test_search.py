@@ -253,19 +253,27 @@ def test_n_warmup_steps_is_the_epochs_a_trial_trains_before_the_median_pruner_ju
     assert worse.pruned_at == 2
 
 
+def killed_on_a_trial_failed_first(tmp_path: Path, repeat: int) -> Run:
+    """The run of repeat ``repeat`` (of 2) on a trial that Ctrl-C failed before it ended,
+    as its job leaves it in the store: KILLED, interrupted (Ctrl-C)."""
+    study = optuna.create_study()
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)
+    pruning = Pruning(TrialReporter(0, trial, repeat=repeat, repeats=2), 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_here(tmp_path, {"train": {"epochs": 2}}, pruning=pruning)
+    (run,) = MlflowClient(store_uri(tmp_path)).search_runs(["1"])
+    assert (run.info.status, run.data.tags["status"]) == ("KILLED", "KILLED")
+    assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
+    return run
+
+
 def test_a_run_whose_trial_the_sweeper_ended_at_ctrl_c_ends_killed_not_failed(
     tmp_path: Path,
 ) -> None:
     # Ctrl-C fails the search's open trials at once; a job forked at that moment gets the
     # signal only from the launcher's second one, and reports to a finished trial first.
-    study = optuna.create_study()
-    trial = study.ask()
-    study.tell(trial, state=TrialState.FAIL)
-    with pytest.raises(KeyboardInterrupt):
-        run_here(tmp_path, {"train": {"epochs": 2}}, pruning=Pruning(TrialReporter(0, trial), 2))
-    (run,) = MlflowClient(store_uri(tmp_path)).search_runs(["1"])
-    assert (run.info.status, run.data.tags["status"]) == ("KILLED", "KILLED")
-    assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
+    killed_on_a_trial_failed_first(tmp_path, repeat=0)
 
 
 def test_a_run_that_ends_after_ctrl_c_ended_its_trial_ends_killed_not_finished(
@@ -273,17 +281,7 @@ def test_a_run_that_ends_after_ctrl_c_ended_its_trial_ends_killed_not_finished(
 ) -> None:
     # A later repeat (it reports no step) whose trial the sweeper failed as it trained: ended
     # FINISHED, its value would be kept nowhere and a resumed search would run it again.
-    study = optuna.create_study()
-    trial = study.ask()
-    study.tell(trial, state=TrialState.FAIL)
-    pruning = Pruning(TrialReporter(0, trial, repeat=1, repeats=2), 2)
-    with pytest.raises(KeyboardInterrupt):
-        run_here(
-            tmp_path, {"train": {"epochs": 2}, "gradcheck": {"enabled": False}}, pruning=pruning
-        )
-    (run,) = MlflowClient(store_uri(tmp_path)).search_runs(["1"])
-    assert (run.info.status, run.data.tags["status"]) == ("KILLED", "KILLED")
-    assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
+    run = killed_on_a_trial_failed_first(tmp_path, repeat=1)
     assert run.data.metrics["epochs_run"] == 2  # it trained to its end
 
 
