@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from mlflow.utils import requirements_utils
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
-from helpers import add_child_run, artifact_paths, sweep_of_two_runs
+from helpers import add_child_run, artifact_paths, run_here, sweep_of_two_runs
 from sweeper.artifacts import main as artifacts_main
 from sweeper.checkpoint import load_checkpoint
 from sweeper.core.training import EpochMetrics
@@ -226,6 +227,28 @@ def test_a_runs_curves_tick_whole_epochs_only() -> None:
     for metric in ("loss", "acc"):
         ticks = curve_figure(history, 2, metric, metric, "train").axes[0].get_xticks()
         assert len(ticks) and all(tick == round(tick) for tick in ticks), ticks
+
+
+def test_a_runs_model_is_logged_without_scanning_every_installed_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans: list[object] = []
+    scan = requirements_utils.importlib_metadata.packages_distributions
+
+    def counted() -> object:
+        scans.append(None)
+        return scan()
+
+    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions", counted)
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    outcome = run_here(tmp_path, {"train": {"epochs": 1}})
+    assert outcome.model == f"runs:/{outcome.run_id}/model"
+    assert scans == []
+    # The process's own map is left as it was found: MLflow builds it whole when it needs it.
+    assert requirements_utils._MODULES_TO_PACKAGES is None
+    mlflow.set_tracking_uri(store_uri(tmp_path))
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(outcome.model))
+    assert [line.split("=")[0] for line in requirements.read_text().split()] == ["numpy", "mlflow"]
 
 
 def test_the_command_makes_model_and_curves_for_any_run(swept: Swept) -> None:

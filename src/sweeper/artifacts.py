@@ -16,13 +16,15 @@ import argparse
 import math
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from mlflow.utils import requirements_utils
 
 from sweeper.config import Made
 from sweeper.core.training import EpochMetrics
@@ -54,24 +56,48 @@ MODEL_NAME = "model"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_ARTIFACT = f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"
 PLOTS = "plots"
+# Listed by hand: inferring them would load the model in a subprocess. Not sweeper: the PyPI
+# package of that name is another project's, which an environment built from this list would
+# install; the model loads where this sweeper is installed. Each is its own module's package.
+SERVED_MODEL_REQUIREMENTS = {"numpy": ["numpy"], "mlflow": ["mlflow"]}
 
 
 def log_served_model(uri: str, run_id: str, checkpoint: Path) -> None:
     """Log the pyfunc model of ``checkpoint`` for the run, active or ended, as
     ``runs:/RUN_ID/model``."""
     mlflow.set_tracking_uri(uri)
-    mlflow.models.Model.log(
-        artifact_path=None,
-        name=MODEL_NAME,
-        flavor=mlflow.pyfunc,
-        run_id=run_id,
-        python_model=str(SERVED_MODEL_CODE),
-        artifacts={MODEL_CHECKPOINT: str(checkpoint)},
-        # Listed by hand: inferring them would load the model in a subprocess. Not sweeper:
-        # the PyPI package of that name is another project's, which an environment built
-        # from this list would install; the model loads where this sweeper is installed.
-        pip_requirements=["numpy", "mlflow"],
-    )
+    with _requirements_known():
+        mlflow.models.Model.log(
+            artifact_path=None,
+            name=MODEL_NAME,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            python_model=str(SERVED_MODEL_CODE),
+            artifacts={MODEL_CHECKPOINT: str(checkpoint)},
+            pip_requirements=list(SERVED_MODEL_REQUIREMENTS),
+        )
+
+
+@contextmanager
+def _requirements_known() -> Iterator[None]:
+    """MLflow's modules-to-packages map holding only the served model's requirements, for as
+    long as the model is logged, unless the process already has the whole map.
+
+    Before it checks a model's requirements against the installed versions, MLflow builds
+    that map from the files of every installed distribution, a scan that grows with the
+    environment and costs more than the rest of logging the model; ours need no scan.
+    """
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", None) is not None:
+        yield
+        return
+    packages_to_modules = getattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
+    # MLflow's global, typed as its initial None.
+    requirements_utils._MODULES_TO_PACKAGES = dict(SERVED_MODEL_REQUIREMENTS)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        requirements_utils._MODULES_TO_PACKAGES = None
+        requirements_utils._PACKAGES_TO_MODULES = packages_to_modules
 
 
 def model_uri(run_id: str) -> str:
