@@ -448,7 +448,7 @@ def test_the_seeds_preset_does_not_make_a_search_search_its_seed(workdir: Path) 
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("Error: seed is searched, but a search repeats each trial over it")
-    assert line.endswith("hydra.sweeper.repeats=3 (+experiment=seeds repeats a grid sweep)")
+    assert line.endswith("score each trial over several with hydra.sweeper.repeats=3")
     assert not list(workdir.glob("multirun/*/*/outcome.json"))
 
 

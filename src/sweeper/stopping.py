@@ -23,6 +23,7 @@ from hydra_plugins.sweeper_launcher.interrupts import (
     refuse_new_jobs,
     stop_jobs,
 )
+from hydra_plugins.sweeper_search.trial import position_in
 from sweeper.failures import interruption
 from sweeper.names import FAILED, KILLED, OVERRIDES_TAG
 from sweeper.outcome import (
@@ -103,9 +104,8 @@ def _trial(job_dir: Path, hydra_overrides: list[str]) -> str | None:
         return RunProgress.load(job_dir / PROGRESS_FILE).trial
     except (OSError, ValueError, TypeError):
         pass
-    given = dict(o.split("=", 1) for o in hydra_overrides if "=" in o)
-    trial = given.get("hydra.sweeper.trial")
-    return None if trial is None else trial_label(trial, given.get("hydra.sweeper.repeat"))
+    position = position_in(hydra_overrides)
+    return None if position is None else trial_label(*position)
 
 
 class SweepStop:

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except StudyConfigError as err:
         parser.exit(1, f"{err}\n")
     quiet_optuna()
-    # Optuna marks the proxy experimental; docs/scaling.md says so once.
+    # Optuna marks the proxy experimental; its user is told so once, not at each call.
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     # gRPC binds inside the call that then serves until stopped: the address is tried first,
     # so that "Serving" is printed only where the proxy can listen.

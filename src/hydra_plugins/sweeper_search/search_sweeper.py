@@ -72,6 +72,7 @@ from hydra_plugins.sweeper_search.study import (
     sweep_id_of,
     value_attr,
 )
+from hydra_plugins.sweeper_search.trial import position_overrides
 
 
 def check_budget(settings: DictConfig) -> None:
@@ -107,7 +108,7 @@ def check_settings(settings: DictConfig, arguments: Sequence[str]) -> SearchSpac
         raise StudyConfigError(
             f"{key} is searched, but a search repeats each trial over it "
             f"(hydra.sweeper.repeat_key): leave it out of the space and score each trial over "
-            f"several with hydra.sweeper.repeats=3 (+experiment=seeds repeats a grid sweep)"
+            f"several with hydra.sweeper.repeats=3"
         )
     # Each checks its settings, those Optuna checks only once a trial asks included.
     make_sampler(settings.sampler)
@@ -413,10 +414,7 @@ class SearchSweeper(Sweeper):
             key = self.settings.repeat_key
             # The repeat's value replaces the one the command line fixes.
             overrides = [o for o in overrides if o.partition("=")[0].lstrip("+~") != key]
-            repeat = [
-                f"{key}={self.repeat_values[job.repeat]}",
-                f"hydra.sweeper.repeat={job.repeat}",
-            ]
+            repeat = [f"{key}={self.repeat_values[job.repeat]}"]
         # The storage as this process resolved it: the job's own config might resolve its
         # default elsewhere (another machine, another working directory).
         storage = self.settings.storage
@@ -425,7 +423,7 @@ class SearchSweeper(Sweeper):
             *overrides,
             *repeat,
             f"hydra.sweeper.study='{study.study_name}'",
-            f"hydra.sweeper.trial={trial.number}",
+            *position_overrides(trial.number, job.repeat if self.settings.repeats > 1 else None),
             *where,
         ]
 

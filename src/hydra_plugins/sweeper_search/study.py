@@ -97,7 +97,7 @@ def _startup_trials(conf: DictConfig) -> str | None:
 
 def _qmc_sampler(conf: DictConfig) -> BaseSampler:
     with warnings.catch_warnings():
-        # The README says it is experimental; a warning at each construction repeats it.
+        # Experimental, as a search's user is told once: a warning at each construction repeats it.
         warnings.filterwarnings(
             "ignore", "QMCSampler is experimental", optuna.exceptions.ExperimentalWarning
         )
@@ -240,13 +240,13 @@ def grpc_storage(url: str) -> optuna.storages.GrpcStorageProxy:
     the study's RDB, for workers that reach the proxy's address and no database."""
     host, port = _grpc_address(url)
     with warnings.catch_warnings():
-        # docs/scaling.md says it is experimental; a warning per job's process repeats it.
+        # Experimental, as a search's user is told once: a warning per job's process repeats it.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
             proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
         except ModuleNotFoundError:
             raise StudyConfigError(
-                f"hydra.sweeper.storage={url!r} needs grpcio: pip install -e '.[ray]'"
+                f"hydra.sweeper.storage={url!r} needs grpcio: pip install grpcio"
             ) from None
     try:
         proxy.wait_server_ready(timeout=GRPC_READY_TIMEOUT_S)
@@ -291,7 +291,7 @@ def make_storage(url: str | None, create_tables: bool = True) -> optuna.storages
         kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
         database = sqlalchemy.engine.make_url(url).database
         if create_tables and database and database != ":memory:":
-            # ./mlruns does not exist when the runs track to a server.
+            # The store's directory, where the default storage lies, may not exist yet.
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(

@@ -13,6 +13,7 @@ value the job returns.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -27,6 +28,30 @@ from hydra_plugins.sweeper_search.study import (
     make_storage,
     value_attr,
 )
+
+# The job's overrides that name its trial and, where the search repeats trials, which of the
+# trial's runs it is.
+TRIAL_OVERRIDE = "hydra.sweeper.trial"
+REPEAT_OVERRIDE = "hydra.sweeper.repeat"
+
+
+def position_overrides(number: int, repeat: int | None) -> list[str]:
+    """The overrides that tell a job its trial's ``number`` and its ``repeat`` (None where the
+    search repeats no trial)."""
+    return [
+        f"{TRIAL_OVERRIDE}={number}",
+        *([] if repeat is None else [f"{REPEAT_OVERRIDE}={repeat}"]),
+    ]
+
+
+def position_in(overrides: Sequence[str]) -> tuple[int, int | None] | None:
+    """A job's trial number and repeat (None where trials do not repeat), as its Hydra
+    ``overrides`` (:func:`position_overrides`) say; None for a job no search started."""
+    given = dict(o.split("=", 1) for o in overrides if "=" in o)
+    if TRIAL_OVERRIDE not in given:
+        return None
+    repeat = given.get(REPEAT_OVERRIDE)
+    return int(given[TRIAL_OVERRIDE]), None if repeat is None else int(repeat)
 
 
 class TrialReporter:
