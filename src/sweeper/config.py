@@ -50,9 +50,18 @@ CONFIG_NAME = "config"
 # Keys that say where or how a run is recorded, not what it computes: two configs differing
 # only in these are the same configuration, so resume=true treats them as done.
 NOT_HASHED = ("resume", "tracking.")
+# The flat params (``flat_params``) that code reads back from a run's record.
+DATASET = "dataset.name"
 DATA_DIR = "dataset.data_dir"
 ACTIVATION = "activation.name"
 INIT = "activation.init"
+HIDDEN = "topology.hidden"
+REGULARIZER = "regularizer.name"
+OPTIMIZER = "optimizer.name"
+EVAL_TRAIN_KEY = "train.eval_train"
+GRADCHECK_TOL = "gradcheck.tol"
+TRACKING_URI = "tracking.uri"
+TRACKING_EXPERIMENT = "tracking.experiment"
 
 
 class ConfigError(ValueError):
@@ -362,9 +371,9 @@ def params_of_keys(params: Mapping[str, Any], override_keys: Collection[str]) ->
 def unread_keys(params: dict[str, Any]) -> set[str]:
     """The keys of ``params`` (``flat_params``) that the run's regularizer and optimizer do not
     read: whatever their values, the run computes the same."""
-    reads = REGULARIZERS[params["regularizer.name"]]
-    takes = OPTIMIZERS[params["optimizer.name"]][1]
-    # max_norm is read whatever the regularizer.
+    reads = REGULARIZERS[params[REGULARIZER]]
+    takes = OPTIMIZERS[params[OPTIMIZER]][1]
+    # max_norm, in no regularizer's entry, is read whatever the regularizer.
     return {
         *(f"regularizer.{k}" for ks in REGULARIZERS.values() for k in ks if k not in reads),
         *(f"optimizer.{k}" for _, ks in OPTIMIZERS.values() for k in ks if k not in takes),

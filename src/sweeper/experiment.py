@@ -18,7 +18,7 @@ import numpy as np
 
 from sweeper import names
 from sweeper.checkpoint import save_checkpoint
-from sweeper.config import ExperimentConfig
+from sweeper.config import AUTO_INIT, ExperimentConfig
 from sweeper.core.gradcheck import GradCheckRow, check_gradients, rows_to_records
 from sweeper.core.losses import one_hot
 from sweeper.core.network import MLP
@@ -67,7 +67,7 @@ def build_model(config: ExperimentConfig, dataset: Dataset) -> MLP:
     return MLP(
         sizes,
         activation=config.activation.name.value,
-        init=None if init == "auto" else init,
+        init=None if init == AUTO_INIT else init,
         seed=config.seed,
         dtype=np.dtype(config.train.dtype.value),
         dropout=config.regularizer.dropout,

@@ -33,7 +33,10 @@ from hydra_plugins.sweeper_launcher.ray_address import check_ray_cluster
 from hydra_plugins.sweeper_launcher.ray_launcher import RAY_LAUNCHER_PACKAGE
 from sweeper.config import (
     ACTIVATION,
+    AUTO_INIT,
     INIT,
+    TRACKING_EXPERIMENT,
+    TRACKING_URI,
     ConfigError,
     config_hash,
     flat_params,
@@ -48,8 +51,8 @@ from sweeper.search import check_search, is_search, searched_keys
 
 # What every run of a sweep shares, and why.
 SWEEP_WIDE = {
-    "tracking.uri": "whose runs record under one parent run in one store and experiment",
-    "tracking.experiment": "whose runs record under one parent run in one store and experiment",
+    TRACKING_URI: "whose runs record under one parent run in one store and experiment",
+    TRACKING_EXPERIMENT: "whose runs record under one parent run in one store and experiment",
 }
 # Hydra's own error lines that name its internals rather than the user's mistake.
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path:")
@@ -204,7 +207,7 @@ def _same_meaning(key: str, a: dict[str, Any], b: dict[str, Any]) -> str:
     """Why ``config_hash`` takes ``a`` and ``b``'s different values of ``key`` as one."""
     if key == INIT:
         name = b[ACTIVATION]
-        return f"{INIT}=auto is {ACTIVATIONS[name].init} for activation={name}"
+        return f"{INIT}={AUTO_INIT} is {ACTIVATIONS[name].init} for activation={name}"
     return f"{key}={a[key]} and {key}={b[key]} name one directory"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sweeper.config import EVAL_TRAIN_KEY
 from sweeper.core.training import EVAL_TRAIN, EpochMetrics
 
 # How the training curve was measured (``train.eval_train``), said in its legend.
@@ -17,7 +18,7 @@ TRAIN_CURVE_LABELS = {name: f"train ({measure.legend})" for name, measure in EVA
 def eval_train_of(params: Mapping[str, str]) -> str:
     """How a run (its logged params) measured its training curve; a run that logged no
     ``train.eval_train`` predates the option, and made a full pass."""
-    return params.get("train.eval_train", "full")
+    return params.get(EVAL_TRAIN_KEY, "full")
 
 
 def curve_figure(

@@ -1,5 +1,6 @@
-"""What a person at the terminal sees while a sweep runs: each run once as it ends, with the
-sweep's done/total, failures and ETA; on a terminal, also a live line per run in progress.
+"""What a person at the terminal sees of runs: while a sweep runs, each run once as it ends,
+with the sweep's done/total, failures and ETA, and on a terminal a live line per run in
+progress; a run's line (a lone run's too); and the sweep's summary table at its end.
 
 The monitor reads the files the runs leave in the sweep directory (``sweeper.outcome``), which
 works with any Hydra launcher. On a terminal, rich draws the live lines below the finished

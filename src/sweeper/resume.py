@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
+from sweeper.config import GRADCHECK_TOL
 from sweeper.names import (
     CONFIG_HASH_TAG,
     FINISHED,
@@ -125,7 +126,7 @@ def _outcome(run: Run, repeats: int, number: int | None = None) -> RunOutcome:
     trial = tags.get(TRIAL_TAG)
     if trial is not None and repeats > 1:
         trial = trial_label(trial, tags.get(REPEAT_TAG, "0"))
-    tol = run.data.params.get("gradcheck.tol")
+    tol = run.data.params.get(GRADCHECK_TOL)
     return RunOutcome(
         int(tags.get(JOB_TAG, -1)) if number is None else number,
         tags.get(OVERRIDES_TAG, "").split(),

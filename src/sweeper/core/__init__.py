@@ -22,7 +22,7 @@ from .optimizers import (
     make_optimizer,
 )
 from .regularizers import REGULARIZERS, add_penalty_gradients, penalty
-from .schedules import LR_SCHEDULES, scheduled_lr
+from .schedules import LR_SCHEDULES
 from .training import (
     EVAL_TRAIN,
     EpochMetrics,
@@ -66,7 +66,6 @@ __all__ = [
     "one_hot",
     "penalty",
     "rows_to_records",
-    "scheduled_lr",
     "softmax",
     "softmax_cross_entropy",
     "train",

@@ -22,7 +22,8 @@ import numpy as np
 
 # Each regularizer by its name in the config: the settings it reads, each with the core's
 # argument it sets (l1, l2: these penalties', given to ``train``; dropout, input_dropout: the
-# network's). Its other settings are unread. Strengths are trusted: the config checked them.
+# network's). Its other settings in this table are unread; ``max_norm``, in none of them, is
+# read whatever the regularizer. Strengths are trusted: the config checked them.
 REGULARIZERS: dict[str, dict[str, str]] = {
     "none": {},
     "l1": {"lam": "l1"},

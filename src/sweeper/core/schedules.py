@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .registry import lookup
-
 
 def constant(base_lr: float, epoch: int, epochs: int) -> float:
     return base_lr
@@ -28,10 +26,3 @@ LR_SCHEDULES: dict[str, Callable[[float, int, int], float]] = {
     "constant": constant,
     "cosine": cosine,
 }
-
-
-def scheduled_lr(schedule: str, base_lr: float, epoch: int, epochs: int) -> float:
-    """The learning rate of ``epoch`` (1-based) out of ``epochs``."""
-    if not 1 <= epoch <= epochs:
-        raise ValueError(f"epoch must lie in [1, {epochs}], got {epoch}")
-    return lookup(LR_SCHEDULES, "schedule", schedule)(base_lr, epoch, epochs)

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.artifacts import CHECKPOINT_ARTIFACT
 from sweeper.checkpoint import load_checkpoint
+from sweeper.config import HIDDEN
 from sweeper.data import DatasetError
 from sweeper.experiment import GRADCHECK_FILE
 from sweeper.names import (
@@ -91,7 +92,6 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 RUNS_CSV = "runs.csv"
 FIGURES_DIR = "figures"
-HIDDEN = "topology.hidden"
 
 WELCH_EXPLAINED = (
     "How `vs best` is decided: for each configuration with two or more finished seeds, "

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sweeper.checkpoint import load_checkpoint
+from sweeper.config import DATA_DIR, DATASET
 from sweeper.data import load_dataset
 
 
@@ -35,11 +36,11 @@ def confusion_on_test_set(
     whatever its seed, validation split or subset.
     """
     model, standardizer = load_checkpoint(checkpoint)
-    name = _param(params, "dataset.name")
+    name = _param(params, DATASET)
     if name is None:
-        raise ValueError("the run has no dataset.name param")
+        raise ValueError(f"the run has no {DATASET} param")
     there = read_from is not None and Path(read_from).is_dir()
-    data_dir = read_from if there else _param(params, "dataset.data_dir")
+    data_dir = read_from if there else _param(params, DATA_DIR)
     data = load_dataset(name, data_dir, normalization="none", dtype=model.dtype)
     x = data.x_test if standardizer is None else standardizer.transform(data.x_test)
     return confusion_matrix(data.y_test, model.predict(x), data.n_classes)
