@@ -111,7 +111,14 @@ def main() -> None:
     print(f"\nMedians of {args.repeats} repeats, seconds:\n")
     print(
         markdown_table(
-            ["command", "code", "wall", "CPU", "the runs' span", "the command's own (wall - span)"],
+            [
+                "command",
+                "code",
+                "wall",
+                "CPU",
+                "the runs' span",
+                "the command's own (median of wall - span)",
+            ],
             rows,
         )
     )

@@ -24,21 +24,11 @@ import time
 from pathlib import Path
 
 from machine import describe_machine, load_average, markdown_table
+from previous_core import DEFAULT_REF, extract
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from fake_store import fill_fake_sweep  # noqa: E402 (found through the path set just above)
-
-
-def extract(revision: str, into: Path) -> Path:
-    """``src/`` of ``revision`` under ``into``."""
-    into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
-
 
 # ``python -m sweeper.report ARGS`` that prints the CPU seconds of its worker processes as
 # it ends, whether through sys.exit or os._exit (which its forked workers call too).
@@ -96,8 +86,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 and 40 runs, one repeat")
     parser.add_argument(
         "--baseline",
-        default="main",
-        help="the commits to compare with, comma-separated (default: main)",
+        default=DEFAULT_REF,
+        help=f"the commits to compare with, comma-separated (default: {DEFAULT_REF})",
     )
     parser.add_argument("--runs", default="200,1000", help="store sizes, multiples of 20")
     parser.add_argument(
@@ -111,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         versions: dict[str, Path | None] = {
-            revision: extract(revision, root / f"baseline{i}")
+            revision: extract(revision, ["src"], f"sweeper-report-{i}-") / "src"
             for i, revision in enumerate(baselines)
         }
         versions["this"] = None  # the working tree, as installed

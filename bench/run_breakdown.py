@@ -50,6 +50,8 @@ PARTS = [
 # A contender's marker (not an override): its run is one of a sweep's.
 IN_SWEEP = "--in-sweep"
 IN_SWEEP_ENV = "SWEEPER_BENCH_IN_SWEEP"
+# Set for the `before` child, whose code comes first on PYTHONPATH.
+BEFORE_ENV = "SWEEPER_BENCH_BEFORE"
 # "other" in the tables: the rest of the run (MLflow's start and end of the run, building the
 # network and optimiser).
 
@@ -198,6 +200,7 @@ def run_child(src: Path | None, overrides: list[str], env: dict[str, str]) -> di
             env[IN_SWEEP_ENV] = "1"
         if src is not None:
             env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
+            env[BEFORE_ENV] = "1"
         proc = subprocess.run(
             [sys.executable, __file__, "--child", tmp, "--", *overrides],
             capture_output=True, text=True, env=env, cwd=REPO,
@@ -251,7 +254,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        if os.environ.get("PYTHONPATH"):
+        if os.environ.get(BEFORE_ENV):
             # An earlier commit's src/ first, and this checkout's (the editable install's) gone:
             # Hydra's plugin scan would list this one's modules in the other's packages.
             sys.path = [p for p in sys.path if Path(p).resolve() != REPO / "src"]
