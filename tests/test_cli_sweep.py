@@ -87,7 +87,7 @@ def test_the_printed_commands_run_as_pasted_where_the_venv_is_not_activated(
 def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
     proc = run_cli(["-m", "optimizer.lr=0.05,1e6", "activation=relu", *QUICK], workdir)
     assert proc.returncode == 1
-    assert "1 run(s) failed" in proc.stderr
+    assert "1 run failed" in proc.stderr
     assert "diverged at epoch" in proc.stderr
     # Run again as it is, it diverges again: the command says what to change instead.
     assert "(loss=nan); to fix: lower optimizer.lr\n" in proc.stderr

@@ -530,7 +530,7 @@ def test_a_killed_ray_worker_in_a_grid_sweep_fails_its_run_alone_and_the_sweep_e
     assert rc == 1, stderr[-3000:]  # a run failed, and the command says so
     assert "Traceback" not in stderr
     assert "stopped (" not in stderr
-    assert f"1 run(s) failed:\n  #{victim.data.tags['job']} " in stderr
+    assert f"1 run failed:\n  #{victim.data.tags['job']} " in stderr
     assert ": worker process died (Ray: " in stderr
     assert "Run them again with:" in stderr and "resume=true" in stderr
     assert "[2/2 done] 1 failed" in stdout
@@ -599,7 +599,7 @@ def assert_ray_runs_stopped(workdir: Path, stderr: str, done: dict[str, int], re
         assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
     assert stderr.count("  KILLED: ") == 2
     assert (
-        "0 run(s) finished and kept, 0 failed, 3 not run or cut short "
+        "0 runs finished and kept, 0 failed, 3 not run or cut short "
         "(the runs in progress are marked KILLED)."
     ) in stderr
     parent = parent_run(all_runs(workdir))

@@ -205,7 +205,7 @@ def test_search_goes_on_past_diverged_trials(store_dir: Path) -> None:
         store_dir,
     )
     assert proc.returncode == 1
-    assert "3 run(s) failed" in proc.stderr
+    assert "3 runs failed" in proc.stderr
     runs = child_runs(all_runs(store_dir, "diverging_search"))
     assert len(runs) == 3
     assert all(r.data.tags["reason"].startswith("diverged at epoch") for r in runs)

@@ -478,8 +478,8 @@ def test_single_seed_sweep_lists_runs_and_leaves_out_superseded_ones(tmp_path: P
 
     report = build_report(uri, sweep_id="one-seed", out_dir=tmp_path / "reports")
     assert (
-        ": 20 runs (4 failed, 16 finished). 1 run(s) that failed or were cut short are left out: "
-        "a later run of the same configuration replaced each"
+        ": 20 runs (4 failed, 16 finished). Left out: 1 failed or cut-short run, each replaced "
+        "by a later run of the same configuration"
     ) in report.summary
     assert "one commit (0123456789ab)" in report.summary
     assert "Provenance differs" not in report.summary

@@ -34,6 +34,7 @@ from sweeper.store_setup import prepare_store
 from sweeper.store_uri import ui_command
 from sweeper.sweep_info import SweepBusyError, SweepInfo, hold_sweep
 from sweeper.sweep_runs import start_sweep_run
+from sweeper.words import plural
 
 # Python's own report of an exception raised in a finalizer or weakref callback, which it
 # cannot propagate: a Ctrl-C sent to the whole process group can land inside one, in any of
@@ -96,8 +97,8 @@ def test_ctrl_c_keeps_finished_runs_marks_the_rest_killed_and_exits_130(workdir:
     }
     # The message counts the runs cut short with those not run, never as failed, and names them.
     assert (
-        f"{len(finished)} run(s) finished and kept, 0 failed, {4 - len(finished)} not run or "
-        "cut short (the runs in progress are marked KILLED)."
+        f"{plural(len(finished), 'run')} finished and kept, 0 failed, {4 - len(finished)} not run "
+        "or cut short (the runs in progress are marked KILLED)."
     ) in stderr
     for run in cut_short:
         assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
@@ -159,7 +160,7 @@ def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir
 
     assert rc == 130, stderr
     assert "Traceback" not in IGNORED_IN_FINALIZER.sub("", stderr)
-    assert "2 run(s) finished and kept, 0 failed, 0 not run or cut short" in stderr
+    assert "2 runs finished and kept, 0 failed, 0 not run or cut short" in stderr
     assert {r.info.status for r in child_runs(all_runs(workdir))} == {"FINISHED"}
     assert parent_run(all_runs(workdir)).info.status == "KILLED"
 
@@ -181,7 +182,7 @@ def test_a_stopped_search_counts_its_pruned_runs_apart_from_its_finished_ones(
     stop = SweepStop(info, lambda: outcomes, None, 4, 2, "python -m sweeper -m resume=true")
     stop.stop(False, RuntimeError("the launcher gave up"))
     assert (
-        "1 run(s) finished, 1 pruned and kept, 1 failed, the other not run or cut short"
+        "1 run finished, 1 pruned and kept, 1 failed, the others not run or cut short"
         in capsys.readouterr().err
     )
     metrics = MlflowClient(uri).get_run(parent).data.metrics
@@ -273,7 +274,7 @@ def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path
 
     assert rc == 1  # a run failed, and the command says so
     reason = "worker process died (killed by SIGKILL)"
-    assert f"1 run(s) failed:\n  #{victim.data.tags['job']} " in stderr
+    assert f"1 run failed:\n  #{victim.data.tags['job']} " in stderr
     assert reason in stderr
     assert "Run them again with:" in stderr and "resume=true" in stderr
     assert "Traceback" not in stderr

@@ -513,7 +513,7 @@ def test_a_sweeps_end_counts_a_run_cut_short_apart_from_the_failed_ones(
     assert exited.value.code == 1  # both are to run again
     out, err = capsys.readouterr()
     assert "Sweep s1: 1 finished, 1 failed, 1 cut short\n" in out
-    assert "2 run(s) failed or cut short:\n" in err
+    assert "2 runs failed or cut short:\n" in err
     assert "#2 seed=2: interrupted (SIGTERM)" in err
     # The parent run counts them as the summary does.
     parent = MlflowClient(uri).get_run(parent_run_id)

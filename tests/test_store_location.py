@@ -20,7 +20,7 @@ from conftest import FAST, QUICK, REPO, run_cli
 from helpers import default_store_policy  # noqa: F401 (an autouse fixture)
 from sweeper.store_check import StoreError, check_store
 from sweeper.store_setup import open_store
-from sweeper.store_uri import resolve_tracking_uri, sqlite_path, ui_command
+from sweeper.store_uri import UI_QUIET, resolve_tracking_uri, sqlite_path, ui_command
 
 
 def opened(uri: str, experiment: str) -> tuple[MlflowClient, str]:
@@ -157,6 +157,7 @@ def test_the_browse_command_runs_as_pasted_for_a_path_with_spaces(
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
     uri = "sqlite:////home/me/my runs/mlruns/mlflow.db"
     assert shlex.split(ui_command(uri)) == [
+        f"PYTHONWARNINGS={UI_QUIET}",
         "mlflow",
         "ui",
         "--backend-store-uri",
@@ -187,14 +188,16 @@ def test_make_ui_passes_a_store_with_spaces_as_one_argument() -> None:
     assert words[words.index("--backend-store-uri") + 1] == uri
 
 
-def test_make_ui_silences_the_starlette_deprecation_that_mlflows_server_prints(
-    tmp_path: Path,
+@pytest.mark.parametrize("printed_by", ["make ui", "the browse line"])
+def test_the_ui_commands_silence_the_starlette_deprecation_that_mlflows_server_prints(
+    tmp_path: Path, printed_by: str
 ) -> None:
-    line = _make_ui_line(f"sqlite:///{tmp_path}/m.db")
-    found = re.match(r"(.*?)\S+/bin/mlflow ui ", line)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    line = _make_ui_line(uri) if printed_by == "make ui" else ui_command(uri)
+    found = re.match(r"(.*?)\S*mlflow ui ", line)
     assert found is not None, line
-    # The recipe's line, with what MLflow's server imports as it starts in place of mlflow ui,
-    # under a user's own warning filter.
+    # The line, with what MLflow's server imports as it starts in place of mlflow ui, under a
+    # user's own warning filter.
     imports = shlex.join([sys.executable, "-c", "import starlette.middleware.wsgi"])
     proc = subprocess.run(
         ["sh", "-c", found.group(1) + imports],
@@ -212,7 +215,7 @@ def test_the_browse_command_names_mlflow_where_the_shell_would_not_find_it(
 ) -> None:
     # make runs the venv's Python without putting the venv on PATH.
     monkeypatch.setenv("PATH", "/nonexistent")
-    (mlflow, *rest) = shlex.split(ui_command("sqlite:////x/mlflow.db"))
+    (_, mlflow, *rest) = shlex.split(ui_command("sqlite:////x/mlflow.db"))
     assert Path(mlflow) == Path(sys.executable).parent / "mlflow"
     assert rest[0] == "ui"
 

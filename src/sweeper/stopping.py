@@ -40,6 +40,7 @@ from sweeper.outcome import (
 )
 from sweeper.sweep_info import SweepInfo
 from sweeper.sweep_runs import child_run_id, close_unfinished_runs, end_sweep_run
+from sweeper.words import plural
 
 # Seconds a sweep stopped by Ctrl-C waits for its jobs (their processes, Ray tasks) to close
 # their own runs before it ends them outright.
@@ -174,8 +175,8 @@ class SweepStop:
         cut_short += [run.data.tags.get(OVERRIDES_TAG, run.info.run_id) for run in closed]
         planned = self.planned
         ended = finished + pruned + failed
-        unfinished = f"{planned - ended}" if planned is not None else "the other"
-        kept = f"{finished} run(s) finished" + (f", {pruned} pruned" if pruned else "")
+        unfinished = f"{planned - ended}" if planned is not None else "the others"
+        kept = f"{plural(finished, 'run')} finished" + (f", {pruned} pruned" if pruned else "")
         lines = [
             f"\nSweep {info.sweep_id} stopped ({reason}): {kept} and kept, "
             f"{failed} failed, {unfinished} not run or cut short "

@@ -133,8 +133,15 @@ def is_http(uri: str) -> bool:
     return urlparse(uri).scheme in ("http", "https")
 
 
+# MLflow's UI server imports a module Starlette deprecates, which warns once per worker.
+UI_QUIET = "ignore:starlette.middleware.wsgi"
+
+
 def ui_command(uri: str) -> str:
     """The shell command that browses this store in the MLflow UI."""
     if is_http(uri):
         return f"open {shlex.quote(uri)}"
-    return f"{this_script('mlflow')} ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1"
+    return (
+        f"PYTHONWARNINGS={shlex.quote(UI_QUIET)} {this_script('mlflow')} ui "
+        f"--backend-store-uri {shlex.quote(uri)} --host 127.0.0.1"
+    )

@@ -432,9 +432,9 @@ class SweepCallback(Callback):
                 )
             else:
                 hint = rerun_hint(failed, self._resume_command)
+            how = "failed or cut short" if n_killed else "failed"
             print(
-                f"\n{len(failed)} run(s) {'failed or cut short' if n_killed else 'failed'}:\n"
-                f"{reasons}\n{hint}",
+                f"\n{plural(len(failed), 'run')} {how}:\n{reasons}\n{hint}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -356,9 +356,9 @@ def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecor
     )
     if every_run > len(records):
         text += (
-            f" {every_run - len(records)} run(s) that failed or were cut short are left out: "
-            "a later run of the same configuration replaced each (a resume, or a search "
-            "asking a killed trial again)."
+            f" Left out: {plural(every_run - len(records), 'failed or cut-short run')}, each "
+            "replaced by a later run of the same configuration (a resume, or a search asking "
+            "a killed trial again)."
         )
     return Text(text + _unfinished(sweep))
 
