@@ -36,6 +36,7 @@ from sweeper.progress import (
     eta_seconds,
     failed_checks,
     progress_line,
+    running_line,
     summary_table,
 )
 from sweeper.resume import finished_before
@@ -289,53 +290,170 @@ def test_on_a_terminal_each_running_run_has_a_live_line(tmp_path: Path) -> None:
     assert "#0 seed=0: epoch" not in last
 
 
+def test_on_a_narrow_terminal_a_live_line_cuts_its_label_not_its_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    out = Terminal()
+    (tmp_path / "0").mkdir()
+    overrides = ["optimizer.lr=0.05", "topology.hidden=[512,512]"]
+    RunProgress(0, overrides, 4, time.time() - 3, epoch=3, val_acc=0.9).save(tmp_path / "0")
+    monitor = ProgressMonitor(tmp_path, 1, {"optimizer.lr", "topology.hidden"}, out=out).start()
+    monitor.poll()
+    monitor.stop()
+    line = "  #0 optimizer.lr=0.05 topol…: epoch 3/4 val_acc=0.9000 0:03"
+    assert len(line) == 60 and line in out.getvalue()
+    # Wide enough: the whole label.
+    run = RunProgress(0, overrides, 4, _NOW - 3, epoch=3, val_acc=0.9)
+    assert running_line(run, {"optimizer.lr", "topology.hidden"}, _NOW, 80) == (
+        "  #0 optimizer.lr=0.05 topology.hidden=[512,512]: epoch 3/4 val_acc=0.9000 0:03"
+    )
+
+
 def test_a_search_with_a_time_budget_shows_the_time_left_to_it_not_an_eta() -> None:
     # 10 of 1,000 trials in 10 minutes: at that pace the rest would take 16 hours.
-    assert progress_line(10, 1000, 0, 600.0, timeout=3600.0) == (
+    assert progress_line(10, 1000, 0, 600.0, timeout=3600.0, eta=59400.0) == (
         "[10/1000 done] 0 failed, elapsed 10:00, no new trial after 50:00"
     )
     assert progress_line(0, 1000, 0, 0.0, timeout=60.0).endswith("no new trial after 1:00")
     assert progress_line(10, 1000, 1, 4000.0, timeout=3600.0).endswith("no new trial after 0:00")
     # The trials run out first: the ETA as without a budget.
-    assert progress_line(10, 20, 0, 600.0, timeout=3600.0).endswith("ETA 10:00")
-    assert progress_line(10, 20, 0, 600.0).endswith("ETA 10:00")
+    assert progress_line(10, 20, 0, 600.0, timeout=3600.0, eta=600.0).endswith("ETA 10:00")
+    assert progress_line(10, 20, 0, 600.0, eta=600.0).endswith("ETA 10:00")
+    # No ETA yet: the time left to the budget, else none.
+    assert progress_line(10, 20, 0, 600.0, timeout=3600.0).endswith("no new trial after 50:00")
+    assert progress_line(10, 20, 0, 600.0).endswith("ETA ?")
+
+
+# The clock of the ETA's tests: runs started so many seconds before it.
+_NOW = 1_000_000.0
+
+
+def _running(seconds: float, epoch: int = 0, epochs: int = 30) -> RunProgress:
+    return RunProgress(0, ["seed=0"], epochs, _NOW - seconds, epoch=epoch)
 
 
 def test_the_eta_counts_the_runs_in_progress_and_the_slots() -> None:
-    # 64 runs of 60 s, 16 at a time: the first ended, the other 15 of its wave 60 s in. Three
-    # waves are left, 3 minutes; the pace since the start (60 s a run) said 63 minutes.
-    assert eta_seconds(63, [60.0], [60.0] * 15, 16) == pytest.approx(180.0)
-    assert progress_line(1, 64, 0, 60.0).endswith("ETA 1:03:00")
-    assert progress_line(1, 64, 0, 60.0, eta=180.0).endswith("ETA 3:00")
-    # Half-way through the last wave; a run longer than the mean counts as nearly done.
-    assert eta_seconds(2, [10.0, 30.0], [10.0, 50.0], 2) == pytest.approx(10.0)
+    # 64 runs of 60 s, 16 at a time: the first ended, the other 15 of its wave half-way, 30 s
+    # to go. Three waves are left to start: 3:30 (the pace since the start said 63 minutes).
+    assert eta_seconds(63, [60.0], [_running(30.0, 15)] * 15, 16, _NOW) == pytest.approx(210.0)
+    assert progress_line(1, 64, 0, 60.0, eta=210.0).endswith("ETA 3:30")
     # A run is not split across slots: one left to start after 8 nearly done, 10 + 600 s; one
     # just started with 7 slots idle, its 600 s (the work spread over 8 slots said 75 s).
-    assert eta_seconds(9, [600.0] * 8, [590.0] * 8, 8) == pytest.approx(610.0)
-    assert eta_seconds(1, [600.0] * 8, [0.0], 8) == pytest.approx(600.0)
-    assert eta_seconds(3, [], [5.0], 2) is None
-    assert eta_seconds(0, [10.0], [], 2) == 0.0
-    assert eta_seconds(2, [10.0], [], 0) == pytest.approx(20.0)  # no slot said: one
+    nearly_done = [_running(590.0, 59, 60)] * 8
+    assert eta_seconds(9, [600.0] * 8, nearly_done, 8, _NOW) == pytest.approx(610.0)
+    assert eta_seconds(1, [600.0] * 8, [_running(0.0)], 8, _NOW) == pytest.approx(600.0)
+    assert eta_seconds(0, [10.0], [], 2, _NOW) == 0.0
+    assert eta_seconds(2, [10.0], [], 0, _NOW) == pytest.approx(20.0)  # no slot said: one
 
 
-def test_the_monitor_estimates_from_its_ended_and_running_runs(tmp_path: Path) -> None:
+def test_a_running_run_keeps_its_own_pace_to_its_last_epoch() -> None:
+    # Three small runs of 1 s ended; the big one is 3 s in at epoch 1 of 4: 9 s to go, where
+    # the mean of the ended runs counted it done (ETA 0:00 until it ended).
+    assert eta_seconds(1, [1.0] * 3, [_running(3.0, 1, 4)], 2, _NOW) == pytest.approx(9.0)
+    # Before its first epoch, a whole run's time less what it has run.
+    assert eta_seconds(1, [10.0], [_running(4.0)], 2, _NOW) == pytest.approx(6.0)
+
+
+def test_without_a_whole_run_the_eta_comes_from_the_running_runs_paces_or_is_unknown() -> None:
+    # The first run diverged at once: 2 running, 2 queued, 2 slots. Before either has finished
+    # an epoch nothing tells; once both have (2 s for 1 of 4 epochs), runs of 8 s.
+    assert eta_seconds(4, [], [_running(0.6)] * 2, 2, _NOW) is None
+    assert eta_seconds(4, [], [_running(2.0, 1, 4)] * 2, 2, _NOW) == pytest.approx(6.0 + 8.0)
+    # A run that has spent longer than a whole run on its first epoch: no telling when it ends.
+    assert eta_seconds(1, [1.0], [_running(3.0)], 2, _NOW) is None
+
+
+def _ended(sweep_dir: Path, job: int, status: str, reason: str, trial: str | None = None) -> None:
+    (sweep_dir / str(job)).mkdir(parents=True, exist_ok=True)
+    RunOutcome(job, [f"seed={job}"], status, reason, 1.0, f"r{job}", _METRICS, trial).save(
+        sweep_dir / str(job)
+    )
+
+
+def _lines(out: io.StringIO) -> list[str]:
+    return [x.split(" | ")[0] for x in out.getvalue().splitlines() if x.startswith("[")]
+
+
+def test_the_monitor_estimates_from_its_runs_that_trained_all_their_epochs(
+    tmp_path: Path,
+) -> None:
     out = io.StringIO()
+    (tmp_path / "3").mkdir()
+    RunProgress(3, ["seed=3"], 4, time.time() - 3, epoch=1).save(tmp_path / "3")
+    monitor = ProgressMonitor(tmp_path, 4, {"seed"}, out=out, interval=60).start()
     for job in range(3):
-        (tmp_path / str(job)).mkdir()
-        RunProgress(job, [f"seed={job}"], 30, time.time() - 10).save(tmp_path / str(job))
-    monitor = ProgressMonitor(tmp_path, 6, {"seed"}, out=out, interval=60).start()
-    monitor.poll()  # three running: three slots
-    finish(tmp_path, 0)  # it took 1 s (finish writes the outcome's seconds)
+        finish(tmp_path, job)  # of 1 s
     monitor.stop()
-    (line,) = [x for x in out.getvalue().splitlines() if x.startswith("[1/6 done]")]
-    # Five runs left of 1 s each, three at a time, the two running already past the mean.
-    assert ", ETA 0:01 | #0 seed=0" in line
+    # The last runs' line: the one running has 9 s to go at its pace.
+    assert _lines(out)[-1] == "[3/4 done] 0 failed, elapsed 0:00, ETA 0:09"
+
+
+def test_runs_that_failed_or_stopped_early_are_no_measure_of_a_whole_run(tmp_path: Path) -> None:
+    out = io.StringIO()
+    for job in (3, 4):
+        (tmp_path / str(job)).mkdir()
+        RunProgress(job, [f"seed={job}"], 4, time.time() - 0.6).save(tmp_path / str(job))
+    monitor = ProgressMonitor(tmp_path, 6, {"seed"}, out=out, interval=60).start()
+    monitor.poll()  # two running: two slots
+    _ended(tmp_path, 0, "FAILED", "diverged at epoch 1 (loss=nan)")
+    _ended(tmp_path, 1, "PRUNED", "pruned at epoch 1")
+    _ended(tmp_path, 2, "FINISHED", "early_stopping")
+    monitor.stop()
+    # Each took 1 s, and the two running 0.6 s in have not finished an epoch: no ETA yet.
+    assert [line.rsplit(", ", 1)[-1] for line in _lines(out)] == ["ETA ?"] * 3
+
+
+def test_with_repeats_the_total_falls_by_the_runs_a_search_will_not_run(tmp_path: Path) -> None:
+    # 5 trials of 2 seeds: the second seed runs once the first has finished unpruned.
+    out = io.StringIO()
+    monitor = ProgressMonitor(tmp_path, 10, {"seed"}, out=out, interval=60, repeats=2)
+    ended = [
+        ("0.0", "FINISHED", "max_epochs"),
+        ("1.0", "PRUNED", "pruned at epoch 1"),
+        ("0.1", "FINISHED", "max_epochs"),
+        ("2.0", "FAILED", "diverged at epoch 1 (loss=nan)"),
+        # Asked again, its seeds with it.
+        ("3.0", "FAILED", "worker process died (killed by SIGKILL)"),
+    ]
+    for job, (trial, status, reason) in enumerate(ended):
+        _ended(tmp_path, job, status, reason, trial)
+        monitor.poll()
+    assert [line.split("]")[0] for line in _lines(out)] == [
+        "[1/10 done",
+        "[2/9 done",
+        "[3/9 done",
+        "[4/8 done",
+        "[5/8 done",
+    ]
+
+
+def test_with_repeats_a_failed_seed_drops_the_seeds_of_its_trial_not_started(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    monitor = ProgressMonitor(tmp_path, 6, {"seed"}, out=out, interval=60, repeats=3)
+    _ended(tmp_path, 0, "FINISHED", "max_epochs", "0.0")
+    (tmp_path / "1").mkdir()
+    RunProgress(1, ["seed=1"], 4, time.time(), trial="0.1").save(tmp_path / "1")
+    monitor.poll()
+    _ended(tmp_path, 2, "FAILED", "diverged at epoch 1 (loss=nan)", "0.2")
+    monitor.poll()  # 0.1 runs on
+    _ended(tmp_path, 3, "FINISHED", "max_epochs", "1.0")
+    _ended(tmp_path, 4, "FAILED", "diverged at epoch 1 (loss=nan)", "1.1")
+    monitor.poll()  # 1.2 had not started
+    assert [line.split("]")[0] for line in _lines(out)] == [
+        "[1/6 done",
+        "[2/6 done",
+        "[3/6 done",
+        "[4/5 done",
+    ]
 
 
 def test_more_runs_than_planned_show_a_count_and_no_eta() -> None:
     # A search asked a trial whose process died again: three runs of two planned.
     assert progress_line(3, 2, 1, 12.0) == "[3 done] 1 failed, elapsed 0:12"
-    assert progress_line(2, 2, 1, 12.0) == "[2/2 done] 1 failed, elapsed 0:12, ETA 0:00"
+    assert progress_line(2, 2, 1, 12.0, eta=0.0) == "[2/2 done] 1 failed, elapsed 0:12, ETA 0:00"
 
 
 def test_a_run_writes_its_progress_at_most_as_often_as_the_view_reads_it(

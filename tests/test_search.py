@@ -836,6 +836,10 @@ def test_with_repeats_a_pruned_trial_runs_once_and_the_pruner_judges_first_runs(
     proc = run_cli([*MEDIAN_PRUNED, "hydra.sweeper.repeats=2"], workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = child_runs(all_runs(workdir))
+    # 10 runs at most, and the count falls by the seeds of the pruned trials as they end.
+    assert ": up to 10 runs, tracking to " in proc.stdout
+    last = [line for line in proc.stdout.splitlines() if line.startswith("[")][-1]
+    assert last.startswith(f"[{len(runs)}/{len(runs)} done] 0 failed, ")
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
     trials = study_of(workdir, sweep_id).get_trials()
     by_trial = runs_by_repeat(runs)

@@ -35,6 +35,9 @@ PROGRESS_FILE = "progress.json"
 OUTPUT_FILE = "output.log"
 # In the sweep directory while the sweep draws live lines: its runs print to OUTPUT_FILE.
 LIVE_FILE = ".live"
+# The reason a run whose process died before it recorded its end failed with; a search asks
+# its trial again.
+PROCESS_DIED = "worker process died"
 # How often the sweep's live view reads the progress files, and so how often a run need write its.
 PROGRESS_SECONDS = 0.5
 

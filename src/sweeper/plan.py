@@ -74,6 +74,9 @@ class Plan:
     timeout: float | None = None
     # The value at which a search starts no new trial, if any.
     target: float | None = None
+    # A search's runs of each trial; with more than one, ``total`` is at most: a trial pruned,
+    # or failed on a run, starts no more of them.
+    repeats: int = 1
 
 
 def check_launcher(launcher: DictConfig) -> None:
@@ -151,10 +154,10 @@ def plan_sweep(config: DictConfig, config_name: str) -> Plan:
         [],
         keys,
         param_keys,
-        # At most: a pruned trial runs once.
         sweeper.n_trials * repeats if sweeper.get("n_trials") is not None else None,
         sweeper.get("timeout"),
         sweeper.get("target"),
+        repeats,
     )
 
 

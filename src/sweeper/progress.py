@@ -26,11 +26,13 @@ from rich.live import Live
 from rich.text import Text
 
 from sweeper.config import names_configuration
-from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, KILLED, PRUNED, SEED, TEST_ACC
+from sweeper.core.training import MAX_EPOCHS
+from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, FAILED, FINISHED, KILLED, PRUNED, SEED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
     OUTCOME_FILE,
     OUTPUT_FILE,
+    PROCESS_DIED,
     PROGRESS_FILE,
     PROGRESS_SECONDS,
     RunOutcome,
@@ -94,17 +96,15 @@ def progress_line(
     cut_short: int = 0,
 ) -> str:
     """The sweep's status: the runs ``done`` (those ``cut_short`` by Ctrl-C or SIGTERM are
-    not), with ``eta`` (else the pace so far: ``elapsed`` per run done); with a ``timeout``
-    (no trial starts after it) that comes before the runs left would end, the time left to it
-    instead of an ETA."""
+    not), with ``eta`` (``?`` where None: unknown); with a ``timeout`` (no trial starts after
+    it) that comes before the runs left would end, or with no ETA, the time left to it
+    instead."""
     # A search asks a trial whose process died again: more runs than planned, no end in sight.
     if total is not None and done > total:
         total = None
     head = f"[{done}/{total} done]" if total is not None else f"[{done} done]"
     head += f" {failed} failed, " + (f"{cut_short} cut short, " if cut_short else "")
     head += f"elapsed {format_duration(elapsed)}"
-    if eta is None and done and total is not None:
-        eta = elapsed / done * (total - done)
     if timeout is not None and (eta is None or elapsed + eta > timeout):
         return f"{head}, no new trial after {format_duration(max(timeout - elapsed, 0.0))}"
     if total is None:
@@ -113,32 +113,78 @@ def progress_line(
 
 
 def eta_seconds(
-    left: int, ended: Sequence[float], running_for: Sequence[float], slots: int
+    left: int, whole: Sequence[float], running: Sequence[RunProgress], slots: int, now: float
 ) -> float | None:
-    """Seconds until ``left`` more runs end (those running included), each taking the mean of
-    the ``ended`` runs' seconds, ``slots`` at a time, the running ones ``running_for`` seconds
-    in; None before any run ended. A run is not split across slots: the last ones to start
-    set the end."""
+    """Seconds until ``left`` more runs end (the ``running`` ones included), ``slots`` at a
+    time. A running run that has finished an epoch keeps its own pace to its last epoch; the
+    others take a whole run's time, the mean of ``whole`` (the seconds of the runs that trained
+    all their epochs: one that failed or stopped early says little of one that does not), else
+    of the whole runs the running ones' paces make. None while nothing tells, or while a run
+    has spent more than a whole run's time on its first epoch. A run is not split across
+    slots: the last ones to start set the end."""
     if left <= 0:
         return 0.0
-    if not ended:
+    paced = [r for r in running if r.epoch > 0]
+    whole = whole or [(now - r.started) / r.epoch * r.epochs for r in paced]
+    if not whole:
         return None
-    mean = statistics.fmean(ended)
-    # When each slot frees: a running run longer than the mean counts as nearly done.
-    free_at = [max(mean - seconds, 0.0) for seconds in running_for]
+    mean = statistics.fmean(whole)
+    # When each slot frees.
+    free_at = []
+    for r in running:
+        seconds = now - r.started
+        if r.epoch:
+            free_at.append(seconds / r.epoch * (r.epochs - r.epoch))
+        elif seconds <= mean:
+            free_at.append(mean - seconds)
+        else:
+            return None  # its first epoch alone outlasts a whole run
     free_at += [0.0] * max(max(slots, 1) - len(free_at), 0)
     heapq.heapify(free_at)
-    for _ in range(max(left - len(running_for), 0)):
+    for _ in range(max(left - len(running), 0)):
         heapq.heappush(free_at, heapq.heappop(free_at) + mean)
     return max(free_at)
 
 
-def running_line(run: RunProgress, keys: set[str] | None, now: float) -> str:
+def runs_not_run(ended: Sequence[RunOutcome], running: Sequence[RunProgress], repeats: int) -> int:
+    """How many of the runs a search planned (``repeats`` a trial) it will not run, as its
+    ``ended`` and ``running`` runs tell: a trial's other runs start once its first has ended
+    unpruned, and a run pruned or failed drops those of its trial not started. A run whose
+    process died drops none: its trial is asked again, with them. A later run may fail as
+    another of its trial's starts, unseen yet: the count rises by that one when it shows."""
+    if repeats <= 1:
+        return 0
+    # Each trial's repeats started, by its number: a search's runs are named number.repeat.
+    started: dict[str, set[str]] = {}
+    for label in [o.trial for o in ended] + [r.trial for r in running]:
+        if label is not None:
+            number, _, repeat = label.partition(".")
+            started.setdefault(number, set()).add(repeat)
+    dropping = {
+        o.trial.partition(".")[0]
+        for o in ended
+        if o.trial is not None
+        and (o.pruned or (o.status == FAILED and not o.reason.startswith(PROCESS_DIED)))
+    }
+    # A trial asked again with its first run carried over runs only its missing ones, counted
+    # out of the plan already.
+    return sum(repeats - len(started[n]) for n in dropping if "0" in started[n])
+
+
+def running_line(
+    run: RunProgress, keys: set[str] | None, now: float, width: int | None = None
+) -> str:
+    """A run in progress: its number and label, epoch, latest val_acc and time, the label cut
+    short (…) where the line would be wider than ``width``, so what changes stays in view."""
     val_acc = f"{run.val_acc:.4f}" if run.val_acc is not None else "-"
-    return (
-        f"  #{run.number} {run_label(run.overrides, keys)}: epoch {run.epoch}/{run.epochs} "
-        f"val_acc={val_acc} {format_duration(now - run.started)}"
+    head = f"  #{run.number} "
+    tail = (
+        f": epoch {run.epoch}/{run.epochs} val_acc={val_acc} {format_duration(now - run.started)}"
     )
+    label = run_label(run.overrides, keys)
+    if width is not None and len(head) + len(label) + len(tail) > width:
+        label = label[: max(width - len(head) - len(tail) - 1, 0)] + "…"
+    return head + label + tail
 
 
 def summary_table(
@@ -224,10 +270,13 @@ class ProgressMonitor:
         out: TextIO | None = None,
         interval: float = PROGRESS_SECONDS,
         timeout: float | None = None,
+        repeats: int = 1,
     ) -> None:
         self.sweep_dir = sweep_dir
+        # At most, with ``repeats`` runs a trial: it falls by the runs the search drops.
         self.total = total
         self.timeout = timeout
+        self.repeats = repeats
         self.keys = keys
         self.interval = interval
         self.outcomes: dict[Path, RunOutcome] = {}
@@ -264,16 +313,12 @@ class ProgressMonitor:
         ended = [o for o in self.outcomes.values() if o.status != KILLED]
         cut_short = len(self.outcomes) - len(ended)
         elapsed = time.monotonic() - self._start
-        eta = None
-        if self.total is not None:
-            now = time.time()
-            eta = eta_seconds(
-                self.total - len(ended),
-                [o.seconds for o in ended],
-                [now - r.started for r in running],
-                self._slots,
-            )
-        return progress_line(len(ended), self.total, failed, elapsed, self.timeout, eta, cut_short)
+        total, eta = self.total, None
+        if total is not None:
+            total -= runs_not_run(ended, running, self.repeats)
+            whole = [o.seconds for o in ended if o.status == FINISHED and o.reason == MAX_EPOCHS]
+            eta = eta_seconds(total - len(ended), whole, running, self._slots, time.time())
+        return progress_line(len(ended), total, failed, elapsed, self.timeout, eta, cut_short)
 
     def _running(self, ended: Collection[Path] = ()) -> list[RunProgress]:
         """The runs in progress: those with no outcome, seen before or in ``ended``."""
@@ -289,7 +334,8 @@ class ProgressMonitor:
 
     def _view(self, running: Sequence[RunProgress]) -> Group:
         now = time.time()
-        lines = [Text(running_line(r, self.keys, now)) for r in running]
+        width = self._console.width
+        lines = [Text(running_line(r, self.keys, now, width)) for r in running]
         lines.append(Text(f"{self._status(running)}, {len(running)} running"))
         return Group(*lines)
 

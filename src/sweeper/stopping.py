@@ -28,6 +28,7 @@ from sweeper.failures import interruption
 from sweeper.names import FAILED, KILLED, OVERRIDES_TAG
 from sweeper.outcome import (
     OUTCOME_FILE,
+    PROCESS_DIED,
     PROGRESS_FILE,
     RunOutcome,
     RunProgress,
@@ -68,7 +69,7 @@ def record_dead_job(
         # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
         status, reason = KILLED, interruption()[0]
     else:
-        status, reason = FAILED, f"worker process died ({ended})"
+        status, reason = FAILED, f"{PROCESS_DIED} ({ended})"
     info = SweepInfo.load(sweep_dir)
     closed = close_unfinished_runs(
         info.tracking_uri,

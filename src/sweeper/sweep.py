@@ -251,14 +251,17 @@ class SweepCallback(Callback):
         self._info.save(sweep_dir)
         total = plan.total - self._skipped if plan.total is not None else None
         runs = plural(total if total is not None else "?", "run") if total != 0 else "no run left"
-        # A time budget, or a trial that reaches the target value, can end a search early.
-        if plan.timeout is not None or plan.target is not None:
+        # A time budget, or a trial that reaches the target value, can end a search early, and
+        # a trial pruned, or failed on a run, starts no more of its repeats.
+        if plan.timeout is not None or plan.target is not None or plan.repeats > 1:
             runs = f"up to {runs}"
         if plan.timeout is not None:
             runs += f", no trial started after {format_duration(plan.timeout)}"
         taken = f" ({self._id_taken} is an earlier sweep's id)" if self._id_taken else ""
         print(f"Sweep {self._info.sweep_id}{taken}: {runs}, tracking to {uri}", flush=True)
-        self._monitor = ProgressMonitor(sweep_dir, total, plan.keys, timeout=plan.timeout).start()
+        self._monitor = ProgressMonitor(
+            sweep_dir, total, plan.keys, timeout=plan.timeout, repeats=plan.repeats
+        ).start()
         planned = len(plan.jobs) - self._skipped if plan.jobs is not None else None
         self._stop = SweepStop(
             self._info,

@@ -59,6 +59,10 @@ def dropout_seed(seed: int) -> list[int]:
     return [seed, 1]
 
 
+# The stop reason of a run that trained all its epochs.
+MAX_EPOCHS = "max_epochs"
+
+
 @dataclass
 class EpochMetrics:
     epoch: int
@@ -203,7 +207,7 @@ def train(
     best_loss = math.inf
     best_epoch = 0
     best_model = model.copy()
-    stop_reason = "max_epochs"
+    stop_reason = MAX_EPOCHS
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         optimizer.epoch_starts(epoch, epochs)
