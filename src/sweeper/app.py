@@ -188,7 +188,12 @@ def main(cfg: DictConfig) -> float:
         )
 
     if not multirun:
-        print(describe(outcome), flush=True)
+        if outcome.failed:
+            # As a sweep lists its failures: on standard error, with what to change.
+            fix = f"; to fix: {outcome.fix}" if outcome.fix else ""
+            print(f"{describe(outcome)}{fix}", file=sys.stderr, flush=True)
+        else:
+            print(describe(outcome), flush=True)
         if outcome.run_id is not None:
             # What reproduce and artifacts take.
             model = f", its model {outcome.model}" if outcome.model else ""
