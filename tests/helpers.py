@@ -1,14 +1,17 @@
 """Helpers several test modules share: where the real datasets are, the store's default
 policy restored after each test, small data files in the real formats, a run made in the
 test's own process, a sweep's runs written straight to a store and a run's artifacts listed
-from it, a sweep started through the command line as a terminal would start it, a search's
-study read against its MLflow runs, and a report's tables read back."""
+from it, a sweep started through the command line as a terminal would start it, the command run on a
+terminal of its own and what it drew there, a search's study read against its MLflow runs, and
+a report's tables read back."""
 
 from __future__ import annotations
 
 import gzip
 import os
 import pickle
+import pty
+import select
 import signal
 import struct
 import subprocess
@@ -270,6 +273,64 @@ class Sweep:
     def finish(self, timeout: float = 240) -> tuple[int, str]:
         rc = self.proc.wait(timeout)
         return rc, self.stderr.read_text()
+
+
+class OnATerminal:
+    """The command line run on a pseudo-terminal (TERM=xterm, 200 columns), as a person runs
+    it: its standard output and error both the terminal, all it writes there read back."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        leader, follower = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sweeper", *args],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+            env=cli_env({"TERM": "xterm", "COLUMNS": "200"}),
+        )
+        os.close(follower)
+        self._leader = leader
+        self._received = b""
+
+    @property
+    def text(self) -> str:
+        """What it wrote so far, the cursor's hiding as a live view starts (which puts nothing
+        on a line) left out."""
+        return self._received.decode(errors="replace").replace("\x1b[?25l", "")
+
+    def read_until(self, condition: Callable[[str], bool], timeout: float = 240) -> str:
+        """Read until ``condition`` holds of the text, the command ends or ``timeout``
+        passes; return the text."""
+        deadline = time.monotonic() + timeout
+        while not condition(self.text) and time.monotonic() < deadline:
+            if not select.select([self._leader], [], [], 1.0)[0]:
+                if self.proc.poll() is not None:  # ended, and nothing left to read
+                    break
+                continue
+            try:
+                chunk = os.read(self._leader, 65536)
+            except OSError:  # the terminal's other end closed: the command has ended
+                break
+            if not chunk:
+                break
+            self._received += chunk
+        return self.text
+
+    def finish(self, timeout: float = 240) -> tuple[int, str]:
+        """The command's exit status and all it wrote."""
+        self.read_until(lambda _: False, timeout)
+        return self.proc.wait(timeout=10), self.text
+
+    def __enter__(self) -> OnATerminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """The command killed if a failed test left it running, and the terminal closed."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._leader)
 
 
 # --- a search's Optuna study against its MLflow runs ---

@@ -118,10 +118,16 @@ def test_a_cosine_schedule_is_logged_as_the_lr_curve_and_a_failed_gradient_check
 def test_divergence_is_recorded_as_failed_with_its_reason(workdir: Path) -> None:
     proc = run_cli([*FAST, "optimizer.lr=1e6", "activation=relu"], workdir)
     assert proc.returncode == 1
-    assert "diverged at epoch 1" in proc.stdout
+    # On standard error, as a sweep lists its failures, with what to change.
+    assert re.fullmatch(
+        r"#0 train\.epochs=3 train\.patience=null optimizer\.lr=1e6 activation=relu: "
+        r"FAILED: diverged at epoch 1 \(loss=\S+\); to fix: lower optimizer\.lr\n",
+        proc.stderr,
+    ), proc.stderr
+    assert "diverged" not in proc.stdout
     (run,) = all_runs(workdir)
     assert run.info.status == "FAILED"
-    assert f"\nRun: {run.info.run_id}\n" in proc.stdout  # and no model
+    assert proc.stdout.startswith(f"Run: {run.info.run_id}\n")  # and no model
     assert run.data.tags["reason"].startswith("diverged at epoch 1 (loss=")
     # The gradient check, done before training, is recorded however training ends, once.
     client = MlflowClient(store_uri(workdir))

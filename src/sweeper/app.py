@@ -2,9 +2,9 @@
 
 Hydra composes the config and, with ``-m``, hands each run of the sweep to the launcher
 (``hydra/launcher=local``); :func:`main` validates one run's config and runs it
-(``sweeper.run``). The sweep around the runs is ``sweeper.sweep``'s callback. :func:`cli`
-turns Ctrl-C (SIGTERM alike) and a broken sweep into closed records, a short message and an
-exit status.
+(``sweeper.run``), a run of its own shown as it trains (``sweeper.run_view``). The sweep
+around the runs is ``sweeper.sweep``'s callback. :func:`cli` turns Ctrl-C (SIGTERM alike) and a
+broken sweep into closed records, a short message and an exit status.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -44,6 +45,7 @@ from sweeper.plan import command_line_problem
 from sweeper.progress import describe
 from sweeper.pruning import Pruning
 from sweeper.run import blas_threads, run_config
+from sweeper.run_view import RunView
 from sweeper.stopping import stop_running_sweep
 from sweeper.store import configure
 from sweeper.store_setup import open_store, store_not_here
@@ -169,21 +171,29 @@ def main(cfg: DictConfig) -> float:
 
     # A search's job reports to its trial, and may be pruned; any other run has no trial.
     pruning = Pruning.of_job(config.train.epochs) if multirun else Pruning(None)
-    outcome = run_config(
-        config,
-        params,
-        out_dir,
-        job,
-        overrides,
-        sweep,
-        dataset_cache,
-        threads,
-        pruning=pruning,
-        environment_cache=environment_cache,
-    )
+    # A sweep's runs are shown by the sweep's monitor; a run of its own, on a terminal, here.
+    view: AbstractContextManager[object] = nullcontext() if multirun else RunView(out_dir)
+    with view:
+        outcome = run_config(
+            config,
+            params,
+            out_dir,
+            job,
+            overrides,
+            sweep,
+            dataset_cache,
+            threads,
+            pruning=pruning,
+            environment_cache=environment_cache,
+        )
 
     if not multirun:
-        print(describe(outcome), flush=True)
+        if outcome.failed:
+            # As a sweep lists its failures: on standard error, with what to change.
+            fix = f"; to fix: {outcome.fix}" if outcome.fix else ""
+            print(f"{describe(outcome)}{fix}", file=sys.stderr, flush=True)
+        else:
+            print(describe(outcome), flush=True)
         if outcome.run_id is not None:
             # What reproduce and artifacts take.
             model = f", its model {outcome.model}" if outcome.model else ""
