@@ -87,12 +87,12 @@ def test_the_line_has_an_eta_from_the_pace_of_the_epochs_and_what_the_run_prints
     with RunView(tmp_path, out=out, interval=60) as view:
         # As a library writes it, to the process's standard output.
         os.write(1, b"a warning\n")
-        epoch(10, 1010.0)
+        epoch(10, 1010.0)  # 10 epochs in 10 s from its start: 20 left
         epoch(20, 1020.0)  # 1 s an epoch: 10 left
         epoch(20, 1025.0)
     os.write(1, b"the result\n")
     text = out.getvalue()
-    assert "  #0 seed=3: epoch 10/30 val_acc=0.2500 0:10, ETA ?" in text
+    assert "  #0 seed=3: epoch 10/30 val_acc=0.2500 0:10, ETA 0:20" in text
     assert "  #0 seed=3: epoch 20/30 val_acc=0.5000 0:20, ETA 0:10" in text
     assert "  #0 seed=3: epoch 20/30 val_acc=0.5000 0:25, ETA 0:05" in text
     assert text.count("a warning") == 1 and text.index("a warning") < text.index("epoch 10")

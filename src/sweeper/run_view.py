@@ -98,11 +98,16 @@ class RunView:
         eta = "?"
         if self._first is not None and self._latest is not None:
             (first_seen, first), (latest_seen, latest) = self._first, self._latest
+            # The epochs seen to end here, else (one seen) the first with the data's loading.
             if latest > first:
                 per_epoch = (latest_seen - first_seen) / (latest - first)
-                left = per_epoch * (run.epochs - latest) - (now - latest_seen)
-                eta = format_duration(max(left, 0.0))
-        return Text(f"{running_line(run, None, now)}, ETA {eta}")
+            else:
+                per_epoch = (latest_seen - run.started) / latest
+            left = per_epoch * (run.epochs - latest) - (now - latest_seen)
+            eta = format_duration(max(left, 0.0))
+        tail = f", ETA {eta}"
+        assert self._console is not None
+        return Text(running_line(run, None, now, self._console.width - len(tail)) + tail)
 
     def poll(self) -> None:
         """Print what the run printed since the last poll, and redraw its line."""
