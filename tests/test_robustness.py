@@ -151,6 +151,43 @@ def test_a_sweep_killed_outright_takes_its_runs_with_it(workdir: Path) -> None:
     assert parent_run(all_runs(workdir)).info.status == "KILLED"
 
 
+def test_resume_closes_the_runs_a_sweep_killed_outright_left_running(workdir: Path) -> None:
+    # A launcher whose runs die with the sweep's process (Ray kills a dead driver's workers)
+    # leaves them RUNNING, untagged, and the parent RUNNING: made here from a finished sweep.
+    args = ["-m", "seed=0,1", *QUICK]
+    assert run_cli(args, workdir).returncode == 0
+    client = MlflowClient(store_uri(workdir))
+    parent = parent_run(all_runs(workdir))
+    (orphan,) = [r for r in child_runs(all_runs(workdir)) if r.data.params["seed"] == "1"]
+    for run_id in (orphan.info.run_id, parent.info.run_id):
+        client.update_run(run_id, status="RUNNING")
+    for tag in ("status", "reason"):
+        client.delete_tag(orphan.info.run_id, tag)
+
+    again = run_cli([*args, "resume=true"], workdir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "skipping 1 of 2 runs, FINISHED there already" in again.stdout
+    assert ": 1 finished, 0 failed, 1 skipped (finished before)\n" in again.stdout
+    assert "| 0 | seed=0 | FINISHED (before) | " in again.stdout
+    assert "| 1 | seed=1 | FINISHED | " in again.stdout
+    closed = client.get_run(orphan.info.run_id)
+    assert closed.info.status == "KILLED"
+    assert closed.data.tags["status"] == "KILLED"
+    assert closed.data.tags["reason"] == "interrupted (its sweep's process ended)"
+    # Said as the command resumes the sweep.
+    assert again.stdout.startswith(
+        "1 run left RUNNING by the sweep's ended process: marked KILLED, interrupted (its "
+        "sweep's process ended)\nResuming sweep "
+    )
+    children = child_runs(all_runs(workdir))
+    assert sorted((r.data.params["seed"], r.info.status) for r in children) == [
+        ("0", "FINISHED"), ("1", "FINISHED"), ("1", "KILLED")
+    ]  # fmt: skip
+    ended = parent_run(all_runs(workdir))
+    assert ended.info.status == "FINISHED"
+    assert ended.data.metrics == {"runs": 2, "failed_runs": 0, "killed_runs": 0}
+
+
 def test_ctrl_c_as_the_best_runs_model_is_made_still_ends_the_sweeps_run(workdir: Path) -> None:
     sweep = Sweep(["-m", "seed=0,1", *QUICK], workdir)
     # The summary is printed; the best run's model and curves are being made (a second or so).

@@ -2,8 +2,9 @@
 and continue it under its own sweep_id and parent run.
 
 Every planned configuration is identified by its ``config_hash``. The sweep continued is the
-newest in the experiment that ran any of them; with none, the command starts a new sweep. The
-runs it finished before are read back for the summary of the sweep as a whole.
+newest in the experiment that ran any of them; with none, the command starts a new sweep. Its
+runs left RUNNING by a process that ended without closing them are closed KILLED; the runs it
+finished before are read back for the summary of the sweep as a whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from sweeper.config import GRADCHECK_TOL
+from sweeper.failures import ORPHANED
 from sweeper.names import (
     CONFIG_HASH_TAG,
     FINISHED,
@@ -34,7 +36,8 @@ from sweeper.ranking import SUMMARY_METRICS
 from sweeper.store_calls import store_call
 from sweeper.store_reads import search_all
 from sweeper.sweep_info import SweepInfo
-from sweeper.sweep_runs import reopen_sweep_run
+from sweeper.sweep_runs import close_unfinished_runs, reopen_sweep_run
+from sweeper.words import plural
 
 
 @dataclass(frozen=True)
@@ -143,11 +146,13 @@ def _outcome(run: Run, repeats: int, number: int | None = None) -> RunOutcome:
 def continue_sweep(
     resumed: ResumePoint, hashes: list[str], uri: str, experiment_id: str, overrides: str
 ) -> tuple[SweepInfo, int]:
-    """Continue ``resumed``: its FINISHED configurations are skipped (how many of the planned
-    runs, or of a search's budget, is returned), the others run as children of its parent
-    run, under its sweep_id. Exits 0, the sweep's
-    records untouched, if nothing is left to run and the sweep was not interrupted. A search
-    plans no ``hashes``: its study knows what is left."""
+    """Continue ``resumed``, which this command holds (``sweep_info.hold_sweep``): its runs
+    still RUNNING are closed (:func:`close_orphaned_runs`), its FINISHED configurations are
+    skipped (how many of the planned runs, or of a search's budget, is returned), the others
+    run as children of its parent run, under its sweep_id. Exits 0, the sweep's records
+    otherwise untouched, if nothing is left to run and the sweep was not interrupted. A
+    search plans no ``hashes``: its study knows what is left."""
+    close_orphaned_runs(uri, experiment_id, resumed.parent_run_id)
     skipped = sum(h in resumed.finished_hashes for h in hashes) if hashes else resumed.spent_runs
     if not hashes:
         # A search: its study says which trials are done (hydra_plugins.sweeper_search).
@@ -176,3 +181,22 @@ def continue_sweep(
     done = sorted(resumed.finished_hashes.intersection(hashes))
     info = SweepInfo(resumed.sweep_id, uri, experiment_id, resumed.parent_run_id, done)
     return info, skipped
+
+
+def close_orphaned_runs(uri: str, experiment_id: str, parent_run_id: str) -> None:
+    """Close KILLED, as cut short with their sweep's process (``failures.ORPHANED``), the
+    sweep's runs still RUNNING: their configurations are not FINISHED, so they run again,
+    but their records would stay RUNNING for good. A sweep killed outright (``kill -9``)
+    leaves them so where its launcher's runs die with it unclosed (Ray kills a dead driver's
+    workers) or one is killed with it. Called once the command holds the sweep, so no other
+    command of this machine runs it: a run RUNNING then has no live process (a local job
+    that saw its sweep end and is closing its run itself closes it the same way). The hold
+    is of one machine, though: with a tracking server, a command of the sweep running on
+    another machine would have its runs closed under it."""
+    closed = close_unfinished_runs(uri, experiment_id, parent_run_id, KILLED, ORPHANED)
+    if closed:
+        print(
+            f"{plural(len(closed), 'run')} left RUNNING by the sweep's ended process: marked "
+            f"{KILLED}, {ORPHANED}",
+            flush=True,
+        )
