@@ -39,6 +39,7 @@ from services import BIN, Service, free_port, mlflow_service, start, stop, wait_
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
 from sweeper.outcome import PROGRESS_FILE
+from sweeper.provenance import PACKAGES_TAG
 
 pytestmark = [
     pytest.mark.slow,
@@ -281,9 +282,60 @@ def test_the_cluster_records_what_joblib_records_with_the_same_metrics(
         # default_worker.py, outside the repository); sweeper's tags are what a report reads.
         assert own_tags(on_server) == own_tags(run)
         assert on_server.data.tags["mlflow.runName"] == run.data.tags["mlflow.runName"]
-        for tag in ("config_hash", "overrides", "job", "status", "git_commit"):
+        # The same environment too: Ray's workers have its vendored packages on sys.path.
+        for tag in ("config_hash", "overrides", "job", "status", "git_commit", PACKAGES_TAG):
             assert on_server.data.tags[tag] == run.data.tags[tag]
         assert without_timing(on_server.data.metrics) == without_timing(run.data.metrics)
+
+
+def test_a_sweep_without_the_clusters_token_stops_in_one_line_before_its_parent_run(
+    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ray.init at the first job retried for 20 s, its C++ client logging each try, and failed
+    # with "Failed to connect to Ray cluster", naming no token, the parent run made and FAILED.
+    for variable in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    # No ~/.ray/auth_token either.
+    cluster = {**ray_cluster.env, "HOME": str(tmp_path)}
+    missing = {k: v for k, v in cluster.items() if not k.startswith("RAY_AUTH")}
+    where = f"the Ray cluster at {ray_cluster.address} (hydra.launcher.ray.init.address)"
+    to_set = "set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the"
+    cases = {
+        "no_token": (
+            missing,
+            f"{where} needs its auth token: {to_set} one its nodes were "
+            "started with, and RAY_AUTH_MODE=token",
+        ),
+        "wrong_token": (
+            {**cluster, "RAY_AUTH_TOKEN": "0" * 64},
+            f"{where} refuses this process's auth token: {to_set} one its nodes were started with",
+        ),
+        "token_mode_alone": (
+            {**missing, "RAY_AUTH_MODE": "token"},
+            f"{where}: RAY_AUTH_MODE=token but no Ray auth token is set: {to_set} cluster's",
+        ),
+    }
+    for name, (env, said) in cases.items():
+        workdir = tmp_path / name
+        workdir.mkdir()
+        start = time.monotonic()
+        proc = run_cli(
+            [
+                "-m",
+                "hydra/launcher=ray_cluster",
+                f"hydra.launcher.ray.init.address={ray_cluster.address}",
+                "activation=tanh,relu",
+                "train.epochs=1",
+            ],
+            workdir,
+            env=env,
+            timeout=120,
+        )
+        assert time.monotonic() - start < 15, name
+        assert proc.returncode == 1, name
+        assert proc.stderr.strip().splitlines() == [f"Error: the sweep could not start: {said}"]
+        # Before the store is opened: no parent run, nothing to resume.
+        assert not (workdir / "mlruns").exists(), name
 
 
 def test_the_report_reads_the_sweep_back_from_the_server(ray_sweep: RaySweep) -> None:

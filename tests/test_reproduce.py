@@ -405,6 +405,35 @@ def test_the_environment_is_captured_once_per_sweep(
     assert f"numpy=={first.versions['numpy']}\n" in first_files[0].read_text()
 
 
+def test_the_packages_are_the_environments_not_a_private_copy_on_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a Ray worker's sys.path holds .../site-packages/ray/thirdparty_files: Ray's own
+    # colorama and psutil, installed nowhere else.
+    vendored = tmp_path / "thirdparty_files"
+    info = vendored / "vendoredlib-9.9.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vendoredlib\nVersion: 9.9.9\n")
+    monkeypatch.syspath_prepend(str(vendored))
+    listed = provenance.installed_packages()
+    assert "vendoredlib" not in listed
+    # The same list as a fresh interpreter of this environment, which pip freeze reads; the
+    # editable install of sweeper among them.
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from sweeper import provenance as p; print(p.installed_packages())",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=True,
+    ).stdout
+    assert listed == fresh.removesuffix("\n")
+    assert f"sweeper=={provenance._version('sweeper')}\n" in listed
+
+
 def test_each_data_file_is_hashed_once_per_sweep_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

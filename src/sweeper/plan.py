@@ -81,8 +81,9 @@ class Plan:
 
 def check_launcher(launcher: DictConfig) -> None:
     """A launcher setting, a launcher whose package is missing, or a Ray cluster that is not
-    there, that would fail only once the sweep has started (ray.init, for minutes where
-    nothing listens at its address): ConfigError, or ``NoRayClusterError``, in one line."""
+    there or refuses this process's auth token, that would fail only once the sweep has started
+    (ray.init, for minutes where nothing listens at its address): ConfigError, or
+    ``NoRayClusterError`` or ``RayAuthTokenError``, in one line."""
     if launcher.get("n_jobs") == 0:
         # joblib's meaning: -1 one per core, -2 all but one; 0 means nothing.
         raise ConfigError(

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -157,11 +158,23 @@ def git_state(directory: Path | None = None, leave_out: Iterable[Path] = ()) -> 
     return GitState(commit, bool(diff), diff)
 
 
+def site_directories() -> list[str]:
+    """Where the interpreter's installed distributions are: its site-packages and, where
+    enabled, the user's. An editable install's metadata is there too, beside its ``.pth``."""
+    directories = site.getsitepackages()
+    if site.ENABLE_USER_SITE:
+        directories.append(site.getusersitepackages())
+    return directories
+
+
 def installed_packages() -> str:
-    """Every installed distribution, ``name==version`` a line, sorted (pip's requirements)."""
+    """Every distribution installed in the environment, ``name==version`` a line, sorted
+    (pip's requirements). Not every one on ``sys.path``: a process adds private copies there
+    (Ray's workers, its vendored colorama and psutil), which would make the same environment
+    another in them."""
     names = {
         f"{dist.metadata['Name'].lower().replace('_', '-')}=={dist.version}"
-        for dist in metadata.distributions()
+        for dist in metadata.distributions(path=site_directories())
         if dist.metadata["Name"]
     }
     return "".join(f"{line}\n" for line in sorted(names))
