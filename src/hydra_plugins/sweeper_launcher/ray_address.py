@@ -108,13 +108,16 @@ def check_ray_cluster(init: Mapping[str, Any]) -> None:
 def _check_auth_token(address: str, source: str, looked_up: bool) -> None:
     """Raise ``RayAuthTokenError`` where the GCS at ``address`` refuses the token ``ray.init``
     would send, or ``ray.init`` would find none to send."""
-    import grpc
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
-    from ray._private.grpc_utils import init_grpc_channel
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
-    from ray.exceptions import AuthenticationError
+    try:  # Ray's private modules: a Ray without them leaves the question to ray.init
+        import grpc
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+        from ray._private.grpc_utils import init_grpc_channel
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return
 
     where = f"the Ray cluster at {address} ({source})"
     if looked_up:
