@@ -127,8 +127,9 @@ def _check_auth_token(address: str, source: str, looked_up: bool) -> None:
     channel = init_grpc_channel(address)
     try:
         gcs = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-        # protobuf makes the message classes as the module loads: mypy sees none.
-        request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
+        # protobuf makes the message classes as the module loads: typed, none is seen.
+        messages: Any = gcs_service_pb2
+        request = messages.GetClusterIdRequest()
         gcs.GetClusterId(request, timeout=CONNECT_TIMEOUT_S)
     except AuthenticationError:  # token mode, and no token to send
         raise RayAuthTokenError(
