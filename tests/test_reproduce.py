@@ -408,17 +408,27 @@ def test_the_environment_is_captured_once_per_sweep(
 def test_the_packages_are_the_environments_not_a_private_copy_on_sys_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def distribution(directory: Path, name: str) -> Path:
+        info = directory / f"{name}-9.9.9.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 9.9.9\n")
+        return directory
+
     # As a Ray worker's sys.path holds .../site-packages/ray/thirdparty_files: Ray's own
     # colorama and psutil, installed nowhere else.
-    vendored = tmp_path / "thirdparty_files"
-    info = vendored / "vendoredlib-9.9.9.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vendoredlib\nVersion: 9.9.9\n")
-    monkeypatch.syspath_prepend(str(vendored))
+    site_packages = tmp_path / "site-packages"
+    sites = [*provenance.site_directories(), str(site_packages)]
+    monkeypatch.setattr(provenance, "site_directories", lambda: sites)
+    monkeypatch.syspath_prepend(str(distribution(site_packages / "ray" / "private", "vendored")))
+    # A PYTHONPATH (or pip install --target) install is the environment's, as pip freeze says.
+    monkeypatch.syspath_prepend(str(distribution(tmp_path / "target", "targeted")))
     listed = provenance.installed_packages()
-    assert "vendoredlib" not in listed
-    # The same list as a fresh interpreter of this environment, which pip freeze reads; the
-    # editable install of sweeper among them.
+    assert "vendored" not in listed
+    assert "targeted==9.9.9\n" in listed
+    monkeypatch.undo()
+    # Otherwise the same list as a fresh interpreter of this environment; the editable install
+    # of sweeper among them.
+    listed = provenance.installed_packages()
     fresh = subprocess.run(
         [
             sys.executable,

@@ -159,22 +159,33 @@ def git_state(directory: Path | None = None, leave_out: Iterable[Path] = ()) -> 
 
 
 def site_directories() -> list[str]:
-    """Where the interpreter's installed distributions are: its site-packages and, where
-    enabled, the user's. An editable install's metadata is there too, beside its ``.pth``."""
+    """The interpreter's site-packages and, where enabled, the user's."""
     directories = site.getsitepackages()
     if site.ENABLE_USER_SITE:
         directories.append(site.getusersitepackages())
     return directories
 
 
+def package_paths() -> list[str]:
+    """Where the environment's distributions are: ``sys.path``, as pip reads it (a
+    ``PYTHONPATH`` or ``--target`` install counts), but for directories inside a
+    site-packages, a package's private copies (Ray puts its vendored colorama and psutil on
+    its workers' path), which would make the same environment another there."""
+    sites = [Path(directory).resolve() for directory in site_directories()]
+
+    def private(entry: str) -> bool:
+        path = Path(entry or ".").resolve()
+        return any(path != top and path.is_relative_to(top) for top in sites)
+
+    return [entry for entry in sys.path if not private(entry)]
+
+
 def installed_packages() -> str:
-    """Every distribution installed in the environment, ``name==version`` a line, sorted
-    (pip's requirements). Not every one on ``sys.path``: a process adds private copies there
-    (Ray's workers, its vendored colorama and psutil), which would make the same environment
-    another in them."""
+    """Every distribution installed in the environment (:func:`package_paths`), ``name==version``
+    a line, sorted (pip's requirements)."""
     names = {
         f"{dist.metadata['Name'].lower().replace('_', '-')}=={dist.version}"
-        for dist in metadata.distributions(path=site_directories())
+        for dist in metadata.distributions(path=package_paths())
         if dist.metadata["Name"]
     }
     return "".join(f"{line}\n" for line in sorted(names))
