@@ -4,20 +4,14 @@ sweep to; on a terminal, a live line per run in progress."""
 from __future__ import annotations
 
 import io
-import os
-import pty
 import re
-import select
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import cli_env
-from helpers import add_child_run
+from helpers import OnATerminal, add_child_run
 from sweeper import run
 from sweeper.core.training import EpochMetrics
 from sweeper.outcome import (
@@ -389,7 +383,7 @@ def test_the_monitor_estimates_from_its_runs_that_trained_all_their_epochs(
     assert _lines(out)[-1] == "[3/4 done] 0 failed, elapsed 0:00, ETA 0:09"
 
 
-def test_runs_that_failed_or_stopped_early_are_no_measure_of_a_whole_run(tmp_path: Path) -> None:
+def test_runs_that_failed_or_were_pruned_are_no_measure_of_a_whole_run(tmp_path: Path) -> None:
     out = io.StringIO()
     for job in (3, 4):
         (tmp_path / str(job)).mkdir()
@@ -400,8 +394,9 @@ def test_runs_that_failed_or_stopped_early_are_no_measure_of_a_whole_run(tmp_pat
     _ended(tmp_path, 1, "PRUNED", "pruned at epoch 1")
     _ended(tmp_path, 2, "FINISHED", "early_stopping")
     monitor.stop()
-    # Each took 1 s, and the two running 0.6 s in have not finished an epoch: no ETA yet.
-    assert [line.rsplit(", ", 1)[-1] for line in _lines(out)] == ["ETA ?"] * 3
+    # Each took 1 s, and the two running 0.6 s in have not finished an epoch: no ETA until a
+    # run finishes, early stopping as the default does; then theirs 0.4 s, and one more 1 s.
+    assert [line.rsplit(", ", 1)[-1] for line in _lines(out)] == ["ETA ?", "ETA ?", "ETA 0:01"]
 
 
 def test_with_repeats_the_total_falls_by_the_runs_a_search_will_not_run(tmp_path: Path) -> None:
@@ -502,32 +497,11 @@ def test_a_sweep_on_a_terminal_keeps_its_runs_warnings_out_of_its_live_lines(
 ) -> None:
     # 50 training images of the digits: some test features lie far outside the training
     # range, which each run warns about as it starts.
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", "-m", "seed=0,1,2,3", "dataset.max_train_samples=50",
-         "train.epochs=5", "train.batch_size=1", "gradcheck.enabled=false"],
-        cwd=workdir, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
-        env=cli_env({"TERM": "xterm", "COLUMNS": "200"}),
-    )  # fmt: skip
-    os.close(follower)
-    received = b""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if not select.select([leader], [], [], 1.0)[0]:
-            if proc.poll() is not None:  # ended, and nothing left to read
-                break
-            continue
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal's other end closed: the sweep has ended
-            break
-        if not chunk:
-            break
-        received += chunk
-    assert proc.wait(timeout=10) == 0
-    os.close(leader)
-    # Hiding the cursor, as the live view starts, puts nothing on a line.
-    text = received.decode(errors="replace").replace("\x1b[?25l", "")
+    args = ["-m", "seed=0,1,2,3", "dataset.max_train_samples=50", "train.epochs=5",
+            "train.batch_size=1", "gradcheck.enabled=false"]  # fmt: skip
+    with OnATerminal(args, workdir) as terminal:
+        rc, text = terminal.finish(300)
+    assert rc == 0, text
     warnings = re.findall(r"(.{0,8})\[\d{4}-[^\]]+\]\[sweeper\.experiment\]\[WARNING\]", text)
     assert len(warnings) == 4, text
     # Each on a line of its own: at a line's start ("." stops at a newline), or after the live

@@ -3,10 +3,14 @@ what it prints above it, its result once the line is gone; elsewhere, its output
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import pty
 import re
 import signal
+import struct
+import termios
 from pathlib import Path
 
 import pytest
@@ -99,3 +103,26 @@ def test_the_line_has_an_eta_from_the_pace_of_the_epochs_and_what_the_run_prints
     # The process writes to its standard output again once the run has ended.
     assert capfd.readouterr().out == "the result\n"
     assert (tmp_path / OUTPUT_FILE).read_text() == "a warning\n"
+
+
+def test_the_line_fits_the_terminal_it_is_drawn_on_not_the_standard_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Meanwhile the standard streams go to the run's output file: rich would ask the terminal
+    # size of stdin, or read COLUMNS.
+    monkeypatch.setenv("COLUMNS", "200")
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))
+    overrides = ["optimizer.lr=0.05", "topology.hidden=[512,512]", "train.epochs=4"]
+    clock = [999.0]
+    monkeypatch.setattr(run_view.time, "time", lambda: clock[0])
+    with os.fdopen(side, "w") as terminal, RunView(tmp_path, out=terminal, interval=60) as view:
+        RunProgress(0, overrides, 4, 1000.0, epoch=3, val_acc=0.9).save(tmp_path)
+        clock[0] = 1003.0
+        view.poll()
+    os.set_blocking(main, False)
+    drawn = os.read(main, 65536).decode()
+    os.close(main)
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in drawn.split("\r")]
+    (line, *_) = [line for line in lines if "epoch 3/4" in line]
+    assert line.endswith(": epoch 3/4 val_acc=0.9000 0:03, ETA 0:01") and len(line) <= 60, line

@@ -56,6 +56,13 @@ def trial_label(number: int | str, repeat: int | str | None) -> str:
     return str(number) if repeat is None else f"{number}.{repeat}"
 
 
+def trial_of(label: str) -> tuple[str, str | None]:
+    """The trial's number and the repeat (None where trials do not repeat) that
+    :func:`trial_label` wrote ``label`` of."""
+    number, dot, repeat = label.partition(".")
+    return number, repeat if dot else None
+
+
 def _write_whole(path: Path, data: object) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))

@@ -26,7 +26,6 @@ from rich.live import Live
 from rich.text import Text
 
 from sweeper.config import names_configuration
-from sweeper.core.training import MAX_EPOCHS
 from sweeper.names import BEST_VAL_ACC, EPOCHS_RUN, FAILED, FINISHED, KILLED, PRUNED, SEED, TEST_ACC
 from sweeper.outcome import (
     LIVE_FILE,
@@ -40,6 +39,7 @@ from sweeper.outcome import (
     count_failed,
     read_outcomes,
     retried,
+    trial_of,
 )
 from sweeper.ranking import RANK_ASCENDING, RANKED_BY, SUMMARY_METRICS, complete_configurations
 from sweeper.ui_links import run_label
@@ -117,8 +117,8 @@ def eta_seconds(
 ) -> float | None:
     """Seconds until ``left`` more runs end (the ``running`` ones included), ``slots`` at a
     time. A running run that has finished an epoch keeps its own pace to its last epoch; the
-    others take a whole run's time, the mean of ``whole`` (the seconds of the runs that trained
-    all their epochs: one that failed or stopped early says little of one that does not), else
+    others take a whole run's time, the mean of ``whole`` (the seconds of the runs that
+    finished: one that failed or was pruned says little of one that is not), else
     of the whole runs the running ones' paces make. None while nothing tells, or while a run
     has spent more than a whole run's time on its first epoch. A run is not split across
     slots: the last ones to start set the end."""
@@ -154,14 +154,14 @@ def runs_not_run(ended: Sequence[RunOutcome], running: Sequence[RunProgress], re
     another of its trial's starts, unseen yet: the count rises by that one when it shows."""
     if repeats <= 1:
         return 0
-    # Each trial's repeats started, by its number: a search's runs are named number.repeat.
-    started: dict[str, set[str]] = {}
+    # Each trial's repeats started, by its number.
+    started: dict[str, set[str | None]] = {}
     for label in [o.trial for o in ended] + [r.trial for r in running]:
         if label is not None:
-            number, _, repeat = label.partition(".")
+            number, repeat = trial_of(label)
             started.setdefault(number, set()).add(repeat)
     dropping = {
-        o.trial.partition(".")[0]
+        trial_of(o.trial)[0]
         for o in ended
         if o.trial is not None
         and (o.pruned or (o.status == FAILED and not o.reason.startswith(PROCESS_DIED)))
@@ -258,6 +258,28 @@ def _row(cells: Sequence[str]) -> str:
     return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
 
+def relay_output(path: Path, read: int, console: Console, whole: bool = False) -> int:
+    """Print what a run wrote to its output file ``path`` past its first ``read`` bytes: whole
+    lines, or all with ``whole``; how many bytes are printed in all."""
+    try:
+        with path.open("rb") as file:
+            file.seek(read)
+            text = file.read()
+    except OSError:
+        return read
+    if not whole:
+        text = text[: text.rfind(b"\n") + 1]
+    if text:
+        # Not wrapped at the terminal's width: a long warning copies as one line.
+        console.print(
+            text.decode(errors="replace").rstrip("\n"),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return read + len(text)
+
+
 class ProgressMonitor:
     """Polls a sweep directory in a background thread: prints each run once as it finishes
     and, on a terminal, keeps a live line per run in progress below them."""
@@ -316,7 +338,8 @@ class ProgressMonitor:
         total, eta = self.total, None
         if total is not None:
             total -= runs_not_run(ended, running, self.repeats)
-            whole = [o.seconds for o in ended if o.status == FINISHED and o.reason == MAX_EPOCHS]
+            # Early stopping (on by default) ends a whole run too; a failure or a pruner, not.
+            whole = [o.seconds for o in ended if o.status == FINISHED]
             eta = eta_seconds(total - len(ended), whole, running, self._slots, time.time())
         return progress_line(len(ended), total, failed, elapsed, self.timeout, eta, cut_short)
 
@@ -363,20 +386,9 @@ class ProgressMonitor:
         """Print what the runs printed since the last poll: whole lines, or all with
         ``whole``."""
         for path in sorted(self.sweep_dir.glob(f"*/{OUTPUT_FILE}")):
-            read = self._relayed.get(path, 0)
-            try:
-                with path.open("rb") as file:
-                    file.seek(read)
-                    text = file.read()
-            except OSError:
-                continue
-            if not whole:
-                text = text[: text.rfind(b"\n") + 1]
-            if text:
-                self._relayed[path] = read + len(text)
-                self._console.print(
-                    text.decode(errors="replace").rstrip("\n"), markup=False, highlight=False
-                )
+            self._relayed[path] = relay_output(
+                path, self._relayed.get(path, 0), self._console, whole
+            )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

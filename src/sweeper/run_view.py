@@ -27,7 +27,7 @@ from sweeper.outcome import (
     RunProgress,
     send_output_to,
 )
-from sweeper.progress import format_duration, running_line
+from sweeper.progress import format_duration, relay_output, running_line
 
 
 class RunView:
@@ -67,20 +67,24 @@ class RunView:
         sys.stdout.flush()
         sys.stderr.flush()
         self._saved = (os.dup(1), os.dup(2))
-        send_output_to(self.out_dir)
-        # An earlier run's output, where a run directory is given again, was shown then.
-        self._relayed = (self.out_dir / OUTPUT_FILE).stat().st_size
-        self._live = Live(
-            self._view(),
-            console=self._console,
-            auto_refresh=False,
-            transient=True,
-            # All the process prints takes one way, the output file, and keeps its order.
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        self._live.start()
-        self._thread.start()
+        try:
+            send_output_to(self.out_dir)
+            # An earlier run's output, where a run directory is given again, was shown then.
+            self._relayed = (self.out_dir / OUTPUT_FILE).stat().st_size
+            self._live = Live(
+                self._view(),
+                console=self._console,
+                auto_refresh=False,
+                transient=True,
+                # All the process prints takes one way, the output file, and keeps its order.
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+            self._thread.start()
+        except BaseException:  # Ctrl-C as it starts too: the terminal given back
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def _view(self) -> Text:
@@ -106,8 +110,16 @@ class RunView:
             left = per_epoch * (run.epochs - latest) - (now - latest_seen)
             eta = format_duration(max(left, 0.0))
         tail = f", ETA {eta}"
+        return Text(running_line(run, None, now, self._width() - len(tail)) + tail)
+
+    def _width(self) -> int:
+        """The terminal's columns, asked of the descriptor the line goes to: rich asks the
+        process's standard streams, which go to the output file meanwhile."""
         assert self._console is not None
-        return Text(running_line(run, None, now, self._console.width - len(tail)) + tail)
+        try:
+            return os.get_terminal_size(self._console.file.fileno()).columns
+        except (OSError, ValueError):
+            return self._console.width
 
     def poll(self) -> None:
         """Print what the run printed since the last poll, and redraw its line."""
@@ -119,23 +131,9 @@ class RunView:
         """Print what the run printed since the last poll: whole lines, or all with
         ``whole``."""
         assert self._console is not None
-        try:
-            with (self.out_dir / OUTPUT_FILE).open("rb") as file:
-                file.seek(self._relayed)
-                text = file.read()
-        except OSError:
-            return
-        if not whole:
-            text = text[: text.rfind(b"\n") + 1]
-        if text:
-            self._relayed += len(text)
-            # Not wrapped at the terminal's width: a long warning copies as one line.
-            self._console.print(
-                text.decode(errors="replace").rstrip("\n"),
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+        self._relayed = relay_output(
+            self.out_dir / OUTPUT_FILE, self._relayed, self._console, whole
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -149,19 +147,23 @@ class RunView:
     ) -> None:
         """Take the line away, after all the run printed (Ctrl-C's ending of it too), and give
         the process its terminal back for the run's result."""
-        if self._live is None or self._saved is None or self._console is None:
+        if self._saved is None or self._console is None:
             return
         try:
             self._stop.set()
-            self._thread.join()
+            if self._thread.is_alive():
+                self._thread.join()
             sys.stdout.flush()
             sys.stderr.flush()
             self._relay_output(whole=True)
-            self._live.stop()
         finally:
-            for saved, fd in zip(self._saved, (1, 2), strict=True):
-                os.dup2(saved, fd)
-                os.close(saved)
-            if self._out is None:
-                self._console.file.close()
-            self._live = None
+            try:
+                if self._live is not None:
+                    self._live.stop()
+            finally:
+                for saved, fd in zip(self._saved, (1, 2), strict=True):
+                    os.dup2(saved, fd)
+                    os.close(saved)
+                if self._out is None:
+                    self._console.file.close()
+                self._live, self._saved = None, None
