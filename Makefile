@@ -66,6 +66,7 @@ data: install  ## download DATASET=NAME, checksums verified (default: Fashion-MN
 
 # MLflow's server imports starlette.middleware.wsgi, whose deprecation warning each of its
 # processes prints: not the user's to act on. Added after the user's own warning filters.
+# As sweeper.store_uri.UI_QUIET, which the Browse: line a sweep prints carries.
 UI_QUIET = ignore:starlette.middleware.wsgi
 
 ui: install  ## browse the runs in the MLflow UI (loopback only), with a link to the newest sweep

@@ -11,8 +11,9 @@ only to ask. A connection refused, or none within ``CONNECT_TIMEOUT_S``, is no c
 cluster's GCS that refuses this process's auth token (none, or not the cluster's) is a
 ``RayAuthTokenError``: ``ray.init`` would retry it for 20 s, its C++ client logging each try,
 and end with an error that does not name the token. The GCS is asked once, through Ray's own
-gRPC channel (its token, its TLS) and without Ray's C++ client, so nothing of Ray's reaches the
-terminal; any other answer is left to ``ray.init``.
+gRPC channel (its token, its TLS) and without Ray's C++ client, so none of its retries' lines
+reach the terminal (Ray's own note that token authentication is on may, as ``ray.init``'s
+would); any other answer is left to ``ray.init``.
 """
 
 from __future__ import annotations
