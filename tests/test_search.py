@@ -929,8 +929,9 @@ def test_resume_with_repeats_reruns_no_finished_run(workdir: Path) -> None:
     proc = run_cli([*REPEATED, "resume=true"], workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resuming study" in proc.stdout
-    # The cut-short trial's finished run counts as run, not as left to run.
-    assert f": {plural(4 - len(before), 'run')}, tracking to " in proc.stdout
+    # The cut-short trial's finished run counts as run, not as left to run; at most, as a
+    # search that repeats its trials says.
+    assert f": up to {plural(4 - len(before), 'run')}, tracking to " in proc.stdout
     assert f", {len(before)} skipped (finished before)\n" in proc.stdout
     runs = child_runs(all_runs(workdir))
     (sweep_id,) = {r.data.tags["sweep_id"] for r in runs}
@@ -1377,7 +1378,8 @@ def test_a_search_whose_trials_failed_says_to_raise_n_trials_not_to_resume(
     # A larger one runs one more trial; the failed ones are not called finished.
     proc = run_cli([*args, "hydra.sweeper.n_trials=3", "resume=true"], workdir)
     assert proc.returncode == 1
-    assert f": {plural(repeats, 'run')}, tracking to " in proc.stdout
+    upto = "up to " if repeats > 1 else ""
+    assert f": {upto}{plural(repeats, 'run')}, tracking to " in proc.stdout
     assert ": 0 finished, 1 failed, 2 skipped (2 failed before)\n" in proc.stdout
     assert len(child_runs(all_runs(workdir))) == 3
     # The parent counts the sweep's runs, those of the first command included.
