@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,14 @@ FAST = ["train.epochs=3", "train.patience=null"]
 QUICK = [*FAST, "gradcheck.enabled=false"]
 # The repository's root: its conf/, experiments/, bench/ and src/.
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell's background job starts with Ctrl-C ignored, and its children inherit that: the
+    # tests of Ctrl-C would wait for an interrupt that never comes. A handler, unlike an
+    # ignored signal, is reset on exec: the commands the tests start take Ctrl-C too.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
