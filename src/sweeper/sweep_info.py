@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -99,12 +98,12 @@ class SweepHold:
 
 def sweep_lock_path(tracking_uri: str, parent_run_id: str) -> Path:
     """The lock file of the sweep whose parent run is ``parent_run_id``: beside a SQLite
-    store's database, else in the user's cache directory, named by the store's URI too."""
+    store's database, else in the user's cache directory, named by the run's id alone (a
+    UUID): one server spelled two ways (``localhost``, ``127.0.0.1``) holds one lock."""
     database = sqlite_path(tracking_uri)
     if database is not None:
         return database.with_name(f"{database.name}.sweep-{parent_run_id}.lock")
-    key = hashlib.sha256(f"{tracking_uri}\n{parent_run_id}".encode()).hexdigest()[:32]
-    return cache_root() / SWEEP_LOCKS / f"{key}.lock"
+    return cache_root() / SWEEP_LOCKS / f"{parent_run_id}.lock"
 
 
 def hold_sweep(tracking_uri: str, parent_run_id: str, sweep_id: str, command: str) -> SweepHold:
