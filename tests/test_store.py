@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -440,6 +441,31 @@ def test_a_full_disk_fails_the_run_in_one_line_and_keeps_its_metrics(
         1.0,
         0.5,
     ]
+
+
+def test_a_runs_end_the_store_missed_is_recorded_when_it_answers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "mlruns" / "mlflow.db"
+    tracking = {"uri": f"sqlite:///{db}", "experiment": "x", "connect_timeout": 5, "max_outage": 30}
+    uri, experiment_id = open_store(OmegaConf.create(tracking))
+    monkeypatch.setattr(store, "OUTAGE_FIRST_WAIT", 0.01)
+    set_terminated = MlflowClient.set_terminated
+    outage = [requests.ConnectionError("[Errno 111] Connection refused")]
+
+    def down_once(self: MlflowClient, *args: Any, **kwargs: Any) -> None:
+        if outage:
+            raise outage.pop()
+        set_terminated(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", down_once)
+    with tracked_run(uri, experiment_id, "ended in an outage", tags={}) as run:
+        run.log_metrics({"val_loss": 0.5}, step=1)
+
+    (stored,) = MlflowClient(uri).search_runs([experiment_id])
+    assert not outage
+    assert stored.info.status == "FINISHED"
+    assert stored.info.end_time is not None
 
 
 def make_ended_sweep(

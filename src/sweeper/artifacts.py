@@ -62,10 +62,13 @@ PLOTS = "plots"
 SERVED_MODEL_REQUIREMENTS = {"numpy": ["numpy"], "mlflow": ["mlflow"]}
 
 
-def log_served_model(uri: str, run_id: str, checkpoint: Path) -> None:
-    """Log the pyfunc model of ``checkpoint`` for the run, active or ended, as
+def log_served_model(uri: str, experiment_id: str, run_id: str, checkpoint: Path) -> None:
+    """Log the pyfunc model of ``checkpoint`` for the run of ``experiment_id``, as
     ``runs:/RUN_ID/model``."""
     mlflow.set_tracking_uri(uri)
+    # MLflow files a model under the active experiment; the run's is where runs:/RUN_ID/model
+    # is looked up.
+    mlflow.set_experiment(experiment_id=experiment_id)
     with _requirements_known():
         mlflow.models.Model.log(
             artifact_path=None,
@@ -179,11 +182,7 @@ def _make_model(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str
     if not client.list_artifacts(run_id, CHECKPOINT_DIR):
         raise MissingPartError(f"no checkpoint to make a model of ({_ended_as(run)})")
     checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(tmp))
-    mlflow.set_tracking_uri(uri)
-    # MLflow files a model under the active experiment; the run's is where runs:/RUN_ID/model
-    # is looked up.
-    mlflow.set_experiment(experiment_id=run.info.experiment_id)
-    log_served_model(uri, run_id, Path(checkpoint))
+    log_served_model(uri, run.info.experiment_id, run_id, Path(checkpoint))
     return [model_uri(run_id)]
 
 

@@ -211,7 +211,9 @@ def run_config(
                 run.log_tree(_staged(out_dir / STAGED_DIR / ENDED, ended))
                 model = None
                 if tracking.model in made:
-                    log_served_model(sweep.tracking_uri, run_id, result.checkpoint)
+                    log_served_model(
+                        sweep.tracking_uri, sweep.experiment_id, run_id, result.checkpoint
+                    )
                     model = model_uri(run_id)
                 status = FINISHED if pruning.pruned_at is None else PRUNED
                 reason = result.training.stop_reason

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (
     MAX_ENTITIES_PER_BATCH,
     MAX_METRICS_PER_BATCH,
@@ -47,7 +49,8 @@ class RunLogger:
 
     @store_call
     def log_params(self, params: Mapping[str, Any]) -> None:
-        mlflow.log_params({k: ("null" if v is None else v) for k, v in params.items()})
+        batch = [Param(k, "null" if v is None else str(v)) for k, v in params.items()]
+        self._client.log_batch(self.run_id, params=batch)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
@@ -98,15 +101,22 @@ def tracked_run(
     mlflow.set_tracking_uri(uri)
     if GIT_COMMIT_TAG not in tags:
         tags = {**tags, GIT_COMMIT_TAG: git_commit()}
-    run = store_call(mlflow.start_run)(
-        experiment_id=experiment_id,
-        run_name=run_name,
-        parent_run_id=parent_run_id,
-        # Strings: a tracking server's REST API rejects other tag values (SQLite converts them).
-        tags={key: str(value) for key, value in tags.items()},
+    # Strings: a tracking server's REST API rejects other tag values (SQLite converts them).
+    run_tags = {key: str(value) for key, value in tags.items()}
+    if parent_run_id:
+        run_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    # MlflowClient, not mlflow.start_run and end_run: mlflow.end_run forgets the active run
+    # before it records its end, so repeating it after an outage would record nothing.
+    client = MlflowClient(uri)
+    run = store_call(client.create_run)(
+        experiment_id, tags=resolve_tags(run_tags), run_name=run_name
     )
-    logger = RunLogger(run.info.run_id, uri, run.info.artifact_uri, flush_seconds)
-    end_run = store_call(mlflow.end_run)
+    run_id = run.info.run_id
+    logger = RunLogger(run_id, uri, run.info.artifact_uri, flush_seconds)
+
+    def end_run(status: int) -> None:
+        store_call(client.set_terminated)(run_id, RunStatus.to_string(status))
+
     try:
         yield logger
     except KeyboardInterrupt:
@@ -114,10 +124,10 @@ def tracked_run(
         with interrupts_deferred():
             logger.set_tags({STATUS_TAG: KILLED, REASON_TAG: interruption()[0]})
             logger.flush()
-            end_run(RunStatus.to_string(RunStatus.KILLED))
+            end_run(RunStatus.KILLED)
             if parent_run_id and orphaned():
                 # Its sweep's process, which would have, is gone (kill -9).
-                store_call(MlflowClient(uri).set_terminated)(
+                store_call(client.set_terminated)(
                     parent_run_id, RunStatus.to_string(RunStatus.KILLED)
                 )
         raise
@@ -125,11 +135,11 @@ def tracked_run(
         try:
             logger.set_tags({STATUS_TAG: FAILED, REASON_TAG: failure_reason(err)})
             logger.flush()
-            end_run(RunStatus.to_string(RunStatus.FAILED))
+            end_run(RunStatus.FAILED)
         except Exception:
             # A store that failed the run (full, not answering) may fail its closing too;
             # the error that failed the run is the one to report.
             pass
         raise
     logger.flush()
-    end_run(RunStatus.to_string(RunStatus.FINISHED))
+    end_run(RunStatus.FINISHED)
