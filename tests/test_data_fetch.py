@@ -372,6 +372,49 @@ def test_tar_member_outside_the_target_is_refused(
     assert [p.name for p in (cache / "cifar10").iterdir()] == ["cifar-10-python.tar.gz"]
 
 
+@pytest.fixture
+def tarfile_without_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tarfile as Python 3.11.0-3.11.3 has it: no filters, and extractall takes no filter=."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    real = tarfile.TarFile.extractall
+
+    def extractall(
+        self: tarfile.TarFile,
+        path: str | Path = ".",
+        members: list[tarfile.TarInfo] | None = None,
+        *,
+        numeric_owner: bool = False,
+    ) -> None:
+        # Unfiltered, as then: anything the archive names is written.
+        real(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+
+
+@pytest.mark.usefixtures("tarfile_without_filters")
+def test_a_python_without_tar_filters_extracts_cifar10_and_refuses_a_member_outside(
+    server: FileServer,
+    monkeypatch: pytest.MonkeyPatch,
+    cache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serve(monkeypatch, server, "cifar10", {"cifar-10-python.tar.gz": cifar_archive(tmp_path)})
+    assert f"cifar10: extracted {cache / 'cifar10' / 'cifar-10-batches-py'}" in fetch("cifar10")
+    assert len(load_dataset("cifar10").y_test) == 20
+
+    evil = cifar_archive(tmp_path / "evil", evil=True)
+    serve(monkeypatch, server, "cifar10", {"cifar-10-python.tar.gz": evil})
+    assert main(["fetch", "cifar10", "--dir", str(tmp_path / "other")]) == 1
+    archive = tmp_path / "other" / "cifar-10-python.tar.gz"
+    assert capsys.readouterr().err == (
+        f"error: cannot extract {archive}: 'cifar-10-batches-py/../../evil.txt' would land"
+        " outside the target directory\n"
+    )
+    assert not list(tmp_path.rglob("evil.txt"))
+    assert [p.name for p in archive.parent.iterdir()] == [archive.name]
+
+
 FONTS = 7
 
 

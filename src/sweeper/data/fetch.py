@@ -7,7 +7,8 @@ partial or unverified file ever carries a name a loader reads; an interrupted do
 from its ``.part`` file where the server honours HTTP Range requests, and starts clean where
 it does not. A fetch locks its directory, so a second one into it waits, then finds the data
 there. Archives are then turned into what the loaders read: CIFAR-10's tar is extracted
-with tarfile's ``data`` filter, notMNIST's PNG folders are read into ``notmnist.npz``.
+with tarfile's ``data`` filter (its members checked alike where Python has none), notMNIST's
+PNG folders are read into ``notmnist.npz``.
 The command is ``python -m sweeper.data fetch`` (``sweeper.data.__main__``).
 """
 
@@ -85,14 +86,29 @@ NOTMNIST_TEST_SHARE = 7
 NOTMNIST_SPLIT_SEED = 0
 
 
+def _extract_safely(tar: tarfile.TarFile, work: Path) -> None:
+    """Extract ``tar`` into ``work``; raise TarError for a member that would land outside it."""
+    if hasattr(tarfile, "data_filter"):
+        # The data filter refuses members outside work/, links out of it, devices.
+        tar.extractall(work, filter="data")
+        return
+    # Python 3.11.0-3.11.3 has no filters: plain files and directories inside work/ only.
+    members = tar.getmembers()
+    for member in members:
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"{member.name!r} is a link or a device")
+        if member.name.startswith("/") or ".." in member.name.split("/"):
+            raise tarfile.TarError(f"{member.name!r} would land outside the target directory")
+    tar.extractall(work, members)
+
+
 def extract_cifar10(archive: Path, data_dir: Path) -> str:
     """Extract ``cifar-10-batches-py/`` from ``archive`` into ``data_dir``; drop the archive."""
     work = Path(tempfile.mkdtemp(prefix=".extract-", dir=data_dir))
     try:
         try:
             with tarfile.open(archive, "r:gz") as tar:
-                # The data filter refuses members outside work/, links out of it, devices.
-                tar.extractall(work, filter="data")
+                _extract_safely(tar, work)
         except (tarfile.TarError, OSError, EOFError) as error:
             raise FetchError(f"cannot extract {archive}: {error}") from None
         batches = work / SUBDIRECTORY
