@@ -334,6 +334,39 @@ def test_mirror_replaces_the_base_urls(
     assert {path for path, _ in server.requests} == {f"/internal/mnist/{n}" for n in IDX_NAMES}
 
 
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_a_mirror_without_a_scheme_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    mirror = "mirror.example.com/datasets"
+    if how == "env":
+        monkeypatch.setenv(MIRROR_ENV, mirror)
+        args, named = ["fetch", "mnist"], MIRROR_ENV
+    else:
+        args, named = ["fetch", "mnist", "--mirror", mirror], "--mirror"
+    assert main(args) == 1
+    assert capsys.readouterr().err == (
+        f"error: {named} needs a URL: http://..., https://... or file:///..., or a directory"
+        f" (got {mirror!r})\n"
+    )
+    assert not (cache / "mnist").exists()
+
+
+def test_a_directory_is_a_mirror(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path
+) -> None:
+    files = mnist_files()
+    real = SOURCES["mnist"]
+    table = tuple(RemoteFile(name, sha256(data), len(data)) for name, data in files.items())
+    monkeypatch.setitem(SOURCES, "mnist", Source((refused_url(),), table, real.ready))
+    (tmp_path / "copy" / "mnist").mkdir(parents=True)
+    for name, data in files.items():
+        (tmp_path / "copy" / "mnist" / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    assert fetch("mnist", mirror="copy")[-1] == f"mnist: ready in {cache / 'mnist'}"
+    assert {p.name: p.read_bytes() for p in (cache / "mnist").iterdir()} == files
+
+
 def cifar_archive(tmp_path: Path, evil: bool = False) -> bytes:
     batches = tmp_path / "src" / "cifar-10-batches-py"
     write_cifar(batches)

@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from sweeper.data.npz import IMAGE_SIZE, NOTMNIST_FILE
 from sweeper.shell import python_command
 
 MIRROR_ENV = "SWEEPER_DATA_MIRROR"
+MIRROR_SCHEMES = ("http", "https", "file")
 HASH_LENGTHS = {"sha256": 64, "md5": 32}
 TIMEOUT_S = 30.0
 CHUNK = 1 << 16
@@ -292,6 +294,20 @@ def file_urls(name: str, file: RemoteFile, mirror: str | None) -> list[str]:
     return [base + file.name for base in SOURCES[name].bases]
 
 
+def mirror_url(mirror: str, given_as: str) -> str:
+    """``mirror`` as a base URL, a directory there as its ``file://`` URL; a FetchError that
+    names ``given_as`` (the option or variable) for anything else."""
+    if urllib.parse.urlsplit(mirror).scheme in MIRROR_SCHEMES:
+        return mirror
+    directory = Path(mirror).expanduser()
+    if directory.is_dir():
+        return directory.resolve().as_uri()
+    raise FetchError(
+        f"{given_as} needs a URL: http://..., https://... or file:///..., or a directory"
+        f" (got {mirror!r})"
+    )
+
+
 def file_digest(path: Path, algorithm: str) -> str:
     """The hex digest of the file at ``path`` by ``algorithm`` (``hashlib``'s name)."""
     with open(path, "rb") as stream:
@@ -455,15 +471,18 @@ def fetch(
 ) -> list[str]:
     """Download, verify and prepare ``name`` in ``data_dir`` (its default when None).
 
-    ``mirror`` replaces every base URL (``mirror/<name>/<file>``); None reads
-    ``$SWEEPER_DATA_MIRROR``. Returns lines that say what was done.
+    ``mirror`` (a URL or a directory) replaces every base URL (``mirror/<name>/<file>``); None
+    reads ``$SWEEPER_DATA_MIRROR``. Returns lines that say what was done.
     """
     if name not in SOURCES:
         raise FetchError(f"unknown dataset {name!r}; fetch one of {', '.join(SOURCES)}")
     source = SOURCES[name]
     target = Path(data_dir).expanduser() if data_dir is not None else default_data_dir(name)
+    given_as = "--mirror" if mirror is not None else MIRROR_ENV
     if mirror is None:
         mirror = os.environ.get(MIRROR_ENV) or None
+    if mirror:
+        mirror = mirror_url(mirror, given_as)
     if is_fetched(name, target):
         return _already_there(name, target)
     if target.exists() and not target.is_dir():
