@@ -216,7 +216,10 @@ def test_checksum_mismatch_deletes_the_download_and_names_both_hashes(
     message = str(info.value)
     got = hashlib.sha256(files[IDX_NAMES[1]]).hexdigest()
     assert message.startswith(f"cannot download {IDX_NAMES[1]} from {server.url}/mnist/")
-    assert f"{IDX_NAMES[1]}: sha256 {got}, expected {'0' * 64} (deleted)" in message
+    assert message.endswith(
+        f"{IDX_NAMES[1]}: sha256 {got}, expected {'0' * 64} (deleted). The server's copy differs"
+        " from the official file: try another server with --mirror URL"
+    )
     assert "\n" not in message
     assert sorted(p.name for p in (cache / "mnist").iterdir()) == [IDX_NAMES[0]]
 
@@ -537,6 +540,11 @@ def test_default_data_dir_prefers_a_system_copy_and_follows_xdg(
         (debian / name).write_bytes(data)  # Debian recompressed them: other bytes, same arrays
     assert locations.default_data_dir("fashion_mnist") == debian
     assert fetch("fashion_mnist") == [f"fashion_mnist: already in {debian}"]
+    # Through a link to it, as Debian's: its files are not checked against the downloads'.
+    (tmp_path / "fm").symlink_to(debian)
+    assert fetch("fashion_mnist", tmp_path / "fm") == [
+        f"fashion_mnist: already in {tmp_path / 'fm'}"
+    ]
     assert locations.default_data_dir("mnist") == cache / "mnist"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec says: ignore it
     assert locations.default_data_dir("mnist") == Path.home() / ".cache" / "sweeper" / "mnist"

@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 
@@ -402,7 +402,12 @@ def manual_steps(name: str, data_dir: Path, mirror: str | None) -> str:
     return f"download {names} from {base} by hand, put {them} in {data_dir} and run this again"
 
 
-def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO) -> str | None:
+class _Failure(NamedTuple):
+    reason: str
+    mismatch: bool  # the server sent a whole file, not the official one
+
+
+def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO) -> _Failure | None:
     """Download ``url`` into ``partial`` and verify it: None when it is ``file``, else why not
     (a part that fails its checksum is deleted)."""
     algorithm, expected = file.checksum.split(":")
@@ -411,12 +416,12 @@ def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO)
     except (OSError, http.client.HTTPException) as error:
         # urllib's URLError and HTTPError, refused connections and timeouts are OSErrors.
         if isinstance(error, http.client.IncompleteRead):
-            return f"stopped {error.expected:,} bytes short"
-        return str(getattr(error, "reason", None) or error)
+            return _Failure(f"stopped {error.expected:,} bytes short", mismatch=False)
+        return _Failure(str(getattr(error, "reason", None) or error), mismatch=False)
     got = file_digest(partial, algorithm)
     if got != expected:
         partial.unlink()
-        return f"{algorithm} {got}, expected {expected} (deleted)"
+        return _Failure(f"{algorithm} {got}, expected {expected} (deleted)", mismatch=True)
     return None
 
 
@@ -429,22 +434,27 @@ def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, ou
     partial = data_dir / f"{file.name}.part"
     label = f"{name}: {file.name}"
     failures: list[tuple[str, str]] = []
+    mismatch = False
     for url in file_urls(name, file, mirror):
         resumed = partial.exists()
-        reason = _attempt(url, partial, label, file, out)
-        if reason is not None and resumed and not partial.exists():
+        failure = _attempt(url, partial, label, file, out)
+        if failure is not None and resumed and not partial.exists():
             # The part resumed was no prefix of this file (it failed its checksum): from the
             # first byte once more.
-            reason = _attempt(url, partial, label, file, out)
-        if reason is None:
+            failure = _attempt(url, partial, label, file, out)
+        if failure is None:
             os.replace(partial, destination)
             return
-        failures.append((url, reason))
+        failures.append((url, failure.reason))
+        mismatch |= failure.mismatch
     kept = " (the part received is kept: the same command resumes it)" if partial.exists() else ""
-    raise FetchError(
-        f"cannot download {file.name} from {_failures(failures)}{kept}. Without network:"
-        f" {manual_steps(name, data_dir, mirror)}"
+    # Putting a server's wrong copy there by hand would fail the same check.
+    advice = (
+        "The server's copy differs from the official file: try another server with --mirror URL"
+        if mismatch
+        else f"Without network: {manual_steps(name, data_dir, mirror)}"
     )
+    raise FetchError(f"cannot download {file.name} from {_failures(failures)}{kept}. {advice}")
 
 
 def check_in_place(path: Path, file: RemoteFile) -> None:
@@ -513,7 +523,8 @@ def fetch(
 
 def _already_there(name: str, target: Path) -> list[str]:
     """The line for a dataset fetched before, its files there checked."""
-    if target == SYSTEM_COPIES.get(name):
+    system = SYSTEM_COPIES.get(name)
+    if system is not None and target.resolve() == system.resolve():
         # A distribution's copy: recompressed, the same arrays in other bytes.
         return [f"{name}: already in {target}"]
     # Files put there by hand are checked as downloaded ones are (an archive may have
