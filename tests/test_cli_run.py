@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import FAST, all_runs, child_runs, cli_env, run_cli, store_uri
+from helpers import write_mnist_like
 from sweeper.checkpoint import load_checkpoint
 from sweeper.data import load_dataset
 
@@ -236,6 +237,20 @@ def test_a_key_the_config_lacks_added_with_plus_fails_naming_the_keys_there(
     assert sweep.stderr.startswith("Error: 2 of 2 runs are invalid; nothing was run:\n")
     assert "foo is not a key of the config, which has: dataset, " in sweep.stderr
     assert not (workdir / "mlruns" / "mlflow.db").exists()
+
+
+def test_a_relative_data_dir_is_read_from_the_launch_directory_when_hydra_changes_into_the_runs(
+    workdir: Path,
+) -> None:
+    write_mnist_like(workdir / "mn", gz=True)
+    args = ["dataset=mnist", "dataset.data_dir=mn", "train.epochs=1", "gradcheck.enabled=false"]
+    proc = run_cli([*args, "hydra.job.chdir=true"], workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = all_runs(workdir)
+    assert run.info.status == "FINISHED"
+    # The path as given, and the directory it named.
+    assert run.data.params["dataset.data_dir"] == "mn"
+    assert run.data.tags["data_dir_resolved"] == str(workdir / "mn")
 
 
 def test_a_sweep_leaves_its_prepared_data_to_the_next_sweep_which_maps_it(

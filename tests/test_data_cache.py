@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -131,6 +133,42 @@ def test_a_sweeps_entries_move_to_the_users_cache_which_keeps_its_size(tmp_path:
     (tmp_path / "file").write_text("")
     assert cache.keep_prepared(sweep, cache.DataCache(tmp_path / "file" / "cache")) == []
     assert names[1] in [p.name for p in sweep.iterdir()]
+
+
+def test_a_sweeps_entries_are_copied_to_a_users_cache_on_another_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep, user = tmp_path / "sweep", tmp_path / "user"
+    prepared = load_dataset_cached(sweep, "digits", seed=1)
+    name = Path(prepared.x_train.filename).parent.name
+    real_rename = os.rename
+
+    def rename(source: str | Path, destination: str | Path) -> None:
+        # As between two file systems: the sweep's directory and the user's cache.
+        if Path(source).parent != Path(destination).parent:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename)
+    real_copytree = shutil.copytree
+
+    def failing_copytree(*args: object, **kwargs: object) -> object:
+        real_copytree(*args, **kwargs)  # type: ignore[arg-type]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # A copy that fails (a full disk) leaves nothing in the cache and the entry where it was.
+    monkeypatch.setattr(shutil, "copytree", failing_copytree)
+    assert cache.keep_prepared(sweep, cache.DataCache(user)) == []
+    assert [p.name for p in user.iterdir() if not p.name.endswith(".lock")] == []
+    assert _entries_in(sweep) == [sweep / name]
+
+    monkeypatch.setattr(shutil, "copytree", real_copytree)
+    assert cache.keep_prepared(sweep, cache.DataCache(user)) == [user / name]
+    assert [p.name for p in user.iterdir() if not p.name.endswith(".lock")] == [name]
+    assert _entries_in(sweep) == []
+    again = load_dataset_cached(tmp_path / "next", "digits", seed=1, read_also=user)
+    assert Path(again.x_train.filename).parent == user / name
+    np.testing.assert_array_equal(again.x_train, load_dataset("digits", seed=1).x_train)
 
 
 def test_changed_source_files_are_prepared_again(

@@ -216,7 +216,10 @@ def test_checksum_mismatch_deletes_the_download_and_names_both_hashes(
     message = str(info.value)
     got = hashlib.sha256(files[IDX_NAMES[1]]).hexdigest()
     assert message.startswith(f"cannot download {IDX_NAMES[1]} from {server.url}/mnist/")
-    assert f"{IDX_NAMES[1]}: sha256 {got}, expected {'0' * 64} (deleted)" in message
+    assert message.endswith(
+        f"{IDX_NAMES[1]}: sha256 {got}, expected {'0' * 64} (deleted). The server's copy differs"
+        " from the official file: try another server with --mirror URL"
+    )
     assert "\n" not in message
     assert sorted(p.name for p in (cache / "mnist").iterdir()) == [IDX_NAMES[0]]
 
@@ -334,6 +337,39 @@ def test_mirror_replaces_the_base_urls(
     assert {path for path, _ in server.requests} == {f"/internal/mnist/{n}" for n in IDX_NAMES}
 
 
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_a_mirror_without_a_scheme_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    mirror = "mirror.example.com/datasets"
+    if how == "env":
+        monkeypatch.setenv(MIRROR_ENV, mirror)
+        args, named = ["fetch", "mnist"], MIRROR_ENV
+    else:
+        args, named = ["fetch", "mnist", "--mirror", mirror], "--mirror"
+    assert main(args) == 1
+    assert capsys.readouterr().err == (
+        f"error: {named} needs a URL: http://..., https://... or file:///..., or a directory"
+        f" (got {mirror!r})\n"
+    )
+    assert not (cache / "mnist").exists()
+
+
+def test_a_directory_is_a_mirror(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path
+) -> None:
+    files = mnist_files()
+    real = SOURCES["mnist"]
+    table = tuple(RemoteFile(name, sha256(data), len(data)) for name, data in files.items())
+    monkeypatch.setitem(SOURCES, "mnist", Source((refused_url(),), table, real.ready))
+    (tmp_path / "copy" / "mnist").mkdir(parents=True)
+    for name, data in files.items():
+        (tmp_path / "copy" / "mnist" / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    assert fetch("mnist", mirror="copy")[-1] == f"mnist: ready in {cache / 'mnist'}"
+    assert {p.name: p.read_bytes() for p in (cache / "mnist").iterdir()} == files
+
+
 def cifar_archive(tmp_path: Path, evil: bool = False) -> bytes:
     batches = tmp_path / "src" / "cifar-10-batches-py"
     write_cifar(batches)
@@ -370,6 +406,49 @@ def test_tar_member_outside_the_target_is_refused(
     assert not list(tmp_path.rglob("evil.txt"))
     # The verified archive stays for a retry; nothing the loader reads was made.
     assert [p.name for p in (cache / "cifar10").iterdir()] == ["cifar-10-python.tar.gz"]
+
+
+@pytest.fixture
+def tarfile_without_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tarfile as Python 3.11.0-3.11.3 has it: no filters, and extractall takes no filter=."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    real = tarfile.TarFile.extractall
+
+    def extractall(
+        self: tarfile.TarFile,
+        path: str | Path = ".",
+        members: list[tarfile.TarInfo] | None = None,
+        *,
+        numeric_owner: bool = False,
+    ) -> None:
+        # Unfiltered, as then: anything the archive names is written.
+        real(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+
+
+@pytest.mark.usefixtures("tarfile_without_filters")
+def test_a_python_without_tar_filters_extracts_cifar10_and_refuses_a_member_outside(
+    server: FileServer,
+    monkeypatch: pytest.MonkeyPatch,
+    cache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serve(monkeypatch, server, "cifar10", {"cifar-10-python.tar.gz": cifar_archive(tmp_path)})
+    assert f"cifar10: extracted {cache / 'cifar10' / 'cifar-10-batches-py'}" in fetch("cifar10")
+    assert len(load_dataset("cifar10").y_test) == 20
+
+    evil = cifar_archive(tmp_path / "evil", evil=True)
+    serve(monkeypatch, server, "cifar10", {"cifar-10-python.tar.gz": evil})
+    assert main(["fetch", "cifar10", "--dir", str(tmp_path / "other")]) == 1
+    archive = tmp_path / "other" / "cifar-10-python.tar.gz"
+    assert capsys.readouterr().err == (
+        f"error: cannot extract {archive}: 'cifar-10-batches-py/../../evil.txt' would land"
+        " outside the target directory\n"
+    )
+    assert not list(tmp_path.rglob("evil.txt"))
+    assert [p.name for p in archive.parent.iterdir()] == [archive.name]
 
 
 FONTS = 7
@@ -461,6 +540,11 @@ def test_default_data_dir_prefers_a_system_copy_and_follows_xdg(
         (debian / name).write_bytes(data)  # Debian recompressed them: other bytes, same arrays
     assert locations.default_data_dir("fashion_mnist") == debian
     assert fetch("fashion_mnist") == [f"fashion_mnist: already in {debian}"]
+    # Through a link to it, as Debian's: its files are not checked against the downloads'.
+    (tmp_path / "fm").symlink_to(debian)
+    assert fetch("fashion_mnist", tmp_path / "fm") == [
+        f"fashion_mnist: already in {tmp_path / 'fm'}"
+    ]
     assert locations.default_data_dir("mnist") == cache / "mnist"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec says: ignore it
     assert locations.default_data_dir("mnist") == Path.home() / ".cache" / "sweeper" / "mnist"

@@ -125,6 +125,11 @@ def main(cfg: DictConfig) -> float:
         config = validate(cfg)
         if config.resume and not multirun:
             raise ConfigError("resume=true continues a sweep: add -m, with the sweep's overrides")
+    if hc.job.chdir and config.dataset.data_dir is not None:
+        # Read from the launch directory, as the store is, not the run's own directory that
+        # Hydra has moved this process to; the params keep the path as it was given.
+        launched = Path(hc.runtime.cwd) / Path(config.dataset.data_dir).expanduser()
+        config = replace(config, dataset=replace(config.dataset, data_dir=str(launched)))
     out_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     params = flat_params(cfg)

@@ -22,6 +22,7 @@ removed, with one warning that names it, and prepared again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -342,11 +343,30 @@ def _nbytes(dataset: Dataset) -> int:
     return sum(getattr(dataset, array).nbytes for array in ARRAYS)
 
 
+def _move_entry(entry: Path, target: Path) -> None:
+    """Rename ``entry`` to ``target``; on another file system, copy it to a staging directory
+    beside ``target``, renamed into place, then remove it."""
+    try:
+        os.rename(entry, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        shutil.copytree(entry, staging, dirs_exist_ok=True)
+        os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(entry, ignore_errors=True)
+
+
 def keep_prepared(source_dir: Path, cache: DataCache) -> list[Path]:
     """Move the entries prepared in ``source_dir`` (a sweep's cache, which nothing reads any
-    more) into ``cache``, then trim it to its size; the moved entries, where they now are. An
-    entry ``cache`` already holds, or one on another file system, is left where it is, as is
-    everything when ``cache`` cannot be made: a sweep does not fail for want of a cache."""
+    more) into ``cache`` (copied where it is on another file system), then trim it to its
+    size; the moved entries, where they now are. An entry ``cache`` already holds, or one it
+    cannot take, is left where it is, as is everything when ``cache`` cannot be made: a sweep
+    does not fail for want of a cache."""
     if not source_dir.is_dir():
         return []
     try:
@@ -361,10 +381,13 @@ def keep_prepared(source_dir: Path, cache: DataCache) -> list[Path]:
             continue  # more than the whole cache may hold
         target = cache.directory / entry.name
         try:
-            # Fails where target exists (a non-empty directory) or lies on another device.
-            os.rename(entry, target)
+            # Under its lock, as an entry is written: a run that wants it waits for it.
+            with _entry_lock(target):
+                if target.exists():
+                    continue
+                _move_entry(entry, target)
         except OSError:
-            continue
+            continue  # the cache cannot be written, or is full
         moved.append(target)
     if moved and cache.max_bytes is not None:
         _evict(cache.directory, moved[-1], cache.max_bytes)

@@ -7,7 +7,8 @@ partial or unverified file ever carries a name a loader reads; an interrupted do
 from its ``.part`` file where the server honours HTTP Range requests, and starts clean where
 it does not. A fetch locks its directory, so a second one into it waits, then finds the data
 there. Archives are then turned into what the loaders read: CIFAR-10's tar is extracted
-with tarfile's ``data`` filter, notMNIST's PNG folders are read into ``notmnist.npz``.
+with tarfile's ``data`` filter (its members checked alike where Python has none), notMNIST's
+PNG folders are read into ``notmnist.npz``.
 The command is ``python -m sweeper.data fetch`` (``sweeper.data.__main__``).
 """
 
@@ -24,11 +25,12 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 
@@ -39,6 +41,7 @@ from sweeper.data.npz import IMAGE_SIZE, NOTMNIST_FILE
 from sweeper.shell import python_command
 
 MIRROR_ENV = "SWEEPER_DATA_MIRROR"
+MIRROR_SCHEMES = ("http", "https", "file")
 HASH_LENGTHS = {"sha256": 64, "md5": 32}
 TIMEOUT_S = 30.0
 CHUNK = 1 << 16
@@ -85,14 +88,29 @@ NOTMNIST_TEST_SHARE = 7
 NOTMNIST_SPLIT_SEED = 0
 
 
+def _extract_safely(tar: tarfile.TarFile, work: Path) -> None:
+    """Extract ``tar`` into ``work``; raise TarError for a member that would land outside it."""
+    if hasattr(tarfile, "data_filter"):
+        # The data filter refuses members outside work/, links out of it, devices.
+        tar.extractall(work, filter="data")
+        return
+    # Python 3.11.0-3.11.3 has no filters: plain files and directories inside work/ only.
+    members = tar.getmembers()
+    for member in members:
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"{member.name!r} is a link or a device")
+        if member.name.startswith("/") or ".." in member.name.split("/"):
+            raise tarfile.TarError(f"{member.name!r} would land outside the target directory")
+    tar.extractall(work, members)
+
+
 def extract_cifar10(archive: Path, data_dir: Path) -> str:
     """Extract ``cifar-10-batches-py/`` from ``archive`` into ``data_dir``; drop the archive."""
     work = Path(tempfile.mkdtemp(prefix=".extract-", dir=data_dir))
     try:
         try:
             with tarfile.open(archive, "r:gz") as tar:
-                # The data filter refuses members outside work/, links out of it, devices.
-                tar.extractall(work, filter="data")
+                _extract_safely(tar, work)
         except (tarfile.TarError, OSError, EOFError) as error:
             raise FetchError(f"cannot extract {archive}: {error}") from None
         batches = work / SUBDIRECTORY
@@ -276,6 +294,20 @@ def file_urls(name: str, file: RemoteFile, mirror: str | None) -> list[str]:
     return [base + file.name for base in SOURCES[name].bases]
 
 
+def mirror_url(mirror: str, given_as: str) -> str:
+    """``mirror`` as a base URL, a directory there as its ``file://`` URL; a FetchError that
+    names ``given_as`` (the option or variable) for anything else."""
+    if urllib.parse.urlsplit(mirror).scheme in MIRROR_SCHEMES:
+        return mirror
+    directory = Path(mirror).expanduser()
+    if directory.is_dir():
+        return directory.resolve().as_uri()
+    raise FetchError(
+        f"{given_as} needs a URL: http://..., https://... or file:///..., or a directory"
+        f" (got {mirror!r})"
+    )
+
+
 def file_digest(path: Path, algorithm: str) -> str:
     """The hex digest of the file at ``path`` by ``algorithm`` (``hashlib``'s name)."""
     with open(path, "rb") as stream:
@@ -370,7 +402,12 @@ def manual_steps(name: str, data_dir: Path, mirror: str | None) -> str:
     return f"download {names} from {base} by hand, put {them} in {data_dir} and run this again"
 
 
-def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO) -> str | None:
+class _Failure(NamedTuple):
+    reason: str
+    mismatch: bool  # the server sent a whole file, not the official one
+
+
+def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO) -> _Failure | None:
     """Download ``url`` into ``partial`` and verify it: None when it is ``file``, else why not
     (a part that fails its checksum is deleted)."""
     algorithm, expected = file.checksum.split(":")
@@ -379,12 +416,12 @@ def _attempt(url: str, partial: Path, label: str, file: RemoteFile, out: TextIO)
     except (OSError, http.client.HTTPException) as error:
         # urllib's URLError and HTTPError, refused connections and timeouts are OSErrors.
         if isinstance(error, http.client.IncompleteRead):
-            return f"stopped {error.expected:,} bytes short"
-        return str(getattr(error, "reason", None) or error)
+            return _Failure(f"stopped {error.expected:,} bytes short", mismatch=False)
+        return _Failure(str(getattr(error, "reason", None) or error), mismatch=False)
     got = file_digest(partial, algorithm)
     if got != expected:
         partial.unlink()
-        return f"{algorithm} {got}, expected {expected} (deleted)"
+        return _Failure(f"{algorithm} {got}, expected {expected} (deleted)", mismatch=True)
     return None
 
 
@@ -397,22 +434,27 @@ def download(name: str, file: RemoteFile, data_dir: Path, mirror: str | None, ou
     partial = data_dir / f"{file.name}.part"
     label = f"{name}: {file.name}"
     failures: list[tuple[str, str]] = []
+    mismatch = False
     for url in file_urls(name, file, mirror):
         resumed = partial.exists()
-        reason = _attempt(url, partial, label, file, out)
-        if reason is not None and resumed and not partial.exists():
+        failure = _attempt(url, partial, label, file, out)
+        if failure is not None and resumed and not partial.exists():
             # The part resumed was no prefix of this file (it failed its checksum): from the
             # first byte once more.
-            reason = _attempt(url, partial, label, file, out)
-        if reason is None:
+            failure = _attempt(url, partial, label, file, out)
+        if failure is None:
             os.replace(partial, destination)
             return
-        failures.append((url, reason))
+        failures.append((url, failure.reason))
+        mismatch |= failure.mismatch
     kept = " (the part received is kept: the same command resumes it)" if partial.exists() else ""
-    raise FetchError(
-        f"cannot download {file.name} from {_failures(failures)}{kept}. Without network:"
-        f" {manual_steps(name, data_dir, mirror)}"
+    # Putting a server's wrong copy there by hand would fail the same check.
+    advice = (
+        "The server's copy differs from the official file: try another server with --mirror URL"
+        if mismatch
+        else f"Without network: {manual_steps(name, data_dir, mirror)}"
     )
+    raise FetchError(f"cannot download {file.name} from {_failures(failures)}{kept}. {advice}")
 
 
 def check_in_place(path: Path, file: RemoteFile) -> None:
@@ -439,15 +481,18 @@ def fetch(
 ) -> list[str]:
     """Download, verify and prepare ``name`` in ``data_dir`` (its default when None).
 
-    ``mirror`` replaces every base URL (``mirror/<name>/<file>``); None reads
-    ``$SWEEPER_DATA_MIRROR``. Returns lines that say what was done.
+    ``mirror`` (a URL or a directory) replaces every base URL (``mirror/<name>/<file>``); None
+    reads ``$SWEEPER_DATA_MIRROR``. Returns lines that say what was done.
     """
     if name not in SOURCES:
         raise FetchError(f"unknown dataset {name!r}; fetch one of {', '.join(SOURCES)}")
     source = SOURCES[name]
     target = Path(data_dir).expanduser() if data_dir is not None else default_data_dir(name)
+    given_as = "--mirror" if mirror is not None else MIRROR_ENV
     if mirror is None:
         mirror = os.environ.get(MIRROR_ENV) or None
+    if mirror:
+        mirror = mirror_url(mirror, given_as)
     if is_fetched(name, target):
         return _already_there(name, target)
     if target.exists() and not target.is_dir():
@@ -478,7 +523,8 @@ def fetch(
 
 def _already_there(name: str, target: Path) -> list[str]:
     """The line for a dataset fetched before, its files there checked."""
-    if target == SYSTEM_COPIES.get(name):
+    system = SYSTEM_COPIES.get(name)
+    if system is not None and target.resolve() == system.resolve():
         # A distribution's copy: recompressed, the same arrays in other bytes.
         return [f"{name}: already in {target}"]
     # Files put there by hand are checked as downloaded ones are (an archive may have
