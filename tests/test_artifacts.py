@@ -3,6 +3,7 @@ command that makes those for any run, and the batching of a run's store writes."
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -111,7 +112,8 @@ def test_every_run_keeps_params_metrics_tags_config_gradcheck_and_checkpoint(
 def test_only_the_best_run_gets_the_model_and_curves_at_the_sweeps_end(swept: Swept) -> None:
     uri = store_uri(swept.workdir)
     best = swept.best.info.run_id
-    assert f"Made for the best run: runs:/{best}/model, plots/loss.png" in swept.stdout
+    model = f"runs:/{best}/model (MLFLOW_TRACKING_URI={uri})"
+    assert f"Made for the best run: {model}, plots/loss.png" in swept.stdout
     assert {"plots/loss.png", "plots/accuracy.png"} <= artifact_paths(uri, best)
     image = matplotlib.image.imread(
         MlflowClient(uri).download_artifacts(best, "plots/accuracy.png", str(swept.workdir))
@@ -222,6 +224,30 @@ def test_a_sweeps_parent_run_is_refused_naming_its_best_run(
     assert out.out == ""
 
 
+def test_a_store_moved_away_from_its_artifacts_is_one_line_and_nothing_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    settings = {"train": {"epochs": 1}, "gradcheck": {"enabled": False}}
+    outcome = run_here(first, {**settings, "tracking": {"model": "none", "curves": "none"}})
+    run_id = str(outcome.run_id)
+    artifacts = MlflowClient(store_uri(first)).get_run(run_id).info.artifact_uri
+    # Copied elsewhere, the original renamed: the artifacts' recorded path leads nowhere.
+    shutil.copytree(first / "mlruns", second / "mlruns")
+    (first / "mlruns").rename(first / "mlruns-old")
+    line = (
+        f"Error: the artifacts of run {run_id} are not at {artifacts}, where the store records "
+        "them: was the store moved? Move its artifacts back there (MLflow keeps that path)\n"
+    )
+    monkeypatch.chdir(tmp_path)  # where the reproduction's outputs/ would go
+    for main, refused in ((artifacts_main, 1), (reproduce_main, 2)):
+        assert main([run_id, "--tracking-uri", store_uri(second)]) == refused
+        assert capsys.readouterr().err == line
+    # Nothing made: not the recorded directory again, nor the reproduction's.
+    assert sorted(p.name for p in first.iterdir()) == ["mlruns-old", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "second"]
+
+
 def test_a_runs_curves_tick_whole_epochs_only() -> None:
     history = [EpochMetrics(e, 1 / e, 0.5, 1.2 / e, 0.4, 0.0, 0.01) for e in (1, 2, 3)]
     for metric in ("loss", "acc"):
@@ -256,7 +282,8 @@ def test_the_command_makes_model_and_curves_for_any_run(swept: Swept) -> None:
     other = swept.others[-1].info.run_id
     proc = artifacts_command([other], swept.workdir)
     assert proc.returncode == 0, proc.stderr
-    assert f"runs:/{other}/model, plots/loss.png, plots/accuracy.png" in proc.stdout
+    model = f"runs:/{other}/model (MLFLOW_TRACKING_URI={uri})"
+    assert f"{other}: {model}, plots/loss.png, plots/accuracy.png\n" in proc.stdout
     assert proc.stderr == ""
     assert {"plots/loss.png", "plots/accuracy.png"} <= artifact_paths(uri, other)
     served_predictions_match_the_checkpoint(swept.workdir, other)
@@ -279,7 +306,8 @@ def test_every_run_gets_a_model_when_asked_and_none_gets_curves(workdir: Path) -
     assert proc.returncode == 0, proc.stderr
     assert "Made for the best run" not in proc.stdout
     best = min(child_runs(all_runs(workdir)), key=lambda r: r.data.metrics["best_val_loss"])
-    assert f"\nThe best run's model: runs:/{best.info.run_id}/model\n" in proc.stdout
+    model = f"runs:/{best.info.run_id}/model (MLFLOW_TRACKING_URI={store_uri(workdir)})"
+    assert f"\nThe best run's model: {model}\n" in proc.stdout
     for run in child_runs(all_runs(workdir)):
         assert MlflowClient(store_uri(workdir)).get_run(run.info.run_id).outputs.model_outputs
         assert not any(

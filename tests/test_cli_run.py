@@ -29,9 +29,13 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
 
     (run,) = all_runs(workdir)
     assert run.info.status == "FINISHED"
-    # What runs:/ID/model, reproduce and artifacts take.
+    # What reproduce and artifacts take, and runs:/ID/model with the store it is found in.
     run_id = run.info.run_id
-    assert f"\nRun: {run_id}, its model runs:/{run_id}/model\n" in proc.stdout
+    (printed,) = re.findall(
+        rf"\nRun: {run_id}, its model runs:/{run_id}/model \(MLFLOW_TRACKING_URI=(\S+)\)\n",
+        proc.stdout,
+    )
+    assert printed == store_uri(workdir)
     params = run.data.params
     assert params["activation.name"] == "relu"
     assert params["optimizer.lr"] == "0.05"
@@ -84,10 +88,21 @@ def test_single_run_logs_params_metrics_and_every_artifact(workdir: Path) -> Non
     assert test_acc == metrics["test_acc"]
 
     # The logged model takes raw images, as a user holds them, and returns classes.
-    mlflow.set_tracking_uri(store_uri(workdir))
+    mlflow.set_tracking_uri(printed)
     served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     raw = standardizer_inverse(data.x_test, standardizer).reshape(-1, 8, 8)
     assert np.array_equal(served.predict(raw), model.predict(data.x_test))
+    # As pasted in another directory: found in the printed store, no ./mlflow.db made there.
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    load = f"import mlflow; print(mlflow.pyfunc.load_model('runs:/{run_id}/model').metadata.run_id)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", load],
+        cwd=elsewhere, env=cli_env({"MLFLOW_TRACKING_URI": printed}),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert (loaded.returncode, loaded.stdout) == (0, f"{run_id}\n"), loaded.stderr[-2000:]
+    assert list(elsewhere.iterdir()) == []
 
 
 def standardizer_inverse(x: np.ndarray, standardizer) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ from sweeper.report.runs import find_sweep, sweep_runs
 from sweeper.reproduce import (
     Difference,
     Ending,
+    ReproduceError,
     compare_histories,
     comparison_report,
     environment_differences,
@@ -179,7 +180,9 @@ def test_a_run_that_diverged_reproduces_its_divergence(workdir: Path) -> None:
     )
 
 
-def test_a_killed_run_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) -> None:
+def killed_after_epoch_2(tmp_path: Path) -> str:
+    """A 4-epoch run in ``tmp_path``'s store, cut short by Ctrl-C as its third epoch starts."""
+
     def ctrl_c(metrics: EpochMetrics) -> None:
         if metrics.epoch == 2:  # as the third epoch starts
             raise KeyboardInterrupt
@@ -187,10 +190,14 @@ def test_a_killed_run_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) 
     settings = {"train": {"epochs": 4, "patience": None}, "gradcheck": {"enabled": False}}
     with pytest.raises(KeyboardInterrupt):
         run_here(tmp_path, settings, threads=1, epoch_callbacks=[ctrl_c])
-    uri = store_uri(tmp_path)
     (original,) = all_runs(tmp_path)
-    run_id = original.info.run_id
     assert original.info.status == "KILLED"
+    return str(original.info.run_id)
+
+
+def test_a_killed_run_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) -> None:
+    run_id = killed_after_epoch_2(tmp_path)
+    uri = store_uri(tmp_path)
 
     said: list[str] = []
     status = reproduce(run_id, uri, out_root=tmp_path / "outputs", say=said.append)
@@ -208,6 +215,32 @@ def test_a_killed_run_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) 
     assert {
         k: v for k, v in histories(client, copy.info.run_id).items() if k in expected
     } == expected
+
+
+def test_a_run_that_never_ended_reproduces_up_to_the_last_epoch_it_logged(tmp_path: Path) -> None:
+    run_id = killed_after_epoch_2(tmp_path)
+    uri = store_uri(tmp_path)
+    # As kill -9 or the OOM killer leaves a run: RUNNING, with no end of its own recorded.
+    client = MlflowClient(uri)
+    client.update_run(run_id, status="RUNNING")
+    client.delete_tag(run_id, "status")
+    client.delete_tag(run_id, "reason")
+
+    said: list[str] = []
+    status = reproduce(run_id, uri, out_root=tmp_path / "outputs", say=said.append)
+    assert status == 0, said
+    text = "\n".join(said)
+    assert (
+        "The original never ended (RUNNING): it may still be training, or its process was "
+        "killed (kill -9, out of memory); it logged up to epoch 2: the reproduction stops there, "
+        "and what the original logged is compared.\n"
+    ) in text
+    assert text.endswith(
+        "Identical: all 10 values of 5 metrics, bit for bit (timings not compared)."
+    )
+    copy = reproduction_of(tmp_path, run_id)
+    assert copy.data.metrics["epochs_run"] == 2
+    assert copy.data.tags["reason"] == f"stopped after epoch 2, the last run {run_id} logged"
 
 
 @pytest.mark.slow
@@ -253,7 +286,13 @@ def test_a_relative_data_dir_is_checked_where_the_reproduction_reads_it(workdir:
     proc = reproduce_cli([original.info.run_id, *store], elsewhere)
     assert proc.returncode == 2
     assert f"{images}: sha256 {recorded[:16]}... when recorded" in proc.stderr
+    # Where the run read them, and how to read those.
+    assert (
+        f"\nThe run read them in {first / 'data'}, which dataset.data_dir=data names from where "
+        "it was started: run there.\nRefusing to reproduce it on other data;"
+    ) in proc.stderr
     assert len(all_runs(first)) == 2  # nothing ran
+    assert not (elsewhere / "outputs").exists()  # nor was its directory made
 
     shutil.rmtree(elsewhere / "data")
     shutil.copytree(first / "data", elsewhere / "data")
@@ -287,6 +326,38 @@ def test_a_relative_data_dir_is_checked_where_the_reproduction_reads_it(workdir:
     assert "![confusion matrix of the best run on the test set]" in text
 
 
+def test_the_embedded_digits_are_checked_in_this_installation_wherever_the_runs_was(
+    tmp_path: Path,
+) -> None:
+    outcome = run_here(tmp_path, {"train": {"epochs": 1}, "gradcheck": {"enabled": False}})
+    run_id, uri = str(outcome.run_id), store_uri(tmp_path)
+    digits = Path(datasets.__file__).with_name("digits.csv.gz")
+    # As a sweeper installed elsewhere records it (a moved checkout, a teammate's), where
+    # another file is now.
+    old = tmp_path / "old" / "src" / "sweeper" / "data" / digits.name
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"another file")
+    client = MlflowClient(uri)
+    client.set_tag(run_id, "data_sha256", json.dumps({str(old): "0" * 64}))
+    said: list[str] = []
+    with pytest.raises(ReproduceError) as info:
+        reproduce(run_id, uri, out_root=tmp_path / "outputs", say=said.append)
+    assert str(info.value) == (
+        f"data changed since run {run_id}:\n  {digits}: sha256 {'0' * 16}... when recorded, "
+        f"{sha256(digits)[:16]}... now\nThe run read them in {old.parent}.\n"
+        "Refusing to reproduce it on other data; --allow-data-change runs it anyway."
+    )
+    # Refused before anything is made.
+    assert not (tmp_path / "outputs").exists()
+
+    client.set_tag(run_id, "data_sha256", json.dumps({str(old): sha256(digits)}))
+    status = reproduce(run_id, uri, out_root=tmp_path / "outputs", say=said.append)
+    assert status == 0, said
+    assert (
+        f"Data: 1 file in {digits.parent}, SHA-256 the same as the run's in {old.parent}."
+    ) in said
+
+
 def test_a_data_directory_of_links_is_checked_by_the_files_it_names_now(workdir: Path) -> None:
     # As a shared copy is often used: data/ holds links to it.
     write_mnist_like(workdir / "shared")
@@ -308,6 +379,7 @@ def test_a_data_directory_of_links_is_checked_by_the_files_it_names_now(workdir:
     assert proc.returncode == 2
     assert f"{images}: sha256 " in proc.stderr
     assert len(all_runs(workdir)) == 1  # nothing ran
+    assert not list(workdir.glob("outputs/reproduce-*"))  # nor was its directory made
 
 
 def git(repo: Path, *args: str) -> str:

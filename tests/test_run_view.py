@@ -45,7 +45,8 @@ def test_on_a_terminal_a_run_of_its_own_shows_its_epochs_live_then_its_result(
     after = text.rsplit(ERASED, 1)[1]
     assert re.fullmatch(
         r"#0 [^\r\n]*: best_val_acc=\S+ test_acc=\S+ epochs=1000 \S+s\r\n"
-        r"Run: \w+, its model runs:/\w+/model\r\nBrowse: [^\r\n]+\r\n",
+        r"Run: \w+, its model runs:/\w+/model \(MLFLOW_TRACKING_URI=\S+\)\r\n"
+        r"Browse: [^\r\n]+\r\n",
         after,
     ), after
 

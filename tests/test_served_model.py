@@ -162,6 +162,36 @@ def test_pixels_that_are_not_finite_numbers_are_refused_naming_their_rows(digits
         digits.model.predict(rows)
 
 
+def test_values_that_are_no_real_numbers_or_too_large_for_float32_are_refused(
+    digits: Served,
+) -> None:
+    images = digits.images[:2]
+    # Each was cast before: a complex image to its real part, a date or duration to a count.
+    for wrong in (
+        images + 0j,
+        images.astype("datetime64[s]"),
+        images.astype("timedelta64[s]"),
+        images.astype(str),
+    ):
+        with pytest.raises(MlflowException) as info:
+            digits.model.predict(wrong)
+        assert str(info.value) == (
+            f"images must be arrays of real numbers (bool, int or float); got dtype {wrong.dtype}"
+        )
+    # Finite, but infinite as float32: named as too large, not as infinite.
+    huge = images.reshape(2, 64).astype(np.float64)
+    huge[1] = 1e300
+    with pytest.raises(MlflowException) as info:
+        digits.model.predict(huge)
+    assert str(info.value) == (
+        "1 of 2 images hold pixels too large for the model's float32 (row 1); every pixel must"
+        " lie within +-3.4e+38"
+    )
+    # Booleans, and numbers held as objects, are taken as before.
+    assert digits.model.predict(images > 8).shape == (2,)
+    assert np.array_equal(digits.model.predict(images.astype(object)), digits.model.predict(images))
+
+
 def rest(served: Served, body: dict[str, object]) -> tuple[int, dict[str, object]]:
     """The status and JSON body MLflow's scoring server (``mlflow models serve``) answers a
     POST of ``body`` to /invocations with: its app calls ``invocations`` and turns the

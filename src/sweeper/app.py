@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_plugins.sweeper_launcher.interrupts import terminate_as_interrupt
 from hydra_plugins.sweeper_search.trial import trial_position
 from sweeper import CHECKOUT, provenance
+from sweeper.artifacts import model_reference
 from sweeper.config import (
     CONFIG_NAME,
     NOT_HASHED,
@@ -201,7 +202,8 @@ def main(cfg: DictConfig) -> float:
             print(describe(outcome), flush=True)
         if outcome.run_id is not None:
             # What reproduce and artifacts take.
-            model = f", its model {outcome.model}" if outcome.model else ""
+            model = model_reference(outcome.run_id, sweep.tracking_uri) if outcome.model else ""
+            model = f", its model {model}" if model else ""
             print(f"Run: {outcome.run_id}{model}", flush=True)
         print(f"Browse: {ui_command(sweep.tracking_uri)}", flush=True)
         # Not a failed gradient check, as in a sweep: at eps 1e-2 a correct backprop can miss

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,8 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils import requirements_utils
+from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.utils.uri import is_local_uri
 
 from sweeper.config import Made
 from sweeper.core.training import EpochMetrics
@@ -44,7 +47,12 @@ from sweeper.names import (
 )
 from sweeper.plots import eval_train_of, save_curves
 from sweeper.store_reads import metric_curves, quiet_downloads
-from sweeper.store_uri import TRACKING_URI_HELP, TRACKING_URI_OPTION, resolve_tracking_uri
+from sweeper.store_uri import (
+    TRACKING_URI_HELP,
+    TRACKING_URI_OPTION,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from sweeper.sweep_runs import sweep_parent_problem
 
 # Downloading the checkpoint, and logging a model, which copies its files through a download.
@@ -108,6 +116,31 @@ def model_uri(run_id: str) -> str:
     return f"runs:/{run_id}/{MODEL_NAME}"
 
 
+def model_reference(run_id: str, tracking_uri: str) -> str:
+    """The run's model URI with the store it is found in, as printed for a person:
+    ``runs:/ID/model (MLFLOW_TRACKING_URI=sqlite:////abs/mlruns/mlflow.db)``. Without the
+    store MLflow looks in its own default, ./mlflow.db, which it creates empty."""
+    return f"{model_uri(run_id)} (MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)})"
+
+
+def artifacts_gone(run: Run, tracking_uri: str) -> str | None:
+    """Why the run's artifacts cannot be reached: its local artifact directory is gone, away
+    from the store's database (the store was moved or copied, and MLflow keeps the absolute
+    path); None where it is there, is not local, or is beside the database, where a run that
+    logged no artifact has none."""
+    uri = run.info.artifact_uri
+    if not is_local_uri(uri):
+        return None
+    directory = Path(local_file_uri_to_path(uri))
+    database = sqlite_path(tracking_uri)
+    if directory.is_dir() or (database is not None and directory.is_relative_to(database.parent)):
+        return None
+    return (
+        f"the artifacts of run {run.info.run_id} are not at {uri}, where the store records "
+        "them: was the store moved? Move its artifacts back there (MLflow keeps that path)"
+    )
+
+
 def has_model(run: Run) -> bool:
     return bool(run.outputs and run.outputs.model_outputs)
 
@@ -140,6 +173,10 @@ class SweepParentError(ValueError):
     """The run is a sweep's parent run: nothing of it was trained (its children were)."""
 
 
+class ArtifactsGoneError(ValueError):
+    """The run's artifact directory is not where the store records it: nothing can be made."""
+
+
 class Artifacts(NamedTuple):
     """What was made for a run, and what could not be, each in one line that says why."""
 
@@ -162,6 +199,10 @@ def make_artifacts(uri: str, run_id: str, model: bool = True, curves: bool = Tru
     problem = sweep_parent_problem(uri, run)
     if problem is not None:
         raise SweepParentError(problem)
+    # Checked first: logging into the recorded path would make the directory there again.
+    gone = artifacts_gone(run, uri)
+    if gone is not None:
+        raise ArtifactsGoneError(gone)
     made: list[str] = []
     missing: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sweeper-artifacts-") as tmp:
@@ -183,7 +224,7 @@ def _make_model(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str
         raise MissingPartError(f"no checkpoint to make a model of ({_ended_as(run)})")
     checkpoint = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(tmp))
     log_served_model(uri, run.info.experiment_id, run_id, Path(checkpoint))
-    return [model_uri(run_id)]
+    return [model_reference(run_id, uri)]
 
 
 def _make_curves(client: MlflowClient, uri: str, run: Run, tmp: Path) -> list[str]:
@@ -237,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             made, missing = make_artifacts(
                 uri, run_id, model=args.only != "curves", curves=args.only != "model"
             )
-        except SweepParentError as err:
+        except (SweepParentError, ArtifactsGoneError) as err:
             print(f"Error: {err}", file=sys.stderr)
             status = 1
             continue

@@ -3,12 +3,15 @@
 The run's composed config comes back from its ``config.yaml`` artifact (so any store works, a
 tracking server included) and is validated as the app validates it. Before training, the
 command says how today's environment differs from the one the run recorded, and refuses a
-data file whose SHA-256 changed (``--allow-data-change`` runs anyway). The reproduction is a
-new run in the same experiment, made by the app's own ``run_config`` under the run's BLAS
-thread count and tagged ``reproduces=<RUN_ID>``; then every per-epoch metric and every final
-metric of the two runs is compared exactly, and how each ended. A pruned run's reproduction
-stops at the epoch its pruner stopped it at, a killed run's after the last epoch it logged; a
-failed one runs until it fails. Exit status: 0 identical, 1 different, 2 refused.
+data file whose SHA-256 changed (``--allow-data-change`` runs anyway); a dataset the package
+embeds is checked in this installation's copy. Every refusal comes before anything is made.
+The reproduction is a new run in the same experiment, made by the app's own ``run_config``
+under the run's BLAS thread count and tagged ``reproduces=<RUN_ID>``; then every per-epoch
+metric and every final metric of the two runs is compared exactly, and how each ended. A
+pruned run's reproduction stops at the epoch its pruner stopped it at, a killed run's after
+the last epoch it logged, as does that of a run that never ended (RUNNING: killed outright,
+or still training); a failed one runs until it fails. Exit status: 0 identical, 1 different,
+2 refused.
 """
 
 from __future__ import annotations
@@ -25,17 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from mlflow.entities import Run
+from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from threadpoolctl import threadpool_limits
 
+from sweeper.artifacts import artifacts_gone
 from sweeper.config import ConfigError, ExperimentConfig, config_hash, flat_params
 from sweeper.config import to_experiment_config as validate
 from sweeper.core.training import EpochMetrics
-from sweeper.data.datasets import resolve_data_dir, sha256_file
+from sweeper.data.datasets import DATASETS, resolve_data_dir, sha256_file
 from sweeper.names import (
     CONFIG_HASH_TAG,
     FINISHED,
@@ -80,6 +84,8 @@ REPRODUCES_TAG = "reproduces"
 OUTPUT_DIR = Path("outputs")
 # Final metrics are logged without a step (0); per-epoch ones at steps 1, 2, ...
 FINAL_STEP = 0
+# A run's status in the store until it is ended.
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 class ReproduceError(Exception):
@@ -135,11 +141,20 @@ def data_differences(recorded: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def data_read_here(tags: Mapping[str, str], here: Path | None) -> tuple[dict[str, str], str | None]:
+def data_read_here(
+    tags: Mapping[str, str], here: Path | None, embedded: Sequence[Path] | None = None
+) -> tuple[dict[str, str], str | None]:
     """The SHA-256 the run recorded for each data file, by the path a reproduction reads it
-    from in ``here`` (its data directory from this directory); and the directory the run read
-    where that is another one (a relative ``dataset.data_dir``, or another default place)."""
+    from in ``here`` (its data directory from this directory), or for a dataset the package
+    embeds, among this installation's ``embedded`` files (by name: the run's may be another
+    installation's, a moved checkout or a teammate's); and the directory the run read where
+    that is another one (a relative ``dataset.data_dir``, another default place or package)."""
     recorded: dict[str, str] = json.loads(tags.get(DATA_TAG, "{}"))
+    if embedded is not None:
+        ours = {file.name: str(file) for file in embedded}
+        moved = {ours.get(Path(path).name, path): digest for path, digest in recorded.items()}
+        elsewhere = [str(Path(path).parent) for path in recorded if path not in moved]
+        return moved, (elsewhere[0] if elsewhere else None)
     read_from = tags.get(DATA_DIR_TAG)
     if here is None or read_from is None:
         return recorded, None
@@ -350,6 +365,88 @@ def _original_packages(client: MlflowClient, run: Run, directory: Path) -> str |
     return Path(path).read_text()
 
 
+def checked_data(
+    config: ExperimentConfig, tags: Mapping[str, str], run_id: str, allow_data_change: bool
+) -> str:
+    """What the check of the data files a reproduction reads finds, in words; refused where one
+    is gone or changed since the run, unless ``allow_data_change``."""
+    name = config.dataset.name.value
+    here = resolve_data_dir(name, config.dataset.data_dir)
+    spec = DATASETS[name]
+    embedded = spec.embedded() if spec.embedded is not None else None
+    recorded_data, read_from = data_read_here(tags, here, embedded)
+    reading = embedded[0].parent if embedded else here
+    changed = data_differences(recorded_data)
+    named = config.dataset.data_dir
+    relative = named is not None and not Path(named).expanduser().is_absolute()
+    if here is not None and relative and DATA_DIR_TAG not in tags:
+        # A run that did not record the directory it read: its files are checked where they
+        # are, which must be where the reproduction reads.
+        changed += [
+            f"{path}: read by the run, not in {here.resolve()}, which dataset.data_dir={named} "
+            "names from here"
+            for path in outside_of(recorded_data, here)
+        ]
+    if DATA_TAG not in tags:
+        return "Data: the run recorded no data hashes; not checked."
+    listing = "\n".join(f"  {line}" for line in changed)
+    if changed and not allow_data_change:
+        where = ""
+        if read_from is not None:
+            started = f", which dataset.data_dir={named} names from where it was started: run there"
+            where = f"The run read them in {read_from}{started if relative else ''}.\n"
+        raise ReproduceError(
+            f"data changed since run {run_id}:\n{listing}\n{where}"
+            "Refusing to reproduce it on other data; --allow-data-change runs it anyway."
+        )
+    if changed:
+        return f"Data: changed (--allow-data-change):\n{listing}"
+    if read_from is not None and reading is not None:
+        return (
+            f"Data: {plural(len(recorded_data), 'file')} in {os.path.abspath(reading)}, SHA-256 "
+            f"the same as the run's in {read_from}."
+        )
+    return f"Data: {len(recorded_data)} file(s), SHA-256 unchanged."
+
+
+def replayed_end(
+    original: Run, before: Histories
+) -> tuple[ReplayedPruning | None, list[EpochCallback], str | None]:
+    """What makes the reproduction end where the original did (a pruned run's pruning; for a
+    run killed, or that never ended, a stop after the last epoch it logged) and the line that
+    says so; none for a run that ended of itself."""
+    run_id = original.info.run_id
+    ending = Ending.of(original)
+    if ending is not None and ending.status == PRUNED:
+        pruning = ReplayedPruning(int(original.data.tags[PRUNED_EPOCH_TAG]))
+        return pruning, [], (
+            f"The original was pruned at epoch {pruning.epoch}: the reproduction stops there."
+        )  # fmt: skip
+    # However it was marked, with its tags or without; one never marked ended was killed
+    # outright (kill -9, the OOM killer) or still trains, and is compared as far as it got.
+    status = original.info.status
+    if status not in (KILLED, RUNNING):
+        return None, [], None
+    epoch = last_epoch(before)
+    if status == KILLED:
+        said, stopped = f"was killed after epoch {epoch}", f"where run {run_id} was killed"
+        nothing = "was killed before its first epoch ended"
+    else:
+        never = (
+            f"never ended ({RUNNING}): it may still be training, or its process was killed (kill"
+            " -9, out of memory)"
+        )
+        said, stopped = f"{never}; it logged up to epoch {epoch}", f"the last run {run_id} logged"
+        nothing = f"{never}, and it logged no epoch"
+    if epoch == 0:
+        raise ReproduceError(f"run {run_id} {nothing}: nothing to compare")
+    stops = [stop_after(epoch, f"stopped after epoch {epoch}, {stopped}")]
+    return None, stops, (
+        f"The original {said}: the reproduction stops there, and what the original logged is "
+        "compared."
+    )  # fmt: skip
+
+
 def reproduce(
     run_id: str,
     tracking_uri: str | None = None,
@@ -367,7 +464,7 @@ def reproduce(
     except ReportError as err:
         raise ReproduceError(str(err)) from None
     original = _find_run(client, run_id)
-    problem = sweep_parent_problem(uri, original)
+    problem = sweep_parent_problem(uri, original) or artifacts_gone(original, uri)
     if problem is not None:
         raise ReproduceError(problem)
     tags = original.data.tags
@@ -386,7 +483,11 @@ def reproduce(
         )
     if threads is None:
         threads = int(tags.get(BLAS_THREADS_TAG) or blas_threads(None))
+    data = checked_data(config, tags, run_id, allow_data_change)
+    before = _histories(client, original)
+    pruning, stops, replay = replayed_end(original, before)
 
+    # Made once every check has passed: a refused reproduction leaves nothing behind.
     out_dir = out_root / f"reproduce-{run_id[:8]}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -419,55 +520,9 @@ def reproduce(
             f"{'dirty' if environment.git.dirty else 'clean'}; {current[BLAS_TAG]}, "
             f"{plural(threads, 'BLAS thread')}; same packages)."
         )
-
-    here = resolve_data_dir(config.dataset.name.value, config.dataset.data_dir)
-    recorded_data, read_from = data_read_here(tags, here)
-    changed = data_differences(recorded_data)
-    named = config.dataset.data_dir
-    relative = named is not None and not Path(named).expanduser().is_absolute()
-    if here is not None and relative and DATA_DIR_TAG not in tags:
-        # A run that did not record the directory it read: its files are checked where they
-        # are, which must be where the reproduction reads.
-        changed += [
-            f"{path}: read by the run, not in {here.resolve()}, which dataset.data_dir={named} "
-            "names from here"
-            for path in outside_of(recorded_data, here)
-        ]
-    if DATA_TAG not in tags:
-        say("Data: the run recorded no data hashes; not checked.")
-    elif changed:
-        listing = "\n".join(f"  {line}" for line in changed)
-        if not allow_data_change:
-            raise ReproduceError(
-                f"data changed since run {run_id}:\n{listing}\n"
-                "Refusing to reproduce it on other data; --allow-data-change runs it anyway."
-            )
-        say(f"Data: changed (--allow-data-change):\n{listing}")
-    elif read_from is not None and here is not None:
-        say(
-            f"Data: {plural(len(recorded_data), 'file')} in {os.path.abspath(here)}, SHA-256 the "
-            f"same as the run's in {read_from}."
-        )
-    else:
-        say(f"Data: {len(recorded_data)} file(s), SHA-256 unchanged.")
-
-    before = _histories(client, original)
-    ending = Ending.of(original)
-    pruning, stops = None, []
-    if ending is not None and ending.status == PRUNED:
-        pruning = ReplayedPruning(int(tags[PRUNED_EPOCH_TAG]))
-        say(f"The original was pruned at epoch {pruning.epoch}: the reproduction stops there.")
-    elif original.info.status == KILLED:  # however it was marked, with its tags or without
-        epoch = last_epoch(before)
-        if epoch == 0:
-            raise ReproduceError(
-                f"run {run_id} was killed before its first epoch ended: nothing to compare"
-            )
-        stops = [stop_after(epoch, f"stopped after epoch {epoch}, where run {run_id} was killed")]
-        say(
-            f"The original was killed after epoch {epoch}: the reproduction stops there, and "
-            "what the original logged is compared."
-        )
+    say(data)
+    if replay is not None:
+        say(replay)
 
     (out_dir / HYDRA_DIR).mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / HYDRA_DIR / CONFIG_ARTIFACT)
@@ -486,7 +541,7 @@ def reproduce(
     )
     reproduced = client.get_run(outcome.run_id)
     after = _histories(client, reproduced)
-    endings = (ending, Ending.of(reproduced))
+    endings = (Ending.of(original), Ending.of(reproduced))
     if stops:  # killed: it has nothing past its last epoch, and no end of its own to compare
         after = logged_alike(before, after)
         endings = (None, None)

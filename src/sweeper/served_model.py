@@ -9,11 +9,13 @@ images may carry a channel axis, ``(n, 1, 28, 28)`` or ``(n, 28, 28, 1)``; colou
 be channels last, ``(n, 32, 32, 3)`` as torchvision's and Keras's CIFAR-10 hold them, and are
 transposed to channels first. A DataFrame's columns are read by their names, which must be
 the integers ``0`` to ``inputs - 1`` (ints or digit strings, in any order, as a JSON
-serialiser sorting keys leaves them). Any other shape, a DataFrame named otherwise, and
-pixels that are not finite numbers (NaN, infinity, null) are refused with an
-``MlflowException`` whose one-line message says why; MLflow's scoring server passes it on
-to REST clients (a plain exception reaches them as a generic error). A checkpoint written
-before the image shape was kept takes any ``(n, ...)`` shape of ``inputs`` values per image.
+serialiser sorting keys leaves them). Any other shape, a DataFrame named otherwise, values
+that are not real numbers (complex, dates, strings; booleans and integers are taken), pixels
+that are not finite numbers (NaN, infinity, null) and pixels too large for the model's dtype
+(beyond 3.4e+38 for float32) are refused with an ``MlflowException`` whose one-line message
+says why; MLflow's scoring server passes it on to REST clients (a plain exception reaches
+them as a generic error). A checkpoint written before the image shape was kept takes any
+``(n, ...)`` shape of ``inputs`` values per image.
 """
 
 import math
@@ -32,10 +34,23 @@ from sweeper.names import MODEL_CHECKPOINT
 
 # Rows named in the refusal of non-finite pixels.
 _ROWS_NAMED = 5
+# The kinds of array taken (bool, int, uint, float), and objects, which are cast value by value
+# (numbers, None as NaN); a complex value would be cast to its real part, a date to a number.
+_NUMBER_KINDS = "biufO"
 
 
 def _refused(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _refused_rows(bad: np.ndarray, n: int, hold: str, rule: str) -> MlflowException:
+    """The refusal of the images at rows ``bad`` of ``n``: ``k of n images hold <hold> (rows
+    i, j, ...); <rule>``."""
+    rows = ", ".join(map(str, bad[:_ROWS_NAMED])) + (", ..." if len(bad) > _ROWS_NAMED else "")
+    return _refused(
+        f"{len(bad)} of {n} images hold {hold} ({'row' if len(bad) == 1 else 'rows'} {rows});"
+        f" {rule}"
+    )
 
 
 def _column_position(name: object) -> int | None:
@@ -111,10 +126,18 @@ class CheckpointModel(PythonModel):
         if isinstance(model_input, pd.DataFrame):
             model_input = _columns_by_name(model_input, inputs)
         try:
-            x = np.asarray(model_input, dtype=self.model.dtype)
+            given = np.asarray(model_input)
+            # Checked in float64: a value too large for the model's dtype is named as such,
+            # not found infinite after the cast.
+            x = given.astype(np.float64) if given.dtype.kind in _NUMBER_KINDS else None
         except (TypeError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise _refused(f"images must be arrays of numbers: {reason}") from None
+        if x is None:
+            raise _refused(
+                f"images must be arrays of real numbers (bool, int or float); got dtype"
+                f" {given.dtype}"
+            )
         if self.image_shape is None:
             # A checkpoint from before the image shape was kept: any shape of that many values.
             if x.ndim < 2 or math.prod(x.shape[1:]) != inputs:
@@ -134,15 +157,23 @@ class CheckpointModel(PythonModel):
         x = x.reshape(x.shape[0], inputs)
         finite = np.isfinite(x).all(axis=1)
         if not finite.all():
-            bad = np.flatnonzero(~finite)
-            rows = ", ".join(map(str, bad[:_ROWS_NAMED])) + (
-                ", ..." if len(bad) > _ROWS_NAMED else ""
+            raise _refused_rows(
+                np.flatnonzero(~finite),
+                len(x),
+                "NaN, infinite or missing (null) pixels",
+                "every pixel must be a finite number",
             )
-            raise _refused(
-                f"{len(bad)} of {len(x)} images hold NaN, infinite or missing (null) pixels"
-                f" ({'row' if len(bad) == 1 else 'rows'} {rows}); every pixel must be a finite"
-                " number"
+        dtype = np.dtype(self.model.dtype)
+        largest = float(np.finfo(dtype).max)
+        fits = (np.abs(x) <= largest).all(axis=1)
+        if not fits.all():
+            raise _refused_rows(
+                np.flatnonzero(~fits),
+                len(x),
+                f"pixels too large for the model's {dtype}",
+                f"every pixel must lie within +-{largest:.3g}",
             )
+        x = x.astype(dtype)
         if self.standardizer is not None:
             x = self.standardizer.transform(x)
         return x

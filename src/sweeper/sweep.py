@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from hydra_plugins.sweeper_launcher.composing import typed
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper import CHECKOUT
-from sweeper.artifacts import has_model, make_best_run_artifacts, model_uri
+from sweeper.artifacts import has_model, make_best_run_artifacts, model_reference
 from sweeper.config import CONFIG_NAME, names_configuration
 from sweeper.data.cache import DataCache, keep_prepared, user_data_cache
 from sweeper.failures import exit_on_error, failure_reason, verbose_errors
@@ -402,7 +402,8 @@ class SweepCallback(Callback):
                 if made:
                     print(f"Made for the best run: {', '.join(made)}", flush=True)
                 if has_model(best):  # made with every run (tracking.model=every)
-                    print(f"The best run's model: {model_uri(best.info.run_id)}", flush=True)
+                    model = model_reference(best.info.run_id, self._info.tracking_uri)
+                    print(f"The best run's model: {model}", flush=True)
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
