@@ -97,8 +97,11 @@ dashboard: $(DASHBOARD_STAMP)  ## the searches' Optuna studies in optuna-dashboa
 SWEEP ?=
 EXPERIMENT ?= sweeper
 
-report: install  ## tables and figures of a sweep (SWEEP=<id> or <a>,<b>, EXPERIMENT=...) in reports/
-	$(PY) -m sweeper.report --experiment '$(EXPERIMENT)' $(if $(SWEEP),--sweep '$(SWEEP)') $(ARGS)
+# STORE only where given (make report STORE=..., or in the environment): its default would hide
+# MLFLOW_TRACKING_URI, which the report reads itself, falling back to the same mlruns/mlflow.db.
+report: install  ## tables and figures of a sweep (SWEEP=<id> or <a>,<b>, EXPERIMENT=..., STORE=...) in reports/
+	$(PY) -m sweeper.report --experiment '$(EXPERIMENT)' $(if $(SWEEP),--sweep '$(SWEEP)') \
+		$(if $(filter-out file,$(origin STORE)),--tracking-uri '$(STORE)') $(ARGS)
 
 # The run to reproduce; ARGS adds --allow-data-change, --threads N or --tracking-uri URI.
 RUN ?=

@@ -31,7 +31,12 @@ from sweeper.report.__main__ import main as report_main
 from sweeper.report.build import build_report, parameter_count
 from sweeper.report.compare import compare_sweeps, compare_table
 from sweeper.report.confusion import confusion_on_test_set
-from sweeper.report.importance import SEED as FANOVA_SEED
+from sweeper.report.importance import (
+    FOREST_SEEDS,
+    MIN_FANOVA_CONFIGURATIONS,
+    ImportanceUnavailableError,
+    param_importances,
+)
 from sweeper.report.runs import (
     ReportError,
     RunRecord,
@@ -555,7 +560,7 @@ def fake_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     return uri, report.directory
 
 
-def test_importance_is_optunas_fanova_on_the_means_over_seeds(
+def test_importance_of_the_complete_grid_is_exact_on_the_means_over_seeds(
     fake_report: tuple[str, Path],
 ) -> None:
     uri, directory = fake_report
@@ -572,14 +577,64 @@ def test_importance_is_optunas_fanova_on_the_means_over_seeds(
     for r in runs:
         key = (r.data.params["activation.name"], r.data.params["optimizer.lr"])
         losses.setdefault(key, []).append(r.data.metrics.get("best_val_loss", math.nan))
-    # Only complete configurations: the largest rate's last seed failed under each activation.
-    losses = {k: v for k, v in losses.items() if not any(map(math.isnan, v))}
-    assert len(losses) == 16
+    # Only complete configurations: the largest rate's last seed failed under each activation,
+    # which leaves a full 4 x 4 grid.
+    means = {k: statistics.mean(v) for k, v in losses.items() if not any(map(math.isnan, v))}
+    assert len(means) == 16
+    grand = statistics.mean(means.values())
+    total = statistics.mean((m - grand) ** 2 for m in means.values())
+
+    def share(position: int) -> float:
+        levels = {key[position] for key in means}
+        marginal = [
+            statistics.mean(m for k, m in means.items() if k[position] == v) for v in levels
+        ]
+        return statistics.mean((m - grand) ** 2 for m in marginal) / total
+
+    expected = {"activation.name": share(0), "optimizer.lr": share(1)}
+    expected["(interactions)"] = 1 - sum(expected.values())
+    markdown = (directory / "report.md").read_text()
+    table = next(t for t in markdown_tables(markdown) if "importance" in t[0])
+    assert [row["parameter"] for row in table] == [
+        "optimizer.lr",
+        "activation.name",
+        "(interactions)",
+    ]
+    for row in table:
+        assert row["importance"] == f"{expected[row['parameter']]:.3f}"
+    assert "of the 16 complete configurations, every combination" in markdown
+    assert "(figures/importance.png)" in markdown
+
+
+def _searched(n: int) -> pd.DataFrame:
+    """``n`` complete configurations a search drew (no grid): the rate matters, the
+    activation a little, best first as the report hands them over."""
+    rng = np.random.default_rng(3)
+    lr = rng.uniform(0.01, 0.2, size=n)
+    activation = rng.choice(["relu", "tanh"], size=n)
+    loss = 10 * (lr - 0.05) ** 2 + 0.01 * (activation == "relu") + rng.uniform(0, 0.001, n)
+    configs = pd.DataFrame(
+        {
+            "activation.name": activation,
+            "optimizer.lr": [str(v) for v in lr],
+            "best_val_loss_mean": loss,
+            "complete": True,
+        }
+    )
+    return configs.sort_values("best_val_loss_mean").reset_index(drop=True)
+
+
+def test_a_searchs_importance_is_fanova_over_several_forests() -> None:
+    configs = _searched(MIN_FANOVA_CONFIGURATIONS)
+    keys = ["activation.name", "optimizer.lr"]
+    result = param_importances(configs, keys)
+    assert not result.exact
     space = {
-        "activation.name": optuna.distributions.CategoricalDistribution(
-            sorted({a for a, _ in losses})
+        "activation.name": optuna.distributions.CategoricalDistribution(["relu", "tanh"]),
+        "optimizer.lr": optuna.distributions.FloatDistribution(
+            float(configs["optimizer.lr"].astype(float).min()),
+            float(configs["optimizer.lr"].astype(float).max()),
         ),
-        "optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.2, log=True),
     }
     study = optuna.create_study()
     study.add_trials(
@@ -587,30 +642,50 @@ def test_importance_is_optunas_fanova_on_the_means_over_seeds(
             optuna.trial.create_trial(
                 params={"activation.name": a, "optimizer.lr": float(lr)},
                 distributions=space,
-                # Summed in order, as pandas does: the forest's splits tell apart values that
-                # differ in the last bit (statistics.mean rounds the exact mean).
-                value=sum(values) / len(values),
+                value=v,
             )
-            # Best first, as the report hands them over: the forest's bootstrap follows the order.
-            for (a, lr), values in sorted(losses.items(), key=lambda kv: statistics.mean(kv[1]))
+            for a, lr, v in zip(
+                configs["activation.name"],
+                configs["optimizer.lr"],
+                configs["best_val_loss_mean"],
+                strict=True,
+            )
         ]
     )
-    expected = optuna.importance.get_param_importances(
-        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=FANOVA_SEED)
+    forests = [
+        optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        )
+        for seed in FOREST_SEEDS
+    ]
+    assert len(forests) > 1
+    for key in keys:
+        values = [forest[key] for forest in forests]
+        assert result.shares[key] == pytest.approx(statistics.mean(values))
+        assert result.spread is not None
+        assert result.spread[key] == pytest.approx(statistics.stdev(values))
+    assert list(result.shares.index) == ["optimizer.lr", "activation.name"]
+
+
+def test_a_search_of_too_few_configurations_gets_no_importance() -> None:
+    n = MIN_FANOVA_CONFIGURATIONS - 1
+    with pytest.raises(ImportanceUnavailableError) as raised:
+        param_importances(_searched(n), ["activation.name", "optimizer.lr"])
+    assert str(raised.value) == (
+        f"the {n} complete configurations are not every combination of the parameters' "
+        "values (a full grid, whose shares are exact), and fANOVA's estimate needs at least "
+        f"{MIN_FANOVA_CONFIGURATIONS} (with fewer, a parameter without effect gets a sizeable "
+        "share)"
     )
-    markdown = (directory / "report.md").read_text()
-    table = next(t for t in markdown_tables(markdown) if "importance" in t[0])
-    assert [row["parameter"] for row in table] == ["optimizer.lr", "activation.name"]
-    for row in table:
-        assert row["importance"] == f"{expected[row['parameter']]:.3f}"
-    assert "each of the 16 complete configurations" in markdown
-    assert "(figures/importance.png)" in markdown
 
 
 def test_importance_needs_enough_configurations(reported: Reported) -> None:
+    # 2 x 2 configurations, one with a diverged seed: the 3 complete ones are no grid.
     markdown = (reported.directory / "report.md").read_text()
     assert (
-        "No importance: it needs at least 4 complete configurations; this sweep has 3." in markdown
+        "No importance: the 3 complete configurations are not every combination of the "
+        "parameters' values (a full grid, whose shares are exact), and fANOVA's estimate "
+        f"needs at least {MIN_FANOVA_CONFIGURATIONS}" in markdown
     )
 
 

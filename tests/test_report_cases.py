@@ -4,9 +4,11 @@ varied, labels that coincide at 4 digits, pruned and one-epoch runs, odd command
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shlex
 import statistics
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import all_runs, child_runs, parent_run, run_cli, store_uri
+from conftest import REPO, all_runs, child_runs, parent_run, run_cli, store_uri
 from helpers import add_child_run, markdown_tables
 from sweeper.names import FINISHED, TEST_ACC
 from sweeper.plots import TRAIN_CURVE_LABELS
@@ -33,6 +35,10 @@ from sweeper.sweep_runs import best_child_run, describe_run, start_sweep_run
 from sweeper.ui_links import sweep_note
 
 SMALL = ["train.epochs=2", "topology.hidden=[16]"]
+# What the report says to do where the store it was given is not there, besides a sweep.
+ANOTHER_STORE = (
+    ", or name another with --tracking-uri (make report STORE=...) or MLFLOW_TRACKING_URI"
+)
 
 
 def sweep(workdir: Path, *overrides: str) -> tuple[str, list[Run]]:
@@ -76,6 +82,45 @@ def test_no_spread_in_the_loss_is_no_importance_not_a_crash(tmp_path: Path) -> N
     )
 
 
+def test_a_grids_importance_is_its_exact_functional_anova(tmp_path: Path) -> None:
+    # optimizer=sgd,adam activation=tanh,relu, one seed: the activation's means over the
+    # optimizers are alike (0.58175, 0.58145), yet fANOVA's forest on 4 points gave it 0.199.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    overrides = "optimizer=sgd,adam activation=tanh,relu"
+    parent = start_sweep_run(uri, experiment_id, "grid", overrides, "sweep")
+    client = MlflowClient(uri)
+    losses = {("sgd", "relu"): 0.4441, ("sgd", "tanh"): 0.4907,
+              ("adam", "tanh"): 0.6722, ("adam", "relu"): 0.7194}  # fmt: skip
+    for (optimizer, activation), loss in losses.items():
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"optimizer={optimizer} activation={activation}",
+            tags={"config_hash": f"{optimizer}-{activation}"},
+            params={"optimizer.name": optimizer, "activation.name": activation, "seed": "0"},
+            best_val_loss=loss,
+            test_acc=1 - loss,
+            best_epoch=2,
+        )
+    client.set_terminated(parent, "FINISHED")
+    markdown = report(tmp_path)
+    # By hand: mean 0.5816; optimizer means 0.4674, 0.6958, variance 0.1142^2 = 0.013042;
+    # activation means 0.58175, 0.58145, variance 0.00015^2; the four losses' variance
+    # (0.1375^2 + 0.0909^2 + 0.0906^2 + 0.1378^2) / 4 = 0.013592. Shares 0.9595, 0.0000.
+    rows = table_with(markdown, "importance")
+    assert [(row["parameter"], row["importance"]) for row in rows] == [
+        ("optimizer.name", "0.960"),
+        ("activation.name", "0.000"),
+        ("(interactions)", "0.040"),
+    ]
+    assert "of the 4 complete configurations, every combination of the parameters' values" in (
+        markdown
+    )
+    assert "`(interactions)`: the rest, which no parameter explains alone." in markdown
+
+
 @pytest.fixture(scope="module")
 def group_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Run], str]:
     """A config group (four optimizers, which set name, lr and momentum) against an
@@ -98,7 +143,11 @@ def test_a_config_group_is_one_knob_of_the_pivot_and_the_importance(
         acc = run.data.metrics["test_acc"]
         assert cells[optimizer][run.data.params["activation.name"]] == f"{acc:.4f}"
     importance = table_with(markdown, "importance")
-    assert {row["parameter"] for row in importance} == {"optimizer", "activation.name"}
+    assert {row["parameter"] for row in importance} == {
+        "optimizer",
+        "activation.name",
+        "(interactions)",
+    }
     assert sum(float(row["importance"]) for row in importance) == pytest.approx(1, abs=2e-3)
 
 
@@ -151,8 +200,13 @@ def test_a_search_gets_no_pivot(tmp_path: Path) -> None:
     built = build_report(uri, sweep_id="search", out_dir=tmp_path / "reports")
     assert "Test accuracy:" not in built.summary
     assert not (built.directory / "figures" / "pivot_heatmap.png").exists()
+    # Its draws happen to fill a grid (4 x 4 complete configurations): its shares are exact.
     importance = table_with(built.summary, "importance")
-    assert {row["parameter"] for row in importance} == {"activation.name", "optimizer.lr"}
+    assert [row["parameter"] for row in importance] == [
+        "optimizer.lr",
+        "activation.name",
+        "(interactions)",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +249,8 @@ def test_a_directory_holding_the_store_is_the_store(
     # A directory with no mlflow.db in it: its mlflow.db, not MLflow's file store, is not there.
     assert report_main(["--tracking-uri", str(out), "--out", str(out)]) == 1
     assert capsys.readouterr().err == (
-        f"error: no MLflow store at sqlite:///{out / 'mlflow.db'}: run a sweep first (make sweep)\n"
+        f"error: no MLflow store at sqlite:///{out / 'mlflow.db'}: run a sweep first (make sweep)"
+        f"{ANOTHER_STORE}\n"
     )
 
 
@@ -213,9 +268,36 @@ def test_the_database_file_is_the_store_and_a_path_to_nothing_is_one_line(
     assert report_main(["--tracking-uri", "no/such/dir", "--out", str(out)]) == 1
     missing = tmp_path / "no" / "such" / "dir" / "mlflow.db"
     assert capsys.readouterr().err == (
-        f"error: no MLflow store at sqlite:///{missing}: run a sweep first (make sweep)\n"
+        f"error: no MLflow store at sqlite:///{missing}: run a sweep first (make sweep)"
+        f"{ANOTHER_STORE}\n"
     )
     assert not (tmp_path / "no").exists()
+
+
+def _make_report_line(*variables: str) -> list[str]:
+    """The command `make report` runs with ``variables``, as make would run it, its words."""
+    # -n prints the commands without running them; -o: the venv counts as made.
+    printed = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed-stamp", "report", *variables],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "STORE"},
+    ).stdout
+    (line,) = [
+        line for line in printed.replace("\\\n", " ").splitlines() if "sweeper.report" in line
+    ]
+    return shlex.split(line)
+
+
+def test_make_report_reads_the_store_it_is_given() -> None:
+    # make report STORE=... read ./mlruns all the same, unlike make ui and make dashboard.
+    store = "sqlite:////home/me/my runs/store/mlflow.db"
+    words = _make_report_line(f"STORE={store}")
+    assert words[words.index("--tracking-uri") + 1] == store
+    # Not given, the report reads MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db, itself.
+    assert "--tracking-uri" not in _make_report_line()
 
 
 def test_help_names_the_real_default_store(capsys: pytest.CaptureFixture[str]) -> None:
@@ -385,7 +467,7 @@ def test_a_configuration_with_a_failed_seed_is_not_ranked_and_holds_no_best_run(
     # The 16 complete configurations ranked, then the 4 of the largest rate.
     assert [row["#"] for row in table] == ["1 (best)", *map(str, range(2, 17)), *["-"] * 4]
     assert {row["optimizer.lr"] for row in table[16:]} == {LEARNING_RATES[-1]}
-    assert "each of the 16 complete configurations" in built.summary
+    assert "of the 16 complete configurations, every combination" in built.summary
     # The report's best run is the sweep's (its model, its summary): never the lucky seed.
     best = best_child_run(uri, "1", parent.info.run_id)
     assert best is not None and best.info.run_id != lucky.info.run_id
@@ -639,7 +721,10 @@ def test_a_key_the_sweep_varies_is_no_constant_before_its_other_values_ran(
 ) -> None:
     _sweep_of_two_tanh_seeds(store_uri(tmp_path), "KILLED", described, overrides)
     markdown = report(tmp_path)
-    assert constants_line(markdown) == "Constant params: `train.epochs=5`."
+    # The group's choice is a column; its init, auto under every activation, a constant.
+    assert constants_line(markdown) == (
+        "Constant params: `activation.init=auto`, `train.epochs=5`."
+    )
     assert table_with(markdown, "activation.name")[0]["activation.name"] == "tanh"
 
 
@@ -686,6 +771,53 @@ def test_a_group_a_search_draws_is_no_constant_where_its_trials_drew_one_choice(
     ]
 
 
+def test_a_group_a_search_drew_one_choice_of_is_a_column_of_its_choice_alone(
+    tmp_path: Path,
+) -> None:
+    # Every trial drew l2: regularizer.input_p (0.0) and max_norm (None), the same under each
+    # choice, were columns that filled every label.
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    overrides = "+experiment=search train.epochs=3"
+    parent = start_sweep_run(uri, experiment_id, "one-choice", overrides, "sweep")
+    command = f"python -m sweeper -m {overrides}"
+    describe_run(uri, parent, sweep_note(command, {"regularizer", "topology.hidden", "seed"}))
+    client = MlflowClient(uri)
+    for trial, hidden, loss in ((0, "[32]", 0.4), (1, "[64]", 0.5)):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"regularizer=l2 topology.hidden={hidden} seed=0",
+            tags={
+                "config_hash": f"trial-{trial}",
+                "trial": str(trial),
+                "overrides": f"{overrides} regularizer=l2 topology.hidden={hidden} seed=0",
+            },
+            params={
+                "regularizer.name": "l2",
+                "regularizer.lam": "0.0001",
+                "regularizer.input_p": "0.0",
+                "regularizer.max_norm": "None",
+                "topology.hidden": hidden,
+                "seed": "0",
+                "train.epochs": "3",
+            },
+            best_val_loss=loss,
+            test_acc=0.9,
+            best_epoch=3,
+        )
+    client.set_terminated(parent, "FINISHED")
+    markdown = report(tmp_path)
+    rows = table_with(markdown, "topology.hidden")
+    assert list(rows[0])[:3] == ["#", "regularizer.name", "topology.hidden"]
+    assert "regularizer.input_p" not in rows[0] and "regularizer.max_norm" not in rows[0]
+    assert constants_line(markdown) == (
+        "Constant params: `regularizer.input_p=0.0`, `regularizer.lam=0.0001`, "
+        "`regularizer.max_norm=None`, `train.epochs=3`."
+    )
+
+
 def test_a_resumed_sweep_lists_no_constant_its_runs_differ_in(tmp_path: Path) -> None:
     # Stopped by Ctrl-C after its first run, then resumed: the runs since logged resume=True.
     # That names no configuration, so no column either; tracking.* alike in every run stays.
@@ -717,6 +849,41 @@ def test_a_resumed_sweep_lists_no_constant_its_runs_differ_in(tmp_path: Path) ->
         == "Constant params: `tracking.experiment=sweeper`, `train.epochs=3`."
     )
     assert "resume" not in table_with(markdown, "seed")[0]
+
+
+def test_a_configuration_short_of_a_seed_the_sweep_stopped_before_is_not_ranked(
+    tmp_path: Path,
+) -> None:
+    # activation=sigmoid,tanh,relu seed=0,1, SIGTERM after 3 runs: tanh's seed 1 never
+    # started. Its one lucky seed was ranked best, above sigmoid's two ("(n=1)").
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    overrides = "activation=sigmoid,tanh,relu seed=0,1 train.epochs=5"
+    parent = start_sweep_run(uri, experiment_id, "stopped", overrides, "sweep")
+    client = MlflowClient(uri)
+    for activation, seed, loss in (("sigmoid", 0, 0.30), ("sigmoid", 1, 0.32), ("tanh", 0, 0.1368)):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            f"activation={activation} seed={seed}",
+            tags={"config_hash": f"{activation}-{seed}"},
+            params={"activation.name": activation, "seed": str(seed), "train.epochs": "5"},
+            best_val_loss=loss,
+            test_acc=1 - loss,
+            best_epoch=5,
+        )
+    client.set_terminated(parent, "KILLED")
+    markdown = report(tmp_path)
+    rows = table_with(markdown, "activation.name")
+    assert [(r["#"], r["activation.name"], r["n"], r["status"]) for r in rows] == [
+        ("1 (best)", "sigmoid", "2", "FINISHED"),
+        ("-", "tanh", "1", "1 FINISHED, 1 not run"),
+    ]
+    assert "## Best run: `activation.name=sigmoid seed=0`" in markdown
+    # The sweep's own best run (its model, the UI's) is the report's.
+    best = best_child_run(uri, experiment_id, parent)
+    assert best is not None and best.data.params["activation.name"] == "sigmoid"
 
 
 def test_a_finished_sweep_says_nothing_of_runs_in_so_far(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ Plain names and one pure function: the run's process, the sweep and the report i
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 
 from sweeper.names import BEST_VAL_ACC, BEST_VAL_LOSS, EPOCHS_RUN, TEST_ACC
 
@@ -23,17 +23,20 @@ SUMMARY_METRICS = (RANKED_BY, BEST_VAL_ACC, TEST_ACC, EPOCHS_RUN)
 
 
 def complete_configurations(
-    configurations: Sequence[Hashable], trained: Sequence[bool]
+    configurations: Sequence[Hashable],
+    trained: Sequence[bool],
+    short: Collection[Hashable] = frozenset(),
 ) -> list[bool]:
     """For each run, of configuration ``configurations[i]`` (its settings but the seed),
     whether that configuration is complete: each of its runs ``trained`` (finished, or
-    stopped by a pruner) or was run again to its end. Only a complete configuration's runs
-    are ranked: a mean over fewer seeds is another statistic, and a configuration that failed
-    or diverged on a seed is not one to choose. Where none is complete (a sweep of seeds
-    alone, one of which diverged), there is no better one to choose: each with a trained run
-    counts as complete."""
+    stopped by a pruner) or was run again to its end, and it is not one of ``short`` (those
+    that have not run every run the others have: a sweep stopped before its seeds). Only a
+    complete configuration's runs are ranked: a mean over fewer seeds is another statistic,
+    and a configuration that failed or diverged on a seed is not one to choose. Where none is
+    complete (a sweep of seeds alone, one of which diverged), there is no better one to
+    choose: each with a trained run counts as complete."""
     pairs = list(zip(configurations, trained, strict=True))
-    broken = {c for c, ok in pairs if not ok}
+    broken = {c for c, ok in pairs if not ok} | set(short)
     with_trained = {c for c, ok in pairs if ok}
     if with_trained <= broken:
         return [c in with_trained for c in configurations]

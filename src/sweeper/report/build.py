@@ -52,8 +52,10 @@ from sweeper.report.figures import (
     train_vs_validation,
     validation_curves,
 )
+from sweeper.report.importance import FOREST_SEEDS, Importances
 from sweeper.report.provenance import provenance_summary
 from sweeper.report.runs import (
+    REPORT_STORE_OPTIONS,
     ReportError,
     RunRecord,
     Sweep,
@@ -61,6 +63,7 @@ from sweeper.report.runs import (
     find_sweep,
     kept_runs,
     open_client,
+    ran_as_trials,
     ranked_runs,
     sweep_runs,
 )
@@ -77,7 +80,6 @@ from sweeper.report.tables import (
     pivot_knobs,
     pivot_means,
     pivot_table,
-    ran_as_trials,
     runs_frame,
     runs_table,
     shown_params,
@@ -92,6 +94,7 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 RUNS_CSV = "runs.csv"
 FIGURES_DIR = "figures"
+INTERACTIONS = "(interactions)"  # the importance table's row of what no parameter explains
 
 WELCH_EXPLAINED = (
     "How `vs best` is decided: for each configuration with two or more finished seeds, "
@@ -101,8 +104,8 @@ WELCH_EXPLAINED = (
     f"which keeps the chance of any false `real` below {ALPHA:g}. `real`: the adjusted p is "
     f"below {ALPHA:g}, the gap is larger than seed-to-seed noise explains; `within noise`: "
     "it is not, and more seeds (or none) would be needed to tell the two apart. A "
-    "configuration with a run that failed, diverged or was killed is incomplete: it is "
-    "neither ranked nor tested."
+    "configuration with a run that failed, diverged or was killed, or without a seed the "
+    "others ran (a sweep stopped before it), is incomplete: it is neither ranked nor tested."
 )
 
 
@@ -261,8 +264,17 @@ class _FigureWriter:
             return [*blocks, Text(f"The run logged no gradient check (no {GRADCHECK_FILE}).")]
         return [*blocks, _gradcheck_table(gradcheck)]
 
-    def importance(self, importances: pd.Series) -> list[Block]:
-        return [self.png("importance", "parameter importance", importance_bars, importances)]
+    def importance(self, result: Importances) -> list[Block]:
+        if result.exact:
+            label = "share of the variance of the mean validation loss (exact; sums to 1)"
+        else:
+            label = (
+                "fANOVA share of the variance of the mean validation loss (sums to 1), mean "
+                f"and std over {len(FOREST_SEEDS)} forests"
+            )
+        shares = _shares(result)
+        draw = (shares, label, result.spread)
+        return [self.png("importance", "parameter importance", importance_bars, *draw)]
 
     def interactions(self, runs: pd.DataFrame, configs: pd.DataFrame) -> list[Block]:
         ranked = configs[configs["complete"]]
@@ -334,19 +346,45 @@ class _FigureWriter:
         ]
 
 
-def _importance(configs: pd.DataFrame, result: pd.Series | str) -> list[Block]:
+def _shares(result: Importances) -> pd.Series:
+    """The shares as the table and the figure show them: a grid's with its interactions."""
+    if not result.exact:
+        return result.shares
+    return pd.concat([result.shares, pd.Series({INTERACTIONS: result.interactions})])
+
+
+def _importance(result: Importances | str) -> list[Block]:
     """The importance section: the table, or why there is none."""
     blocks: list[Block] = [Heading("Which hyperparameter matters")]
     if isinstance(result, str):
         return [*blocks, Text(f"No importance: {result}.")]
-    n = int(configs["complete"].sum())
-    table = pd.DataFrame({"parameter": result.index, "importance": [f"{v:.3f}" for v in result]})
-    text = Text(
-        "Optuna's fANOVA importance for the validation loss, on the mean over seeds of each "
-        f"of the {n} complete configurations (each handed to Optuna as a completed trial): "
-        "the share of the variance of the loss that each parameter explains."
-    )
-    return [*blocks, text, Table(table)]
+    n = result.configurations
+    shares = _shares(result)
+    if result.exact:
+        cells = [f"{v:.3f}" for v in shares]
+        text = (
+            "Each parameter's share of the variance of the mean validation loss (over seeds) "
+            f"of the {n} complete configurations, every combination of the parameters' "
+            "values: the variance of its mean loss over its values, divided by the variance "
+            "of the configurations' (an exact functional ANOVA). "
+            f"`{INTERACTIONS}`: the rest, which no parameter explains alone."
+        )
+    else:
+        assert result.spread is not None
+        cells = [f"{v:.3f} ± {e:.3f}" for v, e in zip(shares, result.spread, strict=True)]
+        text = (
+            f"Optuna's fANOVA estimate from the {n} complete configurations (each one's mean "
+            "validation loss over its seeds, handed to Optuna as a completed trial), which "
+            "are not every combination of the parameters' values: each parameter's share of "
+            "the variance that its random forest explains by that parameter alone, scaled to "
+            "sum to 1 (interactions left out), mean ± std over "
+            f"{len(FOREST_SEEDS)} forests."
+        )
+    if result.left_out:
+        names = ", ".join(f"`{k}`" for k in result.left_out)
+        text += f" Left out, one value in every complete configuration: {names}."
+    table = pd.DataFrame({"parameter": shares.index, "importance": cells})
+    return [*blocks, Text(text), Table(table)]
 
 
 def _intro(experiment: str, sweep: Sweep, every_run: int, records: list[RunRecord]) -> Text:
@@ -458,7 +496,7 @@ def build_report(
     ``analysis``: the worker (``worker.start``), best started before MLflow was imported;
     one is started here otherwise. It analyses the runs while this process draws the figures,
     then draws those the writer hands it, and is shut down when the report is written."""
-    client = open_client(resolve_tracking_uri(tracking_uri))
+    client = open_client(resolve_tracking_uri(tracking_uri), elsewhere=REPORT_STORE_OPTIONS)
     sweep = find_sweep(client, experiment, sweep_id)
     with analysis or worker.start() as pool:
         every_run = sweep_runs(client, sweep)
@@ -509,7 +547,7 @@ def build_report(
         *_comparison(runs, records, varying, configs, repeats, crossed),
     ]
     if configs["complete"].any():
-        summary += _importance(configs, importances)
+        summary += _importance(importances)
     blocks: list[Block] = [Heading(f"Sweep {sweep.sweep_id}", 1)]
     for block in summary:
         blocks.append(block)

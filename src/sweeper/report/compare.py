@@ -12,7 +12,14 @@ from sweeper.names import BEST_VAL_LOSS, CONFIG_HASH_TAG, SEED, TEST_ACC
 from sweeper.report.build import REPORT_HTML, REPORT_MD, Report
 from sweeper.report.document import Block, Heading, Text, to_html, to_markdown
 from sweeper.report.provenance import provenance_summary
-from sweeper.report.runs import ReportError, find_sweep, kept_runs, open_client, sweep_runs
+from sweeper.report.runs import (
+    REPORT_STORE_OPTIONS,
+    ReportError,
+    find_sweep,
+    kept_runs,
+    open_client,
+    sweep_runs,
+)
 from sweeper.report.tables import CONFIG, Table, configurations, runs_frame, varying_keys
 from sweeper.store_uri import resolve_tracking_uri
 
@@ -77,7 +84,7 @@ def compare_sweeps(
     out_dir: Path = Path("reports"),
 ) -> Report:
     """Write ``report.md``, ``report.html`` and ``compare.csv`` comparing two sweeps."""
-    client = open_client(resolve_tracking_uri(tracking_uri))
+    client = open_client(resolve_tracking_uri(tracking_uri), elsewhere=REPORT_STORE_OPTIONS)
     (a, name_a, provenance_a), (b, name_b, provenance_b) = (
         _finished_runs(client, experiment, s) for s in sweep_ids
     )

@@ -278,17 +278,19 @@ def heatmap(means: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def importance_bars(importances: pd.Series) -> Figure:
-    """Each param's fANOVA importance, largest on top."""
-    fig = Figure(figsize=(7, 1.2 + 0.4 * len(importances)), layout="constrained")
+def importance_bars(shares: pd.Series, label: str, spread: pd.Series | None = None) -> Figure:
+    """Each share (``Importances.shares``, an interactions row included), largest on top,
+    with its spread over fANOVA's forests as error bars where given; ``label`` the x axis."""
+    fig = Figure(figsize=(7, 1.2 + 0.4 * len(shares)), layout="constrained")
     ax = fig.subplots()
-    y = np.arange(len(importances))
-    bars = ax.barh(y, importances.to_numpy(), color="tab:blue", alpha=0.8)
+    y = np.arange(len(shares))
+    errors = None if spread is None else spread.reindex(shares.index).fillna(0).to_numpy()
+    bars = ax.barh(y, shares.to_numpy(), xerr=errors, color="tab:blue", alpha=0.8)
     ax.bar_label(bars, fmt="%.3f", fontsize="x-small", padding=3)
-    ax.set_yticks(y, list(importances.index), fontsize="small")
+    ax.set_yticks(y, list(shares.index), fontsize="small")
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("fANOVA importance for the mean validation loss (sums to 1)")
+    ax.set_xlabel(label)
     return fig
 
 

@@ -5,8 +5,8 @@ The report works against any tracking URI, a tracking server included, through M
 client. One ``search_runs`` query (a page at a time) returns every run of a sweep with its
 params, tags and final metrics; per-epoch curves are ``sweeper.store_reads.metric_curves``.
 Which of those runs the report shows, and which it may rank (``kept_runs``, ``complete``,
-``ranked_runs``), is decided here, without pandas, for the sweep's end to name the same best
-run (``sweeper.sweep_runs.best_child_run``).
+``seeds_not_run``, ``ranked_runs``), is decided here, without pandas, for the sweep's end to
+name the same best run (``sweeper.sweep_runs.best_child_run``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sweeper.names import (
     STATUS_TAG,
     SWEEP_FILTER,
     SWEEP_ID_TAG,
+    TRIAL_TAG,
 )
 from sweeper.ranking import RANK_ASCENDING, RANKED_BY, complete_configurations
 from sweeper.store_reads import search_all
@@ -96,14 +97,23 @@ class RunRecord:
         return self.status == FINISHED and not self.pruned and RANKED_BY in self.metrics
 
 
-def open_client(uri: str, writable: bool = False) -> MlflowClient:
+# How the report's command names another store, said where the one it was given is missing.
+REPORT_STORE_OPTIONS = (
+    f"name another with {TRACKING_URI_OPTION} (make report STORE=...) or MLFLOW_TRACKING_URI"
+)
+
+
+def open_client(uri: str, writable: bool = False, elsewhere: str = "") -> MlflowClient:
     """A client on ``uri`` (as ``resolve_tracking_uri`` returns it), checked as a sweep checks
     its store (a database, a server that answers; ``writable`` too); a SQLite store must
     already exist (MLflow would create an empty one, and the report would then say nothing
-    useful). A store MLflow will not open is a ``ReportError``."""
+    useful), or the error says to make one, or, where the command says how (``elsewhere``,
+    ``REPORT_STORE_OPTIONS``), to name another. A store MLflow will not open is a
+    ``ReportError``."""
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
-        raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep)")
+        instead = f", or {elsewhere}" if elsewhere else ""
+        raise ReportError(f"no MLflow store at {uri}: run a sweep first (make sweep){instead}")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -264,14 +274,37 @@ def configuration_of(record: RunRecord, keys: Iterable[str]) -> tuple[str, ...]:
     return tuple(record.params.get(k, "") for k in keys if k != SEED)
 
 
+def ran_as_trials(records: Sequence[RunRecord]) -> bool:
+    """Whether the runs are an Optuna search's trials (tagged ``TRIAL_TAG``), not a grid."""
+    return any(TRIAL_TAG in r.tags for r in records)
+
+
+def seeds_not_run(records: Sequence[RunRecord], keys: Iterable[str]) -> list[int]:
+    """For each run, how many of the sweep's seeds its configuration (runs varying ``keys``,
+    :func:`configuration_of`) has no run of: a grid crosses every configuration with every
+    seed, so a seed any of its runs has (finished, failed or running) is one each plans. A
+    seed no configuration ran yet is no difference between them. A search's trials plan
+    their own repeats, and stop them when pruned: 0 for each."""
+    keys = list(keys)
+    if ran_as_trials(records):
+        return [0] * len(records)
+    seeds = {r.params[SEED] for r in records if SEED in r.params}
+    ran: dict[tuple[str, ...], set[str]] = {}
+    for r in records:
+        ran.setdefault(configuration_of(r, keys), set()).add(r.params.get(SEED, ""))
+    return [len(seeds - ran[configuration_of(r, keys)]) for r in records]
+
+
 def complete(records: Sequence[RunRecord], keys: Iterable[str]) -> list[bool]:
     """For each of the report's runs (``kept_runs``: a run again supersedes a failed one),
     whether its configuration (runs varying ``keys``, :func:`configuration_of`) is complete
-    (``ranking.complete_configurations``)."""
+    (``ranking.complete_configurations``): every run of it trained, and none of the seeds
+    the others ran missing (:func:`seeds_not_run`)."""
     keys = list(keys)
-    return complete_configurations(
-        [configuration_of(r, keys) for r in records], [r.finished or r.pruned for r in records]
-    )
+    configurations = [configuration_of(r, keys) for r in records]
+    missing = seeds_not_run(records, keys)
+    short = {c for c, n in zip(configurations, missing, strict=True) if n}
+    return complete_configurations(configurations, [r.finished or r.pruned for r in records], short)
 
 
 def ranked_runs(records: Sequence[RunRecord]) -> list[RunRecord]:

@@ -16,10 +16,10 @@ import pandas as pd
 
 from sweeper import names
 from sweeper.config import names_configuration, params_of_keys
-from sweeper.names import CONFIG_HASH_TAG, FINISHED, OVERRIDES_TAG, PRUNED, SEED, TRIAL_TAG
+from sweeper.names import CONFIG_HASH_TAG, FINISHED, OVERRIDES_TAG, PRUNED, SEED
 from sweeper.plots import eval_train_of
 from sweeper.ranking import RANK_ASCENDING, RANKED_BY
-from sweeper.report.runs import RunRecord, complete, varying_params
+from sweeper.report.runs import RunRecord, complete, seeds_not_run, varying_params
 from sweeper.ui_links import short_number
 
 # (column, metric key, format): the values at each run's best epoch, then its totals; seconds
@@ -41,6 +41,8 @@ TRAIN_MEASURE = "train_measure"
 GRADCHECK_METRICS = [names.GRADCHECK_MAX_ABS_DIFF, names.GRADCHECK_PASSED]
 CSV_METRICS = [*METRICS, names.TEST_LOSS, *GRADCHECK_METRICS]
 CONFIG = "configuration"  # the column holding a configuration's label
+# The column of how many of the sweep's seeds each run's configuration has no run of.
+NOT_RUN = "seeds_not_run"
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,6 @@ def _override_value(overrides: str, key: str) -> str | None:
     return None
 
 
-def ran_as_trials(records: Sequence[RunRecord]) -> bool:
-    """Whether the runs are an Optuna search's trials (tagged ``TRIAL_TAG``), not a grid."""
-    return any(TRIAL_TAG in r.tags for r in records)
-
-
 def knobs(keys: Sequence[str], overrides: str) -> dict[str, list[str]]:
     """The varied params (``keys``, the seed left out) grouped by the override key that sets
     them, each under the most specific one (``optimizer=sgd,adam`` sets ``optimizer.name``,
@@ -99,11 +96,11 @@ def _owner(key: str, override_keys: Sequence[str]) -> str:
 def varying_keys(
     records: Sequence[RunRecord], overrides: str = "", swept: Sequence[str] = ()
 ) -> list[str]:
-    """The params whose values differ between runs, and those set by an override key the
-    sweep varies (``swept``, ``runs.Sweep.swept``) where none of its params differs yet (a
-    sweep stopped or still running may have run one value of it, a search drawn one), in the
-    order of the sweep's overrides; never the keys that name no configuration
-    (``runs.varying_params``)."""
+    """The params whose values differ between runs, and for an override key the sweep varies
+    (``swept``, ``runs.Sweep.swept``) where none of its params differs yet (a sweep stopped
+    or still running may have run one value of it, a search drawn one) the param it sets,
+    or a group's choice (``regularizer.name``), in the order of the sweep's overrides; never
+    the keys that name no configuration (``runs.varying_params``)."""
     varying = varying_params(records)
     logged = dict.fromkeys(k for r in records for k in r.params if names_configuration(k))
     for key in swept:
@@ -111,7 +108,10 @@ def varying_keys(
         # apart from regularizer) vary whatever the group's choice did.
         params = [p for p in params_of_keys(logged, [key]) if _owner(p, swept) == key]
         if varying.isdisjoint(params):
-            varying.update(params)
+            # The group's other params (regularizer.input_p) are the same under each choice
+            # it drew: constants, not columns.
+            choice = f"{key.lstrip('+~')}.name"
+            varying.update([choice] if choice in params else params)
     order = _override_keys(overrides)
 
     def rank(key: str) -> int:
@@ -165,9 +165,10 @@ def runs_frame(
     configuration, ``runs.complete``) by validation loss, then the other finished ones so,
     then the others in the order they started, pruned ones last; params ``keys`` as logged
     (strings), a column per group of ``knob_params`` (:func:`knobs`; the group's value for
-    the run), metrics as floats, and the label of the run's configuration (its ``keys`` but
-    the seed). Labels differ exactly where the params do, so that grouping by label is
-    grouping by the params' values, as ``runs.complete`` groups them."""
+    the run), metrics as floats, the label of the run's configuration (its ``keys`` but
+    the seed) and how many seeds it has not run (``NOT_RUN``). Labels differ exactly where
+    the params do, so that grouping by label is grouping by the params' values, as
+    ``runs.complete`` groups them."""
     config_keys = [k for k in keys if k != SEED]
     groups = {k: p for k, p in (knob_params or {}).items() if p != [k]}
     rows = [
@@ -195,6 +196,7 @@ def runs_frame(
     # dtype=bool: a sweep with no runs yet still selects by it.
     frame["finished"] = pd.Series([r.finished for r in records], index=frame.index, dtype=bool)
     frame["complete"] = pd.Series(complete(records, keys), index=frame.index, dtype=bool)
+    frame[NOT_RUN] = seeds_not_run(records, keys)
     frame["ranked"] = frame["finished"] & frame["complete"]
     frame["_order"] = frame[RANKED_BY].where(frame["finished"])
     frame = frame.sort_values(
@@ -213,15 +215,19 @@ def _labels(shown: pd.DataFrame, keys: Sequence[str]) -> list[str]:
 
 
 def status_text(runs: pd.DataFrame) -> str:
-    """FINISHED, a run's status and reason, or the count of each status and the reasons."""
-    if runs["finished"].all():
+    """FINISHED, a run's status and reason, or the count of each status, of the seeds not
+    run (``NOT_RUN``, the most any of the runs' configurations lacks) and the reasons."""
+    not_run = int(runs[NOT_RUN].max()) if len(runs) else 0
+    if runs["finished"].all() and not not_run:
         return FINISHED
     statuses = runs["status"].where(~runs["pruned"], PRUNED)
-    if len(runs) == 1:
+    if len(runs) == 1 and not not_run:
         reason = runs["reason"].iloc[0]
         return f"{statuses.iloc[0]}: {reason}" if reason else str(statuses.iloc[0])
     counts = statuses.value_counts().sort_index()
-    text = ", ".join(f"{n} {status}" for status, n in counts.items())
+    text = ", ".join(
+        [f"{n} {status}" for status, n in counts.items()] + ([f"{not_run} not run"] * bool(not_run))
+    )
     reasons = sorted(set(runs.loc[~runs["finished"] & (runs["reason"] != ""), "reason"]))
     return f"{text}: {'; '.join(reasons)}" if reasons else text
 

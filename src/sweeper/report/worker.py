@@ -1,4 +1,4 @@
-"""The report's second process: the statistics, the fANOVA importances and some figures.
+"""The report's second process: the statistics, the importances and some figures.
 
 It is forked before the report imports MLflow, so that its own imports (Optuna, scikit-learn,
 scipy.stats, matplotlib) run on the second core while the first imports MLflow and reads the
@@ -11,12 +11,16 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from sweeper.report.figures import save_png
 from sweeper.report.stats import compare_with_best
+
+if TYPE_CHECKING:
+    from sweeper.report.importance import Importances
 
 
 def start() -> ProcessPoolExecutor:
@@ -27,16 +31,15 @@ def start() -> ProcessPoolExecutor:
 
 
 def _import_analysis() -> None:
+    import optuna.importance  # noqa: F401
     import scipy.stats  # noqa: F401
-
-    import sweeper.report.importance  # noqa: F401
 
 
 def analyse(
     runs: pd.DataFrame, configs: pd.DataFrame, keys: list[str], repeats: bool
-) -> tuple[pd.DataFrame, pd.Series | str]:
-    """``configs`` with the Welch/Holm columns (when there are repeats), and the fANOVA
-    importances or why there are none."""
+) -> tuple[pd.DataFrame, Importances | str]:
+    """``configs`` with the Welch/Holm columns (when there are repeats), and the
+    importances (``importance.param_importances``) or why there are none."""
     from sweeper.report.importance import ImportanceUnavailableError, param_importances
 
     if repeats:
