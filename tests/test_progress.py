@@ -96,6 +96,7 @@ def test_the_summary_ranks_no_run_of_a_configuration_that_failed_on_a_seed() -> 
         # Killed, then run again to its end (a search's retry): c is complete.
         run(4, "lr=c seed=0", None, "FAILED"),
         run(5, "lr=c seed=0", 0.35),
+        run(6, "lr=c seed=1", 0.45),
     ]
     table = summary_table(outcomes, {"lr", "seed"})
     rows = [line.split(" | ")[:3] for line in table.splitlines()[2:] if line.startswith("| ")]
@@ -103,17 +104,41 @@ def test_the_summary_ranks_no_run_of_a_configuration_that_failed_on_a_seed() -> 
         ["| 0", "lr=a seed=0", "FINISHED"],
         ["| 5", "lr=c seed=0", "FINISHED"],
         ["| 1", "lr=a seed=1", "FINISHED"],
+        ["| 6", "lr=c seed=1", "FINISHED"],
         ["| 2", "lr=b seed=0", "FINISHED (not ranked)"],
         ["| 3", "lr=b seed=1", "FAILED: "],
         ["| 4", "lr=c seed=0", "FAILED: "],
     ]
     assert table.endswith(
         "\nnot ranked: another run of its configuration (the same settings but the seed) "
-        "failed; only complete configurations are ranked"
+        "failed or was not run; only complete configurations are ranked"
     )
     assert "not ranked" not in summary_table(outcomes[:2], {"lr", "seed"})
     # Seeds alone, one diverged: no configuration is complete, and none better to choose.
     assert "not ranked" not in summary_table(outcomes[2:4], {"lr", "seed"})
+
+
+def test_a_stopped_sweeps_summary_ranks_no_configuration_short_of_a_seed() -> None:
+    def run(job: int, overrides: str, loss: float) -> RunOutcome:
+        metrics = {**_METRICS, "best_val_loss": loss}
+        return RunOutcome(job, overrides.split(), "FINISHED", "", 1.0, f"r{job}", metrics)
+
+    # Stopped before tanh's seed 1 and relu's seeds: tanh's one lucky seed is no mean of two.
+    outcomes = [
+        run(0, "act=sigmoid seed=0", 0.23),
+        run(1, "act=sigmoid seed=1", 0.22),
+        run(2, "act=tanh seed=0", 0.13),
+    ]
+    table = summary_table(outcomes, {"act", "seed"})
+    rows = [line.split(" | ")[:3] for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert rows == [
+        ["| 1", "act=sigmoid seed=1", "FINISHED"],
+        ["| 0", "act=sigmoid seed=0", "FINISHED"],
+        ["| 2", "act=tanh seed=0", "FINISHED (not ranked)"],
+    ]
+    assert "failed or was not run" in table
+    # Stopped before any configuration had every seed: each without a failure is ranked.
+    assert "not ranked" not in summary_table(outcomes[1:], {"act", "seed"})
 
 
 def test_a_resumed_sweeps_summary_holds_the_runs_finished_before_marked_so() -> None:
@@ -151,7 +176,7 @@ def test_a_resumed_sweep_still_ranks_no_run_of_a_configuration_that_failed_again
     ]
     assert table.endswith(
         "\nnot ranked: another run of its configuration (the same settings but the seed) "
-        "failed; only complete configurations are ranked"
+        "failed or was not run; only complete configurations are ranked"
     )
 
 

@@ -47,8 +47,8 @@ from sweeper.words import plural
 
 GRADCHECK_FAILED = "gradient check FAILED"
 NOT_RANKED = (
-    "not ranked: another run of its configuration (the same settings but the seed) failed; "
-    "only complete configurations are ranked"
+    "not ranked: another run of its configuration (the same settings but the seed) failed "
+    "or was not run; only complete configurations are ranked"
 )
 
 
@@ -204,7 +204,7 @@ def summary_table(
     rows = [*outcomes, *before]
     configurations = [_configuration(r.overrides) for r in rows]
     trained = [not r.failed or retried(r, rows) for r in rows]
-    flags = complete_configurations(configurations, trained)
+    flags = complete_configurations(configurations, trained, _short_of_seeds(rows))
     complete = {id(r): ok for r, ok in zip(rows, flags, strict=True)}
 
     def sort_key(o: RunOutcome) -> tuple[bool, bool, bool, float]:
@@ -242,6 +242,19 @@ def _configuration(overrides: Sequence[str]) -> frozenset[str]:
         for o in overrides
         if (key := o.partition("=")[0].lstrip("+~")) != SEED and names_configuration(key)
     )
+
+
+def _short_of_seeds(rows: Sequence[RunOutcome]) -> set[frozenset[str]]:
+    """The configurations of a grid without a run of a seed another has (a sweep stopped
+    before it), as the report finds them; a search's trials plan their own repeats."""
+    if any(r.trial is not None for r in rows):
+        return set()
+    seeds: dict[frozenset[str], set[str]] = {}
+    for r in rows:
+        seed = next((o for o in r.overrides if o.partition("=")[0].lstrip("+~") == SEED), "")
+        seeds.setdefault(_configuration(r.overrides), set()).add(seed)
+    every = set().union(*seeds.values())
+    return {configuration for configuration, ran in seeds.items() if ran != every}
 
 
 # The summary's columns headed otherwise than their metric: a count, in a narrow column.

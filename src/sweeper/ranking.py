@@ -30,14 +30,16 @@ def complete_configurations(
     """For each run, of configuration ``configurations[i]`` (its settings but the seed),
     whether that configuration is complete: each of its runs ``trained`` (finished, or
     stopped by a pruner) or was run again to its end, and it is not one of ``short`` (those
-    that have not run every run the others have: a sweep stopped before its seeds). Only a
+    without a run of every seed the others have: a sweep stopped before their seeds). Only a
     complete configuration's runs are ranked: a mean over fewer seeds is another statistic,
     and a configuration that failed or diverged on a seed is not one to choose. Where none is
-    complete (a sweep of seeds alone, one of which diverged), there is no better one to
-    choose: each with a trained run counts as complete."""
+    complete there is no better one to choose: the configurations without a failure count as
+    complete (a sweep stopped before any had every seed), or where every one failed a seed (a
+    sweep of seeds alone, one of which diverged), each with a trained run."""
     pairs = list(zip(configurations, trained, strict=True))
-    broken = {c for c, ok in pairs if not ok} | set(short)
+    broken = {c for c, ok in pairs if not ok}
     with_trained = {c for c, ok in pairs if ok}
     if with_trained <= broken:
         return [c in with_trained for c in configurations]
-    return [c not in broken for c in configurations]
+    whole = (with_trained - broken - set(short)) or (with_trained - broken)
+    return [c in whole for c in configurations]
