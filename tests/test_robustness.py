@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from mlflow.tracking import MlflowClient
 
 from conftest import QUICK, REPO, all_runs, child_runs, parent_run, run_cli, store_uri
@@ -25,7 +26,8 @@ from helpers import (
     write_mnist_like,
     write_pickle,
 )
-from sweeper import store_calls
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
+from sweeper import store, store_calls
 from sweeper.config import config_hash
 from sweeper.data.locations import cache_root
 from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
@@ -553,6 +555,43 @@ def test_ctrl_c_during_a_store_call_is_raised_once_the_call_is_done() -> None:
         write()
     assert written == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_held_back_in_a_block_that_raises_is_raised_in_place_of_its_error() -> None:
+    # A caller that catches the block's error, as one that tries again does, still sees it.
+    with pytest.raises(KeyboardInterrupt) as caught:
+        try:
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)  # Ctrl-C arrives here, held back
+                raise LookupError("the block's own error")
+        except LookupError:
+            pass
+    assert isinstance(caught.value.__context__, LookupError)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_a_store_call_the_store_does_not_answer_stops_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An outage is retried for tracking.max_outage; Ctrl-C must not wait for it.
+    monkeypatch.setattr(store, "_store", store._Store("http://store", max_outage=3))
+    calls = []
+
+    @store_calls.store_call
+    def log() -> None:
+        calls.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # Ctrl-C arrives here, in the middle of the call
+        raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        log()
+    assert time.monotonic() - started < 1
+    assert calls == [1]
+    assert isinstance(caught.value.__context__, requests.ConnectionError)
+    assert store._store.outage_since is None
 
 
 @pytest.mark.parametrize("dropped", ["database is locked", "database or disk is full"])
