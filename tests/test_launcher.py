@@ -385,6 +385,16 @@ def test_jobs_composed_once_per_shape_get_the_config_hydra_composes(bare: bool) 
         ["optimizer=adam", "optimizer.beta1=0.7", "+experiment=gradcheck"],
         ["regularizer=l2", "regularizer.lam=1e-3", "hydra.job.name=other"],
         ["regularizer=l2", "regularizer.lam=1e-4", "hydra.job.name=other"],
+        # A swept value set again later on the line: the later override wins, as in Hydra.
+        ["train.patience=3", "++train.patience=7"],
+        ["train.patience=4", "++train.patience=7"],
+        ["train.patience=3", "train={patience:9}"],
+        ["train.patience=4", "train={patience:9}"],
+        ["topology.hidden=[8]", "++topology.hidden.0=4"],
+        ["topology.hidden=[16,8]", "++topology.hidden.0=4"],
+        # Set before the value: the value wins, in a copy of the shape's first as in Hydra.
+        ["++train.patience=7", "train.patience=3"],
+        ["++train.patience=7", "train.patience=4"],
     ]
     pairs = composed_both_ways(jobs, bare)
     for job, (ours, hydras) in zip(jobs, pairs, strict=True):
@@ -392,6 +402,8 @@ def test_jobs_composed_once_per_shape_get_the_config_hydra_composes(bare: bool) 
     # Each job has its own values, not its shape's first.
     assert "lr: 0.1\n" in pairs[2][0] and "lr: 0.01\n" in pairs[0][0]
     assert "- 8\n" in pairs[9][0] and "- 32\n" not in pairs[9][0]
+    assert "patience: 7\n" in pairs[15][0] and "patience: 9\n" in pairs[17][0]
+    assert "patience: 4\n" in pairs[21][0]
 
 
 @pytest.mark.parametrize("bare", [False, True], ids=["with hydra", "without hydra"])
