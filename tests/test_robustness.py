@@ -21,6 +21,7 @@ from helpers import (
     RunsCommand,
     Sweep,
     batch,
+    run_here,
     write_cifar,
     write_idx,
     write_mnist_like,
@@ -30,7 +31,9 @@ from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper import store, store_calls
 from sweeper.config import config_hash
 from sweeper.data.locations import cache_root
-from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
+from sweeper.core.training import EpochMetrics
+from sweeper.outcome import OUTCOME_FILE, PROGRESS_FILE, RunOutcome, RunProgress
+from sweeper.pruning import Pruning
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import prepare_store
 from sweeper.store_uri import ui_command
@@ -592,6 +595,38 @@ def test_ctrl_c_during_a_store_call_the_store_does_not_answer_stops_at_once(
     assert calls == [1]
     assert isinstance(caught.value.__context__, requests.ConnectionError)
     assert store._store.outage_since is None
+
+
+def test_a_run_cut_short_by_ctrl_c_leaves_its_killed_outcome_itself(tmp_path: Path) -> None:
+    # As under an in-process launcher (hydra/launcher=basic): no process death records it.
+    def ctrl_c(metrics: EpochMetrics) -> None:
+        if metrics.epoch == 2:
+            raise KeyboardInterrupt
+
+    settings = {"train": {"epochs": 4, "patience": None}, "gradcheck": {"enabled": False}}
+    with pytest.raises(KeyboardInterrupt):
+        run_here(tmp_path, settings, threads=1, epoch_callbacks=[ctrl_c])
+    (run,) = all_runs(tmp_path)
+    outcome = RunOutcome.load(tmp_path / "out" / OUTCOME_FILE)
+    assert (outcome.status, outcome.reason) == ("KILLED", "interrupted (Ctrl-C)")
+    assert (outcome.run_id, run.info.status) == (run.info.run_id, "KILLED")
+
+
+class CtrlCAsTheRunEnds(Pruning):
+    """No search's pruning; Ctrl-C arrives as the run's value is handed to it."""
+
+    def ended(self, objective: float, stop: bool = True) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # Ctrl-C arrives here, held back until the outcome is left
+
+
+def test_a_run_that_ended_before_a_held_ctrl_c_keeps_its_finished_outcome(tmp_path: Path) -> None:
+    settings = {"train": {"epochs": 2, "patience": None}, "gradcheck": {"enabled": False}}
+    with pytest.raises(KeyboardInterrupt):
+        run_here(tmp_path, settings, threads=1, pruning=CtrlCAsTheRunEnds(None))
+    (run,) = all_runs(tmp_path)
+    outcome = RunOutcome.load(tmp_path / "out" / OUTCOME_FILE)
+    assert (outcome.status, run.info.status) == ("FINISHED", "FINISHED")
 
 
 @pytest.mark.parametrize("dropped", ["database is locked", "database or disk is full"])
