@@ -654,6 +654,29 @@ def test_a_job_stopped_by_ctrl_c_after_its_run_ended_keeps_its_outcome(tmp_path:
     assert RunOutcome.load(tmp_path / "2" / OUTCOME_FILE).status == "FINISHED"
 
 
+def test_a_job_whose_run_left_its_killed_outcome_keeps_it(tmp_path: Path) -> None:
+    # The run closed itself KILLED and left that outcome (run_config on Ctrl-C) before the
+    # process exited: the launcher's record of its death leaves it as it was.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = client.create_run(experiment_id, tags={"kind": "sweep"}).info.run_id
+    tags = {"mlflow.parentRunId": parent, "job": "2", "pid": "99"}
+    run_id = client.create_run(experiment_id, tags=tags).info.run_id
+    client.set_terminated(run_id, "KILLED")
+    SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
+    (tmp_path / "2").mkdir()
+    left = RunOutcome(2, ["seed=2"], "KILLED", "interrupted (Ctrl-C)", 7.5, run_id)
+    left.save(tmp_path / "2")
+    record_dead_job(
+        sweep_dir=tmp_path, job_dir=tmp_path / "2", job=2, overrides=["seed=2"],
+        hydra_overrides=[], pid=99,
+        interrupted=True, ended="exit code 130", seconds=1.0,
+    )  # fmt: skip
+    assert RunOutcome.load(tmp_path / "2" / OUTCOME_FILE) == left
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
 def test_the_ray_launcher_composes_with_its_death_handler_without_ray_installed() -> None:
     from hydra import compose, initialize_config_dir
 
