@@ -30,8 +30,8 @@ from helpers import (
 from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
 from sweeper import store, store_calls
 from sweeper.config import config_hash
-from sweeper.data.locations import cache_root
 from sweeper.core.training import EpochMetrics
+from sweeper.data.locations import cache_root
 from sweeper.outcome import OUTCOME_FILE, PROGRESS_FILE, RunOutcome, RunProgress
 from sweeper.pruning import Pruning
 from sweeper.stopping import SweepStop
@@ -302,6 +302,30 @@ def test_a_sweep_of_one_run_at_a_time_stops_its_run_as_one_of_two_at_a_time(
     assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
     metrics = parent_run(all_runs(workdir)).data.metrics
     assert (metrics["runs"], metrics["killed_runs"]) == (1, 1)
+
+
+def test_a_sweep_that_runs_its_jobs_itself_stops_its_run_as_one_with_workers(
+    workdir: Path,
+) -> None:
+    # hydra/launcher=basic: the run trains in the sweep's own process, whose end no launcher
+    # records; the run leaves its outcome itself.
+    sweep = Sweep([*SLOW_RUNS, "hydra/launcher=basic"], workdir)
+    sweep.wait_until(lambda: len(sweep.running_children()) == 1)
+    os.kill(sweep.proc.pid, signal.SIGINT)
+    rc, stderr = sweep.finish()
+
+    assert rc == 130, stderr
+    (run,) = child_runs(all_runs(workdir))
+    assert (run.info.status, run.data.tags["reason"]) == ("KILLED", "interrupted (Ctrl-C)")
+    assert "0 runs finished and kept, 0 failed, 2 not run or cut short" in stderr
+    assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
+    metrics = parent_run(all_runs(workdir)).data.metrics
+    assert (metrics["runs"], metrics["killed_runs"]) == (1, 1)
+    (left,) = workdir.glob("multirun/*/*/outcome.json")
+    assert (RunOutcome.load(left).status, RunOutcome.load(left).run_id) == (
+        "KILLED",
+        run.info.run_id,
+    )
 
 
 @pytest.mark.slow
