@@ -34,6 +34,7 @@ from sweeper.core.training import EpochMetrics
 from sweeper.data.locations import cache_root
 from sweeper.outcome import OUTCOME_FILE, PROGRESS_FILE, RunOutcome, RunProgress
 from sweeper.pruning import Pruning
+from sweeper.run_records import tracked_run
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import prepare_store
 from sweeper.store_uri import ui_command
@@ -619,6 +620,22 @@ def test_ctrl_c_during_a_store_call_the_store_does_not_answer_stops_at_once(
     assert calls == [1]
     assert isinstance(caught.value.__context__, requests.ConnectionError)
     assert store._store.outage_since is None
+
+
+def test_ctrl_c_in_a_run_whose_store_then_cannot_close_it_is_still_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    with pytest.raises(KeyboardInterrupt), tracked_run(uri, experiment_id, "cut", {}) as run:
+        # The store goes away, its outage already past tracking.max_outage.
+        monkeypatch.setattr(store, "_store", store._Store(uri, max_outage=0))
+        monkeypatch.setattr(run._client, "log_batch", refused)
+        raise KeyboardInterrupt
 
 
 def test_a_run_cut_short_by_ctrl_c_leaves_its_killed_outcome_itself(tmp_path: Path) -> None:
