@@ -385,6 +385,16 @@ def test_jobs_composed_once_per_shape_get_the_config_hydra_composes(bare: bool) 
         ["optimizer=adam", "optimizer.beta1=0.7", "+experiment=gradcheck"],
         ["regularizer=l2", "regularizer.lam=1e-3", "hydra.job.name=other"],
         ["regularizer=l2", "regularizer.lam=1e-4", "hydra.job.name=other"],
+        # A swept value set again later on the line: the later override wins, as in Hydra.
+        ["train.patience=3", "++train.patience=7"],
+        ["train.patience=4", "++train.patience=7"],
+        ["train.patience=3", "train={patience:9}"],
+        ["train.patience=4", "train={patience:9}"],
+        ["topology.hidden=[8]", "++topology.hidden.0=4"],
+        ["topology.hidden=[16,8]", "++topology.hidden.0=4"],
+        # Set before the value: the value wins, in a copy of the shape's first as in Hydra.
+        ["++train.patience=7", "train.patience=3"],
+        ["++train.patience=7", "train.patience=4"],
     ]
     pairs = composed_both_ways(jobs, bare)
     for job, (ours, hydras) in zip(jobs, pairs, strict=True):
@@ -392,6 +402,8 @@ def test_jobs_composed_once_per_shape_get_the_config_hydra_composes(bare: bool) 
     # Each job has its own values, not its shape's first.
     assert "lr: 0.1\n" in pairs[2][0] and "lr: 0.01\n" in pairs[0][0]
     assert "- 8\n" in pairs[9][0] and "- 32\n" not in pairs[9][0]
+    assert "patience: 7\n" in pairs[15][0] and "patience: 9\n" in pairs[17][0]
+    assert "patience: 4\n" in pairs[21][0]
 
 
 @pytest.mark.parametrize("bare", [False, True], ids=["with hydra", "without hydra"])
@@ -640,6 +652,29 @@ def test_a_job_stopped_by_ctrl_c_after_its_run_ended_keeps_its_outcome(tmp_path:
     assert objective == 0.25
     assert client.get_run(run_id).info.status == "FINISHED"
     assert RunOutcome.load(tmp_path / "2" / OUTCOME_FILE).status == "FINISHED"
+
+
+def test_a_job_whose_run_left_its_killed_outcome_keeps_it(tmp_path: Path) -> None:
+    # The run closed itself KILLED and left that outcome (run_config on Ctrl-C) before the
+    # process exited: the launcher's record of its death leaves it as it was.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment_id = prepare_store(uri, "sweeper")
+    parent = client.create_run(experiment_id, tags={"kind": "sweep"}).info.run_id
+    tags = {"mlflow.parentRunId": parent, "job": "2", "pid": "99"}
+    run_id = client.create_run(experiment_id, tags=tags).info.run_id
+    client.set_terminated(run_id, "KILLED")
+    SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
+    (tmp_path / "2").mkdir()
+    left = RunOutcome(2, ["seed=2"], "KILLED", "interrupted (Ctrl-C)", 7.5, run_id)
+    left.save(tmp_path / "2")
+    record_dead_job(
+        sweep_dir=tmp_path, job_dir=tmp_path / "2", job=2, overrides=["seed=2"],
+        hydra_overrides=[], pid=99,
+        interrupted=True, ended="exit code 130", seconds=1.0,
+    )  # fmt: skip
+    assert RunOutcome.load(tmp_path / "2" / OUTCOME_FILE) == left
+    assert client.get_run(run_id).info.status == "KILLED"
 
 
 def test_the_ray_launcher_composes_with_its_death_handler_without_ray_installed() -> None:

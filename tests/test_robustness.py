@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from mlflow.tracking import MlflowClient
 
 from conftest import QUICK, REPO, all_runs, child_runs, parent_run, run_cli, store_uri
@@ -20,15 +21,20 @@ from helpers import (
     RunsCommand,
     Sweep,
     batch,
+    run_here,
     write_cifar,
     write_idx,
     write_mnist_like,
     write_pickle,
 )
-from sweeper import store_calls
+from hydra_plugins.sweeper_launcher.interrupts import interrupts_deferred
+from sweeper import store, store_calls
 from sweeper.config import config_hash
+from sweeper.core.training import EpochMetrics
 from sweeper.data.locations import cache_root
-from sweeper.outcome import PROGRESS_FILE, RunOutcome, RunProgress
+from sweeper.outcome import OUTCOME_FILE, PROGRESS_FILE, RunOutcome, RunProgress
+from sweeper.pruning import Pruning
+from sweeper.run_records import tracked_run
 from sweeper.stopping import SweepStop
 from sweeper.store_setup import prepare_store
 from sweeper.store_uri import ui_command
@@ -299,6 +305,30 @@ def test_a_sweep_of_one_run_at_a_time_stops_its_run_as_one_of_two_at_a_time(
     assert (metrics["runs"], metrics["killed_runs"]) == (1, 1)
 
 
+def test_a_sweep_that_runs_its_jobs_itself_stops_its_run_as_one_with_workers(
+    workdir: Path,
+) -> None:
+    # hydra/launcher=basic: the run trains in the sweep's own process, whose end no launcher
+    # records; the run leaves its outcome itself.
+    sweep = Sweep([*SLOW_RUNS, "hydra/launcher=basic"], workdir)
+    sweep.wait_until(lambda: len(sweep.running_children()) == 1)
+    os.kill(sweep.proc.pid, signal.SIGINT)
+    rc, stderr = sweep.finish()
+
+    assert rc == 130, stderr
+    (run,) = child_runs(all_runs(workdir))
+    assert (run.info.status, run.data.tags["reason"]) == ("KILLED", "interrupted (Ctrl-C)")
+    assert "0 runs finished and kept, 0 failed, 2 not run or cut short" in stderr
+    assert f"  KILLED: {run.data.tags['overrides']}\n" in stderr
+    metrics = parent_run(all_runs(workdir)).data.metrics
+    assert (metrics["runs"], metrics["killed_runs"]) == (1, 1)
+    (left,) = workdir.glob("multirun/*/*/outcome.json")
+    assert (RunOutcome.load(left).status, RunOutcome.load(left).run_id) == (
+        "KILLED",
+        run.info.run_id,
+    )
+
+
 @pytest.mark.slow
 def test_a_killed_worker_fails_its_run_alone_and_the_sweep_goes_on(workdir: Path) -> None:
     # Three quick runs, then three long ones for two workers: one long run is killed while
@@ -553,6 +583,91 @@ def test_ctrl_c_during_a_store_call_is_raised_once_the_call_is_done() -> None:
         write()
     assert written == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_held_back_in_a_block_that_raises_is_raised_in_place_of_its_error() -> None:
+    # A caller that catches the block's error, as one that tries again does, still sees it.
+    with pytest.raises(KeyboardInterrupt) as caught:
+        try:
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)  # Ctrl-C arrives here, held back
+                raise LookupError("the block's own error")
+        except LookupError:
+            pass
+    assert isinstance(caught.value.__context__, LookupError)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_a_store_call_the_store_does_not_answer_stops_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An outage is retried for tracking.max_outage; Ctrl-C must not wait for it.
+    monkeypatch.setattr(store, "_store", store._Store("http://store", max_outage=3))
+    calls = []
+
+    @store_calls.store_call
+    def log() -> None:
+        calls.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # Ctrl-C arrives here, in the middle of the call
+        raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        log()
+    assert time.monotonic() - started < 1
+    assert calls == [1]
+    assert isinstance(caught.value.__context__, requests.ConnectionError)
+    assert store._store.outage_since is None
+
+
+def test_ctrl_c_in_a_run_whose_store_then_cannot_close_it_is_still_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    with pytest.raises(KeyboardInterrupt), tracked_run(uri, experiment_id, "cut", {}) as run:
+        # The store goes away, its outage already past tracking.max_outage.
+        monkeypatch.setattr(store, "_store", store._Store(uri, max_outage=0))
+        monkeypatch.setattr(run._client, "log_batch", refused)
+        raise KeyboardInterrupt
+
+
+def test_a_run_cut_short_by_ctrl_c_leaves_its_killed_outcome_itself(tmp_path: Path) -> None:
+    # As under an in-process launcher (hydra/launcher=basic): no process death records it.
+    def ctrl_c(metrics: EpochMetrics) -> None:
+        if metrics.epoch == 2:
+            raise KeyboardInterrupt
+
+    settings = {"train": {"epochs": 4, "patience": None}, "gradcheck": {"enabled": False}}
+    with pytest.raises(KeyboardInterrupt):
+        run_here(tmp_path, settings, threads=1, epoch_callbacks=[ctrl_c])
+    (run,) = all_runs(tmp_path)
+    outcome = RunOutcome.load(tmp_path / "out" / OUTCOME_FILE)
+    assert (outcome.status, outcome.reason) == ("KILLED", "interrupted (Ctrl-C)")
+    assert (outcome.run_id, run.info.status) == (run.info.run_id, "KILLED")
+
+
+class CtrlCAsTheRunEnds(Pruning):
+    """No search's pruning; Ctrl-C arrives as the run's value is handed to it."""
+
+    def ended(self, objective: float, stop: bool = True) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # Ctrl-C arrives here, held back until the outcome is left
+
+
+def test_a_run_that_ended_before_a_held_ctrl_c_keeps_its_finished_outcome(tmp_path: Path) -> None:
+    settings = {"train": {"epochs": 2, "patience": None}, "gradcheck": {"enabled": False}}
+    with pytest.raises(KeyboardInterrupt):
+        run_here(tmp_path, settings, threads=1, pruning=CtrlCAsTheRunEnds(None))
+    (run,) = all_runs(tmp_path)
+    outcome = RunOutcome.load(tmp_path / "out" / OUTCOME_FILE)
+    assert (outcome.status, run.info.status) == ("FINISHED", "FINISHED")
 
 
 @pytest.mark.parametrize("dropped", ["database is locked", "database or disk is full"])

@@ -6,7 +6,8 @@ run that fails or is killed can be reproduced) and the gradient check as soon as
 trains and evaluates (``sweeper.experiment``), and logs every epoch, the summary metrics and
 its other files in batches; the model and the curves only where
 ``tracking.model``/``tracking.curves`` say (``artifacts``).
-A failure is recorded, not raised: the run ends FAILED with its reason in one line.
+A failure is recorded, not raised: the run ends FAILED with its reason in one line. Ctrl-C
+(or SIGTERM) is raised once the run is closed KILLED and that outcome left.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from sweeper.core.training import EpochMetrics
 from sweeper.data.cache import DataCache
 from sweeper.data.datasets import resolve_data_dir
 from sweeper.experiment import run_seeds, train_and_evaluate
-from sweeper.failures import failure_fix, failure_reason, verbose_errors
+from sweeper.failures import failure_fix, failure_reason, interruption, verbose_errors
 from sweeper.names import (
     CONFIG_HASH_TAG,
     EPOCH_METRICS,
     FAILED,
     FINISHED,
     JOB_TAG,
+    KILLED,
     OVERRIDES_TAG,
     PID_TAG,
     PRUNED,
@@ -146,6 +148,8 @@ def run_config(
     read_from = resolve_data_dir(config.dataset.name.value, config.dataset.data_dir)
     # Kept for the outcome: a run that trains on after a failed check, or then fails, says so.
     failed_check: str | None = None
+    # The outcome once left: a Ctrl-C held back until then must not replace it.
+    left: RunOutcome | None = None
     try:
         environment, environment_files = capture_environment(out_dir, environment_cache)
         tags = {
@@ -226,7 +230,18 @@ def run_config(
                     job, overrides, status, reason, 0.0, run_id, metrics, pruning.trial, model=model
                 )
                 pruning.ended(outcome.objective)
-            return _left(outcome, start, out_dir, failed_check)
+            left = _left(outcome, start, out_dir, failed_check)
+        return left
+    except KeyboardInterrupt:
+        # Left by the run itself, under any launcher: an in-process one has no process death
+        # to record it (the local launcher's on_job_death, record_dead_job, keeps it).
+        if left is None:
+            with interrupts_deferred():
+                killed = RunOutcome(
+                    job, overrides, KILLED, interruption()[0], 0.0, run_id, trial=pruning.trial
+                )
+                _left(killed, start, out_dir, failed_check)
+        raise
     except Exception as err:
         if verbose_errors():
             traceback.print_exc()

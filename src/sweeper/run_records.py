@@ -122,14 +122,20 @@ def tracked_run(
     except KeyboardInterrupt:
         # A second Ctrl-C (the sweep sends its own) waits until the run is closed.
         with interrupts_deferred():
-            logger.set_tags({STATUS_TAG: KILLED, REASON_TAG: interruption()[0]})
-            logger.flush()
-            end_run(RunStatus.KILLED)
-            if parent_run_id and orphaned():
-                # Its sweep's process, which would have, is gone (kill -9).
-                store_call(client.set_terminated)(
-                    parent_run_id, RunStatus.to_string(RunStatus.KILLED)
-                )
+            try:
+                logger.set_tags({STATUS_TAG: KILLED, REASON_TAG: interruption()[0]})
+                logger.flush()
+                end_run(RunStatus.KILLED)
+                if parent_run_id and orphaned():
+                    # Its sweep's process, which would have, is gone (kill -9).
+                    store_call(client.set_terminated)(
+                        parent_run_id, RunStatus.to_string(RunStatus.KILLED)
+                    )
+            except Exception:
+                # A store that stopped answering (the Ctrl-C may have come in its outage) cannot
+                # close the run; the sweep's stop or its resume does. Its error in place of the
+                # Ctrl-C would be taken for the run's failure, and the process would go on.
+                pass
         raise
     except Exception as err:
         try:

@@ -64,7 +64,8 @@ def record_dead_job(
     """A job whose process ``pid`` died before it could record its own end: close its MLflow
     run (found by ``pid``, else by ``job``; its metrics so far stay), leave its outcome where
     the sweep's monitor reads it, and return its objective. One that recorded its end first
-    (Ctrl-C held back until it had) keeps it. The keywords are the launcher's ``JobDeath``."""
+    (Ctrl-C held back until it had, or its run cut short by it) keeps it. The keywords are the
+    launcher's ``JobDeath``."""
     if interrupted:
         # Ctrl-C: the run marked itself KILLED; its outcome is still to be left.
         status, reason = KILLED, interruption()[0]
@@ -87,9 +88,10 @@ def record_dead_job(
     )
     left = job_dir / OUTCOME_FILE
     if not closed and left.is_file():
-        # Its run ended and left its outcome; Ctrl-C, held back until then, ended the process.
+        # Its run ended and left its outcome, or was cut short by Ctrl-C and left that;
+        # Ctrl-C, held back until then, ended the process.
         kept = RunOutcome.load(left)
-        if kept.run_id == run_id and not kept.failed:
+        if kept.run_id == run_id and kept.status != FAILED:
             return kept.objective
     trial = _trial(job_dir, hydra_overrides)
     outcome = RunOutcome(job, overrides, status, reason, seconds, run_id, trial=trial)

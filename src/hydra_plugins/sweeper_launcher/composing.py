@@ -12,6 +12,8 @@ step that follows the composition in Hydra; its ``hydra`` node is filled as Hydr
 A job's shape is its overrides with the values of plain ones left out: ``key=value`` on a key
 that is not a config group, with no package, no ``+``/``++``/``~``, not under ``hydra.``, and
 a value that is not a dict (a dict merges into what the key held, so it belongs to the shape).
+Jobs whose plain value is set again by a later override of the shape (``++key=``, a dict on
+its parent, a child of it) have no shape: each is composed by Hydra.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def typed(overrides: Sequence[str]) -> list[str]:
         assert isinstance(lines, list)
         return [str(line) for line in lines]
     return list(overrides)
+
+
+def _nested(key: str, other: str) -> bool:
+    """Whether ``key`` and ``other`` name one node, or one holds the other."""
+    return key == other or key.startswith(f"{other}.") or other.startswith(f"{key}.")
 
 
 class ShapeCache:
@@ -97,12 +104,21 @@ class ShapeCache:
         self, config_name: str | None, overrides: Sequence[str], run_mode: RunMode
     ) -> tuple[_Shape | None, list[Override], list[Override]]:
         """The shape of ``overrides``, each parsed, and the plain values among them; no shape
-        when a key is set twice (Hydra's composition decides which wins)."""
+        when a key is set twice (Hydra's composition decides which wins), nor when an override
+        of the shape sets a value's key, its parent or its child after it: Hydra applies it
+        after the value, a copy of the shape's first config before."""
         parsed = self._parse(overrides)
         values = [o for o in parsed if self._is_value(o)]
         keys = [o.key_or_group for o in values]
         if len(set(keys)) != len(keys):
             return None, parsed, values
+        before: list[str] = []
+        for override in parsed:
+            key = override.key_or_group
+            if override in values:
+                before.append(key)
+            elif any(_nested(key, value) for value in before) and not self.is_group(key):
+                return None, parsed, values
         lines = tuple(o.key_or_group if o in values else str(o.input_line) for o in parsed)
         return (config_name, run_mode, lines), parsed, values
 

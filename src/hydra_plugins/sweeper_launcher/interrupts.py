@@ -37,8 +37,8 @@ _JOB_STOPS: dict[str, tuple[Callable[[], None], Callable[[float], None]]] = (
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (and SIGTERM where :func:`terminate_as_interrupt` took it) back until the
-    block ends, then raise it. Signal handlers belong to the main thread; elsewhere the block
-    runs as it is."""
+    block ends, then raise it, in place of an exception the block raised (chained to it).
+    Signal handlers belong to the main thread; elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -55,10 +55,12 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    for arrived in received:
-        handler = previous[signal.Signals(arrived)]
-        if callable(handler):
-            handler(arrived, None)
+        # Passed on however the block ended: a caller that catches its error and tries again
+        # (a store call during an outage) would otherwise never see the Ctrl-C.
+        for arrived in received:
+            handler = previous[signal.Signals(arrived)]
+            if callable(handler):
+                handler(arrived, None)
 
 
 def terminate_as_interrupt() -> None:
