@@ -195,6 +195,13 @@ def test_a_deleted_key_fails_before_anything_runs(workdir: Path) -> None:
     assert not (workdir / "mlruns" / "mlflow.db").exists()
 
 
+def test_a_value_left_missing_is_named_by_its_key(workdir: Path) -> None:
+    for override, key in (("seed=???", "seed"), ("topology.hidden=[64,???]", "topology.hidden[1]")):
+        proc = run_cli([override], workdir)
+        assert proc.returncode == 1
+        assert proc.stderr == f"Error: {key}=??? is invalid: give it a value\n"
+
+
 def test_a_wrong_type_names_the_key(workdir: Path) -> None:
     proc = run_cli(["train.batch_size=many"], workdir)
     assert proc.returncode == 1

@@ -300,6 +300,13 @@ def test_runs_that_would_train_the_same_network_stop_the_sweep_in_one_line(workd
         "dataset.data_dir=data,./data/../data": "#0 (dataset.data_dir=data) and #1 "
         "(dataset.data_dir=./data/../data) would train the same network: dataset.data_dir=data "
         "and dataset.data_dir=./data/../data name one directory; run it once",
+        # No hidden layer: no unit to drop out; the activation only picks the init (xavier).
+        "topology=softmax_regression regularizer=dropout regularizer.p=0.2,0.5": "#0 "
+        "(regularizer.p=0.2) and #1 (regularizer.p=0.5) would train the same network: they "
+        "differ only in regularizer.p, which topology.hidden=[] does not read",
+        "topology=softmax_regression activation=sigmoid,tanh": "#0 (activation=sigmoid) and "
+        "#1 (activation=tanh) would train the same network: they differ only in "
+        "activation.name, which topology.hidden=[] does not read",
     }
     for sweep, said in cases.items():
         proc = run_cli(["-m", *sweep.split(), "train.epochs=1"], workdir)

@@ -93,13 +93,47 @@ def test_a_regularizer_reads_the_settings_of_its_entry_and_no_other(name: str) -
     reg = RegularizerConfig(config.RegularizerName[name], lam=0.1, p=0.5, input_p=0.2)
     values = {"lam": 0.1, "p": 0.5, "input_p": 0.2}
     assert reg.arguments == {argument: values[key] for key, argument in reads.items()}
-    params = {"regularizer.name": name, "optimizer.name": "sgd"}
+    params = {"regularizer.name": name, "optimizer.name": "sgd", "topology.hidden": [64]}
     unread = {k for k in config.unread_keys(params) if k.startswith("regularizer.")}
     assert unread == {f"regularizer.{k}" for k in values if k not in reads}
     drops = "dropout" in reads.values()
     assert reg.drops is drops
     seeds = run_seeds(config.ExperimentConfig(regularizer=reg, seed=3))
     assert seeds["seed.dropout"] == (str(core.dropout_seed(3)) if drops else "none")
+
+
+def test_without_a_hidden_layer_dropout_max_norm_and_the_activation_are_unread() -> None:
+    def computes(**settings: object) -> str:
+        params = {
+            "topology.hidden": [],
+            "activation.name": "tanh",
+            "activation.init": "auto",
+            "regularizer.name": "dropout",
+            "regularizer.p": 0.5,
+            "regularizer.input_p": 0.0,
+            "regularizer.max_norm": None,
+            "optimizer.name": "sgd",
+            **{k.replace("__", "."): v for k, v in settings.items()},
+        }
+        return config.config_hash(config.read_params(params))
+
+    softmax = computes()
+    assert computes(activation__name="sigmoid") == softmax  # both pick xavier
+    assert computes(regularizer__p=0.2) == softmax
+    assert computes(regularizer__max_norm=3.0) == softmax
+    assert computes(activation__name="relu") != softmax  # he
+    assert computes(activation__name="relu", activation__init="xavier") == softmax
+    assert computes(regularizer__input_p=0.2) != softmax  # the inputs are dropped still
+    assert computes(topology__hidden=[8], activation__name="sigmoid") != computes(
+        topology__hidden=[8]
+    )
+
+
+def test_each_activation_of_the_core_is_an_option_of_the_activation_group() -> None:
+    from sweeper.app import CONF_DIR
+
+    options = {path.stem for path in (CONF_DIR / "activation").glob("*.yaml")}
+    assert options == set(core.ACTIVATIONS)
 
 
 def test_an_empty_data_dir_is_refused_in_one_line_that_says_null() -> None:

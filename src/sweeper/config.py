@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from sweeper.core import (
     ACTIVATIONS,
@@ -56,6 +56,8 @@ DATA_DIR = "dataset.data_dir"
 ACTIVATION = "activation.name"
 INIT = "activation.init"
 HIDDEN = "topology.hidden"
+DROPOUT_P = "regularizer.p"
+MAX_NORM = "regularizer.max_norm"
 REGULARIZER = "regularizer.name"
 OPTIMIZER = "optimizer.name"
 EVAL_TRAIN_KEY = "train.eval_train"
@@ -305,6 +307,8 @@ class ExperimentConfig:
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
     """Validate a composed run config and return it as objects."""
     for key in (f.name for f in fields(ExperimentConfig)):
+        if OmegaConf.is_missing(cfg, key):
+            raise ConfigError(f"{key}=??? is invalid: give it a value")
         if key not in cfg:
             # Deleted (~key): the schema's default would train, and no param would say so.
             raise ConfigError(f"~{key} is invalid: every run reads {key}; give it a value instead")
@@ -314,6 +318,9 @@ def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
         cause = err.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
+        key = getattr(err, "full_key", None)
+        if isinstance(err, MissingMandatoryValue) and key:
+            raise ConfigError(f"{key}=??? is invalid: give it a value") from None
         raise ConfigError(str(err).splitlines()[0]) from None
     assert isinstance(obj, ExperimentConfig)
     _refuse_unknown_keys(obj, "")
@@ -368,16 +375,42 @@ def params_of_keys(params: Mapping[str, Any], override_keys: Collection[str]) ->
     )
 
 
-def unread_keys(params: dict[str, Any]) -> set[str]:
-    """The keys of ``params`` (``flat_params``) that the run's regularizer and optimizer do not
-    read: whatever their values, the run computes the same."""
-    reads = REGULARIZERS[params[REGULARIZER]]
-    takes = OPTIMIZERS[params[OPTIMIZER]][1]
+def unread_keys(params: dict[str, Any]) -> dict[str, str]:
+    """The keys of ``params`` (``flat_params``) that the run does not read, each with the
+    setting that leaves it unread: whatever their values, the run computes the same."""
+    regularizer, optimizer = params[REGULARIZER], params[OPTIMIZER]
+    reads = REGULARIZERS[regularizer]
+    takes = OPTIMIZERS[optimizer][1]
     # max_norm, in no regularizer's entry, is read whatever the regularizer.
-    return {
-        *(f"regularizer.{k}" for ks in REGULARIZERS.values() for k in ks if k not in reads),
-        *(f"optimizer.{k}" for _, ks in OPTIMIZERS.values() for k in ks if k not in takes),
+    unread = {
+        **{
+            f"regularizer.{k}": f"regularizer={regularizer}"
+            for ks in REGULARIZERS.values()
+            for k in ks
+            if k not in reads
+        },
+        **{
+            f"optimizer.{k}": f"optimizer={optimizer}"
+            for _, ks in OPTIMIZERS.values()
+            for k in ks
+            if k not in takes
+        },
     }
+    if not params[HIDDEN]:
+        # No hidden unit to drop out or bound; the activation picks only the init scheme.
+        for key in (DROPOUT_P, MAX_NORM, ACTIVATION):
+            unread.setdefault(key, f"{HIDDEN}=[]")
+    return unread
+
+
+def read_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the keys the run does not read (``unread_keys``), an ``auto`` init
+    named by the scheme an unread activation picks."""
+    unread = unread_keys(params)
+    read = {k: v for k, v in params.items() if k not in unread}
+    if ACTIVATION in unread and read.get(INIT) == AUTO_INIT:
+        read[INIT] = ACTIVATIONS[params[ACTIVATION]].init
+    return read
 
 
 def names_configuration(key: str) -> bool:

@@ -42,6 +42,7 @@ from sweeper.config import (
     flat_params,
     names_configuration,
     params_of_keys,
+    read_params,
     to_experiment_config,
     unread_keys,
     varied_params,
@@ -176,7 +177,7 @@ def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any
     first: dict[str, int] = {}
     for job, run in enumerate(params):
         unread = unread_keys(run)
-        same = first.setdefault(config_hash({k: v for k, v in run.items() if k not in unread}), job)
+        same = first.setdefault(config_hash(read_params(run)), job)
         if same == job:
             continue
         other = params[same]
@@ -197,9 +198,7 @@ def check_distinct(jobs: Sequence[Sequence[str]], params: Sequence[dict[str, Any
             # Read, but the same to config_hash: two names of one directory or init scheme.
             said = "; ".join(_same_meaning(k, other, run) for k in spelled)
             raise ConfigError(f"runs {named} would train the same network: {said}; run it once")
-        readers = sorted(
-            {f"{k.partition('.')[0]}={run[k.partition('.')[0] + '.name']}" for k in differ}
-        )
+        readers = sorted({unread[k] for k in differ})
         raise ConfigError(
             f"runs {named} would train the same network: they differ only in "
             f"{', '.join(differ)}, which {' and '.join(readers)} does not read; "
