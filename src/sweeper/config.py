@@ -318,9 +318,8 @@ def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
         cause = err.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        key = getattr(err, "full_key", None)
-        if isinstance(err, MissingMandatoryValue) and key:
-            raise ConfigError(f"{key}=??? is invalid: give it a value") from None
+        if isinstance(err, MissingMandatoryValue) and err.full_key:
+            raise ConfigError(f"{err.full_key}=??? is invalid: give it a value") from None
         raise ConfigError(str(err).splitlines()[0]) from None
     assert isinstance(obj, ExperimentConfig)
     _refuse_unknown_keys(obj, "")
