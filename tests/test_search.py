@@ -4,6 +4,7 @@ and the Optuna study agreeing with MLflow on every trial."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -992,6 +993,24 @@ def test_a_time_budget_ends_the_search_and_says_so(workdir: Path) -> None:
     trials = study_of(workdir, parent.data.tags["sweep_id"]).get_trials()
     assert sorted(runs_by_trial(children)) == [t.number for t in trials]
     assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_a_search_asks_no_more_trials_than_the_launcher_runs_at_once(workdir: Path) -> None:
+    # Asked beyond the launcher's one slot, a trial would wait, drawn before the running one
+    # told anything, and start after the time budget.
+    proc = run_cli(
+        [*SEARCH, "train.epochs=1", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=4",
+         "hydra.launcher.n_jobs=1", "topology.hidden=[16]", *ONE_CONFIGURATION],
+        workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Runs 1 at a time, not hydra.sweeper.n_jobs=4: the launcher runs no more" in proc.stdout
+    sweep_id = parent_run(all_runs(workdir)).data.tags["sweep_id"]
+    trials = study_of(workdir, sweep_id).get_trials()
+    assert len(trials) == 3
+    for told, asked in itertools.pairwise(trials):
+        assert told.datetime_complete is not None and asked.datetime_start is not None
+        assert told.datetime_complete <= asked.datetime_start
 
 
 def test_a_target_value_ends_the_search_when_a_trial_reaches_it(workdir: Path) -> None:

@@ -439,6 +439,11 @@ class LocalLauncher(Launcher):
         returns: list[JobReturn] = Parallel(n_jobs=self.n_jobs, backend="threading")(jobs())
         return returns
 
+    @property
+    def slots(self) -> int:
+        """How many jobs run at once: a job submitted beyond them waits for a slot."""
+        return int(effective_n_jobs(self.n_jobs))
+
     def submit(self, overrides: Sequence[str], job: int) -> concurrent.futures.Future[JobReturn]:
         """Start one job as soon as one of ``n_jobs`` slots is free, and return at once; the
         future holds its return. A job whose process dies returns FAILED (``JobProcessDiedError``).
@@ -451,7 +456,7 @@ class LocalLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
             Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
             self._slots = concurrent.futures.ThreadPoolExecutor(
-                max_workers=effective_n_jobs(self.n_jobs), thread_name_prefix="sweeper-slot"
+                max_workers=self.slots, thread_name_prefix="sweeper-slot"
             )
         cfg = self._sweep_config(overrides, job)
         payload = (self.hydra_context, cfg, self.task_function, Singleton.get_state())

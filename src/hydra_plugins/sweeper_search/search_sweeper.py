@@ -333,6 +333,8 @@ class SearchSweeper(Sweeper):
         self.repeat_values: list[int] = []
         # The next job's number: a resumed study's runs number on after its earlier ones.
         self.next_job = 0
+        # How many runs go at once (``_width``).
+        self.width = 1
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -533,7 +535,7 @@ class SearchSweeper(Sweeper):
     # --- the two schedulers ---
 
     def _run_asynchronously(self, study: optuna.Study, space: SearchSpace, start: float) -> None:
-        """Keep ``n_jobs`` runs going: a slot that frees takes a queued repeat, else the next
+        """Keep ``width`` runs going: a slot that frees takes a queued repeat, else the next
         trial, at once."""
         launcher: Any = self.launcher
         running: dict[concurrent.futures.Future[JobReturn], Job] = {}
@@ -542,7 +544,7 @@ class SearchSweeper(Sweeper):
                 # A trial is asked whole and its job tracked, or neither: else a resume would
                 # ask a trial again with half its params.
                 with interrupts_deferred():
-                    jobs = self._next_jobs(study, space, start, self.settings.n_jobs - len(running))
+                    jobs = self._next_jobs(study, space, start, self.width - len(running))
                     for job in jobs:
                         overrides = self._job_overrides(study, space, job)
                         running[launcher.submit(overrides, self.next_job)] = job
@@ -567,12 +569,12 @@ class SearchSweeper(Sweeper):
             raise
 
     def _run_in_batches(self, study: optuna.Study, space: SearchSpace, start: float) -> None:
-        """Any launcher: ``n_jobs`` runs at a time, each batch waiting for its slowest."""
+        """Any launcher: ``width`` runs at a time, each batch waiting for its slowest."""
         assert self.launcher is not None
         try:
             while True:
                 with interrupts_deferred():
-                    jobs = self._next_jobs(study, space, start, self.settings.n_jobs)
+                    jobs = self._next_jobs(study, space, start, self.width)
                     if jobs:
                         study.set_user_attr(JOBS_ATTR, self.next_job + len(jobs))
                 if not jobs:
@@ -609,12 +611,28 @@ class SearchSweeper(Sweeper):
         space = check_settings(self.settings, arguments)
         self.repeat_values = repeat_values(self.settings, self.config)
         study = self._open_study(space)
+        self.width = self._width()
         start = time.monotonic()
         if self.settings.asynchronous and hasattr(self.launcher, "submit"):
             self._run_asynchronously(study, space, start)
         else:
             self._run_in_batches(study, space, start)
         self._print_at_end(self._result(study, space))
+
+    def _width(self) -> int:
+        """How many runs go at once: ``n_jobs``, or as many as the launcher runs at a time
+        (its ``slots``) where that is fewer: runs asked beyond them would wait, drawn before
+        what the running ones tell, and start after ``timeout``."""
+        n_jobs = self.settings.n_jobs
+        slots = getattr(self.launcher, "slots", None)
+        if slots is None or slots >= n_jobs:
+            return n_jobs
+        print(
+            f"Runs {slots} at a time, not hydra.sweeper.n_jobs={n_jobs}: the launcher runs "
+            f"no more (hydra.launcher.n_jobs)",
+            flush=True,
+        )
+        return int(slots)
 
     def _result(self, study: optuna.Study, space: SearchSpace) -> list[str]:
         """How the search ended: the trial that reached the target, and the best trial."""
