@@ -333,8 +333,8 @@ class SearchSweeper(Sweeper):
         self.repeat_values: list[int] = []
         # The next job's number: a resumed study's runs number on after its earlier ones.
         self.next_job = 0
-        # How many runs go at once (``_width``).
-        self.width = 1
+        # How many runs go at once: n_jobs, or fewer where the launcher runs fewer (``_width``).
+        self.width: int = self.settings.n_jobs
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
