@@ -18,7 +18,7 @@ from conftest import run_cli
 def test_help_lists_every_group_and_its_options(workdir: Path) -> None:
     proc = run_cli(["--help"], workdir)
     assert proc.returncode == 0, proc.stderr
-    assert "activation: leaky_relu, relu, sigmoid, tanh" in proc.stdout
+    assert "activation: identity, leaky_relu, relu, sigmoid, tanh" in proc.stdout
     assert "dataset: cifar10, digits, fashion_mnist, kmnist, mnist, notmnist" in proc.stdout
     assert "optimizer: adam, momentum, momentum_ema, nesterov, sgd" in proc.stdout
     assert "regularizer: dropout, l1, l2, none" in proc.stdout

@@ -474,7 +474,7 @@ def test_an_interpolated_override_is_resolved_in_each_run_not_in_the_sweeps_conf
 def test_a_group_globbed_in_a_relative_sweep_dir_runs_with_each_job_in_its_own_dir(
     workdir: Path,
 ) -> None:
-    args = ["-m", "activation=glob(*,exclude=[sigmoid,leaky_relu])", "hydra.sweep.dir=multirun/s",
+    args = ["-m", "activation=glob([r*,t*])", "hydra.sweep.dir=multirun/s",
             "hydra.job.chdir=true", *QUICK, "train.epochs=1"]  # fmt: skip
     proc = run_cli(args, workdir)
     assert proc.returncode == 0, proc.stderr
