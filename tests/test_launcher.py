@@ -6,6 +6,7 @@ A job killed in the middle of a sweep is tested end to end in test_robustness.py
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import pickle
 import signal
@@ -630,51 +631,40 @@ def test_a_search_job_killed_before_its_run_started_is_named_by_its_trial(tmp_pa
         assert RunOutcome.load(tmp_path / str(job) / OUTCOME_FILE).number == named
 
 
-def test_a_job_stopped_by_ctrl_c_after_its_run_ended_keeps_its_outcome(tmp_path: Path) -> None:
-    # Ctrl-C held back while its run ended is raised once the outcome is left: the process then
-    # exits as interrupted, but the run it finished stays finished, and counted so.
+@pytest.mark.parametrize(
+    "left",
+    [
+        # Ctrl-C held back while its run ended is raised once the outcome is left: the process
+        # then exits as interrupted, but the run it finished stays finished, and counted so.
+        RunOutcome(2, ["seed=2"], "FINISHED", "", 1.0, "", {"best_val_loss": 0.25}),
+        # The run closed itself KILLED and left that outcome (run_config on Ctrl-C) before
+        # the process exited.
+        RunOutcome(2, ["seed=2"], "KILLED", "interrupted (Ctrl-C)", 7.5, ""),
+    ],
+    ids=["finished", "killed"],
+)
+def test_a_job_stopped_by_ctrl_c_keeps_the_outcome_its_run_left(
+    tmp_path: Path, left: RunOutcome
+) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     experiment_id = prepare_store(uri, "sweeper")
     parent = client.create_run(experiment_id, tags={"kind": "sweep"}).info.run_id
     tags = {"mlflow.parentRunId": parent, "job": "2", "pid": "99"}
     run_id = client.create_run(experiment_id, tags=tags).info.run_id
-    client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(run_id, left.status)
     SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
-    metrics = {"best_val_loss": 0.25}
     (tmp_path / "2").mkdir()
-    RunOutcome(2, ["seed=2"], "FINISHED", "", 1.0, run_id, metrics).save(tmp_path / "2")
+    left = dataclasses.replace(left, run_id=run_id)
+    left.save(tmp_path / "2")
     objective = record_dead_job(
         sweep_dir=tmp_path, job_dir=tmp_path / "2", job=2, overrides=["seed=2"],
         hydra_overrides=[], pid=99,
         interrupted=True, ended="exit code 130", seconds=1.0,
     )  # fmt: skip
-    assert objective == 0.25
-    assert client.get_run(run_id).info.status == "FINISHED"
-    assert RunOutcome.load(tmp_path / "2" / OUTCOME_FILE).status == "FINISHED"
-
-
-def test_a_job_whose_run_left_its_killed_outcome_keeps_it(tmp_path: Path) -> None:
-    # The run closed itself KILLED and left that outcome (run_config on Ctrl-C) before the
-    # process exited: the launcher's record of its death leaves it as it was.
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(uri)
-    experiment_id = prepare_store(uri, "sweeper")
-    parent = client.create_run(experiment_id, tags={"kind": "sweep"}).info.run_id
-    tags = {"mlflow.parentRunId": parent, "job": "2", "pid": "99"}
-    run_id = client.create_run(experiment_id, tags=tags).info.run_id
-    client.set_terminated(run_id, "KILLED")
-    SweepInfo("s", uri, experiment_id, parent).save(tmp_path)
-    (tmp_path / "2").mkdir()
-    left = RunOutcome(2, ["seed=2"], "KILLED", "interrupted (Ctrl-C)", 7.5, run_id)
-    left.save(tmp_path / "2")
-    record_dead_job(
-        sweep_dir=tmp_path, job_dir=tmp_path / "2", job=2, overrides=["seed=2"],
-        hydra_overrides=[], pid=99,
-        interrupted=True, ended="exit code 130", seconds=1.0,
-    )  # fmt: skip
+    assert objective == left.objective
     assert RunOutcome.load(tmp_path / "2" / OUTCOME_FILE) == left
-    assert client.get_run(run_id).info.status == "KILLED"
+    assert client.get_run(run_id).info.status == left.status
 
 
 def test_the_ray_launcher_composes_with_its_death_handler_without_ray_installed() -> None:

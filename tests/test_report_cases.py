@@ -728,41 +728,54 @@ def test_a_key_the_sweep_varies_is_no_constant_before_its_other_values_ran(
     assert table_with(markdown, "activation.name")[0]["activation.name"] == "tanh"
 
 
+L2 = {"regularizer.name": "l2"}
+
+
+def search_report(
+    tmp_path: Path, searched: set[str], epochs: int, trials: list[tuple[str, dict[str, str]]]
+) -> str:
+    """The report of a finished search of ``searched`` keys with the search preset: one run
+    per trial of ``trials`` (its drawn overrides and its params), losses 0.4, 0.5, ..."""
+    uri = store_uri(tmp_path)
+    experiment_id = prepare_store(uri, "sweeper")
+    overrides = f"+experiment=search train.epochs={epochs}"
+    parent = start_sweep_run(uri, experiment_id, "search", overrides, "sweep")
+    describe_run(uri, parent, sweep_note(f"python -m sweeper -m {overrides}", searched))
+    client = MlflowClient(uri)
+    for trial, (drawn, params) in enumerate(trials):
+        add_child_run(
+            client,
+            experiment_id,
+            parent,
+            drawn,
+            tags={
+                "config_hash": f"trial-{trial}",
+                "trial": str(trial),
+                "overrides": f"{overrides} {drawn}",
+            },
+            params={**params, "seed": "0", "train.epochs": str(epochs)},
+            best_val_loss=0.4 + 0.1 * trial,
+            test_acc=0.9,
+            best_epoch=epochs,
+        )
+    client.set_terminated(parent, "FINISHED")
+    return report(tmp_path)
+
+
 def test_a_group_a_search_draws_is_no_constant_where_its_trials_drew_one_choice(
     tmp_path: Path,
 ) -> None:
     # The preset searches regularizer: choice(l2, dropout) and regularizer.lam on its own key;
     # both trials drew l2. regularizer.lam varying is no sign that the group's choice did.
-    uri = store_uri(tmp_path)
-    experiment_id = prepare_store(uri, "sweeper")
-    overrides = "+experiment=search train.epochs=4"
-    parent = start_sweep_run(uri, experiment_id, "drawn", overrides, "sweep")
-    command = f"python -m sweeper -m {overrides}"
-    describe_run(uri, parent, sweep_note(command, {"regularizer", "regularizer.lam", "seed"}))
-    client = MlflowClient(uri)
-    for trial, lam, loss in ((0, "0.0001", 0.4), (1, "0.001", 0.5)):
-        add_child_run(
-            client,
-            experiment_id,
-            parent,
-            f"regularizer=l2 regularizer.lam={lam} seed=0",
-            tags={
-                "config_hash": f"trial-{trial}",
-                "trial": str(trial),
-                "overrides": f"{overrides} regularizer=l2 regularizer.lam={lam} seed=0",
-            },
-            params={
-                "regularizer.name": "l2",
-                "regularizer.lam": lam,
-                "seed": "0",
-                "train.epochs": "4",
-            },
-            best_val_loss=loss,
-            test_acc=0.9,
-            best_epoch=4,
-        )
-    client.set_terminated(parent, "FINISHED")
-    markdown = report(tmp_path)
+    markdown = search_report(
+        tmp_path,
+        {"regularizer", "regularizer.lam", "seed"},
+        4,
+        [
+            (f"regularizer=l2 regularizer.lam={lam} seed=0", {**L2, "regularizer.lam": lam})
+            for lam in ("0.0001", "0.001")
+        ],
+    )
     assert constants_line(markdown) == "Constant params: `train.epochs=4`."
     rows = table_with(markdown, "regularizer.lam")
     assert [(row["regularizer.name"], row["regularizer.lam"]) for row in rows] == [
@@ -776,39 +789,21 @@ def test_a_group_a_search_drew_one_choice_of_is_a_column_of_its_choice_alone(
 ) -> None:
     # Every trial drew l2: regularizer.input_p (0.0) and max_norm (None), the same under each
     # choice, were columns that filled every label.
-    uri = store_uri(tmp_path)
-    experiment_id = prepare_store(uri, "sweeper")
-    overrides = "+experiment=search train.epochs=3"
-    parent = start_sweep_run(uri, experiment_id, "one-choice", overrides, "sweep")
-    command = f"python -m sweeper -m {overrides}"
-    describe_run(uri, parent, sweep_note(command, {"regularizer", "topology.hidden", "seed"}))
-    client = MlflowClient(uri)
-    for trial, hidden, loss in ((0, "[32]", 0.4), (1, "[64]", 0.5)):
-        add_child_run(
-            client,
-            experiment_id,
-            parent,
-            f"regularizer=l2 topology.hidden={hidden} seed=0",
-            tags={
-                "config_hash": f"trial-{trial}",
-                "trial": str(trial),
-                "overrides": f"{overrides} regularizer=l2 topology.hidden={hidden} seed=0",
-            },
-            params={
-                "regularizer.name": "l2",
-                "regularizer.lam": "0.0001",
-                "regularizer.input_p": "0.0",
-                "regularizer.max_norm": "None",
-                "topology.hidden": hidden,
-                "seed": "0",
-                "train.epochs": "3",
-            },
-            best_val_loss=loss,
-            test_acc=0.9,
-            best_epoch=3,
-        )
-    client.set_terminated(parent, "FINISHED")
-    markdown = report(tmp_path)
+    l2 = {
+        **L2,
+        "regularizer.lam": "0.0001",
+        "regularizer.input_p": "0.0",
+        "regularizer.max_norm": "None",
+    }
+    markdown = search_report(
+        tmp_path,
+        {"regularizer", "topology.hidden", "seed"},
+        3,
+        [
+            (f"regularizer=l2 topology.hidden={hidden} seed=0", {**l2, "topology.hidden": hidden})
+            for hidden in ("[32]", "[64]")
+        ],
+    )
     rows = table_with(markdown, "topology.hidden")
     assert list(rows[0])[:3] == ["#", "regularizer.name", "topology.hidden"]
     assert "regularizer.input_p" not in rows[0] and "regularizer.max_norm" not in rows[0]
