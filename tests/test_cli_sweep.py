@@ -92,8 +92,9 @@ def test_a_failed_run_does_not_stop_the_others(workdir: Path) -> None:
     # Run again as it is, it diverges again: the command says what to change instead.
     assert "(loss=nan); to fix: lower optimizer.lr\n" in proc.stderr
     assert proc.stderr.endswith(
-        "As they are, they would fail the same way again: make the change each line gives, "
-        "then run the sweep with resume=true to keep what finished.\n"
+        "As they are, they would fail the same way again: make the change each line gives and "
+        "run them as a new sweep (changed, they are other configurations than this sweep's, "
+        "which keeps what finished).\n"
     )
     assert "Run them again with:" not in proc.stderr
 

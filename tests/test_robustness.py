@@ -697,14 +697,18 @@ def test_the_ui_listens_on_loopback_only() -> None:
 
 
 @pytest.mark.slow
-def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir: Path) -> None:
-    # Ctrl-C as the best run's model is made: every run FINISHED, the parent KILLED, no
-    # model. tracking.* names no configuration, so the resume skips both runs.
+@pytest.mark.parametrize("ended", ["KILLED", "RUNNING"])
+def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(
+    workdir: Path, ended: str
+) -> None:
+    # Ctrl-C as the best run's model is made (the parent KILLED), or kill -9 then (left
+    # RUNNING): every run FINISHED, no model. tracking.* names no configuration, so the
+    # resume skips both runs.
     args = ["-m", "seed=0,1", *QUICK]
     assert run_cli([*args, "tracking.model=none"], workdir).returncode == 0
     parent = parent_run(all_runs(workdir))
     client = MlflowClient(store_uri(workdir))
-    client.set_terminated(parent.info.run_id, "KILLED")
+    client.update_run(parent.info.run_id, status=ended)
 
     again = run_cli([*args, "resume=true"], workdir)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -715,6 +719,30 @@ def test_resume_of_a_sweep_interrupted_after_its_last_run_makes_its_end(workdir:
     assert "Made for the best run: runs:/" in again.stdout
     assert parent_run(all_runs(workdir)).info.status == "FINISHED"
     assert len(child_runs(all_runs(workdir))) == 2
+
+
+def test_a_resume_that_leaves_out_an_unfinished_configuration_does_not_end_the_sweep_finished(
+    workdir: Path,
+) -> None:
+    # seed=1 was cut short (KILLED) with its sweep; resumed with seed=0 alone, the sweep's end
+    # still counts it, and says so: the parent is not FINISHED while a run of it is not.
+    args = ["-m", "seed=0,1", *QUICK, "tracking.model=none"]
+    assert run_cli(args, workdir).returncode == 0
+    client = MlflowClient(store_uri(workdir))
+    parent = parent_run(all_runs(workdir)).info.run_id
+    (cut,) = [r for r in child_runs(all_runs(workdir)) if r.data.params["seed"] == "1"]
+    client.set_terminated(cut.info.run_id, "KILLED")
+    client.set_terminated(parent, "KILLED")
+
+    again = run_cli(["-m", "seed=0", *QUICK, "tracking.model=none", "resume=true"], workdir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (
+        "Not in this command's overrides, and not finished: seed=1 (KILLED); the sweep is not "
+        "complete without them (resume=true with their values runs them)."
+    ) in again.stdout
+    ended = client.get_run(parent)
+    assert ended.info.status == "FAILED"
+    assert ended.data.metrics["runs"] == 2 and ended.data.metrics["killed_runs"] == 1
 
 
 # A run that finishes, and one that would last hours until Ctrl-C.

@@ -834,7 +834,9 @@ def test_a_sweeps_end_offers_to_run_again_only_the_runs_that_may_then_succeed(
         "  #1 seed=1: no space left on device (/x)\n"
         "  #2 seed=2: diverged at epoch 1 (loss=nan); to fix: lower optimizer.lr\n"
         "Run #1 again with:  python -m sweeper -m seed=0,1 resume=true\n"
-        "(the others would fail the same way again: make the change their line gives first)\n"
+        "(the others would fail the same way again: make the change their line gives and run "
+        "them as a new sweep; changed, they are other configurations than this sweep's, which "
+        "keeps what finished)\n"
     )
 
 

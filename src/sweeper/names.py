@@ -20,6 +20,7 @@ FINISHED = "FINISHED"
 FAILED = "FAILED"
 KILLED = "KILLED"  # stopped by Ctrl-C or SIGTERM, or with its sweep
 PRUNED = "PRUNED"
+RUNNING = "RUNNING"  # MLflow's alone: not ended yet, or its process killed outright
 
 # The tag that tells a sweep's parent run from the runs of its configurations.
 KIND_TAG = "kind"

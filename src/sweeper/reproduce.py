@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -48,6 +48,7 @@ from sweeper.names import (
     PRUNED,
     PRUNED_EPOCH_TAG,
     REASON_TAG,
+    RUNNING,
     STATUS_TAG,
 )
 from sweeper.provenance import (
@@ -84,8 +85,6 @@ REPRODUCES_TAG = "reproduces"
 OUTPUT_DIR = Path("outputs")
 # Final metrics are logged without a step (0); per-epoch ones at steps 1, 2, ...
 FINAL_STEP = 0
-# A run's status in the store until it is ended.
-RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 class ReproduceError(Exception):

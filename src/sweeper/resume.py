@@ -27,6 +27,7 @@ from sweeper.names import (
     PRUNED,
     REASON_TAG,
     REPEAT_TAG,
+    RUNNING,
     STATUS_TAG,
     SWEEP_ID_TAG,
     TRIAL_TAG,
@@ -118,6 +119,21 @@ def finished_before(
     return [_outcome(newest[h], repeats, number=job) for job, h in enumerate(hashes) if h in newest]
 
 
+@store_call
+def unfinished_outside(
+    uri: str, experiment_id: str, parent_run_id: str, hashes: Collection[str]
+) -> list[Run]:
+    """The sweep's configurations that this command does not plan (a value left out of its
+    overrides) and that did not finish: the newest run of each, FAILED or KILLED. The sweep
+    is not complete without them; a search plans no ``hashes``, and has none."""
+    if not hashes:
+        return []
+    query = f"tags.{PARENT_RUN_TAG} = '{parent_run_id}'"
+    runs = sorted(search_all(MlflowClient(uri), experiment_id, query), key=_started)
+    newest = {run.data.tags.get(CONFIG_HASH_TAG, run.info.run_id): run for run in runs}
+    return [run for key, run in newest.items() if key not in hashes and run.info.status != FINISHED]
+
+
 def _started(run: Run) -> int:
     return int(run.info.start_time or 0)
 
@@ -150,7 +166,8 @@ def continue_sweep(
     still RUNNING are closed (:func:`close_orphaned_runs`), its FINISHED configurations are
     skipped (how many of the planned runs, or of a search's budget, is returned), the others
     run as children of its parent run, under its sweep_id. Exits 0, the sweep's records
-    otherwise untouched, if nothing is left to run and the sweep was not interrupted. A
+    otherwise untouched, if nothing is left to run and the sweep's end was made (its parent
+    neither KILLED nor left RUNNING). A
     search plans no ``hashes``: its study knows what is left."""
     close_orphaned_runs(uri, experiment_id, resumed.parent_run_id)
     skipped = sum(h in resumed.finished_hashes for h in hashes) if hashes else resumed.spent_runs
@@ -171,11 +188,11 @@ def continue_sweep(
         nothing_left = skipped == len(hashes)
         spent = "Nothing left to run"
     if nothing_left:
-        if MlflowClient(uri).get_run(resumed.parent_run_id).info.status != KILLED:
+        if MlflowClient(uri).get_run(resumed.parent_run_id).info.status not in (KILLED, RUNNING):
             print(f"{spent}.", flush=True)
             raise SystemExit(0)
-        # Interrupted after its last run (as its best run's model was made): its end is what
-        # is left.
+        # Interrupted after its last run (as its best run's model was made), or killed outright
+        # there (left RUNNING: this command holds the sweep): its end is what is left.
         print(f"{spent}; the sweep's end is made now.", flush=True)
     reopen_sweep_run(uri, resumed.parent_run_id, overrides)
     done = sorted(resumed.finished_hashes.intersection(hashes))

@@ -54,6 +54,7 @@ from sweeper.resume import (
     find_resumable_sweep,
     finished_before,
     finished_hashes,
+    unfinished_outside,
 )
 from sweeper.search import is_search, search_resume_point
 from sweeper.shell import python_command, this_python
@@ -162,8 +163,10 @@ class SweepCallback(Callback):
         self._ended_before = 0
         self._failed_before = 0
         self._resume_command = ""
-        # The runs a resumed sweep finished before this command, for its summary.
+        # The runs a resumed sweep finished before this command, for its summary; and the
+        # newest runs of its configurations this command left out that did not finish.
         self._before: list[RunOutcome] = []
+        self._left_out: list[Run] = []
         # Whether this sweep continues one in the store (resume=true found it).
         self._resumed = False
         self._command = ""
@@ -311,6 +314,9 @@ class SweepCallback(Callback):
                 )
                 self._failed_before = resumed.failed_runs
                 self._ended_before = len(self._before) + self._failed_before
+                self._left_out = unfinished_outside(
+                    uri, experiment_id, resumed.parent_run_id, plan.hashes
+                )
                 self._resumed = True
                 return
             print(
@@ -374,6 +380,12 @@ class SweepCallback(Callback):
             f"{f', {again} failed and run again' if again else ''}{skipped}\n"
         )
         print(summary_table(outcomes, self._keys, self._before))
+        if self._left_out:
+            labels = ", ".join(f"{r.info.run_name} ({r.info.status})" for r in self._left_out)
+            print(
+                f"\nNot in this command's overrides, and not finished: {labels}; the sweep "
+                "is not complete without them (resume=true with their values runs them)."
+            )
         checks = failed_checks([*self._before, *outcomes], self._keys)
         if checks:
             print(f"\n{checks}")
@@ -404,12 +416,13 @@ class SweepCallback(Callback):
                 if has_model(best):  # made with every run (tracking.model=every)
                     model = model_reference(best.info.run_id, self._info.tracking_uri)
                     print(f"The best run's model: {model}", flush=True)
+            left_out = [r.info.status for r in self._left_out]
             end_sweep_run(
                 self._info.tracking_uri,
                 self._info.parent_run_id,
-                self._ended_before + count_runs(outcomes),
-                self._failed_before + n_failed,
-                n_killed,
+                self._ended_before + count_runs(outcomes) + len(left_out),
+                self._failed_before + n_failed + left_out.count(FAILED),
+                n_killed + left_out.count(KILLED),
             )
         except Exception as err:
             if verbose_errors():
@@ -483,20 +496,28 @@ def as_typed(overrides: Sequence[str]) -> str:
     return " ".join(shown)
 
 
+# Why a failed run's fix is no resume: resume=true continues the same configurations.
+NEW_CONFIGURATION = (
+    "changed, they are other configurations than this sweep's, which keeps what finished"
+)
+
+
 def rerun_hint(failed: Sequence[RunOutcome], resume_command: str) -> str:
     """What to do about the failed runs: the command that runs again those that may then
     succeed (cut short, their process, store or data gone); for those that would fail the
-    same way (diverged, a wrong config value: ``RunOutcome.fix``), to change them first."""
+    same way (diverged, a wrong config value: ``RunOutcome.fix``), to change them and run
+    them anew, as resume=true runs only the same configurations again."""
     again = [o for o in failed if o.fix is None]
     if not again:
         return (
-            "As they are, they would fail the same way again: make the change each line gives, "
-            "then run the sweep with resume=true to keep what finished."
+            "As they are, they would fail the same way again: make the change each line gives "
+            f"and run them as a new sweep ({NEW_CONFIGURATION})."
         )
     if len(again) == len(failed):
         return f"Run them again with:  {resume_command}"
     numbers = ", ".join(f"#{o.number}" for o in again)
     return (
         f"Run {numbers} again with:  {resume_command}\n"
-        "(the others would fail the same way again: make the change their line gives first)"
+        "(the others would fail the same way again: make the change their line gives and run "
+        f"them as a new sweep; {NEW_CONFIGURATION})"
     )
