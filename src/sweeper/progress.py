@@ -204,7 +204,7 @@ def summary_table(
     rows = [*outcomes, *before]
     configurations = [_configuration(r.overrides) for r in rows]
     trained = [not r.failed or retried(r, rows) for r in rows]
-    flags = complete_configurations(configurations, trained, _short_of_seeds(rows))
+    flags = complete_configurations(configurations, trained, _grid_seeds(rows))
     complete = {id(r): ok for r, ok in zip(rows, flags, strict=True)}
 
     def sort_key(o: RunOutcome) -> tuple[bool, bool, bool, float]:
@@ -244,17 +244,14 @@ def _configuration(overrides: Sequence[str]) -> frozenset[str]:
     )
 
 
-def _short_of_seeds(rows: Sequence[RunOutcome]) -> set[frozenset[str]]:
-    """The configurations of a grid without a run of a seed another has (a sweep stopped
-    before it), as the report finds them; a search's trials plan their own repeats."""
+def _grid_seeds(rows: Sequence[RunOutcome]) -> list[str] | None:
+    """Each run's seed override where the runs are a grid's, as the report reads its seeds;
+    None for a search's trials, which plan their own repeats."""
     if any(r.trial is not None for r in rows):
-        return set()
-    seeds: dict[frozenset[str], set[str]] = {}
-    for r in rows:
-        seed = next((o for o in r.overrides if o.partition("=")[0].lstrip("+~") == SEED), "")
-        seeds.setdefault(_configuration(r.overrides), set()).add(seed)
-    every = set().union(*seeds.values())
-    return {configuration for configuration, ran in seeds.items() if ran != every}
+        return None
+    return [
+        next((o for o in r.overrides if o.partition("=")[0].lstrip("+~") == SEED), "") for r in rows
+    ]
 
 
 # The summary's columns headed otherwise than their metric: a count, in a narrow column.

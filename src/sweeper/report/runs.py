@@ -31,7 +31,7 @@ from sweeper.names import (
     SWEEP_ID_TAG,
     TRIAL_TAG,
 )
-from sweeper.ranking import RANK_ASCENDING, RANKED_BY, complete_configurations
+from sweeper.ranking import RANK_ASCENDING, RANKED_BY, complete_configurations, seeds_missing
 from sweeper.store_reads import search_all
 from sweeper.store_uri import (
     CONNECT_TIMEOUT_S,
@@ -279,32 +279,33 @@ def ran_as_trials(records: Sequence[RunRecord]) -> bool:
     return any(TRIAL_TAG in r.tags for r in records)
 
 
+def _grid_seeds(records: Sequence[RunRecord]) -> list[str] | None:
+    """Each run's seed where the runs are a grid's, which crosses every configuration with
+    every seed; None for a search's trials, which plan their own repeats."""
+    return None if ran_as_trials(records) else [r.params.get(SEED, "") for r in records]
+
+
 def seeds_not_run(records: Sequence[RunRecord], keys: Iterable[str]) -> list[int]:
     """For each run, how many of the sweep's seeds its configuration (runs varying ``keys``,
-    :func:`configuration_of`) has no run of: a grid crosses every configuration with every
-    seed, so a seed any of its runs has (finished, failed or running) is one each plans. A
-    seed no configuration ran yet is no difference between them. A search's trials plan
-    their own repeats, and stop them when pruned: 0 for each."""
+    :func:`configuration_of`) has no run of (``ranking.seeds_missing``); 0 for a search's."""
     keys = list(keys)
-    if ran_as_trials(records):
+    seeds = _grid_seeds(records)
+    if seeds is None:
         return [0] * len(records)
-    seeds = {r.params[SEED] for r in records if SEED in r.params}
-    ran: dict[tuple[str, ...], set[str]] = {}
-    for r in records:
-        ran.setdefault(configuration_of(r, keys), set()).add(r.params.get(SEED, ""))
-    return [len(seeds - ran[configuration_of(r, keys)]) for r in records]
+    return seeds_missing([configuration_of(r, keys) for r in records], seeds)
 
 
 def complete(records: Sequence[RunRecord], keys: Iterable[str]) -> list[bool]:
     """For each of the report's runs (``kept_runs``: a run again supersedes a failed one),
     whether its configuration (runs varying ``keys``, :func:`configuration_of`) is complete
     (``ranking.complete_configurations``): every run of it trained, and none of the seeds
-    the others ran missing (:func:`seeds_not_run`)."""
+    the others ran missing."""
     keys = list(keys)
-    configurations = [configuration_of(r, keys) for r in records]
-    missing = seeds_not_run(records, keys)
-    short = {c for c, n in zip(configurations, missing, strict=True) if n}
-    return complete_configurations(configurations, [r.finished or r.pruned for r in records], short)
+    return complete_configurations(
+        [configuration_of(r, keys) for r in records],
+        [r.finished or r.pruned for r in records],
+        _grid_seeds(records),
+    )
 
 
 def ranked_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
